@@ -1,0 +1,3 @@
+from energybench.cli import main
+
+main()

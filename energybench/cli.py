@@ -1,0 +1,231 @@
+"""The command line: a thin typer layer over library calls, error formatting and exit codes.
+
+Exit codes: 0 success, 1 a run failed, 2 bad input (bad suite, bad path, bad override).
+User errors are printed as one paragraph, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from energybench import __version__
+
+if TYPE_CHECKING:
+    from energybench.store import RunData
+
+app = typer.Typer(
+    name="energybench",
+    help="Full-cycle energy benchmark for efficient vision models: train, compress, serve, "
+    "measure, and rank by lifecycle energy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err.print(
+        f"[bold red]error:[/bold red] {message}", highlight=False, markup=True, soft_wrap=True
+    )
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"energybench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """energybench command line."""
+
+
+def _load(suite: Path, overrides: list[str] | None):  # noqa: ANN202 - LoadedSuite, lazy import
+    from energybench.suite import SuiteError, load_suite
+
+    try:
+        return load_suite(suite, overrides or [])
+    except SuiteError as exc:
+        raise _fail(str(exc).replace("[", r"\[")) from None
+
+
+@app.command()
+def run(
+    suite: Annotated[Path, typer.Argument(help="Suite YAML file, e.g. suites/vsr.yaml.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output root for runs.")] = Path(
+        "results"
+    ),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a suite value: key.path=value (repeatable), e.g. "
+            "entries.ckbg.train.steps=50.",
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Resume this run directory: re-run only phases that did not finish."),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this entry (and what it depends on); repeatable."),
+    ] = None,
+    report_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help="Where to write the HTML report (default: reports/<suite>-<run>.html)."
+        ),
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write a report.")] = False,
+) -> None:
+    """Run a suite: train, compress and serve every entry, measuring energy; then report."""
+    from energybench.lifecycle.runner import ResumeError, run_suite
+
+    loaded = _load(suite, set_)
+    try:
+        outcome = run_suite(loaded, out_root=out, resume=resume, only=only, console=console)
+    except (ResumeError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print(
+            "[yellow]interrupted: finished phases are saved; continue with "
+            "--resume <run dir>[/yellow]"
+        )
+        raise typer.Exit(130) from None
+    console.print(f"results: [bold]{outcome.run_dir}[/bold]")
+    console.print(f"ran {len(outcome.ran)} phase(s), reused {len(outcome.reused)} finished")
+    if not no_report:
+        from energybench.report.html import write_report
+        from energybench.store import load_run
+
+        run_data = load_run(outcome.run_dir)
+        path = report_path or _default_output(run_data, "html")
+        write_report([run_data], path)
+        console.print(f"report: [bold]{path}[/bold]")
+    if not outcome.ok:
+        for name, why in outcome.failed.items():
+            err.print(f"[red]entry '{name}' failed: {why}[/red]", highlight=False)
+        console.print(f"next: energybench run {suite} --resume {outcome.run_dir}")
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _default_output(run: RunData, ext: str) -> Path:
+    return Path("reports") / f"{run.suite.get('name', 'run')}-{run.root.name}.{ext}"
+
+
+@app.command()
+def validate(
+    suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key.path=value")] = None,
+) -> None:
+    """Check a suite without running it."""
+    loaded = _load(suite, set_)
+    s = loaded.suite
+    console.print(
+        f"[green]ok[/green]: suite '{s.name}' with {len(s.entries)} entries "
+        f"({', '.join(e.name for e in s.entries)}); config hash {loaded.config_hash}"
+    )
+
+
+def _runs(run_dirs: list[Path]):  # noqa: ANN202
+    from energybench.store import NotARunError, load_run
+
+    try:
+        return [load_run(d) for d in run_dirs]
+    except NotARunError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="HTML file to write.")
+    ] = None,
+) -> None:
+    """Render a self-contained HTML leaderboard from run directories."""
+    from energybench.report.html import write_report
+
+    runs = _runs(run_dirs)
+    path = output or _default_output(runs[0], "html")
+    write_report(runs, path)
+    console.print(f"report: [bold]{path}[/bold]")
+
+
+@app.command()
+def export(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="csv")] = "csv",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
+) -> None:
+    """Export tidy long-format tables (one row per entry x phase x device)."""
+    from energybench.report.export import FORMATS, write_export
+
+    if format_ not in FORMATS:
+        raise _fail(f"unknown format '{format_}' (known: {', '.join(FORMATS)})")
+    runs = _runs(run_dirs)
+    path = output or _default_output(runs[0], format_)
+    write_export(runs, path, format_)
+    console.print(f"export: [bold]{path}[/bold]")
+
+
+@app.command()
+def meters() -> None:
+    """Which energy meters work on this machine, what they see, and why not."""
+    from energybench.meters import probe_meters
+
+    for status in probe_meters():
+        mark = "[green]ok[/green]" if status.ok else "[red]unavailable[/red]"
+        console.print(f"[bold]{status.name}[/bold]: {mark}", highlight=False)
+        if status.reason:
+            console.print(f"  why: {status.reason}", highlight=False)
+        if status.fix:
+            console.print(f"  fix: {status.fix}", highlight=False)
+        for d in status.details:
+            console.print("  - " + ", ".join(f"{k}={v}" for k, v in d.items()), highlight=False)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models and datasets."""
+    from energybench.data import DATASETS
+    from energybench.models import MODELS
+
+    for reg in (MODELS, DATASETS):
+        table = Table(title=f"{reg.kind}s")
+        table.add_column("name")
+        table.add_column("description")
+        for name in reg:
+            table.add_row(name, reg.help(name))
+        console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

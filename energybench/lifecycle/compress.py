@@ -1,0 +1,139 @@
+"""Compression methods applied in order in the compress phase, each in its own window.
+
+A method takes a trained model and returns a new (or modified) model plus a record of what it
+changed. Optional fine-tuning runs inside the method's window, so its energy is counted.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from energybench.lifecycle.tasks import Task
+from energybench.lifecycle.train import Progress, train_steps
+from energybench.suite.schema import FinetuneSettings
+
+
+@dataclass
+class CompressContext:
+    task: Task
+    device: torch.device
+    seed: int
+    batch_size: int
+    progress: Progress | None = None
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Size of the serialised state_dict (what a deployment would ship)."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of exactly-zero weights among floating parameters."""
+    total = zeros = 0
+    for p in model.parameters():
+        if p.is_floating_point():
+            total += p.numel()
+            zeros += int((p == 0).sum())
+    return zeros / total if total else 0.0
+
+
+def describe_model(model: nn.Module) -> dict[str, Any]:
+    return {
+        "params": param_count(model),
+        "size_bytes": model_size_bytes(model),
+        "sparsity": sparsity(model),
+    }
+
+
+def finetune(
+    model: nn.Module,
+    ft: FinetuneSettings | None,
+    ctx: CompressContext,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    if ft is None or ft.steps == 0:
+        return {}
+    res = train_steps(
+        model,
+        ctx.task,
+        steps=ft.steps,
+        batch_size=ft.batch_size or ctx.batch_size,
+        lr=ft.lr,
+        device=ctx.device,
+        seed=ctx.seed + 1,
+        progress=ctx.progress,
+        loss_fn=loss_fn,
+    )
+    return {"finetune": res.to_dict()}
+
+
+def reparameterize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
+    """Merge every multi-branch block into one conv per layer (structural re-parameterisation)."""
+    if not hasattr(model, "reparameterize"):
+        raise ValueError(
+            f"model {type(model).__name__} has no branches to merge "
+            "(it does not implement reparameterize())"
+        )
+    merged = model.reparameterize()
+    merged.to(ctx.device).eval()
+    return merged, finetune(merged, step.finetune, ctx)
+
+
+def quantize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
+    """Reduced precision: fp16/bf16 casts; int8 via PyTorch's quantisation tooling."""
+    if step.dtype in ("fp16", "bf16"):
+        if step.dtype == "fp16" and ctx.device.type == "cpu":
+            raise ValueError("fp16 inference is not supported on the CPU here; use dtype: bf16")
+        dtype = torch.float16 if step.dtype == "fp16" else torch.bfloat16
+        out = copy.deepcopy(model).to(ctx.device, dtype=dtype).eval()
+        return out, {"dtype": step.dtype, "mode": "cast"}
+    from energybench.lifecycle.quantize import quantize_int8
+
+    return quantize_int8(step, model, ctx)
+
+
+def prune(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
+    from energybench.lifecycle.prune import prune_model
+
+    return prune_model(step, model, ctx)
+
+
+def distill(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
+    from energybench.lifecycle.distill import distill_model
+
+    return distill_model(step, model, ctx)
+
+
+METHODS: dict[str, Callable[[Any, nn.Module, CompressContext], tuple[nn.Module, dict]]] = {
+    "reparameterize": reparameterize,
+    "quantize": quantize,
+    "prune": prune,
+    "distill": distill,
+}
+
+
+def apply_method(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
+    """Apply one compress step; the record says what changed (params, size, sparsity)."""
+    before = describe_model(model)
+    out, info = METHODS[step.method](step, model, ctx)
+    after = describe_model(out)
+    return out, {
+        "method": step.method,
+        "settings": step.model_dump(mode="json"),
+        "before": before,
+        "after": after,
+        **info,
+    }

@@ -1,0 +1,501 @@
+"""The lifecycle runner: for each entry, train -> compress -> serve -> evaluate, each phase in a
+measurement window, every finished phase written to the run store at once (so runs resume).
+
+It orchestrates; measuring is the monitor's job, the numbers' meaning is the metric's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from energybench import __version__
+from energybench.data import DATASETS
+from energybench.environment import snapshot
+from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
+from energybench.lifecycle.progress import RunProgress
+from energybench.lifecycle.serve import run_scenario
+from energybench.lifecycle.tasks import Task, make_task
+from energybench.lifecycle.train import train_steps
+from energybench.meters import build_monitor
+from energybench.meters.base import EnergyMonitor
+from energybench.models import MODELS
+from energybench.store import PHASES, STORE_VERSION, RunStore, atomic_torch_save, atomic_write_json
+from energybench.suite.load import LoadedSuite, config_hash, dependency_order
+from energybench.suite.schema import SCHEMA_VERSION, Entry, Suite
+
+
+class ResumeError(ValueError):
+    """``--resume`` on a run whose finished phases the suite now contradicts (exit 2)."""
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    failed: dict[str, str] = field(default_factory=dict)  # entry -> error
+    ran: list[str] = field(default_factory=list)  # "entry/phase" that ran this time
+    reused: list[str] = field(default_factory=list)  # "entry/phase" kept from before
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> the first CUDA GPU if there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but no CUDA GPU is available")
+    return dev
+
+
+def phase_hashes(suite: Suite) -> dict[str, dict[str, str]]:
+    """Per entry and phase, a hash of everything that phase's result depends on."""
+    out: dict[str, dict[str, str]] = {}
+    for e in dependency_order(suite):
+        dataset = e.dataset.model_dump(mode="json") if e.dataset else None
+        if e.inherit:
+            train = out[e.inherit]["train"]
+        else:
+            train = config_hash(
+                {
+                    "model": e.model.model_dump(mode="json"),
+                    "dataset": dataset,
+                    "train": e.train.model_dump(mode="json") if e.train else None,
+                    "uses": {u: out[u]["train"] for u in e.uses},
+                    "device": e.device,
+                }
+            )
+        compress = config_hash(
+            {"train": train, "compress": [c.model_dump(mode="json") for c in e.compress]}
+        )
+        serve = config_hash(
+            {
+                "compress": compress,
+                "dataset": dataset,
+                "serve": [s.model_dump(mode="json") for s in e.serve],
+                "energy": suite.energy.model_dump(mode="json"),
+            }
+        )
+        evaluate = config_hash(
+            {
+                "compress": compress,
+                "dataset": dataset,
+                "evaluate": e.evaluate.model_dump(mode="json"),
+            }
+        )
+        out[e.name] = {"train": train, "compress": compress, "serve": serve, "evaluate": evaluate}
+    return out
+
+
+def _check_resume(store: RunStore, suite: Suite, hashes: dict[str, dict[str, str]]) -> list[str]:
+    """Finished phases that the new suite would produce differently."""
+    old = store.read_manifest()
+    problems = []
+    if old.get("suite", {}).get("name") != suite.name:
+        problems.append(
+            f"the run is of suite '{old.get('suite', {}).get('name')}', not '{suite.name}'"
+        )
+    for e in suite.entries:
+        for phase in PHASES:
+            rec = store.read_phase(e.name, phase)
+            if (
+                rec
+                and rec.get("status") in ("done", "skipped")
+                and rec.get("config_hash") != hashes[e.name][phase]
+            ):
+                problems.append(
+                    f"entry '{e.name}' phase '{phase}' finished with a different configuration"
+                )
+    return problems
+
+
+def _needed(suite: Suite, only: list[str] | None) -> list[Entry]:
+    order = dependency_order(suite)
+    if not only:
+        return order
+    by_name = {e.name: e for e in suite.entries}
+    unknown = [o for o in only if o not in by_name]
+    if unknown:
+        raise ValueError(
+            f"--only: no entry named {', '.join(unknown)} (entries: {', '.join(by_name)})"
+        )
+    keep: set[str] = set()
+
+    def add(name: str) -> None:
+        if name in keep:
+            return
+        keep.add(name)
+        e = by_name[name]
+        for dep in ([e.inherit] if e.inherit else []) + e.uses:
+            add(dep)
+
+    for o in only:
+        add(o)
+    return [e for e in order if e.name in keep]
+
+
+class Runner:
+    """Runs one suite into one run directory."""
+
+    def __init__(self, loaded: LoadedSuite, store: RunStore, console: Console) -> None:
+        self.loaded = loaded
+        self.suite = loaded.suite
+        self.store = store
+        self.console = console
+        self.hashes = phase_hashes(self.suite)
+        self.outcome = RunOutcome(run_dir=store.root)
+        self._datasets: dict[str, Any] = {}
+        self.monitor: EnergyMonitor | None = None
+        self.progress: RunProgress | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _task(self, e: Entry) -> Task:
+        entry = e
+        while entry.dataset is None and entry.inherit:
+            entry = self.suite.entry(entry.inherit)
+        spec = entry.dataset
+        assert spec is not None
+        key = config_hash(spec.model_dump(mode="json"))
+        if key not in self._datasets:
+            self._datasets[key] = make_task(DATASETS.create(spec.name, **spec.params))
+        return self._datasets[key]
+
+    def _load(self, path: Path, device: torch.device) -> nn.Module:
+        model = torch.load(path, map_location=device, weights_only=False)
+        return model.to(device).eval()
+
+    def _record(self, e: Entry, phase: str, status: str, **fields_: Any) -> dict[str, Any]:
+        rec = {
+            "schema_version": STORE_VERSION,
+            "entry": e.name,
+            "phase": phase,
+            "status": status,
+            "config_hash": self.hashes[e.name][phase],
+            **fields_,
+        }
+        self.store.write_phase(e.name, phase, rec)
+        return rec
+
+    def _window_fields(self, meas: Any, t0: float) -> dict[str, Any]:
+        return {
+            "started_unix_s": t0,
+            "duration_s": time.time() - t0,
+            "measurement": meas.to_dict() if meas is not None else None,
+        }
+
+    # ------------------------------------------------------------------ phases
+    def _build_model(self, e: Entry, device: torch.device) -> nn.Module:
+        factory = MODELS.get(e.model.name)
+        params = dict(e.model.params)
+        if "upstream" in inspect.signature(factory).parameters:
+            params["upstream"] = {
+                u: self._load(self.store.checkpoint_path(u, "train"), device) for u in e.uses
+            }
+        return factory(**params).to(device)
+
+    def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
+        ckpt = self.store.checkpoint_path(e.name, "train")
+        if e.inherit:
+            base = self.store.checkpoint_path(e.inherit, "train")
+            self._record(
+                e,
+                "train",
+                "skipped",
+                inherited_from=e.inherit,
+                reason=f"inherits the trained model of '{e.inherit}' (its training "
+                "energy is counted for this entry too)",
+                measurement=None,
+            )
+            return self._load(base, device)
+        torch.manual_seed(e.train.seed if e.train else 0)
+        model = self._build_model(e, device)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        steps = self._train_steps(e, task)
+        if trainable == 0 or steps == 0:
+            atomic_torch_save(model, ckpt)
+            why = "model has no trainable parameters" if trainable == 0 else "0 training steps"
+            self._record(
+                e, "train", "skipped", reason=why, measurement=None, model=describe_model(model)
+            )
+            return model
+        tr = e.train
+        assert tr is not None
+        self._phase_bar(f"{e.name}: train", steps)
+        t0 = time.time()
+        with self.monitor.window(f"{e.name}/train") as w:
+            res = train_steps(
+                model,
+                task,
+                steps=steps,
+                batch_size=tr.batch_size,
+                lr=tr.lr,
+                device=device,
+                optimizer=tr.optimizer,
+                lr_schedule=tr.lr_schedule,
+                weight_decay=tr.weight_decay,
+                seed=tr.seed,
+                log_every=tr.log_every,
+                progress=self._update,
+            )
+        atomic_torch_save(model, ckpt)
+        self._record(
+            e,
+            "train",
+            "done",
+            train=res.to_dict(),
+            model=describe_model(model),
+            **self._window_fields(w.measurement, t0),
+        )
+        return model
+
+    def _train_steps(self, e: Entry, task: Task) -> int:
+        tr = e.train
+        if tr is None:
+            return 0
+        if tr.steps is not None:
+            return tr.steps
+        if tr.epochs is None:
+            return 0
+        items = getattr(getattr(task, "dataset", None), "train_items", None)
+        if not items:
+            raise ValueError(f"dataset of entry '{e.name}' has no epoch size; use train.steps")
+        return tr.epochs * math.ceil(items / tr.batch_size)
+
+    def _compress(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> nn.Module:
+        if not e.compress:
+            self._record(
+                e,
+                "compress",
+                "skipped",
+                reason="no compression methods",
+                measurement=None,
+                methods=[],
+            )
+            return model
+        ctx = CompressContext(
+            task=task,
+            device=device,
+            seed=e.train.seed if e.train else 0,
+            batch_size=e.train.batch_size if e.train else 16,
+            progress=self._update,
+        )
+        methods = []
+        t0 = time.time()
+        with self.monitor.window(f"{e.name}/compress") as outer:
+            for i, step in enumerate(e.compress):
+                self._phase_bar(f"{e.name}: compress {step.method}", 1)
+                t1 = time.time()
+                with self.monitor.window(f"{e.name}/compress/{i}-{step.method}") as w:
+                    model, info = apply_method(step, model, ctx)
+                methods.append({**info, **self._window_fields(w.measurement, t1)})
+        atomic_torch_save(model, self.store.checkpoint_path(e.name, "compress"))
+        self._record(
+            e, "compress", "done", methods=methods, **self._window_fields(outer.measurement, t0)
+        )
+        return model
+
+    def _serve(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> None:
+        from energybench.models.sr.complexity import count_flops
+
+        scenarios: dict[str, Any] = {}
+        t0 = time.time()
+        sample = task.dataset.sample_lr(1) if hasattr(task, "dataset") else None
+        info = describe_model(model)
+        if sample is not None:
+            try:
+                info["flops_per_item"] = count_flops(model, tuple(sample.shape))
+            except Exception as exc:  # noqa: BLE001 - FLOPs are informative, never fatal
+                info["flops_per_item"] = None
+                info["flops_error"] = str(exc)
+            info["input_shape"] = list(sample.shape)
+        for sc, name in zip(e.serve, e.scenario_names(), strict=True):
+            self._phase_bar(f"{e.name}: serve {name}", None)
+            scenarios[name] = run_scenario(
+                sc, model, task, device, self.monitor, self.suite.energy, f"{e.name}/serve/{name}"
+            )
+            scenarios[name]["name"] = name
+        self._record(
+            e,
+            "serve",
+            "done" if e.serve else "skipped",
+            scenarios=scenarios,
+            model=info,
+            device=str(device),
+            started_unix_s=t0,
+            duration_s=time.time() - t0,
+        )
+
+    def _evaluate(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> None:
+        self._phase_bar(f"{e.name}: evaluate", None)
+        t0 = time.time()
+        with torch.inference_mode(), self.monitor.window(f"{e.name}/evaluate") as w:
+            quality = task.evaluate(model, e.evaluate, device)
+        self._record(
+            e,
+            "evaluate",
+            "done",
+            split=e.evaluate.split,
+            quality=quality,
+            **self._window_fields(w.measurement, t0),
+        )
+
+    # ------------------------------------------------------------------ progress
+    def _phase_bar(self, description: str, total: int | None) -> None:
+        if self.progress is not None:
+            self.progress.phase(description, total)
+
+    def _update(self, step: int, total: int, loss: float) -> None:
+        if self.progress is not None:
+            self.progress.update(step, total, loss)
+
+    # ------------------------------------------------------------------ entry and run
+    def run_entry(self, e: Entry) -> None:
+        """Run the phases of ``e`` that are not finished yet."""
+        device = resolve_device(e.device)
+        task = self._task(e)
+        model: nn.Module | None = None
+        h = self.hashes[e.name]
+        for phase in PHASES:
+            key = f"{e.name}/{phase}"
+            if self.store.phase_done(e.name, phase, h[phase]):
+                self.outcome.reused.append(key)
+                continue
+            if model is None:
+                model = self._resume_model(e, phase, device)
+            if phase == "train":
+                model = self._train(e, task, device)
+            elif phase == "compress":
+                model = self._compress(e, model, task, device)
+            elif phase == "serve":
+                self._serve(e, model, task, device)
+            else:
+                self._evaluate(e, model, task, device)
+            self.outcome.ran.append(key)
+
+    def _resume_model(self, e: Entry, phase: str, device: torch.device) -> nn.Module | None:
+        """The model a phase starts from when earlier phases finished in a previous session."""
+        if phase == "train":
+            return None
+        candidates = [self.store.checkpoint_path(e.name, "train")]
+        if phase != "compress":
+            candidates.insert(0, self.store.checkpoint_path(e.name, "compress"))
+        if e.inherit:
+            candidates.append(self.store.checkpoint_path(e.inherit, "train"))
+        for path in candidates:
+            if path.is_file():
+                return self._load(path, device)
+        raise FileNotFoundError(f"no checkpoint to resume entry '{e.name}' from")
+
+    def run(self, only: list[str] | None = None) -> RunOutcome:
+        entries = _needed(self.suite, only)
+        devices = sorted(
+            {d.index or 0 for d in (resolve_device(e.device) for e in entries) if d.type == "cuda"}
+        )
+        self.monitor = build_monitor(self.suite.energy, devices or None, self.store.trace_dir)
+        with self.monitor, RunProgress(self.console, self.monitor.live_power_w) as prog:
+            self.progress = prog
+            self._write_manifest()
+            self._idle_baseline("before")
+            blocked: dict[str, str] = {}
+            for e in entries:
+                deps = ([e.inherit] if e.inherit else []) + e.uses
+                bad = [d for d in deps if d in self.outcome.failed or d in blocked]
+                if bad:
+                    blocked[e.name] = f"depends on failed entry {', '.join(bad)}"
+                    self.outcome.failed[e.name] = blocked[e.name]
+                    continue
+                try:
+                    self.run_entry(e)
+                except Exception as exc:  # noqa: BLE001 - one entry failing must not stop the run
+                    self.outcome.failed[e.name] = f"{type(exc).__name__}: {exc}"
+                    self._record_failure(e, exc)
+                    prog.log(f"[red]entry '{e.name}' failed: {type(exc).__name__}: {exc}[/red]")
+            if self.suite.energy.idle_after:
+                self._idle_baseline("after")
+            self._write_manifest(finished=True)
+        return self.outcome
+
+    def _record_failure(self, e: Entry, exc: BaseException) -> None:
+        for phase in PHASES:
+            if not self.store.phase_done(e.name, phase, self.hashes[e.name][phase]):
+                self._record(
+                    e,
+                    phase,
+                    "failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(),
+                )
+                return
+
+    def _idle_baseline(self, when: str) -> None:
+        path = self.store.root / "idle.json"
+        idle = {}
+        if path.is_file():
+            from energybench.store import read_json
+
+            idle = read_json(path)
+        if when == "before" and idle.get("before"):
+            self.monitor.idle_w.update(idle["before"]["power_w"])
+            return
+        seconds = self.suite.energy.idle_baseline_s
+        self._phase_bar(f"idle baseline ({when})", None)
+        power = self.monitor.measure_idle(seconds)
+        idle[when] = {"seconds": seconds, "power_w": power, "measured_unix_s": time.time()}
+        atomic_write_json(path, idle)
+
+    def _write_manifest(self, finished: bool = False) -> None:
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "store_version": STORE_VERSION,
+            "energybench_version": __version__,
+            "suite_file": str(self.loaded.path),
+            "suite": self.suite.model_dump(mode="json"),
+            "config_hash": self.loaded.config_hash,
+            "phase_hashes": self.hashes,
+            "environment": snapshot(),
+            "meters": self.monitor.describe() if self.monitor else [],
+            "updated_unix_s": time.time(),
+            "finished": finished,
+            "failed": self.outcome.failed,
+        }
+        old = self.store.read_manifest() if self.store.exists() else {}
+        manifest["created_unix_s"] = old.get("created_unix_s", time.time())
+        manifest["resumes"] = old.get("resumes", -1) + 1 if not finished else old.get("resumes", 0)
+        self.store.write_manifest(manifest)
+
+
+def run_suite(
+    loaded: LoadedSuite,
+    out_root: Path = Path("results"),
+    resume: Path | None = None,
+    only: list[str] | None = None,
+    console: Console | None = None,
+) -> RunOutcome:
+    """Run (or resume) a suite; returns where the results are and what failed."""
+    console = console or Console()
+    if resume is not None:
+        store = RunStore(Path(resume))
+        if not store.exists():
+            raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
+        problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite))
+        if problems:
+            raise ResumeError(
+                f"cannot resume {resume}: the suite changed in a way that invalidates finished "
+                "phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop --resume) or "
+                "restore the suite as it was."
+            )
+    else:
+        store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
+    return Runner(loaded, store, console).run(only)

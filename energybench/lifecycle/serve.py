@@ -1,0 +1,219 @@
+"""Serving scenarios: closed-loop throughput and online streaming, each in measurement windows.
+
+Discipline for every scenario: warm-up iterations excluded; each trial is one window lengthened by
+repetition to at least ``min_window_s`` seconds and ``min_window_iters`` iterations, so that the
+power sensor sees it; several trials give a confidence interval on latency and J/item.
+This module times and schedules; energy comes only from the monitor's windows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from energybench.lifecycle.tasks import Task, model_dtype
+from energybench.meters.base import EnergyMonitor, Measurement
+from energybench.metrics.latency import summarize
+from energybench.suite.schema import EnergySettings, Load, Stream, Throughput
+
+
+def make_timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
+    """A function that runs ``fn`` and returns its latency in seconds (CUDA events on GPUs)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def timed_cuda(fn: Callable[[], Any]) -> float:
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+
+        return timed_cuda
+
+    def timed(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    return timed
+
+
+def _energy_per_item(meas: Measurement, items: int) -> float | None:
+    e = meas.energy_j
+    return None if e is None or items <= 0 else e / items
+
+
+def _trial_summary(meas: Measurement, items: int, latencies: list[float]) -> dict[str, Any]:
+    return {
+        "items": items,
+        "iterations": len(latencies),
+        "duration_s": meas.duration_s,
+        "energy_j": meas.energy_j,
+        "energy_per_item_j": _energy_per_item(meas, items),
+        "measurement": meas.to_dict(),
+    }
+
+
+def _aggregate(
+    trials: list[dict[str, Any]], latencies: list[float], items_per_iter: int, unit: str
+) -> dict[str, Any]:
+    lat_ms = [x * 1e3 for x in latencies]
+    jpi = [t["energy_per_item_j"] for t in trials if t["energy_per_item_j"] is not None]
+    ips = [t["items"] / t["duration_s"] for t in trials if t["duration_s"] > 0]
+    measurements = [t["measurement"] for t in trials]
+    return {
+        "unit": unit,
+        "items_per_iteration": items_per_iter,
+        "latency_ms": summarize(lat_ms).to_dict() if lat_ms else None,
+        "items_per_s": summarize(ips).to_dict() if ips else None,
+        "energy_per_item_j": summarize(jpi).to_dict() if jpi else None,
+        "sources": sorted({s for m in measurements for s in m["sources"]}),
+        "is_estimate": any(m["is_estimate"] for m in measurements),
+        "flags": sorted({f for m in measurements for f in m["flags"]}),
+        "trials": trials,
+    }
+
+
+def run_throughput(
+    sc: Throughput,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
+    """Closed loop at each batch size: items/s, latency per batch, J/item."""
+    timer = make_timer(device)
+    results: dict[str, Any] = {}
+    min_iters = max(sc.iterations, energy.min_window_iters)
+    with torch.inference_mode():
+        for b in sc.batch_sizes:
+            fn = task.serving_step(model, b, device, model_dtype(model))
+            for _ in range(sc.warmup):
+                timer(fn)
+            trials, all_lat = [], []
+            for k in range(energy.trials):
+                lat: list[float] = []
+                with monitor.window(f"{window}/b{b}/t{k}") as w:
+                    t0 = time.perf_counter()
+                    while len(lat) < min_iters or time.perf_counter() - t0 < energy.min_window_s:
+                        lat.append(timer(fn))
+                trials.append(_trial_summary(w.measurement, len(lat) * b, lat))
+                all_lat += lat
+            results[str(b)] = _aggregate(trials, all_lat, b, "item")
+    first = results[str(sc.batch_sizes[0])]
+    return {
+        "scenario": "throughput",
+        "batch_sizes": sc.batch_sizes,
+        "by_batch": results,
+        **{
+            k: first[k]
+            for k in (
+                "latency_ms",
+                "items_per_s",
+                "energy_per_item_j",
+                "sources",
+                "is_estimate",
+                "flags",
+            )
+        },
+    }
+
+
+def run_stream(
+    sc: Stream,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
+    """Online video: one frame every 1/fps s at batch 1; misses, latency, J/frame incl. idle."""
+    timer = make_timer(device)
+    period = 1.0 / sc.fps
+    frames = max(sc.frames, energy.min_window_iters, math.ceil(energy.min_window_s * sc.fps))
+    trials, all_lat = [], []
+    misses_total, frames_total, fps_achieved = 0, 0, []
+    with torch.inference_mode():
+        fn = task.serving_step(model, 1, device, model_dtype(model))
+        for _ in range(sc.warmup):
+            timer(fn)
+        for k in range(energy.trials):
+            lat, misses = [], 0
+            with monitor.window(f"{window}/t{k}") as w:
+                t0 = time.perf_counter()
+                last_done = t0
+                for i in range(frames):
+                    arrival = t0 + i * period
+                    wait = arrival - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    timer(fn)
+                    last_done = time.perf_counter()
+                    latency = last_done - arrival  # queueing behind a late frame counts
+                    lat.append(latency)
+                    if latency > period:
+                        misses += 1
+            trial = _trial_summary(w.measurement, frames, lat)
+            trial["deadline_misses"] = misses
+            span = last_done - t0
+            trial["fps_achieved"] = frames / span if span > 0 else None
+            trials.append(trial)
+            all_lat += lat
+            misses_total += misses
+            frames_total += frames
+            if trial["fps_achieved"]:
+                fps_achieved.append(trial["fps_achieved"])
+    agg = _aggregate(trials, all_lat, 1, "frame")
+    return {
+        "scenario": "stream",
+        "target_fps": sc.fps,
+        "frames_per_trial": frames,
+        "deadline_miss_rate": misses_total / frames_total if frames_total else None,
+        "deadline_misses": misses_total,
+        "fps_achieved": summarize(fps_achieved).to_dict() if fps_achieved else None,
+        **agg,
+    }
+
+
+def run_load(
+    sc: Load,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
+    """Open-loop Poisson arrivals with a deadline-aware dynamic batcher (see batcher.py)."""
+    from energybench.lifecycle.batcher import serve_open_loop
+
+    return serve_open_loop(sc, model, task, device, monitor, energy, window)
+
+
+RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "throughput": run_throughput,
+    "stream": run_stream,
+    "load": run_load,
+}
+
+
+def run_scenario(
+    sc: Throughput | Stream | Load,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
+    """Run one serving scenario; returns its record (latency, throughput, J/item with CIs)."""
+    return RUNNERS[sc.scenario](sc, model, task, device, monitor, energy, window)

@@ -1,0 +1,53 @@
+"""Energy measurement: meters (NVML, RAPL, codecarbon estimate), the monitor, and carbon.
+
+Phases call :func:`build_monitor` once per run and open windows on the returned
+:class:`EnergyMonitor`; nothing outside this package talks to NVML or sysfs. Importing this
+package must stay cheap: pynvml, torch and codecarbon are imported only when used.
+"""
+
+from __future__ import annotations
+
+from energybench.meters.base import (
+    FLAG_BELOW_MIN_WINDOW,
+    FLAG_CHANNELS_DISAGREE,
+    FLAG_ESTIMATE,
+    FLAG_INCOMPLETE,
+    FLAG_METER_ERROR,
+    FLAG_SHORT_WINDOW,
+    SYSTEM_CLOCK,
+    Clock,
+    DeviceEnergy,
+    EnergyMonitor,
+    Measurement,
+    Meter,
+    MeterStatus,
+    Source,
+    SystemClock,
+    WindowHandle,
+)
+from energybench.meters.carbon import grid_intensity, kg_co2e
+from energybench.meters.factory import MeterUnavailableError, build_monitor, probe_meters
+
+__all__ = [
+    "FLAG_BELOW_MIN_WINDOW",
+    "FLAG_CHANNELS_DISAGREE",
+    "FLAG_ESTIMATE",
+    "FLAG_INCOMPLETE",
+    "FLAG_METER_ERROR",
+    "FLAG_SHORT_WINDOW",
+    "SYSTEM_CLOCK",
+    "Clock",
+    "DeviceEnergy",
+    "EnergyMonitor",
+    "Measurement",
+    "Meter",
+    "MeterStatus",
+    "MeterUnavailableError",
+    "Source",
+    "SystemClock",
+    "WindowHandle",
+    "build_monitor",
+    "grid_intensity",
+    "kg_co2e",
+    "probe_meters",
+]

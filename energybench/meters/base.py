@@ -1,0 +1,341 @@
+"""The measurement seam: records, the Meter interface, and the EnergyMonitor that opens windows.
+
+Phases and models never talk to NVML or sysfs: they call ``EnergyMonitor.window(name)``.
+Meters report per-device energy with its provenance (:class:`Source`) and an uncertainty.
+Nothing here may return a silent zero: an unmeasurable figure is ``None`` with a reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
+from typing import Any, Protocol
+
+#: Measurement flags set by :class:`EnergyMonitor` (``Measurement.flags``). Flags that name a
+#: device carry it after a colon, e.g. ``"incomplete:gpu:GPU-1234..."``.
+FLAG_SHORT_WINDOW = "short-window"  # shorter than a meter's update period: figure unreliable
+FLAG_BELOW_MIN_WINDOW = "below-min-window"  # shorter than the configured minimum (noisy)
+FLAG_CHANNELS_DISAGREE = "channels-disagree"  # NVML counter vs integrated power, per device
+FLAG_INCOMPLETE = "incomplete"  # a device could not be measured for the whole window
+FLAG_METER_ERROR = "meter-error"  # a meter raised in end(); its devices are missing
+FLAG_ESTIMATE = "estimate"  # at least one figure comes from a power model, not a meter
+
+
+class Clock(Protocol):
+    """Wall clock and sleep; injectable so that simulated devices can run on virtual time."""
+
+    def time(self) -> float:
+        """Unix time in seconds."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (virtual clocks just advance)."""
+        ...
+
+
+class SystemClock:
+    """The real clock: :func:`time.time` and :func:`time.sleep`."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class Source(str, Enum):
+    """How an energy figure was obtained."""
+
+    NVML_COUNTER = "nvml-counter"  # nvmlDeviceGetTotalEnergyConsumption deltas
+    NVML_INTEGRATED = "nvml-power-integrated"  # sampled power, trapezoid-integrated
+    RAPL = "rapl"  # /sys/class/powercap energy_uj deltas
+    ESTIMATE = "estimate"  # a power model (codecarbon), not a measurement
+
+
+@dataclass
+class DeviceEnergy:
+    """Energy of one device over one window. ``energy_j`` is None when it could not be measured."""
+
+    device: str  # stable id: "gpu:<uuid>", "cpu:package-0", "dram:0", "cpu:estimate", ...
+    kind: str  # "gpu" | "cpu" | "dram" | "ram" | "system"
+    name: str  # human name: "NVIDIA H100 80GB HBM3", "package-0", ...
+    source: Source
+    energy_j: float | None
+    uncertainty_j: float | None = None  # absolute, ~1 sigma
+    mean_power_w: float | None = None
+    peak_power_w: float | None = None
+    samples: int = 0
+    idle_power_w: float | None = None
+    static_j: float | None = None  # idle power x duration
+    dynamic_j: float | None = None  # gross - static
+    complete: bool = True
+    issues: list[str] = field(default_factory=list)
+    cross_check: dict[str, Any] | None = None  # e.g. {"integrated_j":..,"rel_diff":..,"flag":..}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["source"] = self.source.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeviceEnergy:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["source"] = Source(kw["source"])
+        return cls(**kw)
+
+
+@dataclass
+class Measurement:
+    """One closed measurement window."""
+
+    name: str
+    start_unix_s: float
+    duration_s: float
+    devices: list[DeviceEnergy] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # "short-window", "channels-disagree", ...
+
+    @property
+    def energy_j(self) -> float | None:
+        """Sum over devices that were measured; None if none was."""
+        vals = [d.energy_j for d in self.devices if d.energy_j is not None]
+        return sum(vals) if vals else None
+
+    @property
+    def uncertainty_j(self) -> float | None:
+        vals = [d.uncertainty_j for d in self.devices if d.uncertainty_j is not None]
+        return sum(v * v for v in vals) ** 0.5 if vals else None
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({d.source.value for d in self.devices})
+
+    @property
+    def is_estimate(self) -> bool:
+        return bool(self.devices) and all(d.source is Source.ESTIMATE for d in self.devices)
+
+    @property
+    def complete(self) -> bool:
+        return all(d.complete for d in self.devices)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "start_unix_s": self.start_unix_s,
+            "duration_s": self.duration_s,
+            "energy_j": self.energy_j,
+            "uncertainty_j": self.uncertainty_j,
+            "sources": self.sources,
+            "is_estimate": self.is_estimate,
+            "complete": self.complete,
+            "flags": list(self.flags),
+            "devices": [d.to_dict() for d in self.devices],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Measurement:
+        return cls(
+            name=d["name"],
+            start_unix_s=d["start_unix_s"],
+            duration_s=d["duration_s"],
+            devices=[DeviceEnergy.from_dict(x) for x in d.get("devices", [])],
+            flags=list(d.get("flags", [])),
+        )
+
+
+@dataclass
+class MeterStatus:
+    """What `energybench meters` prints for one meter."""
+
+    name: str
+    ok: bool
+    reason: str = ""  # why it does not work (empty when ok)
+    fix: str = ""  # how to make it work
+    details: list[dict[str, Any]] = field(default_factory=list)  # one dict per device seen
+
+
+class Meter(ABC):
+    """One kind of energy source (NVML, RAPL, an estimate). Windows are identified by a key."""
+
+    name: str = "meter"
+
+    @abstractmethod
+    def begin(self, key: str) -> None:
+        """Open window ``key`` (read counters, mark the trace position)."""
+
+    @abstractmethod
+    def end(self, key: str) -> list[DeviceEnergy]:
+        """Close window ``key`` and return one record per device it covers."""
+
+    def live_power_w(self) -> float | None:
+        """Latest total power seen by this meter, for progress display; None if unknown."""
+        return None
+
+    def idle_power_w(self) -> dict[str, float]:
+        """Idle power per device id measured by :meth:`EnergyMonitor.measure_idle`."""
+        return {}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Environment facts for the manifest (one dict per device)."""
+        return []
+
+    def update_period_s(self) -> float | None:
+        """Slowest update period of this meter's readings in s (a shorter window is flagged)."""
+        return None
+
+    def start(self) -> None:
+        """Start background work (samplers). Called once by the monitor."""
+
+    def close(self) -> None:
+        """Stop background work and flush traces."""
+
+
+class EnergyMonitor:
+    """Opens named (nestable) windows on every meter at once, after a device synchronise.
+
+    ``sync`` is called at both edges of a window (e.g. ``torch.cuda.synchronize``) so that
+    queued GPU work is counted in the window it belongs to. ``clock`` gives window edges (unix s);
+    ``min_window_s`` flags windows shorter than a configured minimum (``below-min-window``).
+    A window shorter than a meter's update period is flagged ``short-window``. ``end_window``
+    never raises because of a meter: a failing meter is recorded in ``Measurement.flags``.
+    """
+
+    def __init__(
+        self,
+        meters: list[Meter],
+        sync: Callable[[], None] | None = None,
+        allow_estimates: bool = True,
+        *,
+        clock: Clock | None = None,
+        min_window_s: float = 0.0,
+    ) -> None:
+        self.meters = meters
+        self.sync = sync or (lambda: None)
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self.min_window_s = min_window_s
+        self.idle_w: dict[str, float] = {}
+        self.idle_measurement: Measurement | None = None
+        self._open: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        self.allow_estimates = allow_estimates
+
+    def start(self) -> None:
+        if not self._started:
+            for m in self.meters:
+                m.start()
+            self._started = True
+
+    def close(self) -> None:
+        for m in self.meters:
+            m.close()
+        self._started = False
+
+    def __enter__(self) -> EnergyMonitor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def begin_window(self, name: str) -> None:
+        """Open window ``name`` on every meter."""
+        self.start()
+        with self._lock:
+            if name in self._open:
+                raise ValueError(f"window '{name}' is already open")
+            self.sync()
+            self._open[name] = self.clock.time()
+            for m in self.meters:
+                m.begin(name)
+
+    def end_window(self, name: str) -> Measurement:
+        """Close window ``name`` and return its measurement, with static/dynamic split."""
+        flags: list[str] = []
+        with self._lock:
+            if name not in self._open:
+                raise ValueError(f"window '{name}' is not open")
+            self.sync()
+            start = self._open.pop(name)
+            devices: list[DeviceEnergy] = []
+            for m in self.meters:
+                try:
+                    devices.extend(m.end(name))
+                except Exception as exc:  # a meter must never stop the run
+                    flags.append(f"{FLAG_METER_ERROR}:{m.name}:{type(exc).__name__}: {exc}")
+            duration = max(self.clock.time() - start, 0.0)
+        meas = Measurement(name=name, start_unix_s=start, duration_s=duration, devices=devices)
+        periods = [p for p in (m.update_period_s() for m in self.meters) if p is not None]
+        if periods and duration < max(periods):
+            flags.append(FLAG_SHORT_WINDOW)
+        if duration < self.min_window_s:
+            flags.append(FLAG_BELOW_MIN_WINDOW)
+        for d in devices:
+            idle = self.idle_w.get(d.device)
+            if idle is not None and d.energy_j is not None:
+                d.idle_power_w = idle
+                d.static_j = idle * duration
+                d.dynamic_j = d.energy_j - d.static_j
+            if d.cross_check and d.cross_check.get("flag"):
+                flags.append(f"{FLAG_CHANNELS_DISAGREE}:{d.device}")
+            if not d.complete:
+                flags.append(f"{FLAG_INCOMPLETE}:{d.device}")
+        if any(d.source is Source.ESTIMATE for d in devices):
+            flags.append(FLAG_ESTIMATE)
+        meas.flags = list(dict.fromkeys(flags))
+        return meas
+
+    @contextmanager
+    def window(self, name: str) -> Iterator[WindowHandle]:
+        """``with monitor.window("train") as w: ...``; ``w.measurement`` is set on exit."""
+        handle = WindowHandle(name)
+        self.begin_window(name)
+        try:
+            yield handle
+        finally:
+            handle.measurement = self.end_window(name)
+
+    def measure_idle(self, seconds: float) -> dict[str, float]:
+        """Measure idle power in W per device for ``seconds`` (nothing else should run).
+
+        Later windows get ``static_j = idle_power_w x duration_s`` and
+        ``dynamic_j = energy_j - static_j`` per device. Devices whose idle window was incomplete
+        or unmeasured get no idle figure. The idle window itself is kept in
+        :attr:`idle_measurement` (for the run store).
+        """
+        if seconds <= 0:
+            return {}
+        self.begin_window("__idle__")
+        self.clock.sleep(seconds)
+        meas = self.end_window("__idle__")
+        self.idle_measurement = meas
+        for d in meas.devices:
+            if d.energy_j is not None and d.complete and meas.duration_s > 0:
+                self.idle_w[d.device] = d.energy_j / meas.duration_s
+        return dict(self.idle_w)
+
+    def set_idle(self, idle_w: dict[str, float]) -> None:
+        """Use idle powers in W measured elsewhere (e.g. loaded from an earlier run)."""
+        self.idle_w = dict(idle_w)
+
+    def live_power_w(self) -> float | None:
+        vals = [p for p in (m.live_power_w() for m in self.meters) if p is not None]
+        return sum(vals) if vals else None
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [dict(meter=m.name, **d) for m in self.meters for d in m.describe()]
+
+
+@dataclass
+class WindowHandle:
+    name: str
+    measurement: Measurement | None = None

@@ -1,0 +1,303 @@
+"""Builds the :class:`EnergyMonitor` a run uses, and probes meters for ``energybench meters``.
+
+``auto`` means: NVML for exactly the GPUs the run uses, RAPL for the CPU if readable, otherwise
+codecarbon's estimate for CPU and RAM. Meters named explicitly are forced and fail with a clear
+:class:`MeterUnavailableError` if they cannot work. This module decides *which* meters run; it
+must not measure anything itself or change any device setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from energybench.meters.base import Clock, DeviceEnergy, EnergyMonitor, Meter, MeterStatus, Source
+from energybench.meters.estimate import EstimateMeter, codecarbon_spec
+from energybench.meters.nvml import (
+    GpuBackend,
+    GpuError,
+    GpuNotSupportedError,
+    NvmlMeter,
+    NvmlUnavailableError,
+    PynvmlBackend,
+    probe_update_periods,
+    select_gpus,
+    visible_gpus,
+)
+from energybench.meters.rapl import RaplFs, RaplMeter, RaplUnavailableError, rapl_status
+from energybench.suite.schema import EnergySettings
+
+
+class MeterUnavailableError(RuntimeError):
+    """A meter named in ``energy.meters`` cannot work here; ``str()`` says why and what to do."""
+
+
+class UnmeasuredMeter(Meter):
+    """Stands in for GPUs that are used but cannot be measured: every window reports them with
+    ``energy_j=None``, ``complete=False`` and the reason, so the gap is never a silent zero."""
+
+    name = "unmeasured"
+
+    def __init__(self, devices: Sequence[str], reason: str) -> None:
+        self.devices, self.reason = list(devices), reason
+
+    def begin(self, key: str) -> None:
+        return None
+
+    def end(self, key: str) -> list[DeviceEnergy]:
+        return [
+            DeviceEnergy(
+                device=d,
+                kind="gpu",
+                name=d,
+                source=Source.NVML_COUNTER,
+                energy_j=None,
+                complete=False,
+                issues=[self.reason],
+            )
+            for d in self.devices
+        ]
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"device": d, "reason": self.reason} for d in self.devices]
+
+
+def _torch_uuids() -> list[str] | None:
+    """UUIDs of the GPUs CUDA opened, by torch position (None if torch/CUDA can't say)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return [
+            str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())
+        ]
+    except Exception:
+        return None
+
+
+def _cuda_sync(cuda_devices: Sequence[int]) -> Callable[[], None] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    devices = list(cuda_devices)
+
+    def sync() -> None:
+        for d in devices:
+            torch.cuda.synchronize(d)
+
+    return sync
+
+
+def build_monitor(
+    settings: EnergySettings,
+    cuda_devices: list[int] | None,
+    trace_dir: Path | None,
+    *,
+    gpu_backend: GpuBackend | None = None,
+    rapl_fs: RaplFs | None = None,
+    clock: Clock | None = None,
+    torch_uuids: Sequence[str] | None = None,
+    probe_s: float = 1.0,
+    background: bool = True,
+) -> EnergyMonitor:
+    """The monitor for one run.
+
+    ``cuda_devices`` are torch device indices (positions in ``CUDA_VISIBLE_DEVICES``) the run
+    uses; None means no GPU. ``trace_dir`` receives ``power-nvml.csv`` (None: no trace). The
+    keyword arguments are seams for tests and the benchmark (simulated GPUs, a fake powercap
+    tree, a virtual clock). Windows are synchronised with ``torch.cuda.synchronize`` on the
+    used GPUs. Raises :class:`MeterUnavailableError` for an explicitly named meter that cannot
+    work.
+    """
+    names = set(settings.meters)
+    auto = "auto" in names
+    clock_kw: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    meters: list[Meter] = []
+
+    if "nvml" in names or (auto and cuda_devices):
+        meters.append(
+            _gpu_meter(
+                settings,
+                cuda_devices,
+                trace_dir,
+                forced="nvml" in names,
+                backend=gpu_backend,
+                torch_uuids=torch_uuids,
+                probe_s=probe_s,
+                background=background,
+                clock=clock,
+            )
+        )
+
+    cpu_forced = names & {"rapl", "estimate"}
+    if "rapl" in names or (auto and not cpu_forced):
+        try:
+            meters.append(RaplMeter(rapl_fs, background=background, **clock_kw))
+        except RaplUnavailableError as exc:
+            if "rapl" in names:
+                raise MeterUnavailableError(
+                    f"energy.meters asks for 'rapl', but {exc.reason}. {exc.fix}"
+                ) from exc
+            meters.append(EstimateMeter(background=background, **clock_kw))
+    if "estimate" in names:
+        meters.append(EstimateMeter(background=background, **clock_kw))
+
+    sync = _cuda_sync(cuda_devices) if cuda_devices and gpu_backend is None else None
+    return EnergyMonitor(meters, sync=sync, clock=clock, min_window_s=settings.min_window_s)
+
+
+def _gpu_meter(
+    settings: EnergySettings,
+    cuda_devices: list[int] | None,
+    trace_dir: Path | None,
+    *,
+    forced: bool,
+    backend: GpuBackend | None,
+    torch_uuids: Sequence[str] | None,
+    probe_s: float,
+    background: bool,
+    clock: Clock | None,
+) -> Meter:
+    used = [f"gpu:cuda:{i}" for i in cuda_devices or []]
+    try:
+        if backend is None:
+            backend = PynvmlBackend()
+            if torch_uuids is None and cuda_devices:
+                torch_uuids = _torch_uuids()
+    except NvmlUnavailableError as exc:
+        if forced:
+            raise MeterUnavailableError(f"energy.meters asks for 'nvml', but {exc}") from exc
+        return UnmeasuredMeter(used, f"GPU energy not measured: {exc}")
+    try:
+        targets = select_gpus(backend, cuda_devices, torch_uuids=torch_uuids)
+        if not targets:
+            raise GpuError(
+                "no GPU is visible to this process (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+            )
+        return NvmlMeter(
+            targets,
+            driver_version=backend.driver_version(),
+            sample_period_s=settings.sample_period_s,
+            cross_check_threshold=settings.cross_check_threshold,
+            trace_dir=trace_dir,
+            clock=clock,
+            probe_s=probe_s,
+            background=background,
+            on_close=backend.close,
+        )
+    except GpuError as exc:
+        backend.close()
+        if forced:
+            raise MeterUnavailableError(f"energy.meters asks for 'nvml', but {exc}") from exc
+        return UnmeasuredMeter(used, f"GPU energy not measured: {exc}")
+
+
+# =============================================================================== probing
+def _probe_nvml(backend: GpuBackend | None, probe_s: float) -> MeterStatus:
+    try:
+        backend = backend or PynvmlBackend()
+    except NvmlUnavailableError as exc:
+        return MeterStatus("nvml", ok=False, reason=exc.reason, fix=exc.fix)
+    try:
+        driver = backend.driver_version()
+        gpus = backend.devices()
+        env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        visible, notes = visible_gpus(env, backend, os.environ.get("CUDA_DEVICE_ORDER"))
+        visible_uuids = {d.uuid() for d, _ in visible}
+        details: list[dict[str, Any]] = []
+        fixes: list[str] = []
+        for g in gpus:
+            d: dict[str, Any] = {
+                "index": g.index,
+                "uuid": g.uuid(),
+                "name": g.name(),
+                "driver": driver,
+                "architecture": g.architecture(),
+                "visible": g.uuid() in visible_uuids,
+                "mig": g.mig_enabled(),
+            }
+            limit = g.power_limit_mw()
+            d["power_limit_w"] = limit / 1000 if limit is not None else None
+            counter: Callable[[], float] | None = g.total_energy_mj
+            power: Callable[[], float] | None = g.power_instant_mw
+            for key, fn in (("counter", g.total_energy_mj), ("instant_power", g.power_instant_mw)):
+                try:
+                    fn()
+                    d[f"{key}_supported"] = True
+                except GpuNotSupportedError:
+                    d[f"{key}_supported"] = False
+                    if key == "counter":
+                        counter = None
+                        fixes.append(
+                            f"GPU {g.index} has no energy counter (pre-Volta): energy "
+                            "will be integrated from sampled power (less accurate)"
+                        )
+                    else:
+                        power = g.power_usage_mw
+            periods = probe_update_periods(counter, power, max_s=probe_s)
+            d["counter_update_period_s"] = periods.counter_s
+            d["power_update_period_s"] = periods.power_s
+            details.append(d)
+        if not gpus:
+            return MeterStatus(
+                "nvml", ok=False, reason="NVML works but sees no GPU", fix="check `nvidia-smi`"
+            )
+        if env is not None and not visible:
+            fixes.append(f"CUDA_VISIBLE_DEVICES={env!r} hides every GPU")
+        return MeterStatus("nvml", ok=True, fix="; ".join(fixes + notes), details=details)
+    except GpuError as exc:
+        return MeterStatus(
+            "nvml",
+            ok=False,
+            reason=f"NVML query failed: {exc}",
+            fix="check the GPU with `nvidia-smi`; a lost GPU needs a reset/reboot",
+        )
+    finally:
+        backend.close()
+
+
+def _probe_estimate() -> MeterStatus:
+    try:
+        s = codecarbon_spec()
+    except Exception as exc:  # codecarbon missing or broken
+        return MeterStatus(
+            "estimate",
+            ok=False,
+            reason=f"codecarbon model unavailable: {exc!r}",
+            fix="pip install codecarbon",
+        )
+    fix = "this is a model, not a measurement (+/-50 % or worse); use RAPL where possible"
+    if s.generic_tdp:
+        fix = (
+            f"'{s.cpu_model}' is not in codecarbon's TDP table (generic 4 W/thread used, "
+            "+/-100 %); " + fix
+        )
+    return MeterStatus(
+        "estimate",
+        ok=True,
+        fix=fix,
+        details=[
+            {
+                "device": "cpu:estimate",
+                "cpu_model": s.cpu_model,
+                "tdp_w": s.tdp_w,
+                "sockets": s.sockets,
+                "generic_tdp": s.generic_tdp,
+            },
+            {"device": "ram:estimate", "ram_gb": s.ram_gb, "ram_w": s.ram_w},
+        ],
+    )
+
+
+def probe_meters(
+    *, gpu_backend: GpuBackend | None = None, rapl_fs: RaplFs | None = None, probe_s: float = 0.5
+) -> list[MeterStatus]:
+    """Each meter, what it sees, and for each one that does not work why and how to fix it."""
+    return [_probe_nvml(gpu_backend, probe_s), rapl_status(rapl_fs), _probe_estimate()]

@@ -1,0 +1,1 @@
+"""Metrics computed from the run store: quality, latency statistics, full-cycle energy."""

@@ -1,0 +1,1 @@
+"""Reports and exports, built only from the run store."""

@@ -1,0 +1,175 @@
+"""The run store: the single source of truth for results. Layout, atomic writes, loading.
+
+::
+
+    <out>/<suite>/<run-id>/
+        manifest.json               schema version, resolved suite, config hash, environment
+        suite.resolved.yaml         the suite as it ran (defaults merged, overrides applied)
+        idle.json                   idle power per device (the static-energy baseline)
+        entries/<entry>/<phase>.json    one record per entry-phase (train ... evaluate)
+        entries/<entry>/checkpoints/    trained and compressed models
+        traces/                     power traces (CSV, streamed while running)
+
+Every write is write-then-rename, so a crash never leaves a half-written record. Reports and
+exports only read from here; nothing in this module measures anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STORE_VERSION = 1
+PHASES = ("train", "compress", "serve", "evaluate")
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (write-then-rename)."""
+    _atomic_write(path, lambda fh: json.dump(obj, fh, indent=2, sort_keys=False, default=str))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda fh: fh.write(text))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` atomically (the whole module is pickled so compressed models reload)."""
+    import torch
+
+    _atomic_write(path, lambda fh: torch.save(obj, fh), mode="wb")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def new_run_id(config_hash: str) -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{config_hash[:8]}"
+
+
+@dataclass
+class RunStore:
+    """One run directory."""
+
+    root: Path
+
+    @classmethod
+    def create(cls, out_root: Path, suite_name: str, config_hash: str) -> RunStore:
+        base = Path(out_root) / suite_name
+        run_id = new_run_id(config_hash)
+        root = base / run_id
+        n = 1
+        while root.exists():
+            n += 1
+            root = base / f"{run_id}-{n}"
+        root.mkdir(parents=True)
+        return cls(root)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def trace_dir(self) -> Path:
+        d = self.root / "traces"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def read_manifest(self) -> dict[str, Any]:
+        return read_json(self.manifest_path)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_json(self.manifest_path, manifest)
+
+    def entry_dir(self, entry: str) -> Path:
+        return self.root / "entries" / entry
+
+    def phase_path(self, entry: str, phase: str) -> Path:
+        return self.entry_dir(entry) / f"{phase}.json"
+
+    def checkpoint_path(self, entry: str, name: str) -> Path:
+        return self.entry_dir(entry) / "checkpoints" / f"{name}.pt"
+
+    def read_phase(self, entry: str, phase: str) -> dict[str, Any] | None:
+        p = self.phase_path(entry, phase)
+        return read_json(p) if p.is_file() else None
+
+    def write_phase(self, entry: str, phase: str, record: dict[str, Any]) -> None:
+        atomic_write_json(self.phase_path(entry, phase), record)
+
+    def phase_done(self, entry: str, phase: str, config_hash: str | None = None) -> bool:
+        """True when the phase finished (and, if given, with this config hash)."""
+        rec = self.read_phase(entry, phase)
+        if rec is None or rec.get("status") not in ("done", "skipped"):
+            return False
+        return config_hash is None or rec.get("config_hash") == config_hash
+
+
+@dataclass
+class RunData:
+    """A run as loaded for reports and exports."""
+
+    root: Path
+    manifest: dict[str, Any]
+    phases: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # entry->phase->rec
+    idle: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def suite(self) -> dict[str, Any]:
+        return self.manifest.get("suite", {})
+
+    @property
+    def entries(self) -> list[str]:
+        return [e["name"] for e in self.suite.get("entries", [])]
+
+
+class NotARunError(ValueError):
+    """A path that is not a run directory (user error, exit 2)."""
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Load a run directory (manifest and every phase record)."""
+    root = Path(run_dir)
+    store = RunStore(root)
+    if not store.exists():
+        raise NotARunError(
+            f"{root}: not an energybench run directory (no manifest.json); "
+            "pass a folder like results/<suite>/<run-id>"
+        )
+    try:
+        manifest = store.read_manifest()
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NotARunError(f"{root}/manifest.json is unreadable: {exc}") from None
+    run = RunData(root=root, manifest=manifest)
+    idle = root / "idle.json"
+    if idle.is_file():
+        run.idle = read_json(idle)
+    for name in run.entries:
+        for phase in PHASES:
+            rec = store.read_phase(name, phase)
+            if rec is not None:
+                run.phases.setdefault(name, {})[phase] = rec
+    return run

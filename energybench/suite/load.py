@@ -1,0 +1,484 @@
+"""Load a YAML suite: safe YAML, defaults, ``--set`` overrides, errors with file:line:col.
+
+Every problem a user can cause is raised as :class:`SuiteError`, whose message names the file,
+line and column, the field path, what was expected and what was found, with a did-you-mean hint.
+Only ``yaml.safe_load``-equivalent parsing is used: no YAML tag ever executes code.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from energybench.suite.schema import Entry, Suite
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Problem:
+    """One validation problem, located in the YAML file."""
+
+    file: str
+    line: int | None
+    column: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}:{self.column}"
+        field_ = f" at '{self.path}'" if self.path else ""
+        return f"{where}: {self.message}{field_}"
+
+
+@dataclass
+class SuiteError(Exception):
+    """Bad input (exit code 2). ``str()`` is the full user-facing message."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        head = f"invalid suite ({n} problem{'s' if n != 1 else ''}):"
+        return "\n".join([head] + [f"  {p}" for p in self.problems])
+
+
+# --------------------------------------------------------------------------- YAML with marks
+class _Marks:
+    """Maps a data path (keys and list indices) to the (line, column) of its YAML node."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.value_marks: dict[Path_, tuple[int, int]] = {}
+        self.key_marks: dict[Path_, tuple[int, int]] = {}
+        if root is not None:
+            self._walk(root, ())
+
+    def _walk(self, node: yaml.Node, path: Path_) -> None:
+        self.value_marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value
+                self.key_marks[path + (key,)] = (k.start_mark.line + 1, k.start_mark.column + 1)
+                self._walk(v, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self._walk(v, path + (i,))
+
+    def locate(self, path: Path_, key: bool = False) -> tuple[int | None, int | None]:
+        """Line and column of ``path``, or of its nearest ancestor that has a node."""
+        marks = self.key_marks if key else self.value_marks
+        p = tuple(path)
+        while p:
+            if p in marks:
+                return marks[p]
+            if p in self.value_marks:
+                return self.value_marks[p]
+            p = p[:-1]
+        return self.value_marks.get((), (None, None))
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, _Marks]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        what = exc.problem or "malformed YAML"
+        if exc.context:
+            what = f"{exc.context}, {what}"
+        raise SuiteError(
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    "",
+                    f"malformed YAML: {what}; check indentation, colons "
+                    "and quotes on this line or the one before",
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SuiteError([Problem(file, None, None, "", f"malformed YAML: {exc}")]) from None
+    return data, _Marks(root)
+
+
+# --------------------------------------------------------------------------- overrides
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``key.path=value`` in place. Entries are addressed by name or index
+    (``entries.ckbg.train.steps=10``); the value is parsed as YAML (``[1,2]``, ``true``, ``3e-4``).
+    """
+    if "=" not in assignment:
+        raise SuiteError(
+            [Problem("--set", None, None, "", f"'{assignment}' is not key.path=value")]
+        )
+    key, _, raw = assignment.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise SuiteError([Problem("--set", None, None, "", f"empty key in '{assignment}'")])
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            idx = _list_index(node, part, assignment)
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            done = ".".join(parts[:i])
+            raise SuiteError(
+                [
+                    Problem(
+                        "--set",
+                        None,
+                        None,
+                        done,
+                        f"cannot set '{key}': '{done}' is not a mapping or list",
+                    )
+                ]
+            )
+
+
+def _list_index(node: list[Any], part: str, assignment: str) -> int:
+    if part.isdigit() and int(part) < len(node):
+        return int(part)
+    names = [x.get("name") for x in node if isinstance(x, dict)]
+    if part in names:
+        return names.index(part)
+    close = difflib.get_close_matches(part, [str(n) for n in names if n], n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise SuiteError(
+        [
+            Problem(
+                "--set",
+                None,
+                None,
+                "",
+                f"in '{assignment}': no list item named or numbered '{part}'{hint}",
+            )
+        ]
+    )
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _model_at(loc: Path_) -> type[BaseModel] | None:
+    """The pydantic model that owns the mapping at ``loc`` (for did-you-mean on typos)."""
+    from energybench.suite import schema as s
+
+    tops: dict[str, type[BaseModel]] = {
+        "energy": s.EnergySettings,
+        "carbon": s.CarbonSettings,
+        "metric": s.MetricSettings,
+    }
+    if not loc:
+        return s.Suite
+    if len(loc) == 1 and loc[0] in tops:
+        return tops[loc[0]]
+    if loc[0] == "energy" and loc[1:] == ("cooldown",):
+        return s.CooldownSettings
+    if loc[0] != "entries" or len(loc) < 2:
+        return None
+    rest = loc[2:]
+    sub: dict[Path_, type[BaseModel]] = {
+        (): s.Entry,
+        ("model",): s.ModelSpec,
+        ("dataset",): s.DatasetSpec,
+        ("train",): s.TrainSettings,
+        ("evaluate",): s.EvaluateSettings,
+    }
+    if rest in sub:
+        return sub[rest]
+    if len(rest) >= 3 and rest[0] in ("compress", "serve") and isinstance(rest[2], str):
+        union = {
+            "compress": {
+                "reparameterize": s.Reparameterize,
+                "prune": s.Prune,
+                "quantize": s.Quantize,
+                "distill": s.Distill,
+            },
+            "serve": {"throughput": s.Throughput, "stream": s.Stream, "load": s.Load},
+        }
+        model = union[rest[0]].get(rest[2])
+        if model is not None and len(rest) == 3:
+            return model
+        if model is not None and rest[3:] == ("finetune",):
+            return s.FinetuneSettings
+        if model is s.Distill and rest[3:] == ("student",):
+            return s.ModelSpec
+    return None
+
+
+def _data_path(loc: Path_, data: Any) -> Path_:
+    """Drop discriminator tags that pydantic inserts into error locations (not in the YAML)."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict):
+            if part in node:
+                out.append(part)
+                node = node[part]
+            elif i == len(loc) - 1:
+                out.append(part)  # a missing key
+            continue  # a union tag such as 'stream'
+        if isinstance(node, list) and isinstance(part, int) and part < len(node):
+            out.append(part)
+            node = node[part]
+            continue
+        out.append(part)
+        node = None
+    return tuple(out)
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str) -> Problem:
+    loc: Path_ = tuple(err["loc"])
+    path = _data_path(loc, data)
+    kind = err["type"]
+    pretty = ".".join(str(p) for p in path)
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        owner = _model_at(loc[:-1])
+        close = difflib.get_close_matches(key, _field_names(owner), n=1) if owner else []
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        allowed = f" (allowed: {', '.join(_field_names(owner))})" if owner else ""
+        line, col = marks.locate(path, key=True)
+        return Problem(file, line, col, pretty, f"unknown field '{key}'{hint}{allowed}")
+    if kind == "missing":
+        line, col = marks.locate(path[:-1])
+        return Problem(file, line, col, pretty, f"missing required field '{path[-1]}'")
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        tag, expected = ctx.get("tag"), ctx.get("expected_tags", "")
+        options = [t.strip(" '") for t in str(expected).split(",")]
+        close = difflib.get_close_matches(str(tag), options, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        line, col = marks.locate(path + (ctx.get("discriminator", "").strip("'"),))
+        return Problem(
+            file, line, col, pretty, f"unknown kind {tag!r}{hint} (expected one of {expected})"
+        )
+    line, col = marks.locate(path)
+    found = f"; found {_describe(err['input'])}" if "input" in err and kind != "missing" else ""
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return Problem(
+        file,
+        line,
+        col,
+        pretty,
+        f"expected {msg[0].lower() + msg[1:]}{found}" if kind != "value_error" else f"{msg}{found}",
+    )
+
+
+def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list[Problem]:
+    """Cross-field checks: registry names, model params, inherit/uses targets, unique names."""
+    from energybench.data import DATASETS
+    from energybench.models import MODELS
+    from energybench.registry import UnknownNameError
+
+    problems: list[Problem] = []
+
+    def add(path: Path_, msg: str, key: bool = False) -> None:
+        line, col = marks.locate(path, key=key)
+        problems.append(Problem(file, line, col, ".".join(map(str, path)), msg))
+
+    names = [e.name for e in suite.entries]
+    seen: set[str] = set()
+    for i, e in enumerate(suite.entries):
+        base: Path_ = ("entries", i)
+        if e.name in seen:
+            add(base + ("name",), f"entry name '{e.name}' is used twice")
+        seen.add(e.name)
+        for _what, reg, spec, sub in (
+            ("model", MODELS, e.model, "model"),
+            ("dataset", DATASETS, e.dataset, "dataset"),
+        ):
+            if spec is None:
+                continue
+            try:
+                for msg in reg.check_params(spec.name, spec.params):
+                    bad = msg.split("'")[3]
+                    add(base + (sub, "params", bad), msg, key=True)
+            except UnknownNameError as exc:
+                add(base + (sub, "name"), str(exc))
+        for j, step in enumerate(e.compress):
+            student = getattr(step, "student", None)
+            if student is not None:
+                try:
+                    for msg in MODELS.check_params(student.name, student.params):
+                        add(base + ("compress", j, "student", "params"), msg)
+                except UnknownNameError as exc:
+                    add(base + ("compress", j, "student", "name"), str(exc))
+        refs = ([("inherit", e.inherit)] if e.inherit else []) + [
+            (("uses", k), u) for k, u in enumerate(e.uses)
+        ]
+        for where, target in refs:
+            path = base + ((where,) if isinstance(where, str) else where)
+            if target == e.name:
+                add(path, f"entry '{e.name}' cannot depend on itself")
+            elif target not in names:
+                close = difflib.get_close_matches(target, names, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                add(path, f"no entry named '{target}'{hint}")
+        if e.inherit is None and e.dataset is None:
+            add(base, "entry has no 'dataset' (set one here or in 'defaults')")
+        if e.inherit and e.train is not None and "train" in (data["entries"][i] or {}):
+            add(
+                base + ("train",),
+                "an entry that inherits a trained model cannot also train; "
+                "remove 'train' or 'inherit'",
+                key=True,
+            )
+        scen = e.scenario_names()
+        for dup in {s for s in scen if scen.count(s) > 1}:
+            add(
+                base + ("serve",),
+                f"serving scenario name '{dup}' is used twice; give each a distinct 'name'",
+            )
+    if not problems:
+        try:
+            dependency_order(suite)
+        except ValueError as exc:
+            add(("entries",), str(exc))
+    iec = suite.metric.iec_scenario
+    if iec and not any(iec in e.scenario_names() for e in suite.entries):
+        add(("metric", "iec_scenario"), f"no entry has a serving scenario named '{iec}'")
+    for k, pair in enumerate(suite.metric.pairs):
+        for name in pair:
+            if name not in names:
+                add(("metric", "pairs", k), f"no entry named '{name}'")
+    return problems
+
+
+def dependency_order(suite: Suite) -> list[Entry]:
+    """Entries ordered so that every ``inherit``/``uses`` target runs first (stable otherwise)."""
+    by_name = {e.name: e for e in suite.entries}
+    order: list[Entry] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, chain: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise ValueError(
+                "entries depend on each other in a cycle: " + " -> ".join(chain + [name])
+            )
+        state[name] = 1
+        e = by_name[name]
+        for dep in ([e.inherit] if e.inherit else []) + list(e.uses):
+            visit(dep, chain + [name])
+        state[name] = 2
+        order.append(e)
+
+    for e in suite.entries:
+        visit(e.name, [])
+    return order
+
+
+@dataclass
+class LoadedSuite:
+    suite: Suite
+    path: Path
+    data: dict[str, Any]  # resolved data (defaults merged, overrides applied)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.suite.model_dump(mode="json"))
+
+
+def config_hash(obj: Any) -> str:
+    """A stable short hash of a JSON-able object."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSuite:
+    """Read, merge defaults, apply ``key.path=value`` overrides, and validate a suite file."""
+    p = Path(path)
+    file = str(path)
+    if not p.is_file():
+        raise SuiteError([Problem(file, None, None, "", "no such suite file")])
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError([Problem(file, None, None, "", f"cannot read: {exc}")]) from None
+    data, marks = _parse_yaml(text, file)
+    if not isinstance(data, dict):
+        raise SuiteError(
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    "",
+                    f"expected a mapping at the top level; found "
+                    f"{type(data).__name__ if data is not None else 'an empty file'}",
+                )
+            ]
+        )
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    defaults = data.get("defaults") or {}
+    entries = data.get("entries")
+    if isinstance(defaults, dict) and isinstance(entries, list):
+        data["entries"] = [
+            _deep_merge(
+                {
+                    k: v
+                    for k, v in defaults.items()
+                    if not (k == "train" and isinstance(e, dict) and e.get("inherit"))
+                },
+                e,
+            )
+            if isinstance(e, dict)
+            else e
+            for e in entries
+        ]
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem_from_error(err, data, marks, file) for err in exc.errors()]
+        raise SuiteError(problems) from None
+    problems = _check_references(suite, data, marks, file)
+    if problems:
+        raise SuiteError(problems)
+    return LoadedSuite(suite=suite, path=p, data=data)

@@ -1,0 +1,230 @@
+"""The suite schema: typed pydantic models of a YAML suite.
+
+Only structure and value ranges live here; cross-references (model names, inherited entries) are
+checked in :mod:`energybench.suite.load`, which also turns errors into file:line:col messages.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --------------------------------------------------------------------------- energy and carbon
+class CooldownSettings(Strict):
+    enabled: bool = False
+    max_s: float = Field(60.0, ge=0, description="give up waiting after this many seconds")
+    tolerance_c: float = Field(3.0, gt=0, description="back within this many °C of idle")
+
+
+class EnergySettings(Strict):
+    """How energy is measured: which meters, how often, and the measurement protocol."""
+
+    meters: list[Literal["auto", "nvml", "rapl", "estimate"]] = Field(
+        default_factory=lambda: ["auto"],
+        description="'auto' uses NVML for GPUs in use, RAPL for the CPU, and an estimate "
+        "only where neither works",
+    )
+    sample_period_s: float = Field(0.05, gt=0.001, le=10, description="power sampling period")
+    idle_baseline_s: float = Field(2.0, ge=0, description="idle power measured before the run")
+    idle_after: bool = Field(False, description="measure idle power after the run too")
+    cross_check_threshold: float = Field(
+        0.10, gt=0, description="flag a window whose two NVML channels disagree by more"
+    )
+    min_window_s: float = Field(5.0, ge=0, description="serving windows are repeated to this")
+    min_window_iters: int = Field(32, ge=1, description="... and to at least this many iterations")
+    trials: int = Field(3, ge=1, description="repeated trials per serving scenario (for CIs)")
+    cooldown: CooldownSettings = Field(default_factory=CooldownSettings)
+    allow_estimates_in_ranking: bool = False
+
+
+class CarbonSettings(Strict):
+    """Carbon as a derived layer: kgCO2e = kWh x PUE x grid intensity."""
+
+    grid_intensity_g_per_kwh: float | None = Field(None, ge=0)
+    country: str | None = Field(None, min_length=3, max_length=3, description="ISO 3166 alpha-3")
+    pue: float = Field(1.0, ge=1.0)
+
+
+class UsageIntensity(Strict):
+    mui: float = Field(gt=0, description="inferences (items) over the model's life")
+    weight: float = Field(1.0, ge=0)
+
+
+class MetricSettings(Strict):
+    """The full-cycle metric G(MUI) = Q^tau / (TEC + MUI * IEC)."""
+
+    tau: float = Field(1.0, ge=0)
+    quality: str = Field(
+        "ssim", description="which quality figure is Q (ssim, psnr_db, psnr_gain_db)"
+    )
+    iec_scenario: str | None = Field(
+        None, description="serving scenario giving IEC (default: the first of each entry)"
+    )
+    usage_intensities: list[UsageIntensity] = Field(
+        default_factory=lambda: [UsageIntensity(mui=m) for m in (1e3, 1e5, 1e7)], min_length=1
+    )
+    pairs: list[tuple[str, str]] = Field(
+        default_factory=list, description="extra (a, b) entry pairs for break-even analysis"
+    )
+
+
+# --------------------------------------------------------------------------- entry parts
+class ModelSpec(Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatasetSpec(Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSettings(Strict):
+    steps: int | None = Field(None, ge=0)
+    epochs: int | None = Field(None, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    log_every: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> TrainSettings:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give either 'steps' or 'epochs', not both")
+        return self
+
+
+class FinetuneSettings(Strict):
+    steps: int = Field(0, ge=0)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+
+
+class _CompressBase(Strict):
+    finetune: FinetuneSettings | None = None
+
+
+class Reparameterize(_CompressBase):
+    method: Literal["reparameterize"]
+
+
+class Prune(_CompressBase):
+    method: Literal["prune"]
+    kind: Literal["structured", "unstructured"] = "structured"
+    amount: float = Field(0.3, gt=0, lt=1)
+    criterion: Literal["l1", "l2", "magnitude"] = "l1"
+
+
+class Quantize(_CompressBase):
+    method: Literal["quantize"]
+    dtype: Literal["int8", "fp16", "bf16"] = "int8"
+    mode: Literal["static", "dynamic", "cast"] = "static"
+    calibration_batches: int = Field(8, ge=1)
+
+
+class Distill(_CompressBase):
+    method: Literal["distill"]
+    student: ModelSpec
+    steps: int = Field(200, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the teacher term in the loss")
+
+
+CompressStep = Annotated[Reparameterize | Prune | Quantize | Distill, Field(discriminator="method")]
+
+
+class _ScenarioBase(Strict):
+    name: str | None = None
+    warmup: int = Field(5, ge=0, description="iterations run before measuring (excluded)")
+    iterations: int = Field(32, ge=1, description="measured iterations per trial (at least)")
+
+
+class Throughput(_ScenarioBase):
+    scenario: Literal["throughput"]
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+
+
+class Stream(_ScenarioBase):
+    scenario: Literal["stream"]
+    fps: float = Field(25.0, gt=0)
+    frames: int = Field(64, ge=1)
+
+
+class Load(_ScenarioBase):
+    scenario: Literal["load"]
+    rate_per_s: float = Field(50.0, gt=0)
+    deadline_ms: float = Field(100.0, gt=0)
+    max_batch: int = Field(8, ge=1)
+    requests: int = Field(200, ge=1)
+    p99_target_ms: float | None = Field(None, gt=0)
+
+
+ServeScenario = Annotated[Throughput | Stream | Load, Field(discriminator="scenario")]
+
+
+class EvaluateSettings(Strict):
+    """Quality on a held-out split (BasicSR conventions: uint8-rounded, Y or RGB, crop)."""
+
+    split: Literal["test", "val"] = "test"
+    max_items: int | None = Field(None, ge=1, description="evaluate at most this many clips")
+    crop_border: int = Field(0, ge=0)
+    y_channel: bool = Field(True, description="PSNR/SSIM on BT.601 Y (Vid4) or on RGB (REDS)")
+
+
+class Entry(Strict):
+    """One model's life: train -> compress -> serve -> evaluate."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+\-]+$", min_length=1, max_length=80)
+    description: str = ""
+    model: ModelSpec
+    dataset: DatasetSpec | None = None
+    device: str = "auto"
+    inherit: str | None = Field(
+        None,
+        description="reuse this entry's trained model instead of training (its training "
+        "energy is counted here too)",
+    )
+    uses: list[str] = Field(
+        default_factory=list,
+        description="upstream entries whose energy this entry depends on "
+        "(e.g. a teacher); counted in this entry's TEC",
+    )
+    train: TrainSettings | None = None
+    compress: list[CompressStep] = Field(default_factory=list)
+    serve: list[ServeScenario] = Field(default_factory=list)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    rank: bool = Field(True, description="show in the leaderboard ranking")
+
+    def scenario_names(self) -> list[str]:
+        return [s.name or s.scenario for s in self.serve]
+
+
+class Suite(Strict):
+    schema_version: int = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", min_length=1, max_length=80)
+    description: str = ""
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="merged into every entry (the entry's values win)"
+    )
+    energy: EnergySettings = Field(default_factory=EnergySettings)
+    carbon: CarbonSettings = Field(default_factory=CarbonSettings)
+    metric: MetricSettings = Field(default_factory=MetricSettings)
+    entries: list[Entry] = Field(min_length=1)
+
+    def entry(self, name: str) -> Entry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(name)

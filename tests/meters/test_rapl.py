@@ -1,0 +1,105 @@
+"""RAPL meter on a fake powercap tree: domains, sockets, wraparound, permission errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from energybench.meters.base import EnergyMonitor, Source
+from energybench.meters.rapl import (
+    RaplFs,
+    RaplMeter,
+    RaplUnavailableError,
+    discover_domains,
+    rapl_status,
+    wrap_delta_uj,
+)
+from energybench.meters.sim import DeniedRaplFs, FakeRaplTree, ManualClock
+
+
+@pytest.fixture
+def tree(tmp_path) -> FakeRaplTree:
+    t = FakeRaplTree(tmp_path / "powercap")
+    t.add_package(0)
+    t.add_package(1)
+    t.add_psys()
+    return t
+
+
+def test_discovers_packages_and_dram_per_socket_only(tree):
+    doms = discover_domains(RaplFs(tree.root))
+    assert sorted(d.device for d in doms) == ["cpu:package-0", "cpu:package-1", "dram:0", "dram:1"]
+    assert {d.kind for d in doms} == {"cpu", "dram"}  # core and psys are not double counted
+
+
+def test_window_energy_per_domain(tree):
+    clock = ManualClock()
+    meter = RaplMeter(RaplFs(tree.root), clock=clock, background=False)
+    mon = EnergyMonitor([meter], clock=clock)
+    mon.begin_window("w")
+    tree.add_energy("intel-rapl:0", 120.0)
+    tree.add_energy("intel-rapl:1", 80.5)
+    tree.add_energy("intel-rapl:0:1", 10.0)
+    clock.sleep(2.0)
+    m = mon.end_window("w")
+    e = {d.device: d for d in m.devices}
+    assert e["cpu:package-0"].energy_j == pytest.approx(120.0)
+    assert e["cpu:package-1"].energy_j == pytest.approx(80.5)
+    assert e["dram:0"].energy_j == pytest.approx(10.0) and e["dram:1"].energy_j == 0.0
+    assert e["cpu:package-0"].mean_power_w == pytest.approx(60.0)
+    assert e["cpu:package-0"].uncertainty_j == pytest.approx(6.0)
+    assert e["dram:0"].uncertainty_j == pytest.approx(1.0)
+    assert all(d.source is Source.RAPL and d.complete for d in m.devices)
+    assert m.energy_j == pytest.approx(210.5)
+
+
+def test_wraparound(tmp_path):
+    tree = FakeRaplTree(tmp_path)
+    rng = 1_000_000_000  # 1 kJ
+    zone = tree.add_package(0, dram=False, max_range_uj=rng, energy_uj=rng - 50_000_000)
+    clock = ManualClock()
+    meter = RaplMeter(RaplFs(tree.root), clock=clock, background=False)
+    meter.begin("w")
+    tree.add_energy(zone, 300.0)  # crosses the wrap once
+    assert tree.energy_uj(zone) == 250_000_000
+    (d,) = meter.end("w")
+    assert d.energy_j == pytest.approx(300.0)
+    assert wrap_delta_uj(rng - 1, 1, rng) == 2
+
+
+def test_several_wraps_in_a_long_window_are_followed_by_polling(tmp_path):
+    tree = FakeRaplTree(tmp_path)
+    zone = tree.add_package(0, dram=False, max_range_uj=1_000_000_000)
+    meter = RaplMeter(RaplFs(tree.root), clock=ManualClock(), background=False)
+    meter.begin("long")
+    for _ in range(7):  # 7 x 700 J = 4.9 kJ, almost five wraps of 1 kJ
+        tree.add_energy(zone, 700.0)
+        meter.poll()
+    (d,) = meter.end("long")
+    assert d.energy_j == pytest.approx(4900.0)
+
+
+def test_permission_denied_is_actionable(tree):
+    with pytest.raises(RaplUnavailableError) as err:
+        RaplMeter(DeniedRaplFs(tree.root))
+    assert "chmod -R a+r /sys/class/powercap/intel-rapl" in err.value.fix
+    assert "root" in err.value.fix
+    st = rapl_status(DeniedRaplFs(tree.root))
+    assert not st.ok and "Permission denied" in st.reason and "chmod" in st.fix
+
+
+def test_read_error_mid_window_is_incomplete_not_raised(tree):
+    fs = DeniedRaplFs(tree.root, zones={"intel-rapl:1"}, after_reads=3)
+    meter = RaplMeter(fs, clock=ManualClock(), background=False)  # discovery + first poll: 2 reads
+    meter.begin("w")  # third read
+    tree.add_energy("intel-rapl:0", 50.0)
+    recs = {d.device: d for d in meter.end("w")}
+    assert recs["cpu:package-0"].complete and recs["cpu:package-0"].energy_j == pytest.approx(50)
+    bad = recs["cpu:package-1"]
+    assert not bad.complete and "PermissionError" in bad.issues[0]
+
+
+def test_missing_powercap_says_why(tmp_path):
+    st = rapl_status(RaplFs(tmp_path / "nope"))
+    assert not st.ok and "does not exist" in st.reason and "estimate" in st.fix
+    ok = rapl_status(RaplFs(FakeRaplTree(tmp_path / "pc").root))
+    assert not ok.ok and "no package" in ok.reason

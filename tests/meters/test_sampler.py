@@ -1,0 +1,98 @@
+"""PowerSampler: online trapezoid integration, window stats, failing readers, CSV traces."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from energybench.meters.sampler import (
+    Poller,
+    PowerSampler,
+    Reading,
+    TraceWriter,
+    WindowStats,
+    integrate_trace,
+)
+from energybench.meters.sim import ManualClock
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.001, 1.0), st.floats(0, 1000)), min_size=2, max_size=60))
+def test_online_integral_equals_numpy_trapezoid(steps):
+    clock = ManualClock()
+    it = iter(steps)
+    current = {"p": 0.0}
+    sampler = PowerSampler({"d": lambda: Reading(current["p"])}, clock=clock)
+    ts, ps = [], []
+    for dt, p in it:
+        clock.sleep(dt)
+        current["p"] = p
+        sampler.poll()
+        ts.append(clock.time())
+        ps.append(p)
+    assert sampler.cum_energy_j("d", ts[-1]) == pytest.approx(integrate_trace(ts, ps), abs=1e-6)
+
+
+def test_window_stats():
+    s = WindowStats()
+    for p in (1.0, 2.0, 3.0, 4.0):
+        s.add(p)
+    assert (s.samples, s.peak_w) == (4, 4.0)
+    assert s.std_w == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+
+
+def test_failing_reader_does_not_stop_the_others():
+    clock = ManualClock()
+    state = {"fail": False}
+
+    def bad() -> Reading:
+        if state["fail"]:
+            raise RuntimeError("gone")
+        return Reading(50.0)
+
+    sampler = PowerSampler({"ok": lambda: Reading(100.0), "bad": bad}, clock=clock)
+    sampler.open_window("w")
+    for i in range(20):
+        state["fail"] = i >= 10
+        sampler.poll()
+        clock.sleep(0.1)
+    t = clock.time()
+    assert sampler.cum_energy_j("ok", t) == pytest.approx(200.0)
+    assert sampler.failing("bad") and "gone" in sampler.last_error("bad")
+    assert sampler.cum_energy_j("bad", t) == pytest.approx(50.0 * 0.9)  # not extrapolated
+    stats = sampler.close_window("w")
+    assert stats["ok"].samples == 20 and stats["bad"].samples == 10
+
+
+def test_trace_writer_dedups_runs_and_keeps_the_integral(tmp_path):
+    path = tmp_path / "t.csv"
+    w = TraceWriter(path, flush_rows=3)
+    ts = np.arange(0, 10, 0.05)
+    ps = np.where(ts < 5, 100.0, 250.0)
+    for t, p in zip(ts, ps, strict=True):
+        w.add(float(t), "gpu:x", Reading(float(p), 40.0, 1400.0, 99.0))
+    w.close()
+    df = pd.read_csv(path)
+    assert len(df) == 4  # first and last of each constant stretch
+    assert integrate_trace(df.unix_s, df.power_w) == pytest.approx(integrate_trace(ts, ps))
+    w2 = TraceWriter(path)  # appending keeps a single header
+    w2.add(20.0, "gpu:x", Reading(1.0))
+    w2.close()
+    assert len(pd.read_csv(path)) == 5
+
+
+def test_poller_runs_and_stops():
+    n = {"i": 0}
+    p = Poller(lambda: n.__setitem__("i", n["i"] + 1), 0.01)
+    p.start()
+    time.sleep(0.15)
+    p.stop()
+    seen = n["i"]
+    assert 5 <= seen <= 20 and not p.running
+    time.sleep(0.03)
+    assert n["i"] == seen

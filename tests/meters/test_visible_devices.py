@@ -1,0 +1,97 @@
+"""CUDA_VISIBLE_DEVICES -> NVML devices: indices, UUIDs, prefixes, MIG, invalid entries."""
+
+from __future__ import annotations
+
+import pytest
+
+from energybench.meters.factory import build_monitor
+from energybench.meters.nvml import GpuSelectionError, NvmlMeter, select_gpus, visible_gpus
+from energybench.meters.sim import ManualClock, SimBackend, SimGpu
+from energybench.suite.schema import EnergySettings
+
+
+@pytest.fixture
+def backend() -> SimBackend:
+    clock = ManualClock()
+    gpus = [SimGpu(clock, 100.0 + 10 * i, index=i) for i in range(4)]
+    gpus[3].uuid_ = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
+    return SimBackend(gpus, mig={"MIG-2a5f7c1e-0000-5b1d-9d4c-000000000001": gpus[2].uuid_})
+
+
+def uuids(targets) -> list[str]:
+    return [t.device.uuid() for t in targets]
+
+
+def test_unset_means_all_in_pci_order_with_a_note(backend):
+    devs, notes = visible_gpus(None, backend)
+    assert [d.index for d, _ in devs] == [0, 1, 2, 3]
+    assert notes and "CUDA_DEVICE_ORDER" in notes[0]
+    assert visible_gpus(None, backend, order="PCI_BUS_ID")[1] == []
+
+
+def test_indices_in_cuda_order(backend):
+    t = select_gpus(backend, [0, 1], env="2,0")
+    assert uuids(t) == [backend.gpus[2].uuid_, backend.gpus[0].uuid_]
+    assert [x.cuda_position for x in t] == [0, 1]
+    assert uuids(select_gpus(backend, [1], env="3,1")) == [backend.gpus[1].uuid_]
+
+
+def test_full_uuid_and_prefixes(backend):
+    g3 = backend.gpus[3].uuid_
+    assert uuids(select_gpus(backend, [0], env=g3)) == [g3]
+    assert uuids(select_gpus(backend, [0], env="GPU-8932f937")) == [g3]
+    assert uuids(select_gpus(backend, [1], env=f"1,{g3[4:12]}")) == [g3]
+
+
+def test_invalid_entry_hides_it_and_everything_after(backend):
+    devs, notes = visible_gpus("0,7,1", backend)
+    assert [d.index for d, _ in devs] == [0]
+    assert "'7'" in notes[0]
+    with pytest.raises(GpuSelectionError, match="only 1 GPU"):
+        select_gpus(backend, [1], env="0,7,1")
+    # an ambiguous prefix is invalid too (every simulated uuid but one starts with GPU-0000)
+    assert visible_gpus("GPU-0000", backend)[0] == []
+
+
+def test_empty_means_no_gpu(backend):
+    assert select_gpus(backend, None, env="") == []
+    with pytest.raises(GpuSelectionError):
+        select_gpus(backend, [0], env="")
+
+
+def test_mig_ids_map_to_parent_with_warning(backend):
+    parent0 = backend.gpus[0].uuid_
+    t = select_gpus(backend, [0], env=f"MIG-{parent0}/1/0")
+    assert uuids(t) == [parent0] and t[0].mig_id
+    assert any("whole" in i and "parent GPU" in i for i in t[0].issues)
+    t = select_gpus(backend, [0], env="MIG-2a5f7c1e")
+    assert uuids(t) == [backend.gpus[2].uuid_]
+
+
+def test_torch_uuids_win_over_environment(backend):
+    t = select_gpus(backend, [0], env="0", torch_uuids=[backend.gpus[1].uuid_[4:]])
+    assert uuids(t) == [backend.gpus[1].uuid_]
+
+
+def test_monitor_measures_exactly_the_used_gpus(backend, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"3,{backend.gpus[1].uuid_}")
+    clock = backend.gpus[0].clock
+    mon = build_monitor(
+        EnergySettings(meters=["nvml"]),
+        [1],
+        None,
+        gpu_backend=backend,
+        clock=clock,
+        probe_s=0,
+        background=False,
+    )
+    (meter,) = [m for m in mon.meters if isinstance(m, NvmlMeter)]
+    assert [d["uuid"] for d in meter.describe()] == [backend.gpus[1].uuid_]
+    assert meter.describe()[0]["cuda_position"] == 1
+    mon.begin_window("w")
+    clock.sleep(2.0)
+    m = mon.end_window("w")
+    assert [d.device for d in m.devices] == [f"gpu:{backend.gpus[1].uuid_}"]
+    assert m.devices[0].energy_j == pytest.approx(110 * 2.0, rel=0.02)
+    mon.close()
+    assert backend.closed == 1

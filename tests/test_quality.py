@@ -1,0 +1,83 @@
+"""PSNR/SSIM conventions (BasicSR) checked against scikit-image on the same preprocessed arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from energybench.data.base import Clip
+from energybench.metrics.quality import evaluate_clips, psnr, ssim
+
+
+def _pair(seed: int, h: int, w: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.rand(3, h, w, generator=g, dtype=torch.float64)
+    sr = (hr + noise * torch.randn(3, h, w, generator=g, dtype=torch.float64)).clamp(0, 1)
+    return sr, hr
+
+
+def _reference_arrays(sr: torch.Tensor, hr: torch.Tensor, crop: int, y: bool):
+    """The BasicSR preprocessing done independently in numpy: uint8, Y (BT.601) or RGB, crop."""
+    out = []
+    for t in (sr, hr):
+        a = np.round(np.clip(t.numpy(), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+        a = a.astype(np.float64)
+        if y:
+            a = 16.0 + (65.481 * a[..., 0] + 128.553 * a[..., 1] + 24.966 * a[..., 2]) / 255.0
+        if crop:
+            a = a[crop:-crop, crop:-crop]
+        out.append(a)
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    h=st.integers(16, 40),
+    w=st.integers(16, 40),
+    noise=st.floats(0.005, 0.3),
+    crop=st.integers(0, 2),
+    y=st.booleans(),
+)
+def test_psnr_ssim_match_skimage(seed: int, h: int, w: int, noise: float, crop: int, y: bool) -> None:
+    sr, hr = _pair(seed, h, w, noise)
+    a, b = _reference_arrays(sr, hr, crop, y)
+    ref_psnr = peak_signal_noise_ratio(b, a, data_range=255)
+    ref_ssim = structural_similarity(
+        b, a, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
+        channel_axis=None if y else -1,
+    )
+    assert float(psnr(sr, hr, crop, y)) == pytest.approx(ref_psnr, abs=1e-9)
+    assert float(ssim(sr, hr, crop, y)) == pytest.approx(ref_ssim, abs=1e-9)
+
+
+def test_uint8_rounding_identical_and_batched() -> None:
+    hr = torch.randint(0, 256, (2, 4, 3, 24, 24)) / 255.0
+    sr = hr + 0.4 / 255  # rounds back to the same 8-bit levels
+    assert torch.isinf(psnr(sr, hr)).all()
+    assert torch.allclose(ssim(sr, hr), torch.ones(2, 4, dtype=torch.float64))
+    out = psnr(hr.flip(-1), hr)
+    assert out.shape == (2, 4) and torch.isfinite(out).all()
+    with pytest.raises(ValueError):
+        psnr(hr, hr[..., :20])
+
+
+def test_evaluate_clips_suite_mean_is_mean_of_clip_means() -> None:
+    g = torch.Generator().manual_seed(0)
+    clips, outs = [], []
+    for name, t, noise in (("a", 1, 0.05), ("b", 3, 0.1)):
+        hr = torch.rand(t, 3, 32, 32, generator=g)
+        clips.append(Clip(name, torch.zeros(t, 3, 8, 8), hr))
+        outs.append((hr + noise * torch.randn(t, 3, 32, 32, generator=g)).clamp(0, 1))
+    res = evaluate_clips(outs, clips, crop_border=0, y_channel=True)
+    per_frame_b = psnr(outs[1], clips[1].hr)
+    assert res["clips"]["b"]["psnr"] == pytest.approx(float(per_frame_b.mean()))
+    assert res["psnr"] == pytest.approx((res["clips"]["a"]["psnr"] + res["clips"]["b"]["psnr"]) / 2)
+    assert res["frames"] == 4 and 0 < res["ssim"] < 1
+    assert not math.isnan(res["clips"]["a"]["ssim"])
