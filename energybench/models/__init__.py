@@ -18,3 +18,9 @@ MODELS.register(
     "energybench.models.sr.espcn:espcn",
     help="ESPCN-like per-frame image SR (ReLU, pixel shuffle, bicubic residual); also a teacher",
 )
+MODELS.register(
+    "ckbg",
+    "energybench.models.sr.ckbg:ckbg",
+    help="CKBG online recurrent VSR (current + previous frame + hidden state); grafts=true adds "
+    "kernel grafts from an image SR teacher (an entry in 'uses'); merge with reparameterize",
+)

@@ -124,6 +124,9 @@ class Prune(_CompressBase):
     kind: Literal["structured", "unstructured"] = "structured"
     amount: float = Field(0.3, gt=0, lt=1)
     criterion: Literal["l1", "l2", "magnitude"] = "l1"
+    scope: Literal["layer", "global"] = Field(
+        "layer", description="unstructured only: rank weights per layer or across all layers"
+    )
 
 
 class Quantize(_CompressBase):

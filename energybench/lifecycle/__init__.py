@@ -1,0 +1,1 @@
+"""The lifecycle: train, compress, serve and evaluate each entry, inside measurement windows."""
