@@ -175,14 +175,21 @@ def report(
 def export(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
     format_: Annotated[str, typer.Option("--format", "-f", help="csv")] = "csv",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write ('-': standard output).")
+    ] = None,
 ) -> None:
     """Export tidy long-format tables (one row per entry x phase x device)."""
-    from energybench.report.export import FORMATS, write_export
+    from energybench.report.export import FORMATS, export_text, write_export
 
     if format_ not in FORMATS:
         raise _fail(f"unknown format '{format_}' (known: {', '.join(FORMATS)})")
     runs = _runs(run_dirs)
+    if str(output) == "-":
+        if format_ == "parquet":
+            raise _fail("parquet is binary: give a file with -o")
+        sys.stdout.write(export_text(runs, format_))
+        return
     path = output or _default_output(runs[0], format_)
     write_export(runs, path, format_)
     console.print(f"export: [bold]{path}[/bold]")

@@ -49,12 +49,17 @@ _SPEC_RE = re.compile(r"\s*([^\[\]\s]+)\s*(?:\[\s*(\d*)\s*:\s*(\d*)\s*\])?\s*")
 # ---------------------------------------------------------------------- clip specs
 @dataclass(frozen=True)
 class ClipRange:
-    """Frames ``[start, stop)`` of clip ``name`` (resolved against its length and max_frames)."""
+    """Frames ``[start, stop)`` of clip ``name`` used; ``[start, end)`` is the declared segment.
+
+    ``stop`` is ``end`` shortened by ``max_frames``. Disjointness is checked on the declared
+    segments, so a valid split stays valid whatever ``max_frames`` is.
+    """
 
     name: str
     start: int
     stop: int
-    label: str  # as shown in reports: ``name`` or ``name[start:stop]`` (as the user wrote it)
+    end: int
+    label: str  # as shown in reports: ``name`` or ``name[start:end]``
 
     @property
     def frames(self) -> int:
@@ -64,12 +69,14 @@ class ClipRange:
 def parse_clip_spec(spec: Any) -> tuple[str, int | None, int | None]:
     """``"bikes"`` → ``("bikes", None, None)``; ``"bikes[0:60]"`` → ``("bikes", 0, 60)``."""
     if not isinstance(spec, str):
-        raise DatasetConfigError(f"clip spec must be a string like 'name' or 'name[0:60]', got {spec!r}")
+        raise DatasetConfigError(
+            f"clip spec must be a string like 'name' or 'name[0:60]', got {spec!r}"
+        )
     m = _SPEC_RE.fullmatch(spec)
     if not m:
         raise DatasetConfigError(
             f"cannot read clip spec {spec!r}; expected 'name' or 'name[start:stop]' "
-            "(quote it in YAML flow lists: [\"bikes[0:60]\"])"
+            '(quote it in YAML flow lists: ["bikes[0:60]"])'
         )
     name, a, b = m.group(1), m.group(2), m.group(3)
     return name, (int(a) if a else None), (int(b) if b else None)
@@ -77,7 +84,6 @@ def parse_clip_spec(spec: Any) -> tuple[str, int | None, int | None]:
 
 def resolve_range(
     name: str,
-    label: str,
     start: int | None,
     stop: int | None,
     total: int,
@@ -86,28 +92,28 @@ def resolve_range(
     """Clamp a parsed spec to the clip's ``total`` frames and ``max_frames``; errors if empty."""
     a = 0 if start is None else start
     b = total if stop is None else stop
+    label = name if start is None and stop is None else f"{name}[{a}:{b}]"
     if b > total or a >= b:
         raise DatasetConfigError(
             f"clip '{label}': frame range {a}:{b} is empty or outside the clip's {total} frames "
             f"(valid: 0 <= start < stop <= {total})"
         )
-    if max_frames is not None:
-        b = min(b, a + max_frames)
-    return ClipRange(name, a, b, label)
+    stop = b if max_frames is None else min(b, a + max_frames)
+    return ClipRange(name, a, stop, b, label)
 
 
 def check_disjoint_ranges(splits: dict[str, list[ClipRange]], kind: str = "clip") -> None:
-    """Raise if a training frame is also a val/test frame (same clip, overlapping ranges)."""
+    """Raise if a declared training segment overlaps a val/test segment of the same clip."""
     for held in ("val", "test"):
         for t in splits.get("train", []):
             for e in splits.get(held, []):
                 if t.name != e.name:
                     continue
-                lo, hi = max(t.start, e.start), min(t.stop, e.stop)
+                lo, hi = max(t.start, e.start), min(t.end, e.end)
                 if lo < hi:
                     raise DatasetConfigError(
-                        f"{kind} '{t.name}': train '{t.label}' (frames {t.start}-{t.stop - 1}) "
-                        f"and {held} '{e.label}' (frames {e.start}-{e.stop - 1}) share frames "
+                        f"{kind} '{t.name}': train '{t.label}' (frames {t.start}-{t.end - 1}) "
+                        f"and {held} '{e.label}' (frames {e.start}-{e.end - 1}) share frames "
                         f"{lo}-{hi - 1}; training frames must not be evaluated on — use disjoint "
                         f"ranges such as '{t.name}[0:60]' and '{t.name}[60:120]'"
                     )
@@ -193,12 +199,17 @@ class FrameFolderDataset(ClipDataset):
         augment: bool = True,
     ) -> None:
         super().__init__(
-            scale=scale, patch_size=patch_size, eval_frames=eval_frames, eval_crop=test_crop,
-            serve_lr=serve_lr, augment=augment,
+            scale=scale,
+            patch_size=patch_size,
+            eval_frames=eval_frames,
+            eval_crop=test_crop,
+            serve_lr=serve_lr,
+            augment=augment,
         )
         if root is None:
             raise DatasetConfigError(
-                "frames: set 'root' to the dataset folder (e.g. --set dataset.params.root=/data/Vid4)"
+                "frames: set 'root' to the dataset folder "
+                "(e.g. --set dataset.params.root=/data/Vid4)"
             )
         if max_frames is not None and max_frames < 1:
             raise DatasetConfigError(f"max_frames must be >= 1, got {max_frames}")
@@ -207,9 +218,7 @@ class FrameFolderDataset(ClipDataset):
             raise DatasetConfigError(f"frames: root folder {self.root} does not exist")
         self.hr_root = self._subdir(hr_dir, "hr_dir")
         self.lr_root = self._subdir(lr_dir, "lr_dir") if lr_dir is not None else None
-        available = sorted(
-            (p.name for p in self.hr_root.iterdir() if p.is_dir()), key=natural_key
-        )
+        available = sorted((p.name for p in self.hr_root.iterdir() if p.is_dir()), key=natural_key)
         if not available:
             subs = sorted(p.name for p in self.root.iterdir() if p.is_dir())
             hint = f"; it holds {', '.join(subs)} — set hr_dir (and lr_dir)" if subs else ""
@@ -245,9 +254,8 @@ class FrameFolderDataset(ClipDataset):
                 f"unknown clip '{name}'{did_you_mean(name, self.available)} "
                 f"(under {self.hr_root}: {', '.join(self.available)})"
             )
-        hr_files, lr_files = self._clip_files(name)
-        label = spec.strip() if (a is not None or b is not None) else name
-        return resolve_range(name, label, a, b, len(hr_files), self.max_frames)
+        hr_files, _ = self._clip_files(name)
+        return resolve_range(name, a, b, len(hr_files), self.max_frames)
 
     def _clip_files(self, name: str) -> tuple[list[Path], list[Path] | None]:
         """HR (and LR) frame files of a clip, checked for count and size; cached."""
@@ -255,8 +263,15 @@ class FrameFolderDataset(ClipDataset):
             return self._files[name]
         hr_files = list_frames(self.hr_root / name)
         if not hr_files:
+            subs = sorted(p.name for p in (self.hr_root / name).iterdir() if p.is_dir())
+            hint = (
+                f"; it holds folders ({', '.join(subs[:5])}) — is it a layout folder? set hr_dir"
+                " (e.g. hr_dir: GT, lr_dir: BIx4 for Vid4)"
+                if subs
+                else ""
+            )
             raise DatasetConfigError(
-                f"clip '{name}': no frames ({', '.join(IMAGE_EXTS)}) in {self.hr_root / name}"
+                f"clip '{name}': no frames ({', '.join(IMAGE_EXTS)}) in {self.hr_root / name}{hint}"
             )
         lr_files = None
         if self.lr_root is not None:

@@ -129,20 +129,24 @@ def probe_frames(path: str) -> int:
 @lru_cache(maxsize=8)
 def decode_video(path: str, start: int, stop: int) -> np.ndarray:
     """Frames ``start`` … ``stop - 1`` as (T, H, W, 3) uint8 RGB (read-only; cached)."""
-    frames: list[np.ndarray] = []
+    out: np.ndarray | None = None
+    n = 0
     with _open(path) as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
         for i, frame in enumerate(c.decode(stream)):
             if i >= stop:
                 break
-            if i >= start:
-                frames.append(frame.to_ndarray(format="rgb24"))
-    if len(frames) != stop - start:
+            if i < start:
+                continue
+            if out is None:
+                out = np.empty((stop - start, frame.height, frame.width, 3), np.uint8)
+            out[n] = frame.to_ndarray(format="rgb24")
+            n += 1
+    if out is None or n != stop - start:
         raise DatasetConfigError(
-            f"{path}: decoded {len(frames)} frames for range {start}:{stop}; the file may be damaged"
+            f"{path}: decoded {n} frames for range {start}:{stop}; the file may be damaged"
         )
-    out = np.stack(frames)
     out.setflags(write=False)
     return out
 
@@ -204,8 +208,12 @@ class VideoDataset(ClipDataset):
         augment: bool = True,
     ) -> None:
         super().__init__(
-            scale=scale, patch_size=patch_size, eval_frames=eval_frames, eval_crop=test_crop,
-            serve_lr=serve_lr, augment=augment,
+            scale=scale,
+            patch_size=patch_size,
+            eval_frames=eval_frames,
+            eval_crop=test_crop,
+            serve_lr=serve_lr,
+            augment=augment,
         )
         if max_frames is not None and max_frames < 1:
             raise DatasetConfigError(f"max_frames must be >= 1, got {max_frames}")
@@ -242,8 +250,7 @@ class VideoDataset(ClipDataset):
         name, a, b = parse_clip_spec(spec)
         name = canonical_video(name)
         total = probe_frames(str(video_path(name)))
-        label = name if a is None and b is None else f"{name}[{a or 0}:{total if b is None else b}]"
-        return resolve_range(name, label, a, b, total, self.max_frames)
+        return resolve_range(name, a, b, total, self.max_frames)
 
     def _load_split(self, split: str) -> list[FrameClip]:
         out = []

@@ -42,6 +42,16 @@ def export_frame(runs: list[RunData]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def export_text(runs: list[RunData], fmt: str = "csv") -> str:
+    """The export of ``runs`` as text (csv or json)."""
+    frame = export_frame(runs)
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return frame.to_json(orient="records", indent=1)
+    raise ValueError(f"format {fmt} is not text")
+
+
 def write_export(runs: list[RunData], path: Path, fmt: str = "csv") -> Path:
     """Write the export of ``runs`` to ``path`` in ``fmt``."""
     frame = export_frame(runs)
