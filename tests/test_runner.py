@@ -192,3 +192,15 @@ def test_a_failing_entry_exits_1_and_blocks_dependents(tmp_path: Path) -> None:
     assert "merged" in res.output and "fp16" in res.output
     (run_dir,) = run_dirs(tmp_path)
     assert records(run_dir)["grafted/evaluate"]["status"] == "done"
+
+
+def test_bad_dataset_parameters_exit_2_before_anything_runs(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path)
+    res = CliRunner().invoke(
+        app,
+        ["run", str(suite), "--out", str(tmp_path / "out"),
+         "--set", "defaults.dataset.params.test=[astronaut, astronot]"],
+    )
+    assert res.exit_code == 2, res.output
+    assert "dataset 'photos'" in res.output and "astronot" in res.output
+    assert not (tmp_path / "out").exists()

@@ -20,6 +20,7 @@ from torch import nn
 
 from energybench import __version__
 from energybench.data import DATASETS
+from energybench.data.clipset import DatasetConfigError
 from energybench.environment import snapshot
 from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
 from energybench.lifecycle.progress import RunProgress
@@ -121,6 +122,26 @@ def _check_resume(store: RunStore, suite: Suite, hashes: dict[str, dict[str, str
     return problems
 
 
+def task_for(suite: Suite, e: Entry, cache: dict[str, Task]) -> Task:
+    """The task (dataset adaptor) of entry ``e``, built once per distinct dataset spec.
+
+    A dataset that rejects its parameters raises ``ValueError`` naming the entry (exit 2).
+    """
+    entry = e
+    while entry.dataset is None and entry.inherit:
+        entry = suite.entry(entry.inherit)
+    spec = entry.dataset
+    if spec is None:
+        raise ValueError(f"entry '{e.name}' has no dataset (give one, or one in defaults)")
+    key = config_hash(spec.model_dump(mode="json"))
+    if key not in cache:
+        try:
+            cache[key] = make_task(DATASETS.create(spec.name, **spec.params))
+        except DatasetConfigError as exc:
+            raise ValueError(f"entry '{e.name}': dataset '{spec.name}': {exc}") from None
+    return cache[key]
+
+
 def _needed(suite: Suite, only: list[str] | None) -> list[Entry]:
     order = dependency_order(suite)
     if not only:
@@ -149,28 +170,26 @@ def _needed(suite: Suite, only: list[str] | None) -> list[Entry]:
 class Runner:
     """Runs one suite into one run directory."""
 
-    def __init__(self, loaded: LoadedSuite, store: RunStore, console: Console) -> None:
+    def __init__(
+        self,
+        loaded: LoadedSuite,
+        store: RunStore,
+        console: Console,
+        tasks: dict[str, Task] | None = None,
+    ) -> None:
         self.loaded = loaded
         self.suite = loaded.suite
         self.store = store
         self.console = console
         self.hashes = phase_hashes(self.suite)
         self.outcome = RunOutcome(run_dir=store.root)
-        self._datasets: dict[str, Any] = {}
+        self._datasets: dict[str, Task] = tasks if tasks is not None else {}
         self.monitor: EnergyMonitor | None = None
         self.progress: RunProgress | None = None
 
     # ------------------------------------------------------------------ helpers
     def _task(self, e: Entry) -> Task:
-        entry = e
-        while entry.dataset is None and entry.inherit:
-            entry = self.suite.entry(entry.inherit)
-        spec = entry.dataset
-        assert spec is not None
-        key = config_hash(spec.model_dump(mode="json"))
-        if key not in self._datasets:
-            self._datasets[key] = make_task(DATASETS.create(spec.name, **spec.params))
-        return self._datasets[key]
+        return task_for(self.suite, e, self._datasets)
 
     def _load(self, path: Path, device: torch.device) -> nn.Module:
         model = torch.load(path, map_location=device, weights_only=False)
@@ -485,6 +504,9 @@ def run_suite(
 ) -> RunOutcome:
     """Run (or resume) a suite; returns where the results are and what failed."""
     console = console or Console()
+    tasks: dict[str, Task] = {}
+    for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before anything runs
+        task_for(loaded.suite, e, tasks)
     if resume is not None:
         store = RunStore(Path(resume))
         if not store.exists():
@@ -498,4 +520,4 @@ def run_suite(
             )
     else:
         store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
-    return Runner(loaded, store, console).run(only)
+    return Runner(loaded, store, console, tasks).run(only)
