@@ -1,10 +1,12 @@
 """Progress display with rich: phase, step, live power (where known), ETA.
 
-Display only; quiet (no bars) when stdout is not a terminal, so logs stay readable.
+Display only. When stdout is not a terminal (CI logs, ``nohup``) there are no bars: one line per
+phase and one per quarter of a training phase instead, so logs stay readable.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from rich.console import Console
@@ -40,6 +42,7 @@ class RunProgress:
             transient=False,
         )
         self._task: TaskID | None = None
+        self._logged_quarter = -1
 
     def __enter__(self) -> RunProgress:
         self._progress.start()
@@ -54,6 +57,10 @@ class RunProgress:
 
     def phase(self, description: str, total: int | None = None) -> None:
         """Start a new bar (the previous one is completed)."""
+        if not self.enabled:
+            steps = f" ({total} steps)" if total and total > 1 else ""
+            self.console.print(f"{time.strftime('%H:%M:%S')} {description}{steps}", highlight=False)
+            self._logged_quarter = 0
         if self._task is not None:
             self._progress.update(self._task, completed=self._progress.tasks[-1].total or 1)
         self._task = self._progress.add_task(
@@ -61,9 +68,17 @@ class RunProgress:
         )
 
     def update(self, step: int, total: int, loss: float | None = None) -> None:
+        info = f"loss {loss:.4f}" if loss is not None and loss == loss else ""
+        if not self.enabled:
+            quarter = 4 * step // total if total else 0
+            if quarter > self._logged_quarter:
+                self._logged_quarter = quarter
+                self.console.print(
+                    f"{time.strftime('%H:%M:%S')}   step {step}/{total} {info}", highlight=False
+                )
+            return
         if self._task is None:
             return
-        info = f"loss {loss:.4f}" if loss is not None and loss == loss else ""
         self._progress.update(
             self._task, completed=step, total=total, power=self._power_text(), info=info
         )
