@@ -15,14 +15,13 @@ the HR folder that is not in ``train``/``val`` is a test clip. Frames are sorted
 (``im2`` before ``im10``); LR and HR must have the same frame count and HR = scale × LR (after
 cropping HR to a multiple of the scale, like BasicSR's GTmod).
 
-To evaluate a suite such as ``suites/vsr-full.yaml`` on Vid4::
+To run a suite such as ``suites/vsr-full.yaml`` on Vid4, replace its dataset (the dataset sits
+under ``defaults``; replace the whole block, as ``video``'s params do not apply here)::
 
-    energybench run suites/vsr-full.yaml --set dataset.name=frames \\
-        --set dataset.params.root=/data/Vid4 --set dataset.params.hr_dir=GT \\
-        --set dataset.params.lr_dir=BIx4
+    energybench run suites/vsr-full.yaml --set \
+        'defaults.dataset={name: frames, params: {root: /data/Vid4, hr_dir: GT, lr_dir: BIx4}}'
 
-(``--set dataset.params.root=/data/Vid4`` alone suffices when the suite already uses ``frames``
-with ``hr_dir``/``lr_dir`` set.)
+A suite that already uses ``frames`` only needs ``--set defaults.dataset.params.root=/data/Vid4``.
 
 This module also hosts the clip-spec helpers (``name[start:stop]`` and the frame-range
 disjointness check) that ``video`` reuses.
@@ -209,7 +208,7 @@ class FrameFolderDataset(ClipDataset):
         if root is None:
             raise DatasetConfigError(
                 "frames: set 'root' to the dataset folder "
-                "(e.g. --set dataset.params.root=/data/Vid4)"
+                "(e.g. --set defaults.dataset.params.root=/data/Vid4)"
             )
         if max_frames is not None and max_frames < 1:
             raise DatasetConfigError(f"max_frames must be >= 1, got {max_frames}")

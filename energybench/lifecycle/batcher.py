@@ -4,7 +4,7 @@ Requests (one LR frame each) arrive in wall time at exponential inter-arrival ti
 has a deadline ``arrival + deadline_ms``. The server is one worker running the real model. The
 scheduling policy (DeepRT-style, earliest deadline first) is the pure function
 :func:`plan_batch`; the latency of a batch of ``k`` is estimated from a latency-vs-batch-size
-profile measured during warm-up (upper quantile of the measured latencies).
+profile measured during warm-up (1.2 × the median: robust to stalls of a shared CPU).
 
 - Admission: a request is rejected on arrival if it cannot meet its deadline even served alone
   as soon as the server is expected to be free.
@@ -42,8 +42,8 @@ from energybench.suite.schema import EnergySettings, Load
 
 SWEEP_POINTS = 6  # bisection points of the p99 sweep (besides the two brackets)
 SWEEP_POINT_MAX_S = 10.0  # longest duration of one sweep point (fewer requests at low rates)
-PROFILE_REPS = 5  # timed runs per batch size in the warm-up profile
-PROFILE_QUANTILE = 0.9  # the profile's estimate: this quantile of the warm-up latencies
+PROFILE_REPS = 7  # timed runs per batch size in the warm-up profile
+PROFILE_MARGIN = 1.2  # the profile's estimate: this factor times the median warm-up latency
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,9 @@ def poisson_arrivals(rate_per_s: float, n: int, seed: int) -> list[float]:
 class LatencyProfile:
     """Estimated batch latency (s) per batch size, from timed warm-up runs."""
 
-    def __init__(self, samples: dict[int, list[float]], quantile: float = PROFILE_QUANTILE):
+    def __init__(self, samples: dict[int, list[float]], margin: float = PROFILE_MARGIN):
         self.samples = samples
-        self.estimate = {k: float(np.quantile(v, quantile)) for k, v in samples.items()}
+        self.estimate = {k: margin * float(np.median(v)) for k, v in samples.items()}
         # monotone envelope: a bigger batch is never estimated faster than a smaller one
         run = 0.0
         for k in sorted(self.estimate):
@@ -234,7 +234,9 @@ def serve_open_loop(
             for b in range(1, sc.max_batch + 1)
         }
         profile = measure_profile(fns, timer, max(1, sc.warmup))
-        n = max(sc.requests, energy.min_window_iters, math.ceil(energy.min_window_s * sc.rate_per_s))
+        n = max(
+            sc.requests, energy.min_window_iters, math.ceil(energy.min_window_s * sc.rate_per_s)
+        )
 
         def point(rate: float, n_req: int, seed: int) -> Callable[[], dict[str, Any]]:
             return lambda: run_point(
@@ -312,7 +314,5 @@ def _sweep(
         "capacity_estimate_per_s": capacity,
         "max_rate_per_s": best,
         "energy_per_request_j": at_best["energy_per_request_j"] if at_best else None,
-        "points": [
-            {k: v for k, v in p.items() if k not in ("measurement",)} for p in points
-        ],
+        "points": [{k: v for k, v in p.items() if k not in ("measurement",)} for p in points],
     }

@@ -28,9 +28,7 @@ def run_model(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
     return torch.stack([model(lr[:, t]) for t in range(lr.shape[1])], dim=1)
 
 
-def distill_loss(
-    teacher: nn.Module, alpha: float, device: torch.device
-) -> Any:
+def distill_loss(teacher: nn.Module, alpha: float, device: torch.device) -> Any:
     """``loss_fn(student, batch)`` for :func:`~energybench.lifecycle.train.train_steps`."""
 
     def loss_fn(student: nn.Module, batch: Any) -> torch.Tensor:

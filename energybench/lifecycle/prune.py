@@ -77,8 +77,10 @@ class ConvTracer(fx.Tracer):
     """Traces into modules that contain convs; everything else is an opaque leaf."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, nn.Conv2d) or not contains_conv(m) or super().is_leaf_module(
-            m, module_qualified_name
+        return (
+            isinstance(m, nn.Conv2d)
+            or not contains_conv(m)
+            or super().is_leaf_module(m, module_qualified_name)
         )
 
 
@@ -118,9 +120,7 @@ class PrunePair:
 
 def _only_node_arg_first(node: fx.Node, src: fx.Node) -> bool:
     rest = list(node.args[1:]) + list(node.kwargs.values())
-    return bool(node.args) and node.args[0] is src and not any(
-        isinstance(a, fx.Node) for a in rest
-    )
+    return bool(node.args) and node.args[0] is src and not any(isinstance(a, fx.Node) for a in rest)
 
 
 def find_prunable_pairs(model: nn.Module) -> list[PrunePair]:
