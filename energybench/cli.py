@@ -162,7 +162,7 @@ def report(
         Path | None, typer.Option("-o", "--output", help="HTML file to write.")
     ] = None,
 ) -> None:
-    """Render a self-contained HTML leaderboard from run directories."""
+    """Render a self-contained HTML leaderboard (several runs: side by side, then each run)."""
     from energybench.report.html import write_report
 
     runs = _runs(run_dirs)
@@ -174,24 +174,46 @@ def report(
 @app.command()
 def export(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
-    format_: Annotated[str, typer.Option("--format", "-f", help="csv")] = "csv",
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="csv, json, parquet or latex (leaderboard).")
+    ] = "csv",
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="File to write ('-': standard output).")
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="File to write ('-': standard output; with --split: a folder)."
+        ),
     ] = None,
+    split: Annotated[
+        bool, typer.Option("--split", help="Write one file per table into the -o folder.")
+    ] = False,
 ) -> None:
-    """Export tidy long-format tables (one row per entry x phase x device)."""
-    from energybench.report.export import FORMATS, export_text, write_export
+    """Export tidy long-format tables (phases, scenarios, metric, break_even, leaderboard).
+
+    Columns and dtypes: docs/export-schema.md. --format latex writes a booktabs tabular of the
+    leaderboard to \\input in a paper.
+    """
+    from energybench.report.export import FORMATS, export_text, write_export, write_split
 
     if format_ not in FORMATS:
         raise _fail(f"unknown format '{format_}' (known: {', '.join(FORMATS)})")
     runs = _runs(run_dirs)
-    if str(output) == "-":
-        if format_ == "parquet":
-            raise _fail("parquet is binary: give a file with -o")
-        sys.stdout.write(export_text(runs, format_))
-        return
-    path = output or _default_output(runs[0], format_)
-    write_export(runs, path, format_)
+    try:
+        if split:
+            if output is None or str(output) == "-":
+                raise _fail("--split needs a folder: give it with -o")
+            paths = write_split(runs, output, format_)
+            console.print(f"export: {len(paths)} files in [bold]{output}[/bold]")
+            return
+        if str(output) == "-":
+            if format_ == "parquet":
+                raise _fail("parquet is binary: give a file with -o")
+            sys.stdout.write(export_text(runs, format_))
+            return
+        ext = "tex" if format_ == "latex" else format_
+        path = output or _default_output(runs[0], ext)
+        write_export(runs, path, format_)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     console.print(f"export: [bold]{path}[/bold]")
 
 

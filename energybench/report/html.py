@@ -1,25 +1,50 @@
 """The self-contained HTML leaderboard: styles, script and images inline, no CDN, every
 user-provided string escaped (jinja2 autoescape). Reads the run store only.
+
+Cells are prepared here (text, sort value, estimate mark, note) so the template stays a plain
+loop; ranks for every usage intensity are precomputed into ``data-rank-<key>`` attributes and the
+page's script only reorders rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
+import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from energybench.metrics.fullcycle import BREAK_EVEN_FORMULA, GREENNESS_FORMULA, SCORE_FORMULA
-from energybench.report.tables import break_even_rows, leaderboard, phase_rows
+from energybench.metrics.fullcycle import (
+    BREAK_EVEN_FORMULA,
+    ENERGY_FORMULA,
+    GREENNESS_FORMULA,
+    SCORE_FORMULA,
+)
+from energybench.report import plots
+from energybench.report.tables import (
+    break_even_rows,
+    carbon_factors,
+    leaderboard,
+    phase_rows,
+    scenario_rows,
+    usage_intensities,
+)
 from energybench.store import RunData
 
+ESTIMATE_MARK = "≈"
 
-def _fmt_energy(j: Any) -> str:
-    if j is None or (isinstance(j, float) and math.isnan(j)):
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def fmt_energy(j: Any) -> str:
+    """An energy in J with an SI prefix, 3 significant digits ("–" when missing)."""
+    if _missing(j):
         return "–"
     j = float(j)
     for unit, scale in (("MJ", 1e6), ("kJ", 1e3), ("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6)):
@@ -28,109 +53,338 @@ def _fmt_energy(j: Any) -> str:
     return f"{j:.3g} J"
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+def fmt(v: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits ("–" when missing)."""
+    if _missing(v):
         return "–"
     if isinstance(v, float):
         return f"{v:.{digits}g}"
     return str(v)
 
 
-def _num(v: Any) -> str:
-    """Sort key for a cell (empty when missing)."""
-    if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
+def sort_value(v: Any) -> str:
+    """The ``data-v`` sort key of a cell (empty when missing, sorted last)."""
+    if _missing(v) or (isinstance(v, float) and math.isinf(v)):
         return ""
     return repr(float(v)) if isinstance(v, (int, float)) else str(v)
 
 
-def energy_vs_mui_svg(board: pd.DataFrame, muis: list[float]) -> str | None:
-    """Lifecycle energy E(MUI) = TEC + MUI·IEC per entry, log-log, as inline SVG."""
-    import matplotlib
+@dataclass
+class Cell:
+    """One table cell: display text, sort value, estimate mark, optional note under the text."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = board.dropna(subset=["iec_j"])
-    if rows.empty:
-        return None
-    lo, hi = min(muis) / 10, max(muis) * 10
-    x = np.logspace(math.log10(lo), math.log10(hi), 200)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for _, r in rows.iterrows():
-        tec = r["tec_j"] or 0.0
-        ax.plot(
-            x,
-            tec + x * r["iec_j"],
-            label=str(r["entry"]),
-            linestyle="--" if r["is_estimate"] else "-",
-        )
-    for m in muis:
-        ax.axvline(m, color="#bbb", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("usage intensity MUI (items over the model's life)")
-    ax.set_ylabel("lifecycle energy E (J)")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
+    text: str
+    v: str = ""
+    est: bool = False
+    sub: str = ""
+    badge: str = ""
+    mui: str = ""
 
 
-def _run_context(run: RunData) -> dict[str, Any]:
-    m = run.manifest
-    env = m.get("environment", {})
-    board = leaderboard(run)
-    muis = [u["mui"] for u in run.suite.get("metric", {}).get("usage_intensities", [])]
-    phases = phase_rows(run)
-    by_phase = []
-    if not phases.empty and "energy_j" in phases:
-        top = phases[
-            ~phases["window"].str.contains("/t[0-9]+$", regex=True) | (phases["phase"] == "serve")
-        ]
-        g = (
-            top.groupby(["entry", "phase", "device", "source"], dropna=False)
-            .agg(
-                energy_j=("energy_j", "sum"),
-                static_j=("static_j", "sum"),
-                dynamic_j=("dynamic_j", "sum"),
-                duration_s=("duration_s", "sum"),
-            )
-            .reset_index()
-        )
-        by_phase = g.to_dict("records")
-    return {
-        "run": run,
-        "manifest": m,
-        "env": env,
-        "suite": run.suite,
-        "board": board.to_dict("records"),
-        "muis": muis,
-        "by_phase": by_phase,
-        "break_even": break_even_rows(run).to_dict("records"),
-        "plot_energy": energy_vs_mui_svg(board, muis) if muis else None,
-        "meters": m.get("meters", []),
-        "created": dt.datetime.fromtimestamp(m.get("created_unix_s", 0)).isoformat(
-            timespec="seconds"
+@dataclass
+class Column:
+    """A leaderboard column: ``key`` names it in ``#sort=<key>`` links."""
+
+    key: str
+    label: str
+    name: bool = False
+    mui: str = ""
+    title: str = ""
+
+
+def _mui_key(i: int) -> str:
+    return f"m{i}"
+
+
+def _columns(run: RunData, muis: list[float]) -> list[Column]:
+    q = run.suite.get("metric", {}).get("quality", "Q")
+    cols = [
+        Column("rank", "rank", title="rank in the selected view"),
+        Column("entry", "entry", name=True),
+        Column("quality", f"Q ({q})"),
+        Column("params", "params"),
+        Column("flops", "FLOPs/item"),
+        Column("tec", "TEC ± σ", title="energy before deployment, J; ± 1σ"),
+        Column("iec", "IEC [95% CI]", title="J per item in the IEC scenario"),
+        Column("p99", "p99 latency (ms)"),
+        Column("fps", "FPS"),
+    ]
+    for i, m in enumerate(muis):
+        k = _mui_key(i)
+        cols.append(Column(f"e-{k}", f"E @ {m:g}", mui=k, title=ENERGY_FORMULA))
+        cols.append(Column(f"g-{k}", f"G @ {m:g}", mui=k, title=GREENNESS_FORMULA))
+    cols.append(Column("score", "score S", mui="score", title=SCORE_FORMULA))
+    cols.append(Column("provenance", "provenance", name=True))
+    return cols
+
+
+def _energy_cell(j: Any, est: bool, sub: str = "", mui: str = "") -> Cell:
+    return Cell(fmt_energy(j), sort_value(j), est and not _missing(j), sub, mui=mui)
+
+
+def _ci_text(lo: Any, hi: Any) -> str:
+    return "" if _missing(lo) or _missing(hi) else f"[{fmt_energy(lo)}, {fmt_energy(hi)}]"
+
+
+def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
+    est = bool(row["is_estimate"])
+    status = "" if row["status"] == "done" else row["status"]
+    tec_sub = (
+        "" if _missing(row["tec_uncertainty_j"]) else f"± {fmt_energy(row['tec_uncertainty_j'])}"
+    )
+    if row.get("shared_j"):
+        tec_sub += f" (incl. {fmt_energy(row['shared_j'])} shared)"
+    fps_kind = "stream" if not _missing(row.get("fps_achieved")) else "throughput"
+    cells = [
+        Cell(fmt(row["rank"]), sort_value(row["rank"])),
+        Cell(str(row["entry"]), str(row["entry"]), sub=desc, badge=status),
+        Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
+        Cell(fmt(row["params"]), sort_value(row["params"])),
+        Cell(fmt(row["flops_per_item"]), sort_value(row["flops_per_item"])),
+        _energy_cell(row["tec_j"], bool(row["tec_is_estimate"]), tec_sub.strip()),
+        _energy_cell(
+            row["iec_j"],
+            bool(row["iec_is_estimate"]),
+            _ci_text(row["iec_ci_low_j"], row["iec_ci_high_j"]),
         ),
+        Cell(fmt(row["latency_p99_ms"]), sort_value(row["latency_p99_ms"])),
+        Cell(fmt(row["fps"]), sort_value(row["fps"]), sub="" if _missing(row["fps"]) else fps_kind),
+    ]
+    for i, m in enumerate(muis):
+        k = _mui_key(i)
+        co2 = row.get(f"carbon_kgco2e@{m:g}")
+        sub = "" if _missing(co2) else f"{co2:.3g} kgCO2e"
+        cells.append(_energy_cell(row[f"energy_j@{m:g}"], est, sub, mui=k))
+        g = row[f"g@{m:g}"]
+        cells.append(Cell(fmt(g), sort_value(g), est and not _missing(g), mui=k))
+    cells.append(Cell(fmt(row["score"]), sort_value(row["score"]), est, mui="score"))
+    note = row["rank_note"] or ""
+    prov = "estimate" if est else "measured"
+    cells.append(Cell(f"{prov}: {row['sources'] or '–'}", prov, sub=note))
+    return cells
+
+
+def _ranks(row: dict[str, Any], muis: list[float]) -> dict[str, str]:
+    out = {"score": sort_value(row["rank"])}
+    for i, m in enumerate(muis):
+        out[_mui_key(i)] = sort_value(row.get(f"rank@{m:g}"))
+    return out
+
+
+def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[dict[str, Any]]:
+    desc = {e["name"]: e.get("description") or "" for e in run.suite.get("entries", [])}
+    rows = []
+    for row in board.to_dict("records"):
+        rows.append(
+            {
+                "entry": row["entry"],
+                "est": bool(row["is_estimate"]),
+                "ranks": _ranks(row, muis),
+                "cells": _row_cells(row, muis, desc.get(row["entry"], "")),
+            }
+        )
+    return rows
+
+
+def _phase_energy(phases: pd.DataFrame) -> pd.DataFrame:
+    """Energy per entry, phase, device and source over the phase's top-level windows (J)."""
+    if phases.empty or "energy_j" not in phases:
+        return pd.DataFrame()
+    phases = phases.dropna(subset=["device", "energy_j"])  # skipped phases: nothing measured
+    top = phases[
+        ~phases["window"].str.contains("/t[0-9]+$", regex=True) | (phases["phase"] == "serve")
+    ]
+    return (
+        top.groupby(["entry", "phase", "device", "source"], dropna=False)
+        .agg(
+            energy_j=("energy_j", "sum"),
+            static_j=("static_j", "sum"),
+            dynamic_j=("dynamic_j", "sum"),
+            duration_s=("duration_s", "sum"),
+        )
+        .reset_index()
+    )
+
+
+def _hardware(run: RunData) -> dict[str, Any]:
+    env = run.manifest.get("environment", {})
+    meters = run.manifest.get("meters", [])
+    drivers = sorted({str(m["driver"]) for m in meters if m.get("driver")})
+    cpu = env.get("cpu") or {}
+    return {
+        "cpu": f"{cpu.get('name', '?')} ({cpu.get('logical_cores', '?')} logical cores)",
+        "gpus": [
+            g.get("name", "?") if isinstance(g, dict) else str(g) for g in env.get("gpus", [])
+        ],
+        "driver": ", ".join(drivers) or "–",
+        "host": env.get("hostname", "?"),
+        "os": env.get("os", "?"),
     }
 
 
+def _meter_rows(run: RunData) -> list[dict[str, str]]:
+    out = []
+    for m in run.manifest.get("meters", []):
+        known = {"meter", "device", "source", "model", "name", "note", "notes"}
+        detail = ", ".join(
+            f"{k}={v}" for k, v in m.items() if k not in known and not isinstance(v, (dict, list))
+        )
+        notes = m.get("notes") or []
+        note = "; ".join([*([m["note"]] if m.get("note") else []), *map(str, notes)])
+        out.append(
+            {
+                "meter": str(m.get("meter", "?")),
+                "device": str(m.get("device", "")),
+                "source": str(m.get("source", "")),
+                "model": str(m.get("model") or m.get("name") or ""),
+                "detail": detail,
+                "note": note,
+            }
+        )
+    return out
+
+
+def _entry_specs(run: RunData) -> list[dict[str, str]]:
+    out = []
+    for e in run.suite.get("entries", []):
+        model = e.get("model") or {}
+        deps = [*([f"inherits {e['inherit']}"] if e.get("inherit") else [])]
+        deps += [f"uses {u}" for u in e.get("uses", [])]
+        out.append(
+            {
+                "name": e["name"],
+                "description": e.get("description") or "",
+                "model": str(model.get("name", "?")),
+                "params": json.dumps(model.get("params", {}), sort_keys=True),
+                "deps": ", ".join(deps),
+                "compress": ", ".join(str(c.get("method")) for c in e.get("compress", [])),
+            }
+        )
+    return out
+
+
+def _plots(run: RunData, board: pd.DataFrame, muis: list[float], ctx: dict[str, Any]) -> list:
+    """(title, svg or None, why-not, caption) for each figure."""
+    phases = phase_rows(run)
+    windows = (
+        phases.drop_duplicates(["entry", "phase", "window"])
+        if not phases.empty and "start_unix_s" in phases
+        else pd.DataFrame()
+    )
+    traces = plots.read_traces(run.root)
+    trace_why = (
+        f"no power trace in {run.root.name}/traces: traces are written by the sampling meters "
+        "(NVML); CPU-only runs with RAPL counters or an estimate have none"
+        if traces.empty
+        else "traces exist but no samples fall inside a phase window"
+    )
+    q = run.suite.get("metric", {}).get("quality", "Q")
+    return [
+        (
+            "Lifecycle energy vs usage intensity",
+            plots.energy_vs_mui_svg(board, muis, ctx["break_even_df"]),
+            "no entry has a measured IEC, or the suite lists no usage intensities",
+            f"{ENERGY_FORMULA}, log-log; dashed lines are estimates; dots mark break-even points;"
+            " grey verticals are the suite's usage intensities.",
+        ),
+        (
+            "Quality vs IEC",
+            plots.quality_vs_iec_svg(board, q),
+            "no entry has both a quality figure and an IEC above 0 J",
+            "Hollow markers are estimates; the step line is the Pareto front "
+            "(no other entry has both lower IEC and higher quality).",
+        ),
+        (
+            "Energy by phase and device",
+            plots.energy_by_phase_svg(ctx["by_phase_df"]),
+            "no phase window recorded any energy",
+            "Each entry's own measurement windows; hatched = static (idle-baseline) part.",
+        ),
+        ("Power traces", plots.power_traces_svg(traces, windows), trace_why, "Sampled power."),
+        (
+            "Latency per scenario",
+            plots.latency_svg(scenario_rows(run)),
+            "no serving scenario recorded latency percentiles",
+            "From recorded percentiles (raw latencies are not stored): box p50–p90, median at "
+            "p50, whiskers min–p99, circle at the maximum; log scale.",
+        ),
+    ]
+
+
+def _run_context(run: RunData, index: int) -> dict[str, Any]:
+    m = run.manifest
+    board = leaderboard(run)
+    muis = [mui for mui, _w in usage_intensities(run)]
+    be = break_even_rows(run)
+    by_phase = _phase_energy(phase_rows(run))
+    ctx: dict[str, Any] = {
+        "index": index,
+        "run": run,
+        "run_id": run.root.name,
+        "manifest": m,
+        "env": m.get("environment", {}),
+        "suite": run.suite,
+        "hardware": _hardware(run),
+        "meters": _meter_rows(run),
+        "carbon": carbon_factors(run),
+        "columns": _columns(run, muis),
+        "board": _board_rows(run, board, muis),
+        "any_estimate": bool(board["is_estimate"].any()) if not board.empty else False,
+        "muis": [(_mui_key(i), f"{mui:g}", w) for i, (mui, w) in enumerate(usage_intensities(run))],
+        "by_phase": by_phase.to_dict("records"),
+        "break_even": be.to_dict("records"),
+        "entries": _entry_specs(run),
+        "created": dt.datetime.fromtimestamp(m.get("created_unix_s", 0)).isoformat(
+            timespec="seconds"
+        ),
+        "break_even_df": be,
+        "by_phase_df": by_phase,
+    }
+    ctx["plots"] = _plots(run, board, muis, ctx)
+    return ctx
+
+
+def comparison(runs: list[RunData]) -> dict[str, Any] | None:
+    """Entry x run table of TEC, IEC and quality for several runs (None for a single run)."""
+    if len(runs) < 2:
+        return None
+    boards = [leaderboard(r) for r in runs]
+    boards = [b.set_index("entry") if "entry" in b else pd.DataFrame() for b in boards]
+    names = list(dict.fromkeys(n for b in boards for n in b.index))
+    heads = [f"{r.suite.get('name')} / {r.root.name} ({_hardware(r)['host']})" for r in runs]
+    rows = []
+    for name in names:
+        cells = []
+        for b in boards:
+            if name not in b.index:
+                cells += [Cell("–"), Cell("–"), Cell("–")]
+                continue
+            r = b.loc[name]
+            cells.append(_energy_cell(r["tec_j"], bool(r["tec_is_estimate"])))
+            cells.append(_energy_cell(r["iec_j"], bool(r["iec_is_estimate"])))
+            cells.append(Cell(fmt(r["quality"], 4), sort_value(r["quality"])))
+        rows.append({"entry": name, "cells": cells})
+    return {"heads": heads, "rows": rows}
+
+
 def render_report(runs: list[RunData]) -> str:
-    """The HTML page for one or more runs (several runs are shown one after another)."""
+    """The HTML page for one or more runs: a comparison table (2+ runs), then each run."""
     env = Environment(
         loader=PackageLoader("energybench.report", "templates"),
         autoescape=select_autoescape(["html"]),
     )
-    env.filters.update(energy=_fmt_energy, fmt=_fmt, num=_num)
+    env.filters.update(energy=fmt_energy, fmt=fmt, num=sort_value)
     template = env.get_template("report.html")
     return template.render(
-        runs=[_run_context(r) for r in runs],
-        formulas={"G": GREENNESS_FORMULA, "S": SCORE_FORMULA, "break_even": BREAK_EVEN_FORMULA},
+        runs=[_run_context(r, i) for i, r in enumerate(runs, start=1)],
+        comparison=comparison(runs),
+        mark=ESTIMATE_MARK,
+        formulas={
+            "E": ENERGY_FORMULA,
+            "G": GREENNESS_FORMULA,
+            "S": SCORE_FORMULA,
+            "break_even": BREAK_EVEN_FORMULA,
+        },
     )
 
 

@@ -6,10 +6,12 @@ the HTML report and the CSV export, so both always show the same numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
 
+from energybench.meters.carbon import kg_co2e
 from energybench.metrics.fullcycle import (
     CostItem,
     EntryCost,
@@ -86,6 +88,7 @@ def phase_rows(run: RunData) -> pd.DataFrame:
                             "dynamic_j": d.get("dynamic_j"),
                             "mean_power_w": d.get("mean_power_w"),
                             "peak_power_w": d.get("peak_power_w"),
+                            "start_unix_s": m.get("start_unix_s"),
                             "duration_s": m["duration_s"],
                             "samples": d.get("samples"),
                             "complete": d.get("complete"),
@@ -150,20 +153,27 @@ def entry_costs(run: RunData) -> list[EntryCost]:
         sc_name = iec_scenario(run, name)
         sc = recs.get("serve", {}).get("scenarios", {}).get(sc_name, {}) if sc_name else {}
         jpi = sc.get("energy_per_item_j") or {}
-        ci = (jpi.get("ci_low"), jpi.get("ci_high"))
         quality = (recs.get("evaluate") or {}).get("quality", {}).get(quality_key)
         out.append(
             EntryCost(
                 name=name,
                 items=items,
                 iec_j=jpi.get("mean"),
-                iec_ci_j=ci if None not in ci and ci[0] == ci[0] else None,
+                iec_ci_j=_energy_ci(jpi),
                 iec_scenario=sc_name,
                 quality=quality,
                 is_estimate=bool(sc.get("is_estimate")) or any(i.is_estimate for i in items),
             )
         )
     return out
+
+
+def _energy_ci(stats: dict[str, Any]) -> tuple[float, float] | None:
+    """95 % CI of a J/item statistic, clipped at 0 J (a t-interval of few trials can go < 0)."""
+    lo, hi = stats.get("ci_low"), stats.get("ci_high")
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    return max(float(lo), 0.0), max(float(hi), 0.0)
 
 
 def _stat(sc: dict[str, Any], key: str, field: str) -> float | None:
@@ -175,11 +185,16 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     """One row per entry: quality, size, TEC, IEC, latency, FPS, E and G per MUI, score, rank."""
     metric = run.suite.get("metric", {})
     tau = metric.get("tau", 1.0)
-    intensities = [(u["mui"], u["weight"]) for u in metric.get("usage_intensities", [])]
+    intensities = usage_intensities(run)
     allow = run.suite.get("energy", {}).get("allow_estimates_in_ranking", False)
     costs = entry_costs(run)
+    factors = carbon_factors(run)
     ranked = {
         r.name: r for r in rank(costs, intensities=intensities, tau=tau, allow_estimates=allow)
+    }
+    by_mui = {
+        mui: {r.name: r.rank for r in rank(costs, mui=mui, tau=tau, allow_estimates=allow)}
+        for mui, _w in intensities
     }
     rows = []
     for c in costs:
@@ -208,16 +223,26 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "latency_p99_ms": _stat(sc, "latency_ms", "p99"),
             "items_per_s": _stat(sc, "items_per_s", "mean"),
             "fps_achieved": _stat(sc, "fps_achieved", "mean"),
+            "fps": _stat(sc, "fps_achieved", "mean") or _stat(sc, "items_per_s", "mean"),
             "deadline_miss_rate": sc.get("deadline_miss_rate"),
             "is_estimate": c.is_estimate,
+            "tec_is_estimate": any(i.is_estimate for i in c.items),
+            "iec_is_estimate": bool(sc.get("is_estimate")),
             "sources": ";".join(sorted({i.source for i in c.items} | set(sc.get("sources", [])))),
         }
         for mui, _w in intensities:
             try:
-                row[f"energy_j@{mui:g}"] = energy_at(c, mui)
+                e: float | None = energy_at(c, mui)
             except ValueError:
-                row[f"energy_j@{mui:g}"] = None
+                e = None
+            row[f"energy_j@{mui:g}"] = e
+            row[f"carbon_kgco2e@{mui:g}"] = (
+                None
+                if e is None
+                else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"])
+            )
             row[f"g@{mui:g}"] = greenness(c, mui, tau) if c.iec_j is not None else None
+            row[f"rank@{mui:g}"] = by_mui[mui].get(c.name)
         r = ranked.get(c.name)
         row["score"] = r.value if r else None
         row["rank"] = r.rank if r else None
@@ -248,7 +273,117 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
             try:
                 be = break_even(costs[a], costs[b])
             except ValueError as exc:
-                rows.append({"a": a, "b": b, "kind": "undefined", "note": str(exc)})
+                rows.append({"entry": a, "other": b, "kind": "undefined", "note": str(exc)})
                 continue
-            rows.append({"a": a, "b": b, **be.to_dict()})
+            d = be.to_dict()
+            rows.append(
+                {
+                    "entry": a,
+                    "other": b,
+                    "kind": d["kind"],
+                    "mui": d["mui"],
+                    "mui_lo": d["lo"],
+                    "mui_hi": d["hi"],
+                    "cheaper_above": d["cheaper_above"],
+                    "note": d["note"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def usage_intensities(run: RunData) -> list[tuple[float, float]]:
+    """The suite's (MUI, weight) pairs."""
+    return [
+        (u["mui"], u["weight"]) for u in run.suite.get("metric", {}).get("usage_intensities", [])
+    ]
+
+
+def carbon_factors(run: RunData) -> dict[str, Any]:
+    """Grid intensity (gCO2e/kWh) and PUE of the run, each with where it comes from."""
+    from energybench.meters.carbon import grid_intensity
+    from energybench.suite.schema import CarbonSettings
+
+    raw = run.suite.get("carbon") or {}
+    try:
+        settings = CarbonSettings(**raw)
+    except ValueError:
+        settings = CarbonSettings()
+    g, source = grid_intensity(settings)
+    pue_source = "suite value (carbon.pue)" if "pue" in raw else "default (no data centre overhead)"
+    return {
+        "grid_intensity_g_per_kwh": g,
+        "grid_source": source,
+        "pue": settings.pue,
+        "pue_source": pue_source,
+    }
+
+
+def scenario_rows(run: RunData) -> pd.DataFrame:
+    """One row per entry x serving scenario x batch size: latency, throughput, J/item with CI."""
+    rows = []
+    for entry, phases in run.phases.items():
+        for name, sc in (phases.get("serve") or {}).get("scenarios", {}).items():
+            groups = sc.get("by_batch") or {"": sc}
+            for b, g in groups.items():
+                rows.append(_scenario_row(entry, name, sc, b, g))
+    return pd.DataFrame(rows)
+
+
+def _scenario_row(
+    entry: str, name: str, sc: dict[str, Any], batch: str, g: dict[str, Any]
+) -> dict[str, Any]:
+    jpi = g.get("energy_per_item_j") or {}
+    ci = _energy_ci(jpi)
+    row: dict[str, Any] = {
+        "entry": entry,
+        "scenario": name,
+        "scenario_kind": sc.get("scenario"),
+        "batch_size": int(batch) if str(batch).isdigit() else None,
+        "unit": g.get("unit") or sc.get("unit"),
+        "trials": len(g.get("trials", [])),
+        "energy_per_item_j": jpi.get("mean"),
+        "energy_per_item_ci_low_j": ci[0] if ci else None,
+        "energy_per_item_ci_high_j": ci[1] if ci else None,
+        "items_per_s": _stat(g, "items_per_s", "mean"),
+        "fps_achieved": _stat(g, "fps_achieved", "mean") or _stat(sc, "fps_achieved", "mean"),
+        "target_fps": sc.get("target_fps"),
+        "deadline_miss_rate": sc.get("deadline_miss_rate"),
+        "is_estimate": bool(g.get("is_estimate", sc.get("is_estimate"))),
+        "sources": ";".join(g.get("sources", sc.get("sources", []))),
+        "flags": ";".join(g.get("flags", sc.get("flags", []))),
+    }
+    for f in ("mean", "min", "p50", "p90", "p99", "max"):
+        row[f"latency_{f}_ms"] = _stat(g, "latency_ms", f)
+    row["latency_n"] = (g.get("latency_ms") or {}).get("n")
+    return row
+
+
+def metric_rows(run: RunData) -> pd.DataFrame:
+    """One row per entry x usage intensity: E (J), G, carbon (kgCO2e), rank by G at that MUI."""
+    metric = run.suite.get("metric", {})
+    tau = metric.get("tau", 1.0)
+    allow = run.suite.get("energy", {}).get("allow_estimates_in_ranking", False)
+    factors = carbon_factors(run)
+    costs = entry_costs(run)
+    rows = []
+    for mui, weight in usage_intensities(run):
+        for r in rank(costs, mui=mui, tau=tau, allow_estimates=allow):
+            e = r.energy_j
+            rows.append(
+                {
+                    "entry": r.name,
+                    "mui": mui,
+                    "weight": weight,
+                    "energy_j": e,
+                    "g": r.value,
+                    "carbon_kgco2e": None
+                    if e is None
+                    else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"]),
+                    "grid_intensity_g_per_kwh": factors["grid_intensity_g_per_kwh"],
+                    "pue": factors["pue"],
+                    "rank": r.rank,
+                    "rank_note": r.reason,
+                    "is_estimate": r.is_estimate,
+                }
+            )
     return pd.DataFrame(rows)

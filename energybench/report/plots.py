@@ -1,0 +1,266 @@
+"""The report's figures: matplotlib (Agg) rendered to inline SVG strings.
+
+Each function takes tidy tables (from :mod:`energybench.report.tables`) and returns an ``<svg>``
+string, or None when there is nothing to draw (the report then says why). Nothing here reads
+the run store except :func:`power_traces_svg`, which reads the trace CSVs of a run directory.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from energybench.meters.sampler import TRACE_COLUMNS  # noqa: E402
+
+PHASE_ORDER = ("train", "compress", "serve", "evaluate")
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as an inline ``<svg>`` element (XML prologue and doctype dropped)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]
+
+
+def _linestyle(is_estimate: Any) -> str:
+    return "--" if bool(is_estimate) else "-"
+
+
+def energy_vs_mui_svg(
+    board: pd.DataFrame, muis: list[float], break_even: pd.DataFrame | None = None
+) -> str | None:
+    """(a) Lifecycle energy E(MUI) = TEC + MUI·IEC per entry, log-log; break-even points marked."""
+    rows = board.dropna(subset=["iec_j"]) if "iec_j" in board else board.iloc[0:0]
+    if rows.empty or not muis:
+        return None
+    marks = _break_even_points(break_even, rows, muis)
+    lo = min([*muis, *(m for m, _ in marks)]) / 10
+    hi = max([*muis, *(m for m, _ in marks)]) * 10
+    x = np.logspace(math.log10(lo), math.log10(hi), 200)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for _, r in rows.iterrows():
+        tec = r["tec_j"] if pd.notna(r["tec_j"]) else 0.0
+        ax.plot(x, tec + x * r["iec_j"], label=str(r["entry"]), ls=_linestyle(r["is_estimate"]))
+    for m in muis:
+        ax.axvline(m, color="#bbb", linewidth=0.8)
+    if marks:
+        ax.scatter(*zip(*marks, strict=True), marker="o", color="k", zorder=5, label="break-even")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("usage intensity MUI (items over the model's life)")
+    ax.set_ylabel("lifecycle energy E (J)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def _break_even_points(
+    be: pd.DataFrame | None, rows: pd.DataFrame, muis: list[float]
+) -> list[tuple[float, float]]:
+    """(MUI*, E at MUI*) of each break-even of kind "at" with MUI* > 0."""
+    if be is None or be.empty or "mui" not in be:
+        return []
+    costs = rows.set_index("entry")
+    out = []
+    for _, b in be.iterrows():
+        m = b.get("mui")
+        if (
+            b.get("kind") != "at"
+            or m is None
+            or pd.isna(m)
+            or m <= 0
+            or b["entry"] not in costs.index
+        ):
+            continue
+        c = costs.loc[b["entry"]]
+        tec = c["tec_j"] if pd.notna(c["tec_j"]) else 0.0
+        out.append((float(m), float(tec + m * c["iec_j"])))
+    return out
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points (cost, quality) not dominated by another (lower cost and higher quality), by cost."""
+    front: list[tuple[float, float]] = []
+    for cost, q in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or q > front[-1][1]:
+            front.append((cost, q))
+    return front
+
+
+def quality_vs_iec_svg(board: pd.DataFrame, quality_name: str = "Q") -> str | None:
+    """(b) Quality vs IEC (J/item, log x) per entry, with the Pareto front drawn as a step line."""
+    if not {"iec_j", "quality"} <= set(board.columns):
+        return None
+    rows = board.dropna(subset=["iec_j", "quality"])
+    rows = rows[rows["iec_j"] > 0]
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (_, r) in enumerate(rows.iterrows()):
+        c = f"C{i % 10}"
+        face = "none" if bool(r["is_estimate"]) else c
+        ax.scatter(r["iec_j"], r["quality"], s=36, facecolors=face, edgecolors=c, zorder=3)
+        ax.annotate(
+            str(r["entry"]),
+            (r["iec_j"], r["quality"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, 4),
+        )
+    front = pareto_front(list(zip(rows["iec_j"], rows["quality"], strict=True)))
+    if front:
+        fx, fy = zip(*front, strict=True)
+        ax.step(fx, fy, where="post", color="k", lw=1, alpha=0.6, label="Pareto front")
+        ax.legend(fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("IEC (J per item)")
+    ax.set_ylabel(f"quality ({quality_name})")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def energy_by_phase_svg(by_phase: pd.DataFrame) -> str | None:
+    """(c) Each entry's own measured energy stacked by phase and device; static part hatched.
+
+    ``by_phase``: rows with entry, phase, device, static_j, dynamic_j, energy_j (J).
+    """
+    if by_phase.empty or "energy_j" not in by_phase or by_phase["energy_j"].fillna(0).eq(0).all():
+        return None
+    df = by_phase.fillna({"static_j": 0.0, "dynamic_j": 0.0, "energy_j": 0.0})
+    entries = list(dict.fromkeys(df["entry"]))
+    keys = sorted(
+        {(p, d) for p, d in zip(df["phase"], df["device"], strict=True)},
+        key=lambda k: (PHASE_ORDER.index(k[0]) if k[0] in PHASE_ORDER else 9, str(k[1])),
+    )
+    colors = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(entries) + 0.2 * len(keys)))
+    left = np.zeros(len(entries))
+    for i, (phase, device) in enumerate(keys):
+        part = (
+            df[(df["phase"] == phase) & (df["device"] == device)]
+            .groupby("entry")
+            .sum(numeric_only=True)
+        )
+        static, dynamic = (
+            np.array([_nonneg(part, e, col) for e in entries]) for col in ("static_j", "dynamic_j")
+        )
+        total = np.array([_nonneg(part, e, "energy_j") for e in entries])
+        dynamic = np.where(static + dynamic > 0, dynamic, total)  # no split known: all "dynamic"
+        c = colors(i % 20)
+        ax.barh(entries, static, left=left, color=c, alpha=0.45, hatch="//", edgecolor="w")
+        left += static
+        ax.barh(entries, dynamic, left=left, color=c, label=f"{phase} · {device}")
+        left += dynamic
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Patch(facecolor="#999", alpha=0.45, hatch="//", edgecolor="w"))
+    labels.append("static (idle) part, hatched")
+    ax.legend(handles, labels, fontsize=7, loc="lower right")
+    ax.invert_yaxis()
+    ax.set_xlabel("energy (J) — each entry's own windows, shared upstream costs not repeated")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def _nonneg(part: pd.DataFrame, entry: str, col: str) -> float:
+    if entry not in part.index or col not in part:
+        return 0.0
+    v = part.loc[entry, col]
+    return max(float(v), 0.0) if pd.notna(v) else 0.0
+
+
+def read_traces(run_dir: Path) -> pd.DataFrame:
+    """All power trace rows of a run (``traces/*.csv``, columns ``TRACE_COLUMNS``), or empty."""
+    frames = []
+    for path in sorted((Path(run_dir) / "traces").glob("*.csv")):
+        try:
+            df = pd.read_csv(path)
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            continue
+        if {"unix_s", "device", "power_w"} <= set(df.columns) and not df.empty:
+            frames.append(df[[c for c in TRACE_COLUMNS if c in df.columns]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def power_traces_svg(traces: pd.DataFrame, windows: pd.DataFrame) -> str | None:
+    """(d) Sampled power per phase (one panel each): W vs seconds into the window, per entry/device.
+
+    ``windows``: rows with entry, phase, window, start_unix_s, duration_s (one per window).
+    """
+    if traces.empty or windows.empty or "start_unix_s" not in windows:
+        return None
+    panels: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    for _, w in windows.dropna(subset=["start_unix_s", "duration_s"]).iterrows():
+        t0, t1 = w["start_unix_s"], w["start_unix_s"] + w["duration_s"]
+        sel = traces[(traces["unix_s"] >= t0) & (traces["unix_s"] <= t1)]
+        for device, g in sel.groupby("device"):
+            if len(g) >= 2:
+                g = g.assign(t_s=g["unix_s"] - t0)
+                label = f"{w['entry']} {w['window']} · {device}"
+                panels.setdefault(w["phase"], []).append((label, g))
+    if not panels:
+        return None
+    names = [p for p in PHASE_ORDER if p in panels] + [p for p in panels if p not in PHASE_ORDER]
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.3 * len(names)), squeeze=False)
+    for ax, phase in zip(axes[:, 0], names, strict=True):
+        for label, g in panels[phase][:12]:
+            ax.plot(g["t_s"], g["power_w"], lw=0.9, label=label)
+        ax.set_title(phase, fontsize=9)
+        ax.set_ylabel("power (W)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    axes[-1, 0].set_xlabel("seconds since the window opened")
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def latency_svg(scenarios: pd.DataFrame) -> str | None:
+    """(e) Latency per entry and scenario from the recorded percentiles (raw latencies are not
+    stored): box p50–p90 with the median at p50, whiskers min–p99, a dot at the maximum."""
+    need = {"latency_p50_ms", "latency_p90_ms", "latency_p99_ms"}
+    if scenarios.empty or not need <= set(scenarios.columns):
+        return None
+    rows = scenarios.dropna(subset=sorted(need))
+    if rows.empty:
+        return None
+    stats = []
+    for _, r in rows.iterrows():
+        b = f" b{int(r['batch_size'])}" if pd.notna(r.get("batch_size")) else ""
+        lo = r["latency_min_ms"] if pd.notna(r.get("latency_min_ms")) else r["latency_p50_ms"]
+        hi = r["latency_max_ms"] if pd.notna(r.get("latency_max_ms")) else r["latency_p99_ms"]
+        stats.append(
+            {
+                "label": f"{r['entry']}\n{r['scenario']}{b}",
+                "whislo": lo,
+                "q1": r["latency_p50_ms"],
+                "med": r["latency_p50_ms"],
+                "q3": r["latency_p90_ms"],
+                "whishi": r["latency_p99_ms"],
+                "fliers": [hi],
+                "mean": r.get("latency_mean_ms"),
+            }
+        )
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(stats) + 1), 4))
+    ax.bxp(stats, showmeans=False, showfliers=True)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per item (ms)")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return to_svg(fig)

@@ -1,0 +1,72 @@
+"""A tiny finished run shared by the report and export tests (built once per test session)."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import textwrap
+from functools import lru_cache
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from energybench.cli import app
+
+XSS = "<script>alert(1)</script>"
+
+SUITE = f"""\
+name: tiny-report
+description: "report test suite {XSS} & co"
+defaults:
+  dataset:
+    name: photos
+    params: {{patch_size: 16, test_crop: 32x32, serve_lr: 16x16, seq_size: 48x48, seq_frames: 4}}
+  train: {{steps: 2, batch_size: 2}}
+  evaluate: {{max_items: 1}}
+energy:
+  idle_baseline_s: 0
+  min_window_s: 0
+  min_window_iters: 2
+  trials: 2
+  allow_estimates_in_ranking: true
+carbon: {{grid_intensity_g_per_kwh: 300, pue: 1.2}}
+metric:
+  quality: psnr_db
+  usage_intensities:
+    - {{mui: 1000, weight: 1}}
+    - {{mui: 10000000, weight: 2}}
+entries:
+  - name: teacher
+    description: "the teacher {XSS}"
+    model: {{name: espcn, params: {{channels: 4, layers: 2, first_kernel: 3}}}}
+    serve:
+      - {{scenario: throughput, batch_sizes: [1, 2], warmup: 0, iterations: 2}}
+  - name: grafted_v1
+    model: {{name: ckbg, params: {{channels: 4, blocks: 1, grafts: true}}}}
+    uses: [teacher]
+    serve:
+      - {{scenario: stream, fps: 200, frames: 3, warmup: 0}}
+  - name: merged
+    model: {{name: ckbg, params: {{channels: 4, blocks: 1, grafts: true}}}}
+    inherit: grafted_v1
+    uses: [teacher]
+    compress: [{{method: reparameterize}}]
+    serve:
+      - {{scenario: stream, fps: 200, frames: 3, warmup: 0}}
+"""
+
+ENTRIES = ("teacher", "grafted_v1", "merged")
+
+
+@lru_cache(maxsize=1)
+def tiny_run() -> Path:
+    """Run the tiny suite once (about 5 s on 2 CPU cores); returns the run directory."""
+    tmp = Path(tempfile.mkdtemp(prefix="eb-report-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    suite = tmp / "tiny.yaml"
+    suite.write_text(textwrap.dedent(SUITE))
+    res = CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp / "results"), "--no-report"])
+    assert res.exit_code == 0, res.output
+    (manifest,) = (tmp / "results").glob("tiny-report/*/manifest.json")
+    return manifest.parent

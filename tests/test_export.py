@@ -1,0 +1,145 @@
+"""Exports: documented schema, dtype round trips, the tables, --split, the LaTeX fragment."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from report_helpers import ENTRIES, tiny_run
+from typer.testing import CliRunner
+
+from energybench.cli import app
+from energybench.report.export import SCHEMA, TABLES, latex_escape, table_columns
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "export-schema.md"
+DTYPES = {c: spec["dtype"] for c, spec in SCHEMA.items()}
+
+
+@pytest.fixture(scope="module")
+def run_dir() -> Path:
+    return tiny_run()
+
+
+def _export(run_dir: Path, *args: str) -> str:
+    res = CliRunner().invoke(app, ["export", str(run_dir), *args])
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+@pytest.fixture(scope="module")
+def frame(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(_export(run_dir, "-o", "-")), dtype=DTYPES)
+
+
+def test_doc_and_schema_agree() -> None:
+    rows = re.findall(r"^\| `([^`]+)` \| (\S+) \| ([^|]+) \| (.+) \|$", DOC.read_text(), re.M)
+    documented = {c: (dtype, tables.strip(), desc.strip()) for c, dtype, tables, desc in rows}
+    assert list(documented) == list(SCHEMA)
+    for col, spec in SCHEMA.items():
+        tables = "all" if spec["tables"] == TABLES else ", ".join(spec["tables"])
+        assert documented[col] == (spec["dtype"], tables, spec["description"]), col
+
+
+def test_schema_names_carry_units() -> None:
+    unitless = {"table", "schema_version", "suite", "run_id", "entry", "phase", "status",
+                "window", "device", "device_kind", "device_name", "source", "scenario",
+                "scenario_kind", "batch_size", "unit", "trials", "samples", "complete",
+                "quality", "ssim", "params", "weight", "greenness", "pue", "score", "rank",
+                "rank_note", "other", "kind", "cheaper_above", "is_estimate", "tec_is_estimate",
+                "iec_is_estimate", "sources", "flags", "note", "iec_scenario", "latency_n",
+                "deadline_miss_rate", "fps", "target_fps", "fps_achieved", "flops_per_item",
+                "items_per_s"}  # fmt: skip
+    for col in set(SCHEMA) - unitless:
+        assert re.search(r"_(j|w|s|ms|db|bytes|items|kgco2e|g_per_kwh)$", col), col
+
+
+def test_csv_round_trips_with_documented_dtypes(frame: pd.DataFrame) -> None:
+    assert list(frame.columns) == list(SCHEMA)
+    for col, dtype in DTYPES.items():
+        assert str(frame[col].dtype) == dtype, col
+    assert set(frame["table"]) == set(TABLES)
+    assert set(frame["entry"].dropna()) == set(ENTRIES)
+    assert (frame["schema_version"] == 1).all()
+
+
+def test_tables_content(frame: pd.DataFrame) -> None:
+    by = dict(tuple(frame.groupby("table")))
+    board = by["leaderboard"].set_index("entry")
+    assert list(board.index) == list(ENTRIES)
+    assert board["rank"].notna().all() and (board["tec_j"] > 0).all()
+    assert (board["iec_ci_low_j"] >= 0).all()
+    metric = by["metric"]
+    assert len(metric) == len(ENTRIES) * 2 and set(metric["mui_items"]) == {1e3, 1e7}
+    e = (
+        board.loc[metric["entry"], "tec_j"].to_numpy()
+        + metric["mui_items"].to_numpy() * board.loc[metric["entry"], "iec_j"].to_numpy()
+    )
+    assert metric["energy_j"].to_numpy() == pytest.approx(e)
+    carbon = metric["energy_j"] / 3.6e6 * 1.2 * 300 / 1000
+    assert metric["carbon_kgco2e"].to_numpy() == pytest.approx(carbon.to_numpy())
+    scen = by["scenarios"]
+    teacher = scen[scen["entry"] == "teacher"]
+    assert sorted(teacher["batch_size"]) == [1, 2]
+    assert (scen["latency_p99_ms"] >= scen["latency_p50_ms"]).all()
+    be = by["break_even"]
+    assert ("merged", "grafted_v1") in set(zip(be["entry"], be["other"], strict=True))
+    phases = by["phases"]
+    assert {"train", "compress", "serve", "evaluate"} <= set(phases["phase"])
+    done = phases.dropna(subset=["energy_j"])
+    assert done["source"].notna().all() and done["energy_j"].ge(0).all()
+
+
+def test_json_export(run_dir: Path) -> None:
+    rows = json.loads(_export(run_dir, "--format", "json", "-o", "-"))
+    assert rows and set(rows[0]) == set(SCHEMA)
+    assert {r["table"] for r in rows} == set(TABLES)
+
+
+def test_split_writes_one_file_per_table(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "split"
+    _export(run_dir, "--split", "-o", str(out))
+    for table in TABLES:
+        df = pd.read_csv(out / f"{table}.csv", dtype={c: DTYPES[c] for c in table_columns(table)})
+        assert list(df.columns) == table_columns(table)
+        assert (df["table"] == table).all() and len(df) > 0
+
+
+def test_parquet(run_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "x.parquet"
+    _export(run_dir, "--format", "parquet", "-o", str(path))
+    df = pd.read_parquet(path)
+    assert list(df.columns) == list(SCHEMA)
+
+
+def test_bad_format_is_a_user_error(run_dir: Path) -> None:
+    res = CliRunner().invoke(app, ["export", str(run_dir), "--format", "xlsx"])
+    assert res.exit_code == 2 and "unknown format" in res.output
+
+
+def test_latex_fragment(run_dir: Path) -> None:
+    tex = _export(run_dir, "--format", "latex", "-o", "-")
+    assert "\\documentclass" not in tex and "\\begin{document}" not in tex
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 1
+    lines = tex.splitlines()
+    top, mid, bottom = (lines.index(r) for r in ("\\toprule", "\\midrule", "\\bottomrule"))
+    assert lines.index("\\begin{tabular}{rlrrrrrrr}") < top < mid < bottom
+    assert lines.index("\\end{tabular}") == bottom + 1
+    body = lines[mid + 1 : bottom]
+    assert len(body) == len(ENTRIES)
+    ncols = len("rlrrrrrrr")
+    for row in [lines[top + 1], *body]:
+        assert row.endswith("\\\\") and len(re.findall(r"(?<!\\)&", row)) == ncols - 1, row
+    assert any(r.split(" & ")[1] == "grafted\\_v1" for r in body)  # escaped underscore
+    assert "psnr\\_db" in lines[top + 1]
+    assert [r.split(" & ")[0] for r in body] == ["1", "2", "3"]  # sorted by rank
+    assert tex.count("{") == tex.count("}")
+
+
+def test_latex_escape() -> None:
+    assert latex_escape("a_b 5% & #1 $x") == r"a\_b 5\% \& \#1 \$x"
+    assert latex_escape("{~^\\}") == r"\{\textasciitilde{}\textasciicircum{}\textbackslash{}\}"

@@ -1,0 +1,181 @@
+"""The HTML report: self-contained, escaped, every entry and plot, client-side ranking/sorting."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from report_helpers import ENTRIES, XSS, tiny_run
+from typer.testing import CliRunner
+
+from energybench.cli import app
+from energybench.report import plots
+from energybench.report.html import render_report
+from energybench.report.tables import leaderboard, phase_rows
+from energybench.store import load_run
+
+CHROMIUM = Path("/usr/bin/chromium")
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def run_dir() -> Path:
+    return tiny_run()
+
+
+@pytest.fixture(scope="module")
+def page(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    html = tmp_path_factory.mktemp("report") / "report.html"
+    res = CliRunner().invoke(app, ["report", str(run_dir), "-o", str(html)])
+    assert res.exit_code == 0, res.output
+    return html
+
+
+def _tbody_order(dom: str, table_id: str = "lb-1") -> list[str]:
+    table = dom[dom.index(f'id="{table_id}"') :]
+    table = table[: table.index("</table>")]
+    return re.findall(r'<tr[^>]*data-entry="([^"]+)"', table)
+
+
+def _chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr",
+        "--v=0", "--virtual-time-budget=3000", *extra, url,
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def _console_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ":CONSOLE" in ln or "Uncaught" in ln]
+
+
+# --------------------------------------------------------------------------- static checks
+def test_page_is_self_contained_and_escapes_user_strings(page: Path) -> None:
+    html = page.read_text()
+    assert XSS not in html  # suite and entry descriptions are user text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", html)
+    assert "<link" not in html and "<img src=" not in html
+    assert html.count("<script>") == 1  # only the page's own inline script
+
+
+def test_header_leaderboard_and_plots(page: Path, run_dir: Path) -> None:
+    html = page.read_text()
+    for text in (
+        "gCO2e/kWh",
+        "suite value (carbon.grid_intensity_g_per_kwh)",
+        "PUE 1.2",
+        "energybench 0.1.0",
+        "G(MUI) = Q^τ / (TEC + MUI · IEC)",
+        "source <q>",
+    ):
+        assert text in html, text
+    assert _tbody_order(html) == list(ENTRIES)
+    assert '<select class="mui-select"' in html and 'value="m1"' in html
+    assert html.count("data-rank-m1=") == len(ENTRIES)
+    # four plots have data; a CPU run has no power traces, and the page says so
+    assert html.count('<figure class="plot"><svg') == 4
+    assert "No data because no power trace" in html
+    assert re.search(r"\[[^\]]+J, [^\]]+J\]", html)  # IEC 95 % CI as [lo, hi]
+    board = leaderboard(load_run(run_dir))
+    if board["is_estimate"].any():
+        assert 'class="est-mark"' in html
+
+
+def test_comparison_of_two_runs(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp.html"
+    res = CliRunner().invoke(app, ["report", str(run_dir), str(run_dir), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert "Comparison of runs" in html
+    cmp_table = html[html.index('class="sortable comparison"') :]
+    cmp_table = cmp_table[: cmp_table.index("</table>")]
+    assert all(f'data-v="{e}"' in cmp_table for e in ENTRIES)
+    assert cmp_table.count('<th data-key="tec-') == 2
+    assert 'id="run-1"' in html and 'id="run-2"' in html
+
+
+def test_power_trace_plot_from_trace_csv(run_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    windows = phase_rows(load_run(copy)).dropna(subset=["start_unix_s"])
+    rows = []
+    for _, w in windows.drop_duplicates("window").iterrows():
+        for k in range(5):
+            t = w["start_unix_s"] + k * w["duration_s"] / 4
+            rows.append({"unix_s": t, "device": "gpu:cuda:0", "power_w": 50 + k})
+    (copy / "traces").mkdir(exist_ok=True)
+    pd.DataFrame(rows).to_csv(copy / "traces" / "power-nvml.csv", index=False)
+    html = render_report([load_run(copy)])
+    assert html.count('<figure class="plot"><svg') == 5
+    assert "No data because" not in html
+
+
+def test_plots_return_none_without_data() -> None:
+    empty = pd.DataFrame()
+    assert plots.energy_vs_mui_svg(empty, [1e3]) is None
+    assert plots.quality_vs_iec_svg(empty) is None
+    assert plots.energy_by_phase_svg(empty) is None
+    assert plots.power_traces_svg(empty, empty) is None
+    assert plots.latency_svg(empty) is None
+
+
+def test_pareto_front() -> None:
+    pts = [(1.0, 0.5), (2.0, 0.4), (2.0, 0.7), (3.0, 0.9), (4.0, 0.8)]
+    assert plots.pareto_front(pts) == [(1.0, 0.5), (2.0, 0.7), (3.0, 0.9)]
+
+
+# --------------------------------------------------------------------------- in a browser
+@needs_chromium
+def test_browser_renders_without_errors(page: Path, tmp_path: Path) -> None:
+    res = _chromium(page.as_uri(), tmp_path, "--dump-dom")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not _console_lines(res.stderr), _console_lines(res.stderr)
+    dom = res.stdout
+    assert all(f'data-entry="{e}"' in dom for e in ENTRIES)
+    assert dom.count('<figure class="plot"><svg') == 4
+    assert XSS not in dom
+
+
+@needs_chromium
+def test_browser_screenshot(page: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "shot.png"
+    res = _chromium(page.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1400,2000")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert shot.stat().st_size > 10_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_chromium
+@pytest.mark.parametrize(
+    "key,column,asc", [("tec", "tec_j", False), ("p99", "latency_p99_ms", True)]
+)
+def test_sort_from_url_fragment(
+    page: Path, run_dir: Path, tmp_path: Path, key: str, column: str, asc: bool
+) -> None:
+    url = f"{page.as_uri()}#sort={key}&dir={'asc' if asc else 'desc'}"
+    res = _chromium(url, tmp_path, "--dump-dom")
+    assert not _console_lines(res.stderr), _console_lines(res.stderr)
+    board = leaderboard(load_run(run_dir))
+    expected = board.sort_values(column, ascending=asc, kind="stable", na_position="last")
+    if key == "tec":  # teacher < grafted_v1 < merged (inherits both): a real reordering
+        assert list(expected["entry"]) == list(reversed(ENTRIES))
+    assert _tbody_order(res.stdout) == list(expected["entry"])
+    assert re.search(f'<th data-key="{key}"[^>]*data-sort="{"asc" if asc else "desc"}"', res.stdout)
+
+
+@needs_chromium
+def test_usage_intensity_selector_reranks(page: Path, run_dir: Path, tmp_path: Path) -> None:
+    res = _chromium(f"{page.as_uri()}#mui=m1", tmp_path, "--dump-dom")
+    assert not _console_lines(res.stderr), _console_lines(res.stderr)
+    board = leaderboard(load_run(run_dir))
+    col = "rank@1e+07"
+    expected = board.sort_values(col, kind="stable", na_position="last")["entry"]
+    assert _tbody_order(res.stdout) == list(expected)
+    assert 'class="mui-active"' in res.stdout
