@@ -38,15 +38,24 @@ BACKEND = "x86"
 class QuantizedSR(SRModel):
     """An FX-quantised step (``graph(lr, *state_leaves)``) with the SRModel interface.
 
-    The float model is kept (unregistered, so not in the state dict) only for ``init_state``.
+    The float model is kept (unregistered, so not in the state dict) for ``init_state`` and to
+    rebuild the graph when a checkpoint is loaded: a converted FX graph does not unpickle, so
+    pickling stores the float model, an example input shape and the quantised state dict
+    (weights, scales, zero points), and loading re-traces and loads them (no recalibration).
     """
 
-    def __init__(self, graph: nn.Module, float_model: nn.Module) -> None:
+    def __init__(
+        self, graph: nn.Module, float_model: nn.Module, example_shape: tuple[int, ...]
+    ) -> None:
         super().__init__()
         self.graph = graph
         self.scale = getattr(float_model, "scale", 4)
         self.temporal = bool(getattr(float_model, "temporal", False))
+        self.example_shape = tuple(example_shape)
         self.__dict__["_float_model"] = float_model
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _rebuild_quantized, (self._float_model, self.example_shape, self.graph.state_dict())
 
     def init_state(self, lr: torch.Tensor) -> Any:
         return self._float_model.init_state(lr) if self.temporal else None
@@ -107,14 +116,13 @@ def _non_traceable_classes(model: nn.Module) -> list[type]:
     )
 
 
-def quantize_fx(model: nn.Module, inputs: list[torch.Tensor]) -> QuantizedSR:
-    """FX graph-mode static int8 quantisation of one step of ``model`` (see module doc)."""
+def _prepare(model: nn.Module, sample: torch.Tensor) -> tuple[nn.Module, bool]:
+    """FX-prepare (observers inserted) one step of a float copy of ``model``."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    from torch.ao.quantization.quantize_fx import prepare_fx
 
-    sample = inputs[0][:, 0] if inputs[0].dim() == 5 else inputs[0]
-    wrapper, example = step_module(copy.deepcopy(model).cpu().float().eval(), sample[:1])
+    wrapper, example = step_module(copy.deepcopy(model).cpu().float().eval(), sample)
     custom = PrepareCustomConfig().set_non_traceable_module_classes(
         _non_traceable_classes(wrapper.model)
     )
@@ -126,7 +134,31 @@ def quantize_fx(model: nn.Module, inputs: list[torch.Tensor]) -> QuantizedSR:
             example_inputs=example,
             prepare_custom_config=custom,
         )
-        temporal = wrapper.state_spec is not None
+    return prepared, wrapper.state_spec is not None
+
+
+def _rebuild_quantized(
+    float_model: nn.Module, example_shape: tuple[int, ...], state: dict[str, Any]
+) -> QuantizedSR:
+    """Unpickle a :class:`QuantizedSR`: re-trace, convert, load the saved quantised state."""
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    prepared, _ = _prepare(float_model, torch.rand(example_shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = convert_fx(prepared)
+    converted.load_state_dict(state)
+    return QuantizedSR(converted, float_model, example_shape).eval()
+
+
+def quantize_fx(model: nn.Module, inputs: list[torch.Tensor]) -> QuantizedSR:
+    """FX graph-mode static int8 quantisation of one step of ``model`` (see module doc)."""
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    sample = (inputs[0][:, 0] if inputs[0].dim() == 5 else inputs[0])[:1]
+    prepared, temporal = _prepare(model, sample)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
 
         def fn_step(lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
             if not temporal:
@@ -137,7 +169,7 @@ def quantize_fx(model: nn.Module, inputs: list[torch.Tensor]) -> QuantizedSR:
 
         _run_calibration(fn_step, model, inputs)
         converted = convert_fx(prepared)
-    return QuantizedSR(converted, copy.deepcopy(model).cpu().float().eval())
+    return QuantizedSR(converted, copy.deepcopy(model).cpu().float().eval(), tuple(sample.shape))
 
 
 def quantize_eager_convs(model: nn.Module, inputs: list[torch.Tensor]) -> nn.Module:
