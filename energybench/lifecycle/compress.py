@@ -37,16 +37,10 @@ def model_size_bytes(model: nn.Module) -> int:
 
 
 def param_count(model: nn.Module) -> int:
-    """Parameters, including the packed weights of quantised modules (not ``nn.Parameter``s)."""
-    total = sum(p.numel() for p in model.parameters())
-    for m in model.modules():
-        weight = getattr(m, "weight", None)
-        if callable(weight) and not isinstance(weight, nn.Module):  # torch.ao quantised layers
-            total += weight().numel()
-            bias = getattr(m, "bias", None)
-            b = bias() if callable(bias) else None
-            total += b.numel() if isinstance(b, torch.Tensor) else 0
-    return total
+    """Parameters, including the packed weights of quantised modules."""
+    from energybench.models.sr.complexity import count_params
+
+    return count_params(model)
 
 
 def sparsity(model: nn.Module) -> float:

@@ -18,8 +18,21 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (buffers such as fixed bicubic kernels are not counted)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    """Number of parameters (buffers such as fixed bicubic kernels are not counted).
+
+    The packed weights of quantised (``torch.ao``) layers count too, unless ``trainable_only``.
+    """
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    if trainable_only:
+        return total
+    for m in model.modules():
+        weight = getattr(m, "weight", None)
+        if callable(weight) and not isinstance(weight, nn.Module):  # quantised conv/linear
+            total += weight().numel()
+            bias = getattr(m, "bias", None)
+            b = bias() if callable(bias) else None
+            total += b.numel() if isinstance(b, torch.Tensor) else 0
+    return total
 
 
 def _lr_input(model: nn.Module, lr_shape: Sequence[int]) -> torch.Tensor:
@@ -42,8 +55,11 @@ def count_flops(model: nn.Module, lr_shape: Sequence[int]) -> int:
     """FLOPs to super-resolve one LR frame of ``lr_shape`` ((h, w), (3, h, w) or (B, 3, h, w)).
 
     With a batch dimension B the total for the batch is returned. The model is run in eval
-    mode (restored afterwards).
+    mode (restored afterwards). A quantised model is counted through its float reference
+    (``_float_model``): an int8 multiply-add is still an operation, which the flop counter
+    does not see in quantised kernels.
     """
+    model = getattr(model, "_float_model", model)
     x = _lr_input(model, lr_shape)
     was_training = model.training
     model.eval()
