@@ -57,7 +57,11 @@ def main() -> None:
     args = ap.parse_args()
     h, w = (int(v) for v in args.lr.lower().split("x"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
     print(f"device: {name}; torch {torch.__version__}; LR {h}x{w} -> HR {4 * h}x{4 * w}, batch 1")
 
     grafted = CKBG(args.channels, args.blocks, grafts=True).eval()
@@ -81,14 +85,27 @@ def main() -> None:
                     compiled.append(("compile", torch.compile(m, mode="max-autotune")))
                 for how, mm in compiled:
                     f, iqr = fps(online_step(mm, lr), args.min_time)
-                    rows.append((label, str(dtype).replace("torch.", ""), how, f, iqr,
-                                 count_params(m), flops))
+                    rows.append(
+                        (
+                            label,
+                            str(dtype).replace("torch.", ""),
+                            how,
+                            f,
+                            iqr,
+                            count_params(m),
+                            flops,
+                        )
+                    )
     base = {(r[1], r[2]): r[3] for r in rows if r[0].startswith("ckbg multi")}
-    print(f"{'model':30} {'dtype':9} {'mode':7} {'FPS':>8} {'IQR':>6} {'vs multi':>8} "
-          f"{'vs paper':>8} {'params':>8} {'GFLOP/frame':>11}")
+    print(
+        f"{'model':30} {'dtype':9} {'mode':7} {'FPS':>8} {'IQR':>6} {'vs multi':>8} "
+        f"{'vs paper':>8} {'params':>8} {'GFLOP/frame':>11}"
+    )
     for label, dt, how, f, iqr, params, flops in rows:
-        print(f"{label:30} {dt:9} {how:7} {f:8.1f} {iqr:6.1%} {f / base[(dt, how)]:8.2f}x "
-              f"{f / PAPER_FPS:7.2f}x {params:8d} {flops / 1e9:11.2f}")
+        print(
+            f"{label:30} {dt:9} {how:7} {f:8.1f} {iqr:6.1%} {f / base[(dt, how)]:8.2f}x "
+            f"{f / PAPER_FPS:7.2f}x {params:8d} {flops / 1e9:11.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -45,12 +45,19 @@ def _reference_arrays(sr: torch.Tensor, hr: torch.Tensor, crop: int, y: bool):
     crop=st.integers(0, 2),
     y=st.booleans(),
 )
-def test_psnr_ssim_match_skimage(seed: int, h: int, w: int, noise: float, crop: int, y: bool) -> None:
+def test_psnr_ssim_match_skimage(
+    seed: int, h: int, w: int, noise: float, crop: int, y: bool
+) -> None:
     sr, hr = _pair(seed, h, w, noise)
     a, b = _reference_arrays(sr, hr, crop, y)
     ref_psnr = peak_signal_noise_ratio(b, a, data_range=255)
     ref_ssim = structural_similarity(
-        b, a, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
+        b,
+        a,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
         channel_axis=None if y else -1,
     )
     assert float(psnr(sr, hr, crop, y)) == pytest.approx(ref_psnr, abs=1e-9)

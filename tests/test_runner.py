@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,8 +90,11 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_run_records_every_phase_with_provenance(finished_run: tuple[Path, Path]) -> None:
     _, run_dir = finished_run
     recs = records(run_dir)
-    assert set(recs) == {f"{e}/{p}" for e in ("teacher", "grafted", "merged")
-                         for p in ("train", "compress", "serve", "evaluate")}
+    assert set(recs) == {
+        f"{e}/{p}"
+        for e in ("teacher", "grafted", "merged")
+        for p in ("train", "compress", "serve", "evaluate")
+    }
     assert recs["merged/train"]["status"] == "skipped"
     assert recs["merged/train"]["inherited_from"] == "grafted"
     assert recs["merged/compress"]["methods"][0]["method"] == "reparameterize"
@@ -181,9 +184,13 @@ def test_a_killed_run_resumes_without_redoing_finished_phases(tmp_path: Path) ->
 
 
 def test_a_failing_entry_exits_1_and_blocks_dependents(tmp_path: Path) -> None:
-    text = textwrap.dedent(SUITE).replace("STEPS", "1").replace(
-        "compress: [{method: reparameterize}]",
-        "compress: [{method: quantize, dtype: fp16}]",  # fp16 is refused on the CPU
+    text = (
+        textwrap.dedent(SUITE)
+        .replace("STEPS", "1")
+        .replace(
+            "compress: [{method: reparameterize}]",
+            "compress: [{method: quantize, dtype: fp16}]",  # fp16 is refused on the CPU
+        )
     )
     suite = tmp_path / "tiny.yaml"
     suite.write_text(text)
@@ -198,8 +205,14 @@ def test_bad_dataset_parameters_exit_2_before_anything_runs(tmp_path: Path) -> N
     suite = write_suite(tmp_path)
     res = CliRunner().invoke(
         app,
-        ["run", str(suite), "--out", str(tmp_path / "out"),
-         "--set", "defaults.dataset.params.test=[astronaut, astronot]"],
+        [
+            "run",
+            str(suite),
+            "--out",
+            str(tmp_path / "out"),
+            "--set",
+            "defaults.dataset.params.test=[astronaut, astronot]",
+        ],
     )
     assert res.exit_code == 2, res.output
     assert "dataset 'photos'" in res.output and "astronot" in res.output

@@ -147,9 +147,7 @@ class ClipDataset(SRDataset):
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
         p, s = self.patch_size, self.scale
-        pool = [
-            c for c in self._train_sequences(frames) if min(c.hr.shape[1:3]) >= p
-        ]
+        pool = [c for c in self._train_sequences(frames) if min(c.hr.shape[1:3]) >= p]
         if not pool:
             raise DatasetConfigError(
                 f"{type(self).__name__}: no training clip has {frames} frame(s) of at least "

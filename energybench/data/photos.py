@@ -117,7 +117,9 @@ def pan_sequence(
     if ih < h + margin or iw < w + margin:
         k = max((h + margin) / ih, (w + margin) / iw)
         img = F.interpolate(
-            img[None], size=(math.ceil(ih * k), math.ceil(iw * k)), mode="bicubic",
+            img[None],
+            size=(math.ceil(ih * k), math.ceil(iw * k)),
+            mode="bicubic",
             align_corners=False,
         )[0].clamp(0, 1)
         ih, iw = img.shape[-2:]
@@ -179,8 +181,12 @@ class PhotosDataset(ClipDataset):
         seq_frames: int = 16,
     ) -> None:
         super().__init__(
-            scale=scale, patch_size=patch_size, eval_frames=None, eval_crop=test_crop,
-            serve_lr=serve_lr, augment=augment,
+            scale=scale,
+            patch_size=patch_size,
+            eval_frames=None,
+            eval_crop=test_crop,
+            serve_lr=serve_lr,
+            augment=augment,
         )
         self.names = {
             "train": [canonical_photo(n) for n in (DEFAULT_TRAIN if train is None else train)],
@@ -205,8 +211,10 @@ class PhotosDataset(ClipDataset):
             t = max(self.seq_frames, frames)
             self._sequences = [
                 FrameClip.from_hr(
-                    f"pan:{n}", pan_sequence(load_photo(n), t, self.seq_size, _name_seed(n)),
-                    self.scale, source=f"skimage:{n} (synthetic pan)",
+                    f"pan:{n}",
+                    pan_sequence(load_photo(n), t, self.seq_size, _name_seed(n)),
+                    self.scale,
+                    source=f"skimage:{n} (synthetic pan)",
                 )
                 for n in self.names["train"]
             ]

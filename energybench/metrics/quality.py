@@ -155,8 +155,10 @@ def run_model_on_clip(
     Uses ``model.forward_clip`` when the model has it (SRModel), else calls it per frame.
     Returns (T,3,H,W) on the CPU, clamped to [0, 1].
     """
-    dev = torch.device(device) if device is not None else next(
-        (p.device for p in model.parameters()), torch.device("cpu")
+    dev = (
+        torch.device(device)
+        if device is not None
+        else next((p.device for p in model.parameters()), torch.device("cpu"))
     )
     x = lr.to(dev).unsqueeze(0)
     if hasattr(model, "forward_clip"):

@@ -96,5 +96,7 @@ def test_batched_size_argument_and_degrade() -> None:
     assert torch.allclose(lr * 255, (lr * 255).round(), atol=1e-4)
     assert lr.min() >= 0 and lr.max() <= 1
     one = imresize(hr[1, 2], size=(8, 10))
-    np.testing.assert_allclose(one.clamp(0, 1).numpy(), bicubic_degrade(hr, 4, quantize=False)[1, 2].numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        one.clamp(0, 1).numpy(), bicubic_degrade(hr, 4, quantize=False)[1, 2].numpy(), atol=1e-6
+    )
     assert mod_crop(torch.zeros(1, 3, 10, 13), 4).shape == (1, 3, 8, 12)

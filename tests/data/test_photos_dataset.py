@@ -13,8 +13,15 @@ from energybench.data.degrade import bicubic_degrade
 @pytest.fixture(scope="module")
 def ds():
     return DATASETS.create(
-        "photos", train=["coffee", "page"], val=["coins"], test=["astronaut"], patch_size=48,
-        augment=False, serve_lr="40x30", seq_size="96x80", seq_frames=6,
+        "photos",
+        train=["coffee", "page"],
+        val=["coins"],
+        test=["astronaut"],
+        patch_size=48,
+        augment=False,
+        serve_lr="40x30",
+        seq_size="96x80",
+        seq_frames=6,
     )
 
 

@@ -60,7 +60,11 @@ def test_hidden_state_carries_past_frames() -> None:
 def test_grafts_start_as_the_teacher() -> None:
     teacher = _teacher(channels=16, layers=4)
     model = MODELS.create(
-        "ckbg", channels=16, blocks=3, grafts=True, main_init_scale=0.0,
+        "ckbg",
+        channels=16,
+        blocks=3,
+        grafts=True,
+        main_init_scale=0.0,
         upstream={"teacher": teacher},
     ).eval()
     clip = torch.rand(1, 3, 3, 16, 16)

@@ -140,7 +140,9 @@ class CKBG(SRModel):
             g.bias.zero_()
             if tconv is None:  # deeper than the teacher: an identity graft keeps its features
                 n = min(g.weight.shape[0], g.weight.shape[1])
-                g.weight[torch.arange(n), torch.arange(n), g.kernel_size[0] // 2, g.kernel_size[1] // 2] = 1
+                g.weight[
+                    torch.arange(n), torch.arange(n), g.kernel_size[0] // 2, g.kernel_size[1] // 2
+                ] = 1
                 continue
             w = _fit_kernel(tconv.weight.to(g.weight), g.weight.shape[-1])
             if tconv.weight.shape[-1] > g.weight.shape[-1]:
@@ -191,7 +193,9 @@ def _teacher_from(
     upstream = dict(upstream or {})
     if teacher is not None:
         if teacher not in upstream:
-            raise ValueError(f"teacher {teacher!r} is not among this entry's uses: {list(upstream)}")
+            raise ValueError(
+                f"teacher {teacher!r} is not among this entry's uses: {list(upstream)}"
+            )
         return upstream[teacher], f"entry:{teacher}"
     if len(upstream) != 1:
         raise ValueError(

@@ -77,15 +77,20 @@ def espcn(
 
 def espcn_from_state_dict(state: dict[str, torch.Tensor], residual: bool = True) -> ESPCN:
     """Rebuild an :class:`ESPCN` whose architecture matches ``state`` and load it."""
-    idx = sorted(int(k.split(".")[1]) for k in state if k.startswith("convs.") and k.endswith("weight"))
+    idx = sorted(
+        int(k.split(".")[1]) for k in state if k.startswith("convs.") and k.endswith("weight")
+    )
     if not idx:
         raise ValueError("not an espcn state_dict (no 'convs.N.weight' entries)")
     first = state["convs.0.weight"]
     last = state[f"convs.{idx[-1]}.weight"]
     scale = int(round((last.shape[0] / 3) ** 0.5))
     model = ESPCN(
-        channels=int(first.shape[0]), layers=len(idx), first_kernel=int(first.shape[-1]),
-        scale=scale, residual=residual,
+        channels=int(first.shape[0]),
+        layers=len(idx),
+        first_kernel=int(first.shape[-1]),
+        scale=scale,
+        residual=residual,
     )
     model.load_state_dict(state)
     return model

@@ -68,7 +68,9 @@ def dirac_kernel(channels: int, size: int, dtype=torch.float32, device=None) -> 
     return w
 
 
-def merge_sequential(k1: torch.Tensor, b1: torch.Tensor, k2: torch.Tensor, b2: torch.Tensor) -> Kernel:
+def merge_sequential(
+    k1: torch.Tensor, b1: torch.Tensor, k2: torch.Tensor, b2: torch.Tensor
+) -> Kernel:
     """Merge a 1×1 conv (k1, b1) followed by a k×k conv (k2, b2) into one k×k conv.
 
     Exact when the 1×1 output is padded with ``b1`` (see module docstring).
@@ -195,7 +197,9 @@ class RepConv(nn.Module):
                 mods[name] = SeqConv(in_ch, out_ch, seq_channels or 2 * out_ch, kernel_size, bn)
             elif name == "identity":
                 if in_ch != out_ch:
-                    raise ValueError(f"identity branch needs in == out channels ({in_ch} != {out_ch})")
+                    raise ValueError(
+                        f"identity branch needs in == out channels ({in_ch} != {out_ch})"
+                    )
                 mods[name] = Identity(out_ch, learnable=identity_learnable, bn=bn)
         self.branches = nn.ModuleDict(mods)
 
@@ -210,7 +214,9 @@ class RepConv(nn.Module):
     @torch.no_grad()
     def kernel_bias(self) -> Kernel:
         """The merged (weight, bias) of all branches (BN in eval semantics)."""
-        ws, bs = zip(*(b.kernel_bias(self.kernel_size) for b in self.branches.values()), strict=True)
+        ws, bs = zip(
+            *(b.kernel_bias(self.kernel_size) for b in self.branches.values()), strict=True
+        )
         return torch.stack(ws).sum(0), torch.stack(bs).sum(0)
 
     @torch.no_grad()
