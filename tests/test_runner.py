@@ -35,6 +35,7 @@ energy:
   min_window_iters: 2
   trials: 1
   allow_estimates_in_ranking: true
+  cooldown: {enabled: true, max_s: 1}
 metric:
   quality: psnr_db
 entries:
@@ -104,6 +105,9 @@ def test_run_records_every_phase_with_provenance(finished_run: tuple[Path, Path]
         assert all(d["source"] for d in m["devices"])
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config_hash"] and manifest["environment"]["versions"]["torch"]
+    # no temperature sensor here: the cool-down says so instead of waiting
+    assert set(manifest["cooldowns"]) == {"grafted", "merged"}
+    assert all("sensor" in c["skipped"] for c in manifest["cooldowns"].values())
     assert (run_dir / "entries/grafted/checkpoints/train.pt").is_file()
 
 

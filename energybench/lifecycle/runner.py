@@ -186,6 +186,7 @@ class Runner:
         self._datasets: dict[str, Task] = tasks if tasks is not None else {}
         self.monitor: EnergyMonitor | None = None
         self.progress: RunProgress | None = None
+        self.cooldowns: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _task(self, e: Entry) -> Task:
@@ -428,7 +429,9 @@ class Runner:
             self._write_manifest()
             self._idle_baseline("before")
             blocked: dict[str, str] = {}
-            for e in entries:
+            for i, e in enumerate(entries):
+                if i > 0:
+                    self._cool_down(e)
                 deps = ([e.inherit] if e.inherit else []) + e.uses
                 bad = [d for d in deps if d in self.outcome.failed or d in blocked]
                 if bad:
@@ -445,6 +448,21 @@ class Runner:
                 self._idle_baseline("after")
             self._write_manifest(finished=True)
         return self.outcome
+
+    def _cool_down(self, e: Entry) -> None:
+        """Optionally wait for the devices to cool back to near idle before entry ``e``."""
+        cfg = self.suite.energy.cooldown
+        if not cfg.enabled or self.monitor is None:
+            return
+        if all(self.store.phase_done(e.name, p, self.hashes[e.name][p]) for p in PHASES):
+            return
+        self._phase_bar(f"cool-down before {e.name}", None)
+        res = self.monitor.cool_down(cfg.tolerance_c, cfg.max_s)
+        self.cooldowns[e.name] = res
+        if res.get("reached") is False and self.progress is not None:
+            self.progress.log(
+                f"[yellow]cool-down before '{e.name}' gave up after {cfg.max_s:g} s[/yellow]"
+            )
 
     def _record_failure(self, e: Entry, exc: BaseException) -> None:
         for phase in PHASES:
@@ -466,12 +484,17 @@ class Runner:
 
             idle = read_json(path)
         if when == "before" and idle.get("before"):
-            self.monitor.idle_w.update(idle["before"]["power_w"])
+            self.monitor.set_idle(idle["before"]["power_w"], idle["before"].get("temp_c"))
             return
         seconds = self.suite.energy.idle_baseline_s
         self._phase_bar(f"idle baseline ({when})", None)
         power = self.monitor.measure_idle(seconds)
-        idle[when] = {"seconds": seconds, "power_w": power, "measured_unix_s": time.time()}
+        idle[when] = {
+            "seconds": seconds,
+            "power_w": power,
+            "temp_c": self.monitor.idle_temp_c,
+            "measured_unix_s": time.time(),
+        }
         atomic_write_json(path, idle)
 
     def _write_manifest(self, finished: bool = False) -> None:
@@ -488,9 +511,11 @@ class Runner:
             "updated_unix_s": time.time(),
             "finished": finished,
             "failed": self.outcome.failed,
+            "cooldowns": self.cooldowns,
         }
         old = self.store.read_manifest() if self.store.exists() else {}
         manifest["created_unix_s"] = old.get("created_unix_s", time.time())
+        manifest["cooldowns"] = {**old.get("cooldowns", {}), **self.cooldowns}
         manifest["resumes"] = old.get("resumes", -1) + 1 if not finished else old.get("resumes", 0)
         self.store.write_manifest(manifest)
 

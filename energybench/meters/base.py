@@ -192,6 +192,10 @@ class Meter(ABC):
         """Slowest update period of this meter's readings in s (a shorter window is flagged)."""
         return None
 
+    def temperatures_c(self) -> dict[str, float]:
+        """Current temperature per device id in °C (for cool-down); empty when unknown."""
+        return {}
+
     def start(self) -> None:
         """Start background work (samplers). Called once by the monitor."""
 
@@ -223,6 +227,7 @@ class EnergyMonitor:
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.min_window_s = min_window_s
         self.idle_w: dict[str, float] = {}
+        self.idle_temp_c: dict[str, float] = {}
         self.idle_measurement: Measurement | None = None
         self._open: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -317,15 +322,56 @@ class EnergyMonitor:
         self.begin_window("__idle__")
         self.clock.sleep(seconds)
         meas = self.end_window("__idle__")
+        self.idle_temp_c = self.temperatures_c()
         self.idle_measurement = meas
         for d in meas.devices:
             if d.energy_j is not None and d.complete and meas.duration_s > 0:
                 self.idle_w[d.device] = d.energy_j / meas.duration_s
         return dict(self.idle_w)
 
-    def set_idle(self, idle_w: dict[str, float]) -> None:
-        """Use idle powers in W measured elsewhere (e.g. loaded from an earlier run)."""
+    def set_idle(self, idle_w: dict[str, float], temp_c: dict[str, float] | None = None) -> None:
+        """Use idle powers in W (and temperatures) measured elsewhere (e.g. an earlier run)."""
         self.idle_w = dict(idle_w)
+        if temp_c:
+            self.idle_temp_c = dict(temp_c)
+
+    def temperatures_c(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.meters:
+            try:
+                out.update(m.temperatures_c())
+            except Exception:  # noqa: BLE001 - a sensor failing must not stop the run
+                continue
+        return out
+
+    def cool_down(self, tolerance_c: float, max_s: float, poll_s: float = 1.0) -> dict[str, Any]:
+        """Wait until every device is within ``tolerance_c`` of its idle temperature.
+
+        Gives up after ``max_s`` s. Returns what happened (for the run store): waited_s, reached,
+        temperatures before/after; ``skipped`` with the reason when no temperature is known.
+        """
+        idle = self.idle_temp_c
+        now = self.temperatures_c()
+        common = sorted(set(idle) & set(now))
+        if not common:
+            why = "no idle temperature" if now else "no temperature sensor on the measured devices"
+            return {"skipped": why}
+        t0 = self.clock.time()
+        start = dict(now)
+
+        def hot(temps: dict[str, float]) -> list[str]:
+            return [d for d in common if d in temps and temps[d] > idle[d] + tolerance_c]
+
+        while hot(now) and self.clock.time() - t0 < max_s:
+            self.clock.sleep(poll_s)
+            now = self.temperatures_c()
+        return {
+            "waited_s": self.clock.time() - t0,
+            "reached": not hot(now),
+            "idle_c": {d: idle[d] for d in common},
+            "start_c": {d: start[d] for d in common},
+            "end_c": {d: now.get(d) for d in common},
+        }
 
     def live_power_w(self) -> float | None:
         vals = [p for p in (m.live_power_w() for m in self.meters) if p is not None]

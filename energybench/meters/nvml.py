@@ -696,6 +696,15 @@ class NvmlMeter(Meter):
 
         return read
 
+    def temperatures_c(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for g in self._gpus:
+            try:
+                out[g.id] = float(g.target.device.temperature_c())
+            except Exception:  # noqa: BLE001 - unsupported or lost: no figure for this GPU
+                continue
+        return out
+
     def counter_period_s(self, g: _Gpu) -> float:
         return g.periods.counter_s or ASSUMED_UPDATE_PERIOD_S
 
