@@ -267,8 +267,12 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
     costs = {c.name: c for c in entry_costs(run)}
     pairs = [(e["name"], e["inherit"]) for e in run.suite.get("entries", []) if e.get("inherit")]
     pairs += [tuple(p) for p in run.suite.get("metric", {}).get("pairs", [])]
+    seen: set[frozenset[str]] = set()
     rows = []
     for a, b in pairs:
+        if frozenset((a, b)) in seen:  # a suite pair that repeats an inherit pair
+            continue
+        seen.add(frozenset((a, b)))
         if a in costs and b in costs:
             try:
                 be = break_even(costs[a], costs[b])
