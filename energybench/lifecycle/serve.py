@@ -8,6 +8,7 @@ This module times and schedules; energy comes only from the monitor's windows.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -209,6 +210,18 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
+    """A shallow copy of ``model`` whose ``forward`` (and online ``step``) go through
+    ``torch.compile(mode=mode)``; weights are shared. ``mode == "none"``: the model itself."""
+    if mode == "none":
+        return model
+    out = copy.copy(model)
+    out.forward = torch.compile(model.forward, mode=mode)  # type: ignore[method-assign]
+    if callable(getattr(model, "step", None)):
+        out.step = torch.compile(model.step, mode=mode)  # type: ignore[method-assign]
+    return out
+
+
 def run_scenario(
     sc: Throughput | Stream | Load,
     model: nn.Module,
@@ -218,5 +231,15 @@ def run_scenario(
     energy: EnergySettings,
     window: str,
 ) -> dict[str, Any]:
-    """Run one serving scenario; returns its record (latency, throughput, J/item with CIs)."""
-    return RUNNERS[sc.scenario](sc, model, task, device, monitor, energy, window)
+    """Run one serving scenario; returns its record (latency, throughput, J/item with CIs).
+
+    With ``compile`` set, the model is served through ``torch.compile``; compilation happens in
+    the scenario's warm-up (at least one iteration), outside every measured window.
+    """
+    if sc.compile != "none":
+        model = compiled_for_serving(model, sc.compile)
+        if sc.warmup == 0:
+            sc = sc.model_copy(update={"warmup": 1})
+    record = RUNNERS[sc.scenario](sc, model, task, device, monitor, energy, window)
+    record["compile"] = sc.compile
+    return record

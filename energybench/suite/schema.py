@@ -152,6 +152,11 @@ class _ScenarioBase(Strict):
     name: str | None = None
     warmup: int = Field(5, ge=0, description="iterations run before measuring (excluded)")
     iterations: int = Field(32, ge=1, description="measured iterations per trial (at least)")
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
+        "none",
+        description="serve through torch.compile with this mode ('reduce-overhead' uses CUDA "
+        "graphs on GPUs); compilation happens in warm-up, outside the measured windows",
+    )
 
 
 class Throughput(_ScenarioBase):

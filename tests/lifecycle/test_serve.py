@@ -85,3 +85,29 @@ def test_throughput_reaches_the_iteration_minimum_for_slow_items(fake_monitor) -
     settings = energy(min_window_s=0.01, min_window_iters=6)
     rec = run_throughput(sc, nn.Identity(), SleepyTask(0.02), CPU, fake_monitor, settings, "t")
     assert rec["by_batch"]["1"]["trials"][0]["iterations"] >= 6
+
+
+def test_compiled_serving_matches_eager_and_is_recorded(fake_monitor) -> None:
+    from energybench.lifecycle.serve import compiled_for_serving, run_scenario
+    from energybench.models import MODELS
+
+    model = MODELS.create("ckbg", channels=4, blocks=1).eval()
+    compiled = compiled_for_serving(model, "default")
+    assert compiled is not model and compiled.head is model.head  # weights shared
+    x = torch.rand(1, 3, 8, 8)
+    with torch.inference_mode():
+        state = model.init_state(x)
+        ref, _ = model.step(x, state)
+        out, _ = compiled.step(x, state)
+    assert torch.allclose(ref, out, atol=1e-5)
+    assert "forward" not in vars(model)  # the original model is untouched
+
+    class Task1(SleepyTask):
+        def serving_step(self, m: nn.Module, *a: Any) -> Callable[[], Any]:
+            return lambda: m(x)
+
+    sc = Throughput(
+        scenario="throughput", batch_sizes=[1], warmup=0, iterations=2, compile="default"
+    )
+    rec = run_scenario(sc, model, Task1(0), CPU, fake_monitor, energy(min_window_iters=2), "c")
+    assert rec["compile"] == "default" and rec["by_batch"]["1"]["trials"][0]["iterations"] >= 2
