@@ -221,3 +221,23 @@ def test_bad_dataset_parameters_exit_2_before_anything_runs(tmp_path: Path) -> N
     assert res.exit_code == 2, res.output
     assert "dataset 'photos'" in res.output and "astronot" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_exits_130_and_keeps_finished_phases(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, steps=400)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "energybench", "run", str(suite), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("tiny/*/entries/teacher/evaluate.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    (run_dir,) = run_dirs(out)
+    recs = records(run_dir)
+    assert recs["teacher/evaluate"]["status"] == "done"
+    assert "grafted/train" not in recs  # the interrupted phase left no record
