@@ -185,3 +185,9 @@ def test_real_process_bad_suite_prints_no_traceback(tmp_path: Path) -> None:
 )
 def test_every_shipped_suite_validates(suite: Path) -> None:
     load_suite(suite)
+
+
+def test_a_bad_set_value_is_blamed_on_the_set_not_the_file(tmp_path: Path) -> None:
+    msg = problems(tmp_path, GOOD, "entries.variant.serve.0.fps=fast")
+    assert "--set: " in msg and "(from --set entries.variant.serve.0.fps=fast)" in msg
+    assert "suite.yaml:" not in msg

@@ -115,9 +115,10 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, _Marks]:
 
 
 # --------------------------------------------------------------------------- overrides
-def apply_override(data: dict[str, Any], assignment: str) -> None:
+def apply_override(data: dict[str, Any], assignment: str) -> str:
     """Apply ``key.path=value`` in place. Entries are addressed by name or index
     (``entries.ckbg.train.steps=10``); the value is parsed as YAML (``[1,2]``, ``true``, ``3e-4``).
+    Returns the dotted path it set, list items as indices (``entries.2.train.steps``).
     """
     if "=" not in assignment:
         raise SuiteError(
@@ -132,15 +133,18 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not parts:
         raise SuiteError([Problem("--set", None, None, "", f"empty key in '{assignment}'")])
     node: Any = data
+    resolved: list[str] = []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
             idx = _list_index(node, part, assignment)
+            resolved.append(str(idx))
             if last:
                 node[idx] = value
             else:
                 node = node[idx]
         elif isinstance(node, dict):
+            resolved.append(part)
             if last:
                 node[part] = value
             else:
@@ -158,6 +162,25 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
                     )
                 ]
             )
+    return ".".join(resolved)
+
+
+def _blame_overrides(problems: list[Problem], overridden: dict[str, str]) -> list[Problem]:
+    """Problems about a value that ``--set`` gave point at the ``--set``, not at the file."""
+    out = []
+    for pr in problems:
+        hit = next(
+            (
+                a
+                for path, a in overridden.items()
+                if pr.path == path or pr.path.startswith(path + ".")
+            ),
+            None,
+        )
+        out.append(
+            Problem("--set", None, None, pr.path, f"{pr.message} (from --set {hit})") if hit else pr
+        )
+    return out
 
 
 def _list_index(node: list[Any], part: str, assignment: str) -> int:
@@ -455,8 +478,7 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
                 )
             ]
         )
-    for assignment in overrides or []:
-        apply_override(data, assignment)
+    overridden = {apply_override(data, a): a for a in overrides or []}
     defaults = data.get("defaults") or {}
     entries = data.get("entries")
     if isinstance(defaults, dict) and isinstance(entries, list):
@@ -477,8 +499,8 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         problems = [_problem_from_error(err, data, marks, file) for err in exc.errors()]
-        raise SuiteError(problems) from None
-    problems = _check_references(suite, data, marks, file)
+        raise SuiteError(_blame_overrides(problems, overridden)) from None
+    problems = _blame_overrides(_check_references(suite, data, marks, file), overridden)
     if problems:
         raise SuiteError(problems)
     return LoadedSuite(suite=suite, path=p, data=data)
