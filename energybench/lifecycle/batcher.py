@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from energybench.lifecycle.serve import _aggregate, _trial_summary, make_timer
+from energybench.lifecycle.serve import aggregate_trials, make_timer, trial_summary
 from energybench.lifecycle.tasks import Task, model_dtype
 from energybench.meters.base import EnergyMonitor
 from energybench.suite.schema import EnergySettings, Load
@@ -210,7 +210,7 @@ def _measured(
     with monitor.window(name) as w:
         point = run()
     lat = point.pop("_latencies")
-    trial = _trial_summary(w.measurement, point["served"], lat)
+    trial = trial_summary(w.measurement, point["served"], lat)
     point.update(trial)
     point["energy_per_request_j"] = trial["energy_per_item_j"]
     return point, lat
@@ -248,7 +248,7 @@ def serve_open_loop(
             trial, lat = _measured(monitor, f"{window}/t{k}", point(sc.rate_per_s, n, k))
             trials.append(trial)
             all_lat += lat
-        agg = _aggregate(trials, all_lat, 1, "request")
+        agg = aggregate_trials(trials, all_lat, 1, "request")
         total = sum(t["requests"] for t in trials)
         served = sum(t["served"] for t in trials)
         late = sum(t["deadline_misses"] for t in trials)

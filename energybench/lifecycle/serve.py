@@ -50,7 +50,8 @@ def _energy_per_item(meas: Measurement, items: int) -> float | None:
     return None if e is None or items <= 0 else e / items
 
 
-def _trial_summary(meas: Measurement, items: int, latencies: list[float]) -> dict[str, Any]:
+def trial_summary(meas: Measurement, items: int, latencies: list[float]) -> dict[str, Any]:
+    """One measured trial: items, iterations, duration, energy and J/item of its window."""
     return {
         "items": items,
         "iterations": len(latencies),
@@ -61,9 +62,10 @@ def _trial_summary(meas: Measurement, items: int, latencies: list[float]) -> dic
     }
 
 
-def _aggregate(
+def aggregate_trials(
     trials: list[dict[str, Any]], latencies: list[float], items_per_iter: int, unit: str
 ) -> dict[str, Any]:
+    """A scenario's statistics over its trials: latency, items/s and J/item with 95 % CIs."""
     lat_ms = [x * 1e3 for x in latencies]
     jpi = [t["energy_per_item_j"] for t in trials if t["energy_per_item_j"] is not None]
     ips = [t["items"] / t["duration_s"] for t in trials if t["duration_s"] > 0]
@@ -106,9 +108,9 @@ def run_throughput(
                     t0 = time.perf_counter()
                     while len(lat) < min_iters or time.perf_counter() - t0 < energy.min_window_s:
                         lat.append(timer(fn))
-                trials.append(_trial_summary(w.measurement, len(lat) * b, lat))
+                trials.append(trial_summary(w.measurement, len(lat) * b, lat))
                 all_lat += lat
-            results[str(b)] = _aggregate(trials, all_lat, b, "item")
+            results[str(b)] = aggregate_trials(trials, all_lat, b, "item")
     first = results[str(sc.batch_sizes[0])]
     return {
         "scenario": "throughput",
@@ -166,7 +168,7 @@ def run_stream(
                     lat.append(latency)
                     if latency > period:
                         misses += 1
-            trial = _trial_summary(w.measurement, frames, lat)
+            trial = trial_summary(w.measurement, frames, lat)
             trial["deadline_misses"] = misses
             span = last_done - first_done  # steady output rate: frames delivered per second
             trial["fps_achieved"] = (frames - 1) / span if frames > 1 and span > 0 else None
@@ -176,7 +178,7 @@ def run_stream(
             frames_total += frames
             if trial["fps_achieved"]:
                 fps_achieved.append(trial["fps_achieved"])
-    agg = _aggregate(trials, all_lat, 1, "frame")
+    agg = aggregate_trials(trials, all_lat, 1, "frame")
     return {
         "scenario": "stream",
         "target_fps": sc.fps,
