@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
@@ -23,14 +23,22 @@ FLAG_BELOW_MIN_WINDOW = "below-min-window"  # shorter than the configured minimu
 FLAG_CHANNELS_DISAGREE = "channels-disagree"  # NVML counter vs integrated power, per device
 FLAG_INCOMPLETE = "incomplete"  # a device could not be measured for the whole window
 FLAG_METER_ERROR = "meter-error"  # a meter raised in end(); its devices are missing
-FLAG_ESTIMATE = "estimate"  # at least one figure comes from a power model, not a meter
+FLAG_ESTIMATE = "estimate"  # at least one charged figure comes from a power model, not a meter
+FLAG_SHARED_DEVICE = "shared-device"  # a charged GPU was in MIG mode or ran another process
+FLAG_SIMULATED = "simulated"  # a figure comes from a simulated device (``--simulate``)
 
 
 class Clock(Protocol):
-    """Wall clock and sleep; injectable so that simulated devices can run on virtual time."""
+    """Wall clock, monotonic clock and sleep; injectable so that simulated devices can run on
+    virtual time. Window edges are stamped with :meth:`time`; every interval (durations, power
+    integration) is measured with :meth:`monotonic`, which never jumps with NTP or DST."""
 
     def time(self) -> float:
         """Unix time in seconds."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards (only differences are meaningful)."""
         ...
 
     def sleep(self, seconds: float) -> None:
@@ -43,6 +51,9 @@ class SystemClock:
 
     def time(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -61,12 +72,30 @@ class Source(str, Enum):
     ESTIMATE = "estimate"  # a power model (codecarbon), not a measurement
 
 
+#: Human scope of each device kind, for "GPU only; CPU/RAM not measured" style labels.
+KIND_LABELS = {
+    "gpu": "GPU",
+    "module": "GPU + CPU + memory module",
+    "cpu": "CPU",
+    "dram": "DRAM",
+    "ram": "RAM",
+    "system": "system",
+}
+
+
 @dataclass
 class DeviceEnergy:
-    """Energy of one device over one window. ``energy_j`` is None when it could not be measured."""
+    """Energy of one device over one window. ``energy_j`` is None when it could not be measured.
+
+    ``charged`` is False for a device that was seen during the window but is not used by the
+    work measured (another entry's GPU): it is recorded, never summed. ``shared`` marks a GPU in
+    MIG mode or running another process's work (its energy is not the run's alone).
+    ``constant_power`` marks a power *model* without a load term (codecarbon's RAM): its
+    static/dynamic split is not applicable. ``cuda_position`` is the torch index of a GPU.
+    """
 
     device: str  # stable id: "gpu:<uuid>", "cpu:package-0", "dram:0", "cpu:estimate", ...
-    kind: str  # "gpu" | "cpu" | "dram" | "ram" | "system"
+    kind: str  # "gpu" | "module" (GH200/GB200: GPU + CPU + memory) | "cpu" | "dram" | "ram"
     name: str  # human name: "NVIDIA H100 80GB HBM3", "package-0", ...
     source: Source
     energy_j: float | None
@@ -80,6 +109,16 @@ class DeviceEnergy:
     complete: bool = True
     issues: list[str] = field(default_factory=list)
     cross_check: dict[str, Any] | None = None  # e.g. {"integrated_j":..,"rel_diff":..,"flag":..}
+    charged: bool = True
+    shared: bool = False
+    simulated: bool = False
+    constant_power: bool = False
+    cuda_position: int | None = None
+
+    @property
+    def is_estimate(self) -> bool:
+        """Whether this figure comes from a power model rather than a meter."""
+        return self.source is Source.ESTIMATE
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,27 +144,81 @@ class Measurement:
     flags: list[str] = field(default_factory=list)  # "short-window", "channels-disagree", ...
 
     @property
-    def energy_j(self) -> float | None:
-        """Sum over devices that were measured; None if none was."""
-        vals = [d.energy_j for d in self.devices if d.energy_j is not None]
+    def charged(self) -> list[DeviceEnergy]:
+        """Devices this window is charged for (others were only seen)."""
+        return [d for d in self.devices if d.charged]
+
+    def _sum(self, estimate: bool | None) -> float | None:
+        vals = [
+            d.energy_j
+            for d in self.charged
+            if d.energy_j is not None and (estimate is None or d.is_estimate == estimate)
+        ]
         return sum(vals) if vals else None
 
-    @property
-    def uncertainty_j(self) -> float | None:
-        vals = [d.uncertainty_j for d in self.devices if d.uncertainty_j is not None]
+    def _rss(self, estimate: bool | None) -> float | None:
+        vals = [
+            d.uncertainty_j
+            for d in self.charged
+            if d.uncertainty_j is not None
+            and d.energy_j is not None
+            and (estimate is None or d.is_estimate == estimate)
+        ]
         return sum(v * v for v in vals) ** 0.5 if vals else None
 
     @property
+    def energy_j(self) -> float | None:
+        """Sum over charged devices with a figure, measured and estimated; None if none."""
+        return self._sum(None)
+
+    @property
+    def uncertainty_j(self) -> float | None:
+        return self._rss(None)
+
+    @property
+    def measured_energy_j(self) -> float | None:
+        """Sum over charged devices read from a meter (never an estimate); None if none."""
+        return self._sum(False)
+
+    @property
+    def measured_uncertainty_j(self) -> float | None:
+        return self._rss(False)
+
+    @property
+    def estimated_energy_j(self) -> float | None:
+        """Sum over charged devices whose figure is a power model; None if none."""
+        return self._sum(True)
+
+    @property
+    def measured_kinds(self) -> list[str]:
+        """Kinds of the charged devices that were measured ("gpu", "cpu", "module", ...)."""
+        return sorted({d.kind for d in self.charged if not d.is_estimate and d.energy_j is not None})
+
+    @property
+    def estimated_kinds(self) -> list[str]:
+        return sorted({d.kind for d in self.charged if d.is_estimate and d.energy_j is not None})
+
+    @property
     def sources(self) -> list[str]:
-        return sorted({d.source.value for d in self.devices})
+        return sorted({d.source.value for d in self.charged})
 
     @property
     def is_estimate(self) -> bool:
-        return bool(self.devices) and all(d.source is Source.ESTIMATE for d in self.devices)
+        """True when any charged joule in :attr:`energy_j` comes from a power model."""
+        return any(d.is_estimate and d.energy_j is not None for d in self.charged)
+
+    @property
+    def is_shared(self) -> bool:
+        """True when a charged device was shared (MIG, another process)."""
+        return any(d.shared for d in self.charged)
+
+    @property
+    def is_simulated(self) -> bool:
+        return any(d.simulated for d in self.devices)
 
     @property
     def complete(self) -> bool:
-        return all(d.complete for d in self.devices)
+        return all(d.complete for d in self.charged)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,8 +227,15 @@ class Measurement:
             "duration_s": self.duration_s,
             "energy_j": self.energy_j,
             "uncertainty_j": self.uncertainty_j,
+            "measured_energy_j": self.measured_energy_j,
+            "measured_uncertainty_j": self.measured_uncertainty_j,
+            "estimated_energy_j": self.estimated_energy_j,
+            "measured_kinds": self.measured_kinds,
+            "estimated_kinds": self.estimated_kinds,
             "sources": self.sources,
             "is_estimate": self.is_estimate,
+            "is_shared": self.is_shared,
+            "is_simulated": self.is_simulated,
             "complete": self.complete,
             "flags": list(self.flags),
             "devices": [d.to_dict() for d in self.devices],
@@ -229,7 +329,8 @@ class EnergyMonitor:
         self.idle_w: dict[str, float] = {}
         self.idle_temp_c: dict[str, float] = {}
         self.idle_measurement: Measurement | None = None
-        self._open: dict[str, float] = {}
+        self._open: dict[str, tuple[float, float]] = {}  # name -> (unix s, monotonic s)
+        self._gpus: dict[str, frozenset[int] | None] = {}
         self._lock = threading.Lock()
         self._started = False
         self.allow_estimates = allow_estimates
@@ -252,14 +353,19 @@ class EnergyMonitor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def begin_window(self, name: str) -> None:
-        """Open window ``name`` on every meter."""
+    def begin_window(self, name: str, gpus: Collection[int] | None = None) -> None:
+        """Open window ``name`` on every meter.
+
+        ``gpus``: torch (CUDA) positions of the GPUs the measured work uses; other GPUs seen in
+        the window are recorded with ``charged=False`` and not summed. None charges every device.
+        """
         self.start()
         with self._lock:
             if name in self._open:
                 raise ValueError(f"window '{name}' is already open")
             self.sync()
-            self._open[name] = self.clock.time()
+            self._open[name] = (self.clock.time(), self.clock.monotonic())
+            self._gpus[name] = None if gpus is None else frozenset(gpus)
             for m in self.meters:
                 m.begin(name)
 
@@ -270,14 +376,15 @@ class EnergyMonitor:
             if name not in self._open:
                 raise ValueError(f"window '{name}' is not open")
             self.sync()
-            start = self._open.pop(name)
+            start, start_mono = self._open.pop(name)
+            gpus = self._gpus.pop(name, None)
             devices: list[DeviceEnergy] = []
             for m in self.meters:
                 try:
                     devices.extend(m.end(name))
                 except Exception as exc:  # a meter must never stop the run
                     flags.append(f"{FLAG_METER_ERROR}:{m.name}:{type(exc).__name__}: {exc}")
-            duration = max(self.clock.time() - start, 0.0)
+            duration = max(self.clock.monotonic() - start_mono, 0.0)
         meas = Measurement(name=name, start_unix_s=start, duration_s=duration, devices=devices)
         periods = [p for p in (m.update_period_s() for m in self.meters) if p is not None]
         if periods and duration < max(periods):
@@ -285,25 +392,30 @@ class EnergyMonitor:
         if duration < self.min_window_s:
             flags.append(FLAG_BELOW_MIN_WINDOW)
         for d in devices:
-            idle = self.idle_w.get(d.device)
-            if idle is not None and d.energy_j is not None:
-                d.idle_power_w = idle
-                d.static_j = idle * duration
-                d.dynamic_j = d.energy_j - d.static_j
+            d.charged = _charged(d, gpus)
+            if not d.charged:
+                continue
+            _split_static(d, self.idle_w.get(d.device), duration)
             if d.cross_check and d.cross_check.get("flag"):
                 flags.append(f"{FLAG_CHANNELS_DISAGREE}:{d.device}")
             if not d.complete:
                 flags.append(f"{FLAG_INCOMPLETE}:{d.device}")
-        if any(d.source is Source.ESTIMATE for d in devices):
+            if d.shared:
+                flags.append(f"{FLAG_SHARED_DEVICE}:{d.device}")
+        if meas.is_estimate:
             flags.append(FLAG_ESTIMATE)
+        if meas.is_simulated:
+            flags.append(FLAG_SIMULATED)
         meas.flags = list(dict.fromkeys(flags))
         return meas
 
     @contextmanager
-    def window(self, name: str) -> Iterator[WindowHandle]:
-        """``with monitor.window("train") as w: ...``; ``w.measurement`` is set on exit."""
+    def window(self, name: str, gpus: Collection[int] | None = None) -> Iterator[WindowHandle]:
+        """``with monitor.window("train", gpus=[0]) as w: ...``; ``w.measurement`` is set on exit.
+
+        ``gpus`` as in :meth:`begin_window`."""
         handle = WindowHandle(name)
-        self.begin_window(name)
+        self.begin_window(name, gpus)
         try:
             yield handle
         finally:
@@ -356,17 +468,17 @@ class EnergyMonitor:
         if not common:
             why = "no idle temperature" if now else "no temperature sensor on the measured devices"
             return {"skipped": why}
-        t0 = self.clock.time()
+        t0 = self.clock.monotonic()
         start = dict(now)
 
         def hot(temps: dict[str, float]) -> list[str]:
             return [d for d in common if d in temps and temps[d] > idle[d] + tolerance_c]
 
-        while hot(now) and self.clock.time() - t0 < max_s:
+        while hot(now) and self.clock.monotonic() - t0 < max_s:
             self.clock.sleep(poll_s)
             now = self.temperatures_c()
         return {
-            "waited_s": self.clock.time() - t0,
+            "waited_s": self.clock.monotonic() - t0,
             "reached": not hot(now),
             "idle_c": {d: idle[d] for d in common},
             "start_c": {d: start[d] for d in common},
@@ -379,6 +491,41 @@ class EnergyMonitor:
 
     def describe(self) -> list[dict[str, Any]]:
         return [dict(meter=m.name, **d) for m in self.meters for d in m.describe()]
+
+
+def _charged(d: DeviceEnergy, gpus: frozenset[int] | None) -> bool:
+    """Whether a window using the GPUs ``gpus`` (None: all) is charged for device ``d``.
+
+    Host devices (CPU, RAM) are always charged. A GPU is charged when its torch position is
+    used. A superchip module (GPU + CPU + memory) is charged too when the work runs on the CPU
+    only, since its counter is then the only figure of that CPU.
+    """
+    if gpus is None or d.kind not in ("gpu", "module"):
+        return True
+    if d.kind == "module" and not gpus:
+        return True
+    return d.cuda_position is not None and d.cuda_position in gpus
+
+
+def _split_static(d: DeviceEnergy, idle_w: float | None, duration_s: float) -> None:
+    """Static (idle power x duration) and dynamic (the rest) energy of ``d``, in place.
+
+    Not applicable to a constant-power model (its "dynamic" part is only noise). A window that
+    used less than the idle baseline gets dynamic 0 J with a note, never a negative figure.
+    """
+    if idle_w is None or d.energy_j is None:
+        return
+    if d.constant_power:
+        d.issues.append("static/dynamic split not applicable: constant-power model")
+        return
+    d.idle_power_w = idle_w
+    d.static_j = min(idle_w * duration_s, d.energy_j)
+    d.dynamic_j = d.energy_j - d.static_j
+    if idle_w * duration_s > d.energy_j:
+        d.issues.append(
+            f"energy below the idle baseline ({idle_w:.3g} W x {duration_s:.3g} s): "
+            "dynamic energy taken as 0 J"
+        )
 
 
 @dataclass

@@ -151,7 +151,7 @@ class EstimateMeter(Meter):
     def poll(self) -> None:
         """Evaluate the model now and add power x elapsed time to the software counters."""
         with self._lock:
-            t = self.clock.time()
+            t = self.clock.monotonic()
             try:
                 cpu_w, ram_w = self.power_fn()
             except Exception as exc:
@@ -174,7 +174,7 @@ class EstimateMeter(Meter):
         self.poll()
         with self._lock:
             c = self._cum
-            self._windows[key] = (self.clock.time(), c.cpu_j, c.ram_j, len(c.errors))
+            self._windows[key] = (self.clock.monotonic(), c.cpu_j, c.ram_j, len(c.errors))
 
     def _names(self) -> tuple[str, str]:
         if self.spec is None:
@@ -189,7 +189,7 @@ class EstimateMeter(Meter):
     def end(self, key: str) -> list[DeviceEnergy]:
         self.poll()
         with self._lock:
-            t1 = self.clock.time()
+            t1 = self.clock.monotonic()
             cpu_name, ram_name = self._names()
             win = self._windows.pop(key, None)
             recs = [
@@ -197,7 +197,13 @@ class EstimateMeter(Meter):
                     "cpu:estimate", "cpu", cpu_name, Source.ESTIMATE, None, complete=False
                 ),
                 DeviceEnergy(
-                    "ram:estimate", "ram", ram_name, Source.ESTIMATE, None, complete=False
+                    "ram:estimate",
+                    "ram",
+                    ram_name,
+                    Source.ESTIMATE,
+                    None,
+                    complete=False,
+                    constant_power=True,
                 ),
             ]
             if win is None:

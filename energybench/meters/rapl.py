@@ -200,7 +200,7 @@ class RaplMeter(Meter):
     def poll(self) -> None:
         """Read every counter once and fold it into the unwrapped totals."""
         with self._lock:
-            t = self.clock.time()
+            t = self.clock.monotonic()
             for d in self.domains:
                 acc = self._acc[d.device]
                 try:
@@ -228,7 +228,7 @@ class RaplMeter(Meter):
         self.poll()
         with self._lock:
             self._windows[key] = (
-                self.clock.time(),
+                self.clock.monotonic(),
                 {dev: (a.total_uj, a.errors) for dev, a in self._acc.items()},
             )
 
@@ -238,7 +238,7 @@ class RaplMeter(Meter):
         except Exception:
             pass
         with self._lock:
-            t1 = self.clock.time()
+            t1 = self.clock.monotonic()
             win = self._windows.pop(key, None)
             out = []
             for d in self.domains:

@@ -35,6 +35,9 @@ class ManualClock:
     def time(self) -> float:
         return self.t
 
+    def monotonic(self) -> float:
+        return self.t
+
     def sleep(self, seconds: float) -> None:
         self.t += max(seconds, 0.0)
 
