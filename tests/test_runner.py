@@ -34,6 +34,7 @@ energy:
   min_window_s: 0
   min_window_iters: 2
   trials: 1
+  max_trials: 1
   allow_estimates_in_ranking: true
   cooldown: {enabled: true, max_s: 1}
 metric:

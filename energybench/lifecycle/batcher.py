@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from energybench.lifecycle.serve import aggregate_trials, make_timer, trial_summary
+from energybench.lifecycle.serve import aggregate_trials, make_timer, run_trials, trial_summary
 from energybench.lifecycle.tasks import Task, model_dtype
 from energybench.meters.base import EnergyMonitor
 from energybench.suite.schema import EnergySettings, Load
@@ -243,12 +243,10 @@ def serve_open_loop(
                 rate, n_req, deadline_s, sc.max_batch, fns, profile, timer, seed
             )
 
-        trials, all_lat = [], []
-        for k in range(energy.trials):
-            trial, lat = _measured(monitor, f"{window}/t{k}", point(sc.rate_per_s, n, k))
-            trials.append(trial)
-            all_lat += lat
-        agg = aggregate_trials(trials, all_lat, 1, "request")
+        trials, all_lat, _ = run_trials(
+            energy, lambda k: _measured(monitor, f"{window}/t{k}", point(sc.rate_per_s, n, k))
+        )
+        agg = aggregate_trials(trials, all_lat, 1, "request", energy)
         total = sum(t["requests"] for t in trials)
         served = sum(t["served"] for t in trials)
         late = sum(t["deadline_misses"] for t in trials)

@@ -45,42 +45,181 @@ def make_timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
     return timed
 
 
-def _energy_per_item(meas: Measurement, items: int) -> float | None:
-    e = meas.energy_j
-    return None if e is None or items <= 0 else e / items
+def _per_item(energy_j: float | None, items: int) -> float | None:
+    return None if energy_j is None or items <= 0 else energy_j / items
 
 
 def trial_summary(meas: Measurement, items: int, latencies: list[float]) -> dict[str, Any]:
-    """One measured trial: items, iterations, duration, energy and J/item of its window."""
+    """One measured trial: items, iterations, duration, energy and J/item of its window.
+
+    ``energy_per_item_j`` covers every charged device (measured and estimated);
+    ``measured_energy_per_item_j`` the devices read from a meter only, with the meter's own
+    ~1 sigma (``measured_sigma_per_item_j``); ``estimated_energy_per_item_j`` the power models.
+    """
     return {
         "items": items,
         "iterations": len(latencies),
         "duration_s": meas.duration_s,
         "energy_j": meas.energy_j,
-        "energy_per_item_j": _energy_per_item(meas, items),
+        "energy_per_item_j": _per_item(meas.energy_j, items),
+        "sigma_per_item_j": _per_item(meas.uncertainty_j, items),
+        "measured_energy_per_item_j": _per_item(meas.measured_energy_j, items),
+        "measured_sigma_per_item_j": _per_item(meas.measured_uncertainty_j, items),
+        "estimated_energy_per_item_j": _per_item(meas.estimated_energy_j, items),
         "measurement": meas.to_dict(),
     }
 
 
-def aggregate_trials(
-    trials: list[dict[str, Any]], latencies: list[float], items_per_iter: int, unit: str
-) -> dict[str, Any]:
-    """A scenario's statistics over its trials: latency, items/s and J/item with 95 % CIs."""
-    lat_ms = [x * 1e3 for x in latencies]
-    jpi = [t["energy_per_item_j"] for t in trials if t["energy_per_item_j"] is not None]
-    ips = [t["items"] / t["duration_s"] for t in trials if t["duration_s"] > 0]
-    measurements = [t["measurement"] for t in trials]
+#: Two-sided 95 % normal quantile, for the meter's own (systematic) uncertainty.
+Z95 = 1.959963984540054
+
+
+def energy_stats(values: list[float], sigmas: list[float | None]) -> dict[str, Any] | None:
+    """Statistics of J/item over trials, with a 95 % interval that combines both uncertainties.
+
+    ``stat_ci_low``/``stat_ci_high``: the t-interval of the mean from trial-to-trial spread.
+    ``meter_sigma``: the meter's own ~1 sigma per item (mean over trials; treated as fully
+    correlated between trials, since a sensor gain error does not average out).
+    ``ci_low``/``ci_high``: mean ± sqrt(t half-width² + (1.96 · meter_sigma)²).
+    """
+    if not values:
+        return None
+    st = summarize(values)
+    d = st.to_dict()
+    known = [x for x in sigmas if x is not None]
+    meter = sum(known) / len(known) if known else None
+    d["stat_ci_low"], d["stat_ci_high"] = d["ci_low"], d["ci_high"]
+    d["meter_sigma"] = meter
+    d["rel_stat_ci"] = None if math.isnan(st.rel_ci) else st.rel_ci
+    if math.isnan(st.ci_half_width) and meter is None:
+        return d
+    spread = 0.0 if math.isnan(st.ci_half_width) else st.ci_half_width
+    half = math.hypot(spread, Z95 * (meter or 0.0))
+    d["ci_low"], d["ci_high"] = st.mean - half, st.mean + half
+    return d
+
+
+def ranking_basis(trials: list[dict[str, Any]]) -> str:
+    """Which J/item the trials' precision is judged on: "measured" when every trial has a
+    measured figure, else "all" (estimates included)."""
+    if trials and all(t.get("measured_energy_per_item_j") is not None for t in trials):
+        return "measured"
+    return "all"
+
+
+def _basis_key(basis: str) -> str:
+    return "measured_energy_per_item_j" if basis == "measured" else "energy_per_item_j"
+
+
+def precision(trials: list[dict[str, Any]], energy: EnergySettings) -> dict[str, Any]:
+    """Whether the trials' J/item reached ``energy.target_ci`` (95 % CI half-width / mean)."""
+    basis = ranking_basis(trials)
+    vals = [t[_basis_key(basis)] for t in trials if t.get(_basis_key(basis)) is not None]
+    rel = None
+    if len(vals) >= 2:
+        st = summarize(vals)
+        rel = None if math.isnan(st.rel_ci) else st.rel_ci
     return {
+        "basis": basis,
+        "target_ci": energy.target_ci,
+        "rel_ci": rel,
+        "reached": rel is not None and rel <= energy.target_ci,
+        "trials": len(trials),
+        "min_trials": energy.trials,
+        "max_trials": energy.max_trials,
+    }
+
+
+def run_trials(
+    energy: EnergySettings, one: Callable[[int], tuple[dict[str, Any], list[float]]]
+) -> tuple[list[dict[str, Any]], list[float], dict[str, Any]]:
+    """Run ``one(k)`` for k = 0, 1, ... until J/item is precise enough.
+
+    At least ``energy.trials`` trials; then more until the 95 % CI half-width of J/item (trial
+    to trial) is at most ``energy.target_ci`` of the mean, or ``energy.max_trials`` is reached.
+    The meter's own (systematic) uncertainty is not a stopping criterion: more trials cannot
+    reduce it. Returns the trials, all latencies and the precision record.
+    """
+    trials: list[dict[str, Any]] = []
+    lat: list[float] = []
+    while True:
+        trial, trial_lat = one(len(trials))
+        trials.append(trial)
+        lat += trial_lat
+        prec = precision(trials, energy)
+        if len(trials) >= energy.max_trials:
+            return trials, lat, prec
+        if len(trials) >= energy.trials and prec["reached"]:
+            return trials, lat, prec
+
+
+def aggregate_trials(
+    trials: list[dict[str, Any]],
+    latencies: list[float],
+    items_per_iter: int,
+    unit: str,
+    energy: EnergySettings | None = None,
+) -> dict[str, Any]:
+    """A scenario's statistics over its trials: latency, items/s and J/item with 95 % CIs.
+
+    J/item is given for every charged device (``energy_per_item_j``), for measured devices only
+    (``measured_energy_per_item_j``) and for the estimates (``estimated_energy_per_item_j``).
+    Trials whose window lost its energy are counted in ``trials_without_energy``, never
+    dropped silently.
+    """
+    lat_ms = [x * 1e3 for x in latencies]
+    ips = [t["items"] / t["duration_s"] for t in trials if t["duration_s"] > 0]
+    ms = [t["measurement"] for t in trials]
+
+    def stats(key: str, sigma: str | None) -> dict[str, Any] | None:
+        rows = [t for t in trials if t.get(key) is not None]
+        return energy_stats([t[key] for t in rows], [t.get(sigma) if sigma else None for t in rows])
+
+    basis = ranking_basis(trials)
+    out = {
         "unit": unit,
         "items_per_iteration": items_per_iter,
         "latency_ms": summarize(lat_ms).to_dict() if lat_ms else None,
         "items_per_s": summarize(ips).to_dict() if ips else None,
-        "energy_per_item_j": summarize(jpi).to_dict() if jpi else None,
-        "sources": sorted({s for m in measurements for s in m["sources"]}),
-        "is_estimate": any(m["is_estimate"] for m in measurements),
-        "flags": sorted({f for m in measurements for f in m["flags"]}),
+        "energy_per_item_j": stats("energy_per_item_j", "sigma_per_item_j"),
+        "measured_energy_per_item_j": stats(
+            "measured_energy_per_item_j", "measured_sigma_per_item_j"
+        ),
+        "estimated_energy_per_item_j": stats("estimated_energy_per_item_j", None),
+        "trials_total": len(trials),
+        "trials_without_energy": sum(1 for t in trials if t.get(_basis_key(basis)) is None),
+        "measured_kinds": sorted({k for m in ms for k in m.get("measured_kinds", [])}),
+        "estimated_kinds": sorted({k for m in ms for k in m.get("estimated_kinds", [])}),
+        "sources": sorted({s for m in ms for s in m["sources"]}),
+        "is_estimate": any(m["is_estimate"] for m in ms),
+        "is_shared": any(m.get("is_shared") for m in ms),
+        "is_simulated": any(m.get("is_simulated") for m in ms),
+        "flags": sorted({f for m in ms for f in m["flags"]}),
         "trials": trials,
     }
+    if energy is not None:
+        out["precision"] = precision(trials, energy)
+    return out
+
+
+#: Keys of a scenario record that summarise its (first) batch size.
+SUMMARY_KEYS = (
+    "latency_ms",
+    "items_per_s",
+    "energy_per_item_j",
+    "measured_energy_per_item_j",
+    "estimated_energy_per_item_j",
+    "trials_total",
+    "trials_without_energy",
+    "measured_kinds",
+    "estimated_kinds",
+    "sources",
+    "is_estimate",
+    "is_shared",
+    "is_simulated",
+    "flags",
+    "precision",
+)
 
 
 def run_throughput(
@@ -101,32 +240,25 @@ def run_throughput(
             fn = task.serving_step(model, b, device, model_dtype(model))
             for _ in range(sc.warmup):
                 timer(fn)
-            trials, all_lat = [], []
-            for k in range(energy.trials):
+
+            def one(
+                k: int, b: int = b, fn: Callable[[], Any] = fn
+            ) -> tuple[dict[str, Any], list[float]]:
                 lat: list[float] = []
                 with monitor.window(f"{window}/b{b}/t{k}") as w:
                     t0 = time.perf_counter()
                     while len(lat) < min_iters or time.perf_counter() - t0 < energy.min_window_s:
                         lat.append(timer(fn))
-                trials.append(trial_summary(w.measurement, len(lat) * b, lat))
-                all_lat += lat
-            results[str(b)] = aggregate_trials(trials, all_lat, b, "item")
+                return trial_summary(w.measurement, len(lat) * b, lat), lat
+
+            trials, all_lat, _ = run_trials(energy, one)
+            results[str(b)] = aggregate_trials(trials, all_lat, b, "item", energy)
     first = results[str(sc.batch_sizes[0])]
     return {
         "scenario": "throughput",
         "batch_sizes": sc.batch_sizes,
         "by_batch": results,
-        **{
-            k: first[k]
-            for k in (
-                "latency_ms",
-                "items_per_s",
-                "energy_per_item_j",
-                "sources",
-                "is_estimate",
-                "flags",
-            )
-        },
+        **{k: first[k] for k in SUMMARY_KEYS},
     }
 
 
@@ -142,15 +274,16 @@ def run_stream(
     """Online video: one frame every 1/fps s at batch 1; misses, latency, J/frame incl. idle."""
     timer = make_timer(device)
     period = 1.0 / sc.fps
-    # n frames span (n - 1) slots plus the last frame: one more frame covers min_window_s
-    frames = max(sc.frames, energy.min_window_iters, math.ceil(energy.min_window_s * sc.fps) + 1)
-    trials, all_lat = [], []
+    # a trial's window spans n frame slots (it ends on the next slot), so n >= fps x min_window_s
+    frames = max(sc.frames, energy.min_window_iters, math.ceil(energy.min_window_s * sc.fps))
     misses_total, frames_total, fps_achieved = 0, 0, []
     with torch.inference_mode():
         fn = task.serving_step(model, 1, device, model_dtype(model))
         for _ in range(sc.warmup):
             timer(fn)
-        for k in range(energy.trials):
+
+        def one(k: int) -> tuple[dict[str, Any], list[float]]:
+            nonlocal misses_total, frames_total
             lat, misses = [], 0
             with monitor.window(f"{window}/t{k}") as w:
                 t0 = time.perf_counter()
@@ -168,17 +301,23 @@ def run_stream(
                     lat.append(latency)
                     if latency > period:
                         misses += 1
+                # the window ends on the next frame slot: n frames <-> n frame periods, the
+                # idle time after the last frame included (a late last frame ends it later)
+                tail = t0 + frames * period - time.perf_counter()
+                if tail > 0:
+                    time.sleep(tail)
             trial = trial_summary(w.measurement, frames, lat)
             trial["deadline_misses"] = misses
             span = last_done - first_done  # steady output rate: frames delivered per second
             trial["fps_achieved"] = (frames - 1) / span if frames > 1 and span > 0 else None
-            trials.append(trial)
-            all_lat += lat
             misses_total += misses
             frames_total += frames
             if trial["fps_achieved"]:
                 fps_achieved.append(trial["fps_achieved"])
-    agg = aggregate_trials(trials, all_lat, 1, "frame")
+            return trial, lat
+
+        trials, all_lat, _ = run_trials(energy, one)
+    agg = aggregate_trials(trials, all_lat, 1, "frame", energy)
     return {
         "scenario": "stream",
         "target_fps": sc.fps,

@@ -303,6 +303,13 @@ class Meter(ABC):
         """Stop background work and flush traces."""
 
 
+class _Unset:
+    """Marker type of an argument that was not given."""
+
+
+_UNSET = _Unset()
+
+
 class EnergyMonitor:
     """Opens named (nestable) windows on every meter at once, after a device synchronise.
 
@@ -331,6 +338,7 @@ class EnergyMonitor:
         self.idle_measurement: Measurement | None = None
         self._open: dict[str, tuple[float, float]] = {}  # name -> (unix s, monotonic s)
         self._gpus: dict[str, frozenset[int] | None] = {}
+        self._charge: frozenset[int] | None = None
         self._lock = threading.Lock()
         self._started = False
         self.allow_estimates = allow_estimates
@@ -353,12 +361,25 @@ class EnergyMonitor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def begin_window(self, name: str, gpus: Collection[int] | None = None) -> None:
+    @contextmanager
+    def charging(self, gpus: Collection[int] | None) -> Iterator[None]:
+        """Windows opened inside (without their own ``gpus``) are charged for ``gpus`` only."""
+        before = self._charge
+        self._charge = None if gpus is None else frozenset(gpus)
+        try:
+            yield
+        finally:
+            self._charge = before
+
+    def begin_window(self, name: str, gpus: Collection[int] | None | _Unset = _UNSET) -> None:
         """Open window ``name`` on every meter.
 
         ``gpus``: torch (CUDA) positions of the GPUs the measured work uses; other GPUs seen in
-        the window are recorded with ``charged=False`` and not summed. None charges every device.
+        the window are recorded with ``charged=False`` and not summed. None charges every
+        device; by default, what the enclosing :meth:`charging` says (else every device).
         """
+        if isinstance(gpus, _Unset):
+            gpus = self._charge
         self.start()
         with self._lock:
             if name in self._open:
@@ -410,7 +431,9 @@ class EnergyMonitor:
         return meas
 
     @contextmanager
-    def window(self, name: str, gpus: Collection[int] | None = None) -> Iterator[WindowHandle]:
+    def window(
+        self, name: str, gpus: Collection[int] | None | _Unset = _UNSET
+    ) -> Iterator[WindowHandle]:
         """``with monitor.window("train", gpus=[0]) as w: ...``; ``w.measurement`` is set on exit.
 
         ``gpus`` as in :meth:`begin_window`."""

@@ -40,9 +40,31 @@ class EnergySettings(Strict):
     )
     min_window_s: float = Field(5.0, ge=0, description="serving windows are repeated to this")
     min_window_iters: int = Field(32, ge=1, description="... and to at least this many iterations")
-    trials: int = Field(3, ge=1, description="repeated trials per serving scenario (for CIs)")
+    trials: int = Field(3, ge=1, description="trials per serving scenario at least (for CIs)")
+    target_ci: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="more trials until the 95 % CI half-width of J/item is at most this "
+        "fraction of the mean (trial-to-trial spread; 1 stops at 'trials')",
+    )
+    max_trials: int = Field(10, ge=1, description="... or until this many trials")
     cooldown: CooldownSettings = Field(default_factory=CooldownSettings)
-    allow_estimates_in_ranking: bool = False
+    allow_estimates_in_ranking: bool = Field(
+        False,
+        description="rank on measured + estimated energy (any estimated joule makes the figure "
+        "an estimate); false: rank on measured devices only, the estimate shown beside",
+    )
+    allow_shared_devices: bool = Field(
+        False,
+        description="rank figures from a GPU in MIG mode or shared with another process",
+    )
+
+    @model_validator(mode="after")
+    def _trial_bounds(self) -> EnergySettings:
+        if self.max_trials < self.trials:
+            raise ValueError(f"max_trials ({self.max_trials}) must be >= trials ({self.trials})")
+        return self
 
 
 class CarbonSettings(Strict):
@@ -66,7 +88,10 @@ class MetricSettings(Strict):
         "ssim", description="which quality figure is Q (ssim, psnr_db, psnr_gain_db)"
     )
     iec_scenario: str | None = Field(
-        None, description="serving scenario giving IEC (default: the first of each entry)"
+        None,
+        description="serving scenario (by name) whose J/item is IEC; every ranked entry's IEC "
+        "comes from a scenario of the same kind and batch size (default: the first scenario "
+        "of the first entry that serves)",
     )
     usage_intensities: list[UsageIntensity] = Field(
         default_factory=lambda: [UsageIntensity(mui=m) for m in (1e3, 1e5, 1e7)], min_length=1

@@ -56,7 +56,7 @@ KEYS = {
     "energy_per_request_j", "requests_per_s", "latency_ms", "energy_per_item_j", "items_per_s",
     "sweep", "trials", "sources", "is_estimate", "flags",
 }  # fmt: skip
-FAST = EnergySettings(min_window_s=0.0, min_window_iters=1, trials=1)
+FAST = EnergySettings(min_window_s=0.0, min_window_iters=1, trials=1, max_trials=1)
 
 
 def test_serve_open_loop_keys(fake_monitor, tiny_task) -> None:

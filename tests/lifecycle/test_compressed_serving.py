@@ -9,7 +9,7 @@ from energybench.lifecycle.serve import run_scenario
 from energybench.models import MODELS
 from energybench.suite.schema import EnergySettings, Load, Prune, Quantize, Stream, Throughput
 
-FAST = EnergySettings(min_window_s=0.0, min_window_iters=2, trials=1)
+FAST = EnergySettings(min_window_s=0.0, min_window_iters=2, trials=1, max_trials=1)
 SCENARIOS = [
     Throughput(scenario="throughput", batch_sizes=[1, 2], warmup=1, iterations=2),
     Stream(scenario="stream", fps=200, frames=4, warmup=1),

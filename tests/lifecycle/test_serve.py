@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
@@ -35,7 +36,8 @@ CPU = torch.device("cpu")
 
 
 def energy(**kw: Any) -> EnergySettings:
-    return EnergySettings(**{"min_window_s": 0, "min_window_iters": 1, "trials": 1, **kw})
+    kw = {"min_window_s": 0, "min_window_iters": 1, "trials": 1, **kw}
+    return EnergySettings(**{"max_trials": kw["trials"], **kw})
 
 
 def test_stream_counts_every_frame_of_a_too_slow_model_as_missed(fake_monitor) -> None:
@@ -111,3 +113,71 @@ def test_compiled_serving_matches_eager_and_is_recorded(fake_monitor) -> None:
     )
     rec = run_scenario(sc, model, Task1(0), CPU, fake_monitor, energy(min_window_iters=2), "c")
     assert rec["compile"] == "default" and rec["by_batch"]["1"]["trials"][0]["iterations"] >= 2
+
+
+def test_stream_window_ends_on_the_next_frame_slot(fake_monitor) -> None:
+    # 10 frames at 20 fps are 10 slots of 50 ms: the window covers 500 ms, not 9.x slots
+    sc = Stream(scenario="stream", fps=20, frames=10, warmup=0)
+    rec = run_stream(sc, nn.Identity(), SleepyTask(0.001), CPU, fake_monitor, energy(), "s")
+    (trial,) = rec["trials"]
+    assert 0.5 <= trial["duration_s"] < 0.55
+    # with the fake monitor's constant 10 W, J/frame is 10 W x one 50 ms slot
+    assert rec["energy_per_item_j"]["mean"] == pytest.approx(0.5, rel=0.1)
+
+
+def _fake_trial(jpi: float | None, measured: float | None = None) -> dict[str, Any]:
+    return {
+        "energy_per_item_j": jpi,
+        "measured_energy_per_item_j": measured,
+        "measured_sigma_per_item_j": None,
+        "sigma_per_item_j": None,
+        "items": 1,
+        "duration_s": 1.0,
+        "measurement": {"sources": [], "is_estimate": False, "flags": []},
+    }
+
+
+def test_trials_continue_until_the_target_precision() -> None:
+    from energybench.lifecycle.serve import run_trials
+
+    values = iter([1.0, 2.0, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5])
+    settings = EnergySettings(trials=2, max_trials=12, target_ci=0.2)
+    trials, _, prec = run_trials(settings, lambda k: (_fake_trial(next(values)), [0.01]))
+    # 1.0 and 2.0 alone are far from 20 %; the steady 1.5s bring the CI under it
+    assert 2 < len(trials) < 12
+    assert prec["reached"] and prec["rel_ci"] <= 0.2 and prec["trials"] == len(trials)
+    # one fewer trial would not have reached it
+    from energybench.lifecycle.serve import precision
+
+    assert not precision(trials[:-1], settings)["reached"]
+
+
+def test_trials_stop_at_max_trials_and_say_the_target_was_missed() -> None:
+    from energybench.lifecycle.serve import run_trials
+
+    values = iter([1.0, 3.0] * 10)
+    settings = EnergySettings(trials=2, max_trials=5, target_ci=0.01)
+    trials, _, prec = run_trials(settings, lambda k: (_fake_trial(next(values)), []))
+    assert len(trials) == 5 and not prec["reached"]
+
+
+def test_trials_without_energy_are_counted_not_dropped() -> None:
+    from energybench.lifecycle.serve import aggregate_trials
+
+    trials = [_fake_trial(1.0, 0.8), _fake_trial(None, None), _fake_trial(1.2, 1.0)]
+    agg = aggregate_trials(trials, [0.01], 1, "item", EnergySettings(trials=1, max_trials=3))
+    assert agg["trials_total"] == 3 and agg["trials_without_energy"] == 1
+    assert agg["energy_per_item_j"]["n"] == 2
+    assert agg["measured_energy_per_item_j"]["mean"] == pytest.approx(0.9)
+
+
+def test_energy_interval_combines_spread_and_the_meter_uncertainty() -> None:
+    from energybench.lifecycle.serve import Z95, energy_stats
+
+    st = energy_stats([1.0, 1.0, 1.0], [0.05, 0.05, 0.05])
+    # no spread: the interval is the meter's own +/- 1.96 sigma
+    assert st["stat_ci_low"] == st["stat_ci_high"] == 1.0
+    assert st["ci_high"] - 1.0 == pytest.approx(Z95 * 0.05)
+    st2 = energy_stats([0.9, 1.1, 1.0], [0.05, 0.05, 0.05])
+    spread = (st2["stat_ci_high"] - st2["stat_ci_low"]) / 2
+    assert st2["ci_high"] - st2["mean"] == pytest.approx((spread**2 + (Z95 * 0.05) ** 2) ** 0.5)
