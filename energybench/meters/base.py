@@ -192,7 +192,9 @@ class Measurement:
     @property
     def measured_kinds(self) -> list[str]:
         """Kinds of the charged devices that were measured ("gpu", "cpu", "module", ...)."""
-        return sorted({d.kind for d in self.charged if not d.is_estimate and d.energy_j is not None})
+        return sorted(
+            {d.kind for d in self.charged if not d.is_estimate and d.energy_j is not None}
+        )
 
     @property
     def estimated_kinds(self) -> list[str]:
