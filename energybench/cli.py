@@ -96,13 +96,25 @@ def run(
         ),
     ] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write a report.")] = False,
+    simulate: Annotated[
+        str | None,
+        typer.Option(
+            "--simulate",
+            metavar="PROFILE",
+            help="Dry-run on simulated NVIDIA GPUs (h100, a100, 2xh100, gh200, h100-mig, "
+            "h100-shared): models run on the CPU, the simulated GPUs are measured through the "
+            "real NVML code path, and every figure is labelled simulated.",
+        ),
+    ] = None,
 ) -> None:
     """Run a suite: train, compress and serve every entry, measuring energy; then report."""
     from energybench.lifecycle.runner import ResumeError, run_suite
 
     loaded = _load(suite, set_)
     try:
-        outcome = run_suite(loaded, out_root=out, resume=resume, only=only, console=console)
+        outcome = run_suite(
+            loaded, out_root=out, resume=resume, only=only, console=console, simulate=simulate
+        )
     except (ResumeError, ValueError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -138,12 +150,20 @@ def validate(
     set_: Annotated[list[str] | None, typer.Option("--set", help="key.path=value")] = None,
 ) -> None:
     """Check a suite without running it."""
+    from energybench.suite.ranking import iec_reference, unrankable
+
     loaded = _load(suite, set_)
     s = loaded.suite
     console.print(
         f"[green]ok[/green]: suite '{s.name}' with {len(s.entries)} entries "
         f"({', '.join(e.name for e in s.entries)}); config hash {loaded.config_hash}"
     )
+    data = s.model_dump(mode="json")
+    ref = iec_reference(data)
+    if ref is not None:
+        console.print(f"IEC (ranking): the {ref.describe()}", highlight=False)
+    for name, why in unrankable(data).items():
+        console.print(f"[yellow]entry '{name}' cannot be ranked: {why}[/yellow]", highlight=False)
 
 
 def _runs(run_dirs: list[Path]):  # noqa: ANN202

@@ -29,10 +29,12 @@ energy:
   min_window_s: 0
   min_window_iters: 2
   trials: 2
+  max_trials: 2
   allow_estimates_in_ranking: true
 carbon: {{grid_intensity_g_per_kwh: 300, pue: 1.2}}
 metric:
   quality: psnr_db
+  iec_scenario: stream
   usage_intensities:
     - {{mui: 1000, weight: 1}}
     - {{mui: 10000000, weight: 2}}
@@ -42,6 +44,7 @@ entries:
     model: {{name: espcn, params: {{channels: 4, layers: 2, first_kernel: 3}}}}
     serve:
       - {{scenario: throughput, batch_sizes: [1, 2], warmup: 0, iterations: 2}}
+      - {{scenario: stream, fps: 200, frames: 3, warmup: 0}}
   - name: grafted_v1
     model: {{name: ckbg, params: {{channels: 4, blocks: 1, grafts: true}}}}
     uses: [teacher]

@@ -52,7 +52,8 @@ def test_schema_names_carry_units() -> None:
                 "rank_note", "other", "kind", "cheaper_above", "is_estimate", "tec_is_estimate",
                 "iec_is_estimate", "sources", "flags", "note", "iec_scenario", "latency_n",
                 "deadline_miss_rate", "fps", "target_fps", "fps_achieved", "flops_per_item",
-                "items_per_s"}  # fmt: skip
+                "items_per_s", "iec_batch_size", "energy_scope", "trials_without_energy",
+                "rel_ci", "target_ci_reached", "charged", "is_shared", "is_simulated"}  # fmt: skip
     for col in set(SCHEMA) - unitless:
         assert re.search(r"_(j|w|s|ms|db|bytes|items|kgco2e|g_per_kwh)$", col), col
 
@@ -82,8 +83,10 @@ def test_tables_content(frame: pd.DataFrame) -> None:
     carbon = metric["energy_j"] / 3.6e6 * 1.2 * 300 / 1000
     assert metric["carbon_kgco2e"].to_numpy() == pytest.approx(carbon.to_numpy())
     scen = by["scenarios"]
-    teacher = scen[scen["entry"] == "teacher"]
+    teacher = scen[(scen["entry"] == "teacher") & (scen["scenario_kind"] == "throughput")]
     assert sorted(teacher["batch_size"]) == [1, 2]
+    # every ranked IEC is the same kind of figure: J/frame of the stream scenario
+    assert set(board["iec_scenario"]) == {"stream"} and set(board["iec_batch_size"]) == {1}
     assert (scen["latency_p99_ms"] >= scen["latency_p50_ms"]).all()
     be = by["break_even"]
     assert ("merged", "grafted_v1") in set(zip(be["entry"], be["other"], strict=True))

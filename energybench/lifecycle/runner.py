@@ -61,10 +61,53 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def phase_hashes(suite: Suite) -> dict[str, dict[str, str]]:
-    """Per entry and phase, a hash of everything that phase's result depends on."""
+@dataclass(frozen=True)
+class Placement:
+    """Where an entry runs: the torch device, and the GPUs (torch positions) it is charged for.
+
+    With ``--simulate`` the model runs on the CPU while a simulated GPU is measured: ``device``
+    is the CPU and ``gpus`` the simulated GPU's position. ``label`` names the device set in the
+    phase hashes (so ``--resume``/``--only`` never mix device sets silently).
+    """
+
+    device: torch.device
+    gpus: frozenset[int]
+    label: str
+
+
+def place(name: str, simulate: str | None = None, simulated_gpus: int = 0) -> Placement:
+    """The :class:`Placement` of an entry whose suite says ``device: name``."""
+    if simulate:
+        if name == "cpu":
+            return Placement(torch.device("cpu"), frozenset(), "cpu")
+        index = 0 if name in ("auto", "cuda") else torch.device(name).index or 0
+        if torch.device("cuda" if name == "auto" else name).type != "cuda":
+            raise ValueError(f"device '{name}' cannot be simulated (use auto, cpu or cuda:N)")
+        if index >= simulated_gpus:
+            raise ValueError(
+                f"device '{name}' is not in simulated profile '{simulate}' "
+                f"({simulated_gpus} GPU(s))"
+            )
+        return Placement(torch.device("cpu"), frozenset({index}), f"simulated-{simulate}:{index}")
+    dev = resolve_device(name)
+    if dev.type != "cuda":
+        return Placement(dev, frozenset(), dev.type)
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    return Placement(dev, frozenset({index}), f"cuda:{index}")
+
+
+def phase_hashes(
+    suite: Suite, placements: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
+    """Per entry and phase, a hash of everything that phase's result depends on.
+
+    ``placements`` maps entry names to their device-set label (:attr:`Placement.label`); it is
+    part of every phase's hash.
+    """
+    placements = placements or {}
     out: dict[str, dict[str, str]] = {}
     for e in dependency_order(suite):
+        devices = placements.get(e.name, e.device)
         dataset = e.dataset.model_dump(mode="json") if e.dataset else None
         if e.inherit:
             train = out[e.inherit]["train"]
@@ -75,14 +118,19 @@ def phase_hashes(suite: Suite) -> dict[str, dict[str, str]]:
                     "dataset": dataset,
                     "train": e.train.model_dump(mode="json") if e.train else None,
                     "uses": {u: out[u]["train"] for u in e.uses},
-                    "device": e.device,
+                    "device": devices,
                 }
             )
         compress = config_hash(
-            {"train": train, "compress": [c.model_dump(mode="json") for c in e.compress]}
+            {
+                "train": train,
+                "compress": [c.model_dump(mode="json") for c in e.compress],
+                "device": devices,
+            }
         )
         serve = config_hash(
             {
+                "device": devices,
                 "compress": compress,
                 "dataset": dataset,
                 "serve": [s.model_dump(mode="json") for s in e.serve],
@@ -91,6 +139,7 @@ def phase_hashes(suite: Suite) -> dict[str, dict[str, str]]:
         )
         evaluate = config_hash(
             {
+                "device": devices,
                 "compress": compress,
                 "dataset": dataset,
                 "evaluate": e.evaluate.model_dump(mode="json"),
@@ -176,12 +225,15 @@ class Runner:
         store: RunStore,
         console: Console,
         tasks: dict[str, Task] | None = None,
+        simulate: str | None = None,
     ) -> None:
         self.loaded = loaded
         self.suite = loaded.suite
         self.store = store
         self.console = console
-        self.hashes = phase_hashes(self.suite)
+        self.simulate = simulate
+        self.placements = placements(self.suite, simulate)
+        self.hashes = phase_hashes(self.suite, {k: p.label for k, p in self.placements.items()})
         self.outcome = RunOutcome(run_dir=store.root)
         self._datasets: dict[str, Task] = tasks if tasks is not None else {}
         self.monitor: EnergyMonitor | None = None
@@ -382,8 +434,13 @@ class Runner:
 
     # ------------------------------------------------------------------ entry and run
     def run_entry(self, e: Entry) -> None:
-        """Run the phases of ``e`` that are not finished yet."""
-        device = resolve_device(e.device)
+        """Run the phases of ``e`` that are not finished yet, charged for its GPUs only."""
+        assert self.monitor is not None
+        placement = self.placements[e.name]
+        with self.monitor.charging(placement.gpus):
+            self._run_phases(e, placement.device)
+
+    def _run_phases(self, e: Entry, device: torch.device) -> None:
         task = self._task(e)
         model: nn.Module | None = None
         h = self.hashes[e.name]
@@ -420,10 +477,11 @@ class Runner:
 
     def run(self, only: list[str] | None = None) -> RunOutcome:
         entries = _needed(self.suite, only)
-        devices = sorted(
-            {d.index or 0 for d in (resolve_device(e.device) for e in entries) if d.type == "cuda"}
+        devices = sorted({g for e in entries for g in self.placements[e.name].gpus})
+        sim = {"simulate": self.simulate} if self.simulate else {}
+        self.monitor = build_monitor(
+            self.suite.energy, devices or None, self.store.trace_dir, **sim
         )
-        self.monitor = build_monitor(self.suite.energy, devices or None, self.store.trace_dir)
         with self.monitor, RunProgress(self.console, self.monitor.live_power_w) as prog:
             self.progress = prog
             self._write_manifest()
@@ -512,6 +570,8 @@ class Runner:
             "finished": finished,
             "failed": self.outcome.failed,
             "cooldowns": self.cooldowns,
+            "simulate": self.simulate,
+            "placements": {k: p.label for k, p in self.placements.items()},
         }
         old = self.store.read_manifest() if self.store.exists() else {}
         manifest["created_unix_s"] = old.get("created_unix_s", time.time())
@@ -520,14 +580,36 @@ class Runner:
         self.store.write_manifest(manifest)
 
 
+def placements(suite: Suite, simulate: str | None = None) -> dict[str, Placement]:
+    """Every entry's :class:`Placement` (``ValueError`` for a device that cannot be used)."""
+    count = 0
+    if simulate:
+        from energybench.meters.simulate import simulated_gpu_count
+
+        count = simulated_gpu_count(simulate)
+    out = {}
+    for e in suite.entries:
+        try:
+            out[e.name] = place(e.device, simulate, count)
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"entry '{e.name}': {exc}") from None
+    return out
+
+
 def run_suite(
     loaded: LoadedSuite,
     out_root: Path = Path("results"),
     resume: Path | None = None,
     only: list[str] | None = None,
     console: Console | None = None,
+    simulate: str | None = None,
 ) -> RunOutcome:
-    """Run (or resume) a suite; returns where the results are and what failed."""
+    """Run (or resume) a suite; returns where the results are and what failed.
+
+    ``simulate`` names a simulated-GPU profile (``energybench.meters.simulate``): the models run
+    on the CPU while simulated NVIDIA GPUs are measured through the real NVML code path.
+    """
+    labels = {k: p.label for k, p in placements(loaded.suite, simulate).items()}
     console = console or Console()
     tasks: dict[str, Task] = {}
     for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before anything runs
@@ -536,7 +618,7 @@ def run_suite(
         store = RunStore(Path(resume))
         if not store.exists():
             raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
-        problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite))
+        problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite, labels))
         if problems:
             raise ResumeError(
                 f"cannot resume {resume}: the suite changed in a way that invalidates finished "
@@ -545,4 +627,4 @@ def run_suite(
             )
     else:
         store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
-    return Runner(loaded, store, console, tasks).run(only)
+    return Runner(loaded, store, console, tasks, simulate=simulate).run(only)

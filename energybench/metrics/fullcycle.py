@@ -117,6 +117,11 @@ class EntryCost:
     ``quality``: Q, the suite's quality figure (must be > 0 for G to be defined when tau > 0).
     ``is_estimate``: the entry's figures come from a power model, not a measurement (also
     implied by any estimated item, see :attr:`has_estimates`).
+    ``iec_stat_ci_j``: the 95 % CI of IEC from trial-to-trial spread alone (without the meter's
+    own gain error, which cancels between entries measured on the same device).
+    ``is_shared``: a figure comes from a device shared with other work (MIG, another process).
+    ``unranked_reason``: why the caller already knows the entry cannot be ranked (e.g. its IEC
+    scenario differs from the others'); ``scope``: what the energy covers, in words.
     """
 
     name: str
@@ -126,6 +131,10 @@ class EntryCost:
     iec_scenario: str | None = None
     quality: float | None = None
     is_estimate: bool = False
+    iec_stat_ci_j: tuple[float, float] | None = None
+    is_shared: bool = False
+    unranked_reason: str | None = None
+    scope: str | None = None
 
     def __post_init__(self) -> None:
         _check_energy(f"entry {self.name!r}: iec_j", self.iec_j)
@@ -188,6 +197,7 @@ class EntryCost:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["iec_ci_j"] = list(self.iec_ci_j) if self.iec_ci_j is not None else None
+        d["iec_stat_ci_j"] = list(self.iec_stat_ci_j) if self.iec_stat_ci_j is not None else None
         d["tec_j"] = self.tec_j
         d["tec_uncertainty_j"] = self.tec_uncertainty_j
         return d
@@ -195,6 +205,7 @@ class EntryCost:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EntryCost:
         ci = d.get("iec_ci_j")
+        stat = d.get("iec_stat_ci_j")
         return cls(
             name=d["name"],
             items=[CostItem.from_dict(x) for x in d.get("items", [])],
@@ -203,6 +214,10 @@ class EntryCost:
             iec_scenario=d.get("iec_scenario"),
             quality=d.get("quality"),
             is_estimate=bool(d.get("is_estimate", False)),
+            iec_stat_ci_j=(float(stat[0]), float(stat[1])) if stat is not None else None,
+            is_shared=bool(d.get("is_shared", False)),
+            unranked_reason=d.get("unranked_reason"),
+            scope=d.get("scope"),
         )
 
 
@@ -388,7 +403,9 @@ def _fmt(x: float) -> str:
     return "∞" if x == math.inf else f"{x:.4g}"
 
 
-def break_even(a: EntryCost, b: EntryCost, coverage_k: float = 2.0) -> BreakEven:
+def break_even(
+    a: EntryCost, b: EntryCost, coverage_k: float = 2.0, *, same_device: bool = False
+) -> BreakEven:
     """Break-even usage intensity of ``a`` against ``b``: MUI* = (TEC_b − TEC_a)/(IEC_a − IEC_b).
 
     Typical use: ``a`` a compressed variant (more TEC, less IEC), ``b`` its base; beyond MUI*
@@ -402,6 +419,9 @@ def break_even(a: EntryCost, b: EntryCost, coverage_k: float = 2.0) -> BreakEven
     - Each entry's remaining TEC lies in TEC ± ``coverage_k``·σ, σ the root-sum-square of those
       items' uncertainties (default k = 2, ~95 %, to match the IEC CIs), clipped at 0 J.
     - Each IEC lies in its 95 % CI (the point value when no CI is stored; the note says so).
+      With ``same_device`` (both entries measured on the same device) the CI from trial spread
+      alone is used where known: a sensor gain error scales both IECs and both TECs alike, and
+      MUI* = ΔTEC/ΔIEC does not change when all energies are multiplied by one factor.
 
     E_a − E_b at MUI m then lies between two straight lines, and [lo, hi] is the set of m >= 0
     where that band contains 0, i.e. where the cheaper entry is not settled. For kind "at" it
@@ -467,10 +487,14 @@ def break_even(a: EntryCost, b: EntryCost, coverage_k: float = 2.0) -> BreakEven
         return max(own - coverage_k * u, 0.0), own + coverage_k * u
 
     def iec_range(e: EntryCost, i: float) -> tuple[float, float]:
-        if e.iec_ci_j is None:
+        ci = e.iec_stat_ci_j if same_device and e.iec_stat_ci_j is not None else e.iec_ci_j
+        if ci is None:
             notes.append(f"IEC CI of {e.name!r} unknown: taken as exact")
             return i, i
-        return min(e.iec_ci_j[0], i), max(e.iec_ci_j[1], i)
+        return min(ci[0], i), max(ci[1], i)
+
+    if same_device:
+        notes.append("same device: the meter's gain error cancels in MUI* (trial-spread CIs)")
 
     ta_lo, ta_hi = tec_range(a)
     tb_lo, tb_hi = tec_range(b)
@@ -525,13 +549,15 @@ def rank(
     *,
     tau: float = 1.0,
     allow_estimates: bool = False,
+    allow_shared: bool = False,
 ) -> list[RankRow]:
     """Rank entries by G at ``mui`` or by the suite score over ``intensities`` (give exactly one).
 
     Higher is better. Entries whose figures are estimates (:attr:`EntryCost.has_estimates`) are
     listed unranked unless ``allow_estimates``; entries whose G is undefined (Q <= 0 or missing,
-    TEC or IEC unmeasured) are listed unranked too. Unranked rows come last, in input order, each
-    with its reason; ranked rows are sorted by value, ties in input order.
+    TEC or IEC unmeasured) are listed unranked too, as are entries measured on a shared device
+    (unless ``allow_shared``) and entries with an ``unranked_reason``. Unranked rows come last,
+    in input order, each with its reason; ranked rows are sorted by value, ties in input order.
     """
     if (mui is None) == (intensities is None):
         raise ValueError("rank() needs exactly one of mui= or intensities=")
@@ -545,8 +571,15 @@ def rank(
     unranked: list[RankRow] = []
     for idx, e in enumerate(entries):
         reasons = []
+        if e.unranked_reason:
+            reasons.append(e.unranked_reason)
         if e.has_estimates and not allow_estimates:
             reasons.append("figures are estimates, not measurements (allow_estimates=True ranks)")
+        if e.is_shared and not allow_shared:
+            reasons.append(
+                "measured on a shared device (MIG or another process): its energy is not the "
+                "entry's alone (allow_shared_devices ranks it)"
+            )
         undefined = _undefined_reason(e, tau)
         if undefined is not None:
             reasons.append(f"G undefined: {undefined}")

@@ -7,10 +7,12 @@ the HTML report and the CSV export, so both always show the same numbers.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from energybench.meters.base import KIND_LABELS, Measurement
 from energybench.meters.carbon import kg_co2e
 from energybench.metrics.fullcycle import (
     CostItem,
@@ -21,8 +23,10 @@ from energybench.metrics.fullcycle import (
     rank,
 )
 from energybench.store import RunData
+from energybench.suite.ranking import iec_choices
 
 EXPORT_SCHEMA_VERSION = 1
+NOT_RANKED = "not ranked (rank: false in the suite)"
 
 
 def _measurements(rec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -82,6 +86,9 @@ def phase_rows(run: RunData) -> pd.DataFrame:
                             "device_name": d["name"],
                             "source": d["source"],
                             "is_estimate": d["source"] == "estimate",
+                            "charged": d.get("charged", True),
+                            "is_shared": d.get("shared", False),
+                            "is_simulated": d.get("simulated", False),
                             "energy_j": d["energy_j"],
                             "uncertainty_j": d.get("uncertainty_j"),
                             "static_j": d.get("static_j"),
@@ -99,33 +106,85 @@ def phase_rows(run: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class WindowEnergy:
+    """The energy of one window on the ranking basis, with what it covers (J)."""
+
+    energy_j: float | None
+    uncertainty_j: float | None
+    is_estimate: bool
+    measured_kinds: tuple[str, ...]
+    estimated_kinds: tuple[str, ...]
+    estimated_j: float | None  # the estimate kept beside a measured-only figure
+    is_shared: bool
+    sources: tuple[str, ...]
+
+
+def window_energy(m: dict[str, Any], allow_estimates: bool) -> WindowEnergy:
+    """A stored measurement's energy on the ranking basis.
+
+    With ``allow_estimates`` every charged device counts and any estimated joule makes the figure
+    an estimate. Without, only measured devices count (the estimate is kept beside, never summed
+    in); a window with no measured device falls back to its estimate, marked as such.
+    """
+    meas = Measurement.from_dict(m)
+    measured = meas.measured_energy_j
+    common = {
+        "measured_kinds": tuple(meas.measured_kinds),
+        "estimated_kinds": tuple(meas.estimated_kinds),
+        "is_shared": meas.is_shared,
+    }
+    if allow_estimates or measured is None:
+        return WindowEnergy(
+            meas.energy_j,
+            meas.uncertainty_j,
+            meas.is_estimate,
+            estimated_j=None,
+            sources=tuple(meas.sources),
+            **common,
+        )
+    sources = sorted({d.source.value for d in meas.charged if not d.is_estimate})
+    return WindowEnergy(
+        measured,
+        meas.measured_uncertainty_j,
+        False,
+        estimated_j=meas.estimated_energy_j,
+        sources=tuple(sources),
+        **common,
+    )
+
+
+def _allow(run: RunData, key: str) -> bool:
+    return bool(run.suite.get("energy", {}).get(key, False))
+
+
 def _phase_items(
     run: RunData, entry: str, shared: bool, seen: set[tuple[str, str]], relation: str
-) -> list[CostItem]:
+) -> list[tuple[CostItem, WindowEnergy]]:
     """Cost items paid by ``entry`` and, recursively, by what it inherits or uses."""
     spec = next((e for e in run.suite.get("entries", []) if e["name"] == entry), None)
     if spec is None:
         return []
-    items: list[CostItem] = []
+    allow = _allow(run, "allow_estimates_in_ranking")
+    items: list[tuple[CostItem, WindowEnergy]] = []
     recs = run.phases.get(entry, {})
     for phase in ("train", "compress"):
         rec = recs.get(phase)
         if (entry, phase) in seen or rec is None or rec.get("status") != "done":
             continue
         seen.add((entry, phase))
-        m = rec.get("measurement") or {}
-        items.append(
-            CostItem(
-                label=f"{phase} of {entry}" + (f" ({relation})" if shared else ""),
-                phase=phase if not shared else "upstream",
-                origin=entry,
-                energy_j=m.get("energy_j"),
-                uncertainty_j=m.get("uncertainty_j"),
-                source="+".join(m.get("sources", [])) or "none",
-                is_estimate=bool(m.get("is_estimate")),
-                shared=shared,
-            )
+        w = window_energy(rec.get("measurement") or {"devices": []}, allow)
+        item = CostItem(
+            label=f"{phase} of {entry}" + (f" ({relation})" if shared else ""),
+            phase=phase if not shared else "upstream",
+            origin=entry,
+            energy_j=w.energy_j,
+            uncertainty_j=w.uncertainty_j,
+            source="+".join(w.sources) or "none",
+            is_estimate=w.is_estimate,
+            shared=shared,
         )
+        items.append((item, w))
     if spec.get("inherit"):
         items += _phase_items(run, spec["inherit"], True, seen, f"inherited by {entry}")
     for u in spec.get("uses", []):
@@ -134,43 +193,155 @@ def _phase_items(
 
 
 def iec_scenario(run: RunData, entry: str) -> str | None:
-    """The serving scenario whose J/item is this entry's IEC."""
-    chosen = run.suite.get("metric", {}).get("iec_scenario")
-    scen = run.phases.get(entry, {}).get("serve", {}).get("scenarios", {})
-    if chosen and chosen in scen:
-        return chosen
-    return next(iter(scen), None)
+    """The serving scenario (name) whose J/item is this entry's IEC (see suite.ranking)."""
+    return iec_choices(run.suite)[entry].scenario if entry in _entry_names(run) else None
 
 
-def entry_costs(run: RunData) -> list[EntryCost]:
-    """Metric inputs per entry: itemised TEC, IEC with CI, quality."""
+def _entry_names(run: RunData) -> set[str]:
+    return {e["name"] for e in run.suite.get("entries", [])}
+
+
+def iec_group(run: RunData, entry: str) -> dict[str, Any]:
+    """The stored statistics (one batch size of one scenario) behind this entry's IEC."""
+    choice = iec_choices(run.suite).get(entry)
+    if choice is None or choice.scenario is None:
+        return {}
+    sc = (run.phases.get(entry, {}).get("serve") or {}).get("scenarios", {}).get(choice.scenario)
+    if not sc:
+        return {}
+    if "by_batch" in sc:
+        return sc["by_batch"].get(str(choice.batch_size)) or {}
+    return sc
+
+
+@dataclass(frozen=True)
+class IecFigure:
+    """IEC on the ranking basis: J/item with its 95 % CIs (combined, trial spread only)."""
+
+    mean_j: float | None
+    ci_j: tuple[float, float] | None
+    stat_ci_j: tuple[float, float] | None
+    is_estimate: bool
+    estimated_j: float | None
+    is_shared: bool
+    measured_kinds: tuple[str, ...]
+    estimated_kinds: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+def iec_figure(g: dict[str, Any], allow_estimates: bool) -> IecFigure:
+    """IEC from a scenario group: measured devices only unless estimates are allowed."""
+    measured = g.get("measured_energy_per_item_j")
+    estimated = g.get("estimated_energy_per_item_j") or {}
+    kinds = tuple(g.get("measured_kinds", [])), tuple(g.get("estimated_kinds", []))
+    if allow_estimates or not measured:
+        stats = g.get("energy_per_item_j") or {}
+        est, beside = bool(g.get("is_estimate")), None
+        sources = tuple(g.get("sources", []))
+    else:
+        stats, est, beside = measured, False, estimated.get("mean")
+        sources = tuple(s for s in g.get("sources", []) if s != "estimate")
+    return IecFigure(
+        mean_j=stats.get("mean"),
+        ci_j=_energy_ci(stats),
+        stat_ci_j=_energy_ci(stats, "stat_ci_low", "stat_ci_high"),
+        is_estimate=est,
+        estimated_j=beside,
+        is_shared=bool(g.get("is_shared")),
+        measured_kinds=kinds[0],
+        estimated_kinds=kinds[1],
+        sources=sources,
+    )
+
+
+def energy_scope(measured: set[str], estimated: set[str], allow_estimates: bool) -> str:
+    """What an entry's ranked energy covers, in words ("GPU only; CPU/RAM not measured")."""
+
+    def names(kinds: set[str]) -> str:
+        return "/".join(KIND_LABELS.get(k, k) for k in sorted(kinds))
+
+    if not measured and not estimated:
+        return "nothing measured"
+    if not measured:
+        return f"{names(estimated)} estimated only"
+    if allow_estimates and estimated:
+        return f"{names(measured)} measured + {names(estimated)} estimated"
+    missing = estimated - measured
+    if missing:
+        return f"{names(measured)} only; {names(missing)} not measured (estimate shown beside)"
+    return f"{names(measured)} measured"
+
+
+@dataclass
+class EntryFigures:
+    """Metric inputs of one entry plus how they were obtained (for tables and the report)."""
+
+    cost: EntryCost
+    iec: IecFigure
+    tec_estimated_j: float | None
+    is_simulated: bool
+
+
+def entry_figures(run: RunData) -> list[EntryFigures]:
+    """Per entry: itemised TEC, IEC with CIs and quality, on the ranking basis."""
     quality_key = run.suite.get("metric", {}).get("quality", "ssim")
+    allow = _allow(run, "allow_estimates_in_ranking")
+    choices = iec_choices(run.suite)
     out = []
     for spec in run.suite.get("entries", []):
         name = spec["name"]
         recs = run.phases.get(name, {})
-        items = _phase_items(run, name, False, set(), "")
-        sc_name = iec_scenario(run, name)
-        sc = recs.get("serve", {}).get("scenarios", {}).get(sc_name, {}) if sc_name else {}
-        jpi = sc.get("energy_per_item_j") or {}
+        pairs = _phase_items(run, name, False, set(), "")
+        items = [i for i, _ in pairs]
+        choice = choices[name]
+        g = iec_group(run, name)
+        iec = iec_figure(g, allow)
+        measured = {k for _, w in pairs for k in w.measured_kinds} | set(iec.measured_kinds)
+        estimated = {k for _, w in pairs for k in w.estimated_kinds} | set(iec.estimated_kinds)
+        beside = [w.estimated_j for _, w in pairs if w.estimated_j is not None]
         quality = (recs.get("evaluate") or {}).get("quality", {}).get(quality_key)
+        cost = EntryCost(
+            name=name,
+            items=items,
+            iec_j=iec.mean_j,
+            iec_ci_j=iec.ci_j,
+            iec_scenario=choice.scenario,
+            quality=quality,
+            is_estimate=iec.is_estimate or any(i.is_estimate for i in items),
+            iec_stat_ci_j=iec.stat_ci_j,
+            is_shared=iec.is_shared or any(w.is_shared for _, w in pairs),
+            unranked_reason=choice.reason if spec.get("rank", True) else NOT_RANKED,
+            scope=energy_scope(measured, estimated, allow),
+        )
         out.append(
-            EntryCost(
-                name=name,
-                items=items,
-                iec_j=jpi.get("mean"),
-                iec_ci_j=_energy_ci(jpi),
-                iec_scenario=sc_name,
-                quality=quality,
-                is_estimate=bool(sc.get("is_estimate")) or any(i.is_estimate for i in items),
+            EntryFigures(
+                cost=cost,
+                iec=iec,
+                tec_estimated_j=sum(beside) if beside else None,
+                is_simulated=_simulated(recs),
             )
         )
     return out
 
 
-def _energy_ci(stats: dict[str, Any]) -> tuple[float, float] | None:
+def _simulated(recs: dict[str, dict[str, Any]]) -> bool:
+    return any(
+        m.get("is_simulated") or "simulated" in m.get("flags", [])
+        for rec in recs.values()
+        for _, m in _measurements(rec)
+    )
+
+
+def entry_costs(run: RunData) -> list[EntryCost]:
+    """Metric inputs per entry: itemised TEC, IEC with CI, quality (see :func:`entry_figures`)."""
+    return [f.cost for f in entry_figures(run)]
+
+
+def _energy_ci(
+    stats: dict[str, Any], low: str = "ci_low", high: str = "ci_high"
+) -> tuple[float, float] | None:
     """95 % CI of a J/item statistic, clipped at 0 J (a t-interval of few trials can go < 0)."""
-    lo, hi = stats.get("ci_low"), stats.get("ci_high")
+    lo, hi = stats.get(low), stats.get(high)
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return None
     return max(float(lo), 0.0), max(float(hi), 0.0)
@@ -181,26 +352,38 @@ def _stat(sc: dict[str, Any], key: str, field: str) -> float | None:
     return v if v is None or v == v else None
 
 
-def leaderboard(run: RunData) -> pd.DataFrame:
-    """One row per entry: quality, size, TEC, IEC, latency, FPS, E and G per MUI, score, rank."""
-    metric = run.suite.get("metric", {})
-    tau = metric.get("tau", 1.0)
-    intensities = usage_intensities(run)
-    allow = run.suite.get("energy", {}).get("allow_estimates_in_ranking", False)
-    costs = entry_costs(run)
-    factors = carbon_factors(run)
-    ranked = {
-        r.name: r for r in rank(costs, intensities=intensities, tau=tau, allow_estimates=allow)
+def _rank_kw(run: RunData) -> dict[str, Any]:
+    return {
+        "tau": run.suite.get("metric", {}).get("tau", 1.0),
+        "allow_estimates": _allow(run, "allow_estimates_in_ranking"),
+        "allow_shared": _allow(run, "allow_shared_devices"),
     }
+
+
+def leaderboard(run: RunData) -> pd.DataFrame:
+    """One row per entry: quality, size, TEC, IEC, latency, FPS, E and G per MUI, score, rank.
+
+    TEC and IEC are on the ranking basis: measured devices only unless the suite allows
+    estimates in ranking (``energy_scope`` says what they cover; ``tec_estimated_j`` and
+    ``iec_estimated_j`` give the CPU/RAM estimate beside, never summed in).
+    """
+    kw = _rank_kw(run)
+    tau = kw["tau"]
+    intensities = usage_intensities(run)
+    figures = entry_figures(run)
+    costs = [f.cost for f in figures]
+    factors = carbon_factors(run)
+    ranked = {r.name: r for r in rank(costs, intensities=intensities, **kw)}
     by_mui = {
-        mui: {r.name: r.rank for r in rank(costs, mui=mui, tau=tau, allow_estimates=allow)}
-        for mui, _w in intensities
+        mui: {r.name: r.rank for r in rank(costs, mui=mui, **kw)} for mui, _w in intensities
     }
     rows = []
-    for c in costs:
+    for f in figures:
+        c = f.cost
         recs = run.phases.get(c.name, {})
         serve = recs.get("serve", {})
         sc = serve.get("scenarios", {}).get(c.iec_scenario, {}) if c.iec_scenario else {}
+        g = iec_group(run, c.name)
         ev = (recs.get("evaluate") or {}).get("quality", {})
         model = serve.get("model", {})
         row: dict[str, Any] = {
@@ -219,16 +402,22 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "iec_ci_low_j": c.iec_ci_j[0] if c.iec_ci_j else None,
             "iec_ci_high_j": c.iec_ci_j[1] if c.iec_ci_j else None,
             "iec_scenario": c.iec_scenario,
-            "latency_p50_ms": _stat(sc, "latency_ms", "p50"),
-            "latency_p99_ms": _stat(sc, "latency_ms", "p99"),
-            "items_per_s": _stat(sc, "items_per_s", "mean"),
+            "iec_batch_size": iec_choices(run.suite)[c.name].batch_size,
+            "energy_scope": c.scope,
+            "tec_estimated_j": f.tec_estimated_j,
+            "iec_estimated_j": f.iec.estimated_j,
+            "latency_p50_ms": _stat(g, "latency_ms", "p50"),
+            "latency_p99_ms": _stat(g, "latency_ms", "p99"),
+            "items_per_s": _stat(g, "items_per_s", "mean"),
             "fps_achieved": _stat(sc, "fps_achieved", "mean"),
-            "fps": _stat(sc, "fps_achieved", "mean") or _stat(sc, "items_per_s", "mean"),
+            "fps": _stat(sc, "fps_achieved", "mean") or _stat(g, "items_per_s", "mean"),
             "deadline_miss_rate": sc.get("deadline_miss_rate"),
-            "is_estimate": c.is_estimate,
+            "is_estimate": c.has_estimates,
             "tec_is_estimate": any(i.is_estimate for i in c.items),
-            "iec_is_estimate": bool(sc.get("is_estimate")),
-            "sources": ";".join(sorted({i.source for i in c.items} | set(sc.get("sources", [])))),
+            "iec_is_estimate": f.iec.is_estimate,
+            "is_shared": c.is_shared,
+            "is_simulated": f.is_simulated,
+            "sources": ";".join(sorted({i.source for i in c.items} | set(f.iec.sources))),
         }
         for mui, _w in intensities:
             try:
@@ -265,6 +454,7 @@ def _status(recs: dict[str, dict[str, Any]]) -> str:
 def break_even_rows(run: RunData) -> pd.DataFrame:
     """Break-even MUI of each compressed/inheriting variant vs its base, and suite pairs."""
     costs = {c.name: c for c in entry_costs(run)}
+    placed = run.manifest.get("placements") or {}
     pairs = [(e["name"], e["inherit"]) for e in run.suite.get("entries", []) if e.get("inherit")]
     pairs += [tuple(p) for p in run.suite.get("metric", {}).get("pairs", [])]
     seen: set[frozenset[str]] = set()
@@ -274,8 +464,9 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
             continue
         seen.add(frozenset((a, b)))
         if a in costs and b in costs:
+            same = placed.get(a) is not None and placed.get(a) == placed.get(b)
             try:
-                be = break_even(costs[a], costs[b])
+                be = break_even(costs[a], costs[b], same_device=same)
             except ValueError as exc:
                 rows.append({"entry": a, "other": b, "kind": "undefined", "note": str(exc)})
                 continue
@@ -289,6 +480,7 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
                     "mui_lo": d["lo"],
                     "mui_hi": d["hi"],
                     "cheaper_above": d["cheaper_above"],
+                    "is_estimate": costs[a].has_estimates or costs[b].has_estimates,
                     "note": d["note"],
                 }
             )
@@ -338,6 +530,7 @@ def _scenario_row(
 ) -> dict[str, Any]:
     jpi = g.get("energy_per_item_j") or {}
     ci = _energy_ci(jpi)
+    prec = g.get("precision") or {}
     row: dict[str, Any] = {
         "entry": entry,
         "scenario": name,
@@ -348,6 +541,11 @@ def _scenario_row(
         "energy_per_item_j": jpi.get("mean"),
         "energy_per_item_ci_low_j": ci[0] if ci else None,
         "energy_per_item_ci_high_j": ci[1] if ci else None,
+        "measured_energy_per_item_j": (g.get("measured_energy_per_item_j") or {}).get("mean"),
+        "estimated_energy_per_item_j": (g.get("estimated_energy_per_item_j") or {}).get("mean"),
+        "trials_without_energy": g.get("trials_without_energy"),
+        "rel_ci": prec.get("rel_ci"),
+        "target_ci_reached": prec.get("reached"),
         "items_per_s": _stat(g, "items_per_s", "mean"),
         "fps_achieved": _stat(g, "fps_achieved", "mean") or _stat(sc, "fps_achieved", "mean"),
         "target_fps": sc.get("target_fps"),
@@ -364,14 +562,12 @@ def _scenario_row(
 
 def metric_rows(run: RunData) -> pd.DataFrame:
     """One row per entry x usage intensity: E (J), G, carbon (kgCO2e), rank by G at that MUI."""
-    metric = run.suite.get("metric", {})
-    tau = metric.get("tau", 1.0)
-    allow = run.suite.get("energy", {}).get("allow_estimates_in_ranking", False)
+    kw = _rank_kw(run)
     factors = carbon_factors(run)
     costs = entry_costs(run)
     rows = []
     for mui, weight in usage_intensities(run):
-        for r in rank(costs, mui=mui, tau=tau, allow_estimates=allow):
+        for r in rank(costs, mui=mui, **kw):
             e = r.energy_j
             rows.append(
                 {

@@ -93,6 +93,9 @@ class MetricSettings(Strict):
         "comes from a scenario of the same kind and batch size (default: the first scenario "
         "of the first entry that serves)",
     )
+    iec_batch_size: int | None = Field(
+        None, ge=1, description="batch size of the IEC scenario (default: its first)"
+    )
     usage_intensities: list[UsageIntensity] = Field(
         default_factory=lambda: [UsageIntensity(mui=m) for m in (1e3, 1e5, 1e7)], min_length=1
     )
