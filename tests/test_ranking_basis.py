@@ -81,7 +81,9 @@ def make_run(
     phases = {
         "base": {
             "train": phase("base", "train", window(990.0, 26.0, 65.0)),
-            "serve": phase("base", "serve", None, scenarios={"main": scenario(kinds[0], [3.0, 3.0])}),
+            "serve": phase(
+                "base", "serve", None, scenarios={"main": scenario(kinds[0], [3.0, 3.0])}
+            ),
             "evaluate": evaluate("base", 30.0),
         },
         "variant": {
