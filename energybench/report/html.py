@@ -158,9 +158,18 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
         g = row[f"g@{m:g}"]
         cells.append(Cell(fmt(g), sort_value(g), est and not _missing(g), mui=k))
     cells.append(Cell(fmt(row["score"]), sort_value(row["score"]), est, mui="score"))
-    note = row["rank_note"] or ""
     prov = "estimate" if est else "measured"
-    cells.append(Cell(f"{prov}: {row['sources'] or '–'}", prov, sub=note))
+    if row.get("is_simulated"):
+        prov = f"simulated {prov}"
+    notes = [str(row.get("energy_scope") or "")]
+    beside = [
+        f"{what} estimate beside: {fmt_energy(row.get(key))}"
+        for what, key in (("TEC", "tec_estimated_j"), ("IEC", "iec_estimated_j"))
+        if not _missing(row.get(key))
+    ]
+    notes += beside + [str(row["rank_note"] or "")]
+    sub = "; ".join(n for n in notes if n)
+    cells.append(Cell(f"{prov}: {row['sources'] or '–'}", prov, sub=sub))
     return cells
 
 
@@ -330,6 +339,9 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "columns": _columns(run, muis),
         "board": _board_rows(run, board, muis),
         "any_estimate": bool(board["is_estimate"].any()) if not board.empty else False,
+        "simulated": _simulated(run, board),
+        "scopes": sorted({str(x) for x in board.get("energy_scope", []) if isinstance(x, str)}),
+        "iec_reference": _iec_reference_text(run),
         "muis": [(_mui_key(i), f"{mui:g}", w) for i, (mui, w) in enumerate(usage_intensities(run))],
         "by_phase": by_phase.to_dict("records"),
         "break_even": be.to_dict("records"),
@@ -342,6 +354,38 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
     }
     ctx["plots"] = _plots(run, board, muis, ctx)
     return ctx
+
+
+def _simulated(run: RunData, board: pd.DataFrame) -> str | None:
+    """The simulated-GPU profile of a run ("figures" when only its records say so), or None."""
+    if run.manifest.get("simulate"):
+        return str(run.manifest["simulate"])
+    if not board.empty and "is_simulated" in board and bool(board["is_simulated"].any()):
+        return "unknown profile"
+    return None
+
+
+def _iec_reference_text(run: RunData) -> str:
+    from energybench.suite.ranking import iec_reference
+
+    ref = iec_reference(run.suite)
+    return f"IEC of every ranked entry: the {ref.describe()}." if ref else ""
+
+
+def simulation_banner(contexts: list[dict[str, Any]]) -> str | None:
+    """One sentence for the top of the report when any run is simulated (and whether real runs
+    are mixed in); None when every run is real."""
+    sims = [c for c in contexts if c["simulated"]]
+    if not sims:
+        return None
+    which = ", ".join(f"{c['suite'].get('name')}/{c['run_id']} ({c['simulated']})" for c in sims)
+    text = (
+        f"SIMULATED: the GPU energy of {which} comes from simulated NVIDIA GPUs "
+        "(--simulate), not from hardware. Use it to dry-run a suite, never as a result."
+    )
+    if len(sims) < len(contexts):
+        text += " This report mixes simulated and real runs: compare them with care."
+    return text
 
 
 def comparison(runs: list[RunData]) -> dict[str, Any] | None:
@@ -375,8 +419,10 @@ def render_report(runs: list[RunData]) -> str:
     )
     env.filters.update(energy=fmt_energy, fmt=fmt, num=sort_value)
     template = env.get_template("report.html")
+    contexts = [_run_context(r, i) for i, r in enumerate(runs, start=1)]
     return template.render(
-        runs=[_run_context(r, i) for i, r in enumerate(runs, start=1)],
+        runs=contexts,
+        simulation_banner=simulation_banner(contexts),
         comparison=comparison(runs),
         mark=ESTIMATE_MARK,
         formulas={
