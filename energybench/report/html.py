@@ -161,14 +161,14 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     prov = "estimate" if est else "measured"
     if row.get("is_simulated"):
         prov = f"simulated {prov}"
-    notes = [str(row.get("energy_scope") or "")]
-    beside = [
+    notes = [row.get("energy_scope")]
+    notes += [
         f"{what} estimate beside: {fmt_energy(row.get(key))}"
         for what, key in (("TEC", "tec_estimated_j"), ("IEC", "iec_estimated_j"))
         if not _missing(row.get(key))
     ]
-    notes += beside + [str(row["rank_note"] or "")]
-    sub = "; ".join(n for n in notes if n)
+    notes.append(row.get("rank_note"))
+    sub = "; ".join(str(n) for n in notes if isinstance(n, str) and n)
     cells.append(Cell(f"{prov}: {row['sources'] or '–'}", prov, sub=sub))
     return cells
 

@@ -35,8 +35,8 @@ class IecReference:
     name: str | None  # metric.iec_scenario, when set
 
     def describe(self) -> str:
-        named = f"'{self.name}', " if self.name else ""
-        return f"{named}{self.kind} scenario at batch size {self.batch_size}"
+        named = f" '{self.name}'" if self.name else ""
+        return f"{self.kind} scenario{named} at batch size {self.batch_size}"
 
 
 def _name(sc: dict[str, Any]) -> str:
