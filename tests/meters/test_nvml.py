@@ -10,7 +10,7 @@ import pytest
 from conftest import nvml_meter, run_for
 
 from energybench.meters.base import SYSTEM_CLOCK, EnergyMonitor, Source
-from energybench.meters.fakenvml import NVML_ERROR_UNKNOWN, Fault, FakeGpu, FakeNvml, PowerTrace
+from energybench.meters.fakenvml import NVML_ERROR_UNKNOWN, FakeGpu, FakeNvml, Fault, PowerTrace
 from energybench.meters.sampler import integrate_trace
 from energybench.meters.sim import ManualClock
 
