@@ -119,8 +119,6 @@ class NVMLError(Exception):
         NVML_ERROR_FUNCTION_NOT_FOUND: "Function Not Found",
         NVML_ERROR_GPU_IS_LOST: "GPU is lost",
         NVML_ERROR_RESET_REQUIRED: "GPU requires restart",
-        NVML_ERROR_NO_DATA: "No data",
-        NVML_ERROR_NOT_READY: "Not ready",
         NVML_ERROR_UNKNOWN: "Unknown Error",
     }
     value: int
@@ -283,6 +281,8 @@ class FakeGpu:
     superchip: every figure is module (GPU + CPU + memory) power/energy and GPU-scope power
     queries fail with NOT_SUPPORTED. ``power_usage_average_s`` is the averaging window of
     ``nvmlDeviceGetPowerUsage`` (1.0 on Hopper+, 0 = instantaneous as on GA100).
+    ``zero_power_s`` are intervals where the power sensors read 0 mW (a glitch; the true power
+    and the counter go on).
     """
 
     name: str = "NVIDIA H100 80GB HBM3"
@@ -304,6 +304,7 @@ class FakeGpu:
     lost_at_s: float | None = None
     counter_resets_s: list[float] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    zero_power_s: list[tuple[float, float]] = field(default_factory=list)  # sensor reads 0 mW
     t0: float = 0.0
     stream: list[tuple[float, float, float]] = field(default_factory=list)  # start, end, W
 
@@ -449,10 +450,14 @@ class FakeNvml:
         return g.counter_offset_mj + int(g.energy_j(u) * 1000)
 
     def _instant_mw(self, g: FakeGpu, t: float) -> int:
+        if any(a <= t < b for a, b in g.zero_power_s):
+            return 0
         u = _last_update(t, g.sensor_period_s)
         return int(round(g.mean_w(u, g.instant_window_s) * 1000))
 
     def _usage_mw(self, g: FakeGpu, t: float) -> int:
+        if any(a <= t < b for a, b in g.zero_power_s):
+            return 0
         u = _last_update(t, g.sensor_period_s)
         if g.power_usage_average_s <= 0:
             return int(round(g.mean_w(u, g.instant_window_s) * 1000))

@@ -154,6 +154,7 @@ class _Edge:
     counter_mj: int | None
     error: str | None
     cum_j: float | None
+    read_errors: int = 0  # failed power reads of the sampler so far
 
 
 @dataclass
@@ -428,7 +429,8 @@ class NvmlMeter(Meter):
                 cum = None
                 if g.power_channel and not self.sampler.failing(g.id):
                     cum = self.sampler.cum_energy_j(g.id, t0)
-                edges[g.id] = _Edge(c0, err, cum)
+                errs = self.sampler.errors(g.id) if g.power_channel else 0
+                edges[g.id] = _Edge(c0, err, cum, errs)
             self._edge_procs(t0)
             self.sampler.open_window(key)
             self._windows[key] = _Window(t0, edges)
@@ -513,6 +515,12 @@ class NvmlMeter(Meter):
                     "energy covers only the part of the window before that"
                 )
                 complete = False
+            elif self.sampler.errors(g.id) > edge.read_errors:
+                issues.append(
+                    f"{self.sampler.errors(g.id) - edge.read_errors} power read(s) failed "
+                    f"during the window ({self.sampler.last_error(g.id)}); the integrated "
+                    "channel bridges the gaps linearly"
+                )
 
         counter: float | None = None
         if g.counter_ok:

@@ -313,6 +313,10 @@ class PowerSampler:
             return None
         return st.last_t, st.last_p
 
+    def errors(self, device: str) -> int:
+        """How many reads of ``device`` have failed so far."""
+        return self._states[device].errors
+
     def failing(self, device: str) -> bool:
         return self._states[device].failing
 
