@@ -96,3 +96,14 @@ def test_poller_runs_and_stops():
     assert 5 <= seen <= 20 and not p.running
     time.sleep(0.03)
     assert n["i"] == seen
+
+
+def test_past_the_last_sample_its_power_is_held_and_before_the_first_there_is_none():
+    clock = ManualClock()
+    sampler = PowerSampler({"d": lambda: Reading(100.0)}, clock=clock)
+    assert sampler.cum_energy_j("d", clock.monotonic()) is None
+    sampler.poll()
+    t = clock.monotonic()
+    clock.jump_wall(-50.0)  # the wall clock plays no part
+    assert sampler.cum_energy_j("d", t + 1.5) == pytest.approx(150.0)
+    assert sampler.last_sample("d") == (t, 100.0)
