@@ -68,6 +68,13 @@ def test_module_energy_falls_back_to_the_plain_counter_on_older_drivers(clock):
     assert dev.total_energy_mj() - e0 == pytest.approx(320_000, abs=1)
 
 
+def test_superchip_without_the_instant_field_is_still_a_module_by_name(clock):
+    fake = gh200(clock, instant_supported=False)  # an older driver: only the name tells
+    dev = PynvmlBackend(fake).devices()[0]
+    assert dev.scope() == "module"
+    assert dev.power_usage_mw() == 320_000
+
+
 def settings(**kw) -> EnergySettings:
     return EnergySettings(sample_period_s=0.1, min_window_s=0, **kw)
 
