@@ -58,6 +58,11 @@ def simulated_gpu_count(profile: str) -> int:
     return 2 if _check(profile) == "2xh100" else 1
 
 
+def process_cpu_s() -> float:
+    """CPU seconds used by this process so far (all threads): :func:`time.process_time`."""
+    return time.process_time()
+
+
 def default_threads() -> int:
     """Threads the model uses: torch's intra-op threads if torch is loaded, else usable CPUs."""
     torch = sys.modules.get("torch")
@@ -76,15 +81,16 @@ def default_threads() -> int:
 class CpuLoadPower(PowerSource):
     """Power driven by this process's CPU utilisation (the load model, see the module doc).
 
-    ``cpu_s`` returns CPU seconds used (default :func:`time.process_time`); device time is
-    ``clock.monotonic() - t0``. Thread-safe; history is committed in :data:`CELL_S` cells.
+    ``cpu_s`` returns CPU seconds used (default :func:`process_cpu_s`); ``threads`` defaults to
+    :func:`default_threads` at each reading; device time is ``clock.monotonic() - t0``.
+    Thread-safe; history is committed in :data:`CELL_S` cells and never changes afterwards.
     """
 
     idle_w: float
     busy_w: float
     clock: Clock = SYSTEM_CLOCK
     threads: int | None = None
-    cpu_s: Callable[[], float] = time.process_time
+    cpu_s: Callable[[], float] | None = None
     t0: float = 0.0
     _trace: PowerTrace = field(init=False)
     _done_s: float = field(init=False, default=0.0)  # device time committed
@@ -93,7 +99,8 @@ class CpuLoadPower(PowerSource):
 
     def __post_init__(self) -> None:
         self._trace = PowerTrace([(0.0, self.idle_w)])
-        self._cpu0 = self.cpu_s()
+        self._cpu = self.cpu_s or process_cpu_s
+        self._cpu0 = self._cpu()
 
     def utilisation(self, cpu_delta_s: float, wall_delta_s: float) -> float:
         """CPU utilisation in [0, 1] of the threads in use."""
@@ -108,7 +115,7 @@ class CpuLoadPower(PowerSource):
         with self._lock:
             if cells <= self._done_s:
                 return
-            cpu = self.cpu_s()
+            cpu = self._cpu()
             u = self.utilisation(cpu - self._cpu0, now - self._done_s)
             p = self.idle_w + (self.busy_w - self.idle_w) * u
             if abs(p - self._trace.p[-1]) >= 0.5:
@@ -138,7 +145,7 @@ def simulated_nvml(
     clock: Clock = SYSTEM_CLOCK,
     *,
     threads: int | None = None,
-    cpu_s: Callable[[], float] = time.process_time,
+    cpu_s: Callable[[], float] | None = None,
 ) -> FakeNvml:
     """The fake NVML module of ``profile`` on ``clock``, GPUs driven by the CPU load model."""
     _check(profile)
