@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from energybench.meters.base import SYSTEM_CLOCK  # noqa: E402
+from energybench.meters.fakenvml import FakeGpu, FakeNvml, PowerTrace  # noqa: E402
 from energybench.meters.nvml import (  # noqa: E402
     GpuTarget,
     NvmlMeter,
@@ -31,7 +32,6 @@ from energybench.meters.nvml import (  # noqa: E402
     PynvmlBackend,
     select_gpus,
 )
-from energybench.meters.sim import PowerTrace, SimGpu  # noqa: E402
 
 
 def gpu_targets() -> tuple[list[GpuTarget], str, Any]:
@@ -42,7 +42,8 @@ def gpu_targets() -> tuple[list[GpuTarget], str, Any]:
         return targets, f"NVML: {targets[0].device.name()}", backend
     except (NvmlUnavailableError, Exception):
         trace = PowerTrace.from_function(lambda t: 250 + 100 * ((t * 7) % 1), 3600, 0.05)
-        sim = SimGpu(SYSTEM_CLOCK, trace, update_period_s=0.02)
+        fake = FakeNvml([FakeGpu(power=trace, sensor_period_s=0.02)], SYSTEM_CLOCK)
+        sim = PynvmlBackend(fake).devices()[0]  # the real adapter over the fake NVML module
         return [GpuTarget(sim)], "simulated GPU (no NVML here)", None
 
 

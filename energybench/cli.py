@@ -238,11 +238,25 @@ def export(
 
 
 @app.command()
-def meters() -> None:
+def meters(
+    simulate: Annotated[
+        str | None,
+        typer.Option(
+            "--simulate",
+            metavar="PROFILE",
+            help="Probe a simulated GPU server instead of NVML: h100, a100, 2xh100, gh200, "
+            "h100-mig or h100-shared (figures from it are marked simulated).",
+        ),
+    ] = None,
+) -> None:
     """Which energy meters work on this machine, what they see, and why not."""
-    from energybench.meters import probe_meters
+    from energybench.meters import UnknownProfileError, probe_meters
 
-    for status in probe_meters():
+    try:
+        statuses = probe_meters(simulate=simulate)
+    except UnknownProfileError as exc:
+        raise _fail(str(exc)) from None
+    for status in statuses:
         mark = "[green]ok[/green]" if status.ok else "[red]unavailable[/red]"
         console.print(f"[bold]{status.name}[/bold]: {mark}", highlight=False)
         if status.reason:

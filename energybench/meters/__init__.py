@@ -13,7 +13,9 @@ from energybench.meters.base import (
     FLAG_ESTIMATE,
     FLAG_INCOMPLETE,
     FLAG_METER_ERROR,
+    FLAG_SHARED_DEVICE,
     FLAG_SHORT_WINDOW,
+    FLAG_SIMULATED,
     SYSTEM_CLOCK,
     Clock,
     DeviceEnergy,
@@ -26,7 +28,14 @@ from energybench.meters.base import (
     WindowHandle,
 )
 from energybench.meters.carbon import grid_intensity, kg_co2e
-from energybench.meters.factory import MeterUnavailableError, build_monitor, probe_meters
+from energybench.meters.factory import (
+    SIMULATE_PROFILES,
+    MeterUnavailableError,
+    UnknownProfileError,
+    build_monitor,
+    probe_meters,
+    simulated_gpu_count,
+)
 
 __all__ = [
     "FLAG_BELOW_MIN_WINDOW",
@@ -34,7 +43,10 @@ __all__ = [
     "FLAG_ESTIMATE",
     "FLAG_INCOMPLETE",
     "FLAG_METER_ERROR",
+    "FLAG_SHARED_DEVICE",
     "FLAG_SHORT_WINDOW",
+    "FLAG_SIMULATED",
+    "SIMULATE_PROFILES",
     "SYSTEM_CLOCK",
     "Clock",
     "DeviceEnergy",
@@ -45,9 +57,11 @@ __all__ = [
     "MeterUnavailableError",
     "Source",
     "SystemClock",
+    "UnknownProfileError",
     "WindowHandle",
     "build_monitor",
     "grid_intensity",
     "kg_co2e",
     "probe_meters",
+    "simulated_gpu_count",
 ]

@@ -1,513 +1,102 @@
-"""NVIDIA GPU energy through NVML: the device seam, GPU selection, and the NVML meter.
+"""The NVML energy meter: energy of the GPUs (or superchip modules) a run uses.
 
 Two channels per GPU:
 
-* **counter** — ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since driver load, Volta and newer)
-  read at both window edges. Primary where supported.
+* **counter** — ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since driver load, Volta and newer;
+  on superchips the module-scope ``NVML_FI_DEV_ENERGY`` field) read at both window edges.
+  Primary where supported.
 * **integrated** — a background :class:`~energybench.meters.sampler.PowerSampler` reading
   instantaneous power (``NVML_FI_DEV_POWER_INSTANT``; falling back to
-  ``nvmlDeviceGetPowerUsage``, a ~1 s average on Ampere and newer), trapezoid-integrated.
-  Primary before Volta, a cross-check elsewhere.
+  ``nvmlDeviceGetPowerUsage``, a ~1 s average on most Ampere-and-later parts but instantaneous
+  on GA100), trapezoid-integrated. Primary before Volta, a cross-check elsewhere.
 
-Everything NVML-specific sits behind :class:`GpuDevice` / :class:`GpuBackend`, so that
-:mod:`energybench.meters.sim` can replay traces through the very same meter code.
-This module only *reads*: it must never change clocks, power limits, persistence or any other
-GPU setting, and ``NvmlMeter.end`` must never raise (an unmeasurable GPU is ``energy_j=None``
-or ``complete=False`` with the reason in ``issues``).
+A GPU in MIG mode, or running compute work of a process other than this one and its children
+(checked at window edges and about once a second while sampling), is reported ``shared`` with
+the reason. Every device record carries the torch ``cuda_position`` of its GPU.
+
+Device access goes through :mod:`energybench.meters.nvml_device` (GPU selection in
+:mod:`~energybench.meters.gpu_select`, the period probe in :mod:`~energybench.meters.nvml_probe`;
+their names are re-exported here). This module only *reads*: it must never change a GPU
+setting, and ``NvmlMeter.end`` must never raise (an unmeasurable GPU is ``energy_j=None`` or
+``complete=False`` with the reason in ``issues``). Intervals use ``clock.monotonic()``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, Source
+from energybench.meters.gpu_select import (
+    GpuSelectionError,
+    GpuTarget,
+    select_gpus,
+    visible_gpus,
+)
+from energybench.meters.nvml_device import (
+    POWER_USAGE_AVERAGE_S,
+    GpuBackend,
+    GpuDevice,
+    GpuError,
+    GpuLostError,
+    GpuNotSupportedError,
+    GpuReadError,
+    NvmlUnavailableError,
+    PynvmlBackend,
+    PynvmlDevice,
+)
+from energybench.meters.nvml_probe import UpdatePeriods, probe_update_periods
 from energybench.meters.sampler import PowerSampler, Reading, WindowStats
+
+__all__ = [
+    "POWER_USAGE_AVERAGE_S",
+    "GpuBackend",
+    "GpuDevice",
+    "GpuError",
+    "GpuLostError",
+    "GpuNotSupportedError",
+    "GpuReadError",
+    "GpuSelectionError",
+    "GpuTarget",
+    "NvmlMeter",
+    "NvmlUnavailableError",
+    "PynvmlBackend",
+    "PynvmlDevice",
+    "UpdatePeriods",
+    "counter_uncertainty_j",
+    "integrated_uncertainty_j",
+    "own_pids",
+    "probe_update_periods",
+    "select_gpus",
+    "visible_gpus",
+]
 
 #: NVML power sensor accuracy assumed for both channels (relative, ~1 sigma). NVIDIA documents
 #: power readings as accurate to about +/-5 % of the current draw on recent data-centre GPUs.
 SENSOR_REL_UNCERTAINTY = 0.05
 #: Update period assumed when it could not be probed (s); ~100 ms on current GPUs.
 ASSUMED_UPDATE_PERIOD_S = 0.1
-#: Averaging window of ``nvmlDeviceGetPowerUsage`` on Ampere and newer (s).
-POWER_USAGE_AVERAGE_S = 1.0
+#: How often the GPU's process list is read while sampling (s).
+PROCESS_CHECK_S = 1.0
 TRACE_FILE = "power-nvml.csv"
+MODULE_LABEL = "GPU + CPU + memory module"
 
 
-# =============================================================================== errors
-class GpuError(Exception):
-    """An NVML call failed (base class)."""
-
-
-class GpuNotSupportedError(GpuError):
-    """The query is not supported on this GPU or driver (e.g. the energy counter pre-Volta)."""
-
-
-class GpuLostError(GpuError):
-    """The GPU fell off the bus or needs a reset (NVML_ERROR_GPU_IS_LOST)."""
-
-
-class NvmlUnavailableError(GpuError):
-    """NVML could not be initialised; ``reason`` says why, ``fix`` what to do."""
-
-    def __init__(self, reason: str, fix: str = "") -> None:
-        super().__init__(f"{reason}. {fix}" if fix else reason)
-        self.reason, self.fix = reason, fix
-
-
-class GpuSelectionError(GpuError):
-    """The GPUs the run uses cannot be mapped to NVML devices; ``str()`` says why."""
-
-
-# =============================================================================== the seam
-class GpuDevice(ABC):
-    """One physical GPU, read-only. Units: mJ, mW, degC, MHz, %."""
-
-    index: int = 0  # NVML index (PCI bus order)
-
-    @abstractmethod
-    def uuid(self) -> str:
-        """NVML UUID, e.g. ``"GPU-8932f937-..."``."""
-
-    @abstractmethod
-    def name(self) -> str:
-        """Product name, e.g. ``"NVIDIA H100 80GB HBM3"``."""
-
-    @abstractmethod
-    def total_energy_mj(self) -> int:
-        """Energy since driver load in mJ (raises GpuNotSupportedError before Volta)."""
-
-    @abstractmethod
-    def power_instant_mw(self) -> int:
-        """Instantaneous power in mW (``NVML_FI_DEV_POWER_INSTANT``)."""
-
-    @abstractmethod
-    def power_usage_mw(self) -> int:
-        """Power in mW from ``nvmlDeviceGetPowerUsage`` (~1 s average on Ampere+)."""
-
-    @abstractmethod
-    def temperature_c(self) -> float:
-        """GPU core temperature in degC."""
-
-    @abstractmethod
-    def sm_clock_mhz(self) -> float:
-        """Current SM clock in MHz."""
-
-    @abstractmethod
-    def utilization_pct(self) -> float:
-        """GPU utilisation in % over the driver's last sample period."""
-
-    def power_limit_mw(self) -> int | None:
-        """Enforced power limit in mW, or None if unknown."""
-        return None
-
-    def architecture(self) -> str | None:
-        """Architecture name ("volta", "hopper", ...), or None if unknown."""
-        return None
-
-    def mig_enabled(self) -> bool:
-        """Whether MIG mode is on (then energy is the whole GPU's, shared by all instances)."""
-        return False
-
-
-class GpuBackend(ABC):
-    """Enumerates GPUs (NVML or simulated)."""
-
-    @abstractmethod
-    def driver_version(self) -> str: ...
-
-    @abstractmethod
-    def devices(self) -> list[GpuDevice]:
-        """All GPUs in NVML index order."""
-
-    def mig_parent_uuid(self, mig_id: str) -> str | None:
-        """UUID of the GPU that holds MIG instance ``mig_id`` ("MIG-..."), or None."""
-        return None
-
-    def close(self) -> None:
-        """Release the library (e.g. ``nvmlShutdown``)."""
-
-
-# =============================================================================== pynvml
-def _map_nvml_error(exc: Exception) -> GpuError:
-    import pynvml
-
-    code = getattr(exc, "value", None)
-    msg = f"{exc} (NVML error {code})"
-    if code == pynvml.NVML_ERROR_GPU_IS_LOST:
-        return GpuLostError(msg)
-    if code in (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND):
-        return GpuNotSupportedError(msg)
-    return GpuError(msg)
-
-
-def _nvml_call(fn: Callable[..., Any], *args: Any) -> Any:
-    import pynvml
-
+def own_pids() -> set[int]:
+    """This process and its children (their GPU work is the run's own)."""
+    pids = {os.getpid()}
     try:
-        return fn(*args)
-    except pynvml.NVMLError as exc:
-        raise _map_nvml_error(exc) from exc
+        import psutil
 
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-class PynvmlDevice(GpuDevice):
-    """A real GPU through pynvml (nvidia-ml-py). Only ``nvmlDeviceGet*`` calls are made."""
-
-    def __init__(self, index: int, handle: Any) -> None:
-        self.index, self.handle = index, handle
-
-    def uuid(self) -> str:
-        import pynvml
-
-        return _text(_nvml_call(pynvml.nvmlDeviceGetUUID, self.handle))
-
-    def name(self) -> str:
-        import pynvml
-
-        return _text(_nvml_call(pynvml.nvmlDeviceGetName, self.handle))
-
-    def total_energy_mj(self) -> int:
-        import pynvml
-
-        return int(_nvml_call(pynvml.nvmlDeviceGetTotalEnergyConsumption, self.handle))
-
-    def power_instant_mw(self) -> int:
-        import pynvml
-
-        fid = getattr(pynvml, "NVML_FI_DEV_POWER_INSTANT", None)
-        if fid is None:
-            raise GpuNotSupportedError("this pynvml has no NVML_FI_DEV_POWER_INSTANT")
-        v = _nvml_call(pynvml.nvmlDeviceGetFieldValues, self.handle, [fid])[0]
-        if v.nvmlReturn != pynvml.NVML_SUCCESS:
-            raise _map_nvml_error(pynvml.NVMLError(v.nvmlReturn))
-        kind = {
-            0: "dVal",
-            1: "uiVal",
-            2: "ulVal",
-            3: "ullVal",
-            4: "sllVal",
-            5: "siVal",
-            6: "usVal",
-        }.get(int(v.valueType), "uiVal")
-        return int(getattr(v.value, kind))
-
-    def power_usage_mw(self) -> int:
-        import pynvml
-
-        return int(_nvml_call(pynvml.nvmlDeviceGetPowerUsage, self.handle))
-
-    def temperature_c(self) -> float:
-        import pynvml
-
-        return float(
-            _nvml_call(pynvml.nvmlDeviceGetTemperature, self.handle, pynvml.NVML_TEMPERATURE_GPU)
-        )
-
-    def sm_clock_mhz(self) -> float:
-        import pynvml
-
-        return float(_nvml_call(pynvml.nvmlDeviceGetClockInfo, self.handle, pynvml.NVML_CLOCK_SM))
-
-    def utilization_pct(self) -> float:
-        import pynvml
-
-        return float(_nvml_call(pynvml.nvmlDeviceGetUtilizationRates, self.handle).gpu)
-
-    def power_limit_mw(self) -> int | None:
-        import pynvml
-
-        try:
-            return int(_nvml_call(pynvml.nvmlDeviceGetEnforcedPowerLimit, self.handle))
-        except GpuError:
-            return None
-
-    def architecture(self) -> str | None:
-        import pynvml
-
-        try:
-            arch = int(_nvml_call(pynvml.nvmlDeviceGetArchitecture, self.handle))
-        except GpuError:
-            return None
-        names = {
-            getattr(pynvml, k): k[len("NVML_DEVICE_ARCH_") :].lower()
-            for k in dir(pynvml)
-            if k.startswith("NVML_DEVICE_ARCH_")
-        }
-        return names.get(arch, str(arch))
-
-    def mig_enabled(self) -> bool:
-        import pynvml
-
-        try:
-            current, _pending = _nvml_call(pynvml.nvmlDeviceGetMigMode, self.handle)
-        except GpuError:
-            return False
-        return bool(current)
-
-
-class PynvmlBackend(GpuBackend):
-    """NVML through pynvml; ``nvmlInit`` on construction, ``nvmlShutdown`` on :meth:`close`."""
-
-    def __init__(self) -> None:
-        try:
-            import pynvml
-        except ImportError as exc:  # pragma: no cover - it is a dependency
-            raise NvmlUnavailableError(
-                "pynvml is not installed", "pip install nvidia-ml-py"
-            ) from exc
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError as exc:
-            raise NvmlUnavailableError(
-                f"NVML could not be initialised ({exc})",
-                "Install the NVIDIA driver (libnvidia-ml.so must be on the library path); in a "
-                "container, start it with GPU access (`docker run --gpus all`, NVIDIA Container "
-                "Toolkit). Check with `nvidia-smi`. Without NVML, GPU energy is not measured.",
-            ) from exc
-        self._closed = False
-        self._devices: list[GpuDevice] | None = None
-
-    def driver_version(self) -> str:
-        import pynvml
-
-        return _text(_nvml_call(pynvml.nvmlSystemGetDriverVersion))
-
-    def devices(self) -> list[GpuDevice]:
-        import pynvml
-
-        if self._devices is None:
-            n = int(_nvml_call(pynvml.nvmlDeviceGetCount))
-            self._devices = [
-                PynvmlDevice(i, _nvml_call(pynvml.nvmlDeviceGetHandleByIndex, i)) for i in range(n)
-            ]
-        return self._devices
-
-    def mig_parent_uuid(self, mig_id: str) -> str | None:
-        import pynvml
-
-        try:
-            h = _nvml_call(pynvml.nvmlDeviceGetHandleByUUID, mig_id)
-            parent = _nvml_call(pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle, h)
-            return _text(_nvml_call(pynvml.nvmlDeviceGetUUID, parent))
-        except GpuError:
-            pass
-        want = mig_id.lower()
-        for dev in self.devices():  # a prefix of a MIG UUID: search every instance
-            assert isinstance(dev, PynvmlDevice)
-            try:
-                count = int(_nvml_call(pynvml.nvmlDeviceGetMaxMigDeviceCount, dev.handle))
-            except GpuError:
-                continue
-            for i in range(count):
-                try:
-                    mh = _nvml_call(pynvml.nvmlDeviceGetMigDeviceHandleByIndex, dev.handle, i)
-                    if _text(_nvml_call(pynvml.nvmlDeviceGetUUID, mh)).lower().startswith(want):
-                        return dev.uuid()
-                except GpuError:
-                    continue
-        return None
-
-    def close(self) -> None:
-        import pynvml
-
-        if not self._closed:
-            self._closed = True
-            try:
-                pynvml.nvmlShutdown()
-            except pynvml.NVMLError:
-                pass
-
-
-# =============================================================================== GPU selection
-@dataclass
-class GpuTarget:
-    """A GPU the run uses: the NVML device, its torch position and notes for every record."""
-
-    device: GpuDevice
-    cuda_position: int | None = None
-    mig_id: str | None = None
-    issues: list[str] = field(default_factory=list)
-
-
-def _norm_uuid(u: str) -> str:
-    u = u.strip().lower()
-    return u[4:] if u.startswith("gpu-") else u
-
-
-def visible_gpus(
-    env: str | None, backend: GpuBackend, order: str | None = None
-) -> tuple[list[tuple[GpuDevice, str | None]], list[str]]:
-    """Map ``CUDA_VISIBLE_DEVICES`` to NVML devices, in CUDA (torch) order.
-
-    Entries may be NVML indices, GPU UUIDs or unique UUID prefixes (with or without ``GPU-``)
-    and MIG ids (``MIG-<uuid>`` or ``MIG-GPU-<uuid>/<gi>/<ci>``; mapped to their parent GPU).
-    As in CUDA, the list stops at the first invalid entry; ``""`` means no GPU; unset means all.
-    Returns ``[(device, mig_id or None), ...]`` and notes.
-    """
-    gpus = backend.devices()
-    notes: list[str] = []
-    if env is None:
-        if len(gpus) > 1 and (order or "").upper() != "PCI_BUS_ID":
-            notes.append(
-                "CUDA_VISIBLE_DEVICES is unset and CUDA_DEVICE_ORDER is not PCI_BUS_ID: CUDA may "
-                "number GPUs fastest-first while NVML uses PCI order; set "
-                "CUDA_DEVICE_ORDER=PCI_BUS_ID to be sure the right GPUs are measured"
-            )
-        return [(g, None) for g in gpus], notes
-    by_uuid = {_norm_uuid(g.uuid()): g for g in gpus}
-    out: list[tuple[GpuDevice, str | None]] = []
-    seen: set[str] = set()
-    for tok in (t.strip() for t in env.split(",")):
-        dev: GpuDevice | None = None
-        mig: str | None = None
-        if re.fullmatch(r"-?\d+", tok):
-            i = int(tok)
-            dev = gpus[i] if 0 <= i < len(gpus) else None
-        elif tok.lower().startswith("mig-"):
-            mig = tok
-            m = re.fullmatch(r"(?i)mig-(gpu-[0-9a-f-]+)/\d+/\d+", tok)
-            parent = m.group(1) if m else backend.mig_parent_uuid(tok)
-            dev = by_uuid.get(_norm_uuid(parent)) if parent else None
-        elif tok:
-            hits = [g for u, g in by_uuid.items() if u.startswith(_norm_uuid(tok))]
-            dev = hits[0] if len(hits) == 1 else None
-        if dev is None or (mig is None and dev.uuid() in seen):
-            if tok:
-                notes.append(
-                    f"CUDA_VISIBLE_DEVICES entry '{tok}' matches no single GPU: CUDA ignores it "
-                    "and every entry after it"
-                )
-            break
-        seen.add(dev.uuid())
-        out.append((dev, mig))
-    return out, notes
-
-
-def select_gpus(
-    backend: GpuBackend,
-    cuda_devices: Sequence[int] | None,
-    env: str | None = None,
-    torch_uuids: Sequence[str] | None = None,
-    order: str | None = None,
-) -> list[GpuTarget]:
-    """The NVML devices behind torch devices ``cuda_devices`` (positions in CUDA's list).
-
-    ``env`` is ``CUDA_VISIBLE_DEVICES`` (read from the environment when not given; pass ``""``
-    explicitly for "no GPU"). ``torch_uuids`` (``torch.cuda.get_device_properties(i).uuid`` per
-    position) wins over the environment when given, since it is what CUDA actually opened.
-    ``cuda_devices=None`` selects every visible GPU. Each physical GPU appears once; MIG
-    instances are reported as their parent GPU with a warning in ``issues``.
-    Raises :class:`GpuSelectionError` when a position has no GPU.
-    """
-    if env is None:
-        env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if order is None:
-        order = os.environ.get("CUDA_DEVICE_ORDER")
-    visible, notes = visible_gpus(env, backend, order)
-    by_uuid = {_norm_uuid(g.uuid()): g for g in backend.devices()}
-    positions = list(range(len(visible))) if cuda_devices is None else list(cuda_devices)
-    targets: dict[str, GpuTarget] = {}
-    for pos in positions:
-        dev: GpuDevice | None = None
-        mig: str | None = None
-        if torch_uuids is not None and 0 <= pos < len(torch_uuids):
-            u = _norm_uuid(str(torch_uuids[pos]))
-            dev = by_uuid.get(u)
-            if dev is None:
-                mig = u if u.startswith("mig-") else f"MIG-{u}"
-                parent = backend.mig_parent_uuid(mig)
-                dev = by_uuid.get(_norm_uuid(parent)) if parent else None
-                mig = mig if dev is not None else None
-        if dev is None:
-            if not 0 <= pos < len(visible):
-                raise GpuSelectionError(
-                    f"cuda:{pos} is used but only {len(visible)} GPU(s) are visible "
-                    f"(CUDA_VISIBLE_DEVICES={env!r}; NVML sees {len(backend.devices())}). "
-                    + " ".join(notes)
-                )
-            dev, mig = visible[pos]
-        uuid = dev.uuid()
-        tgt = targets.get(uuid)
-        if tgt is None:
-            tgt = targets[uuid] = GpuTarget(dev, cuda_position=pos, issues=list(notes))
-        if mig is not None or dev.mig_enabled():
-            tgt.mig_id = mig
-            warn = (
-                f"MIG instance {mig or '(MIG mode on)'}: NVML reports energy for the whole "
-                f"parent GPU {uuid}, shared with every other instance on it"
-            )
-            if warn not in tgt.issues:
-                tgt.issues.append(warn)
-    return list(targets.values())
-
-
-# =============================================================================== probing
-@dataclass
-class UpdatePeriods:
-    """Observed update periods in s (None: not seen to change while probing)."""
-
-    counter_s: float | None = None
-    power_s: float | None = None
-    probe_s: float = 0.0
-
-
-def _median_period(times: list[float]) -> float | None:
-    if len(times) < 3:
-        return None
-    diffs = sorted(b - a for a, b in zip(times[:-1], times[1:], strict=True))
-    return diffs[len(diffs) // 2]
-
-
-def probe_update_periods(
-    read_counter: Callable[[], float] | None,
-    read_power: Callable[[], float] | None,
-    clock: Clock = SYSTEM_CLOCK,
-    max_s: float = 1.0,
-    changes: int = 5,
-    poll_s: float = 0.002,
-) -> UpdatePeriods:
-    """Poll the counter and power as fast as ``poll_s`` allows and time their changes (as Zeus
-    does): the median gap between value changes is the update period. Stops after ``changes``
-    changes of each channel or ``max_s`` seconds.
-    """
-    t_start = clock.time()
-    readers = {k: f for k, f in (("counter", read_counter), ("power", read_power)) if f}
-    last: dict[str, float] = {}
-    seen: dict[str, list[float]] = {k: [] for k in readers}
-    for k, f in list(readers.items()):
-        try:
-            last[k] = f()
-        except GpuError:
-            readers.pop(k)
-    while readers and clock.time() - t_start < max_s:
-        if all(len(seen[k]) > changes for k in readers):
-            break
-        clock.sleep(poll_s)
-        for k, f in list(readers.items()):
-            try:
-                v = f()
-            except GpuError:
-                readers.pop(k)
-                continue
-            if v != last[k]:
-                seen[k].append(clock.time())
-                last[k] = v
-    return UpdatePeriods(
-        counter_s=_median_period(seen.get("counter", [])),
-        power_s=_median_period(seen.get("power", [])),
-        probe_s=clock.time() - t_start,
-    )
+        pids.update(c.pid for c in psutil.Process().children(recursive=True))
+    except Exception:  # noqa: BLE001 - psutil missing or a child vanished: own pid only
+        pass
+    return pids
 
 
 # =============================================================================== uncertainty
@@ -547,12 +136,17 @@ class _Gpu:
     id: str
     uuid: str
     name: str
+    kind: str = "gpu"  # "gpu" | "module"
     counter_ok: bool = False
     power_channel: str | None = None  # "instant" | "average" | None
+    usage_average_s: float = POWER_USAGE_AVERAGE_S
     periods: UpdatePeriods = field(default_factory=UpdatePeriods)
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     aux_off: set[str] = field(default_factory=set)  # extras found unsupported
+    procs_ok: bool = True
+    procs_checked_s: float | None = None  # monotonic time of the last process check
+    foreign: list[tuple[float, tuple[int, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -560,11 +154,12 @@ class _Edge:
     counter_mj: int | None
     error: str | None
     cum_j: float | None
+    read_errors: int = 0  # failed power reads of the sampler so far
 
 
 @dataclass
 class _Window:
-    t0: float
+    t0: float  # monotonic s
     edges: dict[str, _Edge]
 
 
@@ -578,6 +173,8 @@ class NvmlMeter(Meter):
     ``probe_s`` bounds the update-period probe at :meth:`start` (0 skips it and assumes
     100 ms). ``background=False`` samples only at window edges and when :meth:`poll` is
     called (for virtual-clock tests). The power trace goes to ``trace_dir/power-nvml.csv``.
+    ``own_pids`` returns the pids whose GPU work is the run's own (default: this process and
+    its children); ``simulated`` marks every record as coming from a simulated GPU.
     """
 
     name = "nvml"
@@ -594,6 +191,8 @@ class NvmlMeter(Meter):
         probe_s: float = 1.0,
         background: bool = True,
         on_close: Callable[[], None] | None = None,
+        own_pids: Callable[[], set[int]] | None = None,
+        simulated: bool = False,
     ) -> None:
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.sample_period_s = sample_period_s
@@ -601,16 +200,40 @@ class NvmlMeter(Meter):
         self.trace_path = trace_dir / TRACE_FILE if trace_dir is not None else None
         self.probe_s, self.background = probe_s, background
         self.driver_version = driver_version
+        self.simulated = simulated
+        self._own_pids = own_pids or globals()["own_pids"]
         self._on_close = on_close
         self._gpus: list[_Gpu] = []
         for t in targets:
             tgt = t if isinstance(t, GpuTarget) else GpuTarget(t)
             uuid = tgt.device.uuid()
-            self._gpus.append(_Gpu(tgt, f"gpu:{uuid}", uuid, tgt.device.name()))
+            name = tgt.device.name()
+            if tgt.device.scope() == "module":
+                g = _Gpu(tgt, f"module:{uuid}", uuid, f"{name} ({MODULE_LABEL})", kind="module")
+                g.notes.append(
+                    f"superchip: NVML reports {MODULE_LABEL} energy (read with "
+                    "NVML_POWER_SCOPE_MODULE), not the GPU alone; no CPU/RAM figure is added on "
+                    "top of it"
+                )
+            else:
+                g = _Gpu(tgt, f"gpu:{uuid}", uuid, name)
+            self._gpus.append(g)
         self.sampler: PowerSampler | None = None
         self._windows: dict[str, _Window] = {}
         self._lock = threading.RLock()
+        self._plock = threading.Lock()
         self._closed = False
+
+    @property
+    def module_devices(self) -> list[str]:
+        """Ids of the superchip modules measured (their figure includes CPU and memory)."""
+        return [g.id for g in self._gpus if g.kind == "module"]
+
+    def add_note(self, note: str) -> None:
+        """Add ``note`` to every module's notes (records' ``issues`` and :meth:`describe`)."""
+        for g in self._gpus:
+            if g.kind == "module" and note not in g.notes:
+                g.notes.append(note)
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -635,13 +258,23 @@ class NvmlMeter(Meter):
                     break
                 except GpuError:
                     continue
+            g.usage_average_s = dev.power_usage_average_s()
             if g.power_channel == "average":
+                nature = (
+                    f"a ~{g.usage_average_s:g} s average on this GPU"
+                    if g.usage_average_s > 0
+                    else "instantaneous on this GPU"
+                )
                 g.notes.append(
-                    "instantaneous power not available: sampling nvmlDeviceGetPowerUsage "
-                    f"(a ~{POWER_USAGE_AVERAGE_S:g} s average on Ampere and newer)"
+                    f"instantaneous power field not available: sampling "
+                    f"nvmlDeviceGetPowerUsage ({nature})"
                 )
             elif g.power_channel is None:
                 g.notes.append("power is not readable: no integrated channel")
+            try:
+                self._check_procs(g, self.clock.monotonic())
+            except GpuError:
+                pass
             if self.probe_s > 0:
                 g.periods = probe_update_periods(
                     dev.total_energy_mj if g.counter_ok else None,
@@ -654,13 +287,17 @@ class NvmlMeter(Meter):
                 "index": dev.index,
                 "uuid": g.uuid,
                 "name": g.name,
+                "kind": g.kind,
                 "driver": self.driver_version,
                 "architecture": dev.architecture(),
                 "cuda_position": g.target.cuda_position,
                 "mig": g.target.mig_id,
+                "mig_mode": g.target.mig,
                 "power_limit_w": limit / 1000 if limit is not None else None,
                 "counter_supported": g.counter_ok,
                 "power_channel": g.power_channel,
+                "power_usage_average_s": g.usage_average_s,
+                "simulated": self.simulated,
             }
             if g.power_channel:
                 readers[g.id] = self._reader(g)
@@ -671,6 +308,26 @@ class NvmlMeter(Meter):
     def _power_fn(self, g: _Gpu) -> Callable[[], float]:
         dev = g.target.device
         return dev.power_instant_mw if g.power_channel == "instant" else dev.power_usage_mw
+
+    def _check_procs(self, g: _Gpu, now: float) -> None:
+        """Record other processes' compute work on ``g`` at monotonic time ``now``."""
+        if not g.procs_ok:
+            return
+        g.procs_checked_s = now
+        try:
+            pids = g.target.device.compute_pids()
+        except GpuNotSupportedError:
+            g.procs_ok = False
+            g.notes.append("the GPU's process list is not readable: sharing not checked")
+            return
+        me = os.getpid()
+        others = [p for p in pids if p != me]
+        if others:
+            own = self._own_pids()
+            others = [p for p in others if p not in own]
+        if others:
+            with self._plock:
+                g.foreign.append((now, tuple(sorted(set(others)))))
 
     def _reader(self, g: _Gpu) -> Callable[[], Reading]:
         power = self._power_fn(g)
@@ -692,6 +349,12 @@ class NvmlMeter(Meter):
                     except GpuNotSupportedError:
                         g.aux_off.add(key)
                 vals.append(v)
+            now = self.clock.monotonic()
+            if g.procs_checked_s is None or now - g.procs_checked_s >= PROCESS_CHECK_S:
+                try:
+                    self._check_procs(g, now)
+                except GpuError:
+                    pass
             return Reading(p_w, *vals)
 
         return read
@@ -709,9 +372,11 @@ class NvmlMeter(Meter):
         return g.periods.counter_s or ASSUMED_UPDATE_PERIOD_S
 
     def effective_power_period_s(self, g: _Gpu) -> float:
+        """Time resolution of the integrated channel: the slower of sampling and the sensor,
+        and the averaging window when sampling a power *average*."""
         sensor = g.periods.power_s or ASSUMED_UPDATE_PERIOD_S
         if g.power_channel == "average":
-            sensor = max(sensor, POWER_USAGE_AVERAGE_S)
+            sensor = max(sensor, g.usage_average_s)
         return max(sensor, self.sample_period_s)
 
     # ------------------------------------------------------------------ Meter API
@@ -746,18 +411,27 @@ class NvmlMeter(Meter):
         except GpuError as exc:
             return None, f"{type(exc).__name__}: {exc}"
 
+    def _edge_procs(self, now: float) -> None:
+        for g in self._gpus:
+            try:
+                self._check_procs(g, now)
+            except GpuError:
+                continue
+
     def begin(self, key: str) -> None:
         with self._lock:
             self.poll()
             assert self.sampler is not None
-            t0 = self.clock.time()
+            t0 = self.clock.monotonic()
             edges: dict[str, _Edge] = {}
             for g in self._gpus:
                 c0, err = self._read_counter(g)
                 cum = None
                 if g.power_channel and not self.sampler.failing(g.id):
                     cum = self.sampler.cum_energy_j(g.id, t0)
-                edges[g.id] = _Edge(c0, err, cum)
+                errs = self.sampler.errors(g.id) if g.power_channel else 0
+                edges[g.id] = _Edge(c0, err, cum, errs)
+            self._edge_procs(t0)
             self.sampler.open_window(key)
             self._windows[key] = _Window(t0, edges)
 
@@ -767,7 +441,8 @@ class NvmlMeter(Meter):
                 self.poll()
             except Exception:  # never raise out of end()
                 pass
-            t1 = self.clock.time()
+            t1 = self.clock.monotonic()
+            self._edge_procs(t1)
             win = self._windows.pop(key, None)
             stats = self.sampler.close_window(key) if self.sampler else {}
             out: list[DeviceEnergy] = []
@@ -780,15 +455,41 @@ class NvmlMeter(Meter):
                     out.append(
                         DeviceEnergy(
                             device=g.id,
-                            kind="gpu",
+                            kind=g.kind,
                             name=g.name,
                             source=Source.NVML_COUNTER,
                             energy_j=None,
                             complete=False,
                             issues=[*g.target.issues, *g.notes, f"measurement failed: {exc!r}"],
+                            simulated=self.simulated,
+                            cuda_position=g.target.cuda_position,
                         )
                     )
+            self._prune_foreign()
             return out
+
+    def _prune_foreign(self) -> None:
+        oldest = min((w.t0 for w in self._windows.values()), default=math.inf)
+        with self._plock:
+            for g in self._gpus:
+                g.foreign = [(t, p) for t, p in g.foreign if t >= oldest]
+
+    def _sharing(self, g: _Gpu, t0: float, t1: float) -> list[str]:
+        """Why ``g``'s energy in [t0, t1] is not the run's alone (empty: it is)."""
+        reasons: list[str] = []
+        if g.target.mig:
+            reasons.append(
+                "shared device: MIG mode is on; NVML energy is the whole GPU's, shared by "
+                "every instance on it"
+            )
+        with self._plock:
+            pids = sorted({p for t, ps in g.foreign if t0 <= t <= t1 for p in ps})
+        if pids:
+            reasons.append(
+                "shared device: other processes ran compute work on this GPU during the window "
+                f"(pids {', '.join(map(str, pids))}); its energy is not this run's alone"
+            )
+        return reasons
 
     def _energy(self, g: _Gpu, win: _Window, t1: float, stats: WindowStats | None) -> DeviceEnergy:
         assert self.sampler is not None
@@ -814,6 +515,12 @@ class NvmlMeter(Meter):
                     "energy covers only the part of the window before that"
                 )
                 complete = False
+            elif self.sampler.errors(g.id) > edge.read_errors:
+                issues.append(
+                    f"{self.sampler.errors(g.id) - edge.read_errors} power read(s) failed "
+                    f"during the window ({self.sampler.last_error(g.id)}); the integrated "
+                    "channel bridges the gaps linearly"
+                )
 
         counter: float | None = None
         if g.counter_ok:
@@ -870,9 +577,10 @@ class NvmlMeter(Meter):
                 "flag": bool(rel > self.cross_check_threshold and duration >= min_s),
                 "min_window_s": min_s,
             }
+        sharing = self._sharing(g, win.t0, t1)
         return DeviceEnergy(
             device=g.id,
-            kind="gpu",
+            kind=g.kind,
             name=g.name,
             source=source,
             energy_j=energy,
@@ -881,8 +589,11 @@ class NvmlMeter(Meter):
             peak_power_w=stats.peak_w if stats else None,
             samples=stats.samples if stats else 0,
             complete=complete,
-            issues=issues,
+            issues=issues + sharing,
             cross_check=cross,
+            shared=bool(sharing),
+            simulated=self.simulated,
+            cuda_position=g.target.cuda_position,
         )
 
     def live_power_w(self) -> float | None:
@@ -912,6 +623,7 @@ class NvmlMeter(Meter):
                 "index": g.target.device.index,
                 "uuid": g.uuid,
                 "name": g.name,
+                "kind": g.kind,
                 "driver": self.driver_version,
                 "cuda_position": g.target.cuda_position,
                 "mig": g.target.mig_id,

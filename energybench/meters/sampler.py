@@ -3,8 +3,9 @@
 The sampler reads instantaneous power (plus temperature, SM clock, utilisation) from one reader
 per device at a fixed period, integrates power into a running energy figure per device (trapezoid
 rule, O(1) memory), keeps per-window statistics, and streams a run-length-deduplicated trace to a
-CSV file. It knows nothing about NVML or sysfs: readers are plain callables. It must not hold the
-whole trace in memory and must not let a failing reader stop the other devices or the run.
+CSV file. Integration and window arithmetic use ``clock.monotonic()``; trace rows keep unix time
+for humans. It knows nothing about NVML or sysfs: readers are plain callables. It must not hold
+the whole trace in memory and must not let a failing reader stop the other devices or the run.
 """
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ class PowerSampler:
 
     ``readers`` maps a device id to a callable returning a :class:`Reading`; a reader that
     raises is recorded as failing (its integral stops at the last good sample and resumes,
-    bridging the gap with the trapezoid rule, if it recovers). :meth:`poll` takes one sample of
+    bridging the gap with the trapezoid rule, if it recovers). Times are ``clock.monotonic()``
+    except in the trace file (unix s). :meth:`poll` takes one sample of
     every device and is thread-safe: the meter calls it at window edges, the thread in between.
     """
 
@@ -274,10 +276,10 @@ class PowerSampler:
                     if st.first_error_unix_s is None:
                         st.first_error_unix_s = self.clock.time()
                     continue
-                t = self.clock.time()
-                self._add(device, st, t, r)
+                t = self.clock.monotonic()
+                self._add(device, st, t, r, self.clock.time())
 
-    def _add(self, device: str, st: _DeviceState, t: float, r: Reading) -> None:
+    def _add(self, device: str, st: _DeviceState, t: float, r: Reading, unix_s: float) -> None:
         p = float(r.power_w)
         if st.last_t is not None and st.last_p is not None and t > st.last_t:
             st.cum_j += 0.5 * (p + st.last_p) * (t - st.last_t)
@@ -287,11 +289,11 @@ class PowerSampler:
         for stats in self._windows.values():
             stats[device].add(p)
         if self._writer is not None:
-            self._writer.add(t, device, r)
+            self._writer.add(unix_s, device, r)
 
     # ------------------------------------------------------------------ queries
     def cum_energy_j(self, device: str, t: float) -> float | None:
-        """Integrated energy in J of ``device`` from its first sample to time ``t``.
+        """Integrated energy in J of ``device`` from its first sample to ``t`` (monotonic s).
 
         Past the last sample the last power is held; a failing device is not extrapolated.
         None before the first sample.
@@ -305,11 +307,15 @@ class PowerSampler:
             return st.cum_j + st.last_p * (t - st.last_t)
 
     def last_sample(self, device: str) -> tuple[float, float] | None:
-        """(unix_s, power_w) of the latest good sample, or None."""
+        """(monotonic_s, power_w) of the latest good sample, or None."""
         st = self._states[device]
         if st.last_t is None or st.last_p is None:
             return None
         return st.last_t, st.last_p
+
+    def errors(self, device: str) -> int:
+        """How many reads of ``device`` have failed so far."""
+        return self._states[device].errors
 
     def failing(self, device: str) -> bool:
         return self._states[device].failing

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from energybench.meters.sim import PowerTrace
+from energybench.meters.fakenvml import PowerTrace
 
 
 def hot_then_idle(t: float) -> float:
@@ -12,7 +12,7 @@ def hot_then_idle(t: float) -> float:
 
 def test_cool_down_waits_until_near_idle(sim_monitor, clock) -> None:
     trace = PowerTrace.from_function(hot_then_idle, 60, 0.1)
-    mon, _, _ = sim_monitor(trace=trace)
+    mon, _, _ = sim_monitor(power=trace)
     mon.measure_idle(5.0)  # 30 + 0.06 * 50 = 33 degC in the simulator
     assert list(mon.idle_temp_c.values()) == [33.0]
     clock.sleep(7.0)  # t = 12: under load, 66 degC
@@ -26,7 +26,7 @@ def test_cool_down_waits_until_near_idle(sim_monitor, clock) -> None:
 
 def test_cool_down_gives_up_after_max_s(sim_monitor, clock) -> None:
     trace = PowerTrace.from_function(hot_then_idle, 60, 0.1)
-    mon, _, _ = sim_monitor(trace=trace)
+    mon, _, _ = sim_monitor(power=trace)
     mon.measure_idle(5.0)
     clock.sleep(6.0)
     res = mon.cool_down(tolerance_c=3.0, max_s=2.0, poll_s=0.5)

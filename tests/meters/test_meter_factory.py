@@ -12,9 +12,11 @@ from energybench.meters.factory import (
     build_monitor,
     probe_meters,
 )
+from energybench.meters.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.nvml import NvmlMeter, NvmlUnavailableError
+from energybench.meters.nvml_device import PynvmlBackend
 from energybench.meters.rapl import RaplFs, RaplMeter
-from energybench.meters.sim import DeniedRaplFs, FakeRaplTree, ManualClock, SimBackend, SimGpu
+from energybench.meters.sim import DeniedRaplFs, FakeRaplTree, ManualClock
 from energybench.suite.schema import EnergySettings
 
 
@@ -67,13 +69,15 @@ def test_gpus_used_but_nvml_missing_are_reported_unmeasured(tmp_path, no_nvml):
         pass
     gpu = w.measurement.devices[0]
     assert gpu.energy_j is None and not gpu.complete and "NVML" in gpu.issues[0]
+    assert gpu.cuda_position == 0  # charged to the entry that uses cuda:0 only
     assert "incomplete:gpu:cuda:0" in w.measurement.flags
 
 
 def test_auto_with_gpus_writes_a_trace(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     clock = ManualClock()
-    backend = SimBackend([SimGpu(clock, 200.0, index=i) for i in range(2)])
+    fake = FakeNvml([FakeGpu(power=200.0), FakeGpu(power=200.0)], clock)
+    backend = PynvmlBackend(fake)
     tree = FakeRaplTree(tmp_path / "pc")
     tree.add_package(0)
     settings = EnergySettings(sample_period_s=0.1, min_window_s=0)
@@ -95,7 +99,8 @@ def test_auto_with_gpus_writes_a_trace(tmp_path, monkeypatch):
                 clock.sleep(0.1)
                 nv.poll()
     devs = {d.device: d for d in w.measurement.devices}
-    assert devs[f"gpu:{backend.gpus[1].uuid_}"].energy_j == pytest.approx(600, rel=0.02)
+    gpu = devs[f"gpu:{fake.gpus[1].uuid}"]
+    assert gpu.energy_j == pytest.approx(600, rel=0.02) and gpu.cuda_position == 1
     assert (tmp_path / "traces" / "power-nvml.csv").exists()
     assert nv.describe()[0]["sample_period_s"] == 0.1
     assert w.measurement.flags == []
@@ -103,8 +108,8 @@ def test_auto_with_gpus_writes_a_trace(tmp_path, monkeypatch):
 
 def test_probe_meters_explains_each_meter(tmp_path):
     clock = ManualClock()
-    old = SimGpu(clock, 90.0, index=1, counter_supported=False, name_="Tesla P100")
-    backend = SimBackend([SimGpu(clock, 100.0), old])
+    old = FakeGpu(power=90.0, counter_supported=False, name="Tesla P100", arch="pascal")
+    backend = PynvmlBackend(FakeNvml([FakeGpu(name="Simulated GPU", power=100.0), old], clock))
     tree = FakeRaplTree(tmp_path / "pc")
     tree.add_package(0)
     nvml, rapl, est = probe_meters(
@@ -115,7 +120,7 @@ def test_probe_meters_explains_each_meter(tmp_path):
     assert nvml.details[1]["counter_supported"] is False and "pre-Volta" in nvml.fix
     assert not rapl.ok and "chmod" in rapl.fix
     assert est.ok and est.details[0]["tdp_w"] > 0
-    assert backend.closed == 1
+    assert backend.lib._init_count == 0  # nvmlShutdown was called
 
 
 def test_probe_meters_on_this_machine_never_raises():

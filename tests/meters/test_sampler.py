@@ -33,7 +33,7 @@ def test_online_integral_equals_numpy_trapezoid(steps):
         clock.sleep(dt)
         current["p"] = p
         sampler.poll()
-        ts.append(clock.time())
+        ts.append(clock.monotonic())
         ps.append(p)
     assert sampler.cum_energy_j("d", ts[-1]) == pytest.approx(integrate_trace(ts, ps), abs=1e-6)
 
@@ -61,7 +61,7 @@ def test_failing_reader_does_not_stop_the_others():
         state["fail"] = i >= 10
         sampler.poll()
         clock.sleep(0.1)
-    t = clock.time()
+    t = clock.monotonic()
     assert sampler.cum_energy_j("ok", t) == pytest.approx(200.0)
     assert sampler.failing("bad") and "gone" in sampler.last_error("bad")
     assert sampler.cum_energy_j("bad", t) == pytest.approx(50.0 * 0.9)  # not extrapolated
@@ -96,3 +96,14 @@ def test_poller_runs_and_stops():
     assert 5 <= seen <= 20 and not p.running
     time.sleep(0.03)
     assert n["i"] == seen
+
+
+def test_past_the_last_sample_its_power_is_held_and_before_the_first_there_is_none():
+    clock = ManualClock()
+    sampler = PowerSampler({"d": lambda: Reading(100.0)}, clock=clock)
+    assert sampler.cum_energy_j("d", clock.monotonic()) is None
+    sampler.poll()
+    t = clock.monotonic()
+    clock.jump_wall(-50.0)  # the wall clock plays no part
+    assert sampler.cum_energy_j("d", t + 1.5) == pytest.approx(150.0)
+    assert sampler.last_sample("d") == (t, 100.0)

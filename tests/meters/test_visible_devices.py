@@ -5,17 +5,35 @@ from __future__ import annotations
 import pytest
 
 from energybench.meters.factory import build_monitor
+from energybench.meters.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.nvml import GpuSelectionError, NvmlMeter, select_gpus, visible_gpus
-from energybench.meters.sim import ManualClock, SimBackend, SimGpu
+from energybench.meters.nvml_device import PynvmlBackend
+from energybench.meters.sim import ManualClock
 from energybench.suite.schema import EnergySettings
 
 
+class Backend(PynvmlBackend):
+    """The real adapter over four fake GPUs; ``gpus`` are the fake's, ``closed`` counts closes."""
+
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        gpus = [FakeGpu(power=100.0 + 10 * i) for i in range(4)]
+        gpus[3].uuid = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
+        gpus[2].mig = (1, 1)
+        gpus[2].mig_devices = ["MIG-2a5f7c1e-0000-5b1d-9d4c-000000000001"]
+        self.fake = FakeNvml(gpus, self.clock)
+        self.gpus = self.fake.gpus
+        self.closed = 0
+        super().__init__(self.fake)
+
+    def close(self) -> None:
+        self.closed += 1
+        super().close()
+
+
 @pytest.fixture
-def backend() -> SimBackend:
-    clock = ManualClock()
-    gpus = [SimGpu(clock, 100.0 + 10 * i, index=i) for i in range(4)]
-    gpus[3].uuid_ = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
-    return SimBackend(gpus, mig={"MIG-2a5f7c1e-0000-5b1d-9d4c-000000000001": gpus[2].uuid_})
+def backend() -> Backend:
+    return Backend()
 
 
 def uuids(targets) -> list[str]:
@@ -31,13 +49,13 @@ def test_unset_means_all_in_pci_order_with_a_note(backend):
 
 def test_indices_in_cuda_order(backend):
     t = select_gpus(backend, [0, 1], env="2,0")
-    assert uuids(t) == [backend.gpus[2].uuid_, backend.gpus[0].uuid_]
+    assert uuids(t) == [backend.gpus[2].uuid, backend.gpus[0].uuid]
     assert [x.cuda_position for x in t] == [0, 1]
-    assert uuids(select_gpus(backend, [1], env="3,1")) == [backend.gpus[1].uuid_]
+    assert uuids(select_gpus(backend, [1], env="3,1")) == [backend.gpus[1].uuid]
 
 
-def test_full_uuid_and_prefixes(backend):
-    g3 = backend.gpus[3].uuid_
+def test_full_uuidand_prefixes(backend):
+    g3 = backend.gpus[3].uuid
     assert uuids(select_gpus(backend, [0], env=g3)) == [g3]
     assert uuids(select_gpus(backend, [0], env="GPU-8932f937")) == [g3]
     assert uuids(select_gpus(backend, [1], env=f"1,{g3[4:12]}")) == [g3]
@@ -60,22 +78,28 @@ def test_empty_means_no_gpu(backend):
 
 
 def test_mig_ids_map_to_parent_with_warning(backend):
-    parent0 = backend.gpus[0].uuid_
+    parent0 = backend.gpus[0].uuid
     t = select_gpus(backend, [0], env=f"MIG-{parent0}/1/0")
     assert uuids(t) == [parent0] and t[0].mig_id
     assert any("whole" in i and "parent GPU" in i for i in t[0].issues)
     t = select_gpus(backend, [0], env="MIG-2a5f7c1e")
-    assert uuids(t) == [backend.gpus[2].uuid_]
+    assert uuids(t) == [backend.gpus[2].uuid] and t[0].mig
+    t = select_gpus(backend, [0], env="MIG-2a5f7c1e-0000-5b1d-9d4c-000000000001")
+    assert uuids(t) == [backend.gpus[2].uuid] and t[0].mig
+    # MIG mode on without a MIG id in the environment: still flagged
+    t = select_gpus(backend, [0], env="2")
+    assert t[0].mig and any("MIG mode on" in i for i in t[0].issues)
+    assert not select_gpus(backend, [0], env="1")[0].mig
 
 
 def test_torch_uuids_win_over_environment(backend):
-    t = select_gpus(backend, [0], env="0", torch_uuids=[backend.gpus[1].uuid_[4:]])
-    assert uuids(t) == [backend.gpus[1].uuid_]
+    t = select_gpus(backend, [0], env="0", torch_uuids=[backend.gpus[1].uuid[4:]])
+    assert uuids(t) == [backend.gpus[1].uuid]
 
 
 def test_monitor_measures_exactly_the_used_gpus(backend, monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"3,{backend.gpus[1].uuid_}")
-    clock = backend.gpus[0].clock
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"3,{backend.gpus[1].uuid}")
+    clock = backend.clock
     mon = build_monitor(
         EnergySettings(meters=["nvml"]),
         [1],
@@ -86,12 +110,12 @@ def test_monitor_measures_exactly_the_used_gpus(backend, monkeypatch):
         background=False,
     )
     (meter,) = [m for m in mon.meters if isinstance(m, NvmlMeter)]
-    assert [d["uuid"] for d in meter.describe()] == [backend.gpus[1].uuid_]
+    assert [d["uuid"] for d in meter.describe()] == [backend.gpus[1].uuid]
     assert meter.describe()[0]["cuda_position"] == 1
     mon.begin_window("w")
     clock.sleep(2.0)
     m = mon.end_window("w")
-    assert [d.device for d in m.devices] == [f"gpu:{backend.gpus[1].uuid_}"]
+    assert [d.device for d in m.devices] == [f"gpu:{backend.gpus[1].uuid}"]
     assert m.devices[0].energy_j == pytest.approx(110 * 2.0, rel=0.02)
     mon.close()
     assert backend.closed == 1
