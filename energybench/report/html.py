@@ -200,6 +200,8 @@ def _phase_energy(phases: pd.DataFrame) -> pd.DataFrame:
     if phases.empty or "energy_j" not in phases:
         return pd.DataFrame()
     phases = phases.dropna(subset=["device", "energy_j"])  # skipped phases: nothing measured
+    if "charged" in phases:  # another entry's GPU, seen in the window: recorded, not charged
+        phases = phases[phases["charged"].astype("boolean").fillna(True).astype(bool)]
     top = phases[
         ~phases["window"].str.contains("/t[0-9]+$", regex=True) | (phases["phase"] == "serve")
     ]
@@ -213,6 +215,38 @@ def _phase_energy(phases: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+
+
+def _scenario_table(run: RunData) -> list[dict[str, Any]]:
+    """Serving scenarios for the report: J/item with CI, trials (and lost ones), precision."""
+    rows = scenario_rows(run)
+    out = []
+    for r in rows.to_dict("records") if not rows.empty else []:
+        lost = r.get("trials_without_energy")
+        trials = str(r["trials"])
+        if not _missing(lost) and lost > 0:
+            trials += f" ({int(lost)} lost energy)"
+        rel, reached = r.get("rel_ci"), r.get("target_ci_reached")
+        prec = "–" if _missing(rel) else f"±{100 * rel:.1f} %"
+        if not _missing(rel) and not bool(reached):
+            prec += " (target missed)"
+        out.append(
+            {
+                "entry": r["entry"],
+                "scenario": r["scenario"],
+                "kind": r["scenario_kind"],
+                "batch": "–" if _missing(r.get("batch_size")) else int(r["batch_size"]),
+                "trials": trials,
+                "jpi": r["energy_per_item_j"],
+                "ci": _ci_text(r["energy_per_item_ci_low_j"], r["energy_per_item_ci_high_j"]),
+                "measured": r.get("measured_energy_per_item_j"),
+                "est": bool(r["is_estimate"]),
+                "precision": prec,
+                "p99": r.get("latency_p99_ms"),
+                "flags": r.get("flags") if isinstance(r.get("flags"), str) else "",
+            }
+        )
+    return out
 
 
 def _hardware(run: RunData) -> dict[str, Any]:
@@ -231,6 +265,17 @@ def _hardware(run: RunData) -> dict[str, Any]:
     }
 
 
+def _meter_source(m: dict[str, Any]) -> str:
+    """Provenance of a meter description without a ``source`` (the NVML meter's channels)."""
+    if m.get("meter") != "nvml":
+        return "?"
+    channels = ["nvml-counter"] if m.get("counter_supported") else []
+    if m.get("power_channel"):
+        channels.append("nvml-power-integrated")
+    sim = " (simulated)" if m.get("simulated") else ""
+    return " + ".join(channels) + sim if channels else "none"
+
+
 def _meter_rows(run: RunData) -> list[dict[str, str]]:
     out = []
     for m in run.manifest.get("meters", []):
@@ -244,7 +289,7 @@ def _meter_rows(run: RunData) -> list[dict[str, str]]:
             {
                 "meter": str(m.get("meter", "?")),
                 "device": str(m.get("device", "")),
-                "source": str(m.get("source", "")),
+                "source": str(m.get("source") or _meter_source(m)),
                 "model": str(m.get("model") or m.get("name") or ""),
                 "detail": detail,
                 "note": note,
@@ -344,6 +389,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "iec_reference": _iec_reference_text(run),
         "muis": [(_mui_key(i), f"{mui:g}", w) for i, (mui, w) in enumerate(usage_intensities(run))],
         "by_phase": by_phase.to_dict("records"),
+        "scenarios": _scenario_table(run),
         "break_even": be.to_dict("records"),
         "entries": _entry_specs(run),
         "created": dt.datetime.fromtimestamp(m.get("created_unix_s", 0)).isoformat(

@@ -374,9 +374,7 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     costs = [f.cost for f in figures]
     factors = carbon_factors(run)
     ranked = {r.name: r for r in rank(costs, intensities=intensities, **kw)}
-    by_mui = {
-        mui: {r.name: r.rank for r in rank(costs, mui=mui, **kw)} for mui, _w in intensities
-    }
+    by_mui = {mui: {r.name: r.rank for r in rank(costs, mui=mui, **kw)} for mui, _w in intensities}
     rows = []
     for f in figures:
         c = f.cost
