@@ -2,13 +2,22 @@
 
 A checkpoint ``<name>.pt`` is ``torch.save`` of a plain ``dict`` of tensors (the module's
 ``state_dict()``, nothing else); beside it, ``<name>.recipe.json`` says how to rebuild the module
-those tensors belong to (format in ``docs/checkpoints.md``)::
+those tensors belong to (also summarised in the README, "Where results go")::
 
     {"format": "energybench-checkpoint", "version": 1,
      "model": {"name": "ckbg", "params": {...}},   # the suite's model spec (MODELS registry)
      "uses": ["teacher"],                           # upstream entries the factory was given
      "steps": [{"op": "reparameterize"}, ...],      # structural changes, in order
-     "state_file": "compress.pt", "state_sha256": "..."}
+     "state_file": "compress.pt", "state_sha256": "...",
+     "quantized_attrs": {"tensors": [...], "numbers": {...}}}
+
+Steps: ``{"op": "reparameterize"}``; ``{"op": "prune", "kind": "structured", "pairs":
+[{"producer", "consumer", "between", "channels"}]}`` (unstructured pruning changes no shape and
+adds no step); ``{"op": "cast", "dtype": "fp16"|"bf16"}``; ``{"op": "quantize_int8", "graph":
+"fx"|"eager-per-conv", "example_shape": [...]}``; ``{"op": "distill", "student": {"name",
+"params"}}``. ``quantized_attrs`` lists what some int8 modules keep outside ``state_dict()``
+(e.g. a quantised PReLU's weight, scale and zero point): those tensors are in the ``.pt`` too
+under ``"<module>.<attr>"``, the numbers are in the recipe.
 
 Loading builds the model from the registry (upstream models through a resolver), replays the
 steps (merge branches; shrink pruned layers to their saved widths; cast; rebuild the int8 graph
