@@ -329,3 +329,20 @@ def test_dot_scenario_name_is_refused(tmp_path: Path) -> None:
     )
     assert res.exit_code == 2, res.output
     assert "scenario name '..'" in res.output and "entries.0.serve.0.name" in res.output
+
+
+def test_a_report_that_fails_keeps_the_run_and_says_how_to_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import energybench.report.html as html
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError(r"Unknown symbol: \undefined [at 1]")
+
+    monkeypatch.setattr(html, "write_report", broken)
+    suite = _suite_with(tmp_path, "ok", "a")
+    res = CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1, res.output
+    assert "report could not be written" in res.output and "energybench report" in res.output
+    assert r"\undefined [at 1]" in res.output and "Traceback" not in res.output
+    assert list((tmp_path / "out").glob("ok/*/entries/a/evaluate.json"))

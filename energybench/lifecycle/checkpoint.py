@@ -380,6 +380,11 @@ class CheckpointLoader:
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read checkpoint recipe {rpath}: {exc}") from None
         recipe = Recipe.from_json(data, str(rpath))
+        if not isinstance(data.get("state_sha256"), str):
+            raise CheckpointError(
+                f"checkpoint recipe {rpath} has no state_sha256, so it cannot vouch for "
+                f"{path.name}; start a new run (drop --resume)"
+            )
         self._loading.append(resolved)
         try:
             state = read_state_dict(path, data.get("state_sha256"))
