@@ -217,7 +217,9 @@ class Runner:
 
     # ------------------------------------------------------------------ phases
     def _build_model(self, e: Entry, device: torch.device) -> nn.Module:
-        upstream = lambda u: self._load(self.store.checkpoint_path(u, "train"), device)  # noqa: E731
+        def upstream(name: str) -> nn.Module:  # a teacher's trained model, loaded safely
+            return self._load(self.store.checkpoint_path(name, "train"), device)
+
         return build_model(e.model.model_dump(mode="json"), e.uses, upstream).to(device)
 
     def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
