@@ -120,6 +120,16 @@ def test_resume_never_runs_code_from_a_crafted_checkpoint(
     assert json.loads((run_dir / "entries/-rm/serve.json").read_text())["status"] == "done"
 
 
+def test_run_checkpoints_are_plain_tensors_with_a_recipe(hostile_run: tuple[Path, Path]) -> None:
+    _, run_dir = hostile_run
+    ckpt = run_dir / "entries/+cmd/checkpoints/train.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert type(state) is dict and all(isinstance(v, torch.Tensor) for v in state.values())
+    recipe = json.loads(recipe_path(ckpt).read_text())
+    assert recipe["format"] == "energybench-checkpoint" and recipe["model"]["name"] == "espcn"
+    assert recipe["state_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+
+
 def test_the_crafted_file_would_run_code_if_unpickled(tmp_path: Path) -> None:
     """The attack in the test above is real: a full unpickle runs it."""
     marker = tmp_path / "marker"

@@ -39,7 +39,7 @@ import io
 import json
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class Recipe:
 
     model: dict[str, Any]
     uses: tuple[str, ...] = ()
-    steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    steps: tuple[dict[str, Any], ...] = ()
 
     def then(self, step: dict[str, Any] | None) -> Recipe:
         """This recipe with one more structural step (None: the step changed no structure)."""
@@ -91,7 +91,9 @@ class Recipe:
             and isinstance(data.get("uses", []), list)
             and all(isinstance(u, str) for u in data.get("uses", []))
             and isinstance(data.get("steps", []), list)
-            and all(isinstance(s, dict) and isinstance(s.get("op"), str) for s in data["steps"])
+            and all(
+                isinstance(s, dict) and isinstance(s.get("op"), str) for s in data.get("steps", [])
+            )
         )
         if not ok:
             raise CheckpointError(
