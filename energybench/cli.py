@@ -125,14 +125,33 @@ def run(
         raise typer.Exit(130) from None
     console.print(f"results: [bold]{outcome.run_dir}[/bold]")
     console.print(f"ran {len(outcome.ran)} phase(s), reused {len(outcome.reused)} finished")
+    report_ok = True
     if not no_report:
+        from rich.markup import escape
+
         from energybench.report.html import write_report
         from energybench.store import load_run
 
-        run_data = load_run(outcome.run_dir)
-        path = report_path or _default_output(run_data, "html")
-        write_report([run_data], path)
-        console.print(f"report: [bold]{path}[/bold]")
+        try:
+            run_data = load_run(outcome.run_dir)
+            path = report_path or _default_output(run_data, "html")
+            write_report([run_data], path)
+        except Exception as exc:  # noqa: BLE001 - the run's work is saved: never lose it here
+            where = escape(str(outcome.run_dir))
+            err.print(
+                f"[red]error: the run finished and its results are saved in {where}, but the "
+                f"report could not be written ({type(exc).__name__}: {escape(str(exc))}); "
+                f"retry with: energybench report {where} "
+                "(and please report this as a bug)[/red]",
+                highlight=False,
+                markup=True,
+                soft_wrap=True,
+            )
+            report_ok = False
+        else:
+            console.print(f"report: [bold]{path}[/bold]")
+    if not report_ok and outcome.ok:
+        raise typer.Exit(EXIT_FAILED)
     if not outcome.ok:
         for name, why in outcome.failed.items():
             err.print(f"[red]entry '{name}' failed: {why}[/red]", highlight=False)

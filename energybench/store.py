@@ -7,11 +7,14 @@
         suite.resolved.yaml         the suite as it ran (defaults merged, overrides applied)
         idle.json                   idle power per device (the static-energy baseline)
         entries/<entry>/<phase>.json    one record per entry-phase (train ... evaluate)
-        entries/<entry>/checkpoints/    trained and compressed models
+        entries/<entry>/checkpoints/    trained and compressed models: <name>.pt (tensors
+                                    only) + <name>.recipe.json (how to rebuild the module)
         traces/                     power traces (CSV, streamed while running)
 
-Every write is write-then-rename, so a crash never leaves a half-written record. Reports and
-exports only read from here; nothing in this module measures anything.
+Every write is write-then-rename, so a crash never leaves a half-written record. Every path is
+checked to stay inside the run directory (and a new run inside ``--out``): names come from
+suites and manifests, which users and strangers write. Reports and exports only read from here;
+nothing in this module measures anything.
 """
 
 from __future__ import annotations
@@ -52,11 +55,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic_write(path, lambda fh: fh.write(text))
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` atomically (the whole module is pickled so compressed models reload)."""
-    import torch
-
-    _atomic_write(path, lambda fh: torch.save(obj, fh), mode="wb")
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (checkpoints: see ``lifecycle/checkpoint.py``)."""
+    _atomic_write(path, lambda fh: fh.write(data), mode="wb")
 
 
 def read_json(path: Path) -> Any:
@@ -67,21 +68,56 @@ def new_run_id(config_hash: str) -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{config_hash[:8]}"
 
 
+class UnsafePathError(ValueError):
+    """A name that would put a file outside the run directory or ``--out`` (user error, exit 2)."""
+
+
+def _component(name: str, what: str) -> str:
+    """``name`` if it is one ordinary path component (no separators, not '', '.', '..', '.x')."""
+    if (
+        not name
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or Path(name).name != name
+    ):
+        raise UnsafePathError(
+            f"{what} '{name}' cannot be used as a folder name: it is empty, starts with '.' or "
+            "contains a path separator, so files would land outside the run directory; "
+            "rename it (letters, digits, _ + - and inner dots)"
+        )
+    return name
+
+
+def _inside(path: Path, base: Path, what: str) -> Path:
+    """``path`` if it resolves strictly inside ``base`` (symlinks followed), else refuse."""
+    resolved, root = path.resolve(), base.resolve()
+    if resolved == root or not resolved.is_relative_to(root):
+        raise UnsafePathError(
+            f"{what} {path} resolves to {resolved}, outside {root}; refusing to read or write "
+            "there (check the names in the suite or manifest, and symlinks in the folder)"
+        )
+    return path
+
+
 @dataclass
 class RunStore:
-    """One run directory."""
+    """One run directory. Every path it hands out stays inside ``root``."""
 
     root: Path
 
     @classmethod
     def create(cls, out_root: Path, suite_name: str, config_hash: str) -> RunStore:
-        base = Path(out_root) / suite_name
+        """A new, empty run directory ``<out_root>/<suite_name>/<run-id>`` (never outside it)."""
+        base = Path(out_root) / _component(suite_name, "suite name")
         run_id = new_run_id(config_hash)
         root = base / run_id
         n = 1
         while root.exists():
             n += 1
             root = base / f"{run_id}-{n}"
+        _inside(root, Path(out_root), "run directory")
         root.mkdir(parents=True)
         return cls(root)
 
@@ -105,13 +141,17 @@ class RunStore:
         atomic_write_json(self.manifest_path, manifest)
 
     def entry_dir(self, entry: str) -> Path:
-        return self.root / "entries" / entry
+        """``entries/<entry>``; refuses a name that would leave ``entries/``."""
+        entries = self.root / "entries"
+        return _inside(entries / _component(entry, "entry name"), entries, "entry folder")
 
     def phase_path(self, entry: str, phase: str) -> Path:
-        return self.entry_dir(entry) / f"{phase}.json"
+        d = self.entry_dir(entry)
+        return _inside(d / f"{_component(phase, 'phase')}.json", d, "phase record")
 
     def checkpoint_path(self, entry: str, name: str) -> Path:
-        return self.entry_dir(entry) / "checkpoints" / f"{name}.pt"
+        d = self.entry_dir(entry) / "checkpoints"
+        return _inside(d / f"{_component(name, 'checkpoint')}.pt", d, "checkpoint")
 
     def read_phase(self, entry: str, phase: str) -> dict[str, Any] | None:
         p = self.phase_path(entry, phase)
@@ -169,7 +209,10 @@ def load_run(run_dir: str | Path) -> RunData:
         run.idle = read_json(idle)
     for name in run.entries:
         for phase in PHASES:
-            rec = store.read_phase(name, phase)
+            try:
+                rec = store.read_phase(name, phase)
+            except UnsafePathError as exc:
+                raise NotARunError(f"{root}/manifest.json names an unsafe entry: {exc}") from None
             if rec is not None:
                 run.phases.setdefault(name, {})[phase] = rec
     return run

@@ -133,9 +133,17 @@ METHODS: dict[str, Callable[[Any, nn.Module, CompressContext], tuple[nn.Module, 
 
 
 def apply_method(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
-    """Apply one compress step; the record says what changed (params, size, sparsity)."""
+    """Apply one compress step; the record says what changed (params, size, sparsity).
+
+    The output carries the input's checkpoint recipe plus this step's structural change (see
+    :mod:`energybench.lifecycle.checkpoint`), so it can be saved as plain tensors and rebuilt.
+    """
+    from energybench.lifecycle.checkpoint import attach_recipe, compress_step, recipe_of
+
     before = describe_model(model)
+    recipe = recipe_of(model)
     out, info = METHODS[step.method](step, model, ctx)
+    attach_recipe(out, recipe.then(compress_step(step, info, out)) if recipe else None)
     after = describe_model(out)
     return out, {
         "method": step.method,

@@ -258,7 +258,11 @@ def structured_prune(
         for name in pair.between:
             _shrink_channelwise(mods[name], idx)
         _shrink_in(mods[pair.consumer], idx)
-        layers[pair.producer] = {"consumer": pair.consumer, "channels": [n, len(idx)]}
+        layers[pair.producer] = {
+            "consumer": pair.consumer,
+            "between": list(pair.between),
+            "channels": [n, len(idx)],
+        }
     return pruned, {
         "kind": "structured",
         "criterion": criterion,
@@ -266,6 +270,26 @@ def structured_prune(
         "channels_removed": sum(n - len(idx) for _, idx, n in plan),
         "speedup_expected": True,
     }
+
+
+def replay_structured_prune(model: nn.Module, pairs: list[dict[str, Any]]) -> nn.Module:
+    """``model`` with the layer widths of a structured pruning (``{"producer", "consumer",
+    "between", "channels"}`` per pair, ``channels`` kept): the first channels are kept, since
+    the weights are loaded from a checkpoint afterwards. Used to rebuild a saved pruned model."""
+    mods = dict(model.named_modules())
+    for pair in pairs:
+        names = [pair["producer"], pair["consumer"], *pair.get("between", [])]
+        missing = [n for n in names if n not in mods]
+        if missing:
+            raise ValueError(f"pruned layers {missing} are not in {type(model).__name__}")
+        if not all(isinstance(mods[pair[k]], nn.Conv2d) for k in ("producer", "consumer")):
+            raise ValueError(f"pruned pair {pair['producer']} -> {pair['consumer']} is not convs")
+        idx = torch.arange(int(pair["channels"]))
+        _shrink_out(mods[pair["producer"]], idx)
+        for name in pair.get("between", []):
+            _shrink_channelwise(mods[name], idx)
+        _shrink_in(mods[pair["consumer"]], idx)
+    return model
 
 
 # ----------------------------------------------------------------------------- unstructured

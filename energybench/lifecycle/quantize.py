@@ -38,10 +38,12 @@ BACKEND = "x86"
 class QuantizedSR(SRModel):
     """An FX-quantised step (``graph(lr, *state_leaves)``) with the SRModel interface.
 
-    The float model is kept (unregistered, so not in the state dict) for ``init_state`` and to
-    rebuild the graph when a checkpoint is loaded: a converted FX graph does not unpickle, so
-    pickling stores the float model, an example input shape and the quantised state dict
-    (weights, scales, zero points), and loading re-traces and loads them (no recalibration).
+    The float model is kept (unregistered, so not in the state dict) for ``init_state`` and for
+    FLOP counting. A checkpoint stores only the quantised state dict (weights, scales, zero
+    points) and the example input shape; loading rebuilds the graph with :func:`rebuild_int8`
+    (re-trace and convert a float model of the same architecture, no recalibration) and loads
+    the state into it. The rebuilt float reference then has freshly initialised weights: only
+    its structure is used.
     """
 
     def __init__(
@@ -53,9 +55,6 @@ class QuantizedSR(SRModel):
         self.temporal = bool(getattr(float_model, "temporal", False))
         self.example_shape = tuple(example_shape)
         self.__dict__["_float_model"] = float_model
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return _rebuild_quantized, (self._float_model, self.example_shape, self.graph.state_dict())
 
     def init_state(self, lr: torch.Tensor) -> Any:
         return self._float_model.init_state(lr) if self.temporal else None
@@ -137,18 +136,35 @@ def _prepare(model: nn.Module, sample: torch.Tensor) -> tuple[nn.Module, bool]:
     return prepared, wrapper.state_spec is not None
 
 
-def _rebuild_quantized(
-    float_model: nn.Module, example_shape: tuple[int, ...], state: dict[str, Any]
-) -> QuantizedSR:
-    """Unpickle a :class:`QuantizedSR`: re-trace, convert, load the saved quantised state."""
+def _use_backend() -> None:
+    if torch.backends.quantized.engine != BACKEND and BACKEND in (
+        torch.backends.quantized.supported_engines
+    ):
+        torch.backends.quantized.engine = BACKEND
+
+
+def rebuild_int8(
+    float_model: nn.Module, graph: str, example_shape: tuple[int, ...] | None
+) -> nn.Module:
+    """The int8 structure :func:`quantize_int8` makes of ``float_model``, uncalibrated: its
+    quantised state (weights, scales, zero points) is to be loaded from a checkpoint.
+
+    ``graph`` is ``info["graph"]`` of the original run: ``fx`` (needs the example input shape
+    it was traced with) or ``eager-per-conv``.
+    """
     from torch.ao.quantization.quantize_fx import convert_fx
 
+    _use_backend()
+    float_model = copy.deepcopy(float_model).cpu().float().eval()
+    if graph == "eager-per-conv":
+        return quantize_eager_convs(float_model, [])
+    if graph != "fx" or not example_shape:
+        raise ValueError(f"cannot rebuild an int8 graph of kind '{graph}'")
     prepared, _ = _prepare(float_model, torch.rand(example_shape))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         converted = convert_fx(prepared)
-    converted.load_state_dict(state)
-    return QuantizedSR(converted, float_model, example_shape).eval()
+    return QuantizedSR(converted, float_model, tuple(example_shape)).eval()
 
 
 def quantize_fx(model: nn.Module, inputs: list[torch.Tensor]) -> QuantizedSR:
@@ -212,10 +228,7 @@ def quantize_int8(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn
         )
     if step.mode != "static":
         raise ValueError(f"int8 needs mode: static (got mode: {step.mode})")
-    if torch.backends.quantized.engine != BACKEND and BACKEND in (
-        torch.backends.quantized.supported_engines
-    ):
-        torch.backends.quantized.engine = BACKEND
+    _use_backend()
     inputs = calibration_inputs(model, ctx, step.calibration_batches)
     info: dict[str, Any] = {
         "dtype": "int8",

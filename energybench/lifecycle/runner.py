@@ -6,7 +6,6 @@ It orchestrates; measuring is the monitor's job, the numbers' meaning is the met
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import traceback
@@ -22,6 +21,7 @@ from energybench import __version__
 from energybench.data import DATASETS
 from energybench.data.clipset import DatasetConfigError
 from energybench.environment import snapshot
+from energybench.lifecycle.checkpoint import CheckpointLoader, build_model, save_checkpoint
 from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
 from energybench.lifecycle.progress import RunProgress
 from energybench.lifecycle.serve import run_scenario
@@ -29,8 +29,7 @@ from energybench.lifecycle.tasks import Task, make_task
 from energybench.lifecycle.train import train_steps
 from energybench.meters import build_monitor
 from energybench.meters.base import EnergyMonitor
-from energybench.models import MODELS
-from energybench.store import PHASES, STORE_VERSION, RunStore, atomic_torch_save, atomic_write_json
+from energybench.store import PHASES, STORE_VERSION, RunStore, atomic_write_json
 from energybench.suite.load import LoadedSuite, config_hash, dependency_order
 from energybench.suite.schema import SCHEMA_VERSION, Entry, Suite
 
@@ -245,8 +244,9 @@ class Runner:
         return task_for(self.suite, e, self._datasets)
 
     def _load(self, path: Path, device: torch.device) -> nn.Module:
-        model = torch.load(path, map_location=device, weights_only=False)
-        return model.to(device).eval()
+        """A checkpoint of this run: tensors only, the module rebuilt from its recipe."""
+        loader = CheckpointLoader(lambda u: self.store.checkpoint_path(u, "train"))
+        return loader.load(path, device)
 
     def _record(self, e: Entry, phase: str, status: str, **fields_: Any) -> dict[str, Any]:
         rec = {
@@ -269,13 +269,10 @@ class Runner:
 
     # ------------------------------------------------------------------ phases
     def _build_model(self, e: Entry, device: torch.device) -> nn.Module:
-        factory = MODELS.get(e.model.name)
-        params = dict(e.model.params)
-        if "upstream" in inspect.signature(factory).parameters:
-            params["upstream"] = {
-                u: self._load(self.store.checkpoint_path(u, "train"), device) for u in e.uses
-            }
-        return factory(**params).to(device)
+        def upstream(name: str) -> nn.Module:  # a teacher's trained model, loaded safely
+            return self._load(self.store.checkpoint_path(name, "train"), device)
+
+        return build_model(e.model.model_dump(mode="json"), e.uses, upstream).to(device)
 
     def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
         ckpt = self.store.checkpoint_path(e.name, "train")
@@ -296,7 +293,7 @@ class Runner:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = self._train_steps(e, task)
         if trainable == 0 or steps == 0:
-            atomic_torch_save(model, ckpt)
+            save_checkpoint(model, ckpt)
             why = "model has no trainable parameters" if trainable == 0 else "0 training steps"
             self._record(
                 e, "train", "skipped", reason=why, measurement=None, model=describe_model(model)
@@ -321,7 +318,7 @@ class Runner:
                 log_every=tr.log_every,
                 progress=self._update,
             )
-        atomic_torch_save(model, ckpt)
+        save_checkpoint(model, ckpt)
         self._record(
             e,
             "train",
@@ -372,7 +369,7 @@ class Runner:
                 with self.monitor.window(f"{e.name}/compress/{i}-{step.method}") as w:
                     model, info = apply_method(step, model, ctx)
                 methods.append({**info, **self._window_fields(w.measurement, t1)})
-        atomic_torch_save(model, self.store.checkpoint_path(e.name, "compress"))
+        save_checkpoint(model, self.store.checkpoint_path(e.name, "compress"))
         self._record(
             e, "compress", "done", methods=methods, **self._window_fields(outer.measurement, t0)
         )

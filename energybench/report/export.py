@@ -12,11 +12,18 @@ Every column, its dtype and its meaning are in :data:`SCHEMA` (also ``docs/expor
 names carry units; columns are always the same, in the same order, whatever the runs hold
 (a column that does not apply to a table is empty there). ``schema_version`` says which version
 of this layout a file uses. ``--format latex`` writes a booktabs tabular of the leaderboard.
+
+CSV cells are safe to open in a spreadsheet: a text cell that starts with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return (a formula to Excel, LibreOffice and Google Sheets) gets a
+leading ``'`` (OWASP "CSV injection" guidance), see :func:`neutralize_csv_cell`. Numeric
+columns, and text cells that are a plain number such as ``-3.5``, are written unchanged. JSON,
+parquet and LaTeX keep the text as it is (LaTeX escapes it).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -293,9 +300,40 @@ def export_text(runs: list[RunData], fmt: str = "csv") -> str:
     return _frame_text(export_frame(runs), fmt)
 
 
+#: first characters that make a spreadsheet treat a cell as a formula (OWASP CSV injection)
+CSV_FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def neutralize_csv_cell(value: Any) -> Any:
+    """``value`` with a leading ``'`` if it is text a spreadsheet would run as a formula.
+
+    Text starting with one of :data:`CSV_FORMULA_CHARS` is prefixed, unless it is a plain number
+    (``-3.5``, ``+1e3``), which spreadsheets read as a number; anything else is unchanged.
+    """
+    if (
+        isinstance(value, str)
+        and value.startswith(CSV_FORMULA_CHARS)
+        and not _PLAIN_NUMBER.fullmatch(value)
+    ):
+        return "'" + value
+    return value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells are neutralised (:func:`neutralize_csv_cell`)."""
+    out = frame.copy()
+    for col in out.columns:
+        if not (pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object):
+            continue  # numbers and booleans stay as they are
+        mask = out[col].notna()
+        out.loc[mask, col] = out.loc[mask, col].map(neutralize_csv_cell)
+    return out
+
+
 def _frame_text(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
-        return frame.to_csv(index=False)
+        return csv_safe(frame).to_csv(index=False)
     if fmt == "json":
         return frame.to_json(orient="records", indent=1)
     raise ValueError(f"format {fmt} is not text")

@@ -3,14 +3,21 @@
 Each function takes tidy tables (from :mod:`energybench.report.tables`) and returns an ``<svg>``
 string, or None when there is nothing to draw (the report then says why). Nothing here reads
 the run store except :func:`power_traces_svg`, which reads the trace CSVs of a run directory.
+
+All text is plain text: entry and scenario names come from users, and a name such as
+``$\\undefined$`` must not be parsed as mathtext (or LaTeX), which would fail after the run's
+work is done. Every figure is drawn under :data:`PLAIN_TEXT` (``text.parse_math=False``,
+``text.usetex=False``); do not use ``$...$`` markup in labels here.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import matplotlib
 
@@ -26,6 +33,23 @@ from energybench.meters.sampler import TRACE_COLUMNS  # noqa: E402
 
 PHASE_ORDER = ("train", "compress", "serve", "evaluate")
 
+#: rcParams every figure is drawn with: user strings are never parsed as math or LaTeX
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def plain_text(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a figure function with :data:`PLAIN_TEXT` (text objects are created and drawn in it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.rc_context(PLAIN_TEXT):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
 
 def to_svg(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element (XML prologue and doctype dropped)."""
@@ -40,6 +64,7 @@ def _linestyle(is_estimate: Any) -> str:
     return "--" if bool(is_estimate) else "-"
 
 
+@plain_text
 def energy_vs_mui_svg(
     board: pd.DataFrame, muis: list[float], break_even: pd.DataFrame | None = None
 ) -> str | None:
@@ -102,6 +127,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+@plain_text
 def quality_vs_iec_svg(board: pd.DataFrame, quality_name: str = "Q") -> str | None:
     """(b) Quality vs IEC (J/item, log x) per entry, with the Pareto front drawn as a step line."""
     if not {"iec_j", "quality"} <= set(board.columns):
@@ -135,6 +161,7 @@ def quality_vs_iec_svg(board: pd.DataFrame, quality_name: str = "Q") -> str | No
     return to_svg(fig)
 
 
+@plain_text
 def energy_by_phase_svg(by_phase: pd.DataFrame) -> str | None:
     """(c) Each entry's own measured energy stacked by phase and device; static part hatched.
 
@@ -198,6 +225,7 @@ def read_traces(run_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+@plain_text
 def power_traces_svg(traces: pd.DataFrame, windows: pd.DataFrame) -> str | None:
     """(d) Sampled power per phase (one panel each): W vs seconds into the window, per entry/device.
 
@@ -230,6 +258,7 @@ def power_traces_svg(traces: pd.DataFrame, windows: pd.DataFrame) -> str | None:
     return to_svg(fig)
 
 
+@plain_text
 def latency_svg(scenarios: pd.DataFrame) -> str | None:
     """(e) Latency per entry and scenario from the recorded percentiles (raw latencies are not
     stored): box p50–p90 with the median at p50, whiskers min–p99, a dot at the maximum."""

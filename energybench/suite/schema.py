@@ -8,9 +8,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
+
+
+def folder_name(value: str | None, what: str) -> str | None:
+    """``value`` unless it starts with '.' ('.', '..', '.hidden'): entry and suite names become
+    folder names in the run directory, and '.'/'..' would put files outside it."""
+    if value is not None and value.startswith("."):
+        raise ValueError(
+            f"{what} '{value}' starts with '.'; names are used as folder and file names in "
+            "the run directory, where '.' and '..' point outside it, so start the name with a "
+            "letter, digit, _, + or -"
+        )
+    return value
 
 
 class Strict(BaseModel):
@@ -186,6 +198,11 @@ class _ScenarioBase(Strict):
         "graphs on GPUs); compilation happens in warm-up, outside the measured windows",
     )
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return folder_name(v, "scenario name")
+
 
 class Throughput(_ScenarioBase):
     scenario: Literal["throughput"]
@@ -243,6 +260,11 @@ class Entry(Strict):
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     rank: bool = Field(True, description="show in the leaderboard ranking")
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return folder_name(v, "entry name") or v
+
     def scenario_names(self) -> list[str]:
         return [s.name or s.scenario for s in self.serve]
 
@@ -258,6 +280,11 @@ class Suite(Strict):
     carbon: CarbonSettings = Field(default_factory=CarbonSettings)
     metric: MetricSettings = Field(default_factory=MetricSettings)
     entries: list[Entry] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return folder_name(v, "suite name") or v
 
     def entry(self, name: str) -> Entry:
         for e in self.entries:

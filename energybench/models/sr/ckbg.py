@@ -186,9 +186,7 @@ def _teacher_from(
         path = Path(teacher_weights).expanduser()
         if not path.is_file():
             raise ValueError(f"teacher_weights: no such file {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, nn.Module):
-            return state, str(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no code
         return espcn_from_state_dict(state), str(path)
     upstream = dict(upstream or {})
     if teacher is not None:
