@@ -109,13 +109,14 @@ def run(
 ) -> None:
     """Run a suite: train, compress and serve every entry, measuring energy; then report."""
     from energybench.lifecycle.runner import ResumeError, run_suite
+    from energybench.meters import MeterUnavailableError
 
     loaded = _load(suite, set_)
     try:
         outcome = run_suite(
             loaded, out_root=out, resume=resume, only=only, console=console, simulate=simulate
         )
-    except (ResumeError, ValueError) as exc:
+    except (ResumeError, ValueError, MeterUnavailableError) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         err.print(

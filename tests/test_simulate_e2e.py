@@ -148,3 +148,18 @@ def test_unknown_profile_and_unlike_scenarios_are_bad_input(tmp_path: Path) -> N
     res = CliRunner().invoke(app, ["validate", str(suite), "--set", "metric.iec_scenario=live"])
     assert res.exit_code == 0
     assert "entry 'small' cannot be ranked" in res.output.replace("\n", " ")
+
+
+@pytest.mark.parametrize("meters", ["[rapl]", "[nvml]"])
+def test_a_forced_meter_that_cannot_work_is_bad_input_before_any_folder(
+    tmp_path: Path, meters: str
+) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(textwrap.dedent(SUITE))
+    out = tmp_path / "out"
+    args = ["run", str(suite), "--out", str(out), "--set", f"energy.meters={meters}"]
+    res = CliRunner().invoke(app, args)
+    if res.exit_code == 0:  # this machine has the meter (a GPU server, readable RAPL)
+        pytest.skip(f"{meters} works here")
+    assert res.exit_code == 2 and "energy.meters asks for" in res.output
+    assert "Traceback" not in res.output and not out.exists()

@@ -31,7 +31,7 @@ from energybench.meters import build_monitor
 from energybench.meters.base import EnergyMonitor
 from energybench.store import PHASES, STORE_VERSION, RunStore, atomic_write_json
 from energybench.suite.load import LoadedSuite, config_hash, dependency_order
-from energybench.suite.schema import SCHEMA_VERSION, Entry, Suite
+from energybench.suite.schema import SCHEMA_VERSION, EnergySettings, Entry, Suite
 
 
 class ResumeError(ValueError):
@@ -593,6 +593,13 @@ def placements(suite: Suite, simulate: str | None = None) -> dict[str, Placement
     return out
 
 
+def check_meters(settings: EnergySettings, gpus: list[int], simulate: str | None) -> None:
+    """Build the meters once and release them: a meter named in ``energy.meters`` that cannot
+    work here raises :class:`MeterUnavailableError` (bad input) before any work or folder."""
+    sim = {"simulate": simulate} if simulate else {}
+    build_monitor(settings, gpus or None, None, background=False, probe_s=0, **sim).close()
+
+
 def run_suite(
     loaded: LoadedSuite,
     out_root: Path = Path("results"),
@@ -606,11 +613,14 @@ def run_suite(
     ``simulate`` names a simulated-GPU profile (``energybench.meters.simulate``): the models run
     on the CPU while simulated NVIDIA GPUs are measured through the real NVML code path.
     """
-    labels = {k: p.label for k, p in placements(loaded.suite, simulate).items()}
+    placed = placements(loaded.suite, simulate)
+    labels = {k: p.label for k, p in placed.items()}
     console = console or Console()
     tasks: dict[str, Task] = {}
     for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before anything runs
         task_for(loaded.suite, e, tasks)
+    gpus = sorted({g for e in _needed(loaded.suite, only) for g in placed[e.name].gpus})
+    check_meters(loaded.suite.energy, gpus, simulate)  # before a run folder exists
     if resume is not None:
         store = RunStore(Path(resume))
         if not store.exists():

@@ -41,6 +41,7 @@ class EnergySettings(Strict):
 
     meters: list[Literal["auto", "nvml", "rapl", "estimate"]] = Field(
         default_factory=lambda: ["auto"],
+        min_length=1,
         description="'auto' uses NVML for GPUs in use, RAPL for the CPU, and an estimate "
         "only where neither works",
     )
