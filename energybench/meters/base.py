@@ -315,6 +315,8 @@ _UNSET = _Unset()
 class EnergyMonitor:
     """Opens named (nestable) windows on every meter at once, after a device synchronise.
 
+    ``on_charging`` is told the GPU set of each :meth:`charging` block (simulated devices use it
+    to load only those GPUs).
     ``sync`` is called at both edges of a window (e.g. ``torch.cuda.synchronize``) so that
     queued GPU work is counted in the window it belongs to. ``clock`` gives window edges (unix s);
     ``min_window_s`` flags windows shorter than a configured minimum (``below-min-window``).
@@ -330,8 +332,10 @@ class EnergyMonitor:
         *,
         clock: Clock | None = None,
         min_window_s: float = 0.0,
+        on_charging: Callable[[frozenset[int] | None], None] | None = None,
     ) -> None:
         self.meters = meters
+        self._on_charging = on_charging
         self.sync = sync or (lambda: None)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.min_window_s = min_window_s
@@ -368,10 +372,14 @@ class EnergyMonitor:
         """Windows opened inside (without their own ``gpus``) are charged for ``gpus`` only."""
         before = self._charge
         self._charge = None if gpus is None else frozenset(gpus)
+        if self._on_charging is not None:  # e.g. a simulator loading only these GPUs
+            self._on_charging(self._charge)
         try:
             yield
         finally:
             self._charge = before
+            if self._on_charging is not None:
+                self._on_charging(before)
 
     def begin_window(self, name: str, gpus: Collection[int] | None | _Unset = _UNSET) -> None:
         """Open window ``name`` on every meter.

@@ -42,6 +42,7 @@ from energybench.meters.nvml import (
 from energybench.meters.rapl import RaplFs, RaplMeter, RaplUnavailableError, rapl_status
 from energybench.meters.simulate import (
     SIMULATE_PROFILES,
+    BusyGpus,
     UnknownProfileError,
     simulated_gpu_count,
     simulated_nvml,
@@ -168,8 +169,10 @@ def build_monitor(
     clock_kw: dict[str, Any] = {"clock": clock} if clock is not None else {}
     meters: list[Meter] = []
     env: str | None = None
+    busy: BusyGpus | None = None
     if simulate is not None:
-        fake = simulated_nvml(simulate, clock or SYSTEM_CLOCK)
+        busy = BusyGpus()
+        fake = simulated_nvml(simulate, clock or SYSTEM_CLOCK, busy=busy)
         gpu_backend = PynvmlBackend(fake)
         env = ",".join(str(i) for i in range(simulated_gpu_count(simulate)))
         sync = sync or fake.synchronize
@@ -230,7 +233,13 @@ def build_monitor(
 
     if sync is None and cuda_devices and gpu_backend is None:
         sync = _cuda_sync(cuda_devices)
-    return EnergyMonitor(meters, sync=sync, clock=clock, min_window_s=settings.min_window_s)
+    return EnergyMonitor(
+        meters,
+        sync=sync,
+        clock=clock,
+        min_window_s=settings.min_window_s,
+        on_charging=busy.set if busy is not None else None,
+    )
 
 
 def _nvml_meter(

@@ -58,6 +58,24 @@ def simulated_gpu_count(profile: str) -> int:
     return 2 if _check(profile) == "2xh100" else 1
 
 
+class BusyGpus:
+    """Which simulated GPU positions the run's work is on now (None: every GPU).
+
+    The monitor sets it from :meth:`~energybench.meters.base.EnergyMonitor.charging`, so that
+    the load model drives only the GPUs the running entry uses; the others stay at idle power,
+    as an unused GPU would on a real server.
+    """
+
+    def __init__(self) -> None:
+        self.positions: frozenset[int] | None = None
+
+    def set(self, positions: frozenset[int] | None) -> None:
+        self.positions = positions
+
+    def busy(self, index: int) -> bool:
+        return self.positions is None or index in self.positions
+
+
 def process_cpu_s() -> float:
     """CPU seconds used by this process so far (all threads): :func:`time.process_time`."""
     return time.process_time()
@@ -92,6 +110,7 @@ class CpuLoadPower(PowerSource):
     threads: int | None = None
     cpu_s: Callable[[], float] | None = None
     t0: float = 0.0
+    busy: Callable[[], bool] | None = None  # False: the run's work is not on this GPU (idle)
     _trace: PowerTrace = field(init=False)
     _done_s: float = field(init=False, default=0.0)  # device time committed
     _cpu0: float = field(init=False, default=0.0)
@@ -117,6 +136,8 @@ class CpuLoadPower(PowerSource):
                 return
             cpu = self._cpu()
             u = self.utilisation(cpu - self._cpu0, now - self._done_s)
+            if self.busy is not None and not self.busy():
+                u = 0.0
             p = self.idle_w + (self.busy_w - self.idle_w) * u
             if abs(p - self._trace.p[-1]) >= 0.5:
                 self._trace.append(self._done_s, p)
@@ -146,13 +167,23 @@ def simulated_nvml(
     *,
     threads: int | None = None,
     cpu_s: Callable[[], float] | None = None,
+    busy: BusyGpus | None = None,
 ) -> FakeNvml:
-    """The fake NVML module of ``profile`` on ``clock``, GPUs driven by the CPU load model."""
+    """The fake NVML module of ``profile`` on ``clock``, GPUs driven by the CPU load model.
+
+    With ``busy``, only the GPUs it names draw load (GPUs are numbered in profile order; a
+    superchip module always does, since the CPU work runs inside it).
+    """
     _check(profile)
     t0 = clock.monotonic()
+    index = iter(range(1_000))
 
     def load(idle_w: float, busy_w: float) -> PowerSource:
-        return CpuLoadPower(idle_w, busy_w, clock=clock, threads=threads, cpu_s=cpu_s, t0=t0)
+        i = next(index)
+        on = None if busy is None or profile == "gh200" else (lambda: busy.busy(i))
+        return CpuLoadPower(
+            idle_w, busy_w, clock=clock, threads=threads, cpu_s=cpu_s, t0=t0, busy=on
+        )
 
     me = os.getpid()
     own = [(me, 0.0, math.inf)]  # this process's CUDA context: never "another process"
