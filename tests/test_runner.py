@@ -66,6 +66,20 @@ def write_suite(tmp_path: Path, steps: int = 2) -> Path:
     return path
 
 
+def hold(tmp: Path, point: str) -> dict[str, str]:
+    """Environment that holds a run just before phase ``point`` (runner.test_hold)."""
+    (tmp / "hold").write_text("")
+    return {**os.environ, "ENERGYBENCH_TEST_HOLD": f"{point}:{tmp / 'hold'}"}
+
+
+def wait_held(proc: subprocess.Popen, tmp: Path) -> None:
+    """Block until the run reached its hold point (no sleeps that a loaded machine outruns)."""
+    deadline = time.monotonic() + 300
+    while not (tmp / "hold.ready").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
+        time.sleep(0.02)
+
+
 def run_dirs(out: Path) -> list[Path]:
     return sorted(p.parent for p in out.glob("tiny/*/manifest.json"))
 
@@ -159,17 +173,16 @@ def test_resume_refuses_a_changed_suite(finished_run: tuple[Path, Path]) -> None
 
 
 def test_a_killed_run_resumes_without_redoing_finished_phases(tmp_path: Path) -> None:
-    suite = write_suite(tmp_path, steps=400)
+    suite = write_suite(tmp_path, steps=2)  # held by the test hook, not by length
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "energybench", "run", str(suite), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(out.glob("tiny/*/entries/grafted/train.json.tmp*")) and not list(
-        out.glob("tiny/*/entries/teacher/evaluate.json")
-    ):
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
-        time.sleep(0.02)
-    time.sleep(0.3)  # now inside grafted's training
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=hold(tmp_path, "grafted/train"),
+    )
+    wait_held(proc, tmp_path)  # the run is about to train grafted
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     (run_dir,) = run_dirs(out)
@@ -225,15 +238,18 @@ def test_bad_dataset_parameters_exit_2_before_anything_runs(tmp_path: Path) -> N
 
 
 def test_ctrl_c_exits_130_and_keeps_finished_phases(tmp_path: Path) -> None:
-    suite = write_suite(tmp_path, steps=400)
+    suite = write_suite(tmp_path, steps=2)  # held by the test hook, not by length
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "energybench", "run", str(suite), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list(out.glob("tiny/*/entries/teacher/evaluate.json")):
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended too early"
-        time.sleep(0.02)
-    time.sleep(0.3)
+    proc = subprocess.Popen(
+        [*cmd, "--no-report"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=hold(tmp_path, "grafted/train"),
+        cwd=tmp_path,
+    )
+    wait_held(proc, tmp_path)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr
