@@ -148,8 +148,8 @@ class _Nvml:
     def __init__(self, nvml: Any) -> None:
         self.lib = nvml
 
-    def error(self, exc: Exception) -> GpuError:
-        code = getattr(exc, "value", None)
+    def error(self, exc: Any) -> GpuError:
+        code = exc.value
         msg = f"{exc} (NVML error {code})"
         if code == self.lib.NVML_ERROR_GPU_IS_LOST:
             return GpuLostError(msg)
@@ -163,10 +163,10 @@ class _Nvml:
         except self.lib.NVMLError as exc:
             raise self.error(exc) from exc
 
-    def field(self, handle: Any, field_id: int, scope: int | None) -> int | float:
-        """One field value; a per-field ``nvmlReturn`` other than success raises."""
-        req = field_id if scope is None else (field_id, scope)
-        v = self(self.lib.nvmlDeviceGetFieldValues, handle, [req])[0]
+    def field(self, handle: Any, field_id: int, scope: int) -> int | float:
+        """One field value of power scope ``scope``; a per-field ``nvmlReturn`` other than
+        success raises."""
+        v = self(self.lib.nvmlDeviceGetFieldValues, handle, [(field_id, scope)])[0]
         if v.nvmlReturn != self.lib.NVML_SUCCESS:
             raise self.error(self.lib.NVMLError(v.nvmlReturn))
         member = {
