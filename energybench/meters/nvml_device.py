@@ -163,10 +163,12 @@ class _Nvml:
         except self.lib.NVMLError as exc:
             raise self.error(exc) from exc
 
-    def field(self, handle: Any, field_id: int, scope: int) -> int | float:
-        """One field value of power scope ``scope``; a per-field ``nvmlReturn`` other than
-        success raises."""
-        v = self(self.lib.nvmlDeviceGetFieldValues, handle, [(field_id, scope)])[0]
+    def field(self, handle: Any, field_id: int, scope: int = 0) -> int | float:
+        """One field value of power scope ``scope`` (0, the default, is the GPU scope and is
+        sent as a plain field id, which every nvidia-ml-py accepts); a per-field
+        ``nvmlReturn`` other than success raises."""
+        req = (field_id, scope) if scope else field_id
+        v = self(self.lib.nvmlDeviceGetFieldValues, handle, [req])[0]
         if v.nvmlReturn != self.lib.NVML_SUCCESS:
             raise self.error(self.lib.NVMLError(v.nvmlReturn))
         member = {
@@ -227,7 +229,7 @@ class PynvmlDevice(GpuDevice):
             elif hasattr(self.lib, "NVML_POWER_SCOPE_MODULE"):
                 fid = self.lib.NVML_FI_DEV_POWER_INSTANT
                 try:
-                    self.nvml.field(self.handle, fid, self.lib.NVML_POWER_SCOPE_GPU)
+                    self.nvml.field(self.handle, fid)
                 except GpuLostError:
                     raise
                 except GpuError:
@@ -239,9 +241,10 @@ class PynvmlDevice(GpuDevice):
         return self._scope
 
     def _scope_id(self) -> int:
+        """The power scope of this device's field reads: module on superchips, else GPU (0)."""
         if self.scope() == "module":
             return int(self.lib.NVML_POWER_SCOPE_MODULE)
-        return int(self.lib.NVML_POWER_SCOPE_GPU)
+        return 0
 
     def total_energy_mj(self) -> int:
         if self.scope() == "module":

@@ -56,7 +56,8 @@ class OneField:
 def test_every_value_type_is_read_from_its_union_member(vt, member, value):
     lib = OneField(vt, member, value)
     assert _Nvml(lib).field("h", 186, 1) == value
-    assert lib.requests == [[(186, 1)]]
+    assert _Nvml(lib).field("h", 186) == value
+    assert lib.requests == [[(186, 1)], [186]]
 
 
 def test_an_unknown_value_type_is_a_read_error():
@@ -197,9 +198,9 @@ def test_gpu_scope_probe_is_made_with_the_gpu_scope():
     fake.nvmlDeviceGetFieldValues = spy
     dev = PynvmlBackend(fake).devices()[0]
     assert dev.scope() == "gpu"
-    assert seen == [[(186, 0)]]
+    assert seen == [[186]]  # GPU scope: a plain field id, as old nvidia-ml-py needs
     dev.power_instant_mw()
-    assert seen[-1] == [(186, 0)]
+    assert seen[-1] == [186]
 
 
 def test_lost_gpu_during_scope_probe_raises_lost():
