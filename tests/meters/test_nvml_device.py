@@ -212,3 +212,27 @@ def test_lost_gpu_during_scope_probe_raises_lost():
     fake.gpus[0].lost_at_s = 0.0
     with pytest.raises(GpuLostError):
         dev.scope()
+
+
+def test_zero_power_messages_name_the_channel():
+    fake = FakeNvml([FakeGpu(zero_power_s=[(0.0, 1e9)])], ManualClock())
+    dev = PynvmlBackend(fake).devices()[0]
+    with pytest.raises(GpuReadError, match=r"^nvmlDeviceGetPowerUsage read 0 mW"):
+        dev.power_usage_mw()
+    with pytest.raises(GpuReadError, match=r"^instantaneous power read 0 mW"):
+        dev.power_instant_mw()
+    gh = FakeNvml([FakeGpu(name="GH200", module=True, zero_power_s=[(0, 1e9)])], ManualClock())
+    with pytest.raises(GpuReadError, match=r"^power read 0 mW"):
+        PynvmlBackend(gh).devices()[0].power_usage_mw()
+
+
+def test_mig_prefix_search_skips_an_unreadable_instance():
+    class Holey(FakeNvml):
+        def nvmlDeviceGetMigDeviceHandleByIndex(self, handle, index):  # noqa: N802
+            if index == 0:
+                raise self.NVMLError(6)
+            return super().nvmlDeviceGetMigDeviceHandleByIndex(handle, index)
+
+    g = FakeGpu(mig=(1, 1), mig_devices=["MIG-aaaa-0000", "MIG-bbbb-1111"])
+    backend = PynvmlBackend(Holey([g], ManualClock()))
+    assert backend.mig_parent_uuid("MIG-bbbb") == g.uuid

@@ -362,3 +362,17 @@ def test_run_pids_include_children_and_grandchildren():
         subprocess.run(["kill", str(grandchild)], check=False)
         p.wait()
     assert sys.platform.startswith("linux")
+
+
+def test_describe_before_start_has_the_identity(clock):
+    fake = FakeNvml([FakeGpu()], clock)
+    meter = nvml_meter(fake, clock, positions=[1])
+    (d,) = meter.describe()
+    assert (d["index"], d["name"], d["kind"], d["driver"], d["mig"]) == (
+        0,
+        "NVIDIA H100 80GB HBM3",
+        "gpu",
+        "550.54.15",
+        None,
+    )
+    assert d["uuid"] == fake.gpus[0].uuid and d["cuda_position"] == 1

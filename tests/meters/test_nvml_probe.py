@@ -34,3 +34,9 @@ def test_probe_is_bounded_by_time_and_defaults():
     clock2 = ManualClock()
     q = probe_update_periods(lambda: 1.0, None, clock2)
     assert q.probe_s == pytest.approx(1.0, abs=0.003)  # max_s defaults to 1 s
+
+
+def test_probe_without_readers_returns_at_once():
+    clock = ManualClock()
+    p = probe_update_periods(None, None, clock, max_s=5.0)
+    assert p.probe_s == 0.0 and p.counter_s is None and p.power_s is None

@@ -221,3 +221,19 @@ def test_a_slow_period_still_stops_promptly():
     t0 = time.monotonic()
     p.stop()
     assert time.monotonic() - t0 < 1.0 and p.ticks == 1
+
+
+def test_sampler_stop_twice_and_writer_path(tmp_path):
+    sampler = PowerSampler({"d": lambda: Reading(1.0)}, trace_path=tmp_path / "t.csv")
+    sampler.poll()
+    sampler.stop()
+    sampler.stop()
+    assert TraceWriter(tmp_path / "u.csv").path == tmp_path / "u.csv"
+
+
+def test_poller_with_a_long_period_keeps_ticking():
+    p = Poller(lambda: None, 0.25)
+    p.start()
+    time.sleep(0.65)
+    p.stop()
+    assert p.ticks >= 2

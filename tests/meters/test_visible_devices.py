@@ -163,3 +163,13 @@ def test_two_mig_instances_of_one_gpu_are_one_target(backend):
     t = select_gpus(backend, [0, 1], env=f"MIG-{parent}/1/0,MIG-{parent}/2/0")
     assert uuids(t) == [parent] and t[0].cuda_position == 0 and t[0].mig
     assert sum("whole parent GPU" in i for i in t[0].issues) == 2  # one per instance
+
+
+def test_device_order_from_the_environment(backend, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    assert select_gpus(backend, [0])[0].issues == []
+    monkeypatch.delenv("CUDA_DEVICE_ORDER")
+    assert "CUDA_DEVICE_ORDER" in select_gpus(backend, [0])[0].issues[0]
+    two = PynvmlBackend(FakeNvml([FakeGpu(), FakeGpu()], ManualClock()))
+    assert len(visible_gpus(None, two)[1]) == 1
