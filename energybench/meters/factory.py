@@ -34,8 +34,8 @@ from energybench.meters.nvml import (
     NvmlMeter,
     NvmlUnavailableError,
     PynvmlBackend,
-    own_pids,
     probe_update_periods,
+    run_pids,
     select_gpus,
     visible_gpus,
 )
@@ -365,7 +365,7 @@ def _probe_nvml(backend: GpuBackend | None, probe_s: float) -> MeterStatus:
             d["power_limit_w"] = limit / 1000 if limit is not None else None
             d["power_usage_average_s"] = g.power_usage_average_s()
             try:
-                others = sorted(set(g.compute_pids()) - own_pids())
+                others = sorted(set(g.compute_pids()) - run_pids())
                 d["other_processes"] = others
                 if others:
                     fixes.append(

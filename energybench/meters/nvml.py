@@ -70,7 +70,7 @@ __all__ = [
     "UpdatePeriods",
     "counter_uncertainty_j",
     "integrated_uncertainty_j",
-    "own_pids",
+    "run_pids",
     "probe_update_periods",
     "select_gpus",
     "visible_gpus",
@@ -87,7 +87,7 @@ TRACE_FILE = "power-nvml.csv"
 MODULE_LABEL = "GPU + CPU + memory module"
 
 
-def own_pids() -> set[int]:
+def run_pids() -> set[int]:
     """This process and its children (their GPU work is the run's own)."""
     pids = {os.getpid()}
     try:
@@ -173,8 +173,8 @@ class NvmlMeter(Meter):
     ``probe_s`` bounds the update-period probe at :meth:`start` (0 skips it and assumes
     100 ms). ``background=False`` samples only at window edges and when :meth:`poll` is
     called (for virtual-clock tests). The power trace goes to ``trace_dir/power-nvml.csv``.
-    ``own_pids`` returns the pids whose GPU work is the run's own (default: this process and
-    its children); ``simulated`` marks every record as coming from a simulated GPU.
+    ``own_pids`` returns the pids whose GPU work is the run's own (default :func:`run_pids`:
+    this process and its children); ``simulated`` marks every record as simulated.
     """
 
     name = "nvml"
@@ -201,7 +201,7 @@ class NvmlMeter(Meter):
         self.probe_s, self.background = probe_s, background
         self.driver_version = driver_version
         self.simulated = simulated
-        self._own_pids = own_pids or globals()["own_pids"]
+        self._own_pids = own_pids or run_pids
         self._on_close = on_close
         self._gpus: list[_Gpu] = []
         for t in targets:

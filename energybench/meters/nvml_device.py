@@ -148,8 +148,8 @@ class _Nvml:
     def __init__(self, nvml: Any) -> None:
         self.lib = nvml
 
-    def error(self, exc: Exception) -> GpuError:
-        code = getattr(exc, "value", None)
+    def error(self, exc: Any) -> GpuError:
+        code = exc.value
         msg = f"{exc} (NVML error {code})"
         if code == self.lib.NVML_ERROR_GPU_IS_LOST:
             return GpuLostError(msg)
@@ -163,9 +163,11 @@ class _Nvml:
         except self.lib.NVMLError as exc:
             raise self.error(exc) from exc
 
-    def field(self, handle: Any, field_id: int, scope: int | None) -> int | float:
-        """One field value; a per-field ``nvmlReturn`` other than success raises."""
-        req = field_id if scope is None else (field_id, scope)
+    def field(self, handle: Any, field_id: int, scope: int = 0) -> int | float:
+        """One field value of power scope ``scope`` (0, the default, is the GPU scope and is
+        sent as a plain field id, which every nvidia-ml-py accepts); a per-field
+        ``nvmlReturn`` other than success raises."""
+        req = (field_id, scope) if scope else field_id
         v = self(self.lib.nvmlDeviceGetFieldValues, handle, [req])[0]
         if v.nvmlReturn != self.lib.NVML_SUCCESS:
             raise self.error(self.lib.NVMLError(v.nvmlReturn))
@@ -227,7 +229,7 @@ class PynvmlDevice(GpuDevice):
             elif hasattr(self.lib, "NVML_POWER_SCOPE_MODULE"):
                 fid = self.lib.NVML_FI_DEV_POWER_INSTANT
                 try:
-                    self.nvml.field(self.handle, fid, self.lib.NVML_POWER_SCOPE_GPU)
+                    self.nvml.field(self.handle, fid)
                 except GpuLostError:
                     raise
                 except GpuError:
@@ -239,9 +241,10 @@ class PynvmlDevice(GpuDevice):
         return self._scope
 
     def _scope_id(self) -> int:
+        """The power scope of this device's field reads: module on superchips, else GPU (0)."""
         if self.scope() == "module":
             return int(self.lib.NVML_POWER_SCOPE_MODULE)
-        return int(self.lib.NVML_POWER_SCOPE_GPU)
+        return 0
 
     def total_energy_mj(self) -> int:
         if self.scope() == "module":

@@ -226,4 +226,8 @@ def simulated_nvml(
     else:  # h100-shared: another process keeps part of the GPU busy
         other = 4_242_424 if me != 4_242_424 else 4_242_425
         gpus = [_h100(load, processes=[*own, (other, 0.0, math.inf)])]
-    return FakeNvml(gpus, clock, driver="550.54.15-simulated")
+    fake = FakeNvml(gpus, clock, driver="550.54.15-simulated")
+    for g in fake.gpus:  # one time origin for the device and its load model
+        if isinstance(g.power, CpuLoadPower):
+            g.power.t0 = g.t0
+    return fake

@@ -119,3 +119,57 @@ def test_monitor_measures_exactly_the_used_gpus(backend, monkeypatch):
     assert m.devices[0].energy_j == pytest.approx(110 * 2.0, rel=0.02)
     mon.close()
     assert backend.closed == 1
+
+
+def test_single_gpu_needs_no_order_note():
+    b = PynvmlBackend(FakeNvml([FakeGpu()], ManualClock()))
+    assert visible_gpus(None, b) == ([(b.devices()[0], None)], [])
+
+
+def test_note_text_and_it_reaches_the_targets(backend):
+    (note,) = visible_gpus(None, backend)[1]
+    assert note.startswith("CUDA_VISIBLE_DEVICES is unset and CUDA_DEVICE_ORDER is not PCI_BUS_ID")
+    t = select_gpus(backend, [0], env=None, order="FASTEST_FIRST")
+    assert t[0].issues == [note]
+
+
+def test_index_past_the_end_and_duplicates_are_invalid(backend):
+    devs, notes = visible_gpus("4", backend)
+    assert devs == [] and "'4'" in notes[0]
+    devs, notes = visible_gpus("1,1,2", backend)
+    assert [d.index for d, _ in devs] == [1] and "'1'" in notes[0]
+    devs, notes = visible_gpus("MIG-ffff0000", backend)
+    assert devs == [] and "MIG-ffff0000" in notes[0]
+
+
+def test_environment_is_read_when_not_given(backend, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    (t,) = select_gpus(backend, [0])
+    assert t.device.uuid() == backend.gpus[3].uuid and t.issues == []
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert len(select_gpus(backend, None)) == 4
+
+
+def test_torch_uuids_of_plain_gpus_are_not_mig_and_short_lists_fall_back(backend):
+    # position 0 from torch (GPU 1), position 1 past torch's list: from the environment (GPU 2)
+    t = select_gpus(backend, [0, 1], env="0,2", torch_uuids=[backend.gpus[1].uuid])
+    assert uuids(t) == [backend.gpus[1].uuid, backend.gpus[2].uuid]
+    assert t[0].mig_id is None and not t[0].mig and t[0].issues == []
+
+
+def test_two_mig_instances_of_one_gpu_are_one_target(backend):
+    parent = backend.gpus[0].uuid
+    t = select_gpus(backend, [0, 1], env=f"MIG-{parent}/1/0,MIG-{parent}/2/0")
+    assert uuids(t) == [parent] and t[0].cuda_position == 0 and t[0].mig
+    assert sum("whole parent GPU" in i for i in t[0].issues) == 2  # one per instance
+
+
+def test_device_order_from_the_environment(backend, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    assert select_gpus(backend, [0])[0].issues == []
+    monkeypatch.delenv("CUDA_DEVICE_ORDER")
+    assert "CUDA_DEVICE_ORDER" in select_gpus(backend, [0])[0].issues[0]
+    two = PynvmlBackend(FakeNvml([FakeGpu(), FakeGpu()], ManualClock()))
+    assert len(visible_gpus(None, two)[1]) == 1
