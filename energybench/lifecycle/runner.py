@@ -25,7 +25,7 @@ from energybench.environment import snapshot
 from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
 from energybench.lifecycle.progress import RunProgress
 from energybench.lifecycle.serve import run_scenario
-from energybench.lifecycle.tasks import Task, make_task
+from energybench.lifecycle.tasks import Task, create_model, make_task
 from energybench.lifecycle.train import train_steps
 from energybench.meters import build_monitor
 from energybench.meters.base import EnergyMonitor
@@ -268,14 +268,14 @@ class Runner:
         }
 
     # ------------------------------------------------------------------ phases
-    def _build_model(self, e: Entry, device: torch.device) -> nn.Module:
+    def _build_model(self, e: Entry, device: torch.device, task: Task | None = None) -> nn.Module:
         factory = MODELS.get(e.model.name)
         params = dict(e.model.params)
         if "upstream" in inspect.signature(factory).parameters:
             params["upstream"] = {
                 u: self._load(self.store.checkpoint_path(u, "train"), device) for u in e.uses
             }
-        return factory(**params).to(device)
+        return create_model(e.model.name, params, task).to(device)  # + task.model_context()
 
     def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
         ckpt = self.store.checkpoint_path(e.name, "train")
@@ -292,7 +292,7 @@ class Runner:
             )
             return self._load(base, device)
         torch.manual_seed(e.train.seed if e.train else 0)
-        model = self._build_model(e, device)
+        model = self._build_model(e, device, task)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = self._train_steps(e, task)
         if trainable == 0 or steps == 0:
