@@ -51,7 +51,7 @@ def test_digits_are_the_real_mnist_5k_with_stratified_disjoint_splits() -> None:
     other = DATASETS.create("digits", seed=1)
     assert np.array_equal(again._index["test"], ds._index["test"])
     assert not np.array_equal(other._index["test"], ds._index["test"])
-    # the first test items mix classes (the CSV is not shuffled by class order we rely on)
+    # the first test items mix classes, so max_items evaluates a mix (the CSV is sorted by label)
     assert len(set(ds.labels["test"][:20].tolist())) > 3
 
 
@@ -155,3 +155,14 @@ def test_fashion_mnist_idx_files_and_the_install_hint(tmp_path: Path) -> None:
         "test": 20,
     }
     assert ds.classes[9] == "ankle boot" and ds.load("test", np.arange(2)).shape == (2, 1, 28, 28)
+
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not FMNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_installed_fashion_mnist_has_the_official_sizes() -> None:
+    ds = DATASETS.create("fashion-mnist", val_fraction=0.1)
+    sizes = {s: len(ds.labels[s]) for s in ("train", "val", "test")}
+    assert sizes == {"train": 54000, "val": 6000, "test": 10000}
+    assert np.bincount(ds.labels["test"]).tolist() == [1000] * 10
