@@ -152,3 +152,14 @@ def test_validate_refuses_pruning_a_model_the_pruner_cannot_handle(tmp_path: Pat
     out = " ".join(res.output.split())
     assert "structured pruning cannot handle model 'timm:repvgg_a0'" in out
     assert "no multi-branch blocks to merge" in out and "entries.2" not in out
+
+
+def test_precise_bn_replaces_a_stale_moving_average_by_the_data_mean() -> None:
+    task = toy_task()
+    model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1, momentum=0.01))
+    nn.init.constant_(model[0].weight, 2.0)
+    model[1].running_mean.fill_(-5.0)  # stale: remembers an untrained network
+    task.after_training(model, torch.device("cpu"), seed=0)
+    pixels = task.dataset.load("train", np.arange(24)).mean()
+    assert float(model[1].running_mean) == pytest.approx(2 * float(pixels), rel=1e-4)
+    assert model[1].momentum == 0.01  # restored
