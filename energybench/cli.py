@@ -299,6 +299,8 @@ def models() -> None:
         table.add_column("description")
         for name in reg:
             table.add_row(name, reg.help(name))
+        for fam in reg.families():  # tv:<name>, timm:<name>
+            table.add_row(f"{fam.prefix}:<name>", fam.help)
         console.print(table)
 
 

@@ -6,34 +6,101 @@ It only maps names to callables; it never imports heavy modules until an entry i
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class UnknownNameError(KeyError):
-    """A name that is not in a registry; ``str()`` is a user-facing sentence."""
+    """A name that is not in a registry; ``str()`` is a user-facing sentence.
 
-    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+    ``note`` replaces the did-you-mean hint; ``listed=False`` leaves out the list of known
+    names (a model family has hundreds: only the closest matches are shown).
+    """
+
+    def __init__(
+        self, kind: str, name: str, known: list[str], note: str = "", listed: bool = True
+    ) -> None:
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        super().__init__(f"unknown {kind} '{name}'{hint} (known: {', '.join(sorted(known))})")
+        if note:
+            hint = f"; {note}"
+        else:
+            close = difflib.get_close_matches(name, known, n=1 if listed else 3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        tail = f" (known: {', '.join(sorted(known))})" if listed and known else ""
+        super().__init__(f"unknown {kind} '{name}'{hint}{tail}")
 
     def __str__(self) -> str:
         return str(self.args[0])
 
 
+@dataclass(frozen=True)
+class Family:
+    """Names ``<prefix>:<member>`` served by one lazy factory ``factory(member, **params)``.
+
+    ``members`` (lazy ``"module:attr"`` or a callable) returns the member names, for checks and
+    did-you-mean; it is only called when a name of the family is looked up.
+    """
+
+    prefix: str
+    factory: Callable[..., Any] | str
+    members: Callable[[], list[str]] | str
+    help: str = ""
+
+
+def _resolve(target: Any) -> Any:
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
+
+
 class Registry(Generic[T]):
-    """Maps names to factories: callables or lazy ``"package.module:attr"`` strings."""
+    """Maps names to factories: callables or lazy ``"package.module:attr"`` strings, plus
+    families of names (``tv:resnet18``) resolved by one factory (:meth:`register_family`)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Callable[..., T] | str] = {}
         self._help: dict[str, str] = {}
+        self._families: dict[str, Family] = {}
+
+    def register_family(
+        self,
+        prefix: str,
+        factory: Callable[..., T] | str,
+        members: Callable[[], list[str]] | str,
+        help: str = "",
+    ) -> None:
+        """Serve every ``prefix:member`` name with ``factory(member, **params)``."""
+        if prefix in self._families:
+            raise ValueError(f"{self.kind} family '{prefix}:' is registered twice")
+        self._families[prefix] = Family(prefix, factory, members, help)
+
+    def families(self) -> list[Family]:
+        return [self._families[k] for k in sorted(self._families)]
+
+    def _family_member(self, name: str) -> tuple[Family, str] | None:
+        prefix, sep, member = name.partition(":")
+        if sep and prefix in self._families:
+            return self._families[prefix], member
+        return None
+
+    def _family_hint(self, name: str) -> str:
+        """ "'tv:resnet18' or 'timm:resnet18'" for a bare name that families know."""
+        hits = []
+        for fam in self.families():
+            try:
+                if name in _resolve(fam.members)():
+                    hits.append(f"'{fam.prefix}:{name}'")
+            except ImportError:
+                continue
+        return " or ".join(hits)
 
     def register(self, name: str, target: Callable[..., T] | str, help: str = "") -> None:
         """Register ``target`` (a factory, or a lazy ``"module:attr"`` path) under ``name``."""
@@ -52,7 +119,15 @@ class Registry(Generic[T]):
         return deco
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        if name in self._entries:
+            return True
+        if isinstance(name, str) and self._family_member(name):
+            try:
+                self.get(name)
+            except UnknownNameError:
+                return False
+            return True
+        return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))
@@ -61,6 +136,10 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def help(self, name: str) -> str:
+        fam = self._family_member(name)
+        if fam is not None:
+            self.get(name)
+            return fam[0].help
         self.get(name)
         if not self._help.get(name):
             self._help[name] = (inspect.getdoc(self.get(name)) or "").split("\n")[0]
@@ -68,10 +147,28 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         """The factory for ``name``; raises :class:`UnknownNameError` with a suggestion."""
+        fam = self._family_member(name)
+        if fam is not None and name not in self._entries:
+            family, member = fam
+            try:
+                members = _resolve(family.members)()
+            except ImportError as exc:
+                raise UnknownNameError(
+                    self.kind, name, [], f"'{family.prefix}:' models need {exc.name}: {exc}"
+                ) from None
+            if member not in members:
+                raise UnknownNameError(
+                    self.kind, name, [f"{family.prefix}:{m}" for m in members], listed=False
+                )
+            return functools.partial(_resolve(family.factory), member)
         try:
             target = self._entries[name]
         except KeyError:
-            raise UnknownNameError(self.kind, name, list(self._entries)) from None
+            known = list(self._entries) + [f"{f.prefix}:<name>" for f in self.families()]
+            alt = self._family_hint(name) if self._families else ""
+            raise UnknownNameError(
+                self.kind, name, known, f"did you mean {alt}?" if alt else ""
+            ) from None
         if isinstance(target, str):
             module, _, attr = target.partition(":")
             target = getattr(importlib.import_module(module), attr)

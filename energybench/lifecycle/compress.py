@@ -84,12 +84,25 @@ def finetune(
 
 
 def reparameterize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
-    """Merge every multi-branch block into one conv per layer (structural re-parameterisation)."""
+    """Merge every multi-branch block into one conv per layer (structural re-parameterisation).
+
+    Models with a ``reparameterize()`` method (CKBG) merge themselves; models whose blocks do
+    (timm RepVGG, MobileOne, FastViT, RepGhost, ...) go through timm's ``reparameterize_model``.
+    """
     if not hasattr(model, "reparameterize"):
-        raise ValueError(
-            f"model {type(model).__name__} has no branches to merge "
-            "(it does not implement reparameterize())"
-        )
+        from energybench.models.vision.reparam import has_reparam_blocks, reparameterize_blocks
+
+        if not has_reparam_blocks(model):
+            raise ValueError(
+                f"model {type(model).__name__} has no branches to merge "
+                "(neither it nor its blocks implement reparameterize())"
+            )
+        merged = reparameterize_blocks(model)
+        merged.to(ctx.device).eval()
+        return merged, {
+            "via": "timm.utils.reparameterize_model",
+            **finetune(merged, step.finetune, ctx),
+        }
     merged = model.reparameterize()
     merged.to(ctx.device).eval()
     return merged, finetune(merged, step.finetune, ctx)

@@ -1,10 +1,12 @@
 """Knowledge distillation: train a smaller student to match the ground truth and the teacher.
 
 Loss per batch: ``(1 - alpha) * L1(student(LR), HR) + alpha * L1(student(LR), teacher(LR))``,
-the teacher in eval mode under ``torch.inference_mode``. Temporal models (batches of clips
-``(B,T,3,h,w)``) are run online with ``forward_clip``, teacher and student alike; a per-frame
-teacher of a temporal student is applied frame by frame. The teacher's inference runs inside the
-compress window, so its energy is part of the distillation's cost. Nothing here measures energy.
+the teacher in eval mode under ``torch.inference_mode``. A task may bring its own loss
+(``task.distill_loss_fn(teacher, alpha, device)``: classification matches soft logits).
+Temporal models (batches of clips ``(B,T,3,h,w)``) are run online with ``forward_clip``,
+teacher and student alike; a per-frame teacher of a temporal student is applied frame by
+frame. The teacher's inference runs inside the compress window, so its energy is part of the
+distillation's cost. Nothing here measures energy.
 """
 
 from __future__ import annotations
@@ -46,11 +48,18 @@ def distill_loss(teacher: nn.Module, alpha: float, device: torch.device) -> Any:
 
 def distill_model(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
     """The ``distill`` compress method: returns the trained student (``model`` is the teacher)."""
+    from energybench.lifecycle.tasks import model_kwargs
     from energybench.models import MODELS
 
     torch.manual_seed(ctx.seed)
-    student = MODELS.create(step.student.name, **step.student.params).to(ctx.device)
+    spec = {
+        "name": step.student.name,
+        "params": model_kwargs(step.student.name, dict(step.student.params), ctx.task),
+    }
+    student = MODELS.get(spec["name"])(**spec["params"]).to(ctx.device)
     teacher = model.to(ctx.device).eval()
+    task_loss = getattr(ctx.task, "distill_loss_fn", None)  # a task's own (e.g. soft logits)
+    loss_fn = (task_loss or distill_loss)(teacher, step.alpha, ctx.device)
     res = train_steps(
         student,
         ctx.task,
@@ -61,10 +70,10 @@ def distill_model(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn
         seed=ctx.seed + 3,
         log_every=max(1, step.steps // 20),
         progress=ctx.progress,
-        loss_fn=distill_loss(teacher, step.alpha, ctx.device),
+        loss_fn=loss_fn,
     )
     return student.eval(), {
-        "student": step.student.model_dump(mode="json"),
+        "student": spec,  # as built (with the task's context): checkpoint recipes rebuild it
         "teacher_params": param_count(teacher),
         "student_params": param_count(student),
         "alpha": step.alpha,

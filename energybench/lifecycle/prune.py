@@ -4,9 +4,12 @@ Structured pruning removes whole output channels of hidden convolutions, ranked 
 L2) norm of their filters, and the matching input channels of the next convolution, so the
 result is a genuinely smaller dense network. It prunes only *safe pairs*: a conv ``A`` whose
 output reaches exactly one conv ``B`` and nothing else, through channel-wise ops only
-(activations, BatchNorm, PReLU). Channels feeding a pixel shuffle, an addition, a
-concatenation, the model output or a recurrent state are never touched, so every tensor whose
-width matters outside the pair keeps it. Pairs are discovered by tracing the model with
+(activations, BatchNorm, PReLU, depthwise convs - which shrink with ``A``, as in the
+expand -> depthwise -> project blocks of MobileNets). Inside residual blocks (ResNet's
+conv1 -> conv2) the hidden width is pruned; the widths added to a skip connection are not.
+Channels feeding a pixel shuffle, an addition, a concatenation, the model output or a
+recurrent state are never touched, so every tensor whose width matters outside the pair keeps
+it. Pairs are discovered by tracing the model with
 ``torch.fx`` (one ``step`` for temporal models, with its state as inputs; modules that contain
 no conv are traced as opaque leaves), or given by the model itself through an optional
 ``prunable_pairs() -> list[tuple[str, str]]`` hook (qualified names of directly connected
@@ -118,6 +121,11 @@ class PrunePair:
     between: list[str] = field(default_factory=list)
 
 
+def _depthwise(m: nn.Module) -> bool:
+    """A depthwise conv (one filter per channel): channel-wise, prunable with its input."""
+    return type(m) is nn.Conv2d and m.groups == m.in_channels == m.out_channels and m.groups > 1
+
+
 def _only_node_arg_first(node: fx.Node, src: fx.Node) -> bool:
     rest = list(node.args[1:]) + list(node.kwargs.values())
     return bool(node.args) and node.args[0] is src and not any(isinstance(a, fx.Node) for a in rest)
@@ -169,9 +177,12 @@ def find_prunable_pairs(model: nn.Module) -> list[PrunePair]:
                 ok = _only_node_arg_first(user, cur)
             elif user.op == "call_method" and user.target in _ACT_METHODS:
                 ok = _only_node_arg_first(user, cur)
+            elif m is not None and isinstance(m, _ACT_MODULES) and user.args == (cur,):
+                ok = True  # parameter-free: may be called elsewhere too (torchvision ResNet)
             elif m is not None and calls[str(user.target)] == 1 and user.args == (cur,):
-                if isinstance(m, _ACT_MODULES):
-                    ok = True
+                if _depthwise(m):
+                    ok = True  # one filter per channel: shrinks with the producer
+                    between.append(str(user.target)[6:])
                 elif isinstance(m, nn.BatchNorm2d | nn.PReLU):
                     ok = True
                     if not isinstance(m, nn.PReLU) or m.num_parameters > 1:
@@ -228,6 +239,9 @@ def _shrink_channelwise(m: nn.Module, idx: torch.Tensor) -> None:
     elif isinstance(m, nn.PReLU):
         m.weight = nn.Parameter(_select(m.weight, idx, 0))
         m.num_parameters = len(idx)
+    elif _depthwise(m):
+        _shrink_out(m, idx)  # type: ignore[arg-type]
+        m.in_channels = m.groups = len(idx)
     else:
         raise ValueError(f"cannot prune channels of {type(m).__name__}")
 

@@ -26,7 +26,7 @@ from energybench.lifecycle.checkpoint import CheckpointLoader, build_model, save
 from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
 from energybench.lifecycle.progress import RunProgress
 from energybench.lifecycle.serve import run_scenario
-from energybench.lifecycle.tasks import Task, make_task
+from energybench.lifecycle.tasks import Task, make_task, model_kwargs
 from energybench.lifecycle.train import train_steps
 from energybench.meters import build_monitor
 from energybench.meters.base import EnergyMonitor
@@ -285,11 +285,14 @@ class Runner:
         }
 
     # ------------------------------------------------------------------ phases
-    def _build_model(self, e: Entry, device: torch.device) -> nn.Module:
+    def _build_model(self, e: Entry, device: torch.device, task: Task | None = None) -> nn.Module:
         def upstream(name: str) -> nn.Module:  # a teacher's trained model, loaded safely
             return self._load(self.store.checkpoint_path(name, "train"), device)
 
-        return build_model(e.model.model_dump(mode="json"), e.uses, upstream).to(device)
+        # the task's context (input channels, size, classes) is part of the recorded spec, so a
+        # checkpoint recipe rebuilds exactly this architecture
+        spec = {"name": e.model.name, "params": model_kwargs(e.model.name, e.model.params, task)}
+        return build_model(spec, e.uses, upstream).to(device)
 
     def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
         ckpt = self.store.checkpoint_path(e.name, "train")
@@ -306,7 +309,7 @@ class Runner:
             )
             return self._load(base, device)
         torch.manual_seed(e.train.seed if e.train else 0)
-        model = self._build_model(e, device)
+        model = self._build_model(e, device, task)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = self._train_steps(e, task)
         if trainable == 0 or steps == 0:

@@ -1,7 +1,8 @@
 """Task adaptors: what 'a training batch', 'the loss', 'one served item' and 'quality' mean.
 
-The runner, trainer and server are task-agnostic and go through a :class:`Task`. Today there is
-one task, super-resolution (image or online video). Tasks never measure energy.
+The runner, trainer and server are task-agnostic and go through a :class:`Task`: super-resolution
+(image or online video, here) and image classification
+(:mod:`energybench.lifecycle.classification`). Tasks never measure energy.
 """
 
 from __future__ import annotations
@@ -41,6 +42,35 @@ class Task:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def model_context(self) -> dict[str, Any]:
+        """Keyword arguments for model factories that accept them (e.g. the input ``data``)."""
+        return {}
+
+
+def model_kwargs(
+    name: str, params: dict[str, Any], task: Task | None, **extra: Any
+) -> dict[str, Any]:
+    """``params`` plus the task's :meth:`Task.model_context` entries (and ``extra``) that the
+    ``MODELS`` factory ``name`` accepts and ``params`` does not set: everything the model is built
+    from (plain data, so checkpoint recipes can record it)."""
+    import inspect
+
+    from energybench.models import MODELS
+
+    accepted = inspect.signature(MODELS.get(name)).parameters
+    kwargs = dict(params)
+    for key, value in {**(task.model_context() if task else {}), **extra}.items():
+        if key in accepted and key not in kwargs:
+            kwargs[key] = value
+    return kwargs
+
+
+def create_model(name: str, params: dict[str, Any], task: Task | None, **extra: Any) -> nn.Module:
+    """``MODELS`` factory ``name`` called with :func:`model_kwargs`."""
+    from energybench.models import MODELS
+
+    return MODELS.get(name)(**model_kwargs(name, params, task, **extra))
 
 
 def model_dtype(model: nn.Module) -> torch.dtype | None:
@@ -147,4 +177,10 @@ def make_task(dataset: Any) -> Task:
     """The task adaptor for a dataset object."""
     if isinstance(dataset, SRDataset):
         return SRTask(dataset)
+    from energybench.data.images import ImageClassDataset
+
+    if isinstance(dataset, ImageClassDataset):
+        from energybench.lifecycle.classification import ClassificationTask
+
+        return ClassificationTask(dataset)
     raise TypeError(f"no task adaptor for dataset type {type(dataset).__name__}")

@@ -93,6 +93,9 @@ def train_steps(
             curve.append((step, loss_val))
         if progress is not None and (step % 5 == 0 or step == steps):
             progress(step, steps, loss_val)
+    finish = getattr(task, "after_training", None)  # e.g. precise BatchNorm statistics
+    if finish is not None:
+        finish(model, device, seed)
     model.eval()
     return TrainResult(
         steps=steps, seconds=time.perf_counter() - t0, final_loss=loss_val, loss_curve=curve

@@ -24,3 +24,17 @@ MODELS.register(
     help="CKBG online recurrent VSR (current + previous frame + hidden state); grafts=true adds "
     "kernel grafts from an image SR teacher (an entry in 'uses'); merge with reparameterize",
 )
+MODELS.register_family(
+    "tv",
+    "energybench.models.vision.classifiers:torchvision_classifier",
+    "energybench.models.vision.classifiers:torchvision_names",
+    help="any torchvision classifier, e.g. tv:resnet18, tv:mobilenet_v3_small (weights=None; "
+    "constructor options pass through; first conv adapted to the dataset's channels)",
+)
+MODELS.register_family(
+    "timm",
+    "energybench.models.vision.classifiers:timm_classifier",
+    "energybench.models.vision.classifiers:timm_names",
+    help="any timm model, e.g. timm:repvgg_a0, timm:mobileone_s0, timm:ghostnet_050 "
+    "(pretrained=False; in_chans and num_classes from the dataset)",
+)

@@ -382,6 +382,8 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                 close = difflib.get_close_matches(target, names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(path, f"no entry named '{target}'{hint}")
+        for j, msg in _compress_problems(e):
+            add(base + ("compress", j, "method"), msg)
         if e.inherit is None and e.dataset is None:
             add(base, "entry has no 'dataset' (set one here or in 'defaults')")
         if e.inherit and e.train is not None and "train" in (data["entries"][i] or {}):
@@ -410,6 +412,66 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
             if name not in names:
                 add(("metric", "pairs", k), f"no entry named '{name}'")
     return problems
+
+
+def _compress_problems(e: Entry) -> list[tuple[int, str]]:
+    """Compress steps that cannot work on the entry's model, found by building the model once.
+
+    Checked up to the first step that changes the architecture (reparameterize, distill,
+    structured prune): a structured prune on a model with no prunable conv pair, and a
+    reparameterize on a model with nothing to merge. Models built from other entries
+    (``upstream``) or that fail to build here are left to the run.
+    """
+    import inspect
+
+    from energybench.models import MODELS
+
+    steps = [
+        (j, c)
+        for j, c in enumerate(e.compress)
+        if c.method in ("reparameterize", "distill")
+        or (c.method == "prune" and c.kind == "structured")
+    ]
+    if not steps or steps[0][1].method == "distill":
+        return []
+    j, step = steps[0]
+    try:
+        factory = MODELS.get(e.model.name)
+        if "upstream" in inspect.signature(factory).parameters:
+            return []
+        model = factory(**e.model.params)
+    except Exception:  # noqa: BLE001 - building problems are reported by the run
+        return []
+    if step.method == "reparameterize":
+        from energybench.models.vision.reparam import has_reparam_blocks
+
+        if not hasattr(model, "reparameterize") and not has_reparam_blocks(model):
+            return [
+                (
+                    j,
+                    f"model '{e.model.name}' has no multi-branch blocks to merge "
+                    "(reparameterize needs RepVGG/MobileOne-style blocks or CKBG); remove "
+                    "this step",
+                )
+            ]
+        return []
+    from energybench.lifecycle.prune import find_prunable_pairs
+
+    try:
+        pairs = find_prunable_pairs(model)
+    except ValueError as exc:
+        return [(j, str(exc))]
+    if not pairs:
+        return [
+            (
+                j,
+                f"structured pruning cannot handle model '{e.model.name}': it has no safely "
+                "prunable conv pair (a hidden conv feeding exactly one next conv through "
+                "channel-wise ops; multi-branch blocks such as RepVGG's sum their branches). "
+                "Reparameterize first, or use kind: unstructured",
+            )
+        ]
+    return []
 
 
 def dependency_order(suite: Suite) -> list[Entry]:

@@ -98,7 +98,9 @@ class MetricSettings(Strict):
 
     tau: float = Field(1.0, ge=0)
     quality: str = Field(
-        "ssim", description="which quality figure is Q (ssim, psnr_db, psnr_gain_db)"
+        "ssim",
+        description="which quality figure is Q (SR: ssim, psnr_db, psnr_gain_db; "
+        "classification: top1, top5)",
     )
     iec_scenario: str | None = Field(
         None,

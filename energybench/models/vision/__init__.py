@@ -1,0 +1,1 @@
+"""Image classification models: torchvision and timm families by name (no pretrained weights)."""
