@@ -183,14 +183,41 @@ def test_the_scanner_finds_unsafe_loads() -> None:
     assert not unsafe_loads("torch.load(p, map_location='cpu', weights_only=True)\n")
 
 
+#: The one audited module allowed to use pickle: a restricted unpickler for CIFAR batches.
+RESTRICTED = "data/safe_unpickle.py"
+
+
 def test_nothing_in_the_package_unpickles() -> None:
     root = Path(energybench.__file__).parent
     found = {
         str(p.relative_to(root)): probs
         for p in sorted(root.rglob("*.py"))
-        if (probs := unsafe_loads(p.read_text(encoding="utf-8")))
+        if str(p.relative_to(root)) != RESTRICTED
+        and (probs := unsafe_loads(p.read_text(encoding="utf-8")))
     }
     assert found == {}
+
+
+def test_the_cifar_unpickler_refuses_code(tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    from energybench.data.safe_unpickle import load_restricted
+
+    ok = tmp_path / "batch"
+    ok.write_bytes(pickle.dumps({b"data": np.arange(6, dtype=np.uint8), b"labels": [1, 2]}))
+    assert list(load_restricted(ok)[b"labels"]) == [1, 2]
+
+    class Evil:
+        def __reduce__(self):  # noqa: ANN204 - the attack under test
+            return (exec, ("open('owned', 'w').write('x')",))
+
+    bad = tmp_path / "evil"
+    bad.write_bytes(pickle.dumps({b"data": Evil()}))
+    with pytest.raises(pickle.UnpicklingError, match="builtins.exec"):
+        load_restricted(bad)
+    assert not Path("owned").exists()
 
 
 # --------------------------------------------------------------------------- CSV formulas

@@ -13,7 +13,6 @@ Nothing here trains, measures energy or knows about models beyond :class:`ImageS
 
 from __future__ import annotations
 
-import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from energybench.data.clipset import DatasetConfigError
+from energybench.data.safe_unpickle import UnpicklingError, load_restricted
 
 SPLITS = ("train", "val", "test")
 
@@ -335,8 +335,7 @@ class ImageFolderDataset(ImageClassDataset):
 
 
 def _unpickle(path: Path) -> dict[bytes, Any]:
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="bytes")  # noqa: S301 - the user's own CIFAR batches
+    return load_restricted(path)  # arrays and lists only: a crafted batch runs no code
 
 
 class CifarDataset(TensorClassDataset):
@@ -396,7 +395,7 @@ class CifarDataset(TensorClassDataset):
             m = _unpickle(base / meta)
             label_key = b"label_names" if variant == "cifar10" else b"fine_label_names"
             classes = [c.decode() for c in m[label_key]]
-        except (OSError, KeyError, pickle.UnpicklingError):
+        except (OSError, KeyError, UnpicklingError):
             classes = [str(c) for c in range(int(labels.max()) + 1)]
         test = shuffled(np.arange(n_tr, len(labels)), seed)
         splits = {"train": train, "val": shuffled(val, seed), "test": test}
