@@ -63,3 +63,17 @@ def test_tiny_classification_suite_runs_end_to_end(tmp_path: Path) -> None:
     assert serve["model"]["input_shape"] == [1, 1, 16, 16] and serve["model"]["flops_per_item"] > 0
     board = leaderboard(run).set_index("entry")
     assert board["quality"].between(0, 1).all() and board["iec_j"].gt(0).all()
+    # --resume reloads the compressed classifiers from their tensors-only checkpoints (rebuilt
+    # from the recipe: the task's channels/size/classes, the pruned widths, the merged branches)
+    before = {
+        e: json.loads((run_dir / "entries" / e / "evaluate.json").read_text())["quality"]["top1"]
+        for e in ("lcnet-pruned", "repvgg-merged")
+    }
+    for e in before:
+        for phase in ("serve", "evaluate"):
+            (run_dir / "entries" / e / f"{phase}.json").unlink()
+    res = CliRunner().invoke(app, ["run", str(suite), "--resume", str(run_dir), "--no-report"])
+    assert res.exit_code == 0, res.output
+    for e, top1 in before.items():
+        ev = json.loads((run_dir / "entries" / e / "evaluate.json").read_text())
+        assert ev["quality"]["top1"] == top1, e  # the same model came back

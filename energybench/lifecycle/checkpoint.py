@@ -182,9 +182,9 @@ def _replay(model: nn.Module, step: dict[str, Any]) -> nn.Module:
     """Apply the structure (not the weights) of one recorded compress step to ``model``."""
     op = step["op"]
     if op == "reparameterize":
-        if not hasattr(model, "reparameterize"):
-            raise ValueError(f"{type(model).__name__} has no reparameterize()")
-        return model.reparameterize()
+        from energybench.lifecycle.compress import merge_branches
+
+        return merge_branches(model)[0]
     if op == "prune":
         from energybench.lifecycle.prune import replay_structured_prune
 

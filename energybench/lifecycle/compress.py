@@ -83,29 +83,30 @@ def finetune(
     return {"finetune": res.to_dict()}
 
 
-def reparameterize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
-    """Merge every multi-branch block into one conv per layer (structural re-parameterisation).
+def merge_branches(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """The single-path version of a multi-branch ``model`` and how it was merged.
 
-    Models with a ``reparameterize()`` method (CKBG) merge themselves; models whose blocks do
-    (timm RepVGG, MobileOne, FastViT, RepGhost, ...) go through timm's ``reparameterize_model``.
+    Models with a ``reparameterize()`` method (CKBG) merge themselves (via None); models whose
+    blocks do (timm RepVGG, MobileOne, FastViT, RepGhost, ...) go through timm's
+    ``reparameterize_model``. Checkpoint recipes replay this same function.
     """
-    if not hasattr(model, "reparameterize"):
-        from energybench.models.vision.reparam import has_reparam_blocks, reparameterize_blocks
+    if hasattr(model, "reparameterize"):
+        return model.reparameterize(), None
+    from energybench.models.vision.reparam import has_reparam_blocks, reparameterize_blocks
 
-        if not has_reparam_blocks(model):
-            raise ValueError(
-                f"model {type(model).__name__} has no branches to merge "
-                "(neither it nor its blocks implement reparameterize())"
-            )
-        merged = reparameterize_blocks(model)
-        merged.to(ctx.device).eval()
-        return merged, {
-            "via": "timm.utils.reparameterize_model",
-            **finetune(merged, step.finetune, ctx),
-        }
-    merged = model.reparameterize()
+    if not has_reparam_blocks(model):
+        raise ValueError(
+            f"model {type(model).__name__} has no branches to merge "
+            "(neither it nor its blocks implement reparameterize())"
+        )
+    return reparameterize_blocks(model), "timm.utils.reparameterize_model"
+
+
+def reparameterize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
+    """Merge every multi-branch block into one conv per layer (structural re-parameterisation)."""
+    merged, via = merge_branches(model)
     merged.to(ctx.device).eval()
-    return merged, finetune(merged, step.finetune, ctx)
+    return merged, {**({"via": via} if via else {}), **finetune(merged, step.finetune, ctx)}
 
 
 def quantize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
