@@ -127,6 +127,7 @@ def run(
     console.print(f"results: [bold]{outcome.run_dir}[/bold]")
     console.print(f"ran {len(outcome.ran)} phase(s), reused {len(outcome.reused)} finished")
     report_ok = True
+    _print_glance(outcome.run_dir)
     if not no_report:
         from rich.markup import escape
 
@@ -158,6 +159,23 @@ def run(
             err.print(f"[red]entry '{name}' failed: {why}[/red]", highlight=False)
         console.print(f"next: energybench run {suite} --resume {outcome.run_dir}")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_glance(run_dir: Path) -> None:
+    """The terminal leaderboard and break-even lines (display only; never fails the run)."""
+    from rich.markup import escape
+
+    from energybench.report.terminal import glance
+    from energybench.store import load_run
+
+    try:
+        console.print(glance(load_run(run_dir)))
+    except Exception as exc:  # noqa: BLE001 - the results are saved; the report still follows
+        err.print(
+            f"[yellow]could not print the leaderboard ({type(exc).__name__}: "
+            f"{escape(str(exc))}); see the report[/yellow]",
+            highlight=False,
+        )
 
 
 def _default_output(run: RunData, ext: str) -> Path:

@@ -479,7 +479,7 @@ class Runner:
         self.monitor = build_monitor(
             self.suite.energy, devices or None, self.store.trace_dir, **sim
         )
-        with self.monitor, RunProgress(self.console, self.monitor.live_power_w) as prog:
+        with self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
             self.progress = prog
             self._write_manifest()
             self._idle_baseline("before")

@@ -33,6 +33,7 @@ from energybench.report.tables import (
     scenario_rows,
     usage_intensities,
 )
+from energybench.report.units import eng
 from energybench.store import RunData
 
 ESTIMATE_MARK = "≈"
@@ -111,8 +112,8 @@ def _columns(run: RunData, muis: list[float]) -> list[Column]:
     ]
     for i, m in enumerate(muis):
         k = _mui_key(i)
-        cols.append(Column(f"e-{k}", f"E @ {m:g}", mui=k, title=ENERGY_FORMULA))
-        cols.append(Column(f"g-{k}", f"G @ {m:g}", mui=k, title=GREENNESS_FORMULA))
+        cols.append(Column(f"e-{k}", f"E @ {eng(m)}", mui=k, title=ENERGY_FORMULA))
+        cols.append(Column(f"g-{k}", f"G @ {eng(m)}", mui=k, title=GREENNESS_FORMULA))
     cols.append(Column("score", "score S", mui="score", title=SCORE_FORMULA))
     cols.append(Column("provenance", "provenance", name=True))
     return cols
@@ -139,8 +140,8 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
         Cell(fmt(row["rank"]), sort_value(row["rank"])),
         Cell(str(row["entry"]), str(row["entry"]), sub=desc, badge=status),
         Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
-        Cell(fmt(row["params"]), sort_value(row["params"])),
-        Cell(fmt(row["flops_per_item"]), sort_value(row["flops_per_item"])),
+        Cell(eng(row["params"]), sort_value(row["params"])),
+        Cell(eng(row["flops_per_item"], "FLOP"), sort_value(row["flops_per_item"])),
         _energy_cell(row["tec_j"], bool(row["tec_is_estimate"]), tec_sub.strip()),
         _energy_cell(
             row["iec_j"],
@@ -463,7 +464,7 @@ def render_report(runs: list[RunData]) -> str:
         loader=PackageLoader("energybench.report", "templates"),
         autoescape=select_autoescape(["html"]),
     )
-    env.filters.update(energy=fmt_energy, fmt=fmt, num=sort_value)
+    env.filters.update(energy=fmt_energy, fmt=fmt, num=sort_value, eng=eng)
     template = env.get_template("report.html")
     contexts = [_run_context(r, i) for i, r in enumerate(runs, start=1)]
     return template.render(
