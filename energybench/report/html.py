@@ -189,6 +189,8 @@ def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[di
             {
                 "entry": row["entry"],
                 "est": bool(row["is_estimate"]),
+                "p99_ms": sort_value(row.get("latency_p99_ms")),
+                "quality": sort_value(row.get("quality")),
                 "ranks": _ranks(row, muis),
                 "cells": _row_cells(row, muis, desc.get(row["entry"], "")),
             }
