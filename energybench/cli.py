@@ -276,6 +276,47 @@ def export(
 
 
 @app.command()
+def plan(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    p99_ms: Annotated[
+        float, typer.Option("--p99-ms", help="Latency target: p99 in ms (rejections count).")
+    ],
+    rate: Annotated[float, typer.Option("--rate", help="Load to serve: requests (frames) per s.")],
+    min_quality: Annotated[
+        float | None,
+        typer.Option("--min-quality", help="Quality floor on the suite's Q (e.g. SSIM 0.85)."),
+    ] = None,
+    format_: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """The cheapest measured configuration that meets a p99 target at a rate (no interpolation).
+
+    Exit 0: at least one meets it (cheapest energy per item first); 1: none meets it (the
+    nearest miss is printed) or the rate was not measured; 2: bad input.
+    """
+    import json
+
+    from energybench.plan import plan as make_plan
+
+    if format_ not in ("text", "json"):
+        raise _fail(f"unknown format '{format_}' (known: text, json)")
+    for name, v in (("--p99-ms", p99_ms), ("--rate", rate)):
+        if not (v > 0 and v < float("inf")):
+            raise _fail(
+                f"{name} must be a positive number of {'ms' if 'p99' in name else '/s'}, got {v}"
+            )
+    runs = _runs(run_dirs)
+    result = make_plan(runs, p99_ms=p99_ms, rate_per_s=rate, min_quality=min_quality)
+    if format_ == "json":
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    else:
+        from energybench.report.terminal import plan_text
+
+        console.print(plan_text(result))
+    if result.status != "meets":
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
 def meters(
     simulate: Annotated[
         str | None,

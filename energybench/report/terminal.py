@@ -132,3 +132,78 @@ def glance(run: RunData) -> RenderableType:
             Text(f"{ESTIMATE_MARK} est.: from a power model (codecarbon), not a measurement")
         )
     return Group(*parts)
+
+
+def _answer_row(i: int, a: Any) -> list[str]:
+    p = a.point
+    est = ESTIMATE_MARK if p.is_estimate else ""
+    energy = "–" if p.energy_per_item_j is None else est + eng(p.energy_per_item_j, "J")
+    if p.energy_ci_j:
+        energy += f" [{eng(p.energy_ci_j[0], 'J')}, {eng(p.energy_ci_j[1], 'J')}]"
+    margin = "–" if a.margin_ms is None else f"{a.margin_ms:+.3g} ms"
+    return [
+        str(i),
+        p.entry,
+        f"{p.scenario}, batch {p.batch}, {p.backend}",
+        f"{p.rate_per_s:.3g}/s" + ("" if a.basis == "at-rate" else " ↑"),
+        "∞" if p.p99_ms is None else f"{p.p99_ms:.3g} ms",
+        margin,
+        energy,
+        _num(p.quality),
+    ]
+
+
+def plan_text(result: Any) -> RenderableType:
+    """The ``energybench plan`` answer for the terminal (see :mod:`energybench.plan`)."""
+    q = result.min_quality
+    query = f"p99 <= {result.p99_ms:g} ms at {result.rate_per_s:g}/s" + (
+        f", Q >= {q:g}" if q is not None else ""
+    )
+    cols = ["#", "entry", "configuration", "measured at", "p99", "margin", "J/item [95% CI]", "Q"]
+    notes: list[Text] = []
+
+    def table(title: str, answers: list[Any]) -> Table:
+        t = Table(title=title)
+        for c in cols:
+            t.add_column(c, no_wrap=c not in ("configuration", "J/item [95% CI]"))
+        for a in answers:
+            i = len(notes) + 1
+            t.add_row(*_answer_row(i, a))
+            notes.append(Text(f"  #{i} {a.point.run_id}: {a.note or 'measured at the rate asked'}"))
+        return t
+
+    parts: list[RenderableType] = []
+    if result.status == "meets":
+        parts.append(table(f"meets {query} (cheapest first)", result.meets))
+        best = result.meets[0].point
+        parts.append(
+            Text(
+                f"cheapest: {best.entry} / {best.scenario} ({best.backend}) at "
+                f"{eng(best.energy_per_item_j, 'J')} per item",
+                style="bold green",
+            )
+        )
+    elif result.status == "none-meets":
+        parts.append(Text(f"none meets {query}", style="bold red"))
+        if result.nearest_miss is not None:
+            parts.append(table("nearest miss", [result.nearest_miss]))
+    else:
+        parts.append(
+            Text(
+                f"not measured: no run measured a load point that answers {result.rate_per_s:g}/s "
+                "(nothing is interpolated); run a load scenario at that rate or with "
+                "p99_target_ms for a sweep",
+                style="bold red",
+            )
+        )
+    parts += notes
+    if result.not_measured:
+        parts.append(Text("not measured / not applicable:", style="bold"))
+        parts += [Text("  " + s) for s in result.not_measured]
+    parts.append(
+        Text(
+            "↑: measured at a higher rate than asked (the nearest measured point above); "
+            f"{ESTIMATE_MARK}: estimated energy; ∞: requests were rejected"
+        )
+    )
+    return Group(*parts)
