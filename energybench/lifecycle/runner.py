@@ -207,7 +207,7 @@ def _needed(suite: Suite, only: list[str] | None) -> list[Entry]:
             return
         keep.add(name)
         e = by_name[name]
-        for dep in ([e.inherit] if e.inherit else []) + e.uses:
+        for dep in ([e.inherit] if e.inherit else []) + e.uses + e.variants():
             add(dep)
 
     for o in only:
@@ -391,9 +391,22 @@ class Runner:
             info["input_shape"] = list(sample.shape)
         for sc, name in zip(e.serve, e.scenario_names(), strict=True):
             self._phase_bar(f"{e.name}: serve {name}", None)
-            scenarios[name] = run_scenario(
-                sc, model, task, device, self.monitor, self.suite.energy, f"{e.name}/serve/{name}"
-            )
+            if sc.scenario == "adaptive":
+                from energybench.lifecycle.adaptive import run_adaptive
+
+                models = {
+                    v: self._resume_model(self.suite.entry(v), "serve", device) for v in sc.variants
+                }
+                scenarios[name] = run_adaptive(
+                    sc, models, task, device, self.monitor, self.suite.energy,
+                    f"{e.name}/serve/{name}",
+                )  # fmt: skip
+                scenarios[name]["compile"] = sc.compile
+            else:
+                scenarios[name] = run_scenario(
+                    sc, model, task, device, self.monitor, self.suite.energy,
+                    f"{e.name}/serve/{name}",
+                )  # fmt: skip
             scenarios[name]["name"] = name
         self._record(
             e,

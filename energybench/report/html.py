@@ -368,6 +368,54 @@ def _plots(run: RunData, board: pd.DataFrame, muis: list[float], ctx: dict[str, 
     ]
 
 
+def _adaptive(run: RunData) -> list[dict[str, Any]]:
+    """Each ``adaptive`` scenario: its timeline plot and each policy run against the static one."""
+    out = []
+    for entry, phases in run.phases.items():
+        for name, sc in ((phases.get("serve") or {}).get("scenarios") or {}).items():
+            if sc.get("scenario") != "adaptive":
+                continue
+            rows = []
+            for policy, r in (sc.get("runs") or {}).items():
+                est = bool(r.get("is_estimate"))
+                rows.append(
+                    {
+                        "policy": policy,
+                        "miss_rate": r.get("deadline_miss_rate"),
+                        "dropped": r.get("dropped"),
+                        "frames": r.get("frames"),
+                        "fps": (r.get("fps_achieved") or {}).get("mean"),
+                        "fps_min": (r.get("fps_achieved") or {}).get("min"),
+                        "stall_s": r.get("longest_stall_s"),
+                        "psnr_db": r.get("psnr_mean_db"),
+                        "energy_j": r.get("energy_per_frame_j"),
+                        "est": est,
+                        "switches": len(r.get("switches") or []),
+                        "switch_ms": (r.get("switch_ms") or {}).get("mean"),
+                        "per_variant": ", ".join(
+                            f"{v} {t:.3g} s" for v, t in (r.get("time_per_variant_s") or {}).items()
+                        ),
+                    }
+                )
+            contention = ", ".join(
+                f"{c['threads']} from {c['at_s']:g} s" for c in sc.get("contention") or []
+            )
+            out.append(
+                {
+                    "entry": entry,
+                    "scenario": name,
+                    "fps": sc.get("target_fps"),
+                    "duration_s": sc.get("duration_s"),
+                    "variants": " → ".join(sc.get("variants") or []),
+                    "policy": sc.get("policy"),
+                    "contention": contention or "none",
+                    "rows": rows,
+                    "svg": plots.adaptive_timeline_svg(sc),
+                }
+            )
+    return out
+
+
 def _run_context(run: RunData, index: int) -> dict[str, Any]:
     m = run.manifest
     board = leaderboard(run)
@@ -393,6 +441,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "muis": [(_mui_key(i), f"{mui:g}", w) for i, (mui, w) in enumerate(usage_intensities(run))],
         "by_phase": by_phase.to_dict("records"),
         "scenarios": _scenario_table(run),
+        "adaptive": _adaptive(run),
         "break_even": be.to_dict("records"),
         "entries": _entry_specs(run),
         "created": dt.datetime.fromtimestamp(m.get("created_unix_s", 0)).isoformat(

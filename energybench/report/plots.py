@@ -373,3 +373,56 @@ def latency_svg(scenarios: pd.DataFrame) -> str | None:
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     return to_svg(fig)
+
+
+@plain_text
+def adaptive_timeline_svg(sc: dict[str, Any]) -> str | None:
+    """Timeline of an ``adaptive`` scenario record: achieved fps per second (each policy run,
+    target dashed), the variant serving each frame, misses, and the declared contention."""
+    runs = sc.get("runs") or {}
+    if not runs:
+        return None
+    variants = list(sc.get("variants") or [])
+    fig, (ax_fps, ax_var, ax_con) = plt.subplots(
+        3, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]}
+    )
+    for i, (name, r) in enumerate(runs.items()):
+        c = f"C{i % 10}"
+        tl = r.get("fps_timeline") or []
+        if tl:
+            ax_fps.step(
+                [p["t_s"] for p in tl] + [tl[-1]["t_s"] + 1],
+                [p["fps"] for p in tl] + [tl[-1]["fps"]],
+                where="post",
+                color=c,
+                label=f"{name}: miss rate {r.get('deadline_miss_rate', 0):.0%}",
+            )
+        pf = r.get("per_frame") or {}
+        t = pf.get("t_s") or []
+        ax_var.step(t, pf.get("variant") or [], where="post", color=c, lw=1.2, label=name)
+        miss_t = [x for x, m in zip(t, pf.get("missed") or [], strict=False) if m]
+        miss_v = [
+            v for v, m in zip(pf.get("variant") or [], pf.get("missed") or [], strict=False) if m
+        ]
+        ax_var.scatter(miss_t, [v + 0.08 * (i + 1) for v in miss_v], s=6, color=c, marker="x")
+    target = sc.get("target_fps")
+    if target:
+        ax_fps.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:g} fps")
+    ax_fps.set_ylabel("achieved fps")
+    ax_fps.legend(fontsize=7, loc="lower left")
+    ax_fps.grid(True, alpha=0.3)
+    ax_var.set_yticks(range(len(variants)))
+    ax_var.set_yticklabels(variants, fontsize=7)
+    ax_var.invert_yaxis()
+    ax_var.set_ylabel("variant")
+    ax_var.grid(True, alpha=0.3)
+    con = sc.get("contention") or []
+    end = float(sc.get("duration_s") or 0)
+    xs = [0.0] + [float(c["at_s"]) for c in con] + [end]
+    ys = [0] + [int(c["threads"]) for c in con]
+    ax_con.step(xs, ys + [ys[-1]], where="post", color="0.3")
+    ax_con.fill_between(xs, ys + [ys[-1]], step="post", color="0.8")
+    ax_con.set_ylabel("contention\nworkers", fontsize=8)
+    ax_con.set_xlabel("time into the stream (s)")
+    fig.tight_layout()
+    return to_svg(fig)
