@@ -4,8 +4,8 @@
 schedule (``[(at_s, threads), ...]`` relative to a start time it is given), waits until it is
 ready, and always stops it (context manager: on normal exit, on failure and on Ctrl-C; the child
 also exits by itself when the schedule ends plus a grace time, or when its parent dies).
-On a CPU each worker is a thread multiplying matrices (torch releases the GIL, so ``threads``
-workers keep ``threads`` cores busy); on a GPU each worker is a CUDA kernel loop.
+On a CPU each worker is a thread multiplying matrices with numpy (BLAS releases the GIL, so
+``threads`` workers keep ``threads`` cores busy); on a GPU each worker is a CUDA kernel loop.
 It generates load only: it must not measure energy or time the served stream.
 """
 
@@ -45,8 +45,16 @@ class Contention:
             "end_s": self.end_s,
             "parent": os.getpid(),
         }
+        # one BLAS thread per worker: ``threads`` workers keep ``threads`` cores busy
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "energybench.lifecycle.contention", json.dumps(spec)],
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -95,24 +103,29 @@ class Contention:
         self.stop()
 
 
-def _worker(stop: threading.Event, device: str) -> None:
-    import torch
+def _worker(stop: threading.Event, device: str) -> None:  # pragma: no cover - child process
+    if device.startswith("cuda"):
+        import torch
 
-    torch.set_num_threads(1)
-    dev = torch.device(device)
-    a = torch.randn(256, 256, device=dev)
-    b = torch.randn(256, 256, device=dev)
+        dev = torch.device(device)
+        a = torch.randn(1024, 1024, device=dev)
+        b = torch.randn(1024, 1024, device=dev)
+        while not stop.is_set():
+            for _ in range(8):
+                a = torch.tanh(a @ b)
+            torch.cuda.synchronize(dev)
+        return
+    import numpy as np  # BLAS releases the GIL: one worker keeps one core busy
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((192, 192), dtype=np.float32)
+    b = rng.standard_normal((192, 192), dtype=np.float32)
     while not stop.is_set():
         for _ in range(8):
-            a = torch.tanh(a @ b)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+            a = np.tanh(a @ b)
 
 
 def _main(spec: dict) -> None:  # pragma: no cover - runs in the child process
-    import torch
-
-    torch.set_num_threads(1)
     schedule = [(float(t), int(n)) for t, n in spec["schedule"]]
     end_s, parent = spec["end_s"], spec["parent"]
     workers: list[tuple[threading.Thread, threading.Event]] = []
