@@ -189,3 +189,44 @@ def test_stream_stops_the_generator_when_a_model_fails(monkeypatch: pytest.Monke
             torch.device("cpu"),
         )
     assert started and started[0].proc is None and not _alive(pids[0])
+
+
+def test_run_adaptive_on_real_frames_records_quality_energy_and_the_comparison(
+    tiny_task: object, toy_recurrent: nn.Module
+) -> None:
+    from energybench.models import MODELS
+    from energybench.report.html import _adaptive
+    from energybench.store import RunData
+    from energybench.suite.schema import EnergySettings
+
+    sc = Adaptive(
+        scenario="adaptive",
+        fps=20,
+        duration_s=0.5,
+        variants=["toy", "bicubic"],
+        policy="deadline",
+        warmup=1,
+    )
+    models = {"toy": toy_recurrent, "bicubic": MODELS.create("bicubic", scale=4)}
+    rec = adaptive.run_adaptive(
+        sc, models, tiny_task, torch.device("cpu"), EnergyMonitor([FakeMeter()]),
+        EnergySettings(), "a/serve/adaptive",
+    )  # fmt: skip
+    assert list(rec["runs"]) == ["static", "deadline"]  # the baseline first, same schedule
+    for r in rec["runs"].values():
+        assert r["frames"] == 10 and r["contention_stopped"]
+        served = [
+            q
+            for q, lat in zip(r["per_frame"]["psnr_db"], r["per_frame"]["latency_ms"], strict=True)
+            if lat is not None
+        ]
+        assert served and all(q is not None and 10 < q < 60 for q in served)  # PSNR vs HR
+        assert r["energy_per_frame_j"] > 0 and r["trial"]["measurement"]["duration_s"] >= 0.5
+    assert set(rec["versus_static"]) >= {"miss_rate_diff", "psnr_mean_db_diff"}
+    assert rec["energy_per_item_j"]["mean"] == rec["runs"]["deadline"]["energy_per_frame_j"]
+    # the report: one table row per policy run, static first, and the timeline plot
+    run = RunData(Path("r"), {"suite": {}}, {"e": {"serve": {"scenarios": {"adaptive": rec}}}})
+    (section,) = _adaptive(run)
+    assert [row["policy"] for row in section["rows"]] == ["static", "deadline"]
+    assert section["rows"][0]["miss_rate"] == rec["runs"]["static"]["deadline_miss_rate"]
+    assert section["svg"] and section["svg"].startswith("<svg")
