@@ -34,7 +34,7 @@ def marks(row: dict[str, Any]) -> str:
     """Provenance marks of a leaderboard row: estimate, simulated, shared device."""
     out = []
     if row.get("is_estimate"):
-        out.append(f"{ESTIMATE_MARK} est.")
+        out.append("est.")
     if row.get("is_simulated"):
         out.append("simulated")
     if row.get("is_shared"):
@@ -46,9 +46,14 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
     """Rank, entry, Q, TEC, IEC, score and estimate marks, best first (unranked last)."""
     board = leaderboard(run) if board is None else board
     q = run.suite.get("metric", {}).get("quality", "Q")
-    table = Table(title=f"leaderboard: {run.suite.get('name', 'run')} ({run.root.name})")
+    table = Table(
+        title=f"leaderboard: {run.suite.get('name', 'run')} ({run.root.name})",
+        box=None,
+        header_style="bold underline",
+        pad_edge=False,
+    )
     units = sorted({_unit(run, str(e)) for e in board.get("entry", [])}) if not board.empty else []
-    iec = f"IEC (J/{units[0]})" if len(units) == 1 else "IEC (J/item)"
+    iec = f"IEC /{units[0]}" if len(units) == 1 else "IEC /item"
     for name, justify in (
         ("rank", "right"),
         ("entry", "left"),
@@ -58,7 +63,12 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
         ("score", "right"),
         ("marks", "left"),
     ):
-        table.add_column(name, justify=justify, no_wrap=name != "marks")  # type: ignore[arg-type]
+        table.add_column(
+            name,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=name != "marks",
+            min_width=14 if name == "marks" else None,
+        )
     if board.empty:
         return table
     rows = board.to_dict("records")
@@ -70,8 +80,8 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
             return "–" if _missing(v) else est + text
 
         note = marks(r)
-        if _missing(r.get("rank")) and r.get("rank_note"):
-            note = "; ".join(x for x in (note, str(r["rank_note"])) if x)
+        if _missing(r.get("rank")):
+            note = ", ".join(x for x in (note, "unranked") if x)
         table.add_row(
             "–" if _missing(r.get("rank")) else str(int(r["rank"])),
             str(r["entry"]),
@@ -82,6 +92,14 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
             note,
         )
     return table
+
+
+def unranked_lines(board: pd.DataFrame) -> list[str]:
+    """Why each unranked entry is not ranked (one line each, under the table)."""
+    if board.empty or "rank" not in board:
+        return []
+    rows = board[board["rank"].isna()].to_dict("records")
+    return [f"{r['entry']}: {r['rank_note']}" for r in rows if r.get("rank_note")]
 
 
 def _unit(run: RunData, entry: str) -> str:
@@ -123,13 +141,17 @@ def glance(run: RunData) -> RenderableType:
     """The leaderboard table, then the break-even lines (what a user reads first)."""
     board = leaderboard(run)
     parts: list[RenderableType] = [leaderboard_table(run, board)]
+    notes = unranked_lines(board)
+    if notes:
+        parts.append(Text("not ranked:", style="bold"))
+        parts += [Text("  " + line) for line in notes]
     lines = break_even_lines(run)
     if lines:
         parts.append(Text("break-even:", style="bold"))
         parts += [Text("  " + line) for line in lines]
     if "is_estimate" in board and board["is_estimate"].fillna(False).astype(bool).any():
         parts.append(
-            Text(f"{ESTIMATE_MARK} est.: from a power model (codecarbon), not a measurement")
+            Text(f"{ESTIMATE_MARK}, est.: from a power model (codecarbon), not a measurement")
         )
     return Group(*parts)
 
