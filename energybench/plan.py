@@ -243,10 +243,15 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
                             origin="sweep",
                         )
                     )
-            else:
+            elif kind == "throughput":
                 skipped.append(
                     f"{entry}/{name} ({kind}): closed loop, no arrival rate, cannot answer a "
                     "latency at a load"
+                )
+            else:
+                skipped.append(
+                    f"{entry}/{name} ({kind}): switches between variants under contention, "
+                    "not one configuration"
                 )
     return out, skipped
 

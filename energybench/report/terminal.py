@@ -185,7 +185,7 @@ def plan_text(result: Any) -> RenderableType:
     notes: list[Text] = []
 
     def table(title: str, answers: list[Any]) -> Table:
-        t = Table(title=title)
+        t = Table(title=title, box=None, header_style="bold underline", pad_edge=False)
         for c in cols:
             t.add_column(c, no_wrap=c not in ("configuration", "J/item [95% CI]"))
         for a in answers:
