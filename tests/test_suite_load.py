@@ -233,3 +233,13 @@ def test_adaptive_errors_are_located_at_validate(tmp_path: Path, edit: str, expe
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert expected in result.output and "suite.yaml:" in result.output
+
+
+def test_an_adaptive_entry_reruns_when_a_variant_changes(tmp_path: Path) -> None:
+    from energybench.lifecycle.runner import phase_hashes
+
+    a = phase_hashes(load_suite(write(tmp_path, ADAPTIVE)).suite)
+    b = phase_hashes(load_suite(write(tmp_path, ADAPTIVE.replace("steps: 2", "steps: 3"))).suite)
+    assert a["adaptive"]["serve"] != b["adaptive"]["serve"]
+    good = phase_hashes(load_suite(write(tmp_path, GOOD)).suite)
+    assert good["base"] == a["base"]  # entries without adaptive scenarios keep their hashes

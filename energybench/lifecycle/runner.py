@@ -127,15 +127,16 @@ def phase_hashes(
                 "device": devices,
             }
         )
-        serve = config_hash(
-            {
-                "device": devices,
-                "compress": compress,
-                "dataset": dataset,
-                "serve": [s.model_dump(mode="json") for s in e.serve],
-                "energy": suite.energy.model_dump(mode="json"),
-            }
-        )
+        serve_deps: dict[str, Any] = {
+            "device": devices,
+            "compress": compress,
+            "dataset": dataset,
+            "serve": [s.model_dump(mode="json") for s in e.serve],
+            "energy": suite.energy.model_dump(mode="json"),
+        }
+        if e.variants():  # an adaptive scenario serves these entries' final models
+            serve_deps["variants"] = {v: out[v]["compress"] for v in e.variants()}
+        serve = config_hash(serve_deps)
         evaluate = config_hash(
             {
                 "device": devices,
