@@ -127,6 +127,7 @@ def run(
     console.print(f"results: [bold]{outcome.run_dir}[/bold]")
     console.print(f"ran {len(outcome.ran)} phase(s), reused {len(outcome.reused)} finished")
     report_ok = True
+    _print_glance(outcome.run_dir)
     if not no_report:
         from rich.markup import escape
 
@@ -158,6 +159,23 @@ def run(
             err.print(f"[red]entry '{name}' failed: {why}[/red]", highlight=False)
         console.print(f"next: energybench run {suite} --resume {outcome.run_dir}")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_glance(run_dir: Path) -> None:
+    """The terminal leaderboard and break-even lines (display only; never fails the run)."""
+    from rich.markup import escape
+
+    from energybench.report.terminal import glance
+    from energybench.store import load_run
+
+    try:
+        console.print(glance(load_run(run_dir)))
+    except Exception as exc:  # noqa: BLE001 - the results are saved; the report still follows
+        err.print(
+            f"[yellow]could not print the leaderboard ({type(exc).__name__}: "
+            f"{escape(str(exc))}); see the report[/yellow]",
+            highlight=False,
+        )
 
 
 def _default_output(run: RunData, ext: str) -> Path:
@@ -255,6 +273,47 @@ def export(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     console.print(f"export: [bold]{path}[/bold]")
+
+
+@app.command()
+def plan(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    p99_ms: Annotated[
+        float, typer.Option("--p99-ms", help="Latency target: p99 in ms (rejections count).")
+    ],
+    rate: Annotated[float, typer.Option("--rate", help="Load to serve: requests (frames) per s.")],
+    min_quality: Annotated[
+        float | None,
+        typer.Option("--min-quality", help="Quality floor on the suite's Q (e.g. SSIM 0.85)."),
+    ] = None,
+    format_: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """The cheapest measured configuration that meets a p99 target at a rate (no interpolation).
+
+    Exit 0: at least one meets it (cheapest energy per item first); 1: none meets it (the
+    nearest miss is printed) or the rate was not measured; 2: bad input.
+    """
+    import json
+
+    from energybench.plan import plan as make_plan
+
+    if format_ not in ("text", "json"):
+        raise _fail(f"unknown format '{format_}' (known: text, json)")
+    for name, v in (("--p99-ms", p99_ms), ("--rate", rate)):
+        if not (v > 0 and v < float("inf")):
+            raise _fail(
+                f"{name} must be a positive number of {'ms' if 'p99' in name else '/s'}, got {v}"
+            )
+    runs = _runs(run_dirs)
+    result = make_plan(runs, p99_ms=p99_ms, rate_per_s=rate, min_quality=min_quality)
+    if format_ == "json":
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    else:
+        from energybench.report.terminal import plan_text
+
+        console.print(plan_text(result))
+    if result.status != "meets":
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

@@ -179,3 +179,47 @@ def test_usage_intensity_selector_reranks(page: Path, run_dir: Path, tmp_path: P
     expected = board.sort_values(col, kind="stable", na_position="last")["entry"]
     assert _tbody_order(res.stdout) == list(expected)
     assert 'class="mui-active"' in res.stdout
+
+
+def _visible_rows(dom: str, table_id: str = "lb-1") -> dict[str, str]:
+    """entry -> displayed rank of the rows not hidden by the filters."""
+    table = dom[dom.index(f'id="{table_id}"') :]
+    table = table[: table.index("</table>")]
+    out = {}
+    for tr in re.findall(r"<tr[^>]*data-entry=[^>]*>.*?</tr>", table, flags=re.S):
+        if re.search(r"<tr[^>]*\shidden", tr):
+            continue
+        entry = re.search(r'data-entry="([^"]+)"', tr)
+        rank = re.search(r"<td[^>]*>([^<]*)</td>", tr)
+        assert entry and rank
+        out[entry.group(1)] = rank.group(1)
+    return out
+
+
+@needs_chromium
+def test_deadline_and_quality_filters_rerank_offline(
+    page: Path, run_dir: Path, tmp_path: Path
+) -> None:
+    board = leaderboard(load_run(run_dir)).dropna(subset=["latency_p99_ms", "quality"])
+    assert len(board) >= 2
+    # a deadline that the fastest entry meets and the slowest does not
+    p99 = board["latency_p99_ms"].sort_values().tolist()
+    deadline = (p99[0] + p99[-1]) / 2 if p99[0] < p99[-1] else p99[0]
+    floor = board["quality"].min()  # inclusive: every entry meets the quality floor
+    keep = board[(board["latency_p99_ms"] <= deadline) & (board["quality"] >= floor)]
+    assert 0 < len(keep) <= len(board)
+    res = _chromium(f"{page.as_uri()}#deadline={deadline!r}&qmin={floor!r}", tmp_path, "--dump-dom")
+    assert not _console_lines(res.stderr), _console_lines(res.stderr)
+    shown = _visible_rows(res.stdout)
+    assert set(shown) == set(keep["entry"])
+    ranked = keep.dropna(subset=["rank"]).sort_values("rank")
+    expected = {
+        e: str(1 + int((ranked["rank"] < r).sum()))
+        for e, r in zip(ranked["entry"], ranked["rank"], strict=True)
+    }
+    assert {e: shown[e] for e in expected} == expected
+    assert "entries meet" in res.stdout
+    # a quality floor above every entry: none is shown, and the page says so
+    res = _chromium(f"{page.as_uri()}#qmin={board['quality'].max() + 1}", tmp_path, "--dump-dom")
+    assert _visible_rows(res.stdout) == {}
+    assert "none meets both" in res.stdout

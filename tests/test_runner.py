@@ -92,7 +92,7 @@ def records(run_dir: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def finished_cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     tmp = tmp_path_factory.mktemp("run")
     suite = write_suite(tmp)
     result = CliRunner().invoke(
@@ -100,7 +100,17 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     assert result.exit_code == 0, result.output
     (run_dir,) = run_dirs(tmp / "results")
-    return suite, run_dir
+    return suite, run_dir, result.output
+
+
+@pytest.fixture(scope="module")
+def finished_run(finished_cli: tuple[Path, Path, str]) -> tuple[Path, Path]:
+    return finished_cli[0], finished_cli[1]
+
+
+@pytest.fixture(scope="module")
+def finished_output(finished_cli: tuple[Path, Path, str]) -> str:
+    return finished_cli[2]
 
 
 def test_run_records_every_phase_with_provenance(finished_run: tuple[Path, Path]) -> None:
@@ -124,6 +134,28 @@ def test_run_records_every_phase_with_provenance(finished_run: tuple[Path, Path]
     assert set(manifest["cooldowns"]) == {"grafted", "merged"}
     assert all("sensor" in c["skipped"] for c in manifest["cooldowns"].values())
     assert (run_dir / "entries/grafted/checkpoints/train.pt").is_file()
+
+
+def test_run_ends_with_the_terminal_leaderboard(
+    finished_run: tuple[Path, Path], finished_output: str
+) -> None:
+    from energybench.report.tables import leaderboard
+
+    _, run_dir = finished_run
+    out = finished_output
+    board = leaderboard(load_run(run_dir))
+    head = out.index("leaderboard: tiny")
+    assert head < out.index("report:")  # the leaderboard comes before the report path
+    table = out[head : out.index("report:")]
+    for col in ("rank", "entry", "TEC", "IEC", "score", "marks"):
+        assert col in table
+    # rows in rank order, with the estimate mark on estimated figures (the fake run estimates)
+    ranked = board.dropna(subset=["rank"]).sort_values("rank")["entry"].tolist()
+    assert ranked and all(name in table for name in board["entry"])
+    positions = [table.index(f" {name} ") for name in ranked]
+    assert positions == sorted(positions)
+    assert ("≈" in table) == bool(board["is_estimate"].any())
+    assert "break-even:" in out and "merged vs grafted" in out
 
 
 def test_inherit_and_uses_count_upstream_training(finished_run: tuple[Path, Path]) -> None:

@@ -191,3 +191,55 @@ def test_a_bad_set_value_is_blamed_on_the_set_not_the_file(tmp_path: Path) -> No
     msg = problems(tmp_path, GOOD, "entries.variant.serve.0.fps=fast")
     assert "--set: " in msg and "(from --set entries.variant.serve.0.fps=fast)" in msg
     assert "suite.yaml:" not in msg
+
+
+ADAPTIVE = (
+    GOOD
+    + """\
+  - name: adaptive
+    model: {name: espcn}
+    serve:
+      - {scenario: adaptive, fps: 10, duration_s: 2, variants: [variant, base], policy: deadline,
+         contention: [{at_s: 0.5, threads: 1}, {at_s: 1.5, threads: 0}]}
+"""
+)
+
+
+def test_adaptive_scenario_loads_and_runs_after_its_variants(tmp_path: Path) -> None:
+    from energybench.suite.load import dependency_order
+
+    loaded = load_suite(write(tmp_path, ADAPTIVE))
+    entry = loaded.suite.entry("adaptive")
+    assert entry.variants() == ["variant", "base"]
+    order = [e.name for e in dependency_order(loaded.suite)]
+    assert order.index("adaptive") > max(order.index("variant"), order.index("base"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ("variants: [variant, base]", "adaptive variant: no entry named 'bsae'"),
+        ("policy: deadline", "unknown policy 'deadlin'"),
+        ("{at_s: 0.5, threads: 1}, {at_s: 1.5", "increasing 'at_s'"),
+    ],
+)
+def test_adaptive_errors_are_located_at_validate(tmp_path: Path, edit: str, expected: str) -> None:
+    bad = {
+        "variants: [variant, base]": "variants: [variant, bsae]",
+        "policy: deadline": "policy: deadlin",
+        "{at_s: 0.5, threads: 1}, {at_s: 1.5": "{at_s: 1.5, threads: 1}, {at_s: 0.5",
+    }[edit]
+    path = write(tmp_path, ADAPTIVE.replace(edit, bad))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert expected in result.output and "suite.yaml:" in result.output
+
+
+def test_an_adaptive_entry_reruns_when_a_variant_changes(tmp_path: Path) -> None:
+    from energybench.lifecycle.runner import phase_hashes
+
+    a = phase_hashes(load_suite(write(tmp_path, ADAPTIVE)).suite)
+    b = phase_hashes(load_suite(write(tmp_path, ADAPTIVE.replace("steps: 2", "steps: 3"))).suite)
+    assert a["adaptive"]["serve"] != b["adaptive"]["serve"]
+    good = phase_hashes(load_suite(write(tmp_path, GOOD)).suite)
+    assert good["base"] == a["base"]  # entries without adaptive scenarios keep their hashes

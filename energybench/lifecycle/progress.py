@@ -1,4 +1,4 @@
-"""Progress display with rich: phase, step, live power (where known), ETA.
+"""Progress display with rich: phase, step, live power (where known, marked when estimated), ETA.
 
 Display only. When stdout is not a terminal (CI logs, ``nohup``) there are no bars: one line per
 phase and one per quarter of a training phase instead, so logs stay readable.
@@ -20,11 +20,25 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from energybench.meters.base import LivePower
+
+
+def power_text(p: LivePower | float | None) -> str:
+    """The live power column: "  28.0 W" when measured, "≈28.0 W est." when any part of it
+    comes from a power model (never shown as if it were a measurement), "   ?  W" unknown."""
+    if p is None:
+        return "   ?  W"
+    if isinstance(p, LivePower):
+        if p.is_estimate:
+            return f"≈{p.power_w:.1f} W est."
+        p = p.power_w
+    return f"{p:6.1f} W"
+
 
 class RunProgress:
     """One bar per phase; ``power`` is polled for the live power column."""
 
-    def __init__(self, console: Console, power: Callable[[], float | None]) -> None:
+    def __init__(self, console: Console, power: Callable[[], LivePower | float | None]) -> None:
         self.console = console
         self.power = power
         self.enabled = console.is_terminal
@@ -52,8 +66,7 @@ class RunProgress:
         self._progress.stop()
 
     def _power_text(self) -> str:
-        p = self.power()
-        return f"{p:6.1f} W" if p is not None else "   ?  W"
+        return power_text(self.power())
 
     def phase(self, description: str, total: int | None = None) -> None:
         """Start a new bar (the previous one is completed)."""

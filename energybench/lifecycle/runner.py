@@ -144,15 +144,16 @@ def phase_hashes(
                 "device": devices,
             }
         )
-        serve = config_hash(
-            {
-                "device": devices,
-                "compress": compress,
-                "dataset": dataset,
-                "serve": [s.model_dump(mode="json") for s in e.serve],
-                "energy": suite.energy.model_dump(mode="json"),
-            }
-        )
+        serve_deps: dict[str, Any] = {
+            "device": devices,
+            "compress": compress,
+            "dataset": dataset,
+            "serve": [s.model_dump(mode="json") for s in e.serve],
+            "energy": suite.energy.model_dump(mode="json"),
+        }
+        if e.variants():  # an adaptive scenario serves these entries' final models
+            serve_deps["variants"] = {v: out[v]["compress"] for v in e.variants()}
+        serve = config_hash(serve_deps)
         evaluate = config_hash(
             {
                 "device": devices,
@@ -224,7 +225,7 @@ def _needed(suite: Suite, only: list[str] | None) -> list[Entry]:
             return
         keep.add(name)
         e = by_name[name]
-        for dep in ([e.inherit] if e.inherit else []) + e.uses:
+        for dep in ([e.inherit] if e.inherit else []) + e.uses + e.variants():
             add(dep)
 
     for o in only:
@@ -411,9 +412,22 @@ class Runner:
             info["input_shape"] = list(sample.shape)
         for sc, name in zip(e.serve, e.scenario_names(), strict=True):
             self._phase_bar(f"{e.name}: serve {name}", None)
-            scenarios[name] = run_scenario(
-                sc, model, task, device, self.monitor, self.suite.energy, f"{e.name}/serve/{name}"
-            )
+            if sc.scenario == "adaptive":
+                from energybench.lifecycle.adaptive import run_adaptive
+
+                models = {
+                    v: self._resume_model(self.suite.entry(v), "serve", device) for v in sc.variants
+                }
+                scenarios[name] = run_adaptive(
+                    sc, models, task, device, self.monitor, self.suite.energy,
+                    f"{e.name}/serve/{name}",
+                )  # fmt: skip
+                scenarios[name]["compile"] = sc.compile
+            else:
+                scenarios[name] = run_scenario(
+                    sc, model, task, device, self.monitor, self.suite.energy,
+                    f"{e.name}/serve/{name}",
+                )  # fmt: skip
             scenarios[name]["name"] = name
         self._record(
             e,
@@ -500,7 +514,7 @@ class Runner:
         self.monitor = build_monitor(
             self.suite.energy, devices or None, self.store.trace_dir, **sim
         )
-        with self.monitor, RunProgress(self.console, self.monitor.live_power_w) as prog:
+        with self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
             self.progress = prog
             self._write_manifest()
             self._idle_baseline("before")

@@ -282,6 +282,11 @@ class Meter(ABC):
         """Latest total power seen by this meter, for progress display; None if unknown."""
         return None
 
+    def live_power_is_estimate(self) -> bool:
+        """Whether :meth:`live_power_w` comes from a power model (:attr:`Source.ESTIMATE`)
+        rather than a meter reading; the progress line marks such a figure."""
+        return False
+
     def idle_power_w(self) -> dict[str, float]:
         """Idle power per device id measured by :meth:`EnergyMonitor.measure_idle`."""
         return {}
@@ -303,6 +308,14 @@ class Meter(ABC):
 
     def close(self) -> None:
         """Stop background work and flush traces."""
+
+
+@dataclass(frozen=True)
+class LivePower:
+    """The live power figure of the progress line (W) and whether it includes an estimate."""
+
+    power_w: float
+    is_estimate: bool
 
 
 class _Unset:
@@ -521,6 +534,17 @@ class EnergyMonitor:
     def live_power_w(self) -> float | None:
         vals = [p for p in (m.live_power_w() for m in self.meters) if p is not None]
         return sum(vals) if vals else None
+
+    def live_power(self) -> LivePower | None:
+        """Latest total power with whether any part of it is an estimate; None if unknown."""
+        parts = [(m.live_power_w(), m) for m in self.meters]
+        known = [(p, m) for p, m in parts if p is not None]
+        if not known:
+            return None
+        return LivePower(
+            power_w=sum(p for p, _ in known),
+            is_estimate=any(m.live_power_is_estimate() for _, m in known),
+        )
 
     def describe(self) -> list[dict[str, Any]]:
         return [dict(meter=m.name, **d) for m in self.meters for d in m.describe()]

@@ -226,6 +226,9 @@ class EstimateMeter(Meter):
                     rec.issues.append(f"power model failed {len(failed)} time(s): {failed[-1]}")
             return recs
 
+    def live_power_is_estimate(self) -> bool:
+        return True
+
     def live_power_w(self) -> float | None:
         c = self._cum
         if c.cpu_w is None or c.ram_w is None:

@@ -33,6 +33,7 @@ from energybench.report.tables import (
     scenario_rows,
     usage_intensities,
 )
+from energybench.report.units import eng
 from energybench.store import RunData
 
 ESTIMATE_MARK = "≈"
@@ -111,8 +112,8 @@ def _columns(run: RunData, muis: list[float]) -> list[Column]:
     ]
     for i, m in enumerate(muis):
         k = _mui_key(i)
-        cols.append(Column(f"e-{k}", f"E @ {m:g}", mui=k, title=ENERGY_FORMULA))
-        cols.append(Column(f"g-{k}", f"G @ {m:g}", mui=k, title=GREENNESS_FORMULA))
+        cols.append(Column(f"e-{k}", f"E @ {eng(m)}", mui=k, title=ENERGY_FORMULA))
+        cols.append(Column(f"g-{k}", f"G @ {eng(m)}", mui=k, title=GREENNESS_FORMULA))
     cols.append(Column("score", "score S", mui="score", title=SCORE_FORMULA))
     cols.append(Column("provenance", "provenance", name=True))
     return cols
@@ -139,8 +140,8 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
         Cell(fmt(row["rank"]), sort_value(row["rank"])),
         Cell(str(row["entry"]), str(row["entry"]), sub=desc, badge=status),
         Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
-        Cell(fmt(row["params"]), sort_value(row["params"])),
-        Cell(fmt(row["flops_per_item"]), sort_value(row["flops_per_item"])),
+        Cell(eng(row["params"]), sort_value(row["params"])),
+        Cell(eng(row["flops_per_item"], "FLOP"), sort_value(row["flops_per_item"])),
         _energy_cell(row["tec_j"], bool(row["tec_is_estimate"]), tec_sub.strip()),
         _energy_cell(
             row["iec_j"],
@@ -188,6 +189,8 @@ def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[di
             {
                 "entry": row["entry"],
                 "est": bool(row["is_estimate"]),
+                "p99_ms": sort_value(row.get("latency_p99_ms")),
+                "quality": sort_value(row.get("quality")),
                 "ranks": _ranks(row, muis),
                 "cells": _row_cells(row, muis, desc.get(row["entry"], "")),
             }
@@ -365,6 +368,54 @@ def _plots(run: RunData, board: pd.DataFrame, muis: list[float], ctx: dict[str, 
     ]
 
 
+def _adaptive(run: RunData) -> list[dict[str, Any]]:
+    """Each ``adaptive`` scenario: its timeline plot and each policy run against the static one."""
+    out = []
+    for entry, phases in run.phases.items():
+        for name, sc in ((phases.get("serve") or {}).get("scenarios") or {}).items():
+            if sc.get("scenario") != "adaptive":
+                continue
+            rows = []
+            for policy, r in (sc.get("runs") or {}).items():
+                est = bool(r.get("is_estimate"))
+                rows.append(
+                    {
+                        "policy": policy,
+                        "miss_rate": r.get("deadline_miss_rate"),
+                        "dropped": r.get("dropped"),
+                        "frames": r.get("frames"),
+                        "fps": (r.get("fps_achieved") or {}).get("mean"),
+                        "fps_min": (r.get("fps_achieved") or {}).get("min"),
+                        "stall_s": r.get("longest_stall_s"),
+                        "psnr_db": r.get("psnr_mean_db"),
+                        "energy_j": r.get("energy_per_frame_j"),
+                        "est": est,
+                        "switches": len(r.get("switches") or []),
+                        "switch_ms": (r.get("switch_ms") or {}).get("mean"),
+                        "per_variant": ", ".join(
+                            f"{v} {t:.3g} s" for v, t in (r.get("time_per_variant_s") or {}).items()
+                        ),
+                    }
+                )
+            contention = ", ".join(
+                f"{c['threads']} from {c['at_s']:g} s" for c in sc.get("contention") or []
+            )
+            out.append(
+                {
+                    "entry": entry,
+                    "scenario": name,
+                    "fps": sc.get("target_fps"),
+                    "duration_s": sc.get("duration_s"),
+                    "variants": " → ".join(sc.get("variants") or []),
+                    "policy": sc.get("policy"),
+                    "contention": contention or "none",
+                    "rows": rows,
+                    "svg": plots.adaptive_timeline_svg(sc),
+                }
+            )
+    return out
+
+
 def _run_context(run: RunData, index: int) -> dict[str, Any]:
     m = run.manifest
     board = leaderboard(run)
@@ -390,6 +441,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "muis": [(_mui_key(i), f"{mui:g}", w) for i, (mui, w) in enumerate(usage_intensities(run))],
         "by_phase": by_phase.to_dict("records"),
         "scenarios": _scenario_table(run),
+        "adaptive": _adaptive(run),
         "break_even": be.to_dict("records"),
         "entries": _entry_specs(run),
         "created": dt.datetime.fromtimestamp(m.get("created_unix_s", 0)).isoformat(
@@ -463,7 +515,7 @@ def render_report(runs: list[RunData]) -> str:
         loader=PackageLoader("energybench.report", "templates"),
         autoescape=select_autoescape(["html"]),
     )
-    env.filters.update(energy=fmt_energy, fmt=fmt, num=sort_value)
+    env.filters.update(energy=fmt_energy, fmt=fmt, num=sort_value, eng=eng)
     template = env.get_template("report.html")
     contexts = [_run_context(r, i) for i, r in enumerate(runs, start=1)]
     return template.render(

@@ -28,8 +28,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from energybench.meters.sampler import TRACE_COLUMNS  # noqa: E402
+from energybench.report.units import eng  # noqa: E402
 
 PHASE_ORDER = ("train", "compress", "serve", "evaluate")
 
@@ -127,9 +129,78 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-@plain_text
-def quality_vs_iec_svg(board: pd.DataFrame, quality_name: str = "Q") -> str | None:
-    """(b) Quality vs IEC (J/item, log x) per entry, with the Pareto front drawn as a step line."""
+#: Offsets (points) tried for a point's label, nearest first: right, left, above, below, corners.
+_LABEL_DIRECTIONS = ((1, 0.3), (-1, 0.3), (0, 1), (0, -1.4), (1, 1), (-1, 1), (1, -1), (-1, -1))
+
+
+def place_labels(ax: Any, points: list[tuple[float, float]], labels: list[str]) -> list[Any]:
+    """Annotate ``points`` (data coordinates) with ``labels`` so that no two labels overlap.
+
+    Greedy: each label takes the first candidate offset (8 directions at growing distances)
+    whose box overlaps neither a label placed before it nor a marker, and stays in the figure;
+    a label with no free place falls back to a leader line at the first free farther offset.
+    Call after the axes' limits and layout are final (positions are in display space).
+    """
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    fig_box = fig.bbox
+    markers = [ax.transData.transform(p) for p in points]
+    pad = 3.0  # px around every box
+    marker_r = 5.0  # px: a marker's half size
+    taken: list[tuple[float, float, float, float]] = [
+        (x - marker_r, y - marker_r, x + marker_r, y + marker_r) for x, y in markers
+    ]
+    texts = []
+
+    def free(box: tuple[float, float, float, float]) -> bool:
+        x0, y0, x1, y1 = box
+        if x0 < fig_box.x0 or x1 > fig_box.x1 or y0 < fig_box.y0 or y1 > fig_box.y1:
+            return False
+        return all(
+            x1 + pad <= a or a1 + pad <= x0 or y1 + pad <= b or b1 + pad <= y0
+            for a, b, a1, b1 in taken
+        )
+
+    px_per_pt = fig.dpi / 72.0
+    for (x, y), (mx, my), label in zip(points, markers, labels, strict=True):
+        probe = ax.text(0, 0, label, fontsize=7, transform=None)
+        ext = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = ext.width, ext.height
+        chosen = None
+        for dist in (6, 12, 20, 30, 45, 65, 90):
+            for dx, dy in _LABEL_DIRECTIONS:
+                ox, oy = dx * dist * px_per_pt, dy * dist * px_per_pt
+                # anchor: the text's left edge on the right, its right edge on the left
+                x0 = mx + ox if dx > 0 else (mx + ox - w if dx < 0 else mx + ox - w / 2)
+                y0 = my + oy - h / 2
+                box = (x0, y0, x0 + w, y0 + h)
+                if free(box):
+                    chosen = (box, dist)
+                    break
+            if chosen:
+                break
+        if chosen is None:  # nowhere free: keep it right of the marker (rare, crowded plots)
+            chosen = ((mx + 6 * px_per_pt, my, mx + 6 * px_per_pt + w, my + h), 6)
+        box, dist = chosen
+        taken.append(box)
+        leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if dist > 20 else None
+        t = ax.annotate(
+            label,
+            (x, y),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=((box[0] - mx) / px_per_pt, (box[1] - my) / px_per_pt),
+            ha="left",
+            va="bottom",
+            arrowprops=leader,
+        )
+        texts.append(t)
+    return texts
+
+
+def quality_vs_iec_figure(board: pd.DataFrame, quality_name: str = "Q") -> Figure | None:
+    """The figure behind :func:`quality_vs_iec_svg` (labels placed so that none overlap)."""
     if not {"iec_j", "quality"} <= set(board.columns):
         return None
     rows = board.dropna(subset=["iec_j", "quality"])
@@ -141,24 +212,33 @@ def quality_vs_iec_svg(board: pd.DataFrame, quality_name: str = "Q") -> str | No
         c = f"C{i % 10}"
         face = "none" if bool(r["is_estimate"]) else c
         ax.scatter(r["iec_j"], r["quality"], s=36, facecolors=face, edgecolors=c, zorder=3)
-        ax.annotate(
-            str(r["entry"]),
-            (r["iec_j"], r["quality"]),
-            fontsize=7,
-            textcoords="offset points",
-            xytext=(4, 4),
-        )
     front = pareto_front(list(zip(rows["iec_j"], rows["quality"], strict=True)))
     if front:
         fx, fy = zip(*front, strict=True)
         ax.step(fx, fy, where="post", color="k", lw=1, alpha=0.6, label="Pareto front")
         ax.legend(fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlabel("IEC (J per item)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: eng(v, "J")))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("IEC (energy per item)")
     ax.set_ylabel(f"quality ({quality_name})")
     ax.grid(True, alpha=0.3)
+    ax.margins(x=0.25, y=0.2)  # room for labels beside the outermost points
     fig.tight_layout()
-    return to_svg(fig)
+    place_labels(
+        ax,
+        [(float(a), float(b)) for a, b in zip(rows["iec_j"], rows["quality"], strict=True)],
+        [str(e) for e in rows["entry"]],
+    )
+    return fig
+
+
+@plain_text
+def quality_vs_iec_svg(board: pd.DataFrame, quality_name: str = "Q") -> str | None:
+    """(b) Quality vs IEC (J/item, log x) per entry, with the Pareto front drawn as a step line;
+    entry labels never overlap (see :func:`place_labels`)."""
+    fig = quality_vs_iec_figure(board, quality_name)
+    return None if fig is None else to_svg(fig)
 
 
 @plain_text
@@ -291,5 +371,58 @@ def latency_svg(scenarios: pd.DataFrame) -> str | None:
     ax.set_ylabel("latency per item (ms)")
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+@plain_text
+def adaptive_timeline_svg(sc: dict[str, Any]) -> str | None:
+    """Timeline of an ``adaptive`` scenario record: achieved fps per second (each policy run,
+    target dashed), the variant serving each frame, misses, and the declared contention."""
+    runs = sc.get("runs") or {}
+    if not runs:
+        return None
+    variants = list(sc.get("variants") or [])
+    fig, (ax_fps, ax_var, ax_con) = plt.subplots(
+        3, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]}
+    )
+    for i, (name, r) in enumerate(runs.items()):
+        c = f"C{i % 10}"
+        tl = r.get("fps_timeline") or []
+        if tl:
+            ax_fps.step(
+                [p["t_s"] for p in tl] + [tl[-1]["t_s"] + 1],
+                [p["fps"] for p in tl] + [tl[-1]["fps"]],
+                where="post",
+                color=c,
+                label=f"{name}: miss rate {r.get('deadline_miss_rate', 0):.0%}",
+            )
+        pf = r.get("per_frame") or {}
+        t = pf.get("t_s") or []
+        ax_var.step(t, pf.get("variant") or [], where="post", color=c, lw=1.2, label=name)
+        miss_t = [x for x, m in zip(t, pf.get("missed") or [], strict=False) if m]
+        miss_v = [
+            v for v, m in zip(pf.get("variant") or [], pf.get("missed") or [], strict=False) if m
+        ]
+        ax_var.scatter(miss_t, [v + 0.08 * (i + 1) for v in miss_v], s=6, color=c, marker="x")
+    target = sc.get("target_fps")
+    if target:
+        ax_fps.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:g} fps")
+    ax_fps.set_ylabel("achieved fps")
+    ax_fps.legend(fontsize=7, loc="lower left")
+    ax_fps.grid(True, alpha=0.3)
+    ax_var.set_yticks(range(len(variants)))
+    ax_var.set_yticklabels(variants, fontsize=7)
+    ax_var.invert_yaxis()
+    ax_var.set_ylabel("variant")
+    ax_var.grid(True, alpha=0.3)
+    con = sc.get("contention") or []
+    end = float(sc.get("duration_s") or 0)
+    xs = [0.0] + [float(c["at_s"]) for c in con] + [end]
+    ys = [0] + [int(c["threads"]) for c in con]
+    ax_con.step(xs, ys + [ys[-1]], where="post", color="0.3")
+    ax_con.fill_between(xs, ys + [ys[-1]], step="post", color="0.8")
+    ax_con.set_ylabel("contention\nworkers", fontsize=8)
+    ax_con.set_xlabel("time into the stream (s)")
     fig.tight_layout()
     return to_svg(fig)

@@ -393,6 +393,25 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                 "remove 'train' or 'inherit'",
                 key=True,
             )
+        for k, sc in enumerate(e.serve):
+            for m, v in enumerate(getattr(sc, "variants", [])):
+                path = base + ("serve", k, "variants", m)
+                if v not in names:
+                    close = difflib.get_close_matches(v, names, n=1)
+                    hint = f"; did you mean '{close[0]}'?" if close else ""
+                    add(path, f"adaptive variant: no entry named '{v}'{hint}")
+                elif v == e.name:
+                    add(path, f"entry '{e.name}' cannot switch to itself; name other entries")
+            policy = getattr(sc, "policy", None)
+            if policy is not None:
+                from energybench.lifecycle.policies import POLICIES
+
+                if policy not in POLICIES:
+                    add(
+                        base + ("serve", k, "policy"),
+                        f"unknown policy '{policy}' (known: {', '.join(POLICIES)}); user "
+                        "policies are registered from Python (see README, adaptive serving)",
+                    )
         scen = e.scenario_names()
         for dup in {s for s in scen if scen.count(s) > 1}:
             add(
@@ -489,7 +508,7 @@ def dependency_order(suite: Suite) -> list[Entry]:
             )
         state[name] = 1
         e = by_name[name]
-        for dep in ([e.inherit] if e.inherit else []) + list(e.uses):
+        for dep in ([e.inherit] if e.inherit else []) + list(e.uses) + e.variants():
             visit(dep, chain + [name])
         state[name] = 2
         order.append(e)

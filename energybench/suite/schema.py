@@ -227,7 +227,50 @@ class Load(_ScenarioBase):
     p99_target_ms: float | None = Field(None, gt=0)
 
 
-ServeScenario = Annotated[Throughput | Stream | Load, Field(discriminator="scenario")]
+class ContentionStep(Strict):
+    """From ``at_s`` seconds into the stream on, ``threads`` busy workers compete for the device
+    (CPU: matrix-multiply threads; GPU: CUDA kernel loops); 0 stops them."""
+
+    at_s: float = Field(ge=0)
+    threads: int = Field(ge=0, le=64)
+
+
+class Adaptive(_ScenarioBase):
+    """A stream at ``fps`` under a declared contention schedule, served by a policy that
+    switches between already-loaded variants (entries of the suite, best quality first)."""
+
+    scenario: Literal["adaptive"]
+    fps: float = Field(10.0, gt=0)
+    duration_s: float = Field(20.0, gt=0, le=3600, description="length of the stream")
+    variants: list[str] = Field(
+        min_length=1, description="entries whose final models are switched between, best first"
+    )
+    policy: str = Field(
+        "deadline",
+        description="'static' (first variant only), 'deadline', or a policy registered from "
+        "Python in energybench.lifecycle.adaptive.POLICIES",
+    )
+    baseline: bool = Field(
+        True, description="also run the 'static' policy under the same schedule, for comparison"
+    )
+    contention: list[ContentionStep] = Field(default_factory=list)
+    contention_device: Literal["auto", "cpu", "cuda"] = "auto"
+    miss_window: int = Field(10, ge=1, description="deadline policy: frames in the miss window")
+    down_after_misses: int = Field(2, ge=1, description="... switch down after k misses in it")
+    up_after_on_time: int = Field(20, ge=1, description="... up after m on-time frames in a row")
+    headroom: float = Field(
+        0.6, gt=0, le=1, description="... each of which finished within this fraction of 1/fps"
+    )
+
+    @model_validator(mode="after")
+    def _schedule_order(self) -> Adaptive:
+        times = [c.at_s for c in self.contention]
+        if times != sorted(times):
+            raise ValueError("contention steps must be in increasing 'at_s' order")
+        return self
+
+
+ServeScenario = Annotated[Throughput | Stream | Load | Adaptive, Field(discriminator="scenario")]
 
 
 class EvaluateSettings(Strict):
@@ -270,6 +313,15 @@ class Entry(Strict):
 
     def scenario_names(self) -> list[str]:
         return [s.name or s.scenario for s in self.serve]
+
+    def variants(self) -> list[str]:
+        """Entries whose models an ``adaptive`` scenario of this entry switches between."""
+        out: list[str] = []
+        for s in self.serve:
+            for v in getattr(s, "variants", []):
+                if v not in out:
+                    out.append(v)
+        return out
 
 
 class Suite(Strict):

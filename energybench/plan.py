@@ -1,0 +1,370 @@
+"""Just-enough configuration: which measured configuration serves a target at the least energy.
+
+Given finished runs, :func:`plan` answers "at ``rate_per_s`` requests per second with a p99
+latency of at most ``p99_ms``, and quality at least ``min_quality``: which (entry x scenario x
+batch size x backend) serves it at the least energy per item?" from measured points only:
+
+- ``load`` scenarios: the measured open-loop point (Poisson arrivals) and every point of its p99
+  sweep. A rate between measured points is answered from the nearest measured point at a rate
+  at or above the one asked (latency measured under at least that load), and the answer says
+  so (``basis`` "measured-above"); a rate above every measured point is "not measured".
+- ``stream`` scenarios (periodic arrivals, batch 1): only at their own rate (``target_fps``).
+- ``throughput`` scenarios are closed-loop (no arrival rate): they never answer a rate.
+
+Nothing is interpolated: every figure in an answer is one measured point's, with the rate it was
+measured at. The p99 of a ``load`` point counts rejected requests as infinitely late. Energy per
+item is on the ranking basis (measured devices only unless the suite allows estimates, marked).
+This module reads the run store; it must not measure or change a run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from energybench.meters.base import Measurement
+from energybench.store import RunData
+
+#: A measured rate within this fraction of the rate asked counts as measured at that rate.
+RATE_TOLERANCE = 0.02
+#: Two-sided 95 % normal quantile (for one-trial sweep points: the meter's own sigma).
+Z95 = 1.959963984540054
+
+Status = Literal["meets", "none-meets", "not-measured"]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured serving point of one configuration."""
+
+    run_id: str
+    entry: str
+    scenario: str  # the scenario's name in the suite
+    scenario_kind: str  # "load" | "stream"
+    batch: str  # "1" (stream) or "dynamic <= k" (load)
+    backend: str  # device and torch.compile mode, e.g. "cpu, eager"
+    arrivals: str  # "poisson" | "periodic"
+    rate_per_s: float  # the rate this point was measured at
+    p99_ms: float | None  # None: some requests were rejected (infinitely late)
+    requests: int | None  # requests (frames) the p99 is over
+    energy_per_item_j: float | None
+    energy_ci_j: tuple[float, float] | None
+    is_estimate: bool
+    quality: float | None
+    quality_name: str
+    origin: str  # "scenario" (its measured trials) | "sweep" (one point of the p99 sweep)
+
+
+@dataclass
+class Answer:
+    """One configuration's answer to the query: its point, the margin, and why it fails."""
+
+    point: Point
+    basis: Literal["at-rate", "measured-above"]
+    margin_ms: float | None  # target - p99 (positive: meets with room)
+    meets_latency: bool
+    meets_quality: bool
+    note: str = ""
+
+    @property
+    def meets(self) -> bool:
+        return self.meets_latency and self.meets_quality
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self.point)
+        d["energy_ci_j"] = list(self.point.energy_ci_j) if self.point.energy_ci_j else None
+        d.update(
+            basis=self.basis,
+            margin_ms=self.margin_ms,
+            meets_latency=self.meets_latency,
+            meets_quality=self.meets_quality,
+            meets=self.meets,
+            note=self.note,
+        )
+        return d
+
+
+@dataclass
+class Plan:
+    """The answer to one query: configurations that meet it (cheapest first), or why none."""
+
+    p99_ms: float
+    rate_per_s: float
+    min_quality: float | None
+    status: Status
+    meets: list[Answer] = field(default_factory=list)
+    nearest_miss: Answer | None = None
+    misses: list[Answer] = field(default_factory=list)
+    not_measured: list[str] = field(default_factory=list)  # one sentence per configuration
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": {
+                "p99_ms": self.p99_ms,
+                "rate_per_s": self.rate_per_s,
+                "min_quality": self.min_quality,
+            },
+            "status": self.status,
+            "meets": [a.to_dict() for a in self.meets],
+            "nearest_miss": self.nearest_miss.to_dict() if self.nearest_miss else None,
+            "misses": [a.to_dict() for a in self.misses],
+            "not_measured": self.not_measured,
+        }
+
+
+def _allow_estimates(run: RunData) -> bool:
+    return bool(run.suite.get("energy", {}).get("allow_estimates_in_ranking", False))
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _scenario_energy(
+    sc: dict[str, Any], allow: bool
+) -> tuple[float | None, tuple[float, float] | None, bool]:
+    """J/item of a scenario over its trials with its 95 % CI, on the ranking basis."""
+    measured = sc.get("measured_energy_per_item_j") or {}
+    if not allow and measured.get("mean") is not None:
+        stats, est = measured, False
+    else:
+        stats, est = sc.get("energy_per_item_j") or {}, bool(sc.get("is_estimate"))
+    lo, hi = _finite(stats.get("ci_low")), _finite(stats.get("ci_high"))
+    ci = (max(lo, 0.0), max(hi, 0.0)) if lo is not None and hi is not None else None
+    return _finite(stats.get("mean")), ci, est
+
+
+def _sweep_energy(
+    p: dict[str, Any], allow: bool
+) -> tuple[float | None, tuple[float, float] | None, bool]:
+    """J/request of one sweep point (one trial): the meter's own 95 % band as its CI."""
+    if not allow and p.get("measured_energy_per_item_j") is not None:
+        mean, sigma, est = (
+            p["measured_energy_per_item_j"],
+            p.get("measured_sigma_per_item_j"),
+            False,
+        )
+    else:
+        mean, sigma = p.get("energy_per_item_j"), p.get("sigma_per_item_j")
+        m = p.get("measurement")
+        est = Measurement.from_dict(m).is_estimate if m else mean is not None
+    mean, sigma = _finite(mean), _finite(sigma)
+    ci = None
+    if mean is not None and sigma is not None:
+        ci = (max(mean - Z95 * sigma, 0.0), mean + Z95 * sigma)
+    return mean, ci, est
+
+
+def _load_p99_all(sc: dict[str, Any]) -> float | None:
+    """p99 of the scenario's own trials with rejected requests infinitely late (None: some)."""
+    trials = sc.get("trials") or []
+    if not trials:
+        return None
+    if any(t.get("p99_all_ms") is None for t in trials):
+        return None
+    if (sc.get("rejection_rate") or 0) > 0:
+        return max(float(t["p99_all_ms"]) for t in trials)
+    return _finite(sc.get("p99_ms"))
+
+
+def points(run: RunData) -> tuple[list[Point], list[str]]:
+    """Every measured rate point of a run, and a sentence per scenario that cannot answer."""
+    allow = _allow_estimates(run)
+    qname = run.suite.get("metric", {}).get("quality", "ssim")
+    out: list[Point] = []
+    skipped: list[str] = []
+    for entry, phases in run.phases.items():
+        serve = phases.get("serve") or {}
+        if serve.get("status") != "done":
+            continue
+        quality = _finite(((phases.get("evaluate") or {}).get("quality") or {}).get(qname))
+        device = str(serve.get("device") or "?")
+        for name, sc in (serve.get("scenarios") or {}).items():
+            kind = sc.get("scenario")
+            mode = sc.get("compile", "none")
+            backend = f"{device}, " + ("eager" if mode == "none" else f"compile {mode}")
+            common = {
+                "run_id": run.root.name,
+                "entry": entry,
+                "scenario": name,
+                "scenario_kind": kind,
+                "backend": backend,
+                "quality": quality,
+                "quality_name": qname,
+            }
+            if kind == "stream":
+                lat = sc.get("latency_ms") or {}
+                e, ci, est = _scenario_energy(sc, allow)
+                out.append(
+                    Point(
+                        **common,
+                        batch="1",
+                        arrivals="periodic",
+                        rate_per_s=float(sc["target_fps"]),
+                        p99_ms=_finite(lat.get("p99")),
+                        requests=lat.get("n"),
+                        energy_per_item_j=e,
+                        energy_ci_j=ci,
+                        is_estimate=est,
+                        origin="scenario",
+                    )
+                )
+            elif kind == "load":
+                batch = f"dynamic <= {sc.get('max_batch')}"
+                e, ci, est = _scenario_energy(sc, allow)
+                out.append(
+                    Point(
+                        **common,
+                        batch=batch,
+                        arrivals="poisson",
+                        rate_per_s=float(sc["rate_per_s"]),
+                        p99_ms=_load_p99_all(sc),
+                        requests=sum(int(t.get("requests", 0)) for t in sc.get("trials", [])),
+                        energy_per_item_j=e,
+                        energy_ci_j=ci,
+                        is_estimate=est,
+                        origin="scenario",
+                    )
+                )
+                for p in (sc.get("sweep") or {}).get("points", []):
+                    e, ci, est = _sweep_energy(p, allow)
+                    out.append(
+                        Point(
+                            **common,
+                            batch=batch,
+                            arrivals="poisson",
+                            rate_per_s=float(p["rate_per_s"]),
+                            p99_ms=_finite(p.get("p99_all_ms")),
+                            requests=p.get("requests"),
+                            energy_per_item_j=e,
+                            energy_ci_j=ci,
+                            is_estimate=est,
+                            origin="sweep",
+                        )
+                    )
+            elif kind == "throughput":
+                skipped.append(
+                    f"{entry}/{name} ({kind}): closed loop, no arrival rate, cannot answer a "
+                    "latency at a load"
+                )
+            else:
+                skipped.append(
+                    f"{entry}/{name} ({kind}): switches between variants under contention, "
+                    "not one configuration"
+                )
+    return out, skipped
+
+
+def _config_key(p: Point) -> tuple[str, ...]:
+    return (p.run_id, p.entry, p.scenario, p.batch, p.backend)
+
+
+def answer_for(
+    pts: list[Point], rate_per_s: float
+) -> tuple[Point, Literal["at-rate", "measured-above"]] | None:
+    """The measured point of one configuration that answers ``rate_per_s``, or None.
+
+    A point within :data:`RATE_TOLERANCE` of the rate (the scenario's own trials preferred over
+    a sweep point); else, for Poisson (``load``) points only, the nearest measured rate above.
+    """
+    at = [p for p in pts if abs(p.rate_per_s - rate_per_s) <= RATE_TOLERANCE * rate_per_s]
+    if at:
+        at.sort(key=lambda p: (p.origin != "scenario", abs(p.rate_per_s - rate_per_s)))
+        return at[0], "at-rate"
+    above = [p for p in pts if p.arrivals == "poisson" and p.rate_per_s > rate_per_s]
+    if above:
+        return min(above, key=lambda p: p.rate_per_s), "measured-above"
+    return None
+
+
+def plan(
+    runs: list[RunData], p99_ms: float, rate_per_s: float, min_quality: float | None = None
+) -> Plan:
+    """Configurations of ``runs`` that serve ``rate_per_s`` within ``p99_ms`` at quality >=
+    ``min_quality``, cheapest energy per item first (see the module docstring)."""
+    groups: dict[tuple[str, ...], list[Point]] = {}
+    not_measured: list[str] = []
+    for run in runs:
+        pts, skipped = points(run)
+        not_measured += [f"{run.root.name}: {s}" for s in skipped]
+        for p in pts:
+            groups.setdefault(_config_key(p), []).append(p)
+    answers: list[Answer] = []
+    for key, pts in groups.items():
+        found = answer_for(pts, rate_per_s)
+        if found is None:
+            top = max(p.rate_per_s for p in pts)
+            kind = pts[0].scenario_kind
+            why = (
+                f"measured only up to {top:.3g}/s"
+                if kind == "load"
+                else f"a {kind} measured at {top:.3g}/s only (periodic arrivals)"
+            )
+            not_measured.append(
+                f"{key[0]}: {key[1]}/{key[2]}: {rate_per_s:g}/s not measured ({why})"
+            )
+            continue
+        p, basis = found
+        margin = None if p.p99_ms is None else p99_ms - p.p99_ms
+        ok_q = min_quality is None or (p.quality is not None and p.quality >= min_quality)
+        notes = []
+        if basis == "measured-above":
+            notes.append(
+                f"measured at {p.rate_per_s:.3g}/s (above {rate_per_s:g}/s): latency under more "
+                "load; J/item at that rate (idle time is shared by fewer items at a lower rate)"
+            )
+        if p.origin == "sweep":
+            notes.append("one sweep trial")
+        if p.p99_ms is None:
+            notes.append("requests rejected: p99 over all requests is unbounded")
+        if min_quality is not None and p.quality is None:
+            notes.append(f"no {p.quality_name} measured")
+        answers.append(
+            Answer(
+                point=p,
+                basis=basis,
+                margin_ms=margin,
+                meets_latency=margin is not None and margin >= 0,
+                meets_quality=ok_q,
+                note="; ".join(notes),
+            )
+        )
+
+    def cost(a: Answer) -> tuple[bool, float]:
+        e = a.point.energy_per_item_j
+        return (e is None, e if e is not None else math.inf)
+
+    meets = sorted((a for a in answers if a.meets), key=cost)
+    misses = [a for a in answers if not a.meets]
+    if meets:
+        status: Status = "meets"
+    elif answers:
+        status = "none-meets"
+    else:
+        status = "not-measured"
+    nearest = None
+    if not meets and misses:
+        # nearest miss: among those meeting the quality floor (if any), the smallest latency
+        # overshoot (unbounded p99 last), then the cheapest
+        pool = [a for a in misses if a.meets_quality] or misses
+        nearest = min(
+            pool,
+            key=lambda a: (
+                a.margin_ms is None,
+                -(a.margin_ms if a.margin_ms is not None else 0.0),
+                -(a.point.quality or -math.inf) if not a.meets_quality else 0.0,
+                cost(a),
+            ),
+        )
+    misses.sort(key=lambda a: (a.margin_ms is None, -(a.margin_ms or 0.0)))
+    return Plan(
+        p99_ms=p99_ms,
+        rate_per_s=rate_per_s,
+        min_quality=min_quality,
+        status=status,
+        meets=meets,
+        nearest_miss=nearest,
+        misses=misses,
+        not_measured=not_measured,
+    )

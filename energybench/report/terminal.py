@@ -1,0 +1,231 @@
+"""Answers at a glance in the terminal: the leaderboard and break-even lines after a run.
+
+Reads the run store through :mod:`energybench.report.tables` (the same numbers as the HTML
+report and the CSV export) and renders them with rich. It must not measure, rank differently
+from the report, or write files.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from energybench.report.tables import break_even_rows, leaderboard
+from energybench.report.units import eng
+from energybench.store import RunData
+
+ESTIMATE_MARK = "≈"
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _num(v: Any, digits: int = 4) -> str:
+    return "–" if _missing(v) else f"{float(v):.{digits}g}"
+
+
+def marks(row: dict[str, Any]) -> str:
+    """Provenance marks of a leaderboard row: estimate, simulated, shared device."""
+    out = []
+    if row.get("is_estimate"):
+        out.append("est.")
+    if row.get("is_simulated"):
+        out.append("simulated")
+    if row.get("is_shared"):
+        out.append("shared")
+    return ", ".join(out)
+
+
+def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
+    """Rank, entry, Q, TEC, IEC, score and estimate marks, best first (unranked last)."""
+    board = leaderboard(run) if board is None else board
+    q = run.suite.get("metric", {}).get("quality", "Q")
+    table = Table(
+        title=f"leaderboard: {run.suite.get('name', 'run')} ({run.root.name})",
+        box=None,
+        header_style="bold underline",
+        pad_edge=False,
+    )
+    units = sorted({_unit(run, str(e)) for e in board.get("entry", [])}) if not board.empty else []
+    iec = f"IEC /{units[0]}" if len(units) == 1 else "IEC /item"
+    for name, justify in (
+        ("rank", "right"),
+        ("entry", "left"),
+        (f"Q ({q})", "right"),
+        ("TEC", "right"),
+        (iec, "right"),
+        ("score", "right"),
+        ("marks", "left"),
+    ):
+        table.add_column(
+            name,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=name != "marks",
+            min_width=14 if name == "marks" else None,
+        )
+    if board.empty:
+        return table
+    rows = board.to_dict("records")
+    rows.sort(key=lambda r: (_missing(r.get("rank")), r.get("rank") or 0, str(r["entry"])))
+    for r in rows:
+        est = ESTIMATE_MARK if r.get("is_estimate") else ""
+
+        def cell(v: Any, text: str, est: str = est) -> str:
+            return "–" if _missing(v) else est + text
+
+        note = marks(r)
+        if _missing(r.get("rank")):
+            note = ", ".join(x for x in (note, "unranked") if x)
+        table.add_row(
+            "–" if _missing(r.get("rank")) else str(int(r["rank"])),
+            str(r["entry"]),
+            _num(r.get("quality")),
+            cell(r.get("tec_j"), eng(r.get("tec_j"), "J")),
+            cell(r.get("iec_j"), eng(r.get("iec_j"), "J")),
+            cell(r.get("score"), _num(r.get("score"), 3)),
+            note,
+        )
+    return table
+
+
+def unranked_lines(board: pd.DataFrame) -> list[str]:
+    """Why each unranked entry is not ranked (one line each, under the table)."""
+    if board.empty or "rank" not in board:
+        return []
+    rows = board[board["rank"].isna()].to_dict("records")
+    return [f"{r['entry']}: {r['rank_note']}" for r in rows if r.get("rank_note")]
+
+
+def _unit(run: RunData, entry: str) -> str:
+    from energybench.report.tables import iec_group
+
+    return str(iec_group(run, entry).get("unit") or "item")
+
+
+def _count(v: Any) -> str:
+    """An item count: plain below 1000, engineering notation above (1.2 M)."""
+    return "–" if _missing(v) else (f"{float(v):.3g}" if abs(float(v)) < 1e3 else eng(v))
+
+
+def break_even_lines(run: RunData) -> list[str]:
+    """One sentence per break-even pair: who is cheaper beyond which usage intensity."""
+    be = break_even_rows(run)
+    out = []
+    for r in be.to_dict("records") if not be.empty else []:
+        a, b, kind = r["entry"], r["other"], r.get("kind")
+        est = f" ({ESTIMATE_MARK} estimate)" if r.get("is_estimate") else ""
+        if kind == "at":
+            band = ""
+            if not _missing(r.get("mui_lo")) and not _missing(r.get("mui_hi")):
+                band = f" (uncertain in [{_count(r['mui_lo'])}, {_count(r['mui_hi'])}])"
+            out.append(
+                f"{a} vs {b}: break-even at {_count(r['mui'])} items{band}; "
+                f"{r.get('cheaper_above')} is cheaper above{est}"
+            )
+        elif kind in ("always", "never"):
+            out.append(f"{a} vs {b}: {r.get('cheaper_above')} is cheaper at every usage{est}")
+        elif kind == "identical":
+            out.append(f"{a} vs {b}: identical energy at every usage{est}")
+        else:
+            out.append(f"{a} vs {b}: break-even undefined ({r.get('note')})")
+    return out
+
+
+def glance(run: RunData) -> RenderableType:
+    """The leaderboard table, then the break-even lines (what a user reads first)."""
+    board = leaderboard(run)
+    parts: list[RenderableType] = [leaderboard_table(run, board)]
+    notes = unranked_lines(board)
+    if notes:
+        parts.append(Text("not ranked:", style="bold"))
+        parts += [Text("  " + line) for line in notes]
+    lines = break_even_lines(run)
+    if lines:
+        parts.append(Text("break-even:", style="bold"))
+        parts += [Text("  " + line) for line in lines]
+    if "is_estimate" in board and board["is_estimate"].fillna(False).astype(bool).any():
+        parts.append(
+            Text(f"{ESTIMATE_MARK}, est.: from a power model (codecarbon), not a measurement")
+        )
+    return Group(*parts)
+
+
+def _answer_row(i: int, a: Any) -> list[str]:
+    p = a.point
+    est = ESTIMATE_MARK if p.is_estimate else ""
+    energy = "–" if p.energy_per_item_j is None else est + eng(p.energy_per_item_j, "J")
+    if p.energy_ci_j:
+        energy += f" [{eng(p.energy_ci_j[0], 'J')}, {eng(p.energy_ci_j[1], 'J')}]"
+    margin = "–" if a.margin_ms is None else f"{a.margin_ms:+.3g} ms"
+    return [
+        str(i),
+        p.entry,
+        f"{p.scenario}, batch {p.batch}, {p.backend}",
+        f"{p.rate_per_s:.3g}/s" + ("" if a.basis == "at-rate" else " ↑"),
+        "∞" if p.p99_ms is None else f"{p.p99_ms:.3g} ms",
+        margin,
+        energy,
+        _num(p.quality),
+    ]
+
+
+def plan_text(result: Any) -> RenderableType:
+    """The ``energybench plan`` answer for the terminal (see :mod:`energybench.plan`)."""
+    q = result.min_quality
+    query = f"p99 <= {result.p99_ms:g} ms at {result.rate_per_s:g}/s" + (
+        f", Q >= {q:g}" if q is not None else ""
+    )
+    cols = ["#", "entry", "configuration", "measured at", "p99", "margin", "J/item [95% CI]", "Q"]
+    notes: list[Text] = []
+
+    def table(title: str, answers: list[Any]) -> Table:
+        t = Table(title=title, box=None, header_style="bold underline", pad_edge=False)
+        for c in cols:
+            t.add_column(c, no_wrap=c not in ("configuration", "J/item [95% CI]"))
+        for a in answers:
+            i = len(notes) + 1
+            t.add_row(*_answer_row(i, a))
+            notes.append(Text(f"  #{i} {a.point.run_id}: {a.note or 'measured at the rate asked'}"))
+        return t
+
+    parts: list[RenderableType] = []
+    if result.status == "meets":
+        parts.append(table(f"meets {query} (cheapest first)", result.meets))
+        best = result.meets[0].point
+        parts.append(
+            Text(
+                f"cheapest: {best.entry} / {best.scenario} ({best.backend}) at "
+                f"{eng(best.energy_per_item_j, 'J')} per item",
+                style="bold green",
+            )
+        )
+    elif result.status == "none-meets":
+        parts.append(Text(f"none meets {query}", style="bold red"))
+        if result.nearest_miss is not None:
+            parts.append(table("nearest miss", [result.nearest_miss]))
+    else:
+        parts.append(
+            Text(
+                f"not measured: no run measured a load point that answers {result.rate_per_s:g}/s "
+                "(nothing is interpolated); run a load scenario at that rate or with "
+                "p99_target_ms for a sweep",
+                style="bold red",
+            )
+        )
+    parts += notes
+    if result.not_measured:
+        parts.append(Text("not measured / not applicable:", style="bold"))
+        parts += [Text("  " + s) for s in result.not_measured]
+    parts.append(
+        Text(
+            "↑: measured at a higher rate than asked (the nearest measured point above); "
+            f"{ESTIMATE_MARK}: estimated energy; ∞: requests were rejected"
+        )
+    )
+    return Group(*parts)
