@@ -132,10 +132,6 @@ def test_an_entry_is_charged_only_for_its_own_gpu(tmp_path: Path) -> None:
     small = gpus[(gpus["entry"] == "small") & gpus["charged"].astype(bool)]["device"].unique()
     big = gpus[(gpus["entry"] == "big") & gpus["charged"].astype(bool)]["device"].unique()
     assert set(small) != set(big)
-    # the simulator loads only the GPU the running entry uses: the other one idles
-    train = gpus[(gpus["entry"] == "big") & (gpus["phase"] == "train")]
-    by = train.groupby(train["charged"].astype(bool))["energy_j"].sum()
-    assert by[False] < 0.8 * by[True]
     # the device set is in every phase hash: resuming on another device set is refused
     suite = tmp_path / "simtiny.yaml"
     res = CliRunner().invoke(

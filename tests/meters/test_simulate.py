@@ -196,3 +196,25 @@ def test_cli_meters_simulate():
     assert bad.exit_code != 0 and "h100-shared" in bad.output
     help_text = runner.invoke(app, ["meters", "--help"]).output
     assert all(p in help_text for p in SIMULATE_PROFILES)
+
+
+def test_only_the_gpus_of_the_running_entry_draw_load(clock) -> None:
+    from energybench.meters.simulate import BusyGpus
+
+    b = Busy(clock, threads=1)
+    gpus = BusyGpus()
+    t0 = clock.monotonic()
+    p0, p1 = (
+        CpuLoadPower(
+            70.0, 700.0, clock=clock, threads=1, cpu_s=b, t0=t0, busy=lambda i=i: gpus.busy(i)
+        )
+        for i in (0, 1)
+    )
+    b.on = True
+    gpus.set(frozenset({1}))  # the monitor's charging block of an entry on cuda:1
+    clock.sleep(1.0)
+    assert p0.energy_j(1.0) == pytest.approx(70.0)  # unused GPU: idle power
+    assert p1.energy_j(1.0) == pytest.approx(700.0, rel=0.02)
+    gpus.set(None)  # no charging block: every GPU follows the load
+    clock.sleep(1.0)
+    assert p0.energy_j(2.0) - p0.energy_j(1.0) == pytest.approx(700.0, rel=0.02)
