@@ -436,7 +436,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "board": _board_rows(run, board, muis),
         "any_estimate": bool(board["is_estimate"].any()) if not board.empty else False,
         "simulated": _simulated(run, board),
-        "scopes": sorted({str(x) for x in board.get("energy_scope", []) if isinstance(x, str)}),
+        "scopes": _scopes(run, board),
         "iec_reference": _iec_reference_text(run),
         "muis": [(_mui_key(i), f"{mui:g}", w) for i, (mui, w) in enumerate(usage_intensities(run))],
         "by_phase": by_phase.to_dict("records"),
@@ -452,6 +452,15 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
     }
     ctx["plots"] = _plots(run, board, muis, ctx)
     return ctx
+
+
+def _scopes(run: RunData, board: pd.DataFrame) -> list[str]:
+    """What the ranked energy covers, over the entries that take part in the ranking."""
+    if board.empty or "energy_scope" not in board:
+        return []
+    ranked = {e["name"] for e in run.suite.get("entries", []) if e.get("rank", True)}
+    rows = board[board["entry"].isin(ranked)]
+    return sorted({str(x) for x in rows["energy_scope"] if isinstance(x, str)})
 
 
 def _simulated(run: RunData, board: pd.DataFrame) -> str | None:
