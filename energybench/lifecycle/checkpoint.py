@@ -267,6 +267,17 @@ def _restore_loose(
 
 
 # --------------------------------------------------------------------------- save and load
+def _dtypes(names: Mapping[str, Any]) -> dict[str, torch.dtype]:
+    """Recorded dtype entries of a state dict ("qint8" -> ``torch.qint8``); names only."""
+    out = {}
+    for key, name in names.items():
+        dtype = getattr(torch, str(name), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"state entry '{key}': '{name}' is not a torch dtype")
+        out[key] = dtype
+    return out
+
+
 def recipe_path(path: Path) -> Path:
     """The recipe file beside checkpoint ``path`` (``train.pt`` -> ``train.recipe.json``)."""
     return path.with_name(path.stem + RECIPE_SUFFIX)
@@ -284,7 +295,18 @@ def save_checkpoint(model: nn.Module, path: Path) -> None:
     if recipe is None:
         raise ValueError(f"{type(model).__name__} has no checkpoint recipe attached")
     state: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, str] = {}  # e.g. a quantised Linear's packed-params dtype: plain text
+    tuples: dict[str, list[bool]] = {}  # tuples of tensors: which items are present
     for key, value in model.state_dict().items():
+        if isinstance(value, torch.dtype):
+            dtypes[key] = str(value).removeprefix("torch.")
+            continue
+        if isinstance(value, tuple) and all(
+            v is None or isinstance(v, torch.Tensor) for v in value
+        ):
+            tuples[key] = [v is not None for v in value]  # a quantised Linear's (weight, bias)
+            state.update({f"{key}#{i}": v.detach() for i, v in enumerate(value) if v is not None})
+            continue
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"state of {type(model).__name__} has a non-tensor entry '{key}'")
         state[key] = value.detach()
@@ -301,6 +323,8 @@ def save_checkpoint(model: nn.Module, path: Path) -> None:
             "state_file": path.name,
             "state_sha256": hashlib.sha256(blob).hexdigest(),
             "quantized_attrs": {"tensors": sorted(loose), "numbers": numbers},
+            "state_dtypes": dtypes,
+            "state_tuples": tuples,
         },
     )
 
@@ -394,6 +418,12 @@ class CheckpointLoader:
                 model = rebuild(recipe, self._upstream_model)
                 extras = data.get("quantized_attrs") or {}
                 loose = {k: state.pop(k) for k in extras.get("tensors", []) if k in state}
+                state.update(_dtypes(data.get("state_dtypes") or {}))
+                for key, present in (data.get("state_tuples") or {}).items():
+                    state[key] = tuple(
+                        state.pop(f"{key}#{i}") if there else None
+                        for i, there in enumerate(present)
+                    )
                 model.load_state_dict(state, strict=True)
                 _restore_loose(model, loose, extras.get("numbers", {}))
             except CheckpointError:
