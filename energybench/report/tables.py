@@ -23,7 +23,7 @@ from energybench.metrics.fullcycle import (
     rank,
 )
 from energybench.store import RunData
-from energybench.suite.ranking import iec_choices
+from energybench.suite.ranking import IecChoice, iec_choices
 
 EXPORT_SCHEMA_VERSION = 1
 NOT_RANKED = "not ranked (rank: false in the suite)"
@@ -192,18 +192,10 @@ def _phase_items(
     return items
 
 
-def iec_scenario(run: RunData, entry: str) -> str | None:
-    """The serving scenario (name) whose J/item is this entry's IEC (see suite.ranking)."""
-    return iec_choices(run.suite)[entry].scenario if entry in _entry_names(run) else None
-
-
-def _entry_names(run: RunData) -> set[str]:
-    return {e["name"] for e in run.suite.get("entries", [])}
-
-
-def iec_group(run: RunData, entry: str) -> dict[str, Any]:
-    """The stored statistics (one batch size of one scenario) behind this entry's IEC."""
-    choice = iec_choices(run.suite).get(entry)
+def iec_group(run: RunData, entry: str, choice: IecChoice | None = None) -> dict[str, Any]:
+    """The stored statistics (one batch size of one scenario) behind this entry's IEC
+    (``choice``: the entry's :class:`IecChoice`, when the caller already has it)."""
+    choice = choice or iec_choices(run.suite).get(entry)
     if choice is None or choice.scenario is None:
         return {}
     sc = (run.phases.get(entry, {}).get("serve") or {}).get("scenarios", {}).get(choice.scenario)
@@ -294,7 +286,7 @@ def entry_figures(run: RunData) -> list[EntryFigures]:
         pairs = _phase_items(run, name, False, set(), "")
         items = [i for i, _ in pairs]
         choice = choices[name]
-        g = iec_group(run, name)
+        g = iec_group(run, name, choice)
         iec = iec_figure(g, allow)
         measured = {k for _, w in pairs for k in w.measured_kinds} | set(iec.measured_kinds)
         estimated = {k for _, w in pairs for k in w.estimated_kinds} | set(iec.estimated_kinds)
@@ -371,6 +363,7 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     tau = kw["tau"]
     intensities = usage_intensities(run)
     figures = entry_figures(run)
+    choices = iec_choices(run.suite)
     costs = [f.cost for f in figures]
     factors = carbon_factors(run)
     ranked = {r.name: r for r in rank(costs, intensities=intensities, **kw)}
@@ -381,7 +374,7 @@ def leaderboard(run: RunData) -> pd.DataFrame:
         recs = run.phases.get(c.name, {})
         serve = recs.get("serve", {})
         sc = serve.get("scenarios", {}).get(c.iec_scenario, {}) if c.iec_scenario else {}
-        g = iec_group(run, c.name)
+        g = iec_group(run, c.name, choices[c.name])
         ev = (recs.get("evaluate") or {}).get("quality", {})
         model = serve.get("model", {})
         row: dict[str, Any] = {
@@ -400,7 +393,7 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "iec_ci_low_j": c.iec_ci_j[0] if c.iec_ci_j else None,
             "iec_ci_high_j": c.iec_ci_j[1] if c.iec_ci_j else None,
             "iec_scenario": c.iec_scenario,
-            "iec_batch_size": iec_choices(run.suite)[c.name].batch_size,
+            "iec_batch_size": choices[c.name].batch_size,
             "energy_scope": c.scope,
             "tec_estimated_j": f.tec_estimated_j,
             "iec_estimated_j": f.iec.estimated_j,
