@@ -151,7 +151,7 @@ def test_deadline_policy_switches_on_a_deterministic_slow_model() -> None:
     # (+1: the first frame after a switch down still queues behind the last slow one)
     ups = [s["frame"] for s in dyn["switches"] if s["to"] == "slow"]
     downs = [s["frame"] for s in dyn["switches"] if s["to"] == "fast"]
-    calm_runs = [u - d for d, u in zip(downs, ups)]
+    calm_runs = [u - d for d, u in zip(downs, ups, strict=False)]
     assert calm_runs[:3] == [11, 21, 41] and all(r == 41 for r in calm_runs[3:])
     # back on the best variant once the slow second is over, and it stays there
     assert pf["variant"][-1] == 0 and not any(pf["missed"][-20:])
