@@ -230,6 +230,49 @@ def run_adaptive(
     """Run the scenario (see the module docstring); ``models``: the variants, loaded."""
     lr, hr = _frames(task)
     variants = [Variant(name, models[name], device) for name in sc.variants]
+    threads = torch.get_num_threads()
+    try:
+        if sc.threads is not None:
+            torch.set_num_threads(sc.threads)
+        runs, main_lat = _policy_runs(sc, variants, lr, hr, monitor, window, device)
+    finally:
+        torch.set_num_threads(threads)
+    main = runs[sc.policy]
+    agg = aggregate_trials([main["trial"]], main_lat, 1, "frame", energy)
+    out: dict[str, Any] = {
+        "scenario": "adaptive",
+        "target_fps": sc.fps,
+        "duration_s": sc.duration_s,
+        "variants": sc.variants,
+        "policy": sc.policy,
+        "threads": sc.threads if sc.threads is not None else threads,
+        "contention": [{"at_s": c.at_s, "threads": c.threads} for c in sc.contention],
+        "runs": runs,
+        "deadline_miss_rate": main["deadline_miss_rate"],
+        "psnr_mean_db": main["psnr_mean_db"],
+        "longest_stall_s": main["longest_stall_s"],
+        **agg,
+        "fps_achieved": main["fps_achieved"],
+    }
+    base = runs.get("static")
+    if base is not None and sc.policy != "static":
+        out["versus_static"] = versus(main, base)
+    return out
+
+
+def _policy_runs(
+    sc: Adaptive,
+    variants: list[Variant],
+    lr: torch.Tensor,
+    hr: torch.Tensor,
+    monitor: EnergyMonitor,
+    window: str,
+    device: torch.device,
+) -> tuple[dict[str, Any], list[float]]:
+    """Warm the variants up, then stream once per policy (static first, as the baseline).
+
+    Returns the record of each policy's run and the served latencies (s) of ``sc.policy``'s.
+    """
     with torch.inference_mode():
         for v in variants:  # warm-up, outside every window
             v.reset(lr[0])
@@ -249,26 +292,7 @@ def run_adaptive(
             runs[name] = rec
             if name == sc.policy:
                 main_lat = lat
-    main = runs[sc.policy]
-    agg = aggregate_trials([main["trial"]], main_lat, 1, "frame", energy)
-    out: dict[str, Any] = {
-        "scenario": "adaptive",
-        "target_fps": sc.fps,
-        "duration_s": sc.duration_s,
-        "variants": sc.variants,
-        "policy": sc.policy,
-        "contention": [{"at_s": c.at_s, "threads": c.threads} for c in sc.contention],
-        "runs": runs,
-        "deadline_miss_rate": main["deadline_miss_rate"],
-        "psnr_mean_db": main["psnr_mean_db"],
-        "longest_stall_s": main["longest_stall_s"],
-        **agg,
-        "fps_achieved": main["fps_achieved"],
-    }
-    base = runs.get("static")
-    if base is not None and sc.policy != "static":
-        out["versus_static"] = versus(main, base)
-    return out
+    return runs, main_lat
 
 
 def versus(main: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:

@@ -409,6 +409,7 @@ def _adaptive(run: RunData) -> list[dict[str, Any]]:
                     "variants": " → ".join(sc.get("variants") or []),
                     "policy": sc.get("policy"),
                     "contention": contention or "none",
+                    "threads": sc.get("threads"),
                     "rows": rows,
                     "svg": plots.adaptive_timeline_svg(sc),
                 }

@@ -255,6 +255,14 @@ class Adaptive(_ScenarioBase):
     )
     contention: list[ContentionStep] = Field(default_factory=list)
     contention_device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="intra-op CPU threads of the served stream (torch.set_num_threads) for this "
+        "scenario; default: torch's. As many threads as cores stall under contention (an "
+        "OpenMP thread waits for a descheduled sibling at every barrier)",
+    )
     miss_window: int = Field(10, ge=1, description="deadline policy: frames in the miss window")
     down_after_misses: int = Field(2, ge=1, description="... switch down after k misses in it")
     up_after_on_time: int = Field(20, ge=1, description="... up after m on-time frames in a row")

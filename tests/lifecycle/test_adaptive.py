@@ -261,3 +261,34 @@ def test_run_adaptive_on_real_frames_records_quality_energy_and_the_comparison(
     assert [row["policy"] for row in section["rows"]] == ["static", "deadline"]
     assert section["rows"][0]["miss_rate"] == rec["runs"]["static"]["deadline_miss_rate"]
     assert section["svg"] and section["svg"].startswith("<svg")
+    assert section["threads"] == rec["threads"] == torch.get_num_threads()
+
+
+class ThreadsSeen(nn.Module):
+    """Bicubic-sized output; records torch's intra-op thread count at every frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.add(torch.get_num_threads())
+        return torch.nn.functional.interpolate(x, scale_factor=4)
+
+
+def test_the_stream_runs_on_the_declared_threads_and_restores_them(tiny_task: object) -> None:
+    from energybench.suite.schema import EnergySettings
+
+    model = ThreadsSeen()
+    before = torch.get_num_threads()
+    declared = 1 if before != 1 else 2
+    sc = Adaptive(
+        scenario="adaptive", fps=20, duration_s=0.2, variants=["m"], policy="static",
+        baseline=False, warmup=1, threads=declared,
+    )  # fmt: skip
+    rec = adaptive.run_adaptive(
+        sc, {"m": model}, tiny_task, torch.device("cpu"), EnergyMonitor([FakeMeter()]),
+        EnergySettings(), "a/serve/adaptive",
+    )  # fmt: skip
+    assert model.seen == {declared} and rec["threads"] == declared
+    assert torch.get_num_threads() == before
