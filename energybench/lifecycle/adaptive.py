@@ -24,8 +24,8 @@ from torch import nn
 
 from energybench.lifecycle.contention import Contention
 from energybench.lifecycle.policies import POLICIES, FrameObservation
-from energybench.lifecycle.serve import aggregate_trials, trial_summary
 from energybench.lifecycle.tasks import Task, model_dtype
+from energybench.lifecycle.trials import aggregate_trials, trial_summary
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
 from energybench.suite.schema import Adaptive, EnergySettings

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from energybench.lifecycle.serve import aggregate_trials, make_timer, run_trials, trial_summary
 from energybench.lifecycle.tasks import Task, model_dtype
+from energybench.lifecycle.trials import aggregate_trials, make_timer, run_trials, trial_summary
 from energybench.meters.base import EnergyMonitor
 from energybench.suite.schema import EnergySettings, Load
 

@@ -183,7 +183,7 @@ def _replay(model: nn.Module, step: dict[str, Any]) -> nn.Module:
     """Apply the structure (not the weights) of one recorded compress step to ``model``."""
     op = step["op"]
     if op == "reparameterize":
-        from energybench.lifecycle.compress import merge_branches
+        from energybench.lifecycle.compress_common import merge_branches
 
         return merge_branches(model)[0]
     if op == "prune":

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from energybench.lifecycle.compress import CompressContext, param_count
+from energybench.lifecycle.compress_common import CompressContext, param_count
 from energybench.lifecycle.train import train_steps
 
 

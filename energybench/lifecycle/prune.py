@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from energybench.lifecycle.compress import CompressContext, finetune
+from energybench.lifecycle.compress_common import CompressContext, finetune
 
 # ----------------------------------------------------------------------------- tracing helpers
 

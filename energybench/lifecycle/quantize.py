@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from energybench.lifecycle.compress import CompressContext
+from energybench.lifecycle.compress_common import CompressContext
 from energybench.lifecycle.prune import contains_conv, step_module
 from energybench.models.sr.base import SRModel
 

@@ -26,7 +26,8 @@ from energybench.lifecycle.checkpoint import CheckpointLoader, build_model, save
 from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
 from energybench.lifecycle.progress import RunProgress
 from energybench.lifecycle.serve import run_scenario
-from energybench.lifecycle.tasks import Task, make_task, model_kwargs
+from energybench.lifecycle.task_for import make_task
+from energybench.lifecycle.tasks import Task, model_kwargs
 from energybench.lifecycle.train import train_steps
 from energybench.meters import build_monitor
 from energybench.meters.base import EnergyMonitor

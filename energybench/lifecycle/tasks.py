@@ -171,16 +171,3 @@ class SRTask(Task):
 
     def describe(self) -> dict[str, Any]:
         return self.dataset.describe()
-
-
-def make_task(dataset: Any) -> Task:
-    """The task adaptor for a dataset object."""
-    if isinstance(dataset, SRDataset):
-        return SRTask(dataset)
-    from energybench.data.images import ImageClassDataset
-
-    if isinstance(dataset, ImageClassDataset):
-        from energybench.lifecycle.classification import ClassificationTask
-
-        return ClassificationTask(dataset)
-    raise TypeError(f"no task adaptor for dataset type {type(dataset).__name__}")

@@ -61,7 +61,7 @@ FAST = EnergySettings(min_window_s=0.0, min_window_iters=1, trials=1, max_trials
 
 def test_serve_open_loop_keys(fake_monitor, tiny_task) -> None:
     m = MODELS.create("espcn", channels=8).eval()
-    sc = Load(scenario="load", rate_per_s=300, deadline_ms=200, max_batch=3, requests=60, warmup=1)
+    sc = Load(scenario="load", rate_per_s=300, deadline_ms=2000, max_batch=3, requests=60, warmup=1)
     res = serve_open_loop(sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load")
     assert KEYS <= set(res)
     assert res["sweep"] is None and set(res["profile"]) == {"1", "2", "3"}

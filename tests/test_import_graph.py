@@ -1,0 +1,124 @@
+"""The package's import graph: no cycles (imports inside functions count too), and the run
+store and the metrics stay leaves that other layers build on."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "energybench"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in ROOT.rglob("*.py"):
+        parts = f.relative_to(ROOT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = f
+    return out
+
+
+def _targets(mod: str, path: Path, node: ast.Import | ast.ImportFrom, mods: set[str]) -> set[str]:
+    """The energybench modules one import statement loads (the deepest that exists)."""
+    names: list[str] = []
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            pkg = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+            pkg = pkg[: len(pkg) - node.level + 1]
+            base = ".".join([*pkg, base] if base else pkg)
+        names = [f"{base}.{a.name}" for a in node.names]
+    out = set()
+    for name in names:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        if name.startswith("energybench") and name != mod:
+            out.add(name)
+    return out
+
+
+@functools.cache
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the energybench modules it imports anywhere in its body (packages excluded:
+    importing ``a.b`` runs ``a/__init__``, which is not an edge of ours)."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {}
+    for mod, path in mods.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                edges |= _targets(mod, path, node, set(mods))
+        graph[mod] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for w in graph.get(todo.pop(), ()):
+            if w not in seen:
+                seen.add(w)
+                todo.append(w)
+    return seen
+
+
+def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path: Path) -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    mod = ast.parse("def f():\n    from energybench.lifecycle import serve\n")
+    (node,) = [n for n in ast.walk(mod) if isinstance(n, ast.ImportFrom)]
+    mods = {"energybench.lifecycle", "energybench.lifecycle.serve", "x"}
+    assert _targets("x", tmp_path / "x.py", node, mods) == {"energybench.lifecycle.serve"}
+
+
+def test_the_package_has_no_import_cycles() -> None:
+    graph = import_graph()
+    assert len(graph) > 50 and "energybench.lifecycle.serve" in graph
+    assert cycles(graph) == []
+
+
+@pytest.mark.parametrize("leaf", ["energybench.store", "energybench.metrics.fullcycle"])
+def test_the_store_and_the_metrics_import_nothing_else_of_energybench(leaf: str) -> None:
+    graph = import_graph()
+    allowed = {m for m in graph if m.startswith("energybench.metrics")} | {"energybench.records"}
+    assert reachable(graph, leaf) <= allowed
