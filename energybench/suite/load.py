@@ -11,46 +11,16 @@ import copy
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from energybench.suite.errors import Path_, Problem, SuiteError
 from energybench.suite.schema import Entry, Suite
-
-Path_ = tuple[str | int, ...]
-
-
-@dataclass
-class Problem:
-    """One validation problem, located in the YAML file."""
-
-    file: str
-    line: int | None
-    column: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.line is not None:
-            where += f":{self.line}:{self.column}"
-        field_ = f" at '{self.path}'" if self.path else ""
-        return f"{where}: {self.message}{field_}"
-
-
-@dataclass
-class SuiteError(Exception):
-    """Bad input (exit code 2). ``str()`` is the full user-facing message."""
-
-    problems: list[Problem] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        n = len(self.problems)
-        head = f"invalid suite ({n} problem{'s' if n != 1 else ''}):"
-        return "\n".join([head] + [f"  {p}" for p in self.problems])
+from energybench.suite.yamlsafe import MAX_BYTES, MAX_DEPTH, YamlLimitError, load_bounded
 
 
 # --------------------------------------------------------------------------- YAML with marks
@@ -88,9 +58,11 @@ class _Marks:
 
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, _Marks]:
+    """Bounded safe YAML (see :mod:`energybench.suite.yamlsafe`); every error is located."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, root = load_bounded(text)
+    except YamlLimitError as exc:
+        raise SuiteError([Problem(file, exc.line, exc.column, "", str(exc))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -125,13 +97,22 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
             [Problem("--set", None, None, "", f"'{assignment}' is not key.path=value")]
         )
     key, _, raw = assignment.partition("=")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    value = _override_value(raw, assignment)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise SuiteError([Problem("--set", None, None, "", f"empty key in '{assignment}'")])
+    if len(parts) > MAX_DEPTH:
+        raise SuiteError(
+            [
+                Problem(
+                    "--set",
+                    None,
+                    None,
+                    "",
+                    f"key '{_short(key)}' is {len(parts)} levels deep; at most {MAX_DEPTH}",
+                )
+            ]
+        )
     node: Any = data
     resolved: list[str] = []
     for i, part in enumerate(parts):
@@ -163,6 +144,29 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
                 ]
             )
     return ".".join(resolved)
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _override_value(raw: str, assignment: str) -> Any:
+    """``raw`` parsed by the same bounded YAML reader as suite files; text that is not YAML
+    (``description=a: b``) stays a string, but a limit or a duplicate key is an error."""
+    if not raw.strip():
+        return ""
+    where = f"in --set '{_short(assignment)}'"
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise SuiteError(
+            [Problem("--set", None, None, "", f"{where}: value larger than {MAX_BYTES} bytes")]
+        )
+    try:
+        return load_bounded(raw)[0]
+    except YamlLimitError as exc:
+        at = f" (value line {exc.line}, column {exc.column})" if exc.line else ""
+        raise SuiteError([Problem("--set", None, None, "", f"{where}: {exc}{at}")]) from None
+    except yaml.YAMLError:
+        return raw
 
 
 def _blame_overrides(problems: list[Problem], overridden: dict[str, str]) -> list[Problem]:
@@ -542,7 +546,24 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     if not p.is_file():
         raise SuiteError([Problem(file, None, None, "", "no such suite file")])
     try:
-        text = p.read_text(encoding="utf-8")
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            raise SuiteError(
+                [
+                    Problem(
+                        file,
+                        None,
+                        None,
+                        "",
+                        f"suite file is {size} bytes; at most {MAX_BYTES} bytes (1 MB) are read",
+                    )
+                ]
+            )
+        with p.open("rb") as fh:
+            blob = fh.read(MAX_BYTES + 1)  # never more, even if the file grows meanwhile
+        if len(blob) > MAX_BYTES:
+            raise SuiteError([Problem(file, None, None, "", f"suite file over {MAX_BYTES} bytes")])
+        text = blob.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError([Problem(file, None, None, "", f"cannot read: {exc}")]) from None
     data, marks = _parse_yaml(text, file)
