@@ -385,7 +385,7 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
             if spec is None:
                 continue
             try:
-                for param, msg in param_problems(reg, spec.name, spec.params, build=reg is MODELS):
+                for param, msg in param_problems(reg, spec.name, spec.params):
                     where = at + ("params", param) if param else at + ("params",)
                     add(where, msg, key=bool(param))
             except UnknownNameError as exc:

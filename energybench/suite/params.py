@@ -3,9 +3,9 @@
 ``params`` is a free-form mapping passed to a registered factory. Each value is checked against
 the factory's signature (its type hints, strictly: ``channels: "abc"`` is not an int) and
 against :data:`~energybench.suite.schema.PARAM_BOUNDS`; every number anywhere in ``params`` is
-finite and bounded, image sizes are bounded. Registered models whose factory takes no
-``upstream`` models are then built on PyTorch's ``meta`` device (no memory, no data), so the
-constructor's own checks (``espcn`` needs an odd ``first_kernel``) fail here too.
+finite and bounded, image sizes are bounded. Nothing is built here (building a model, even on
+PyTorch's ``meta`` device, costs seconds): checks only a constructor makes (``espcn`` wants an
+odd ``first_kernel``) are reported by the run when it builds the model.
 """
 
 from __future__ import annotations
@@ -76,25 +76,7 @@ def _bounds(name: str, key: str, value: Any) -> str | None:
     return None
 
 
-def _build_on_meta(factory: Any, params: dict[str, Any]) -> str | None:
-    """The constructor's own refusal of ``params`` (built on the meta device), if any."""
-    import torch
-
-    if "upstream" in inspect.signature(factory).parameters:
-        return None
-    try:
-        with torch.device("meta"):
-            factory(**params)
-    except (ValueError, TypeError) as exc:
-        return str(exc).split("\n")[0][:300]
-    except Exception:  # noqa: BLE001 - anything else is left to the run, which reports it
-        return None
-    return None
-
-
-def param_problems(
-    registry: Registry[Any], name: str, params: dict[str, Any], *, build: bool = False
-) -> list[Found]:
+def param_problems(registry: Registry[Any], name: str, params: dict[str, Any]) -> list[Found]:
     """``(parameter, sentence)`` for each parameter of ``name`` that cannot work (``""`` as the
     parameter for a problem of the whole set). Raises ``UnknownNameError`` for unknown names."""
     found: list[Found] = []
@@ -115,8 +97,4 @@ def param_problems(
                 why = f"'{key}': expected {msg[0].lower()}{msg[1:]}; found {repr(value)[:60]}"
         if why is not None:
             found.append((str(key), f"{registry.kind} '{name}': {why}"))
-    if build and not found and not family:
-        why = _build_on_meta(factory, params)
-        if why is not None:
-            found.append(("", f"{registry.kind} '{name}' refuses these params: {why}"))
     return found
