@@ -445,6 +445,18 @@ CASES = [
         edits=[("steps: 1,", "steps: -1,")],
     ),
     Case(
+        "entry-own-value-not-blamed-on-defaults",
+        "suite.yaml:14:",
+        "greater than or equal to 0",
+        "entries.0.train.steps",
+        edits=[
+            (
+                "    serve:\n      - {scenario: throughput",
+                "    train: {steps: -2}\n    serve:\n      - {scenario: throughput",
+            )
+        ],
+    ),
+    Case(
         "defaults-unknown-key",
         "suite.yaml:5:",
         "unknown field 'trian'",
