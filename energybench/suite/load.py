@@ -179,14 +179,19 @@ def _blame_overrides(problems: list[Problem], overridden: dict[str, str]) -> lis
             (
                 a
                 for path, a in overridden.items()
-                if pr.path == path
-                or pr.path.startswith(path + ".")
-                or (pr.path.count(".") >= 2 and path.startswith(pr.path + "."))  # a value inside
+                if pr.path == path or pr.path.startswith(path + ".")
             ),
             None,
         )
         out.append(
-            Problem("--set", None, None, pr.path, f"{pr.message} (from --set {hit})", loc=pr.loc)
+            Problem(
+                "--set",
+                None,
+                None,
+                pr.path,
+                f"{pr.message} (from --set {_short(hit, 120)})",
+                loc=pr.loc,
+            )
             if hit
             else pr
         )

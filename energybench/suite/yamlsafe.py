@@ -31,6 +31,19 @@ MAX_NODES = 50_000
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _RESOLVER = yaml.resolver.Resolver()
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _key_value(ev: yaml.ScalarEvent) -> Any:
+    """The key as the mapping will hold it (``true``/``True`` and ``1``/``0x1`` are one key)."""
+    tag = ev.tag if ev.tag not in (None, "!") else None
+    tag = tag or _RESOLVER.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+    if tag == "tag:yaml.org,2002:str":
+        return ev.value
+    try:
+        return ("", _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, ev.value)))
+    except Exception:  # noqa: BLE001 - an unknown tag: reported when the document is built
+        return (tag, ev.value)
 
 
 class YamlLimitError(Exception):
@@ -48,7 +61,7 @@ class _Frame:
     anchor: str | None
     start: int  # node count before this collection
     expect_key: bool = True
-    keys: dict[tuple[str, str], int] = field(default_factory=dict)  # key -> line
+    keys: dict[Any, int] = field(default_factory=dict)  # key -> line
 
 
 class _Budget:
@@ -75,9 +88,7 @@ class _Budget:
             return
         top = self.stack[-1]
         if top.expect_key and isinstance(ev, yaml.ScalarEvent):
-            tag = ev.tag if ev.tag not in (None, "!") else None
-            tag = tag or _RESOLVER.resolve(yaml.ScalarNode, ev.value, ev.implicit)
-            key = (tag, ev.value)
+            key = _key_value(ev)
             if key in top.keys:
                 raise YamlLimitError(
                     f"duplicate key '{ev.value}' (first given on line {top.keys[key]}); "
