@@ -11,46 +11,18 @@ import copy
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from energybench.suite.schema import Entry, Suite
-
-Path_ = tuple[str | int, ...]
-
-
-@dataclass
-class Problem:
-    """One validation problem, located in the YAML file."""
-
-    file: str
-    line: int | None
-    column: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.line is not None:
-            where += f":{self.line}:{self.column}"
-        field_ = f" at '{self.path}'" if self.path else ""
-        return f"{where}: {self.message}{field_}"
-
-
-@dataclass
-class SuiteError(Exception):
-    """Bad input (exit code 2). ``str()`` is the full user-facing message."""
-
-    problems: list[Problem] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        n = len(self.problems)
-        head = f"invalid suite ({n} problem{'s' if n != 1 else ''}):"
-        return "\n".join([head] + [f"  {p}" for p in self.problems])
+from energybench.suite.blame import blame_defaults
+from energybench.suite.errors import Path_, Problem, SuiteError
+from energybench.suite.params import param_problems
+from energybench.suite.schema import MAX_ENTRIES, Entry, Suite
+from energybench.suite.yamlsafe import MAX_BYTES, MAX_DEPTH, YamlLimitError, load_bounded
 
 
 # --------------------------------------------------------------------------- YAML with marks
@@ -88,9 +60,11 @@ class _Marks:
 
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, _Marks]:
+    """Bounded safe YAML (see :mod:`energybench.suite.yamlsafe`); every error is located."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, root = load_bounded(text)
+    except YamlLimitError as exc:
+        raise SuiteError([Problem(file, exc.line, exc.column, "", str(exc))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -125,13 +99,22 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
             [Problem("--set", None, None, "", f"'{assignment}' is not key.path=value")]
         )
     key, _, raw = assignment.partition("=")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    value = _override_value(raw, assignment)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise SuiteError([Problem("--set", None, None, "", f"empty key in '{assignment}'")])
+    if len(parts) > MAX_DEPTH:
+        raise SuiteError(
+            [
+                Problem(
+                    "--set",
+                    None,
+                    None,
+                    "",
+                    f"key '{_short(key)}' is {len(parts)} levels deep; at most {MAX_DEPTH}",
+                )
+            ]
+        )
     node: Any = data
     resolved: list[str] = []
     for i, part in enumerate(parts):
@@ -165,6 +148,29 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
     return ".".join(resolved)
 
 
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _override_value(raw: str, assignment: str) -> Any:
+    """``raw`` parsed by the same bounded YAML reader as suite files; text that is not YAML
+    (``description=a: b``) stays a string, but a limit or a duplicate key is an error."""
+    if not raw.strip():
+        return ""
+    where = f"in --set '{_short(assignment)}'"
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise SuiteError(
+            [Problem("--set", None, None, "", f"{where}: value larger than {MAX_BYTES} bytes")]
+        )
+    try:
+        return load_bounded(raw)[0]
+    except YamlLimitError as exc:
+        at = f" (value line {exc.line}, column {exc.column})" if exc.line else ""
+        raise SuiteError([Problem("--set", None, None, "", f"{where}: {exc}{at}")]) from None
+    except yaml.YAMLError:
+        return raw
+
+
 def _blame_overrides(problems: list[Problem], overridden: dict[str, str]) -> list[Problem]:
     """Problems about a value that ``--set`` gave point at the ``--set``, not at the file."""
     out = []
@@ -178,7 +184,16 @@ def _blame_overrides(problems: list[Problem], overridden: dict[str, str]) -> lis
             None,
         )
         out.append(
-            Problem("--set", None, None, pr.path, f"{pr.message} (from --set {hit})") if hit else pr
+            Problem(
+                "--set",
+                None,
+                None,
+                pr.path,
+                f"{pr.message} (from --set {_short(hit, 120)})",
+                loc=pr.loc,
+            )
+            if hit
+            else pr
         )
     return out
 
@@ -304,10 +319,10 @@ def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str
         hint = f"; did you mean '{close[0]}'?" if close else ""
         allowed = f" (allowed: {', '.join(_field_names(owner))})" if owner else ""
         line, col = marks.locate(path, key=True)
-        return Problem(file, line, col, pretty, f"unknown field '{key}'{hint}{allowed}")
+        return Problem(file, line, col, pretty, f"unknown field '{key}'{hint}{allowed}", loc=path)
     if kind == "missing":
         line, col = marks.locate(path[:-1])
-        return Problem(file, line, col, pretty, f"missing required field '{path[-1]}'")
+        return Problem(file, line, col, pretty, f"missing required field '{path[-1]}'", loc=path)
     if kind == "union_tag_invalid":
         ctx = err.get("ctx", {})
         tag, expected = ctx.get("tag"), ctx.get("expected_tags", "")
@@ -316,7 +331,12 @@ def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str
         hint = f"; did you mean '{close[0]}'?" if close else ""
         line, col = marks.locate(path + (ctx.get("discriminator", "").strip("'"),))
         return Problem(
-            file, line, col, pretty, f"unknown kind {tag!r}{hint} (expected one of {expected})"
+            file,
+            line,
+            col,
+            pretty,
+            f"unknown kind {tag!r}{hint} (expected one of {expected})",
+            loc=path,
         )
     line, col = marks.locate(path)
     found = f"; found {_describe(err['input'])}" if "input" in err and kind != "missing" else ""
@@ -329,6 +349,7 @@ def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str
         col,
         pretty,
         f"expected {msg[0].lower() + msg[1:]}{found}" if kind != "value_error" else f"{msg}{found}",
+        loc=path,
     )
 
 
@@ -342,35 +363,38 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
 
     def add(path: Path_, msg: str, key: bool = False) -> None:
         line, col = marks.locate(path, key=key)
-        problems.append(Problem(file, line, col, ".".join(map(str, path)), msg))
+        problems.append(Problem(file, line, col, ".".join(map(str, path)), msg, loc=path))
 
     names = [e.name for e in suite.entries]
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for i, e in enumerate(suite.entries):
         base: Path_ = ("entries", i)
-        if e.name in seen:
-            add(base + ("name",), f"entry name '{e.name}' is used twice")
-        seen.add(e.name)
-        for _what, reg, spec, sub in (
-            ("model", MODELS, e.model, "model"),
-            ("dataset", DATASETS, e.dataset, "dataset"),
-        ):
+        if e.name.lower() in seen:
+            same = "" if seen[e.name.lower()] == e.name else f" (as '{seen[e.name.lower()]}')"
+            add(
+                base + ("name",),
+                f"entry name '{e.name}' is used twice{same}; names are folder names, unique "
+                "ignoring case",
+            )
+        seen.setdefault(e.name.lower(), e.name)
+        n_before = len(problems)
+        specs: list[tuple[Any, Any, Path_]] = [
+            (MODELS, e.model, base + ("model",)),
+            (DATASETS, e.dataset, base + ("dataset",)),
+        ] + [
+            (MODELS, step.student, base + ("compress", j, "student"))
+            for j, step in enumerate(e.compress)
+            if getattr(step, "student", None) is not None
+        ]
+        for reg, spec, at in specs:
             if spec is None:
                 continue
             try:
-                for msg in reg.check_params(spec.name, spec.params):
-                    bad = msg.split("'")[3]
-                    add(base + (sub, "params", bad), msg, key=True)
+                for param, msg in param_problems(reg, spec.name, spec.params):
+                    where = at + ("params", param) if param else at + ("params",)
+                    add(where, msg, key=bool(param))
             except UnknownNameError as exc:
-                add(base + (sub, "name"), str(exc))
-        for j, step in enumerate(e.compress):
-            student = getattr(step, "student", None)
-            if student is not None:
-                try:
-                    for msg in MODELS.check_params(student.name, student.params):
-                        add(base + ("compress", j, "student", "params"), msg)
-                except UnknownNameError as exc:
-                    add(base + ("compress", j, "student", "name"), str(exc))
+                add(at + ("name",), str(exc))
         refs = ([("inherit", e.inherit)] if e.inherit else []) + [
             (("uses", k), u) for k, u in enumerate(e.uses)
         ]
@@ -382,8 +406,9 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                 close = difflib.get_close_matches(target, names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(path, f"no entry named '{target}'{hint}")
-        for j, msg in _compress_problems(e):
-            add(base + ("compress", j, "method"), msg)
+        if len(problems) == n_before:  # builds the model: only with params that passed
+            for j, msg in _compress_problems(e):
+                add(base + ("compress", j, "method"), msg)
         if e.inherit is None and e.dataset is None:
             add(base, "entry has no 'dataset' (set one here or in 'defaults')")
         if e.inherit and e.train is not None and "train" in (data["entries"][i] or {}):
@@ -535,6 +560,54 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+MAX_MERGED = 200_000
+"""Most values after ``defaults`` is merged into every entry (values of defaults x entries)."""
+
+
+def _count(obj: Any) -> int:
+    if isinstance(obj, dict):
+        return 1 + sum(_count(v) for v in obj.values())
+    if isinstance(obj, list):
+        return 1 + sum(_count(v) for v in obj)
+    return 1
+
+
+def _check_merge_size(
+    defaults: dict[str, Any], entries: list[Any], marks: _Marks, file: str
+) -> None:
+    """Refuse before merging when ``defaults`` copied into every entry would be too large."""
+    if len(entries) > MAX_ENTRIES:
+        line, col = marks.locate(("entries",))
+        raise SuiteError(
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    "entries",
+                    f"{len(entries)} entries; at most {MAX_ENTRIES} per suite",
+                    loc=("entries",),
+                )
+            ]
+        )
+    total = _count(defaults) * len(entries)
+    if total > MAX_MERGED:
+        line, col = marks.locate(("defaults",))
+        raise SuiteError(
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    "defaults",
+                    f"'defaults' merged into {len(entries)} entries makes {total} values; at most "
+                    f"{MAX_MERGED}",
+                    loc=("defaults",),
+                )
+            ]
+        )
+
+
 def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSuite:
     """Read, merge defaults, apply ``key.path=value`` overrides, and validate a suite file."""
     p = Path(path)
@@ -542,7 +615,24 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     if not p.is_file():
         raise SuiteError([Problem(file, None, None, "", "no such suite file")])
     try:
-        text = p.read_text(encoding="utf-8")
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            raise SuiteError(
+                [
+                    Problem(
+                        file,
+                        None,
+                        None,
+                        "",
+                        f"suite file is {size} bytes; at most {MAX_BYTES} bytes (1 MB) are read",
+                    )
+                ]
+            )
+        with p.open("rb") as fh:
+            blob = fh.read(MAX_BYTES + 1)  # never more, even if the file grows meanwhile
+        if len(blob) > MAX_BYTES:
+            raise SuiteError([Problem(file, None, None, "", f"suite file over {MAX_BYTES} bytes")])
+        text = blob.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError([Problem(file, None, None, "", f"cannot read: {exc}")]) from None
     data, marks = _parse_yaml(text, file)
@@ -563,6 +653,7 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     defaults = data.get("defaults") or {}
     entries = data.get("entries")
     if isinstance(defaults, dict) and isinstance(entries, list):
+        _check_merge_size(defaults, entries, marks, file)
         data["entries"] = [
             _deep_merge(
                 {
@@ -576,12 +667,18 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
             else e
             for e in entries
         ]
+    own = entries if isinstance(entries, list) else []
+    defaults = defaults if isinstance(defaults, dict) else {}
+
+    def blame(problems: list[Problem]) -> list[Problem]:
+        return _blame_overrides(blame_defaults(problems, own, defaults, marks, file), overridden)
+
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         problems = [_problem_from_error(err, data, marks, file) for err in exc.errors()]
-        raise SuiteError(_blame_overrides(problems, overridden)) from None
-    problems = _blame_overrides(_check_references(suite, data, marks, file), overridden)
+        raise SuiteError(blame(problems)) from None
+    problems = blame(_check_references(suite, data, marks, file))
     if problems:
         raise SuiteError(problems)
     return LoadedSuite(suite=suite, path=p, data=data)

@@ -2,38 +2,112 @@
 
 Only structure and value ranges live here; cross-references (model names, inherited entries) are
 checked in :mod:`energybench.suite.load`, which also turns errors into file:line:col messages.
+
+Every bound is declared here, once. Floats are finite everywhere (``.inf``/``.nan`` are refused
+by :class:`Strict`); counts (steps, batch sizes, frames, trials, ...) have upper bounds far
+above real use but below what would overflow or exhaust memory hours into a run
+(:data:`MAX_STEPS`, :data:`MAX_BATCH`, :data:`MAX_ITEMS`, :data:`MAX_TRIALS`, ...). Model and
+dataset parameters are free-form mappings, bounded by :data:`PARAM_BOUNDS` and checked against
+the factory's signature by :mod:`energybench.suite.params`. Suite and entry names are
+identifiers (:data:`IDENTIFIER`): they become folder names in the run directory.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
+KNOWN_SCHEMA_VERSIONS = (1,)
+
+IDENTIFIER = r"^[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]{0,63}$"
+"""Suite and entry names: 1-64 of letters, digits, ``_ + - .``, not starting with ``.`` (no
+path separator, never ``.``/``..``); entry names are also unique ignoring case."""
+MAX_NAME = 128  # scenario names (never used in paths), model/dataset names, references
+MAX_TEXT = 10_000  # descriptions
+
+MAX_ENTRIES = 256
+MAX_STEPS = 10_000_000  # training/fine-tuning/distillation steps
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536  # any batch size
+MAX_ITEMS = 10_000_000  # frames, requests, iterations, evaluated items
+MAX_TRIALS = 1_000
+MAX_SECONDS = 86_400.0  # any duration or wait, in seconds (one day)
+MAX_RATE = 1_000_000.0  # frames or requests per second
+MAX_SEED = 2**32 - 1
+MAX_MUI = 1e18  # items served over a model's life
+
+#: Bounds of model and dataset parameters, by parameter name, or ``"<registry name>.<param>"``
+#: for one model or dataset (which wins). Every number in ``params`` must also be finite and
+#: at most ``PARAM_LIMIT`` in size; image sizes (``"WxH"``, N or [W, H]) at most ``MAX_PIXELS``.
+PARAM_BOUNDS: dict[str, tuple[float, float]] = {
+    "channels": (1, 4096),
+    "layers": (1, 256),
+    "espcn.layers": (2, 256),
+    "blocks": (1, 256),
+    "first_kernel": (1, 31),
+    "graft_kernel": (1, 31),
+    "scale": (1, 16),
+    "patch_size": (1, 8192),
+    "seq_frames": (1, 100_000),
+    "max_frames": (1, 100_000),
+    "eval_frames": (1, 100_000),
+    "train_items": (1, MAX_ITEMS),
+    "image_size": (8, 8192),
+    "pad_crop_px": (0, 1024),
+    "seed": (0, MAX_SEED),
+    "val_fraction": (0, 0.99),
+    "test_fraction": (0, 0.99),
+    "num_classes": (1, 1_000_000),
+    "in_chans": (1, 64),
+    "main_init_scale": (0, 100),
+}
+PARAM_LIMIT = 2.0**53
+SIZE_PARAMS = ("test_crop", "serve_lr", "seq_size", "hr_size")
+MAX_PIXELS = 8192
+DEVICE = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
+"""Entry devices: ``auto`` (the first GPU if any, else the CPU), ``cpu``, ``cuda``, ``cuda:N``."""
 
 
-def folder_name(value: str | None, what: str) -> str | None:
-    """``value`` unless it starts with '.' ('.', '..', '.hidden'): entry and suite names become
-    folder names in the run directory, and '.'/'..' would put files outside it."""
-    if value is not None and value.startswith("."):
+def identifier(value: str, what: str) -> str:
+    """``value`` if it is an :data:`IDENTIFIER`, else a ValueError that says why."""
+    if value.startswith("."):
         raise ValueError(
             f"{what} '{value}' starts with '.'; names are used as folder and file names in "
             "the run directory, where '.' and '..' point outside it, so start the name with a "
             "letter, digit, _, + or -"
         )
+    if not re.fullmatch(IDENTIFIER, value):
+        raise ValueError(
+            f"{what} {value[:80]!r} is not a name: use 1-64 letters, digits, '_', '+', '-' "
+            "or '.' (no '/', spaces or other characters; names become folder names)"
+        )
+    return value
+
+
+def folder_name(value: str | None, what: str) -> str | None:
+    """``value`` unless it starts with '.' ('.', '..', '.hidden'), which names outside a run
+    folder; for names that are not identifiers (scenario names)."""
+    if value is not None and value.startswith("."):
+        identifier(value, what)
     return value
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    """Unknown keys are errors; floats are finite (``.inf`` and ``.nan`` are refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- energy and carbon
 class CooldownSettings(Strict):
     enabled: bool = False
-    max_s: float = Field(60.0, ge=0, description="give up waiting after this many seconds")
-    tolerance_c: float = Field(3.0, gt=0, description="back within this many °C of idle")
+    max_s: float = Field(
+        60.0, ge=0, le=MAX_SECONDS, description="give up waiting after this many seconds"
+    )
+    tolerance_c: float = Field(3.0, gt=0, le=100, description="back within this many °C of idle")
 
 
 class EnergySettings(Strict):
@@ -42,18 +116,27 @@ class EnergySettings(Strict):
     meters: list[Literal["auto", "nvml", "rapl", "estimate"]] = Field(
         default_factory=lambda: ["auto"],
         min_length=1,
+        max_length=8,
         description="'auto' uses NVML for GPUs in use, RAPL for the CPU, and an estimate "
         "only where neither works",
     )
     sample_period_s: float = Field(0.05, gt=0.001, le=10, description="power sampling period")
-    idle_baseline_s: float = Field(2.0, ge=0, description="idle power measured before the run")
+    idle_baseline_s: float = Field(
+        2.0, ge=0, le=MAX_SECONDS, description="idle power measured before the run"
+    )
     idle_after: bool = Field(False, description="measure idle power after the run too")
     cross_check_threshold: float = Field(
-        0.10, gt=0, description="flag a window whose two NVML channels disagree by more"
+        0.10, gt=0, le=100, description="flag a window whose two NVML channels disagree by more"
     )
-    min_window_s: float = Field(5.0, ge=0, description="serving windows are repeated to this")
-    min_window_iters: int = Field(32, ge=1, description="... and to at least this many iterations")
-    trials: int = Field(3, ge=1, description="trials per serving scenario at least (for CIs)")
+    min_window_s: float = Field(
+        5.0, ge=0, le=MAX_SECONDS, description="serving windows are repeated to this"
+    )
+    min_window_iters: int = Field(
+        32, ge=1, le=MAX_ITEMS, description="... and to at least this many iterations"
+    )
+    trials: int = Field(
+        3, ge=1, le=MAX_TRIALS, description="trials per serving scenario at least (for CIs)"
+    )
     target_ci: float = Field(
         0.05,
         gt=0,
@@ -61,7 +144,7 @@ class EnergySettings(Strict):
         description="more trials until the 95 % CI half-width of J/item is at most this "
         "fraction of the mean (trial-to-trial spread; 1 stops at 'trials')",
     )
-    max_trials: int = Field(10, ge=1, description="... or until this many trials")
+    max_trials: int = Field(10, ge=1, le=MAX_TRIALS, description="... or until this many trials")
     cooldown: CooldownSettings = Field(default_factory=CooldownSettings)
     allow_estimates_in_ranking: bool = Field(
         False,
@@ -83,20 +166,20 @@ class EnergySettings(Strict):
 class CarbonSettings(Strict):
     """Carbon as a derived layer: kgCO2e = kWh x PUE x grid intensity."""
 
-    grid_intensity_g_per_kwh: float | None = Field(None, ge=0)
+    grid_intensity_g_per_kwh: float | None = Field(None, ge=0, le=10_000)
     country: str | None = Field(None, min_length=3, max_length=3, description="ISO 3166 alpha-3")
-    pue: float = Field(1.0, ge=1.0)
+    pue: float = Field(1.0, ge=1.0, le=10)
 
 
 class UsageIntensity(Strict):
-    mui: float = Field(gt=0, description="inferences (items) over the model's life")
-    weight: float = Field(1.0, ge=0)
+    mui: float = Field(gt=0, le=MAX_MUI, description="inferences (items) over the model's life")
+    weight: float = Field(1.0, ge=0, le=1e6)
 
 
 class MetricSettings(Strict):
     """The full-cycle metric G(MUI) = Q^tau / (TEC + MUI * IEC)."""
 
-    tau: float = Field(1.0, ge=0)
+    tau: float = Field(1.0, ge=0, le=100)
     quality: str = Field(
         "ssim",
         description="which quality figure is Q (SR: ssim, psnr_db, psnr_gain_db; "
@@ -109,37 +192,54 @@ class MetricSettings(Strict):
         "of the first entry that serves)",
     )
     iec_batch_size: int | None = Field(
-        None, ge=1, description="batch size of the IEC scenario (default: its first)"
+        None, ge=1, le=MAX_BATCH, description="batch size of the IEC scenario (default: its first)"
     )
     usage_intensities: list[UsageIntensity] = Field(
-        default_factory=lambda: [UsageIntensity(mui=m) for m in (1e3, 1e5, 1e7)], min_length=1
+        default_factory=lambda: [UsageIntensity(mui=m) for m in (1e3, 1e5, 1e7)],
+        min_length=1,
+        max_length=100,
     )
     pairs: list[tuple[str, str]] = Field(
-        default_factory=list, description="extra (a, b) entry pairs for break-even analysis"
+        default_factory=list,
+        max_length=1000,
+        description="extra (a, b) entry pairs for break-even analysis",
     )
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> MetricSettings:
+        if not any(u.weight > 0 for u in self.usage_intensities):
+            raise ValueError(
+                "every usage intensity has weight 0; give at least one a positive weight"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- entry parts
 class ModelSpec(Strict):
-    name: str
+    """A registered model and its constructor parameters (checked at validate, see
+    :data:`PARAM_BOUNDS`)."""
+
+    name: str = Field(max_length=MAX_NAME)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class DatasetSpec(Strict):
-    name: str
+    """A registered dataset and its parameters (checked at validate, see :data:`PARAM_BOUNDS`)."""
+
+    name: str = Field(max_length=MAX_NAME)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrainSettings(Strict):
-    steps: int | None = Field(None, ge=0)
-    epochs: int | None = Field(None, ge=0)
+    steps: int | None = Field(None, ge=0, le=MAX_STEPS)
+    epochs: int | None = Field(None, ge=0, le=MAX_EPOCHS)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
+    lr: float = Field(1e-3, gt=0, le=100)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = 0
-    log_every: int = Field(50, ge=1)
+    weight_decay: float = Field(0.0, ge=0, le=100)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    log_every: int = Field(50, ge=1, le=MAX_STEPS)
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainSettings:
@@ -149,9 +249,9 @@ class TrainSettings(Strict):
 
 
 class FinetuneSettings(Strict):
-    steps: int = Field(0, ge=0)
-    lr: float = Field(1e-4, gt=0)
-    batch_size: int | None = Field(None, ge=1)
+    steps: int = Field(0, ge=0, le=MAX_STEPS)
+    lr: float = Field(1e-4, gt=0, le=100)
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH)
 
 
 class _CompressBase(Strict):
@@ -176,15 +276,15 @@ class Quantize(_CompressBase):
     method: Literal["quantize"]
     dtype: Literal["int8", "fp16", "bf16"] = "int8"
     mode: Literal["static", "dynamic", "cast"] = "static"
-    calibration_batches: int = Field(8, ge=1)
+    calibration_batches: int = Field(8, ge=1, le=100_000)
 
 
 class Distill(_CompressBase):
     method: Literal["distill"]
     student: ModelSpec
-    steps: int = Field(200, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(16, ge=1)
+    steps: int = Field(200, ge=1, le=MAX_STEPS)
+    lr: float = Field(1e-3, gt=0, le=100)
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the teacher term in the loss")
 
 
@@ -192,9 +292,13 @@ CompressStep = Annotated[Reparameterize | Prune | Quantize | Distill, Field(disc
 
 
 class _ScenarioBase(Strict):
-    name: str | None = None
-    warmup: int = Field(5, ge=0, description="iterations run before measuring (excluded)")
-    iterations: int = Field(32, ge=1, description="measured iterations per trial (at least)")
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
+    warmup: int = Field(
+        5, ge=0, le=MAX_ITEMS, description="iterations run before measuring (excluded)"
+    )
+    iterations: int = Field(
+        32, ge=1, le=MAX_ITEMS, description="measured iterations per trial (at least)"
+    )
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
         "none",
         description="serve through torch.compile with this mode ('reduce-overhead' uses CUDA "
@@ -209,29 +313,31 @@ class _ScenarioBase(Strict):
 
 class Throughput(_ScenarioBase):
     scenario: Literal["throughput"]
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1, le=MAX_BATCH)]] = Field(
+        default_factory=lambda: [1], min_length=1, max_length=64
+    )
 
 
 class Stream(_ScenarioBase):
     scenario: Literal["stream"]
-    fps: float = Field(25.0, gt=0)
-    frames: int = Field(64, ge=1)
+    fps: float = Field(25.0, gt=0, le=MAX_RATE)
+    frames: int = Field(64, ge=1, le=MAX_ITEMS)
 
 
 class Load(_ScenarioBase):
     scenario: Literal["load"]
-    rate_per_s: float = Field(50.0, gt=0)
-    deadline_ms: float = Field(100.0, gt=0)
-    max_batch: int = Field(8, ge=1)
-    requests: int = Field(200, ge=1)
-    p99_target_ms: float | None = Field(None, gt=0)
+    rate_per_s: float = Field(50.0, gt=0, le=MAX_RATE)
+    deadline_ms: float = Field(100.0, gt=0, le=MAX_SECONDS * 1000)
+    max_batch: int = Field(8, ge=1, le=MAX_BATCH)
+    requests: int = Field(200, ge=1, le=MAX_ITEMS)
+    p99_target_ms: float | None = Field(None, gt=0, le=MAX_SECONDS * 1000)
 
 
 class ContentionStep(Strict):
     """From ``at_s`` seconds into the stream on, ``threads`` busy workers compete for the device
     (CPU: matrix-multiply threads; GPU: CUDA kernel loops); 0 stops them."""
 
-    at_s: float = Field(ge=0)
+    at_s: float = Field(ge=0, le=MAX_SECONDS)
     threads: int = Field(ge=0, le=64)
 
 
@@ -240,10 +346,12 @@ class Adaptive(_ScenarioBase):
     switches between already-loaded variants (entries of the suite, best quality first)."""
 
     scenario: Literal["adaptive"]
-    fps: float = Field(10.0, gt=0)
+    fps: float = Field(10.0, gt=0, le=MAX_RATE)
     duration_s: float = Field(20.0, gt=0, le=3600, description="length of the stream")
     variants: list[str] = Field(
-        min_length=1, description="entries whose final models are switched between, best first"
+        min_length=1,
+        max_length=MAX_ENTRIES,
+        description="entries whose final models are switched between, best first",
     )
     policy: str = Field(
         "deadline",
@@ -253,7 +361,7 @@ class Adaptive(_ScenarioBase):
     baseline: bool = Field(
         True, description="also run the 'static' policy under the same schedule, for comparison"
     )
-    contention: list[ContentionStep] = Field(default_factory=list)
+    contention: list[ContentionStep] = Field(default_factory=list, max_length=1000)
     contention_device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(
         None,
@@ -263,9 +371,15 @@ class Adaptive(_ScenarioBase):
         "scenario; default: torch's. As many threads as cores stall under contention (an "
         "OpenMP thread waits for a descheduled sibling at every barrier)",
     )
-    miss_window: int = Field(10, ge=1, description="deadline policy: frames in the miss window")
-    down_after_misses: int = Field(2, ge=1, description="... switch down after k misses in it")
-    up_after_on_time: int = Field(20, ge=1, description="... up after m on-time frames in a row")
+    miss_window: int = Field(
+        10, ge=1, le=MAX_ITEMS, description="deadline policy: frames in the miss window"
+    )
+    down_after_misses: int = Field(
+        2, ge=1, le=MAX_ITEMS, description="... switch down after k misses in it"
+    )
+    up_after_on_time: int = Field(
+        20, ge=1, le=MAX_ITEMS, description="... up after m on-time frames in a row"
+    )
     headroom: float = Field(
         0.6, gt=0, le=1, description="... each of which finished within this fraction of 1/fps"
     )
@@ -292,39 +406,52 @@ class EvaluateSettings(Strict):
     """Quality on a held-out split (BasicSR conventions: uint8-rounded, Y or RGB, crop)."""
 
     split: Literal["test", "val"] = "test"
-    max_items: int | None = Field(None, ge=1, description="evaluate at most this many clips")
-    crop_border: int = Field(0, ge=0)
+    max_items: int | None = Field(
+        None, ge=1, le=MAX_ITEMS, description="evaluate at most this many clips"
+    )
+    crop_border: int = Field(0, ge=0, le=MAX_PIXELS)
     y_channel: bool = Field(True, description="PSNR/SSIM on BT.601 Y (Vid4) or on RGB (REDS)")
 
 
 class Entry(Strict):
     """One model's life: train -> compress -> serve -> evaluate."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.+\-]+$", min_length=1, max_length=80)
-    description: str = ""
+    name: str = Field(description=f"an identifier: {IDENTIFIER}")
+    description: str = Field("", max_length=MAX_TEXT)
     model: ModelSpec
     dataset: DatasetSpec | None = None
-    device: str = "auto"
+    device: str = Field("auto", description=f"where it runs: {DEVICE}")
     inherit: str | None = Field(
         None,
+        max_length=MAX_NAME,
         description="reuse this entry's trained model instead of training (its training "
         "energy is counted here too)",
     )
     uses: list[str] = Field(
         default_factory=list,
+        max_length=MAX_ENTRIES,
         description="upstream entries whose energy this entry depends on "
         "(e.g. a teacher); counted in this entry's TEC",
     )
     train: TrainSettings | None = None
-    compress: list[CompressStep] = Field(default_factory=list)
-    serve: list[ServeScenario] = Field(default_factory=list)
+    compress: list[CompressStep] = Field(default_factory=list, max_length=64)
+    serve: list[ServeScenario] = Field(default_factory=list, max_length=64)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     rank: bool = Field(True, description="show in the leaderboard ranking")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return folder_name(v, "entry name") or v
+        return identifier(v, "entry name")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(DEVICE, v):
+            raise ValueError(
+                f"device {v[:40]!r} is not one of auto, cpu, cuda, cuda:N (N the GPU's index)"
+            )
+        return v
 
     def scenario_names(self) -> list[str]:
         return [s.name or s.scenario for s in self.serve]
@@ -340,21 +467,34 @@ class Entry(Strict):
 
 
 class Suite(Strict):
-    schema_version: int = SCHEMA_VERSION
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", min_length=1, max_length=80)
-    description: str = ""
+    schema_version: int = Field(
+        SCHEMA_VERSION, description=f"one of {KNOWN_SCHEMA_VERSIONS} (this energybench's)"
+    )
+    name: str = Field(description=f"an identifier: {IDENTIFIER}")
+    description: str = Field("", max_length=MAX_TEXT)
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="merged into every entry (the entry's values win)"
     )
     energy: EnergySettings = Field(default_factory=EnergySettings)
     carbon: CarbonSettings = Field(default_factory=CarbonSettings)
     metric: MetricSettings = Field(default_factory=MetricSettings)
-    entries: list[Entry] = Field(min_length=1)
+    entries: list[Entry] = Field(min_length=1, max_length=MAX_ENTRIES)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v not in KNOWN_SCHEMA_VERSIONS:
+            known = ", ".join(map(str, KNOWN_SCHEMA_VERSIONS))
+            raise ValueError(
+                f"schema_version {v} is not known to this energybench (known: {known}); "
+                "upgrade energybench or write the suite for a known version"
+            )
+        return v
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return folder_name(v, "suite name") or v
+        return identifier(v, "suite name")
 
     def entry(self, name: str) -> Entry:
         for e in self.entries:
