@@ -76,7 +76,7 @@ def _energy(value: Any, where: str) -> None:
     if not _is_number(value):
         raise _Bad(where, f"must be an energy in joules (a number), found {_kind(value)}")
     if not math.isfinite(value):
-        raise _Bad(where, f"is {value}; an energy must be a finite number of joules")
+        raise _Bad(where, f"is {json.dumps(value)}; an energy must be a finite number of joules")
     if value < 0:
         raise _Bad(where, f"is {value} J; an energy cannot be negative")
 

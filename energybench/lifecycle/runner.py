@@ -703,35 +703,37 @@ def run_suite(
     ``simulate`` names a simulated-GPU profile (``energybench.meters.simulate``): the models run
     on the CPU while simulated NVIDIA GPUs are measured through the real NVML code path.
     """
-    placed = placements(loaded.suite, simulate)
-    labels = {k: p.label for k, p in placed.items()}
     console = console or Console()
-    tasks: dict[str, Task] = {}
-    for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before anything runs
-        task_for(loaded.suite, e, tasks)
-    gpus = sorted({g for e in _needed(loaded.suite, only) for g in placed[e.name].gpus})
-    check_meters(loaded.suite.energy, gpus, simulate)  # before a run folder exists
-    if resume is not None:
+    lock: RunLock | None = None
+    if resume is not None:  # one writer per run folder: a second one stops here (exit 2)
         store = RunStore(Path(resume))
         if not store.exists():
             raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
-        lock = RunLock(store.root).acquire()  # one writer per run folder (exit 2 if taken)
-        try:
-            problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite, labels))
-        except BaseException:
-            lock.release()
-            raise
-        if problems:
-            lock.release()
-            raise ResumeError(
-                f"cannot resume {resume}: the suite changed in a way that invalidates finished "
-                "phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop --resume) or "
-                "restore the suite as it was."
-            )
-    else:
-        store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
         lock = RunLock(store.root).acquire()
-    if lock.note:
-        console.print(f"[yellow]note: {lock.note}[/yellow]", highlight=False)
-    with lock:
+    try:
+        placed = placements(loaded.suite, simulate)
+        labels = {k: p.label for k, p in placed.items()}
+        tasks: dict[str, Task] = {}
+        for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before any work
+            task_for(loaded.suite, e, tasks)
+        gpus = sorted({g for e in _needed(loaded.suite, only) for g in placed[e.name].gpus})
+        check_meters(loaded.suite.energy, gpus, simulate)  # before a run folder exists
+        if resume is not None:
+            problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite, labels))
+            if problems:
+                raise ResumeError(
+                    f"cannot resume {resume}: the suite changed in a way that invalidates "
+                    "finished phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop "
+                    "--resume) or restore the suite as it was."
+                )
+        else:
+            store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
+            lock = RunLock(store.root).acquire()
+        if lock.note:
+            from rich.markup import escape
+
+            console.print(f"[yellow]note: {escape(lock.note)}[/yellow]", highlight=False)
         return Runner(loaded, store, console, tasks, simulate=simulate).run(only)
+    finally:
+        if lock is not None:
+            lock.release()
