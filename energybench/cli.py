@@ -62,6 +62,13 @@ def _check_outputs(files: dict[str, Path | None], folders: dict[str, Path | None
         raise _user_error(exc) from None
 
 
+def _write_failed(exc: OSError, path: Path) -> typer.Exit:
+    """A write that the operating system refused: the file and the reason, exit 1."""
+    return _user_error(
+        f"{exc.filename or path}: cannot be written ({exc.strerror or exc})", EXIT_FAILED
+    )
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"energybench {__version__}")
@@ -148,6 +155,8 @@ def run(
         raise _user_error(exc) from None
     except DiskFullError as exc:
         raise _user_error(exc, EXIT_FAILED) from None
+    except OSError as exc:  # e.g. the disk filled while creating the run folder or its lock
+        raise _write_failed(exc, out) from None
     except KeyboardInterrupt:
         err.print(
             "[yellow]interrupted: finished phases are saved; continue with "
@@ -257,7 +266,10 @@ def report(
     runs = _runs(run_dirs)
     path = output or _default_output(runs[0], "html")
     _check_outputs({"-o/--output": path}, {})
-    write_report(runs, path)
+    try:
+        write_report(runs, path)
+    except OSError as exc:
+        raise _write_failed(exc, path) from None
     console.print(f"report: [bold]{path}[/bold]")
 
 
@@ -305,7 +317,9 @@ def export(
         _check_outputs({"-o/--output": path}, {})
         write_export(runs, path, format_)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise _user_error(exc) from None
+    except OSError as exc:
+        raise _write_failed(exc, output or Path("reports")) from None
     console.print(f"export: [bold]{path}[/bold]")
 
 

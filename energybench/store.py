@@ -147,6 +147,7 @@ class RunStore:
     """One run directory. Every path it hands out stays inside ``root``."""
 
     root: Path
+    _hashes: dict[Path, tuple[int, int, str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, out_root: Path, suite_name: str, config_hash: str) -> RunStore:
@@ -233,7 +234,7 @@ class RunStore:
         if not path.is_file():
             return f"damaged: its checkpoint {path} is missing"
         try:
-            digest = file_sha256(path)
+            digest = self._sha256(path)
         except OSError as exc:
             return f"damaged: its checkpoint {path} cannot be read ({exc.strerror or exc})"
         if digest != ckpt["sha256"]:
@@ -242,6 +243,15 @@ class RunStore:
                 f"{self.phase_path(entry, phase)} (truncated, replaced or altered)"
             )
         return None
+
+    def _sha256(self, path: Path) -> str:
+        """:func:`file_sha256`, computed once per file version (checkpoints can be large)."""
+        st = path.stat()
+        known = self._hashes.get(path)
+        if known is None or known[:2] != (st.st_mtime_ns, st.st_size):
+            known = (st.st_mtime_ns, st.st_size, file_sha256(path))
+            self._hashes[path] = known
+        return known[2]
 
     def phase_done(self, entry: str, phase: str, config_hash: str | None = None) -> bool:
         """True when the phase finished (and, if given, with this config hash) intact."""
