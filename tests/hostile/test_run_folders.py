@@ -114,6 +114,11 @@ def assert_user_error(res: Result, took: float, code: int, *located: object) -> 
     assert took < TIME_BOUND_S
 
 
+def assert_nothing_outside_out(tmp_path: Path) -> None:
+    """The working folder holds only what the case put there: ``out/`` and the suite."""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.yaml"]
+
+
 def rec(run_dir: Path, key: str) -> Path:
     entry, phase = key.split("/")
     return run_dir / "entries" / entry / f"{phase}.json"
@@ -262,7 +267,7 @@ def test_resume_redoes_a_damaged_phase(run: tuple[Path, Path], tmp_path: Path, c
     data = json.loads((run_dir / name).read_text())
     assert data["status"] in ("done", "skipped") and data["config_hash"]
     assert snapshot(tmp_path / "tiny.yaml") == outside
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.yaml"]
+    assert_nothing_outside_out(tmp_path)
 
 
 def test_resume_refuses_a_directory_in_place_of_a_record(run: tuple[Path, Path]) -> None:
@@ -289,6 +294,7 @@ def test_resume_measures_a_damaged_idle_baseline_again(run: tuple[Path, Path]) -
     res, took = resume(suite, run_dir)
     assert_user_error(res, took, 0, run_dir / "idle.json", "measuring the idle baseline again")
     assert json.loads((run_dir / "idle.json").read_text())["before"]["power_w"] == {}
+    assert_nothing_outside_out(run_dir.parents[2])
 
 
 @pytest.mark.parametrize("how", ["deleted", "truncated"])
@@ -314,6 +320,7 @@ def test_resume_redoes_a_phase_whose_checkpoint_is_gone(run: tuple[Path, Path], 
     assert "reused 0 finished" in res.output  # every phase depends on teacher/train
     res, took = resume(suite, run_dir)  # and the run is whole again
     assert_user_error(res, took, 0, "reused 8 finished")
+    assert_nothing_outside_out(run_dir.parents[2])
 
 
 def test_a_checkpoint_load_failure_names_the_path(run: tuple[Path, Path]) -> None:
@@ -388,6 +395,7 @@ def test_a_stale_lock_of_a_killed_run_is_taken_over(run: tuple[Path, Path], tmp_
     assert "no longer running" in res.output
     assert not (run_dir / "run.lock").exists()
     assert json.loads(rec(run_dir, "child/evaluate").read_text())["status"] == "done"
+    assert_nothing_outside_out(tmp_path)
 
 
 # --------------------------------------------------------------------------- output targets
@@ -516,3 +524,4 @@ def test_a_full_disk_fails_the_phase_cleanly_and_resume_recovers(
     res, took = resume(suite, run_dir)
     assert_user_error(res, took, 0, "reused 6 finished")
     assert json.loads(full.read_text())["status"] == "done"
+    assert_nothing_outside_out(tmp_path)
