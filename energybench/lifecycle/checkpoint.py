@@ -38,6 +38,7 @@ import inspect
 import io
 import json
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,7 +430,11 @@ class CheckpointLoader:
                         state.pop(f"{key}#{i}") if there else None
                         for i, there in enumerate(present)
                     )
-                model.load_state_dict(state, strict=True)
+                # state_dict()'s per-module versions (``_metadata``) are not saved: take the
+                # rebuilt model's, else a quantised Linear reads its state as version 1
+                ordered: OrderedDict[str, Any] = OrderedDict(state)
+                ordered._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+                model.load_state_dict(ordered, strict=True)
                 _restore_loose(model, loose, extras.get("numbers", {}))
             except CheckpointError:
                 raise

@@ -61,22 +61,39 @@ class DeadlinePolicy:
     """Switch down one variant after ``k`` misses among the last ``window`` frames; switch up
     one after ``m`` on-time frames in a row that each finished within ``headroom`` x the frame
     period. After a switch the history is cleared (hysteresis: the new variant is judged on its
-    own frames only)."""
+    own frames only).
 
-    def __init__(self, window: int = 10, k: int = 2, m: int = 20, headroom: float = 0.6) -> None:
+    A switch up is a probe. If it fails (the policy has to switch down again within ``m`` frames
+    of it), the calm run needed before the next probe doubles, up to ``max_backoff`` x ``m``;
+    ``m`` frames on the better variant without falling back reset it. Under sustained
+    contention this keeps the misses that probing costs from growing with the stream's length
+    (exponential backoff, as in TCP retransmission)."""
+
+    def __init__(
+        self,
+        window: int = 10,
+        k: int = 2,
+        m: int = 20,
+        headroom: float = 0.6,
+        max_backoff: int = 8,
+    ) -> None:
         self.window, self.k, self.m, self.headroom = window, k, m, headroom
+        self.max_backoff = max_backoff
         self.n = 1
-        self.current = 0
-        self.recent: deque[bool] = deque(maxlen=window)
-        self.calm = 0
+        self.reset(["only"])
 
     def reset(self, variants: list[str]) -> None:
         self.n = len(variants)
         self.current = 0
-        self.recent.clear()
+        self.recent: deque[bool] = deque(maxlen=self.window)
         self.calm = 0
+        self.backoff = 1  # the next probe up needs backoff x m calm frames
+        self.since_up: int | None = None  # frames served since the last switch up
 
     def _switch(self, to: int) -> int:
+        if to > self.current and self.since_up is not None and self.since_up < self.m:
+            self.backoff = min(self.backoff * 2, self.max_backoff)  # the probe failed
+        self.since_up = 0 if to < self.current else None
         self.current = to
         self.recent.clear()
         self.calm = 0
@@ -84,6 +101,10 @@ class DeadlinePolicy:
 
     def decide(self, obs: FrameObservation) -> int:
         self.recent.append(obs.missed)
+        if self.since_up is not None:
+            self.since_up += 1
+            if self.since_up >= self.m:  # the probe held: the better variant copes again
+                self.backoff, self.since_up = 1, None
         fast = (
             not obs.missed
             and obs.latency_s is not None
@@ -92,7 +113,7 @@ class DeadlinePolicy:
         self.calm = self.calm + 1 if fast else 0
         if sum(self.recent) >= self.k and self.current < self.n - 1:
             return self._switch(self.current + 1)
-        if self.calm >= self.m and self.current > 0:
+        if self.calm >= self.m * self.backoff and self.current > 0:
             return self._switch(self.current - 1)
         return self.current
 
@@ -102,7 +123,12 @@ POLICIES.register("static", lambda sc: StaticPolicy(), help="no switching (the b
 POLICIES.register(
     "deadline",
     lambda sc: DeadlinePolicy(
-        window=sc.miss_window, k=sc.down_after_misses, m=sc.up_after_on_time, headroom=sc.headroom
+        window=sc.miss_window,
+        k=sc.down_after_misses,
+        m=sc.up_after_on_time,
+        headroom=sc.headroom,
+        max_backoff=sc.max_backoff,
     ),
-    help="down after k misses in a window, up after m on-time frames with headroom",
+    help="down after k misses in a window, up after m on-time frames with headroom "
+    "(m doubled after each failed probe up, up to max_backoff x m)",
 )

@@ -2,7 +2,7 @@
 
 What it is for: turning each entry's costs (read from the run store by someone else) into the
 figures the report shows, after Li et al., "Full-Cycle Energy Consumption Benchmark for Low-Carbon
-Computer Vision" (arXiv 2108.13465), see PAPERS.md section 1:
+Computer Vision" (arXiv 2108.13465):
 
 - TEC (total energy before deployment, J): every :class:`CostItem` an entry depends on, i.e. its
   own training and compression *and* shared costs paid by another entry (an inherited base

@@ -261,6 +261,13 @@ class Adaptive(_ScenarioBase):
     headroom: float = Field(
         0.6, gt=0, le=1, description="... each of which finished within this fraction of 1/fps"
     )
+    max_backoff: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="... a probe up that falls back within m frames doubles m for the next, "
+        "up to this factor (1: no backoff)",
+    )
 
     @model_validator(mode="after")
     def _schedule_order(self) -> Adaptive:

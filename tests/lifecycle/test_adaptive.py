@@ -45,6 +45,30 @@ def test_deadline_policy_down_after_k_misses_up_after_m_calm_frames() -> None:
     assert [p.decide(obs(18 + k, 1, 5)) for k in range(2)] == [1, 0]
 
 
+def test_deadline_policy_backs_off_after_failed_probes_and_resets_after_a_good_one() -> None:
+    p = DeadlinePolicy(window=4, k=2, m=3, headroom=0.5, max_backoff=4)
+    p.reset(["big", "small"])
+    i = 0
+
+    def feed(variant: int, latency_ms: float | None, times: int) -> list[int]:
+        nonlocal i
+        out = [p.decide(obs(i + k, variant, latency_ms)) for k in range(times)]
+        i += times
+        return out
+
+    assert feed(0, 30, 2) == [0, 1]  # two misses: down
+    assert feed(1, 5, 3) == [1, 1, 0]  # 3 calm frames: probe up
+    assert feed(0, 30, 2) == [0, 1]  # the probe fails within m frames: down, backoff x2
+    assert feed(1, 5, 6) == [1] * 5 + [0]  # now 2 x 3 calm frames before the next probe
+    assert feed(0, 30, 2) == [0, 1]  # fails again: x4
+    assert feed(1, 5, 12) == [1] * 11 + [0]
+    assert feed(0, 30, 2) == [0, 1]  # fails again: capped at max_backoff = 4
+    assert feed(1, 5, 12) == [1] * 11 + [0]
+    assert feed(0, 5, 3) == [0, 0, 0]  # the probe holds for m frames: backoff reset
+    assert feed(0, 30, 2) == [0, 1]
+    assert feed(1, 5, 3) == [1, 1, 0]  # back to m calm frames
+
+
 def test_static_policy_never_switches() -> None:
     sc = Adaptive(scenario="adaptive", variants=["a", "b"], policy="static")
     p = POLICIES.create("static", sc=sc)
@@ -83,13 +107,14 @@ def _stream(policy: str) -> dict:
     sc = Adaptive(
         scenario="adaptive",
         fps=1 / PERIOD,
-        duration_s=2.0,
+        duration_s=3.0,
         variants=["slow", "fast"],
         policy=policy,
         miss_window=5,
         down_after_misses=2,
         up_after_on_time=10,
         headroom=0.6,
+        max_backoff=4,
     )
     variants = [
         Variant("slow", SlowModel(clock, 0.005, 0.030, (0.5, 1.5)), torch.device("cpu")),
@@ -99,7 +124,7 @@ def _stream(policy: str) -> dict:
     rec, _lat, outputs = stream_once(
         sc, policy, variants, lr, EnergyMonitor([FakeMeter()]), "t", torch.device("cpu"), clock
     )
-    assert len(outputs) == rec["frames"] == 100
+    assert len(outputs) == rec["frames"] == 150
     return rec
 
 
@@ -118,10 +143,16 @@ def test_deadline_policy_switches_on_a_deterministic_slow_model() -> None:
         i = s["frame"]
         if s["to"] == "fast":  # down: >= 2 misses in the last 5 frames, all on 'slow'
             assert sum(pf["missed"][i - 4 : i + 1]) >= 2
-        else:  # up: the 10 frames before were on time with headroom on 'fast'
+        else:  # up: at least the 10 frames before were on time with headroom on 'fast'
             lat = pf["latency_ms"][i - 9 : i + 1]
             assert all(x is not None and x <= 0.6 * PERIOD * 1e3 for x in lat)
             assert set(pf["variant"][i - 9 : i + 1]) == {1}
+    # failed probes back off: calm runs of 10, 20, then 40 frames (max_backoff 4) before probing
+    # (+1: the first frame after a switch down still queues behind the last slow one)
+    ups = [s["frame"] for s in dyn["switches"] if s["to"] == "slow"]
+    downs = [s["frame"] for s in dyn["switches"] if s["to"] == "fast"]
+    calm_runs = [u - d for d, u in zip(downs, ups, strict=False)]
+    assert calm_runs[:3] == [11, 21, 41] and all(r == 41 for r in calm_runs[3:])
     # back on the best variant once the slow second is over, and it stays there
     assert pf["variant"][-1] == 0 and not any(pf["missed"][-20:])
     assert dyn["deadline_miss_rate"] < static["deadline_miss_rate"]

@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from energybench.cli import app
 from energybench.data.images import TensorClassDataset
+from energybench.lifecycle.checkpoint import build_model, load_checkpoint, save_checkpoint
 from energybench.lifecycle.classification import ClassificationTask
-from energybench.lifecycle.compress import CompressContext
+from energybench.lifecycle.compress import CompressContext, apply_method
 from energybench.lifecycle.prune import prune_model
-from energybench.lifecycle.quantize import quantize_int8
+from energybench.lifecycle.tasks import model_kwargs
 from energybench.models import MODELS
 from energybench.suite.schema import EvaluateSettings, Prune, Quantize
 
@@ -102,16 +103,17 @@ def test_structured_pruning_shrinks_residual_and_depthwise_models(name: str) -> 
         assert any(a.groups < b.groups for a, b in zip(dw, orig, strict=True))
 
 
-def test_int8_quantisation_of_a_torchvision_classifier() -> None:
+def test_int8_quantisation_of_a_torchvision_classifier(tmp_path: Path) -> None:
     task = _digits_task()
-    model = MODELS.create("tv:resnet18", **task.model_context())
+    spec = {"name": "tv:resnet18", "params": model_kwargs("tv:resnet18", {}, task)}
+    model = build_model(spec, [])
     model.train()
     with torch.no_grad():  # realistic BN statistics
         for x, _ in [next(task.train_batches(model, 16, s)) for s in range(3)]:
             model(x)
     model.eval()
     step = Quantize(method="quantize", dtype="int8", mode="static", calibration_batches=2)
-    q, info = quantize_int8(step, model, _ctx(task))
+    q, info = apply_method(step, model, _ctx(task))
     assert info["graph"] == "fx"
     x = task.dataset.sample_lr(8)
     with torch.inference_mode():
@@ -120,6 +122,11 @@ def test_int8_quantisation_of_a_torchvision_classifier() -> None:
     assert float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) > 0.9
     res = task.evaluate(q, EvaluateSettings(split="test", max_items=20), torch.device("cpu"))
     assert 0 <= res["top1"] <= 1
+    # --resume reloads it: the quantised Linear's state (versioned) round-trips exactly
+    save_checkpoint(q, tmp_path / "compress.pt")
+    loaded = load_checkpoint(tmp_path / "compress.pt")
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), q(x))
 
 
 def test_distillation_loss_is_zero_for_a_student_equal_to_its_teacher() -> None:

@@ -2,8 +2,8 @@
 
 Online and recurrent: frame ``t`` is super-resolved from the current LR frame, the previous LR
 frame and a hidden state (the previous frame's features); no future frames are used, so there is
-no buffering latency. Our architecture (the paper's exact layer counts were not available; see
-PAPERS.md §2), all at LR resolution:
+no buffering latency. Our architecture (the paper, arXiv 2208.02470, does not fix the layer
+counts we use; these are our choice), all at LR resolution:
 
     x = concat(lr_t, lr_{t-1}, h_{t-1})          3 + 3 + C channels
     f = ReLU(head(x))                            3×3 conv → C
