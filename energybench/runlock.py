@@ -104,7 +104,12 @@ class RunLock:
         self._fd = fd
         old = Holder.read(self.path)
         if old is not None:
-            state = "still running but not holding it" if old.alive_here() else "no longer running"
+            if old.host != socket.gethostname():
+                state = "written on another host; no process holds it"
+            elif old.alive_here():
+                state = "that process runs but no longer holds it"
+            else:
+                state = "no longer running"
             self.note = f"took over the stale lock {self.path} left by {old.describe()} ({state})"
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since_unix_s": time.time()}
         os.ftruncate(fd, 0)
