@@ -318,8 +318,9 @@ def test_resume_redoes_a_phase_whose_checkpoint_is_gone(run: tuple[Path, Path], 
     new = json.loads(rec(run_dir, "teacher/train").read_text())["checkpoint"]
     assert new["sha256"] == store.file_sha256(ckpt) == old_sha  # seeded: the same weights
     assert "reused 0 finished" in res.output  # every phase depends on teacher/train
-    res, took = resume(suite, run_dir)  # and the run is whole again
-    assert_user_error(res, took, 0, "reused 8 finished")
+    if how == "deleted":  # and the run is whole again (once is enough: it costs a resume)
+        res, took = resume(suite, run_dir)
+        assert_user_error(res, took, 0, "reused 8 finished")
     assert_nothing_outside_out(run_dir.parents[2])
 
 

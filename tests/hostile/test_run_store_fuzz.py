@@ -17,7 +17,7 @@ from energybench.records import ENERGY_KEYS, RunFileError, parse_record
 from energybench.store import RunStore, load_run
 
 FUZZ = settings(
-    max_examples=80,
+    max_examples=60,
     deadline=5000,  # ms; generous for a loaded CI machine, still catches a hang
     database=None,  # never write .hypothesis/ into the repository
     suppress_health_check=[HealthCheck.too_slow],
