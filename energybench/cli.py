@@ -40,6 +40,35 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _user_error(exc: BaseException, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """``_fail`` with an exception's message shown verbatim (paths may contain ``[``)."""
+    from rich.markup import escape
+
+    return _fail(escape(str(exc)), code)
+
+
+def _check_outputs(files: dict[str, Path | None], folders: dict[str, Path | None]) -> None:
+    """Exit 2 naming the path and the reason when an output cannot be written (before work)."""
+    from energybench.outpaths import OutputPathError, check_dir_target, check_file_target
+
+    try:
+        for what, path in files.items():
+            if path is not None and str(path) != "-":
+                check_file_target(path, what)
+        for what, path in folders.items():
+            if path is not None:
+                check_dir_target(path, what)
+    except OutputPathError as exc:
+        raise _user_error(exc) from None
+
+
+def _write_failed(exc: OSError, path: Path) -> typer.Exit:
+    """A write that the operating system refused: the file and the reason, exit 1."""
+    return _user_error(
+        f"{exc.filename or path}: cannot be written ({exc.strerror or exc})", EXIT_FAILED
+    )
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"energybench {__version__}")
@@ -110,14 +139,24 @@ def run(
     """Run a suite: train, compress and serve every entry, measuring energy; then report."""
     from energybench.lifecycle.runner import ResumeError, run_suite
     from energybench.meters import MeterUnavailableError
+    from energybench.store import DiskFullError
 
     loaded = _load(suite, set_)
+    reports = None if no_report or report_path else Path("reports")
+    _check_outputs(
+        {"--report": None if no_report else report_path},
+        {"--out": None if resume else out, "report folder": reports},
+    )
     try:
         outcome = run_suite(
             loaded, out_root=out, resume=resume, only=only, console=console, simulate=simulate
         )
     except (ResumeError, ValueError, MeterUnavailableError) as exc:
-        raise _fail(str(exc)) from None
+        raise _user_error(exc) from None
+    except DiskFullError as exc:
+        raise _user_error(exc, EXIT_FAILED) from None
+    except OSError as exc:  # e.g. the disk filled while creating the run folder or its lock
+        raise _write_failed(exc, out) from None
     except KeyboardInterrupt:
         err.print(
             "[yellow]interrupted: finished phases are saved; continue with "
@@ -205,12 +244,13 @@ def validate(
 
 
 def _runs(run_dirs: list[Path]):  # noqa: ANN202
+    from energybench.records import RunFileError
     from energybench.store import NotARunError, load_run
 
     try:
         return [load_run(d) for d in run_dirs]
-    except NotARunError as exc:
-        raise _fail(str(exc)) from None
+    except (NotARunError, RunFileError) as exc:
+        raise _user_error(exc) from None
 
 
 @app.command()
@@ -225,7 +265,11 @@ def report(
 
     runs = _runs(run_dirs)
     path = output or _default_output(runs[0], "html")
-    write_report(runs, path)
+    _check_outputs({"-o/--output": path}, {})
+    try:
+        write_report(runs, path)
+    except OSError as exc:
+        raise _write_failed(exc, path) from None
     console.print(f"report: [bold]{path}[/bold]")
 
 
@@ -259,6 +303,7 @@ def export(
         if split:
             if output is None or str(output) == "-":
                 raise _fail("--split needs a folder: give it with -o")
+            _check_outputs({}, {"-o/--output": output})
             paths = write_split(runs, output, format_)
             console.print(f"export: {len(paths)} files in [bold]{output}[/bold]")
             return
@@ -269,9 +314,12 @@ def export(
             return
         ext = "tex" if format_ == "latex" else format_
         path = output or _default_output(runs[0], ext)
+        _check_outputs({"-o/--output": path}, {})
         write_export(runs, path, format_)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise _user_error(exc) from None
+    except OSError as exc:
+        raise _write_failed(exc, output or Path("reports")) from None
     console.print(f"export: [bold]{path}[/bold]")
 
 

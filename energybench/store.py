@@ -11,7 +11,10 @@
                                     only) + <name>.recipe.json (how to rebuild the module)
         traces/                     power traces (CSV, streamed while running)
 
-Every write is write-then-rename, so a crash never leaves a half-written record. Every path is
+Every write is write-then-rename, so a crash never leaves a half-written record; a full disk
+raises :class:`DiskFullError` naming the file. Every file read is checked
+(:mod:`energybench.records`): a damaged one raises ``RunFileError`` naming it; a finished
+phase's checkpoint is checked against the sha256 in its record. Every path is
 checked to stay inside the run directory (and a new run inside ``--out``): names come from
 suites and manifests, which users and strangers write. Reports and exports only read from here;
 nothing in this module measures anything.
@@ -19,6 +22,8 @@ nothing in this module measures anything.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -28,21 +33,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from energybench.records import RunFileError, read_record
+
 STORE_VERSION = 1
 PHASES = ("train", "compress", "serve", "evaluate")
 
 
+class DiskFullError(OSError):
+    """A write into the run folder failed because the disk is full (the run stops, exit 1)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.ENOSPC, "no space left on device", str(path))
+        self.path = path
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: no space left on device, so it was not written (earlier records are "
+            "intact); free some space, then continue with --resume"
+        )
+
+
+def _sync(fh: Any, path: Path) -> None:
+    """Flush ``fh`` (being written for ``path``) to the disk: where a full disk shows up, and
+    where the tests inject ``ENOSPC``."""
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, mode) as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+            _sync(fh, path)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(path) from None
         raise
 
 
@@ -61,7 +92,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """Unchecked JSON (for files energybench itself just wrote; run records: ``read_record``)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of the file at ``path`` (read in chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def new_run_id(config_hash: str) -> str:
@@ -106,6 +147,7 @@ class RunStore:
     """One run directory. Every path it hands out stays inside ``root``."""
 
     root: Path
+    _hashes: dict[Path, tuple[int, int, str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, out_root: Path, suite_name: str, config_hash: str) -> RunStore:
@@ -132,10 +174,12 @@ class RunStore:
         return d
 
     def exists(self) -> bool:
-        return self.manifest_path.is_file()
+        """A manifest is there (it may still be damaged: :meth:`read_manifest` checks it)."""
+        return self.manifest_path.exists() or self.manifest_path.is_symlink()
 
     def read_manifest(self) -> dict[str, Any]:
-        return read_json(self.manifest_path)
+        """The checked manifest (:class:`RunFileError` if it is damaged)."""
+        return read_record(self.manifest_path, "manifest")
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_json(self.manifest_path, manifest)
@@ -154,18 +198,64 @@ class RunStore:
         return _inside(d / f"{_component(name, 'checkpoint')}.pt", d, "checkpoint")
 
     def read_phase(self, entry: str, phase: str) -> dict[str, Any] | None:
+        """The checked phase record; None if there is none (:class:`RunFileError` if damaged)."""
         p = self.phase_path(entry, phase)
-        return read_json(p) if p.is_file() else None
+        if not (p.exists() or p.is_symlink()):
+            return None
+        return read_record(p, "phase")
 
     def write_phase(self, entry: str, phase: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.phase_path(entry, phase), record)
 
-    def phase_done(self, entry: str, phase: str, config_hash: str | None = None) -> bool:
-        """True when the phase finished (and, if given, with this config hash)."""
-        rec = self.read_phase(entry, phase)
+    def phase_state(self, entry: str, phase: str, config_hash: str | None = None) -> str | None:
+        """None when the phase finished (with this config hash, if given) and its checkpoint is
+        intact; otherwise why it must run: ``""`` (not run or not finished) or what is damaged.
+        """
+        try:
+            rec = self.read_phase(entry, phase)
+        except RunFileError as exc:
+            return f"damaged: {exc}"
         if rec is None or rec.get("status") not in ("done", "skipped"):
-            return False
-        return config_hash is None or rec.get("config_hash") == config_hash
+            return ""
+        if config_hash is not None and rec.get("config_hash") != config_hash:
+            return ""
+        return self.checkpoint_problem(entry, phase, rec)
+
+    def checkpoint_problem(self, entry: str, phase: str, rec: dict[str, Any]) -> str | None:
+        """What is wrong with the checkpoint a finished phase wrote (None: intact or none)."""
+        if phase not in ("train", "compress"):
+            return None
+        path = self.checkpoint_path(entry, phase)
+        ckpt = rec.get("checkpoint")
+        if ckpt is None:  # records written before checkpoints were hashed: existence only
+            if rec.get("status") == "done" and not path.is_file():
+                return f"damaged: its checkpoint {path} is missing"
+            return None
+        if not path.is_file():
+            return f"damaged: its checkpoint {path} is missing"
+        try:
+            digest = self._sha256(path)
+        except OSError as exc:
+            return f"damaged: its checkpoint {path} cannot be read ({exc.strerror or exc})"
+        if digest != ckpt["sha256"]:
+            return (
+                f"damaged: its checkpoint {path} does not match the sha256 recorded in "
+                f"{self.phase_path(entry, phase)} (truncated, replaced or altered)"
+            )
+        return None
+
+    def _sha256(self, path: Path) -> str:
+        """:func:`file_sha256`, computed once per file version (checkpoints can be large)."""
+        st = path.stat()
+        known = self._hashes.get(path)
+        if known is None or known[:2] != (st.st_mtime_ns, st.st_size):
+            known = (st.st_mtime_ns, st.st_size, file_sha256(path))
+            self._hashes[path] = known
+        return known[2]
+
+    def phase_done(self, entry: str, phase: str, config_hash: str | None = None) -> bool:
+        """True when the phase finished (and, if given, with this config hash) intact."""
+        return self.phase_state(entry, phase, config_hash) is None
 
 
 @dataclass
@@ -191,22 +281,22 @@ class NotARunError(ValueError):
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    """Load a run directory (manifest and every phase record)."""
+    """Load a run directory (manifest and every phase record), each file checked as it is read.
+
+    Raises :class:`NotARunError` for a folder without a manifest and :class:`RunFileError`
+    (``<file>: <what is wrong>``) for a damaged file: a report never silently skips a record.
+    """
     root = Path(run_dir)
     store = RunStore(root)
-    if not store.exists():
+    if not (store.manifest_path.exists() or store.manifest_path.is_symlink()):
         raise NotARunError(
             f"{root}: not an energybench run directory (no manifest.json); "
             "pass a folder like results/<suite>/<run-id>"
         )
-    try:
-        manifest = store.read_manifest()
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NotARunError(f"{root}/manifest.json is unreadable: {exc}") from None
-    run = RunData(root=root, manifest=manifest)
+    run = RunData(root=root, manifest=store.read_manifest())
     idle = root / "idle.json"
-    if idle.is_file():
-        run.idle = read_json(idle)
+    if idle.exists() or idle.is_symlink():
+        run.idle = read_record(idle, "idle")
     for name in run.entries:
         for phase in PHASES:
             try:

@@ -97,12 +97,17 @@ def test_resume_never_runs_code_from_a_crafted_checkpoint(
     ckpt = run_dir / "entries/+cmd/checkpoints/train.pt"
     torch.save({"convs.0.weight": _RunsCode(marker)}, ckpt)  # what an attacker would ship
     recipe = recipe_path(ckpt)
-    if with_recipe:  # the worst case: the recipe is altered to match the crafted file
+    record = run_dir / "entries/+cmd/train.json"
+    train = json.loads(record.read_text())
+    if with_recipe:  # the worst case: recipe and phase record altered to match the crafted file
         data = json.loads(recipe.read_text())
         data["state_sha256"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()
         recipe.write_text(json.dumps(data))
-    else:  # an old-style pickled checkpoint has no recipe
+        train["checkpoint"]["sha256"] = data["state_sha256"]
+    else:  # an old-style pickled checkpoint has no recipe and its record no checkpoint hash
         recipe.unlink()
+        del train["checkpoint"]
+    record.write_text(json.dumps(train))
     for phase in ("serve", "evaluate"):  # make --resume load the checkpoint
         (run_dir / f"entries/+cmd/{phase}.json").unlink()
 

@@ -284,8 +284,11 @@ def recipe_path(path: Path) -> Path:
     return path.with_name(path.stem + RECIPE_SUFFIX)
 
 
-def save_checkpoint(model: nn.Module, path: Path) -> None:
+def save_checkpoint(model: nn.Module, path: Path) -> dict[str, str]:
     """Write ``model``'s tensors to ``path`` and its recipe beside it (each atomically).
+
+    Returns ``{"file", "sha256"}`` of the tensors file, for the phase record that vouches for it
+    (``--resume`` redoes a phase whose checkpoint no longer matches).
 
     Raises ``ValueError`` for a model without a recipe or with non-tensor state (programmer
     errors: every lifecycle model is built by :func:`build_model` or a compress method).
@@ -317,17 +320,19 @@ def save_checkpoint(model: nn.Module, path: Path) -> None:
     torch.save(state, buf)
     blob = buf.getvalue()
     atomic_write_bytes(path, blob)
+    digest = hashlib.sha256(blob).hexdigest()
     atomic_write_json(
         recipe_path(path),
         {
             **recipe.to_json(),
             "state_file": path.name,
-            "state_sha256": hashlib.sha256(blob).hexdigest(),
+            "state_sha256": digest,
             "quantized_attrs": {"tensors": sorted(loose), "numbers": numbers},
             "state_dtypes": dtypes,
             "state_tuples": tuples,
         },
     )
+    return {"file": path.name, "sha256": digest}
 
 
 def read_state_dict(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:

@@ -31,7 +31,9 @@ from energybench.lifecycle.tasks import Task, model_kwargs
 from energybench.lifecycle.train import train_steps
 from energybench.meters import build_monitor
 from energybench.meters.base import EnergyMonitor
-from energybench.store import PHASES, STORE_VERSION, RunStore, atomic_write_json
+from energybench.records import RunFileError, read_record
+from energybench.runlock import RunLock
+from energybench.store import PHASES, STORE_VERSION, DiskFullError, RunStore, atomic_write_json
 from energybench.suite.load import LoadedSuite, config_hash, dependency_order
 from energybench.suite.schema import SCHEMA_VERSION, EnergySettings, Entry, Suite
 
@@ -177,7 +179,12 @@ def _check_resume(store: RunStore, suite: Suite, hashes: dict[str, dict[str, str
         )
     for e in suite.entries:
         for phase in PHASES:
-            rec = store.read_phase(e.name, phase)
+            try:
+                rec = store.read_phase(e.name, phase)
+            except RunFileError as exc:
+                if exc.path.is_dir():  # a folder in the record's place: cannot be redone
+                    raise
+                continue  # damaged: reported and redone by the runner
             if (
                 rec
                 and rec.get("status") in ("done", "skipped")
@@ -207,6 +214,18 @@ def task_for(suite: Suite, e: Entry, cache: dict[str, Task]) -> Task:
         except DatasetConfigError as exc:
             raise ValueError(f"entry '{e.name}': dataset '{spec.name}': {exc}") from None
     return cache[key]
+
+
+def upstream_phases(e: Entry, phase: str) -> list[str]:
+    """The ``entry/phase`` results that ``phase`` of ``e`` is built on: when one of them is
+    redone, this phase is redone too (its model or numbers came from the old result)."""
+    if phase == "train":
+        return [f"{u}/train" for u in ([e.inherit] if e.inherit else []) + list(e.uses)]
+    if phase == "compress":
+        return [f"{e.name}/train"]
+    if phase == "serve":
+        return [f"{e.name}/compress"] + [f"{v}/compress" for v in e.variants()]
+    return [f"{e.name}/compress"]
 
 
 def _needed(suite: Suite, only: list[str] | None) -> list[Entry]:
@@ -315,10 +334,16 @@ class Runner:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = self._train_steps(e, task)
         if trainable == 0 or steps == 0:
-            save_checkpoint(model, ckpt)
+            saved = save_checkpoint(model, ckpt)
             why = "model has no trainable parameters" if trainable == 0 else "0 training steps"
             self._record(
-                e, "train", "skipped", reason=why, measurement=None, model=describe_model(model)
+                e,
+                "train",
+                "skipped",
+                reason=why,
+                measurement=None,
+                model=describe_model(model),
+                checkpoint=saved,
             )
             return model
         tr = e.train
@@ -340,13 +365,14 @@ class Runner:
                 log_every=tr.log_every,
                 progress=self._update,
             )
-        save_checkpoint(model, ckpt)
+        saved = save_checkpoint(model, ckpt)
         self._record(
             e,
             "train",
             "done",
             train=res.to_dict(),
             model=describe_model(model),
+            checkpoint=saved,
             **self._window_fields(w.measurement, t0),
         )
         return model
@@ -391,9 +417,14 @@ class Runner:
                 with self.monitor.window(f"{e.name}/compress/{i}-{step.method}") as w:
                     model, info = apply_method(step, model, ctx)
                 methods.append({**info, **self._window_fields(w.measurement, t1)})
-        save_checkpoint(model, self.store.checkpoint_path(e.name, "compress"))
+        saved = save_checkpoint(model, self.store.checkpoint_path(e.name, "compress"))
         self._record(
-            e, "compress", "done", methods=methods, **self._window_fields(outer.measurement, t0)
+            e,
+            "compress",
+            "done",
+            methods=methods,
+            checkpoint=saved,
+            **self._window_fields(outer.measurement, t0),
         )
         return model
 
@@ -478,9 +509,15 @@ class Runner:
         h = self.hashes[e.name]
         for phase in PHASES:
             key = f"{e.name}/{phase}"
-            if self.store.phase_done(e.name, phase, h[phase]):
+            state = self.store.phase_state(e.name, phase, h[phase])
+            redone = [d for d in upstream_phases(e, phase) if d in self.outcome.ran]
+            if state is None and not redone:
                 self.outcome.reused.append(key)
                 continue
+            if state:
+                self._note(f"{key}: {state}; redoing it")
+            elif state is None:
+                self._note(f"{key}: redoing it, because {', '.join(redone)} was redone")
             test_hold(key)
             if model is None:
                 model = self._resume_model(e, phase, device)
@@ -506,7 +543,20 @@ class Runner:
         for path in candidates:
             if path.is_file():
                 return self._load(path, device)
-        raise FileNotFoundError(f"no checkpoint to resume entry '{e.name}' from")
+        raise FileNotFoundError(
+            f"no checkpoint to resume entry '{e.name}' from (looked for "
+            f"{', '.join(str(p) for p in candidates)})"
+        )
+
+    def _note(self, text: str) -> None:
+        """A line for the user while the run goes on (e.g. a damaged phase that is redone)."""
+        from rich.markup import escape
+
+        line = f"[yellow]note: {escape(text)}[/yellow]"
+        if self.progress is not None:
+            self.progress.log(line)
+        else:
+            self.console.print(line, highlight=False)
 
     def run(self, only: list[str] | None = None) -> RunOutcome:
         entries = _needed(self.suite, only)
@@ -531,6 +581,8 @@ class Runner:
                     continue
                 try:
                     self.run_entry(e)
+                except DiskFullError:
+                    raise  # nothing more can be saved: stop the run, finished records are intact
                 except Exception as exc:  # noqa: BLE001 - one entry failing must not stop the run
                     self.outcome.failed[e.name] = f"{type(exc).__name__}: {exc}"
                     self._record_failure(e, exc)
@@ -569,11 +621,14 @@ class Runner:
 
     def _idle_baseline(self, when: str) -> None:
         path = self.store.root / "idle.json"
-        idle = {}
-        if path.is_file():
-            from energybench.store import read_json
-
-            idle = read_json(path)
+        idle: dict[str, Any] = {}
+        if path.exists() or path.is_symlink():
+            try:
+                idle = read_record(path, "idle")
+            except RunFileError as exc:
+                if path.is_dir():  # cannot be replaced by a file: the user must look at it
+                    raise
+                self._note(f"{exc}; measuring the idle baseline again")
         if when == "before" and idle.get("before"):
             self.monitor.set_idle(idle["before"]["power_w"], idle["before"].get("temp_c"))
             return
@@ -649,25 +704,37 @@ def run_suite(
     ``simulate`` names a simulated-GPU profile (``energybench.meters.simulate``): the models run
     on the CPU while simulated NVIDIA GPUs are measured through the real NVML code path.
     """
-    placed = placements(loaded.suite, simulate)
-    labels = {k: p.label for k, p in placed.items()}
     console = console or Console()
-    tasks: dict[str, Task] = {}
-    for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before anything runs
-        task_for(loaded.suite, e, tasks)
-    gpus = sorted({g for e in _needed(loaded.suite, only) for g in placed[e.name].gpus})
-    check_meters(loaded.suite.energy, gpus, simulate)  # before a run folder exists
-    if resume is not None:
+    lock: RunLock | None = None
+    if resume is not None:  # one writer per run folder: a second one stops here (exit 2)
         store = RunStore(Path(resume))
         if not store.exists():
             raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
-        problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite, labels))
-        if problems:
-            raise ResumeError(
-                f"cannot resume {resume}: the suite changed in a way that invalidates finished "
-                "phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop --resume) or "
-                "restore the suite as it was."
-            )
-    else:
-        store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
-    return Runner(loaded, store, console, tasks, simulate=simulate).run(only)
+        lock = RunLock(store.root).acquire()
+    try:
+        placed = placements(loaded.suite, simulate)
+        labels = {k: p.label for k, p in placed.items()}
+        tasks: dict[str, Task] = {}
+        for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before any work
+            task_for(loaded.suite, e, tasks)
+        gpus = sorted({g for e in _needed(loaded.suite, only) for g in placed[e.name].gpus})
+        check_meters(loaded.suite.energy, gpus, simulate)  # before a run folder exists
+        if resume is not None:
+            problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite, labels))
+            if problems:
+                raise ResumeError(
+                    f"cannot resume {resume}: the suite changed in a way that invalidates "
+                    "finished phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop "
+                    "--resume) or restore the suite as it was."
+                )
+        else:
+            store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
+            lock = RunLock(store.root).acquire()
+        if lock.note:
+            from rich.markup import escape
+
+            console.print(f"[yellow]note: {escape(lock.note)}[/yellow]", highlight=False)
+        return Runner(loaded, store, console, tasks, simulate=simulate).run(only)
+    finally:
+        if lock is not None:
+            lock.release()

@@ -1,0 +1,176 @@
+"""Fuzz of the run-store reader: whatever bytes or JSON a run-folder file holds, reading it gives
+a checked record or a ``RunFileError`` naming the file, never another exception."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from energybench.records import ENERGY_KEYS, RunFileError, parse_record
+from energybench.store import RunStore, load_run
+
+FUZZ = settings(
+    max_examples=60,
+    deadline=5000,  # ms; generous for a loaded CI machine, still catches a hang
+    database=None,  # never write .hypothesis/ into the repository
+    suppress_health_check=[HealthCheck.too_slow],
+)
+KINDS = ("phase", "manifest", "idle")
+KEYS = sorted(ENERGY_KEYS) + [
+    "status", "measurement", "devices", "scenarios", "by_batch", "trials", "methods", "suite",
+    "entries", "name", "power_w", "before", "checkpoint", "sha256", "file", "mean", "quality",
+]  # fmt: skip
+
+#: an explicit alphabet (quotes, brackets, markup, non-ASCII): no slow unicode tables to build
+TEXT = st.text(alphabet="aZ09_.-: $\\{}[]\"'/\u00e9\u2603\x00", max_size=12)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | TEXT
+    | st.sampled_from(["done", "skipped", "failed"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | TEXT, inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+DEVICE = {"device": "cpu:0", "kind": "cpu", "source": "estimate", "energy_j": 1.5}
+MEASUREMENT = {"energy_j": 1.5, "devices": [DEVICE], "sources": ["estimate"], "flags": []}
+RECORDS: dict[str, Any] = {
+    "phase": {
+        "schema_version": 1,
+        "entry": "a",
+        "phase": "serve",
+        "status": "done",
+        "config_hash": "0123456789abcdef",
+        "duration_s": 0.5,
+        "measurement": MEASUREMENT,
+        "checkpoint": {"file": "train.pt", "sha256": "0" * 64},
+        "methods": [{"method": "prune", "measurement": MEASUREMENT}],
+        "scenarios": {
+            "throughput": {
+                "by_batch": {
+                    "1": {
+                        "energy_per_item_j": {"mean": 0.1, "ci_low": -0.2},
+                        "trials": [{"energy_j": 0.2, "measurement": MEASUREMENT}],
+                    }
+                }
+            }
+        },
+    },
+    "manifest": {"suite": {"name": "s", "entries": [{"name": "a"}], "energy": {}}},
+    "idle": {"before": {"seconds": 0, "power_w": {"gpu:0": 60.0}}},
+}
+
+
+def _located(exc: RunFileError, path: Path | str) -> None:
+    assert str(exc).startswith(f"{path}: ") and len(exc.problem) > 5, str(exc)
+
+
+def _read(raw: bytes, kind: str) -> None:
+    path = Path("run") / f"{kind}.json"
+    try:
+        data = parse_record(raw, kind, path)
+    except RunFileError as exc:
+        _located(exc, path)
+    else:
+        assert isinstance(data, dict)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_untouched_records_are_accepted(kind: str) -> None:
+    assert parse_record(json.dumps(RECORDS[kind]).encode(), kind, "x.json") == RECORDS[kind]
+
+
+@FUZZ
+@given(raw=st.binary(max_size=600), kind=st.sampled_from(KINDS))
+def test_random_bytes(raw: bytes, kind: str) -> None:
+    _read(raw, kind)
+
+
+@FUZZ
+@given(value=json_values, kind=st.sampled_from(KINDS))
+def test_random_json_values(value: Any, kind: str) -> None:
+    _read(json.dumps(value).encode(), kind)
+
+
+def _paths(value: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every location inside a JSON value (dict keys and list indices)."""
+    out = [here]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*here, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*here, i))
+    return out
+
+
+@FUZZ
+@given(data=st.data(), kind=st.sampled_from(KINDS))
+def test_a_valid_record_with_one_value_replaced(data: st.DataObject, kind: str) -> None:
+    """The sharpest fuzz: a real-shaped record where one value anywhere becomes anything."""
+    record = copy.deepcopy(RECORDS[kind])
+    where = data.draw(st.sampled_from(_paths(record)[1:]))
+    target = record
+    for step in where[:-1]:
+        target = target[step]
+    target[where[-1]] = data.draw(json_values)
+    _read(json.dumps(record).encode(), kind)
+
+
+@FUZZ
+@given(raw=st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode())))
+def test_load_run_of_a_fuzzed_record(raw: bytes) -> None:
+    """Through the store: a run folder whose serve record is fuzzed loads or names the file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "manifest.json").write_text(json.dumps(RECORDS["manifest"]))
+        path = RunStore(root).phase_path("a", "serve")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(raw)
+        try:
+            run = load_run(root)
+        except RunFileError as exc:
+            _located(exc, path)
+        else:
+            assert run.phases["a"]["serve"]["status"] in ("done", "skipped", "failed")
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "problem"),
+    [
+        ("phase", lambda r: r["measurement"].update(energy_j=float("nan")), "NaN"),
+        ("phase", lambda r: r["measurement"]["devices"][0].update(energy_j=-1), "negative"),
+        (
+            "phase",
+            lambda r: r["scenarios"]["throughput"]["by_batch"]["1"]["trials"][0].update(
+                energy_j=float("inf")
+            ),
+            "Infinity",
+        ),  # fmt: skip
+        ("phase", lambda r: r.update(status="running"), "status"),
+        ("phase", lambda r: r.update(methods={"a": 1}), "methods"),
+        ("phase", lambda r: r["checkpoint"].pop("sha256"), "checkpoint.sha256"),
+        ("manifest", lambda r: r["suite"]["entries"].append({"name": "a"}), "twice"),
+        ("manifest", lambda r: r.pop("suite"), "suite"),
+        ("idle", lambda r: r["before"]["power_w"].update(g=float("nan")), "power"),
+    ],
+)
+def test_each_check_fires_with_its_location(kind: str, change: Any, problem: str) -> None:
+    """Each guarded line, one at a time: removing a check makes its case fail."""
+    record = copy.deepcopy(RECORDS[kind])
+    change(record)
+    with pytest.raises(RunFileError, match=problem) as info:
+        parse_record(json.dumps(record).encode(), kind, "run/x.json")
+    _located(info.value, "run/x.json")
