@@ -152,12 +152,12 @@ def _prepare_openvino(
     return prepare_openvino(model, spec, ctx)
 
 
-def _missing(module: str, extra: str) -> Callable[[], str | None]:
+def _missing(module: str, install: str) -> Callable[[], str | None]:
     def check() -> str | None:
         import importlib.util
 
         if importlib.util.find_spec(module) is None:
-            return f"'{module}' is not installed (pip install 'energybench[{extra}]')"
+            return f"'{module}' is not installed ({install})"
         return None
 
     return check
@@ -170,7 +170,7 @@ register(
         "onnxruntime",
         _prepare_onnxruntime,
         "ONNX Runtime on a torch.onnx export",
-        unavailable=_missing("onnxruntime", "onnx"),
+        unavailable=_missing("onnxruntime", "pip install onnxruntime, or onnxruntime-gpu"),
     )
 )
 register(
@@ -178,7 +178,7 @@ register(
         "openvino",
         _prepare_openvino,
         "OpenVINO on a torch.onnx export",
-        unavailable=_missing("openvino", "openvino"),
+        unavailable=_missing("openvino", "pip install 'energybench[openvino]'"),
     )
 )
 
@@ -252,8 +252,9 @@ def prepare_serving(
         "reference": "eager PyTorch",
     }
     if exact and not diff <= spec.parity_tolerance:
+        what = spec.name + (" (channels_last)" if spec.channels_last else "")
         raise BackendParityError(
-            f"backend '{spec.name}' differs from eager PyTorch by up to {diff:.3g} over "
+            f"backend '{what}' differs from eager PyTorch by up to {diff:.3g} over "
             f"{frames.shape[0]} frames (fp32 tolerance {spec.parity_tolerance:g}); the served "
             "outputs would not be the model's"
         )

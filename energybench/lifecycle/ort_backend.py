@@ -114,7 +114,8 @@ def make_session(onnx: bytes, spec: BackendSpec, device: torch.device) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[spec.graph_optimization])
+    level = LEVELS[spec.graph_optimization]
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     if spec.intra_op_threads:
         so.intra_op_num_threads = spec.intra_op_threads
     so.log_severity_level = 3

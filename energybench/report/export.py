@@ -59,8 +59,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "run_id": _col("string", "run directory name: timestamp and config hash"),
     "entry": _col("string", "suite entry (for break_even: the variant compared)"),
     "phase": _col(
-        "string", "lifecycle phase: train, compress, serve (window serve/export: the backend's "
-        "one-off export, counted in TEC), evaluate", _P
+        "string",
+        "lifecycle phase: train, compress, serve (window serve/export: the backend's "
+        "one-off export, counted in TEC), evaluate",
+        _P,
     ),
     "status": _col("string", "phase status (phases) or overall entry status", _P + _L),
     "window": _col("string", "measurement window label, e.g. serve/stream/t0", _P),

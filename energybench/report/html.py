@@ -137,10 +137,11 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     if row.get("shared_j"):
         tec_sub += f" (incl. {fmt_energy(row['shared_j'])} shared)"
     fps_kind = "stream" if not _missing(row.get("fps_achieved")) else "throughput"
+    backend = str(row.get("backend") or "eager")
     cells = [
         Cell(fmt(row["rank"]), sort_value(row["rank"])),
         Cell(str(row["entry"]), str(row["entry"]), sub=desc, badge=status),
-        Cell(str(row.get("backend") or "eager"), str(row.get("backend") or "eager"), sub=_parity(row)),
+        Cell(backend, backend, sub=_parity(row)),
         Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
         Cell(eng(row["params"]), sort_value(row["params"])),
         Cell(eng(row["flops_per_item"], "FLOP"), sort_value(row["flops_per_item"])),
