@@ -71,7 +71,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "device_name": _col("string", "device model name", _P),
     "source": _col("string", "energy provenance: nvml-counter, rapl, estimate, ...", _P),
     "backend": _col(
-        "string", "serving backend: eager, compile, onnxruntime, openvino, ...", _S + _L
+        "string",
+        "serving backend: eager, compile, onnxruntime, openvino (+int8, +channels_last)",
+        _S + _L,
     ),
     "backend_max_abs_diff": _col(
         "float64", "largest |backend - eager| output difference over the parity frames", _L

@@ -218,12 +218,17 @@ def backend_export(serve: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def backend_name(run: RunData, entry: str) -> str:
-    """The backend an entry is served on: its serve record's, else its suite spec's."""
+    """The backend an entry is served on (its serve record's, else its suite spec's), with its
+    variant: ``onnxruntime``, ``onnxruntime+int8``, ``eager+channels_last``, ..."""
     rec = (run.phases.get(entry, {}).get("serve") or {}).get("backend") or {}
-    if rec.get("name"):
-        return str(rec["name"])
     spec = next((e for e in run.suite.get("entries", []) if e["name"] == entry), {})
-    return str((spec.get("backend") or {}).get("name", "eager"))
+    settings = rec.get("settings") or spec.get("backend") or {}
+    name = str(rec.get("name") or settings.get("name") or "eager")
+    if settings.get("quantize", "none") != "none":
+        name += f"+{settings['quantize']}"
+    if settings.get("channels_last"):
+        name += "+channels_last"
+    return name
 
 
 def iec_group(run: RunData, entry: str, choice: IecChoice | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -273,3 +274,16 @@ def test_run_records_parity_and_counts_the_export_in_tec(tmp_path: Path) -> None
     ev = json.loads((run_dir / "entries/ckbg-ort/evaluate.json").read_text())
     ev0 = json.loads((run_dir / "entries/ckbg/evaluate.json").read_text())
     assert ev["quality"]["psnr_db"] == pytest.approx(ev0["quality"]["psnr_db"], abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("ENERGYBENCH_TEST_COMPILE"),
+    reason="torch.compile takes ~1 min on a 2-core CPU; set ENERGYBENCH_TEST_COMPILE=1",
+)
+def test_compile_backend_carries_the_state() -> None:
+    model, frames = _stateful(), _frames(6)
+    served, rec = prepare_serving(BackendSpec(name="compile"), model, _ctx(frames))
+    assert rec["export"]["compile_s"] > 0 and rec["export"]["parity"]["max_abs_diff"] <= 1e-4
+    ref, got = online_outputs(model, frames), online_outputs(served, frames)
+    assert max(float((a - b).abs().max()) for a, b in zip(ref, got, strict=True)) <= 1e-4
