@@ -338,11 +338,20 @@ def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
                     f"compile_mode: {sc.compile}}} for torch.compile)",
                 )
             )
+        batched = sc.scenario == "load" or max(getattr(sc, "batch_sizes", [1])) > 1
+        if batched and not spec.dynamic_batch and not backend.torch_module:
+            out.append(
+                (
+                    ("backend", "dynamic_batch"),
+                    f"scenario '{sc.name or sc.scenario}' serves batches of more than one, "
+                    "but the export has a fixed batch of 1 (dynamic_batch: false)",
+                )
+            )
         if sc.scenario == "adaptive" and not spec.is_default():
             out.append(
                 (
                     ("backend",),
-                    "an adaptive scenario switches between its variants' eager models; "
+                    "an adaptive scenario serves its variants on their own backends; "
                     "give the backend to the variant entries instead",
                 )
             )

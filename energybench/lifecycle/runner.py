@@ -154,7 +154,12 @@ def phase_hashes(
         if not e.backend.is_default():  # how the model is served (and evaluated)
             serve_deps["backend"] = e.backend.model_dump(mode="json")
         if e.variants():  # an adaptive scenario serves these entries' final models
-            serve_deps["variants"] = {v: out[v]["compress"] for v in e.variants()}
+            serve_deps["variants"] = {
+                v: out[v]["compress"]
+                if suite.entry(v).backend.is_default()
+                else [out[v]["compress"], suite.entry(v).backend.model_dump(mode="json")]
+                for v in e.variants()
+            }
         serve = config_hash(serve_deps)
         evaluate = config_hash(
             {
@@ -423,6 +428,12 @@ class Runner:
         self._served[e.name] = served
         return served, rec
 
+    def _variant(self, name: str, device: torch.device) -> nn.Module:
+        """An adaptive scenario's variant: that entry's final model on its own backend."""
+        v = self.suite.entry(name)
+        model = self._resume_model(v, "serve", device)
+        return self._served_model(v, model, self._task(v), device, metered=False)[0]
+
     def _serve(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> None:
         from energybench.models.sr.complexity import count_flops
 
@@ -443,9 +454,7 @@ class Runner:
             if sc.scenario == "adaptive":
                 from energybench.lifecycle.adaptive import run_adaptive
 
-                models = {
-                    v: self._resume_model(self.suite.entry(v), "serve", device) for v in sc.variants
-                }
+                models = {v: self._variant(v, device) for v in sc.variants}
                 scenarios[name] = run_adaptive(
                     sc, models, task, device, self.monitor, self.suite.energy,
                     f"{e.name}/serve/{name}",

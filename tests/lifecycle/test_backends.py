@@ -195,6 +195,18 @@ def test_validate_rejects_what_a_backend_cannot_serve(
     assert "Traceback" not in res.output
 
 
+def test_validate_rejects_batches_on_a_fixed_batch_export(tmp_path: Path) -> None:
+    path = _suite(tmp_path, "backend: {name: onnxruntime, dynamic_batch: false}")
+    text = path.read_text().replace(
+        "- {scenario: stream, fps: 10, frames: 4}",
+        "- {scenario: throughput, batch_sizes: [1, 4]}",
+    )
+    path.write_text(text)
+    with pytest.raises(SuiteError, match="fixed batch of 1") as info:
+        load_suite(path)
+    assert "entries.0.backend.dynamic_batch" in str(info.value)
+
+
 def test_validate_unavailable_and_stateless_backends(tmp_path: Path) -> None:
     register(Backend("test-missing", lambda m, s, c: (m, {}), "x", unavailable=lambda: "not here"))
     register(Backend("test-stateless", lambda m, s, c: (m, {}), "x", recurrent=False))
