@@ -296,6 +296,21 @@ def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
     why = backend.unavailable()
     if why:
         out.append((("backend", "name"), f"backend '{spec.name}' is unavailable here: {why}"))
+    if spec.providers and spec.name == "onnxruntime" and not why:
+        import onnxruntime as ort
+
+        have = ort.get_available_providers()
+        for k, p in enumerate(spec.providers):
+            if p not in have:
+                close = difflib.get_close_matches(p, have, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                out.append(
+                    (
+                        ("backend", "providers", str(k)),
+                        f"onnxruntime execution provider '{p}' is not installed here{hint} "
+                        f"(available: {', '.join(have)})",
+                    )
+                )
     cls = model_class(e)
     if not backend.recurrent and cls is not None and getattr(cls, "temporal", False):
         out.append(

@@ -119,6 +119,9 @@ def make_session(onnx: bytes, spec: BackendSpec, device: torch.device) -> Any:
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     if spec.intra_op_threads:
         so.intra_op_num_threads = spec.intra_op_threads
+    so.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if spec.allow_spinning else "0"
+    )
     so.log_severity_level = 3
     return ort.InferenceSession(onnx, so, providers=providers_for(spec, device))
 
@@ -213,5 +216,6 @@ def prepare_onnxruntime(
         providers=session.get_providers(),
         graph_optimization=LEVELS[spec.graph_optimization],
         intra_op_threads=spec.intra_op_threads,
+        allow_spinning=spec.allow_spinning,
     )
     return OrtServed(ref, exported, session).eval(), info

@@ -211,6 +211,11 @@ class BackendSpec(Strict):
     intra_op_threads: int | None = Field(
         None, ge=1, description="onnxruntime/openvino: threads per operator (None: runtime's)"
     )
+    allow_spinning: bool = Field(
+        True,
+        description="onnxruntime: worker threads spin-wait between operators (ORT's default; "
+        "false saves CPU time, and energy, in the idle gaps of a stream)",
+    )
     providers: list[str] | None = Field(
         None,
         description="onnxruntime execution providers, in order (default: TensorRT/CUDA when the "

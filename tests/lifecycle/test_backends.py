@@ -190,6 +190,12 @@ def _suite(tmp_path: Path, backend: str, compress: str = "[]", scenario: str = "
         ("backend: onnxruntime", "[]", "compile: default", "only applies to the eager backend"),
         ("backend: {quantize: int8}", "[]", "", "backend.quantize: int8 needs onnxruntime"),
         ("backend: {name: eager, threads: 2}", "[]", "", "unknown field 'threads'"),
+        (
+            "backend: {name: onnxruntime, providers: [CPUExecutionProvder]}",
+            "[]",
+            "",
+            "did you mean 'CPUExecutionProvider'?",
+        ),
     ],
 )
 def test_validate_rejects_what_a_backend_cannot_serve(
