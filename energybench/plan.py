@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from energybench.meters.base import Measurement
+from energybench.report.tables import backend_name
 from energybench.store import RunData
 
 #: A measured rate within this fraction of the rate asked counts as measured at that rate.
@@ -43,7 +44,7 @@ class Point:
     scenario: str  # the scenario's name in the suite
     scenario_kind: str  # "load" | "stream"
     batch: str  # "1" (stream) or "dynamic <= k" (load)
-    backend: str  # device and torch.compile mode, e.g. "cpu, eager"
+    backend: str  # device and serving backend, e.g. "cpu, eager", "cpu, onnxruntime"
     arrivals: str  # "poisson" | "periodic"
     rate_per_s: float  # the rate this point was measured at
     p99_ms: float | None  # None: some requests were rejected (infinitely late)
@@ -183,7 +184,9 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
         for name, sc in (serve.get("scenarios") or {}).items():
             kind = sc.get("scenario")
             mode = sc.get("compile", "none")
-            backend = f"{device}, " + ("eager" if mode == "none" else f"compile {mode}")
+            served = backend_name(run, entry)  # the entry's runtime; else a scenario's compile
+            how = served if served != "eager" or mode == "none" else f"compile {mode}"
+            backend = f"{device}, {how}"
             common = {
                 "run_id": run.root.name,
                 "entry": entry,

@@ -53,7 +53,8 @@ def test_schema_names_carry_units() -> None:
                 "iec_is_estimate", "sources", "flags", "note", "iec_scenario", "latency_n",
                 "deadline_miss_rate", "fps", "target_fps", "fps_achieved", "flops_per_item",
                 "items_per_s", "iec_batch_size", "energy_scope", "trials_without_energy",
-                "rel_ci", "target_ci_reached", "charged", "is_shared", "is_simulated"}  # fmt: skip
+                "rel_ci", "target_ci_reached", "charged", "is_shared", "is_simulated",
+                "backend", "backend_max_abs_diff"}  # fmt: skip
     for col in set(SCHEMA) - unitless:
         assert re.search(r"_(j|w|s|ms|db|bytes|items|kgco2e|g_per_kwh)$", col), col
 

@@ -154,8 +154,15 @@ def phase_hashes(
             "serve": [s.model_dump(mode="json") for s in e.serve],
             "energy": suite.energy.model_dump(mode="json"),
         }
+        if not e.backend.is_default():  # how the model is served (and evaluated)
+            serve_deps["backend"] = e.backend.model_dump(mode="json")
         if e.variants():  # an adaptive scenario serves these entries' final models
-            serve_deps["variants"] = {v: out[v]["compress"] for v in e.variants()}
+            serve_deps["variants"] = {
+                v: out[v]["compress"]
+                if suite.entry(v).backend.is_default()
+                else [out[v]["compress"], suite.entry(v).backend.model_dump(mode="json")]
+                for v in e.variants()
+            }
         serve = config_hash(serve_deps)
         evaluate = config_hash(
             {
@@ -163,6 +170,7 @@ def phase_hashes(
                 "compress": compress,
                 "dataset": dataset,
                 "evaluate": e.evaluate.model_dump(mode="json"),
+                **({} if e.backend.is_default() else {"backend": serve_deps["backend"]}),
             }
         )
         out[e.name] = {"train": train, "compress": compress, "serve": serve, "evaluate": evaluate}
@@ -276,6 +284,7 @@ class Runner:
         self.monitor: EnergyMonitor | None = None
         self.progress: RunProgress | None = None
         self.cooldowns: dict[str, dict[str, Any]] = {}
+        self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
 
     # ------------------------------------------------------------------ helpers
     def _task(self, e: Entry) -> Task:
@@ -428,11 +437,41 @@ class Runner:
         )
         return model
 
+    def _served_model(
+        self, e: Entry, model: nn.Module, task: Task, device: torch.device, metered: bool
+    ) -> tuple[nn.Module, dict[str, Any]]:
+        """``model`` on the entry's serving backend (see :mod:`energybench.lifecycle.backends`);
+        ``metered``: the one-off export/compile runs in its own window (counted in TEC)."""
+        from energybench.lifecycle.backends import PrepareContext, prepare_serving
+
+        if e.backend.is_default():
+            return model, {"name": "eager", "export": None}
+        if e.name in self._served and not metered:
+            return self._served[e.name], {}
+        frames = task.dataset.sample_lr(e.backend.parity_frames, seed=1)
+        ctx = PrepareContext(
+            frames, device, task, e.train.seed if e.train else 0,
+            e.train.batch_size if e.train else 16,
+        )  # fmt: skip
+        self._phase_bar(f"{e.name}: prepare backend {e.backend.name}", None)
+        served, rec = prepare_serving(
+            e.backend, model, ctx, self.monitor if metered else None, f"{e.name}/serve/export"
+        )
+        self._served[e.name] = served
+        return served, rec
+
+    def _variant(self, name: str, device: torch.device) -> nn.Module:
+        """An adaptive scenario's variant: that entry's final model on its own backend."""
+        v = self.suite.entry(name)
+        model = self._resume_model(v, "serve", device)
+        return self._served_model(v, model, self._task(v), device, metered=False)[0]
+
     def _serve(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> None:
         from energybench.models.sr.complexity import count_flops
 
         scenarios: dict[str, Any] = {}
         t0 = time.time()
+        served, backend = self._served_model(e, model, task, device, metered=bool(e.serve))
         sample = task.dataset.sample_lr(1) if hasattr(task, "dataset") else None
         info = describe_model(model)
         if sample is not None:
@@ -447,9 +486,7 @@ class Runner:
             if sc.scenario == "adaptive":
                 from energybench.lifecycle.adaptive import run_adaptive
 
-                models = {
-                    v: self._resume_model(self.suite.entry(v), "serve", device) for v in sc.variants
-                }
+                models = {v: self._variant(v, device) for v in sc.variants}
                 scenarios[name] = run_adaptive(
                     sc, models, task, device, self.monitor, self.suite.energy,
                     f"{e.name}/serve/{name}",
@@ -457,7 +494,7 @@ class Runner:
                 scenarios[name]["compile"] = sc.compile
             else:
                 scenarios[name] = run_scenario(
-                    sc, model, task, device, self.monitor, self.suite.energy,
+                    sc, served, task, device, self.monitor, self.suite.energy,
                     f"{e.name}/serve/{name}",
                 )  # fmt: skip
             scenarios[name]["name"] = name
@@ -466,6 +503,7 @@ class Runner:
             "serve",
             "done" if e.serve else "skipped",
             scenarios=scenarios,
+            backend=backend,
             model=info,
             device=str(device),
             started_unix_s=t0,
@@ -473,6 +511,7 @@ class Runner:
         )
 
     def _evaluate(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> None:
+        model, _ = self._served_model(e, model, task, device, metered=False)
         self._phase_bar(f"{e.name}: evaluate", None)
         t0 = time.time()
         with torch.inference_mode(), self.monitor.window(f"{e.name}/evaluate") as w:

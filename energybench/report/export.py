@@ -58,13 +58,26 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "suite": _col("string", "suite name"),
     "run_id": _col("string", "run directory name: timestamp and config hash"),
     "entry": _col("string", "suite entry (for break_even: the variant compared)"),
-    "phase": _col("string", "lifecycle phase: train, compress, serve, evaluate", _P),
+    "phase": _col(
+        "string",
+        "lifecycle phase: train, compress, serve (window serve/export: the backend's "
+        "one-off export, counted in TEC), evaluate",
+        _P,
+    ),
     "status": _col("string", "phase status (phases) or overall entry status", _P + _L),
     "window": _col("string", "measurement window label, e.g. serve/stream/t0", _P),
     "device": _col("string", "measured device id, e.g. gpu:cuda:0, cpu:estimate", _P),
     "device_kind": _col("string", "gpu, cpu or ram", _P),
     "device_name": _col("string", "device model name", _P),
     "source": _col("string", "energy provenance: nvml-counter, rapl, estimate, ...", _P),
+    "backend": _col(
+        "string",
+        "serving backend: eager, compile, onnxruntime, openvino (+int8, +channels_last)",
+        _S + _L,
+    ),
+    "backend_max_abs_diff": _col(
+        "float64", "largest |backend - eager| output difference over the parity frames", _L
+    ),
     "scenario": _col("string", "serving scenario name", _S),
     "scenario_kind": _col("string", "throughput, stream, ...", _S),
     "batch_size": _col("Int64", "batch size (empty for streaming)", _S),

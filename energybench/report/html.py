@@ -102,6 +102,7 @@ def _columns(run: RunData, muis: list[float]) -> list[Column]:
     cols = [
         Column("rank", "rank", title="rank in the selected view"),
         Column("entry", "entry", name=True),
+        Column("backend", "backend", name=True, title="serving backend (inference runtime)"),
         Column("quality", f"Q ({q})"),
         Column("params", "params"),
         Column("flops", "FLOPs/item"),
@@ -136,9 +137,11 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     if row.get("shared_j"):
         tec_sub += f" (incl. {fmt_energy(row['shared_j'])} shared)"
     fps_kind = "stream" if not _missing(row.get("fps_achieved")) else "throughput"
+    backend = str(row.get("backend") or "eager")
     cells = [
         Cell(fmt(row["rank"]), sort_value(row["rank"])),
         Cell(str(row["entry"]), str(row["entry"]), sub=desc, badge=status),
+        Cell(backend, backend, sub=_parity(row)),
         Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
         Cell(eng(row["params"]), sort_value(row["params"])),
         Cell(eng(row["flops_per_item"], "FLOP"), sort_value(row["flops_per_item"])),
@@ -174,6 +177,11 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     return cells
 
 
+def _parity(row: dict[str, Any]) -> str:
+    d = row.get("backend_max_abs_diff")
+    return "" if _missing(d) else f"max |Δ| vs eager {d:.2g}"
+
+
 def _ranks(row: dict[str, Any], muis: list[float]) -> dict[str, str]:
     out = {"score": sort_value(row["rank"])}
     for i, m in enumerate(muis):
@@ -188,6 +196,7 @@ def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[di
         rows.append(
             {
                 "entry": row["entry"],
+                "backend": row.get("backend") or "eager",
                 "est": bool(row["is_estimate"]),
                 "p99_ms": sort_value(row.get("latency_p99_ms")),
                 "quality": sort_value(row.get("quality")),
@@ -435,6 +444,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "carbon": carbon_factors(run),
         "columns": _columns(run, muis),
         "board": _board_rows(run, board, muis),
+        "backends": sorted(set(board["backend"])) if "backend" in board else [],
         "any_estimate": bool(board["is_estimate"].any()) if not board.empty else False,
         "simulated": _simulated(run, board),
         "scopes": _scopes(run, board),

@@ -228,9 +228,15 @@ def quality_vs_iec_figure(board: pd.DataFrame, quality_name: str = "Q") -> Figur
     place_labels(
         ax,
         [(float(a), float(b)) for a, b in zip(rows["iec_j"], rows["quality"], strict=True)],
-        [str(e) for e in rows["entry"]],
+        [_point_label(r) for _, r in rows.iterrows()],
     )
     return fig
+
+
+def _point_label(r: pd.Series) -> str:
+    """The entry's name, with its serving backend unless it is eager PyTorch (or already named)."""
+    name, backend = str(r["entry"]), str(r.get("backend") or "eager")
+    return name if backend == "eager" else f"{name} [{backend}]"
 
 
 @plain_text

@@ -38,6 +38,9 @@ def _measurements(rec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             if m.get("measurement"):
                 out.append((f"compress/{i}-{m['method']}", m["measurement"]))
     elif phase == "serve":
+        export = (rec.get("backend") or {}).get("export") or {}
+        if export.get("measurement"):
+            out.append(("serve/export", export["measurement"]))
         for name, sc in rec.get("scenarios", {}).items():
             groups = sc.get("by_batch", {"": sc})
             for b, g in groups.items():
@@ -185,11 +188,47 @@ def _phase_items(
             shared=shared,
         )
         items.append((item, w))
+    export = backend_export(recs.get("serve"))
+    if not shared and export.get("measurement") and (entry, "export") not in seen:
+        seen.add((entry, "export"))  # the serving backend's one-off export/compile
+        w = window_energy(export["measurement"], allow)
+        name = (recs["serve"].get("backend") or {}).get("name", "?")
+        item = CostItem(
+            label=f"{name} export of {entry}",
+            phase="export",
+            origin=entry,
+            energy_j=w.energy_j,
+            uncertainty_j=w.uncertainty_j,
+            source="+".join(w.sources) or "none",
+            is_estimate=w.is_estimate,
+        )
+        items.append((item, w))
     if spec.get("inherit"):
         items += _phase_items(run, spec["inherit"], True, seen, f"inherited by {entry}")
     for u in spec.get("uses", []):
         items += _phase_items(run, u, True, seen, f"used by {entry}")
     return items
+
+
+def backend_export(serve: dict[str, Any] | None) -> dict[str, Any]:
+    """The serving backend's one-off step (export, compile) of a finished serve record."""
+    if not serve or serve.get("status") != "done":
+        return {}
+    return (serve.get("backend") or {}).get("export") or {}
+
+
+def backend_name(run: RunData, entry: str) -> str:
+    """The backend an entry is served on (its serve record's, else its suite spec's), with its
+    variant: ``onnxruntime``, ``onnxruntime+int8``, ``eager+channels_last``, ..."""
+    rec = (run.phases.get(entry, {}).get("serve") or {}).get("backend") or {}
+    spec = next((e for e in run.suite.get("entries", []) if e["name"] == entry), {})
+    settings = rec.get("settings") or spec.get("backend") or {}
+    name = str(rec.get("name") or settings.get("name") or "eager")
+    if settings.get("quantize", "none") != "none":
+        name += f"+{settings['quantize']}"
+    if settings.get("channels_last"):
+        name += "+channels_last"
+    return name
 
 
 def iec_group(run: RunData, entry: str, choice: IecChoice | None = None) -> dict[str, Any]:
@@ -377,8 +416,11 @@ def leaderboard(run: RunData) -> pd.DataFrame:
         g = iec_group(run, c.name, choices[c.name])
         ev = (recs.get("evaluate") or {}).get("quality", {})
         model = serve.get("model", {})
+        parity = backend_export(recs.get("serve")).get("parity") or {}
         row: dict[str, Any] = {
             "entry": c.name,
+            "backend": backend_name(run, c.name),
+            "backend_max_abs_diff": parity.get("max_abs_diff"),
             "status": _status(recs),
             "quality": c.quality,
             "psnr_db": ev.get("psnr_db"),
@@ -512,7 +554,9 @@ def scenario_rows(run: RunData) -> pd.DataFrame:
         for name, sc in (phases.get("serve") or {}).get("scenarios", {}).items():
             groups = sc.get("by_batch") or {"": sc}
             for b, g in groups.items():
-                rows.append(_scenario_row(entry, name, sc, b, g))
+                rows.append(
+                    {**_scenario_row(entry, name, sc, b, g), "backend": backend_name(run, entry)}
+                )
     return pd.DataFrame(rows)
 
 

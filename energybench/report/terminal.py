@@ -54,9 +54,12 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
     )
     units = sorted({_unit(run, str(e)) for e in board.get("entry", [])}) if not board.empty else []
     iec = f"IEC /{units[0]}" if len(units) == 1 else "IEC /item"
+    # the serving backend, shown once any entry is served on something other than eager
+    backends = "backend" in board and bool((board["backend"] != "eager").any())
     for name, justify in (
         ("rank", "right"),
         ("entry", "left"),
+        *((("backend", "left"),) if backends else ()),
         (f"Q ({q})", "right"),
         ("TEC", "right"),
         (iec, "right"),
@@ -85,6 +88,7 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
         table.add_row(
             "–" if _missing(r.get("rank")) else str(int(r["rank"])),
             str(r["entry"]),
+            *((str(r.get("backend")),) if backends else ()),
             _num(r.get("quality")),
             cell(r.get("tec_j"), eng(r.get("tec_j"), "J")),
             cell(r.get("iec_j"), eng(r.get("iec_j"), "J")),

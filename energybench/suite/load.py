@@ -258,6 +258,7 @@ def _model_at(loc: Path_) -> type[BaseModel] | None:
         ("dataset",): s.DatasetSpec,
         ("train",): s.TrainSettings,
         ("evaluate",): s.EvaluateSettings,
+        ("backend",): s.BackendSpec,
     }
     if rest in sub:
         return sub[rest]
@@ -406,6 +407,10 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                 close = difflib.get_close_matches(target, names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(path, f"no entry named '{target}'{hint}")
+        from energybench.lifecycle.backends import backend_problems
+
+        for sub, msg in backend_problems(e):
+            add(base + tuple(int(x) if x.isdigit() else x for x in sub), msg)
         if len(problems) == n_before:  # builds the model: only with params that passed
             for j, msg in _compress_problems(e):
                 add(base + ("compress", j, "method"), msg)

@@ -291,6 +291,72 @@ class Distill(_CompressBase):
 CompressStep = Annotated[Reparameterize | Prune | Quantize | Distill, Field(discriminator="method")]
 
 
+class BackendSpec(Strict):
+    """How an entry's final model is served (and evaluated): the inference runtime.
+
+    ``eager`` (PyTorch, the default) and ``compile`` (``torch.compile``) run the module itself;
+    ``onnxruntime`` and ``openvino`` run a ``torch.onnx`` export of one step (recurrent state as
+    explicit inputs/outputs). The export (or compilation) is measured in its own window and
+    counted in TEC like a compression step; outputs are checked against eager first.
+    """
+
+    name: str = Field(
+        "eager", max_length=MAX_NAME, description="eager | compile | onnxruntime | openvino"
+    )
+    channels_last: bool = Field(False, description="PyTorch backends: NHWC memory format")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        "default", description="backend 'compile': the torch.compile mode"
+    )
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="onnxruntime: graph optimisation level (ORT_ENABLE_ALL = 'all')"
+    )
+    intra_op_threads: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="onnxruntime/openvino: threads per operator (None: runtime's)",
+    )
+    allow_spinning: bool = Field(
+        True,
+        description="onnxruntime: worker threads spin-wait between operators (ORT's default; "
+        "false saves CPU time, and energy, in the idle gaps of a stream)",
+    )
+    providers: list[str] | None = Field(
+        None,
+        max_length=16,
+        description="onnxruntime execution providers, in order (default: TensorRT/CUDA when the "
+        "entry runs on a GPU and they are installed, then CPU)",
+    )
+    opset: int = Field(17, ge=11, le=21, description="ONNX opset of the export")
+    dynamic_batch: bool = Field(True, description="export with a dynamic batch axis")
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="onnxruntime: static QDQ int8 (quantize_static), calibrated on the same "
+        "training batches as the FX int8 compress method",
+    )
+    calibration_batches: int = Field(
+        8, ge=1, le=MAX_ITEMS, description="quantize: int8 calibration batches"
+    )
+    parity_frames: int = Field(
+        4, ge=1, le=MAX_ITEMS, description="frames compared with eager after export"
+    )
+    parity_tolerance: float = Field(
+        1e-4,
+        gt=0,
+        le=1e6,
+        description="fp32: largest allowed |backend - eager| (else the phase fails)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    def is_default(self) -> bool:
+        """True for plain eager PyTorch (today's serving; not part of phase hashes)."""
+        return not self.model_dump(exclude_defaults=True)
+
+
 class _ScenarioBase(Strict):
     name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     warmup: int = Field(
@@ -302,7 +368,8 @@ class _ScenarioBase(Strict):
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
         "none",
         description="serve through torch.compile with this mode ('reduce-overhead' uses CUDA "
-        "graphs on GPUs); compilation happens in warm-up, outside the measured windows",
+        "graphs on GPUs); compilation happens in warm-up, outside the measured windows. Kept "
+        "for older suites: prefer the entry's backend: {name: compile, compile_mode: ...}",
     )
 
     @field_validator("name")
@@ -436,6 +503,10 @@ class Entry(Strict):
     train: TrainSettings | None = None
     compress: list[CompressStep] = Field(default_factory=list, max_length=64)
     serve: list[ServeScenario] = Field(default_factory=list, max_length=64)
+    backend: BackendSpec = Field(
+        default_factory=BackendSpec,
+        description="inference runtime the final model is served and evaluated on",
+    )
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     rank: bool = Field(True, description="show in the leaderboard ranking")
 
