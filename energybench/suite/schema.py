@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -130,6 +138,25 @@ class DatasetSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class DistributedSettings(Strict):
+    """A train phase run by ``nproc_per_node`` DDP ranks under torch's elastic launcher."""
+
+    nproc_per_node: int = Field(2, ge=1, le=64, description="ranks (one GPU each on GPUs)")
+    nnodes: int = Field(1, ge=1, le=1, description="nodes (only 1 is supported for now)")
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="auto: nccl on GPUs, gloo on the CPU"
+    )
+
+
+def _drop_unset(handler: SerializerFunctionWrapHandler, obj: BaseModel, *keys: str) -> Any:
+    """Serialise ``obj`` without the optional ``keys`` that are None (older hashes unchanged)."""
+    data = handler(obj)
+    for k in keys:
+        if isinstance(data, dict) and data.get(k, 0) is None:
+            del data[k]
+    return data
+
+
 class TrainSettings(Strict):
     steps: int | None = Field(None, ge=0)
     epochs: int | None = Field(None, ge=0)
@@ -140,12 +167,25 @@ class TrainSettings(Strict):
     weight_decay: float = Field(0.0, ge=0)
     seed: int = 0
     log_every: int = Field(50, ge=1)
+    distributed: DistributedSettings | None = Field(
+        None, description="train with several DDP ranks (energybench.lifecycle.distributed)"
+    )
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainSettings:
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give either 'steps' or 'epochs', not both")
+        d = self.distributed
+        if d is not None and self.batch_size % (d.nproc_per_node * d.nnodes):
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of the ranks "
+                f"({d.nproc_per_node * d.nnodes}): each rank takes an equal share of every batch"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _drop_unset(handler, self, "distributed")
 
 
 class FinetuneSettings(Strict):
@@ -324,6 +364,23 @@ class Entry(Strict):
         return out
 
 
+class ExecutorSettings(Strict):
+    """Where ``energybench run --executor slurm|local`` runs each entry's job (submitit)."""
+
+    partition: str | None = None
+    account: str | None = None
+    gpus_per_job: int = Field(0, ge=0, description="GPUs per job (the node is exclusive)")
+    cpus_per_job: int | None = Field(None, ge=1)
+    time_min: int = Field(60, ge=1, description="wall-clock limit of one job in minutes")
+    mem_gb: float | None = Field(None, gt=0)
+    retries: int = Field(1, ge=0, description="local: re-runs of a job that died")
+    requeues: int = Field(3, ge=0, description="slurm: requeues of a preempted or timed-out job")
+    exclusive: bool = Field(True, description="whole nodes per job, so energy is attributable")
+    setup: list[str] = Field(
+        default_factory=list, description="shell lines run before each job (module load ...)"
+    )
+
+
 class Suite(Strict):
     schema_version: int = SCHEMA_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", min_length=1, max_length=80)
@@ -334,7 +391,12 @@ class Suite(Strict):
     energy: EnergySettings = Field(default_factory=EnergySettings)
     carbon: CarbonSettings = Field(default_factory=CarbonSettings)
     metric: MetricSettings = Field(default_factory=MetricSettings)
+    executor: ExecutorSettings | None = None
     entries: list[Entry] = Field(min_length=1)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _drop_unset(handler, self, "executor")
 
     @field_validator("name")
     @classmethod
