@@ -34,7 +34,6 @@ CPU use, and the other GPU stays at idle in that rank's simulator (recorded, not
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -242,7 +241,8 @@ def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, 
             _kill_group(proc)
             raise
     if rc != 0:
-        raise DistributedTrainError(_failure_message(e.name, rc, result_path, log_dir, launcher_log))
+        why = _failure_message(e.name, rc, result_path, log_dir, launcher_log)
+        raise DistributedTrainError(why)
     records = [read_json(ranks_dir / f"train-rank{r}.json") for r in range(nproc)]
     model = runner._load(store.checkpoint_path(e.name, "train"), runner.placements[e.name].device)
     merged = merge_measurements(f"{e.name}/train", [r["measurement"] for r in records])
