@@ -90,6 +90,7 @@ def test_local_executor_matches_in_process_and_retries_a_killed_job(
 
     def run() -> None:
         args = ["run", str(suite), "--out", str(tmp_path / "jobs"), "--executor", "local"]
+        args += ["--only", "grafted"]  # and teacher, which it uses (2 jobs keep the test short)
         result["res"] = CliRunner().invoke(app, [*args, "--report", str(tmp_path / "j.html")])
 
     parent = threading.Thread(target=run)
@@ -125,22 +126,22 @@ def test_local_executor_matches_in_process_and_retries_a_killed_job(
             r.get("started_unix_s", 0) + r.get("duration_s", 0) for r in run.phases[e].values()
         )
 
-    assert end("teacher") <= start("grafted") and end("grafted") <= start("merged")
+    assert end("teacher") <= start("grafted")
     assert run.manifest["finished"] and run.manifest["executor"]["kind"] == "local"
-    assert set(run.manifest["placements"]) == {"teacher", "grafted", "merged"}
+    assert set(run.manifest["placements"]) == {"teacher", "grafted"}
     # same records and report as an in-process run of the same suite
     monkeypatch.delenv("ENERGYBENCH_TEST_HOLD")
-    args = ["run", str(suite), "--out", str(tmp_path / "inproc")]
+    args = ["run", str(suite), "--out", str(tmp_path / "inproc"), "--only", "grafted"]
     ref = CliRunner().invoke(app, [*args, "--report", str(tmp_path / "i.html")])
     assert ref.exit_code == 0, ref.output
     (ref_dir,) = (tmp_path / "inproc" / "fan").glob("*/")
     assert _records(run_dir) == _records(ref_dir)
-    assert len(_records(run_dir)) == 3 * len(PHASES)
+    assert len(_records(run_dir)) == 2 * len(PHASES)
     for out in (res.output, ref.output):
-        assert "leaderboard: fan" in out and "merged vs grafted" in out
+        assert "leaderboard: fan" in out and "grafted" in out and "teacher" in out
     for html in ("j.html", "i.html"):
         text = (tmp_path / html).read_text()
-        assert all(name in text for name in ("teacher", "grafted", "merged"))
+        assert "teacher" in text and "grafted" in text
 
 
 def _fake_slurm(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
