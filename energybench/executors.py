@@ -269,14 +269,23 @@ def run_local(
     return failed
 
 
-def wait_slurm(sub: Submission, store: RunStore) -> dict[str, str]:
-    """Wait for every job; entry -> error for those that failed or never ran."""
+def wait_slurm(sub: Submission, store: RunStore, entries: list[Entry]) -> dict[str, str]:
+    """Wait for every job (in dependency order); entry -> error for those that failed, or that
+    Slurm cancelled because an upstream job failed."""
     failed: dict[str, str] = {}
-    for name, job in sub.jobs.items():
+    for e in entries:
+        job = sub.jobs.get(e.name)
+        if job is None:
+            continue
         try:
             job.result()
         except submitit.core.utils.UncompletedJobError as exc:
-            failed[name] = _job_error(store, name, exc)
+            bad = [d for d in dependencies(e) if d in failed]
+            failed[e.name] = (
+                f"depends on failed entry {', '.join(bad)}"
+                if bad
+                else _job_error(store, e.name, exc)
+            )
     return failed
 
 
@@ -394,7 +403,7 @@ def run_with_executor(
         console.print(
             f"submitted {len(ids)} job(s): " + ", ".join(f"{k}={v}" for k, v in ids.items())
         )
-        failed = wait_slurm(sub, store)
+        failed = wait_slurm(sub, store, entries)
     write_manifest(store, loaded, kind, simulate, failed, finished=True, jobs=ids)
     outcome = RunOutcome(run_dir=store.root, failed=failed)
     for (name, phase), was_done in before.items():
