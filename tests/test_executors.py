@@ -204,3 +204,37 @@ def test_slurm_resubmission_skips_finished_entries(
     assert sub.finished == ["teacher"] and list(sub.jobs) == ["grafted", "merged"]
     grafted = (tmp_path / f"script-{sub.jobs['grafted'].job_id}").read_text()
     assert "--dependency" not in grafted  # its upstream finished before: nothing to wait for
+
+
+def test_slurm_wait_names_the_failed_upstream(tmp_path: Path) -> None:
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    from energybench.executors import Submission, wait_slurm
+
+    class Job:  # what wait_slurm uses of a submitit job
+        def __init__(self, exc: Exception | None = None) -> None:
+            self.exc = exc
+
+        def result(self) -> None:
+            if self.exc is not None:
+                raise self.exc
+
+    loaded = load_suite(_suite(tmp_path))
+    store = RunStore.create(tmp_path / "out", "fan", loaded.config_hash)
+    sub = Submission(
+        jobs={
+            "teacher": Job(FailedJobError("Traceback ...\nValueError: bad data")),
+            "grafted": Job(UncompletedJobError("state: CANCELLED")),
+            "merged": Job(UncompletedJobError("state: CANCELLED")),
+        }
+    )
+    assert wait_slurm(sub, store, loaded.suite.entries) == {
+        "teacher": "ValueError: bad data",
+        "grafted": "depends on failed entry teacher",
+        "merged": "depends on failed entry grafted, teacher",
+    }
+
+
+def test_an_unknown_executor_is_bad_input(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["run", str(_suite(tmp_path)), "--executor", "pbs"])
+    assert res.exit_code == 2 and "unknown executor 'pbs'" in res.output
