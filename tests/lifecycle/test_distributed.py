@@ -1,7 +1,7 @@
 """Distributed train phases (issue 14): DDP ranks under torch's elastic launcher, per-rank energy.
 
 Each test launches real ranks (``gloo`` on the CPU) through ``energybench run``; the launch costs
-a few torch imports, so each test launches once.
+a few torch imports, so the tests launch as few times as they can.
 """
 
 from __future__ import annotations
@@ -52,8 +52,23 @@ def _single_process_model(tmp: Path) -> tuple[torch.nn.Module, Runner]:
     return model, runner
 
 
-def test_two_cpu_ranks_sum_to_the_phase_and_train_like_one_process(tmp_path: Path) -> None:
-    run_dir = _run(tmp_path)
+def test_a_dead_rank_fails_the_phase_then_two_cpu_ranks_sum_and_train_like_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a rank that dies fails the phase with its log; --resume runs the phase again
+    monkeypatch.setenv(TEST_RANK_EXIT_ENV, "1")
+    run_dir = _run(tmp_path, code=1)
+    rec = json.loads((run_dir / "entries/teacher/train.json").read_text())
+    assert rec["status"] == "failed"
+    assert "rank 1 exited with code 17" in rec["error"]
+    log = Path(re.search(r"log: (\S+)", rec["error"]).group(1))
+    assert log.is_file() and "exiting on" in log.read_text()
+    monkeypatch.delenv(TEST_RANK_EXIT_ENV)
+    res = CliRunner().invoke(
+        app,
+        ["run", str(SMOKE), "--resume", str(run_dir), "--only", "teacher", "--no-report", *FAST],
+    )
+    assert res.exit_code == 0, res.output
     rec = json.loads((run_dir / "entries/teacher/train.json").read_text())
     assert rec["status"] == "done"
     ranks = rec["ranks"]
@@ -97,26 +112,6 @@ def test_per_rank_gpu_figures_on_simulated_2xh100(tmp_path: Path) -> None:
     assert "simulated" in rec["measurement"]["flags"]
     exp = CliRunner().invoke(app, ["export", str(run_dir), "--format", "json", "-o", "-"])
     assert exp.exit_code == 0, exp.output
-
-
-@pytest.mark.slow
-def test_a_dead_rank_fails_the_phase_with_its_log_and_resume_retries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(TEST_RANK_EXIT_ENV, "1")
-    run_dir = _run(tmp_path, code=1)
-    rec = json.loads((run_dir / "entries/teacher/train.json").read_text())
-    assert rec["status"] == "failed"
-    assert "rank 1 exited with code 17" in rec["error"]
-    log = Path(re.search(r"log: (\S+)", rec["error"]).group(1))
-    assert log.is_file() and "exiting on" in log.read_text()
-    monkeypatch.delenv(TEST_RANK_EXIT_ENV)
-    res = CliRunner().invoke(
-        app,
-        ["run", str(SMOKE), "--resume", str(run_dir), "--only", "teacher", "--no-report", *FAST],
-    )
-    assert res.exit_code == 0, res.output
-    assert load_run(run_dir).phases["teacher"]["train"]["status"] == "done"
 
 
 def test_shards_are_equal_contiguous_parts_of_the_global_batch() -> None:
