@@ -195,7 +195,9 @@ def test_slurm_resubmission_skips_finished_entries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _fake_slurm(tmp_path, monkeypatch)
-    loaded = load_suite(_suite(tmp_path))
+    # 'time' (Slurm's name) is accepted for time_min
+    loaded = load_suite(_suite(tmp_path), ["executor={gpus_per_job: 1, time: 45}"])
+    assert loaded.suite.executor.time_min == 45
     store = RunStore.create(tmp_path / "out", "fan", loaded.config_hash)
     for phase in PHASES:
         store.write_phase("teacher", phase, {"status": "done", "config_hash": "x"})
@@ -204,6 +206,7 @@ def test_slurm_resubmission_skips_finished_entries(
     assert sub.finished == ["teacher"] and list(sub.jobs) == ["grafted", "merged"]
     grafted = (tmp_path / f"script-{sub.jobs['grafted'].job_id}").read_text()
     assert "--dependency" not in grafted  # its upstream finished before: nothing to wait for
+    assert "#SBATCH --time=45" in grafted
 
 
 def test_slurm_wait_names_the_failed_upstream(tmp_path: Path) -> None:

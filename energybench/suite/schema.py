@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -371,7 +372,12 @@ class ExecutorSettings(Strict):
     account: str | None = None
     gpus_per_job: int = Field(0, ge=0, description="GPUs per job (the node is exclusive)")
     cpus_per_job: int | None = Field(None, ge=1)
-    time_min: int = Field(60, ge=1, description="wall-clock limit of one job in minutes")
+    time_min: int = Field(
+        60,
+        ge=1,
+        validation_alias=AliasChoices("time_min", "time"),
+        description="wall-clock limit of one job in minutes (also accepted as 'time')",
+    )
     mem_gb: float | None = Field(None, gt=0)
     retries: int = Field(1, ge=0, description="local: re-runs of a job that died")
     requeues: int = Field(3, ge=0, description="slurm: requeues of a preempted or timed-out job")
