@@ -135,6 +135,17 @@ def run(
             "real NVML code path, and every figure is labelled simulated.",
         ),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            metavar="local|slurm",
+            help="Run one job per entry with submitit: 'slurm' submits them to a Slurm cluster "
+            "(exclusive nodes, afterok dependencies; options from the suite's executor: "
+            "section), 'local' runs the same jobs on this machine one at a time. Default: "
+            "every entry in this process.",
+        ),
+    ] = None,
 ) -> None:
     """Run a suite: train, compress and serve every entry, measuring energy; then report."""
     from energybench.lifecycle.runner import ResumeError, run_suite
@@ -148,9 +159,17 @@ def run(
         {"--out": None if resume else out, "report folder": reports},
     )
     try:
-        outcome = run_suite(
-            loaded, out_root=out, resume=resume, only=only, console=console, simulate=simulate
-        )
+        if executor is not None:
+            from energybench.executors import run_with_executor
+
+            outcome = run_with_executor(
+                loaded, executor, out_root=out, resume=resume, only=only, console=console,
+                simulate=simulate,
+            )  # fmt: skip
+        else:
+            outcome = run_suite(
+                loaded, out_root=out, resume=resume, only=only, console=console, simulate=simulate
+            )
     except (ResumeError, ValueError, MeterUnavailableError) as exc:
         raise _user_error(exc) from None
     except DiskFullError as exc:

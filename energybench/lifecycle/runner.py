@@ -285,6 +285,7 @@ class Runner:
         self.progress: RunProgress | None = None
         self.cooldowns: dict[str, dict[str, Any]] = {}
         self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
+        self.idle_path = store.root / "idle.json"  # a cluster job keeps its node's own
 
     # ------------------------------------------------------------------ helpers
     def _task(self, e: Entry) -> Task:
@@ -357,6 +358,13 @@ class Runner:
             return model
         tr = e.train
         assert tr is not None
+        if tr.distributed is not None:  # DDP ranks, each metering its own device
+            from energybench.lifecycle.distributed import train_distributed
+
+            self._phase_bar(f"{e.name}: train ({tr.distributed.nproc_per_node} ranks)", None)
+            model, done = train_distributed(self, e, steps)
+            self._record(e, "train", "done", **done)
+            return model
         self._phase_bar(f"{e.name}: train", steps)
         t0 = time.time()
         with self.monitor.window(f"{e.name}/train") as w:
@@ -599,7 +607,7 @@ class Runner:
 
     def run(self, only: list[str] | None = None) -> RunOutcome:
         entries = _needed(self.suite, only)
-        devices = sorted({g for e in entries for g in self.placements[e.name].gpus})
+        devices = sorted({g for e in entries for g in self._gpus_used(e)})
         sim = {"simulate": self.simulate} if self.simulate else {}
         self.monitor = build_monitor(
             self.suite.energy, devices or None, self.store.trace_dir, **sim
@@ -631,6 +639,15 @@ class Runner:
             self._write_manifest(finished=True)
         return self.outcome
 
+    def _gpus_used(self, e: Entry) -> set[int]:
+        """GPUs an entry uses: its own, and the ranks' GPUs of a distributed train phase (so the
+        idle baseline covers them)."""
+        gpus = set(self.placements[e.name].gpus)
+        if gpus and e.train is not None and e.train.distributed is not None:
+            d = e.train.distributed
+            gpus.update(range(min(gpus), min(gpus) + d.nproc_per_node * d.nnodes))
+        return gpus
+
     def _cool_down(self, e: Entry) -> None:
         """Optionally wait for the devices to cool back to near idle before entry ``e``."""
         cfg = self.suite.energy.cooldown
@@ -659,7 +676,7 @@ class Runner:
                 return
 
     def _idle_baseline(self, when: str) -> None:
-        path = self.store.root / "idle.json"
+        path = self.idle_path
         idle: dict[str, Any] = {}
         if path.exists() or path.is_symlink():
             try:

@@ -148,6 +148,7 @@ def build_monitor(
     background: bool = True,
     sync: Callable[[], None] | None = None,
     own_pids: Callable[[], set[int]] | None = None,
+    host: bool = True,
 ) -> EnergyMonitor:
     """The monitor for one run.
 
@@ -162,7 +163,8 @@ def build_monitor(
     meter is added on top of the module counter, even when ``estimate`` is named. Raises
     :class:`MeterUnavailableError` for an explicitly named meter that cannot work, and
     :class:`~energybench.meters.simulate.UnknownProfileError` (a ValueError listing the
-    profiles) for an unknown ``simulate``.
+    profiles) for an unknown ``simulate``. ``host=False`` adds no CPU/RAM meter (another process
+    of the node meters the host: the ranks of a distributed phase other than local rank 0).
     """
     names = set(settings.meters)
     auto = "auto" in names
@@ -194,7 +196,7 @@ def build_monitor(
             simulated=simulate is not None,
             own_pids=own_pids,
         )
-    elif auto:  # a CPU-only run: on a superchip the module counter is the CPU's only meter
+    elif auto and host:  # a CPU-only run: on a superchip the module counter is the CPU's only meter
         gpu = _superchip_meter(
             settings,
             trace_dir,
@@ -217,7 +219,7 @@ def build_monitor(
             "CPU and memory"
             + (f" (energy.meters names {', '.join(skipped)}: not added)" if skipped else "")
         )
-    else:
+    elif host:
         cpu_forced = names & {"rapl", "estimate"}
         if "rapl" in names or (auto and not cpu_forced):
             try:

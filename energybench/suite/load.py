@@ -242,6 +242,7 @@ def _model_at(loc: Path_) -> type[BaseModel] | None:
         "energy": s.EnergySettings,
         "carbon": s.CarbonSettings,
         "metric": s.MetricSettings,
+        "executor": s.ExecutorSettings,
     }
     if not loc:
         return s.Suite
@@ -257,6 +258,7 @@ def _model_at(loc: Path_) -> type[BaseModel] | None:
         ("model",): s.ModelSpec,
         ("dataset",): s.DatasetSpec,
         ("train",): s.TrainSettings,
+        ("train", "distributed"): s.DistributedSettings,
         ("evaluate",): s.EvaluateSettings,
         ("backend",): s.BackendSpec,
     }

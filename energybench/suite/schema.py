@@ -17,7 +17,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 KNOWN_SCHEMA_VERSIONS = (1,)
@@ -230,6 +239,25 @@ class DatasetSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class DistributedSettings(Strict):
+    """A train phase run by ``nproc_per_node`` DDP ranks under torch's elastic launcher."""
+
+    nproc_per_node: int = Field(2, ge=1, le=64, description="ranks (one GPU each on GPUs)")
+    nnodes: int = Field(1, ge=1, le=1, description="nodes (only 1 is supported for now)")
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="auto: nccl on GPUs, gloo on the CPU"
+    )
+
+
+def _drop_unset(handler: SerializerFunctionWrapHandler, obj: BaseModel, *keys: str) -> Any:
+    """Serialise ``obj`` without the optional ``keys`` that are None (older hashes unchanged)."""
+    data = handler(obj)
+    for k in keys:
+        if isinstance(data, dict) and data.get(k, 0) is None:
+            del data[k]
+    return data
+
+
 class TrainSettings(Strict):
     steps: int | None = Field(None, ge=0, le=MAX_STEPS)
     epochs: int | None = Field(None, ge=0, le=MAX_EPOCHS)
@@ -240,12 +268,25 @@ class TrainSettings(Strict):
     weight_decay: float = Field(0.0, ge=0, le=100)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     log_every: int = Field(50, ge=1, le=MAX_STEPS)
+    distributed: DistributedSettings | None = Field(
+        None, description="train with several DDP ranks (energybench.lifecycle.distributed)"
+    )
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainSettings:
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give either 'steps' or 'epochs', not both")
+        d = self.distributed
+        if d is not None and self.batch_size % (d.nproc_per_node * d.nnodes):
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of the ranks "
+                f"({d.nproc_per_node * d.nnodes}): each rank takes an equal share of every batch"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _drop_unset(handler, self, "distributed")
 
 
 class FinetuneSettings(Strict):
@@ -537,6 +578,29 @@ class Entry(Strict):
         return out
 
 
+class ExecutorSettings(Strict):
+    """Where ``energybench run --executor slurm|local`` runs each entry's job (submitit)."""
+
+    partition: str | None = Field(None, max_length=MAX_NAME)
+    account: str | None = Field(None, max_length=MAX_NAME)
+    gpus_per_job: int = Field(0, ge=0, le=1024, description="GPUs per job (the node is exclusive)")
+    cpus_per_job: int | None = Field(None, ge=1, le=100_000)
+    time_min: int = Field(
+        60,
+        ge=1,
+        le=525_600,
+        validation_alias=AliasChoices("time_min", "time"),
+        description="wall-clock limit of one job in minutes (also accepted as 'time')",
+    )
+    mem_gb: float | None = Field(None, gt=0, le=1e6)
+    retries: int = Field(1, ge=0, le=100, description="local: re-runs of a job that died")
+    requeues: int = Field(3, ge=0, le=100, description="slurm: requeues of a preempted or timed-out job")
+    exclusive: bool = Field(True, description="whole nodes per job, so energy is attributable")
+    setup: list[str] = Field(
+        default_factory=list, max_length=100, description="shell lines run before each job (module load ...)"
+    )
+
+
 class Suite(Strict):
     schema_version: int = Field(
         SCHEMA_VERSION, description=f"one of {KNOWN_SCHEMA_VERSIONS} (this energybench's)"
@@ -549,6 +613,7 @@ class Suite(Strict):
     energy: EnergySettings = Field(default_factory=EnergySettings)
     carbon: CarbonSettings = Field(default_factory=CarbonSettings)
     metric: MetricSettings = Field(default_factory=MetricSettings)
+    executor: ExecutorSettings | None = None
     entries: list[Entry] = Field(min_length=1, max_length=MAX_ENTRIES)
 
     @field_validator("schema_version")
@@ -561,6 +626,10 @@ class Suite(Strict):
                 "upgrade energybench or write the suite for a known version"
             )
         return v
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _drop_unset(handler, self, "executor")
 
     @field_validator("name")
     @classmethod
