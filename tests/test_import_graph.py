@@ -42,6 +42,22 @@ def _targets(mod: str, path: Path, node: ast.Import | ast.ImportFrom, mods: set[
     return out
 
 
+def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run: at module level or in a function, not in an
+    ``if TYPE_CHECKING:`` block (annotations only, never executed)."""
+    out: list[ast.Import | ast.ImportFrom] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 @functools.cache
 def import_graph() -> dict[str, set[str]]:
     """Module -> the energybench modules it imports anywhere in its body (packages excluded:
@@ -50,9 +66,8 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for mod, path in mods.items():
         edges: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                edges |= _targets(mod, path, node, set(mods))
+        for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            edges |= _targets(mod, path, node, set(mods))
         graph[mod] = edges
     return graph
 
@@ -109,6 +124,10 @@ def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path: Pat
     (node,) = [n for n in ast.walk(mod) if isinstance(n, ast.ImportFrom)]
     mods = {"energybench.lifecycle", "energybench.lifecycle.serve", "x"}
     assert _targets("x", tmp_path / "x.py", node, mods) == {"energybench.lifecycle.serve"}
+    typed = ast.parse(
+        "if TYPE_CHECKING:\n    import a\nelse:\n    import b\ndef f():\n    import c\n"
+    )
+    assert sorted(n.names[0].name for n in _runtime_imports(typed)) == ["b", "c"]
 
 
 def test_the_package_has_no_import_cycles() -> None:

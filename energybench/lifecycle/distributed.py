@@ -5,7 +5,8 @@ uses), each rank metering only its own device.
 :func:`train_distributed`. It starts ``python -m energybench.lifecycle.distributed launch SPEC``
 in a new process group (session) that it owns and kills as a whole on failure or Ctrl-C; that
 launcher calls :func:`torch.distributed.launcher.api.elastic_launch` (c10d rendezvous on
-localhost, no restarts), which starts N workers ``... distributed worker SPEC``. Every process
+localhost, no restarts), which starts N workers ``python -m
+energybench.lifecycle.distributed_worker SPEC``. Every process
 gets the parent's ``sys.path`` as ``PYTHONPATH``.
 
 Each worker (rank):
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -367,7 +367,7 @@ def launch(spec_path: Path) -> int:
         start_method="spawn",
         logs_specs=DefaultLogsSpecs(log_dir=spec["log_dir"], redirects=Std.ALL),
     )
-    args = ("-u", "-m", "energybench.lifecycle.distributed", "worker", str(spec_path))
+    args = ("-u", "-m", "energybench.lifecycle.distributed_worker", str(spec_path))
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as exc:
@@ -402,112 +402,13 @@ def _own_pids(parent: int) -> set[int]:
     return pids
 
 
-def worker(spec_path: Path) -> None:
-    """One rank: train its share under DDP inside its own measurement window."""
-    import torch.distributed as dist
-    from rich.console import Console
-    from torch.nn.parallel import DistributedDataParallel
-
-    from energybench.lifecycle.checkpoint import save_checkpoint
-    from energybench.lifecycle.runner import Runner
-    from energybench.lifecycle.train import train_steps
-    from energybench.meters import build_monitor
-    from energybench.store import RunStore
-    from energybench.suite.load import LoadedSuite
-    from energybench.suite.schema import Suite
-
-    spec = read_json(spec_path)
-    rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-    torch.set_num_threads(int(spec["threads"]))
-    gpu: int | None = spec["gpus"][local] if spec["gpus"] else None
-    device = torch.device(f"cuda:{gpu}") if spec["real_cuda"] and gpu is not None else None
-    device = device or torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(spec["backend"], device_id=device if device.type == "cuda" else None)
-    try:
-        suite = Suite.model_validate(spec["suite"])
-        loaded = LoadedSuite(suite=suite, path=Path(spec["suite_file"]), data=spec["suite"])
-        store = RunStore(Path(spec["run_dir"]))
-        runner = Runner(loaded, store, Console(stderr=True), simulate=spec["simulate"])
-        e = suite.entry(spec["entry"])
-        tr = e.train
-        assert tr is not None
-        task = runner._task(e)
-        torch.manual_seed(tr.seed)
-        model = runner._build_model(e, device, task)
-        ddp = DistributedDataParallel(
-            _Forward(model), device_ids=[device.index] if device.type == "cuda" else None
-        )
-        sharded = ShardedTask(task, rank, world, _DDPView(ddp, model))
-        trace = store.root / "traces" / f"{e.name}-train-rank{rank}"
-        sim = {"simulate": spec["simulate"]} if spec["simulate"] else {}
-        monitor = build_monitor(
-            suite.energy,
-            [gpu] if gpu is not None else None,
-            trace,
-            host=local == 0,  # CPU/RAM once per node
-            own_pids=lambda: _own_pids(int(spec["parent_pid"])),
-            **sim,
-        )
-        if os.environ.get(TEST_RANK_EXIT_ENV) == str(rank):
-            print(f"rank {rank}: exiting on {TEST_RANK_EXIT_ENV}", file=sys.stderr, flush=True)
-            os._exit(17)
-        name = f"{e.name}/train/rank{rank}"
-        with monitor, monitor.charging([gpu] if gpu is not None else []):
-            monitor.set_idle(spec["idle_w"])
-            dist.barrier()
-            monitor.begin_window(name)  # synchronises the device first
-            res = train_steps(
-                model,
-                sharded,
-                steps=int(spec["steps"]),
-                batch_size=tr.batch_size,
-                lr=tr.lr,
-                device=device,
-                optimizer=tr.optimizer,
-                lr_schedule=tr.lr_schedule,
-                weight_decay=tr.weight_decay,
-                seed=tr.seed,
-                log_every=tr.log_every,
-            )
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            dist.barrier()
-            meas = monitor.end_window(name)
-        if rank == 0:
-            save_checkpoint(model, store.checkpoint_path(e.name, "train"))
-        atomic_write_json(
-            store.entry_dir(e.name) / "ranks" / f"train-rank{rank}.json",
-            {
-                "rank": rank,
-                "local_rank": local,
-                "world_size": world,
-                "node": socket.gethostname(),
-                "pid": os.getpid(),
-                "device": str(device),
-                "gpu": gpu,
-                "backend": spec["backend"],
-                "train": res.to_dict(),
-                "measurement": meas.to_dict(),
-            },
-        )
-        dist.barrier()  # rank 0's checkpoint is written before any rank reports success
-    finally:
-        dist.destroy_process_group()
-
-
 def main(argv: list[str]) -> int:
-    """``launch SPEC`` (the launcher process) or ``worker SPEC`` (one rank)."""
-    from torch.distributed.elastic.multiprocessing.errors import record
-
-    if len(argv) != 2 or argv[0] not in ("launch", "worker"):
-        print("usage: python -m energybench.lifecycle.distributed launch|worker SPEC")
+    """``launch SPEC``: the launcher process (ranks run
+    :mod:`energybench.lifecycle.distributed_worker`)."""
+    if len(argv) != 2 or argv[0] != "launch":
+        print("usage: python -m energybench.lifecycle.distributed launch SPEC")
         return 2
-    if argv[0] == "launch":
-        return launch(Path(argv[1]))
-    record(worker)(Path(argv[1]))  # a rank's traceback goes to its error file and log
-    return 0
+    return launch(Path(argv[1]))
 
 
 if __name__ == "__main__":

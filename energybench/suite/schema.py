@@ -594,10 +594,14 @@ class ExecutorSettings(Strict):
     )
     mem_gb: float | None = Field(None, gt=0, le=1e6)
     retries: int = Field(1, ge=0, le=100, description="local: re-runs of a job that died")
-    requeues: int = Field(3, ge=0, le=100, description="slurm: requeues of a preempted or timed-out job")
+    requeues: int = Field(
+        3, ge=0, le=100, description="slurm: requeues of a preempted or timed-out job"
+    )
     exclusive: bool = Field(True, description="whole nodes per job, so energy is attributable")
     setup: list[str] = Field(
-        default_factory=list, max_length=100, description="shell lines run before each job (module load ...)"
+        default_factory=list,
+        max_length=100,
+        description="shell lines run before each job (module load ...)",
     )
 
 
