@@ -13,7 +13,7 @@ FAST = EnergySettings(min_window_s=0.0, min_window_iters=2, trials=1, max_trials
 SCENARIOS = [
     Throughput(scenario="throughput", batch_sizes=[1, 2], warmup=1, iterations=2),
     Stream(scenario="stream", fps=200, frames=4, warmup=1),
-    Load(scenario="load", rate_per_s=200, deadline_ms=200, max_batch=2, requests=10, warmup=1),
+    Load(scenario="load", rate_per_s=200, deadline_ms=2000, max_batch=2, requests=10, warmup=1),
 ]
 METHODS = [
     Prune(method="prune", kind="structured", amount=0.5),
