@@ -201,6 +201,10 @@ def test_slurm_resubmission_skips_finished_entries(
     store = RunStore.create(tmp_path / "out", "fan", loaded.config_hash)
     for phase in PHASES:
         store.write_phase("teacher", phase, {"status": "done", "config_hash": "x"})
+        if phase in ("train", "compress"):  # a finished phase is finished with its checkpoint
+            ckpt = store.checkpoint_path("teacher", phase)
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            ckpt.write_bytes(b"weights")
     ex = make_executor("slurm", store.root / "jobs" / "submitit", loaded.suite.executor)
     sub = submit_slurm(ex, store, loaded.suite.entries, None)
     assert sub.finished == ["teacher"] and list(sub.jobs) == ["grafted", "merged"]
