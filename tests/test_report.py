@@ -82,6 +82,8 @@ def test_header_leaderboard_and_plots(page: Path, run_dir: Path) -> None:
     # four plots have data; a CPU run has no power traces, and the page says so
     assert html.count('<figure class="plot"><svg') == 4
     assert "No data because no power trace" in html
+    # log axes (energy vs MUI, latency) label their ticks in plain text, not raw mathtext
+    assert "mathdefault" not in html and "10^{" not in html
     assert re.search(r"\[[^\]]+J, [^\]]+J\]", html)  # IEC 95 % CI as [lo, hi]
     board = leaderboard(load_run(run_dir))
     if board["is_estimate"].any():

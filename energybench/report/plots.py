@@ -53,8 +53,21 @@ def plain_text(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+def _plain_log_ticks(fig: Figure) -> None:
+    """Log axes label their ticks in plain text (``1000``, ``0.01``): matplotlib's default log
+    labels are mathtext (``$\\mathdefault{10^{3}}$``), shown raw under :data:`PLAIN_TEXT`."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+                axis.set_minor_formatter(NullFormatter())
+
+
 def to_svg(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element (XML prologue and doctype dropped)."""
+    _plain_log_ticks(fig)
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     plt.close(fig)
