@@ -46,6 +46,7 @@ from energybench.lifecycle.runner import (
     check_meters,
     phase_hashes,
     placements,
+    require_resumable,
     task_for,
 )
 from energybench.store import PHASES, STORE_VERSION, RunStore, atomic_write_json, read_json
@@ -310,13 +311,7 @@ def _open_store(
     if not store.exists():
         raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
     if labels is not None:
-        problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite, labels))
-        if problems:
-            raise ResumeError(
-                f"cannot resume {resume}: the suite changed in a way that invalidates finished "
-                "phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop --resume) or "
-                "restore the suite as it was."
-            )
+        require_resumable(store, loaded.suite, phase_hashes(loaded.suite, labels), resume)
     return store
 
 

@@ -33,7 +33,7 @@ def worker(spec_path: Path) -> None:
 
     from energybench.lifecycle.checkpoint import save_checkpoint
     from energybench.lifecycle.runner import Runner
-    from energybench.lifecycle.train import train_steps
+    from energybench.lifecycle.train import settings_kwargs, train_steps
     from energybench.meters import build_monitor
     from energybench.store import RunStore
     from energybench.suite.load import LoadedSuite
@@ -85,14 +85,8 @@ def worker(spec_path: Path) -> None:
                 model,
                 sharded,
                 steps=int(spec["steps"]),
-                batch_size=tr.batch_size,
-                lr=tr.lr,
                 device=device,
-                optimizer=tr.optimizer,
-                lr_schedule=tr.lr_schedule,
-                weight_decay=tr.weight_decay,
-                seed=tr.seed,
-                log_every=tr.log_every,
+                **settings_kwargs(tr),
             )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

@@ -28,7 +28,7 @@ from energybench.lifecycle.progress import RunProgress
 from energybench.lifecycle.serve import run_scenario
 from energybench.lifecycle.task_for import make_task
 from energybench.lifecycle.tasks import Task, model_kwargs
-from energybench.lifecycle.train import train_steps
+from energybench.lifecycle.train import settings_kwargs, train_steps
 from energybench.meters import build_monitor
 from energybench.meters.base import EnergyMonitor
 from energybench.records import RunFileError, read_record
@@ -175,6 +175,19 @@ def phase_hashes(
         )
         out[e.name] = {"train": train, "compress": compress, "serve": serve, "evaluate": evaluate}
     return out
+
+
+def require_resumable(
+    store: RunStore, suite: Suite, hashes: dict[str, dict[str, str]], resume: Path | str
+) -> None:
+    """Raise :class:`ResumeError` when the suite changed so that finished phases would differ."""
+    problems = _check_resume(store, suite, hashes)
+    if problems:
+        raise ResumeError(
+            f"cannot resume {resume}: the suite changed in a way that invalidates finished "
+            "phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop --resume) or "
+            "restore the suite as it was."
+        )
 
 
 def _check_resume(store: RunStore, suite: Suite, hashes: dict[str, dict[str, str]]) -> list[str]:
@@ -372,14 +385,8 @@ class Runner:
                 model,
                 task,
                 steps=steps,
-                batch_size=tr.batch_size,
-                lr=tr.lr,
                 device=device,
-                optimizer=tr.optimizer,
-                lr_schedule=tr.lr_schedule,
-                weight_decay=tr.weight_decay,
-                seed=tr.seed,
-                log_every=tr.log_every,
+                **settings_kwargs(tr),
                 progress=self._update,
             )
         saved = save_checkpoint(model, ckpt)
@@ -776,13 +783,7 @@ def run_suite(
         gpus = sorted({g for e in _needed(loaded.suite, only) for g in placed[e.name].gpus})
         check_meters(loaded.suite.energy, gpus, simulate)  # before a run folder exists
         if resume is not None:
-            problems = _check_resume(store, loaded.suite, phase_hashes(loaded.suite, labels))
-            if problems:
-                raise ResumeError(
-                    f"cannot resume {resume}: the suite changed in a way that invalidates "
-                    "finished phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop "
-                    "--resume) or restore the suite as it was."
-                )
+            require_resumable(store, loaded.suite, phase_hashes(loaded.suite, labels), resume)
         else:
             store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
             lock = RunLock(store.root).acquire()

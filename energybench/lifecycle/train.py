@@ -45,6 +45,19 @@ def make_optimizer(name: str, params: Any, lr: float, weight_decay: float) -> to
     raise ValueError(f"unknown optimizer {name}")
 
 
+def settings_kwargs(settings: Any) -> dict[str, Any]:
+    """:func:`train_steps` keyword arguments from a suite's ``TrainSettings``."""
+    return {
+        "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "optimizer": settings.optimizer,
+        "lr_schedule": settings.lr_schedule,
+        "weight_decay": settings.weight_decay,
+        "seed": settings.seed,
+        "log_every": settings.log_every,
+    }
+
+
 def train_steps(
     model: nn.Module,
     task: Task,
