@@ -148,8 +148,8 @@ def run(
     ] = None,
 ) -> None:
     """Run a suite: train, compress and serve every entry, measuring energy; then report."""
-    from energybench.lifecycle.runner import ResumeError, run_suite
-    from energybench.meters import MeterUnavailableError
+    from energybench.errors import UserError
+    from energybench.lifecycle.runner import run_suite
     from energybench.store import DiskFullError
 
     loaded = _load(suite, set_)
@@ -170,8 +170,8 @@ def run(
             outcome = run_suite(
                 loaded, out_root=out, resume=resume, only=only, console=console, simulate=simulate
             )
-    except (ResumeError, ValueError, MeterUnavailableError) as exc:
-        raise _user_error(exc) from None
+    except UserError as exc:  # anything else is a bug: its traceback is shown (exit 1)
+        raise _user_error(exc, exc.exit_code) from None
     except DiskFullError as exc:
         raise _user_error(exc, EXIT_FAILED) from None
     except OSError as exc:  # e.g. the disk filled while creating the run folder or its lock

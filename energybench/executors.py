@@ -37,6 +37,7 @@ from typing import Any
 import submitit
 from rich.console import Console
 
+from energybench.errors import SetupError
 from energybench.lifecycle.runner import (
     ResumeError,
     Runner,
@@ -167,7 +168,7 @@ def make_executor(kind: str, folder: Path, settings: ExecutorSettings) -> submit
         ex.update_parameters(timeout_min=settings.time_min, gpus_per_node=gpus, setup=setup)
         return ex
     if kind != "slurm":
-        raise ValueError(f"unknown executor '{kind}' (known: {', '.join(EXECUTORS)})")
+        raise SetupError(f"unknown executor '{kind}' (known: {', '.join(EXECUTORS)})")
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=settings.requeues)
     params: dict[str, Any] = {
         "time": settings.time_min,
@@ -380,7 +381,7 @@ def run_with_executor(
 ) -> RunOutcome:
     """Run (or resume) a suite as one job per entry; returns what an in-process run returns."""
     if kind not in EXECUTORS:
-        raise ValueError(f"unknown executor '{kind}' (known: {', '.join(EXECUTORS)})")
+        raise SetupError(f"unknown executor '{kind}' (known: {', '.join(EXECUTORS)})")
     console = console or Console()
     settings = loaded.suite.executor or ExecutorSettings()
     store = _open_store(loaded, kind, out_root, resume, only, simulate)

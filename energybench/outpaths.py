@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from energybench.errors import UserError
 
-class OutputPathError(ValueError):
+
+class OutputPathError(UserError, ValueError):
     """An output path that cannot be written (user error, exit 2)."""
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from energybench.errors import UserError
+
 #: a run-folder JSON file larger than this is refused (records are kilobytes; traces are CSV)
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 STATUSES = ("done", "skipped", "failed")
@@ -33,7 +35,7 @@ ENERGY_KEYS = frozenset(
 _STAT_KEYS = ("mean", "min", "max", "p50")  # a statistic of an energy: these are energies too
 
 
-class RunFileError(ValueError):
+class RunFileError(UserError, ValueError):
     """A run-folder file that is missing, unreadable or malformed (user error, exit 2)."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

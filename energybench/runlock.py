@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from energybench.errors import UserError
+
 LOCK_NAME = "run.lock"
 
 
-class RunLockedError(ValueError):
+class RunLockedError(UserError, ValueError):
     """Another live process is writing this run folder (user error, exit 2)."""
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from energybench.errors import UserError
 from energybench.records import RunFileError, read_record
 
 STORE_VERSION = 1
@@ -109,7 +110,7 @@ def new_run_id(config_hash: str) -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{config_hash[:8]}"
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(UserError, ValueError):
     """A name that would put a file outside the run directory or ``--out`` (user error, exit 2)."""
 
 
@@ -276,7 +277,7 @@ class RunData:
         return [e["name"] for e in self.suite.get("entries", [])]
 
 
-class NotARunError(ValueError):
+class NotARunError(UserError, ValueError):
     """A path that is not a run directory (user error, exit 2)."""
 
 

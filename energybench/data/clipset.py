@@ -23,11 +23,12 @@ import torch
 
 from energybench.data.base import Clip, SRDataset
 from energybench.data.degrade import bicubic_degrade, imresize, mod_crop
+from energybench.errors import UserError
 
 SPLITS = ("train", "val", "test")
 
 
-class DatasetConfigError(ValueError):
+class DatasetConfigError(UserError, ValueError):
     """A dataset parameter that cannot work; ``str()`` is a user-facing sentence."""
 
 

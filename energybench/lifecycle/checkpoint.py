@@ -47,6 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench.errors import UserError
+
 FORMAT = "energybench-checkpoint"
 VERSION = 1
 RECIPE_SUFFIX = ".recipe.json"
@@ -56,7 +58,7 @@ _ATTR = "_energybench_recipe"
 Resolver = Callable[[str], Path]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded safely or does not match its recipe (user-facing)."""
 
 

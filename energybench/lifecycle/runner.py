@@ -22,6 +22,7 @@ from energybench import __version__
 from energybench.data import DATASETS
 from energybench.data.clipset import DatasetConfigError
 from energybench.environment import snapshot
+from energybench.errors import SetupError, UserError
 from energybench.lifecycle.checkpoint import CheckpointLoader, build_model, save_checkpoint
 from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
 from energybench.lifecycle.progress import RunProgress
@@ -54,7 +55,7 @@ def test_hold(point: str) -> None:
         time.sleep(0.01)
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError, ValueError):
     """``--resume`` on a run whose finished phases the suite now contradicts (exit 2)."""
 
 
@@ -76,7 +77,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' requested but no CUDA GPU is available")
+        raise SetupError(f"device '{name}' requested but no CUDA GPU is available")
     return dev
 
 
@@ -101,9 +102,9 @@ def place(name: str, simulate: str | None = None, simulated_gpus: int = 0) -> Pl
             return Placement(torch.device("cpu"), frozenset(), "cpu")
         index = 0 if name in ("auto", "cuda") else torch.device(name).index or 0
         if torch.device("cuda" if name == "auto" else name).type != "cuda":
-            raise ValueError(f"device '{name}' cannot be simulated (use auto, cpu or cuda:N)")
+            raise SetupError(f"device '{name}' cannot be simulated (use auto, cpu or cuda:N)")
         if index >= simulated_gpus:
-            raise ValueError(
+            raise SetupError(
                 f"device '{name}' is not in simulated profile '{simulate}' "
                 f"({simulated_gpus} GPU(s))"
             )
@@ -227,13 +228,13 @@ def task_for(suite: Suite, e: Entry, cache: dict[str, Task]) -> Task:
         entry = suite.entry(entry.inherit)
     spec = entry.dataset
     if spec is None:
-        raise ValueError(f"entry '{e.name}' has no dataset (give one, or one in defaults)")
+        raise SetupError(f"entry '{e.name}' has no dataset (give one, or one in defaults)")
     key = config_hash(spec.model_dump(mode="json"))
     if key not in cache:
         try:
             cache[key] = make_task(DATASETS.create(spec.name, **spec.params))
         except DatasetConfigError as exc:
-            raise ValueError(f"entry '{e.name}': dataset '{spec.name}': {exc}") from None
+            raise SetupError(f"entry '{e.name}': dataset '{spec.name}': {exc}") from None
     return cache[key]
 
 
@@ -256,7 +257,7 @@ def _needed(suite: Suite, only: list[str] | None) -> list[Entry]:
     by_name = {e.name: e for e in suite.entries}
     unknown = [o for o in only if o not in by_name]
     if unknown:
-        raise ValueError(
+        raise SetupError(
             f"--only: no entry named {', '.join(unknown)} (entries: {', '.join(by_name)})"
         )
     keep: set[str] = set()
@@ -742,8 +743,8 @@ def placements(suite: Suite, simulate: str | None = None) -> dict[str, Placement
     for e in suite.entries:
         try:
             out[e.name] = place(e.device, simulate, count)
-        except (ValueError, RuntimeError) as exc:
-            raise ValueError(f"entry '{e.name}': {exc}") from None
+        except (ValueError, RuntimeError) as exc:  # torch.device() parse errors too
+            raise SetupError(f"entry '{e.name}': {exc}") from None
     return out
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from energybench.errors import UserError
 from energybench.meters.base import (
     SYSTEM_CLOCK,
     Clock,
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 
-class MeterUnavailableError(RuntimeError):
+class MeterUnavailableError(UserError, RuntimeError):
     """A meter named in ``energy.meters`` cannot work here; ``str()`` says why and what to do."""
 
 

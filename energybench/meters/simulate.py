@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from energybench.errors import UserError
 from energybench.meters.base import SYSTEM_CLOCK, Clock
 from energybench.meters.fakenvml import FakeGpu, FakeNvml, PowerSource, PowerTrace
 
@@ -42,7 +43,7 @@ SIMULATE_PROFILES: dict[str, str] = {
 CELL_S = 0.01
 
 
-class UnknownProfileError(ValueError):
+class UnknownProfileError(UserError, ValueError):
     """``--simulate`` names no profile; ``str()`` lists the profiles."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from energybench.errors import UserError
+
 Path_ = tuple[str | int, ...]
 
 #: At most this many problems are listed; the rest are counted (a 1 MB suite can have 10^5).
@@ -30,7 +32,7 @@ class Problem:
 
 
 @dataclass
-class SuiteError(Exception):
+class SuiteError(UserError):
     """Bad input (exit code 2). ``str()`` is the full user-facing message."""
 
     problems: list[Problem] = field(default_factory=list)

@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from energybench.data.images import ImageSpec
+from energybench.errors import UserError
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(UserError, ValueError):
     """A model option that cannot work; ``str()`` is a user-facing sentence."""
 
 
