@@ -26,7 +26,8 @@ import torch.utils.benchmark as tb  # noqa: E402
 from torch import nn  # noqa: E402
 
 from energybench.data import DATASETS  # noqa: E402
-from energybench.lifecycle.compress import CompressContext, apply_method  # noqa: E402
+from energybench.lifecycle.compress import apply_method  # noqa: E402
+from energybench.lifecycle.compress_common import CompressContext  # noqa: E402
 from energybench.lifecycle.serve import run_throughput  # noqa: E402
 from energybench.lifecycle.tasks import SRTask  # noqa: E402
 from energybench.meters.base import EnergyMonitor  # noqa: E402

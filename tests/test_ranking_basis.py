@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from energybench.lifecycle.serve import aggregate_trials, trial_summary
+from energybench.lifecycle.trials import aggregate_trials, trial_summary
 from energybench.meters.base import DeviceEnergy, Measurement, Source
 from energybench.report.tables import break_even_rows, entry_costs, leaderboard
 from energybench.store import RunData

@@ -18,22 +18,7 @@ from energybench.lifecycle.compress_common import (
     describe_model,
     finetune,
     merge_branches,
-    model_size_bytes,
-    param_count,
-    sparsity,
 )
-
-__all__ = [
-    "METHODS",
-    "CompressContext",
-    "apply_method",
-    "describe_model",
-    "finetune",
-    "merge_branches",
-    "model_size_bytes",
-    "param_count",
-    "sparsity",
-]
 
 
 def reparameterize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:

@@ -255,7 +255,7 @@ def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, 
         "launcher": "torch.distributed.launcher.api.elastic_launch",
         "logs": str(log_dir),
     }
-    from energybench.lifecycle.compress import describe_model
+    from energybench.lifecycle.compress_common import describe_model
 
     fields_ = {
         "train": train,

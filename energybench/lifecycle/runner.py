@@ -24,7 +24,8 @@ from energybench.data.clipset import DatasetConfigError
 from energybench.environment import snapshot
 from energybench.errors import SetupError, UserError
 from energybench.lifecycle.checkpoint import CheckpointLoader, build_model, save_checkpoint
-from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
+from energybench.lifecycle.compress import apply_method
+from energybench.lifecycle.compress_common import CompressContext, describe_model
 from energybench.lifecycle.progress import RunProgress
 from energybench.lifecycle.serve import run_scenario
 from energybench.lifecycle.task_for import make_task

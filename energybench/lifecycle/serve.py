@@ -20,31 +20,14 @@ from torch import nn
 from energybench.lifecycle.tasks import Task, model_dtype
 from energybench.lifecycle.trials import (
     SUMMARY_KEYS,
-    Z95,
     aggregate_trials,
-    energy_stats,
     make_timer,
-    precision,
     run_trials,
     trial_summary,
 )
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
 from energybench.suite.schema import EnergySettings, Load, Stream, Throughput
-
-__all__ = [
-    "SUMMARY_KEYS",
-    "Z95",
-    "aggregate_trials",
-    "energy_stats",
-    "make_timer",
-    "precision",
-    "run_scenario",
-    "run_stream",
-    "run_throughput",
-    "run_trials",
-    "trial_summary",
-]
 
 
 def run_throughput(

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from energybench.data import DATASETS
-from energybench.lifecycle.compress import CompressContext
+from energybench.lifecycle.compress_common import CompressContext
 from energybench.lifecycle.tasks import SRTask
 from energybench.models.sr.base import SRModel
 

@@ -22,7 +22,8 @@ from energybench.lifecycle.checkpoint import (
     recipe_path,
     save_checkpoint,
 )
-from energybench.lifecycle.compress import apply_method, param_count
+from energybench.lifecycle.compress import apply_method
+from energybench.lifecycle.compress_common import param_count
 from energybench.models import MODELS
 from energybench.models.sr.base import SRModel
 from energybench.suite.schema import Distill, ModelSpec, Prune, Quantize, Reparameterize

@@ -17,7 +17,8 @@ from energybench.cli import app
 from energybench.data.images import TensorClassDataset
 from energybench.lifecycle.checkpoint import build_model, load_checkpoint, save_checkpoint
 from energybench.lifecycle.classification import ClassificationTask
-from energybench.lifecycle.compress import CompressContext, apply_method
+from energybench.lifecycle.compress import apply_method
+from energybench.lifecycle.compress_common import CompressContext
 from energybench.lifecycle.prune import prune_model
 from energybench.lifecycle.tasks import model_kwargs
 from energybench.models import MODELS

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.lifecycle.compress import apply_method, param_count
+from energybench.lifecycle.compress import apply_method
+from energybench.lifecycle.compress_common import param_count
 from energybench.lifecycle.prune import find_prunable_pairs, structured_prune, unstructured_prune
 from energybench.models import MODELS
 from energybench.suite.schema import Prune

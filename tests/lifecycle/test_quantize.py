@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.lifecycle.compress import CompressContext, apply_method, describe_model
+from energybench.lifecycle.compress import apply_method
+from energybench.lifecycle.compress_common import CompressContext, describe_model
 from energybench.lifecycle.train import train_steps
 from energybench.models import MODELS
 from energybench.models.sr.base import SRModel
