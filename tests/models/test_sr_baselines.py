@@ -38,3 +38,25 @@ def test_espcn_starts_near_bicubic_and_roundtrips() -> None:
     flops = count_flops(m, (12, 12))
     macs = 12 * 12 * (3 * 8 * 25 + 2 * 8 * 8 * 9 + 8 * 48 * 9) + 3 * 48 * 48 * 25
     assert flops == 2 * macs
+
+
+def test_residual_added_before_the_shuffle_is_bit_identical() -> None:
+    """ESPCN and CKBG add the bicubic phases at LR and shuffle once: the same values, bit for
+    bit, as shuffling the network's phases and adding bicubic at full size."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 11, 14)
+    m = MODELS.create("espcn", channels=8, layers=3).eval()
+    h = x
+    for conv in m.convs[:-1]:
+        h = F.relu(conv(h))
+    old = F.pixel_shuffle(m.convs[-1](h), 4) + m.up(x)
+    assert torch.equal(m(x), old)
+    c = MODELS.create("ckbg", channels=8, blocks=1).eval()
+    prev, hidden = c.init_state(x)
+    f = F.relu(c.head(torch.cat([x, prev, hidden], dim=1)))
+    f = F.relu(c.body[0](f))
+    old = F.pixel_shuffle(c.tail(f), 4) + c.up(x)
+    out, _ = c.step(x, (prev, hidden))
+    assert torch.equal(out, old)

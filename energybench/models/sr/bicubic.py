@@ -57,10 +57,31 @@ class BicubicUpsample(nn.Module):
         k = bicubic_phase_kernels(scale).to(torch.float32).repeat(channels, 1, 1, 1)
         self.register_buffer("weight", k, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shuffle: bool = True) -> torch.Tensor:
+        """×scale upsampling; ``shuffle=False``: the s² output phases per channel at LR size,
+        (B, C·s², h, w), that the pixel shuffle would interleave.
+
+        A model whose last conv also produces ``C·s²`` phases adds these to its own and
+        shuffles once (:func:`shuffle_with_residual`). (A keyword of ``forward``, not a method,
+        so graph tracers still see one opaque module call.)
+        """
         w = self.weight.to(dtype=x.dtype, device=x.device)
         y = F.conv2d(symmetric_pad(x, 2), w, groups=self.channels)
-        return F.pixel_shuffle(y, self.scale)
+        return F.pixel_shuffle(y, self.scale) if shuffle else y
+
+
+def shuffle_with_residual(
+    phases: torch.Tensor, lr: torch.Tensor, up: BicubicUpsample | None, scale: int
+) -> torch.Tensor:
+    """``pixel_shuffle(phases) + up(lr)``, computed as
+    ``pixel_shuffle(phases + up(lr, shuffle=False))``.
+
+    Same values bit for bit; one full-resolution pass instead of three (two shuffles and an
+    add). ``up=None``: no residual.
+    """
+    if up is not None:
+        phases = phases + up(lr, shuffle=False)
+    return F.pixel_shuffle(phases, scale)
 
 
 class BicubicSR(SRModel):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from energybench.models.sr.base import SRModel
-from energybench.models.sr.bicubic import BicubicUpsample
+from energybench.models.sr.bicubic import BicubicUpsample, shuffle_with_residual
 from energybench.models.sr.reparam import RepConv, pad_kernel, reparameterize_modules
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -105,7 +105,7 @@ class CKBG(SRModel):
         f = F.relu(self.head(torch.cat([lr, prev, hidden], dim=1)))
         for blk in self.body:
             f = F.relu(blk(f))
-        out = F.pixel_shuffle(self.tail(f), self.scale) + self.up(lr)
+        out = shuffle_with_residual(self.tail(f), lr, self.up, self.scale)
         return out, (lr, f)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:

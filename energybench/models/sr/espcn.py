@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from energybench.models.sr.base import SRModel
-from energybench.models.sr.bicubic import BicubicUpsample
+from energybench.models.sr.bicubic import BicubicUpsample, shuffle_with_residual
 
 
 class ESPCN(SRModel):
@@ -58,10 +58,7 @@ class ESPCN(SRModel):
         x = lr
         for conv in self.convs[:-1]:
             x = F.relu(conv(x))
-        out = F.pixel_shuffle(self.convs[-1](x), self.scale)
-        if self.up is not None:
-            out = out + self.up(lr)
-        return out
+        return shuffle_with_residual(self.convs[-1](x), lr, self.up, self.scale)
 
 
 def espcn(
