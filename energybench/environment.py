@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import energybench
+from energybench.allocator import allocator_settings
 
 
 def _cpu_name() -> str:
@@ -90,6 +91,7 @@ def snapshot() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(),
         },
         "ram_bytes": _ram_bytes(),
+        "allocator": allocator_settings(),
         "gpus": torch_gpus(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "versions": {

@@ -19,6 +19,7 @@ from rich.console import Console
 from torch import nn
 
 from energybench import __version__
+from energybench.allocator import keep_freed_memory
 from energybench.data import DATASETS
 from energybench.data.clipset import DatasetConfigError
 from energybench.environment import snapshot
@@ -770,6 +771,7 @@ def run_suite(
     on the CPU while simulated NVIDIA GPUs are measured through the real NVML code path.
     """
     console = console or Console()
+    keep_freed_memory()  # serving figures measure the model, not the allocator's history
     lock: RunLock | None = None
     if resume is not None:  # one writer per run folder: a second one stops here (exit 2)
         store = RunStore(Path(resume))
