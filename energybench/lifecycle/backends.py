@@ -109,9 +109,13 @@ def _prepare_compile(
 ) -> tuple[nn.Module, dict[str, Any]]:
     from energybench.lifecycle.serve import compiled_for_serving
 
+    import torch._inductor.config as inductor_config
+
     served = compiled_for_serving(_channels_last(model, spec), spec.compile_mode)
     t0 = time.perf_counter()
-    with torch.inference_mode():  # compile now, on a serving input (inside the metered window)
+    # compile now, on a serving input (inside the metered window); freezing applies to this
+    # compilation (a later recompilation for another input size is unfrozen, still correct)
+    with torch.inference_mode(), inductor_config.patch(freezing=spec.freeze):
         x = ctx.frames[:1].to(ctx.device)
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
         x = x.to(dtype) if dtype is not None else x
@@ -122,6 +126,7 @@ def _prepare_compile(
     return served, {
         "channels_last": spec.channels_last,
         "compile_mode": spec.compile_mode,
+        "freeze": spec.freeze,
         "compile_s": time.perf_counter() - t0,
     }
 

@@ -348,6 +348,11 @@ class BackendSpec(Strict):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         "default", description="backend 'compile': the torch.compile mode"
     )
+    freeze: bool = Field(
+        True,
+        description="backend 'compile': inductor freezing (weights as constants: convolutions "
+        "pre-packed and fused with their activation or sum; inference only)",
+    )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="onnxruntime: graph optimisation level (ORT_ENABLE_ALL = 'all')"
     )

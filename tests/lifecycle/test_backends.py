@@ -83,6 +83,8 @@ def test_export_parity_dynamic_batch_and_size(runtime: str, name: str) -> None:
     with torch.inference_mode():  # a batch of 3 and another frame size through the same graph
         for x in (_frames(3), _frames(2, 8, 20)):
             assert torch.allclose(served(x), model(x), atol=1e-4)
+    if runtime == "openvino":  # one static compiled model per input shape
+        assert {k[0] for k in served.requests} == {(1, 3, 12, 16), (3, 3, 12, 16), (2, 3, 8, 20)}
 
 
 def _on(spec: BackendSpec) -> str:
