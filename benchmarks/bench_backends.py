@@ -1,6 +1,8 @@
 """Serving backends side by side: FPS of CKBG merged and ESPCN on every available backend.
 
-Run: ``python benchmarks/bench_backends.py [--lr 180x320] [--rounds 5] [--seconds 2] [--json]``.
+Run: ``python benchmarks/bench_backends.py [--lr 180x320] [--rounds 5] [--seconds 2] [--json]``
+(``--no-compile`` skips torch.compile; ``--default-allocator`` leaves glibc's allocator as it is
+instead of tuning it as ``energybench run`` does).
 Default: LR 320×180 → HR 1280×720 (×4), batch 1, fp32, online (one ``step`` per frame with the
 hidden state carried), random weights (speed does not depend on them). Each backend is
 prepared through :func:`energybench.lifecycle.backends.prepare_serving` — the same code the
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from energybench.allocator import keep_freed_memory  # noqa: E402
 from energybench.lifecycle.backends import PrepareContext, prepare_serving  # noqa: E402
 from energybench.lifecycle.onnx_export import is_recurrent  # noqa: E402
 from energybench.models import MODELS  # noqa: E402
@@ -131,10 +134,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per round")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
+    ap.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (energybench run tunes it; see allocator.py)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     h, w = (int(v) for v in args.lr.lower().split("x"))
+    allocator = None if args.default_allocator else keep_freed_memory()
     torch.manual_seed(0)
     teacher = MODELS.create("espcn", channels=24, layers=4, first_kernel=3).eval()
     # an untrained grafted CKBG as a suite builds it (grafts from the teacher, small main
@@ -154,6 +163,7 @@ def main() -> None:
     summary = {
         "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "threads": args.threads,
+        "allocator": allocator or "glibc default (not tuned)",
         "versions": versions,
         "input": f"LR {h}x{w} -> HR {4 * h}x{4 * w}, batch 1, fp32, online",
         "rounds": args.rounds,

@@ -98,20 +98,58 @@ def _channels_last(model: nn.Module, spec: BackendSpec) -> nn.Module:
     return ChannelsLast(copy.deepcopy(model).to(memory_format=torch.channels_last)).eval()
 
 
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Autocast(SRModel):
+    """A PyTorch model run under ``torch.autocast(dtype)`` on its input's device; outputs are
+    returned in the input's dtype (the served interface does not change), the state as is."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+        self.temporal = bool(getattr(model, "temporal", False))
+        self.scale = getattr(model, "scale", 4)
+
+    def init_state(self, lr: torch.Tensor) -> Any:
+        return self.model.init_state(lr) if self.temporal else None
+
+    def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        with torch.autocast(lr.device.type, dtype=self.dtype):
+            if not self.temporal:
+                return self.model(lr).to(lr.dtype), state
+            out, new = self.model.step(lr, state)
+        return out.to(lr.dtype), new
+
+    def forward(self, lr: torch.Tensor) -> Any:
+        return self.step(lr, self.init_state(lr))[0]
+
+
+def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
+    """The PyTorch backends' model: NHWC weights (``channels_last``), then ``autocast``."""
+    served = _channels_last(model, spec)
+    if spec.autocast != "none":
+        served = Autocast(served, AUTOCAST_DTYPES[spec.autocast]).eval()
+    return served
+
+
 def _prepare_eager(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
-    return _channels_last(model, spec), {"channels_last": spec.channels_last}
+    return _pytorch_served(model, spec), {
+        "channels_last": spec.channels_last,
+        "autocast": spec.autocast,
+    }
 
 
 def _prepare_compile(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
-    from energybench.lifecycle.serve import compiled_for_serving
-
     import torch._inductor.config as inductor_config
 
-    served = compiled_for_serving(_channels_last(model, spec), spec.compile_mode)
+    from energybench.lifecycle.serve import compiled_for_serving
+
+    served = compiled_for_serving(_pytorch_served(model, spec), spec.compile_mode)
     t0 = time.perf_counter()
     # compile now, on a serving input (inside the metered window); freezing applies to this
     # compilation (a later recompilation for another input size is unfrozen, still correct)
@@ -126,6 +164,7 @@ def _prepare_compile(
     return served, {
         "channels_last": spec.channels_last,
         "compile_mode": spec.compile_mode,
+        "autocast": spec.autocast,
         "freeze": spec.freeze,
         "compile_s": time.perf_counter() - t0,
     }
@@ -222,7 +261,7 @@ def prepare_serving(
     if why:
         raise RuntimeError(f"backend '{spec.name}' is unavailable: {why}")
     record: dict[str, Any] = {"name": spec.name, "settings": spec.model_dump(mode="json")}
-    if not backend.one_off and not spec.channels_last:
+    if not backend.one_off and not spec.channels_last and spec.autocast == "none":
         return model, {**record, "export": None}
     t0 = time.time()
     if monitor is not None and backend.one_off:
@@ -239,7 +278,7 @@ def prepare_serving(
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     frames = frames.to(dtype) if dtype is not None else frames
     diff = max_abs_diff(model, served, frames)
-    exact = spec.quantize == "none" and dtype in (None, torch.float32)
+    exact = spec.quantize == "none" and spec.autocast == "none" and dtype in (None, torch.float32)
     export["parity"] = {
         "max_abs_diff": diff,
         "frames": int(frames.shape[0]),
@@ -334,6 +373,22 @@ def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
                     "cast (quantize dtype fp16/bf16) or serve on eager",
                 )
             )
+    if spec.autocast != "none" and not backend.torch_module:
+        out.append(
+            (
+                ("backend", "autocast"),
+                f"backend '{spec.name}' serves the fp32 export; autocast applies to eager and "
+                "compile",
+            )
+        )
+    if spec.autocast != "none" and dtypes:
+        out.append(
+            (
+                ("backend", "autocast"),
+                "autocast runs an fp32 model in lower precision; the entry is already cast or "
+                f"quantised (quantize dtype {dtypes[0]}): drop one of the two",
+            )
+        )
     if spec.quantize != "none" and spec.name != "onnxruntime":
         out.append(
             (("backend", "quantize"), f"backend.quantize: {spec.quantize} needs onnxruntime")

@@ -348,6 +348,12 @@ class BackendSpec(Strict):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         "default", description="backend 'compile': the torch.compile mode"
     )
+    autocast: Literal["none", "fp16", "bf16"] = Field(
+        "none",
+        description="eager/compile: run under torch.autocast with this dtype (fp16 for GPUs; "
+        "bf16 also on CPUs); outputs differ from fp32, so the difference is recorded, not "
+        "checked against parity_tolerance",
+    )
     freeze: bool = Field(
         True,
         description="backend 'compile': inductor freezing (weights as constants: convolutions "

@@ -315,3 +315,42 @@ def test_compile_backend_carries_the_state() -> None:
     assert rec["export"]["compile_s"] > 0 and rec["export"]["parity"]["max_abs_diff"] <= 1e-4
     ref, got = online_outputs(model, frames), online_outputs(served, frames)
     assert max(float((a - b).abs().max()) for a, b in zip(ref, got, strict=True)) <= 1e-4
+
+
+def test_autocast_runs_online_in_lower_precision_and_records_its_difference() -> None:
+    """bf16 autocast (CPU here; fp16 on GPUs): the state is carried, outputs stay fp32 tensors,
+    the difference from fp32 eager is recorded and not held to the fp32 tolerance."""
+    model, frames = _stateful(), _frames(4)
+    spec = BackendSpec(autocast="bf16", parity_tolerance=1e-9)
+    served, rec = prepare_serving(spec, model, _ctx(frames))
+    parity = rec["export"]["parity"]
+    assert parity["tolerance"] is None and 1e-9 < parity["max_abs_diff"] < 0.05
+    got, ref = online_outputs(served, frames), online_outputs(model, frames)
+    assert all(g.dtype == torch.float32 for g in got)
+    with torch.inference_mode():  # the bf16 state matters as the fp32 one does
+        fresh = [served(frames[t : t + 1]) for t in range(frames.shape[0])]
+    assert all((f - g).abs().max() > 1e-2 for f, g in zip(fresh[1:], got[1:], strict=True))
+    assert max(float((a - b).abs().max()) for a, b in zip(ref, got, strict=True)) < 0.05
+
+
+def test_autocast_needs_a_pytorch_backend_and_an_fp32_model(tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        textwrap.dedent(
+            """
+            name: s
+            entries:
+              - name: a
+                model: {name: espcn}
+                backend: {name: onnxruntime, autocast: fp16}
+              - name: b
+                model: {name: espcn}
+                compress: [{method: quantize, dtype: fp16}]
+                backend: {autocast: bf16}
+            """
+        )
+    )
+    res = CliRunner().invoke(app, ["validate", str(suite)])
+    assert res.exit_code == 2, res.output
+    assert "autocast applies to eager and compile" in res.output
+    assert "already cast or quantised" in res.output
