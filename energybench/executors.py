@@ -30,6 +30,7 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -378,13 +379,17 @@ def run_with_executor(
     only: list[str] | None = None,
     console: Console | None = None,
     simulate: str | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> RunOutcome:
-    """Run (or resume) a suite as one job per entry; returns what an in-process run returns."""
+    """Run (or resume) a suite as one job per entry; returns what an in-process run returns
+    (``on_run_dir``: as for :func:`~energybench.lifecycle.runner.run_suite`)."""
     if kind not in EXECUTORS:
         raise SetupError(f"unknown executor '{kind}' (known: {', '.join(EXECUTORS)})")
     console = console or Console()
     settings = loaded.suite.executor or ExecutorSettings()
     store = _open_store(loaded, kind, out_root, resume, only, simulate)
+    if on_run_dir is not None:
+        on_run_dir(store.root)
     entries = _needed(loaded.suite, only)
     write_manifest(store, loaded, kind, simulate, {}, finished=False)
     executor = make_executor(kind, store.root / "jobs" / "submitit", settings)

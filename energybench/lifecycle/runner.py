@@ -10,6 +10,7 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -763,11 +764,14 @@ def run_suite(
     only: list[str] | None = None,
     console: Console | None = None,
     simulate: str | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> RunOutcome:
     """Run (or resume) a suite; returns where the results are and what failed.
 
     ``simulate`` names a simulated-GPU profile (``energybench.meters.simulate``): the models run
     on the CPU while simulated NVIDIA GPUs are measured through the real NVML code path.
+    ``on_run_dir`` is called with the run folder once it exists and is locked (the CLI saves a
+    crash report there if the run then stops on a bug).
     """
     console = console or Console()
     lock: RunLock | None = None
@@ -789,6 +793,8 @@ def run_suite(
         else:
             store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
             lock = RunLock(store.root).acquire()
+        if on_run_dir is not None:
+            on_run_dir(store.root)
         if lock.note:
             from rich.markup import escape
 
