@@ -40,6 +40,9 @@ class ClassificationTask(Task):
     def __init__(self, dataset: ImageClassDataset) -> None:
         self.dataset = dataset
 
+    def sample_inputs(self, batch_size: int, seed: int = 0) -> torch.Tensor:
+        return self.dataset.sample_lr(batch_size, seed)
+
     def model_context(self) -> dict[str, Any]:
         """What model factories need to fit the data (``data=``: channels, size, classes)."""
         return {"data": self.dataset.spec.to_dict()}

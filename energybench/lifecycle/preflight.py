@@ -64,8 +64,9 @@ def task_for(suite: Suite, e: Entry, cache: dict[str, Task]) -> Task:
 def check_meters(settings: EnergySettings, gpus: list[int], simulate: str | None) -> None:
     """Build the meters once and release them: a meter named in ``energy.meters`` that cannot
     work here raises :class:`MeterUnavailableError` (bad input) before any work or folder."""
-    sim = {"simulate": simulate} if simulate else {}
-    build_monitor(settings, gpus or None, None, background=False, probe_s=0, **sim).close()
+    build_monitor(
+        settings, gpus or None, None, simulate=simulate, background=False, probe_s=0
+    ).close()
 
 
 def check_datasets(suite: Suite, only: list[str] | None) -> dict[str, Task]:

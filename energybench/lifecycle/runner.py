@@ -24,6 +24,7 @@ from torch import nn
 
 from energybench import __version__
 from energybench.environment import snapshot
+from energybench.errors import SetupError
 from energybench.lifecycle.checkpoint import CheckpointLoader, build_model, save_checkpoint
 from energybench.lifecycle.compress import apply_method
 from energybench.lifecycle.compress_common import CompressContext, describe_model
@@ -101,13 +102,20 @@ class Runner:
         self.hashes = phase_hashes(self.suite, {k: p.label for k, p in self.placements.items()})
         self.outcome = RunOutcome(run_dir=store.root)
         self._datasets: dict[str, Task] = tasks if tasks is not None else {}
-        self.monitor: EnergyMonitor | None = None
+        self.monitor: EnergyMonitor | None = None  # while :meth:`run` runs (see :attr:`meter`)
         self.progress: RunProgress | None = None
         self.cooldowns: dict[str, dict[str, Any]] = {}
         self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
         self.idle_path = store.root / "idle.json"  # a cluster job keeps its node's own
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def meter(self) -> EnergyMonitor:
+        """The run's energy monitor; phases run only inside :meth:`run`, which builds it."""
+        if self.monitor is None:
+            raise RuntimeError("the energy monitor exists only while Runner.run runs")
+        return self.monitor
+
     def _task(self, e: Entry) -> Task:
         return task_for(self.suite, e, self._datasets)
 
@@ -187,7 +195,7 @@ class Runner:
             return model
         self._phase_bar(f"{e.name}: train", steps)
         t0 = time.time()
-        with self.monitor.window(f"{e.name}/train") as w:
+        with self.meter.window(f"{e.name}/train") as w:
             res = train_steps(
                 model,
                 task,
@@ -241,11 +249,11 @@ class Runner:
         )
         methods = []
         t0 = time.time()
-        with self.monitor.window(f"{e.name}/compress") as outer:
+        with self.meter.window(f"{e.name}/compress") as outer:
             for i, step in enumerate(e.compress):
                 self._phase_bar(f"{e.name}: compress {step.method}", 1)
                 t1 = time.time()
-                with self.monitor.window(f"{e.name}/compress/{i}-{step.method}") as w:
+                with self.meter.window(f"{e.name}/compress/{i}-{step.method}") as w:
                     model, info = apply_method(step, model, ctx)
                 methods.append({**info, **self._window_fields(w.measurement, t1)})
         saved = save_checkpoint(model, self.store.checkpoint_path(e.name, "compress"))
@@ -270,7 +278,9 @@ class Runner:
             return model, {"name": "eager", "export": None}
         if e.name in self._served and not metered:
             return self._served[e.name], {}
-        frames = task.dataset.sample_lr(e.backend.parity_frames, seed=1)
+        frames = task.sample_inputs(e.backend.parity_frames, seed=1)
+        if frames is None:
+            raise SetupError(f"entry '{e.name}': backend '{e.backend.name}' needs sample inputs")
         ctx = PrepareContext(
             frames, device, task, e.train.seed if e.train else 0,
             e.train.batch_size if e.train else 16,
@@ -294,7 +304,7 @@ class Runner:
         scenarios: dict[str, Any] = {}
         t0 = time.time()
         served, backend = self._served_model(e, model, task, device, metered=bool(e.serve))
-        sample = task.dataset.sample_lr(1) if hasattr(task, "dataset") else None
+        sample = task.sample_inputs(1)
         info = describe_model(model)
         if sample is not None:
             try:
@@ -310,13 +320,13 @@ class Runner:
 
                 models = {v: self._variant(v, device) for v in sc.variants}
                 scenarios[name] = run_adaptive(
-                    sc, models, task, device, self.monitor, self.suite.energy,
+                    sc, models, task, device, self.meter, self.suite.energy,
                     f"{e.name}/serve/{name}",
                 )  # fmt: skip
                 scenarios[name]["compile"] = sc.compile
             else:
                 scenarios[name] = run_scenario(
-                    sc, served, task, device, self.monitor, self.suite.energy,
+                    sc, served, task, device, self.meter, self.suite.energy,
                     f"{e.name}/serve/{name}",
                 )  # fmt: skip
             scenarios[name]["name"] = name
@@ -336,7 +346,7 @@ class Runner:
         model, _ = self._served_model(e, model, task, device, metered=False)
         self._phase_bar(f"{e.name}: evaluate", None)
         t0 = time.time()
-        with torch.inference_mode(), self.monitor.window(f"{e.name}/evaluate") as w:
+        with torch.inference_mode(), self.meter.window(f"{e.name}/evaluate") as w:
             quality = task.evaluate(model, e.evaluate, device)
         self._record(
             e,
@@ -359,9 +369,8 @@ class Runner:
     # ------------------------------------------------------------------ entry and run
     def run_entry(self, e: Entry) -> None:
         """Run the phases of ``e`` that are not finished yet, charged for its GPUs only."""
-        assert self.monitor is not None
         placement = self.placements[e.name]
-        with self.monitor.charging(placement.gpus):
+        with self.meter.charging(placement.gpus):
             self._run_phases(e, placement.device)
 
     def _run_phases(self, e: Entry, device: torch.device) -> None:
@@ -380,11 +389,13 @@ class Runner:
             elif state is None:
                 self._note(f"{key}: redoing it, because {', '.join(redone)} was redone")
             test_hold(key)
-            if model is None:
-                model = self._resume_model(e, phase, device)
             if phase == "train":
                 model = self._train(e, task, device)
-            elif phase == "compress":
+                self.outcome.ran.append(key)
+                continue
+            if model is None:
+                model = self._resume_model(e, phase, device)
+            if phase == "compress":
                 model = self._compress(e, model, task, device)
             elif phase == "serve":
                 self._serve(e, model, task, device)
@@ -392,10 +403,9 @@ class Runner:
                 self._evaluate(e, model, task, device)
             self.outcome.ran.append(key)
 
-    def _resume_model(self, e: Entry, phase: str, device: torch.device) -> nn.Module | None:
-        """The model a phase starts from when earlier phases finished in a previous session."""
-        if phase == "train":
-            return None
+    def _resume_model(self, e: Entry, phase: str, device: torch.device) -> nn.Module:
+        """The model a phase after training starts from when earlier phases finished in a
+        previous session."""
         candidates = [self.store.checkpoint_path(e.name, "train")]
         if phase != "compress":
             candidates.insert(0, self.store.checkpoint_path(e.name, "compress"))
@@ -422,9 +432,8 @@ class Runner:
     def run(self, only: list[str] | None = None) -> RunOutcome:
         entries = needed_entries(self.suite, only)
         devices = sorted({g for e in entries for g in self._gpus_used(e)})
-        sim = {"simulate": self.simulate} if self.simulate else {}
         self.monitor = build_monitor(
-            self.suite.energy, devices or None, self.store.trace_dir, **sim
+            self.suite.energy, devices or None, self.store.trace_dir, simulate=self.simulate
         )
         with self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
             self.progress = prog
@@ -500,15 +509,15 @@ class Runner:
                     raise
                 self._note(f"{exc}; measuring the idle baseline again")
         if when == "before" and idle.get("before"):
-            self.monitor.set_idle(idle["before"]["power_w"], idle["before"].get("temp_c"))
+            self.meter.set_idle(idle["before"]["power_w"], idle["before"].get("temp_c"))
             return
         seconds = self.suite.energy.idle_baseline_s
         self._phase_bar(f"idle baseline ({when})", None)
-        power = self.monitor.measure_idle(seconds)
+        power = self.meter.measure_idle(seconds)
         idle[when] = {
             "seconds": seconds,
             "power_w": power,
-            "temp_c": self.monitor.idle_temp_c,
+            "temp_c": self.meter.idle_temp_c,
             "measured_unix_s": time.time(),
         }
         atomic_write_json(path, idle)
@@ -571,7 +580,7 @@ def run_suite(
             lock = RunLock(store.root).acquire()
         if on_run_dir is not None:
             on_run_dir(store.root)
-        if lock.note:
+        if lock is not None and lock.note:  # the lock is held here (taken above)
             from rich.markup import escape
 
             console.print(f"[yellow]note: {escape(lock.note)}[/yellow]", highlight=False)

@@ -43,6 +43,10 @@ class Task:
     def describe(self) -> dict[str, Any]:
         return {}
 
+    def sample_inputs(self, batch_size: int, seed: int = 0) -> torch.Tensor | None:
+        """A serving input of ``batch_size`` items from the task's data (None: it has none)."""
+        return None
+
     def model_context(self) -> dict[str, Any]:
         """Keyword arguments for model factories that accept them (e.g. the input ``data``)."""
         return {}
@@ -89,6 +93,9 @@ class SRTask(Task):
     def __init__(self, dataset: SRDataset, train_frames: int = 4) -> None:
         self.dataset = dataset
         self.train_frames = train_frames
+
+    def sample_inputs(self, batch_size: int, seed: int = 0) -> torch.Tensor:
+        return self.dataset.sample_lr(batch_size, seed)
 
     def _frames_for(self, model: nn.Module) -> int:
         return self.train_frames if getattr(model, "temporal", False) else 1
