@@ -156,7 +156,9 @@ def make_executor(kind: str, folder: Path, settings: ExecutorSettings) -> submit
     submission: dependencies)."""
     setup = [f"export PYTHONPATH={shlex.quote(_pythonpath())}", *settings.setup]
     if kind == "local":
-        ex = submitit.LocalExecutor(folder=folder, max_num_timeout=settings.requeues)
+        ex: submitit.Executor = submitit.LocalExecutor(
+            folder=folder, max_num_timeout=settings.requeues
+        )
         gpus = settings.gpus_per_job
         if not gpus:
             import torch

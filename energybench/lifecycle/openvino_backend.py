@@ -22,6 +22,9 @@ from energybench.suite.schema import BackendSpec
 class OpenVinoServed(RuntimeServed):
     """A model served by an OpenVINO compiled model (one infer request, reused)."""
 
+    request: Any  # kept out of the module's children (set through __dict__)
+    outputs: list[Any]
+
     def __init__(self, reference: nn.Module, exported: ExportedStep, compiled: Any) -> None:
         super().__init__(reference, exported, "openvino")
         self.__dict__["request"] = compiled.create_infer_request()

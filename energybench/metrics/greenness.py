@@ -117,7 +117,7 @@ def usage_intensities(intensities: Iterable[IntensityLike]) -> list[tuple[float,
     """The (MUI, weight) pairs with a weight > 0; ``ValueError`` for bad values or none left."""
     out = []
     for x in intensities:
-        mui, w = (x.mui, x.weight) if hasattr(x, "mui") else x  # type: ignore[union-attr,misc]
+        mui, w = x if isinstance(x, tuple) else (x.mui, x.weight)
         mui = check_mui(mui)
         w = float(w)
         if not math.isfinite(w) or w < 0:
