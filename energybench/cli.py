@@ -1,7 +1,8 @@
 """The command line: a thin typer layer over library calls, error formatting and exit codes.
 
 Exit codes: 0 success, 1 a run failed, 2 bad input (bad suite, bad path, bad override).
-User errors are printed as one paragraph, never as a traceback.
+User errors are printed as one paragraph, never as a traceback; a bug that stops a run is one
+line pointing to its crash report (traceback, command line, versions), exit 1.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _user_error(exc: BaseException, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+def _user_error(exc: BaseException | str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """``_fail`` with an exception's message shown verbatim (paths may contain ``[``)."""
     from rich.markup import escape
 
@@ -66,6 +67,31 @@ def _write_failed(exc: OSError, path: Path) -> typer.Exit:
     """A write that the operating system refused: the file and the reason, exit 1."""
     return _user_error(
         f"{exc.filename or path}: cannot be written ({exc.strerror or exc})", EXIT_FAILED
+    )
+
+
+def _bug_report(exc: Exception, run_dir: Path | None) -> typer.Exit:
+    """A bug (not the user's input) stopped a run: save its crash report, say where, exit 1."""
+    import traceback
+
+    from energybench.crash import write_crash_report
+
+    lines = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+    saved = f"finished phases are saved in {run_dir} (--resume it once fixed); " if run_dir else ""
+    try:
+        path = write_crash_report(exc, run_dir)
+    except OSError as why:  # no file to point to: show the traceback itself
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        return _user_error(
+            f"energybench stopped on a bug ({what}); {saved}its crash report could not be "
+            f"saved ({why}): please report the traceback above",
+            EXIT_FAILED,
+        )
+    return _user_error(
+        f"energybench stopped on a bug, not a problem with your input ({what}); {saved}the "
+        f"traceback, command line and versions are in {path}: please attach it to a bug report",
+        EXIT_FAILED,
     )
 
 
@@ -158,19 +184,21 @@ def run(
         {"--report": None if no_report else report_path},
         {"--out": None if resume else out, "report folder": reports},
     )
+    run_dir: list[Path] = []  # the run folder, once it exists: where a crash report goes
     try:
         if executor is not None:
             from energybench.executors import run_with_executor
 
             outcome = run_with_executor(
                 loaded, executor, out_root=out, resume=resume, only=only, console=console,
-                simulate=simulate,
+                simulate=simulate, on_run_dir=run_dir.append,
             )  # fmt: skip
         else:
             outcome = run_suite(
-                loaded, out_root=out, resume=resume, only=only, console=console, simulate=simulate
-            )
-    except UserError as exc:  # anything else is a bug: its traceback is shown (exit 1)
+                loaded, out_root=out, resume=resume, only=only, console=console,
+                simulate=simulate, on_run_dir=run_dir.append,
+            )  # fmt: skip
+    except UserError as exc:
         raise _user_error(exc, exc.exit_code) from None
     except DiskFullError as exc:
         raise _user_error(exc, EXIT_FAILED) from None
@@ -182,6 +210,8 @@ def run(
             "--resume <run dir>[/yellow]"
         )
         raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - a bug in energybench: a crash report, exit 1
+        raise _bug_report(exc, run_dir[-1] if run_dir else None) from None
     console.print(f"results: [bold]{outcome.run_dir}[/bold]")
     console.print(f"ran {len(outcome.ran)} phase(s), reused {len(outcome.reused)} finished")
     report_ok = True

@@ -30,6 +30,7 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,18 +39,14 @@ import submitit
 from rich.console import Console
 
 from energybench.errors import SetupError
-from energybench.lifecycle.runner import (
+from energybench.lifecycle.preflight import check_datasets, check_devices, needed_entries
+from energybench.lifecycle.resume import (
     ResumeError,
-    Runner,
-    RunOutcome,
-    _check_resume,
-    _needed,
-    check_meters,
+    check_resume,
     phase_hashes,
-    placements,
     require_resumable,
-    task_for,
 )
+from energybench.lifecycle.runner import Runner, RunOutcome
 from energybench.store import PHASES, STORE_VERSION, RunStore, atomic_write_json, read_json
 from energybench.suite.load import LoadedSuite
 from energybench.suite.schema import SCHEMA_VERSION, Entry, ExecutorSettings, Suite
@@ -139,7 +136,7 @@ class EntryJob(submitit.helpers.Checkpointable):
         loaded = LoadedSuite(suite=suite, path=Path(manifest["suite_file"]), data=manifest["suite"])
         e = suite.entry(self.entry)
         runner = JobRunner(loaded, store, Console(), self.entry, simulate=self.simulate)
-        problems = [p for p in _check_resume(store, suite, runner.hashes) if f"'{e.name}'" in p]
+        problems = [p for p in check_resume(store, suite, runner.hashes) if f"'{e.name}'" in p]
         if problems:
             raise ResumeError("; ".join(problems))
         outcome = runner.run(only=[self.entry])
@@ -159,7 +156,9 @@ def make_executor(kind: str, folder: Path, settings: ExecutorSettings) -> submit
     submission: dependencies)."""
     setup = [f"export PYTHONPATH={shlex.quote(_pythonpath())}", *settings.setup]
     if kind == "local":
-        ex = submitit.LocalExecutor(folder=folder, max_num_timeout=settings.requeues)
+        ex: submitit.Executor = submitit.LocalExecutor(
+            folder=folder, max_num_timeout=settings.requeues
+        )
         gpus = settings.gpus_per_job
         if not gpus:
             import torch
@@ -297,15 +296,11 @@ def _open_store(
 ) -> RunStore:  # fmt: skip
     """The run directory, after the same checks as an in-process run (on this host: all of them
     for ``local``; for ``slurm`` the device checks run in each job, on its node)."""
-    tasks: dict[str, Any] = {}
-    for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before anything runs
-        task_for(loaded.suite, e, tasks)
+    check_datasets(loaded.suite, only)
     labels = None
     if kind == "local":
-        placed = placements(loaded.suite, simulate)
+        placed = check_devices(loaded.suite, only, simulate)
         labels = {k: p.label for k, p in placed.items()}
-        gpus = sorted({g for e in _needed(loaded.suite, only) for g in placed[e.name].gpus})
-        check_meters(loaded.suite.energy, gpus, simulate)
     if resume is None:
         return RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
     store = RunStore(Path(resume))
@@ -378,14 +373,18 @@ def run_with_executor(
     only: list[str] | None = None,
     console: Console | None = None,
     simulate: str | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> RunOutcome:
-    """Run (or resume) a suite as one job per entry; returns what an in-process run returns."""
+    """Run (or resume) a suite as one job per entry; returns what an in-process run returns
+    (``on_run_dir``: as for :func:`~energybench.lifecycle.runner.run_suite`)."""
     if kind not in EXECUTORS:
         raise SetupError(f"unknown executor '{kind}' (known: {', '.join(EXECUTORS)})")
     console = console or Console()
     settings = loaded.suite.executor or ExecutorSettings()
     store = _open_store(loaded, kind, out_root, resume, only, simulate)
-    entries = _needed(loaded.suite, only)
+    if on_run_dir is not None:
+        on_run_dir(store.root)
+    entries = needed_entries(loaded.suite, only)
     write_manifest(store, loaded, kind, simulate, {}, finished=False)
     executor = make_executor(kind, store.root / "jobs" / "submitit", settings)
     before = {(e.name, p): store.phase_done(e.name, p) for e in entries for p in PHASES}

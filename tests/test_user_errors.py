@@ -22,7 +22,7 @@ SUITE = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
         ("energybench.outpaths", "OutputPathError"),
         ("energybench.store", "NotARunError"),
         ("energybench.store", "UnsafePathError"),
-        ("energybench.lifecycle.runner", "ResumeError"),
+        ("energybench.lifecycle.resume", "ResumeError"),
         ("energybench.lifecycle.checkpoint", "CheckpointError"),
         ("energybench.meters.factory", "MeterUnavailableError"),
         ("energybench.meters.simulate", "UnknownProfileError"),
@@ -47,13 +47,75 @@ def test_a_setup_problem_exits_2_with_its_message(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_a_bug_during_setup_is_not_reported_as_bad_input(
+def _crash_reports(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*crash-*.txt"))
+
+
+def test_a_bug_during_setup_is_a_crash_report_not_bad_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("a bug in energybench, not the user's input")
 
-    monkeypatch.setattr("energybench.lifecycle.runner.placements", broken)
-    res = CliRunner().invoke(app, ["run", str(SUITE), "--out", str(tmp_path / "out")])
-    assert res.exit_code == 1 and isinstance(res.exception, ValueError)
-    assert "a bug in energybench" in str(res.exception)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))  # no run folder yet: the report goes here
+    monkeypatch.setattr("energybench.lifecycle.preflight.placements", broken)
+    args = ["run", str(SUITE), "--out", str(tmp_path / "out")]
+    monkeypatch.setattr("sys.argv", ["energybench", *args])  # what the console script sees
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    out = " ".join(res.output.split())
+    assert "stopped on a bug" in out and "ValueError: a bug in energybench" in out
+    assert "Traceback" not in res.output and "bad input" not in out
+    (report,) = _crash_reports(temp)
+    assert str(report) in res.output.replace("\n", "")
+    text = report.read_text()
+    assert "Traceback (most recent call last)" in text and "in broken" in text
+    assert "ValueError: a bug in energybench" in text
+    assert f"command: energybench run {SUITE}" in text
+    assert "energybench " in text and "torch " in text and "python " in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bug_during_a_run_saves_its_crash_report_in_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from energybench.lifecycle.runner import Runner
+
+    write_manifest = Runner._write_manifest
+
+    def broken(self: Runner, finished: bool = False) -> None:
+        if finished:
+            raise KeyError("a bug after the entries ran")
+        write_manifest(self, finished)
+
+    monkeypatch.setattr(Runner, "_write_manifest", broken)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app, ["run", str(SUITE), "--out", str(out), "--only", "bicubic", "--no-report"]
+    )
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    (run_dir,) = [p.parent for p in out.glob("smoke/*/manifest.json")]
+    (report,) = _crash_reports(run_dir)
+    assert report.name.startswith("crash-") and "KeyError" in report.read_text()
+    flat = res.output.replace("\n", "")
+    assert str(report) in flat and "--resume" in flat and "Traceback" not in res.output
+    done = [p.stem for p in (run_dir / "entries").glob("*/*.json")]
+    assert sorted(done) == ["compress", "evaluate", "serve", "train"]  # nothing finished is lost
+
+
+def test_a_crash_report_that_cannot_be_saved_shows_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug in energybench")
+
+    def unwritable(*args: object, **kwargs: object) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("energybench.lifecycle.preflight.placements", broken)
+    monkeypatch.setattr("energybench.crash.write_crash_report", unwritable)
+    res = CliRunner().invoke(app, ["run", str(SUITE), "--out", str(tmp_path)])
+    assert res.exit_code == 1
+    assert "Traceback" in res.stderr and "could not be saved" in res.stderr

@@ -307,6 +307,7 @@ class FrameFolderDataset(ClipDataset):
                 clip = FrameClip.from_hr(r.label, hr, self.scale, source=source)
                 clip.meta["lr"] = "BI degradation of HR"
             else:
+                assert self.lr_root is not None  # LR files come from lr_root only
                 lr = _load_frames(lr_files[r.start : r.stop], f"clip '{r.name}' (LR)")
                 self._check_sizes(r.name, hr.shape[2:0:-1], lr.shape[2:0:-1])
                 hr = np.ascontiguousarray(mod_crop(hr, self.scale, hw_axes=(1, 2)))

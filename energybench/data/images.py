@@ -322,7 +322,9 @@ class ImageFolderDataset(ImageClassDataset):
         out = []
         for i in np.asarray(index, dtype=np.int64):
             with Image.open(self._files[split][i]) as im:
-                im = im.convert(mode).resize((self.image_size, self.image_size), Image.BILINEAR)
+                im = im.convert(mode).resize(
+                    (self.image_size, self.image_size), Image.Resampling.BILINEAR
+                )
                 a = np.asarray(im, dtype=np.uint8)
             out.append(torch.from_numpy(a.copy()).reshape(self.image_size, self.image_size, -1))
         return torch.stack(out).permute(0, 3, 1, 2).float().div_(255.0)

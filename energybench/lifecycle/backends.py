@@ -31,7 +31,7 @@ from torch import nn
 
 from energybench.lifecycle.backend_context import PrepareContext
 from energybench.lifecycle.onnx_export import is_recurrent
-from energybench.models.sr.base import SRModel
+from energybench.models.sr.base import SRModel, online
 from energybench.suite.schema import BackendSpec, Entry
 
 
@@ -81,12 +81,12 @@ class ChannelsLast(SRModel):
         return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
     def init_state(self, lr: torch.Tensor) -> Any:
-        return self.model.init_state(self._cl(lr)) if self.temporal else None
+        return online(self.model).init_state(self._cl(lr)) if self.temporal else None
 
     def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         if not self.temporal:
             return self.model(self._cl(lr)), state
-        return self.model.step(self._cl(lr), state)
+        return online(self.model).step(self._cl(lr), state)
 
     def forward(self, lr: torch.Tensor) -> Any:
         return self.step(lr, self.init_state(lr))[0]
@@ -112,13 +112,13 @@ class Autocast(SRModel):
         self.scale = getattr(model, "scale", 4)
 
     def init_state(self, lr: torch.Tensor) -> Any:
-        return self.model.init_state(lr) if self.temporal else None
+        return online(self.model).init_state(lr) if self.temporal else None
 
     def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         with torch.autocast(lr.device.type, dtype=self.dtype):
             if not self.temporal:
                 return self.model(lr).to(lr.dtype), state
-            out, new = self.model.step(lr, state)
+            out, new = online(self.model).step(lr, state)
         return out.to(lr.dtype), new
 
     def forward(self, lr: torch.Tensor) -> Any:
@@ -158,7 +158,7 @@ def _prepare_compile(
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
         x = x.to(dtype) if dtype is not None else x
         if is_recurrent(served):
-            served.step(x, served.init_state(x))
+            online(served).step(x, online(served).init_state(x))
         else:
             served(x)
     return served, {
@@ -223,11 +223,11 @@ def online_outputs(model: nn.Module, frames: torch.Tensor) -> list[torch.Tensor]
     """Outputs of ``model`` over ``frames`` (N,C,H,W) served as N consecutive batch-1 frames,
     the state carried from frame to frame (per-frame models: one call each)."""
     outs = []
-    state = model.init_state(frames[:1]) if is_recurrent(model) else None
+    state = online(model).init_state(frames[:1]) if is_recurrent(model) else None
     for t in range(frames.shape[0]):
         x = frames[t : t + 1]
         if is_recurrent(model):
-            y, state = model.step(x, state)
+            y, state = online(model).step(x, state)
         else:
             y = model(x)
             y = y[0] if isinstance(y, tuple | list) else y

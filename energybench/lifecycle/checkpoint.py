@@ -421,7 +421,7 @@ class CheckpointLoader:
             )
         self._loading.append(resolved)
         try:
-            state = read_state_dict(path, data.get("state_sha256"))
+            state: dict[str, Any] = read_state_dict(path, data.get("state_sha256"))
             try:
                 model = rebuild(recipe, self._upstream_model)
                 extras = data.get("quantized_attrs") or {}

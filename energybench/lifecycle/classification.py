@@ -40,6 +40,9 @@ class ClassificationTask(Task):
     def __init__(self, dataset: ImageClassDataset) -> None:
         self.dataset = dataset
 
+    def sample_inputs(self, batch_size: int, seed: int = 0) -> torch.Tensor:
+        return self.dataset.sample_lr(batch_size, seed)
+
     def model_context(self) -> dict[str, Any]:
         """What model factories need to fit the data (``data=``: channels, size, classes)."""
         return {"data": self.dataset.spec.to_dict()}
@@ -123,7 +126,10 @@ class ClassificationTask(Task):
         """Top-1/top-5 accuracy and mean cross-entropy on the held-out split."""
         dtype = model_dtype(model)
         model.eval()
-        hits1, hits5, losses, labels = [], [], [], []
+        hits1: list[torch.Tensor] = []
+        hits5: list[torch.Tensor] = []
+        losses: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
         with torch.inference_mode():
             for x, y in self.dataset.batches(settings.split, EVAL_BATCH, settings.max_items):
                 self._eval_batch(model, x, y, device, dtype, (hits1, hits5, losses, labels))

@@ -118,11 +118,11 @@ def _worker(stop: threading.Event, device: str) -> None:  # pragma: no cover - c
     import numpy as np  # BLAS releases the GIL: one worker keeps one core busy
 
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((192, 192), dtype=np.float32)
-    b = rng.standard_normal((192, 192), dtype=np.float32)
+    x = rng.standard_normal((192, 192), dtype=np.float32)
+    w = rng.standard_normal((192, 192), dtype=np.float32)
     while not stop.is_set():
         for _ in range(8):
-            a = np.tanh(a @ b)
+            x = np.tanh(x @ w)
 
 
 def _main(spec: dict) -> None:  # pragma: no cover - runs in the child process

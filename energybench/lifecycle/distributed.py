@@ -50,6 +50,7 @@ from torch import nn
 
 from energybench.lifecycle.tasks import Task
 from energybench.meters.base import DeviceEnergy, Measurement
+from energybench.models.sr.base import online
 from energybench.store import atomic_write_json, read_json
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class _Forward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Any:
         if x.dim() == 5 and hasattr(self.model, "forward_clip"):
-            return self.model.forward_clip(x)
+            return online(self.model).forward_clip(x)
         return self.model(x)
 
 

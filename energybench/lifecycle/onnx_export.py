@@ -18,11 +18,13 @@ import io
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
+
+from energybench.models.sr.base import online
 
 
 class ExportError(RuntimeError):
@@ -44,7 +46,7 @@ class FlatStep(nn.Module):
     def forward(self, lr: torch.Tensor, *state: torch.Tensor) -> Any:
         if self.spec is None:
             return self.model(lr)
-        out, new = self.model.step(lr, tree_unflatten(list(state), self.spec))
+        out, new = online(self.model).step(lr, tree_unflatten(list(state), self.spec))
         leaves, _ = tree_flatten(new)
         if len(leaves) != self.n_state:
             raise ExportError(f"step returned {len(leaves)} state tensors, expected {self.n_state}")
@@ -70,7 +72,7 @@ def state_leaves(model: nn.Module, lr: torch.Tensor) -> tuple[list[torch.Tensor]
     """The initial state's tensor leaves and tree spec (``[], None`` for per-frame models)."""
     if not is_recurrent(model):
         return [], None
-    leaves, spec = tree_flatten(model.init_state(lr))
+    leaves, spec = tree_flatten(online(model).init_state(lr))
     bad = [type(x).__name__ for x in leaves if not isinstance(x, torch.Tensor)]
     if bad:
         raise ExportError(f"the recurrent state holds non-tensor values ({', '.join(bad)})")
@@ -109,7 +111,7 @@ def export_step(
             torch.onnx.export(
                 FlatStep(model, spec, n),
                 (sample, *leaves),
-                buf,
+                cast(Any, buf),  # a file object works; torch annotates a path only
                 input_names=ins,
                 output_names=outs,
                 dynamic_axes=dyn,

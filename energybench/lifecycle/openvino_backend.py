@@ -28,6 +28,9 @@ from energybench.suite.schema import BackendSpec
 class OpenVinoServed(RuntimeServed):
     """A model served by OpenVINO: one compiled model and infer request per input shape."""
 
+    compile_for: Callable[..., Any]  # kept out of the module's children (set through __dict__)
+    requests: dict[tuple[tuple[int, ...], ...], tuple[Any, list[Any]]]
+
     def __init__(
         self, reference: nn.Module, exported: ExportedStep, compile_for: Callable[..., Any]
     ) -> None:

@@ -29,7 +29,7 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from energybench.lifecycle.backend_context import PrepareContext
 from energybench.lifecycle.onnx_export import ExportedStep, export_step, is_recurrent
-from energybench.models.sr.base import SRModel
+from energybench.models.sr.base import SRModel, online
 from energybench.suite.schema import BackendSpec
 
 LEVELS = {
@@ -50,6 +50,8 @@ class RuntimeServed(SRModel):
     Same interface as the PyTorch model: ``model(x)``, and ``init_state``/``step`` for
     recurrent models (the initial state comes from the float model, kept unregistered)."""
 
+    _reference: nn.Module  # kept out of the module's children (set through __dict__)
+
     def __init__(self, reference: nn.Module, exported: ExportedStep, runtime: str) -> None:
         super().__init__()
         self.__dict__["_reference"] = reference
@@ -67,13 +69,14 @@ class RuntimeServed(SRModel):
         return [torch.from_numpy(o).to(lr.device) for o in self.run(feeds)]
 
     def init_state(self, lr: torch.Tensor) -> Any:
-        return self._reference.init_state(lr) if self.temporal else None
+        return online(self._reference).init_state(lr) if self.temporal else None
 
     def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         if not self.temporal:
             return self._call(lr, [])[0], state
         leaves, _ = tree_flatten(state)
         out, *new = self._call(lr, leaves)
+        assert self.state_spec is not None  # a recurrent export always has one
         return out, tree_unflatten(new, self.state_spec)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
@@ -82,6 +85,8 @@ class RuntimeServed(SRModel):
 
 class OrtServed(RuntimeServed):
     """A model served by an ``onnxruntime.InferenceSession``."""
+
+    session: Any  # kept out of the module's children (set through __dict__)
 
     def __init__(self, reference: nn.Module, exported: ExportedStep, session: Any) -> None:
         super().__init__(reference, exported, "onnxruntime")
@@ -140,13 +145,13 @@ class _Calibration:
         with torch.inference_mode():
             for x in inputs:
                 frames = x.unbind(1) if x.dim() == 5 else [x]
-                state = model.init_state(frames[0]) if is_recurrent(model) else None
+                state = online(model).init_state(frames[0]) if is_recurrent(model) else None
                 for f in frames:
                     leaves = tree_flatten(state)[0] if state is not None else []
                     names = exported.input_names
                     yield {n: _np(t) for n, t in zip(names, [f, *leaves], strict=True)}
                     if state is not None:
-                        _, state = model.step(f, state)
+                        _, state = online(model).step(f, state)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.feeds, None)

@@ -1,5 +1,8 @@
 """The lifecycle runner: for each entry, train -> compress -> serve -> evaluate, each phase in a
 measurement window, every finished phase written to the run store at once (so runs resume).
+Where entries run: :mod:`~energybench.lifecycle.placement`; the checks before a run folder
+exists: :mod:`~energybench.lifecycle.preflight`; what ``--resume`` may reuse:
+:mod:`~energybench.lifecycle.resume`.
 
 It orchestrates; measuring is the monitor's job, the numbers' meaning is the metric's.
 """
@@ -10,6 +13,7 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,16 +24,26 @@ from torch import nn
 
 from energybench import __version__
 from energybench.allocator import keep_freed_memory
-from energybench.data import DATASETS
-from energybench.data.clipset import DatasetConfigError
 from energybench.environment import snapshot
-from energybench.errors import SetupError, UserError
+from energybench.errors import SetupError
 from energybench.lifecycle.checkpoint import CheckpointLoader, build_model, save_checkpoint
 from energybench.lifecycle.compress import apply_method
 from energybench.lifecycle.compress_common import CompressContext, describe_model
+from energybench.lifecycle.placement import placements
+from energybench.lifecycle.preflight import (
+    check_datasets,
+    check_devices,
+    needed_entries,
+    task_for,
+)
 from energybench.lifecycle.progress import RunProgress
+from energybench.lifecycle.resume import (
+    ResumeError,
+    phase_hashes,
+    require_resumable,
+    upstream_phases,
+)
 from energybench.lifecycle.serve import run_scenario
-from energybench.lifecycle.task_for import make_task
 from energybench.lifecycle.tasks import Task, model_kwargs
 from energybench.lifecycle.train import settings_kwargs, train_steps
 from energybench.meters import build_monitor
@@ -37,8 +51,8 @@ from energybench.meters.base import EnergyMonitor
 from energybench.records import RunFileError, read_record
 from energybench.runlock import RunLock
 from energybench.store import PHASES, STORE_VERSION, DiskFullError, RunStore, atomic_write_json
-from energybench.suite.load import LoadedSuite, config_hash, dependency_order
-from energybench.suite.schema import SCHEMA_VERSION, EnergySettings, Entry, Suite
+from energybench.suite.load import LoadedSuite
+from energybench.suite.schema import SCHEMA_VERSION, Entry
 
 #: Test hook (documented in tests/test_runner.py): ``ENTRY/PHASE:PATH`` holds the run just before
 #: that phase starts, after writing ``PATH.ready``, for as long as the file ``PATH`` exists. Fault
@@ -57,10 +71,6 @@ def test_hold(point: str) -> None:
         time.sleep(0.01)
 
 
-class ResumeError(UserError, ValueError):
-    """``--resume`` on a run whose finished phases the suite now contradicts (exit 2)."""
-
-
 @dataclass
 class RunOutcome:
     run_dir: Path
@@ -71,210 +81,6 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> the first CUDA GPU if there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SetupError(f"device '{name}' requested but no CUDA GPU is available")
-    return dev
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where an entry runs: the torch device, and the GPUs (torch positions) it is charged for.
-
-    With ``--simulate`` the model runs on the CPU while a simulated GPU is measured: ``device``
-    is the CPU and ``gpus`` the simulated GPU's position. ``label`` names the device set in the
-    phase hashes (so ``--resume``/``--only`` never mix device sets silently).
-    """
-
-    device: torch.device
-    gpus: frozenset[int]
-    label: str
-
-
-def place(name: str, simulate: str | None = None, simulated_gpus: int = 0) -> Placement:
-    """The :class:`Placement` of an entry whose suite says ``device: name``."""
-    if simulate:
-        if name == "cpu":
-            return Placement(torch.device("cpu"), frozenset(), "cpu")
-        index = 0 if name in ("auto", "cuda") else torch.device(name).index or 0
-        if torch.device("cuda" if name == "auto" else name).type != "cuda":
-            raise SetupError(f"device '{name}' cannot be simulated (use auto, cpu or cuda:N)")
-        if index >= simulated_gpus:
-            raise SetupError(
-                f"device '{name}' is not in simulated profile '{simulate}' "
-                f"({simulated_gpus} GPU(s))"
-            )
-        return Placement(torch.device("cpu"), frozenset({index}), f"simulated-{simulate}:{index}")
-    dev = resolve_device(name)
-    if dev.type != "cuda":
-        return Placement(dev, frozenset(), dev.type)
-    index = dev.index if dev.index is not None else torch.cuda.current_device()
-    return Placement(dev, frozenset({index}), f"cuda:{index}")
-
-
-def phase_hashes(
-    suite: Suite, placements: dict[str, str] | None = None
-) -> dict[str, dict[str, str]]:
-    """Per entry and phase, a hash of everything that phase's result depends on.
-
-    ``placements`` maps entry names to their device-set label (:attr:`Placement.label`); it is
-    part of every phase's hash.
-    """
-    placements = placements or {}
-    out: dict[str, dict[str, str]] = {}
-    for e in dependency_order(suite):
-        devices = placements.get(e.name, e.device)
-        dataset = e.dataset.model_dump(mode="json") if e.dataset else None
-        if e.inherit:
-            train = out[e.inherit]["train"]
-        else:
-            train = config_hash(
-                {
-                    "model": e.model.model_dump(mode="json"),
-                    "dataset": dataset,
-                    "train": e.train.model_dump(mode="json") if e.train else None,
-                    "uses": {u: out[u]["train"] for u in e.uses},
-                    "device": devices,
-                }
-            )
-        compress = config_hash(
-            {
-                "train": train,
-                "compress": [c.model_dump(mode="json") for c in e.compress],
-                "device": devices,
-            }
-        )
-        serve_deps: dict[str, Any] = {
-            "device": devices,
-            "compress": compress,
-            "dataset": dataset,
-            "serve": [s.model_dump(mode="json") for s in e.serve],
-            "energy": suite.energy.model_dump(mode="json"),
-        }
-        if not e.backend.is_default():  # how the model is served (and evaluated)
-            serve_deps["backend"] = e.backend.model_dump(mode="json")
-        if e.variants():  # an adaptive scenario serves these entries' final models
-            serve_deps["variants"] = {
-                v: out[v]["compress"]
-                if suite.entry(v).backend.is_default()
-                else [out[v]["compress"], suite.entry(v).backend.model_dump(mode="json")]
-                for v in e.variants()
-            }
-        serve = config_hash(serve_deps)
-        evaluate = config_hash(
-            {
-                "device": devices,
-                "compress": compress,
-                "dataset": dataset,
-                "evaluate": e.evaluate.model_dump(mode="json"),
-                **({} if e.backend.is_default() else {"backend": serve_deps["backend"]}),
-            }
-        )
-        out[e.name] = {"train": train, "compress": compress, "serve": serve, "evaluate": evaluate}
-    return out
-
-
-def require_resumable(
-    store: RunStore, suite: Suite, hashes: dict[str, dict[str, str]], resume: Path | str
-) -> None:
-    """Raise :class:`ResumeError` when the suite changed so that finished phases would differ."""
-    problems = _check_resume(store, suite, hashes)
-    if problems:
-        raise ResumeError(
-            f"cannot resume {resume}: the suite changed in a way that invalidates finished "
-            "phases:\n  " + "\n  ".join(problems) + "\nStart a new run (drop --resume) or "
-            "restore the suite as it was."
-        )
-
-
-def _check_resume(store: RunStore, suite: Suite, hashes: dict[str, dict[str, str]]) -> list[str]:
-    """Finished phases that the new suite would produce differently."""
-    old = store.read_manifest()
-    problems = []
-    if old.get("suite", {}).get("name") != suite.name:
-        problems.append(
-            f"the run is of suite '{old.get('suite', {}).get('name')}', not '{suite.name}'"
-        )
-    for e in suite.entries:
-        for phase in PHASES:
-            try:
-                rec = store.read_phase(e.name, phase)
-            except RunFileError as exc:
-                if exc.path.is_dir():  # a folder in the record's place: cannot be redone
-                    raise
-                continue  # damaged: reported and redone by the runner
-            if (
-                rec
-                and rec.get("status") in ("done", "skipped")
-                and rec.get("config_hash") != hashes[e.name][phase]
-            ):
-                problems.append(
-                    f"entry '{e.name}' phase '{phase}' finished with a different configuration"
-                )
-    return problems
-
-
-def task_for(suite: Suite, e: Entry, cache: dict[str, Task]) -> Task:
-    """The task (dataset adaptor) of entry ``e``, built once per distinct dataset spec.
-
-    A dataset that rejects its parameters raises ``ValueError`` naming the entry (exit 2).
-    """
-    entry = e
-    while entry.dataset is None and entry.inherit:
-        entry = suite.entry(entry.inherit)
-    spec = entry.dataset
-    if spec is None:
-        raise SetupError(f"entry '{e.name}' has no dataset (give one, or one in defaults)")
-    key = config_hash(spec.model_dump(mode="json"))
-    if key not in cache:
-        try:
-            cache[key] = make_task(DATASETS.create(spec.name, **spec.params))
-        except DatasetConfigError as exc:
-            raise SetupError(f"entry '{e.name}': dataset '{spec.name}': {exc}") from None
-    return cache[key]
-
-
-def upstream_phases(e: Entry, phase: str) -> list[str]:
-    """The ``entry/phase`` results that ``phase`` of ``e`` is built on: when one of them is
-    redone, this phase is redone too (its model or numbers came from the old result)."""
-    if phase == "train":
-        return [f"{u}/train" for u in ([e.inherit] if e.inherit else []) + list(e.uses)]
-    if phase == "compress":
-        return [f"{e.name}/train"]
-    if phase == "serve":
-        return [f"{e.name}/compress"] + [f"{v}/compress" for v in e.variants()]
-    return [f"{e.name}/compress"]
-
-
-def _needed(suite: Suite, only: list[str] | None) -> list[Entry]:
-    order = dependency_order(suite)
-    if not only:
-        return order
-    by_name = {e.name: e for e in suite.entries}
-    unknown = [o for o in only if o not in by_name]
-    if unknown:
-        raise SetupError(
-            f"--only: no entry named {', '.join(unknown)} (entries: {', '.join(by_name)})"
-        )
-    keep: set[str] = set()
-
-    def add(name: str) -> None:
-        if name in keep:
-            return
-        keep.add(name)
-        e = by_name[name]
-        for dep in ([e.inherit] if e.inherit else []) + e.uses + e.variants():
-            add(dep)
-
-    for o in only:
-        add(o)
-    return [e for e in order if e.name in keep]
 
 
 class Runner:
@@ -297,13 +103,20 @@ class Runner:
         self.hashes = phase_hashes(self.suite, {k: p.label for k, p in self.placements.items()})
         self.outcome = RunOutcome(run_dir=store.root)
         self._datasets: dict[str, Task] = tasks if tasks is not None else {}
-        self.monitor: EnergyMonitor | None = None
+        self.monitor: EnergyMonitor | None = None  # while :meth:`run` runs (see :attr:`meter`)
         self.progress: RunProgress | None = None
         self.cooldowns: dict[str, dict[str, Any]] = {}
         self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
         self.idle_path = store.root / "idle.json"  # a cluster job keeps its node's own
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def meter(self) -> EnergyMonitor:
+        """The run's energy monitor; phases run only inside :meth:`run`, which builds it."""
+        if self.monitor is None:
+            raise RuntimeError("the energy monitor exists only while Runner.run runs")
+        return self.monitor
+
     def _task(self, e: Entry) -> Task:
         return task_for(self.suite, e, self._datasets)
 
@@ -383,7 +196,7 @@ class Runner:
             return model
         self._phase_bar(f"{e.name}: train", steps)
         t0 = time.time()
-        with self.monitor.window(f"{e.name}/train") as w:
+        with self.meter.window(f"{e.name}/train") as w:
             res = train_steps(
                 model,
                 task,
@@ -437,11 +250,11 @@ class Runner:
         )
         methods = []
         t0 = time.time()
-        with self.monitor.window(f"{e.name}/compress") as outer:
+        with self.meter.window(f"{e.name}/compress") as outer:
             for i, step in enumerate(e.compress):
                 self._phase_bar(f"{e.name}: compress {step.method}", 1)
                 t1 = time.time()
-                with self.monitor.window(f"{e.name}/compress/{i}-{step.method}") as w:
+                with self.meter.window(f"{e.name}/compress/{i}-{step.method}") as w:
                     model, info = apply_method(step, model, ctx)
                 methods.append({**info, **self._window_fields(w.measurement, t1)})
         saved = save_checkpoint(model, self.store.checkpoint_path(e.name, "compress"))
@@ -466,7 +279,9 @@ class Runner:
             return model, {"name": "eager", "export": None}
         if e.name in self._served and not metered:
             return self._served[e.name], {}
-        frames = task.dataset.sample_lr(e.backend.parity_frames, seed=1)
+        frames = task.sample_inputs(e.backend.parity_frames, seed=1)
+        if frames is None:
+            raise SetupError(f"entry '{e.name}': backend '{e.backend.name}' needs sample inputs")
         ctx = PrepareContext(
             frames, device, task, e.train.seed if e.train else 0,
             e.train.batch_size if e.train else 16,
@@ -490,7 +305,7 @@ class Runner:
         scenarios: dict[str, Any] = {}
         t0 = time.time()
         served, backend = self._served_model(e, model, task, device, metered=bool(e.serve))
-        sample = task.dataset.sample_lr(1) if hasattr(task, "dataset") else None
+        sample = task.sample_inputs(1)
         info = describe_model(model)
         if sample is not None:
             try:
@@ -506,13 +321,13 @@ class Runner:
 
                 models = {v: self._variant(v, device) for v in sc.variants}
                 scenarios[name] = run_adaptive(
-                    sc, models, task, device, self.monitor, self.suite.energy,
+                    sc, models, task, device, self.meter, self.suite.energy,
                     f"{e.name}/serve/{name}",
                 )  # fmt: skip
                 scenarios[name]["compile"] = sc.compile
             else:
                 scenarios[name] = run_scenario(
-                    sc, served, task, device, self.monitor, self.suite.energy,
+                    sc, served, task, device, self.meter, self.suite.energy,
                     f"{e.name}/serve/{name}",
                 )  # fmt: skip
             scenarios[name]["name"] = name
@@ -532,7 +347,7 @@ class Runner:
         model, _ = self._served_model(e, model, task, device, metered=False)
         self._phase_bar(f"{e.name}: evaluate", None)
         t0 = time.time()
-        with torch.inference_mode(), self.monitor.window(f"{e.name}/evaluate") as w:
+        with torch.inference_mode(), self.meter.window(f"{e.name}/evaluate") as w:
             quality = task.evaluate(model, e.evaluate, device)
         self._record(
             e,
@@ -555,9 +370,8 @@ class Runner:
     # ------------------------------------------------------------------ entry and run
     def run_entry(self, e: Entry) -> None:
         """Run the phases of ``e`` that are not finished yet, charged for its GPUs only."""
-        assert self.monitor is not None
         placement = self.placements[e.name]
-        with self.monitor.charging(placement.gpus):
+        with self.meter.charging(placement.gpus):
             self._run_phases(e, placement.device)
 
     def _run_phases(self, e: Entry, device: torch.device) -> None:
@@ -576,11 +390,13 @@ class Runner:
             elif state is None:
                 self._note(f"{key}: redoing it, because {', '.join(redone)} was redone")
             test_hold(key)
-            if model is None:
-                model = self._resume_model(e, phase, device)
             if phase == "train":
                 model = self._train(e, task, device)
-            elif phase == "compress":
+                self.outcome.ran.append(key)
+                continue
+            if model is None:
+                model = self._resume_model(e, phase, device)
+            if phase == "compress":
                 model = self._compress(e, model, task, device)
             elif phase == "serve":
                 self._serve(e, model, task, device)
@@ -588,10 +404,9 @@ class Runner:
                 self._evaluate(e, model, task, device)
             self.outcome.ran.append(key)
 
-    def _resume_model(self, e: Entry, phase: str, device: torch.device) -> nn.Module | None:
-        """The model a phase starts from when earlier phases finished in a previous session."""
-        if phase == "train":
-            return None
+    def _resume_model(self, e: Entry, phase: str, device: torch.device) -> nn.Module:
+        """The model a phase after training starts from when earlier phases finished in a
+        previous session."""
         candidates = [self.store.checkpoint_path(e.name, "train")]
         if phase != "compress":
             candidates.insert(0, self.store.checkpoint_path(e.name, "compress"))
@@ -616,11 +431,10 @@ class Runner:
             self.console.print(line, highlight=False)
 
     def run(self, only: list[str] | None = None) -> RunOutcome:
-        entries = _needed(self.suite, only)
+        entries = needed_entries(self.suite, only)
         devices = sorted({g for e in entries for g in self._gpus_used(e)})
-        sim = {"simulate": self.simulate} if self.simulate else {}
         self.monitor = build_monitor(
-            self.suite.energy, devices or None, self.store.trace_dir, **sim
+            self.suite.energy, devices or None, self.store.trace_dir, simulate=self.simulate
         )
         with self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
             self.progress = prog
@@ -696,15 +510,15 @@ class Runner:
                     raise
                 self._note(f"{exc}; measuring the idle baseline again")
         if when == "before" and idle.get("before"):
-            self.monitor.set_idle(idle["before"]["power_w"], idle["before"].get("temp_c"))
+            self.meter.set_idle(idle["before"]["power_w"], idle["before"].get("temp_c"))
             return
         seconds = self.suite.energy.idle_baseline_s
         self._phase_bar(f"idle baseline ({when})", None)
-        power = self.monitor.measure_idle(seconds)
+        power = self.meter.measure_idle(seconds)
         idle[when] = {
             "seconds": seconds,
             "power_w": power,
-            "temp_c": self.monitor.idle_temp_c,
+            "temp_c": self.meter.idle_temp_c,
             "measured_unix_s": time.time(),
         }
         atomic_write_json(path, idle)
@@ -734,29 +548,6 @@ class Runner:
         self.store.write_manifest(manifest)
 
 
-def placements(suite: Suite, simulate: str | None = None) -> dict[str, Placement]:
-    """Every entry's :class:`Placement` (``ValueError`` for a device that cannot be used)."""
-    count = 0
-    if simulate:
-        from energybench.meters.simulate import simulated_gpu_count
-
-        count = simulated_gpu_count(simulate)
-    out = {}
-    for e in suite.entries:
-        try:
-            out[e.name] = place(e.device, simulate, count)
-        except (ValueError, RuntimeError) as exc:  # torch.device() parse errors too
-            raise SetupError(f"entry '{e.name}': {exc}") from None
-    return out
-
-
-def check_meters(settings: EnergySettings, gpus: list[int], simulate: str | None) -> None:
-    """Build the meters once and release them: a meter named in ``energy.meters`` that cannot
-    work here raises :class:`MeterUnavailableError` (bad input) before any work or folder."""
-    sim = {"simulate": simulate} if simulate else {}
-    build_monitor(settings, gpus or None, None, background=False, probe_s=0, **sim).close()
-
-
 def run_suite(
     loaded: LoadedSuite,
     out_root: Path = Path("results"),
@@ -764,11 +555,14 @@ def run_suite(
     only: list[str] | None = None,
     console: Console | None = None,
     simulate: str | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> RunOutcome:
     """Run (or resume) a suite; returns where the results are and what failed.
 
     ``simulate`` names a simulated-GPU profile (``energybench.meters.simulate``): the models run
     on the CPU while simulated NVIDIA GPUs are measured through the real NVML code path.
+    ``on_run_dir`` is called with the run folder once it exists and is locked (the CLI saves a
+    crash report there if the run then stops on a bug).
     """
     console = console or Console()
     keep_freed_memory()  # serving figures measure the model, not the allocator's history
@@ -779,19 +573,16 @@ def run_suite(
             raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
         lock = RunLock(store.root).acquire()
     try:
-        placed = placements(loaded.suite, simulate)
-        labels = {k: p.label for k, p in placed.items()}
-        tasks: dict[str, Task] = {}
-        for e in _needed(loaded.suite, only):  # bad dataset parameters: exit 2 before any work
-            task_for(loaded.suite, e, tasks)
-        gpus = sorted({g for e in _needed(loaded.suite, only) for g in placed[e.name].gpus})
-        check_meters(loaded.suite.energy, gpus, simulate)  # before a run folder exists
+        labels = {k: p.label for k, p in check_devices(loaded.suite, only, simulate).items()}
+        tasks = check_datasets(loaded.suite, only)  # before a run folder exists, too
         if resume is not None:
             require_resumable(store, loaded.suite, phase_hashes(loaded.suite, labels), resume)
         else:
             store = RunStore.create(out_root, loaded.suite.name, loaded.config_hash)
             lock = RunLock(store.root).acquire()
-        if lock.note:
+        if on_run_dir is not None:
+            on_run_dir(store.root)
+        if lock is not None and lock.note:  # the lock is held here (taken above)
             from rich.markup import escape
 
             console.print(f"[yellow]note: {escape(lock.note)}[/yellow]", highlight=False)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from energybench.data.base import SRDataset
+from energybench.models.sr.base import online
 from energybench.suite.schema import EvaluateSettings
 
 
@@ -42,6 +43,10 @@ class Task:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def sample_inputs(self, batch_size: int, seed: int = 0) -> torch.Tensor | None:
+        """A serving input of ``batch_size`` items from the task's data (None: it has none)."""
+        return None
 
     def model_context(self) -> dict[str, Any]:
         """Keyword arguments for model factories that accept them (e.g. the input ``data``)."""
@@ -90,6 +95,9 @@ class SRTask(Task):
         self.dataset = dataset
         self.train_frames = train_frames
 
+    def sample_inputs(self, batch_size: int, seed: int = 0) -> torch.Tensor:
+        return self.dataset.sample_lr(batch_size, seed)
+
     def _frames_for(self, model: nn.Module) -> int:
         return self.train_frames if getattr(model, "temporal", False) else 1
 
@@ -98,7 +106,7 @@ class SRTask(Task):
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         lr, hr = (t.to(device, non_blocking=True) for t in batch)
-        sr = model.forward_clip(lr) if lr.dim() == 5 else model(lr)
+        sr = online(model).forward_clip(lr) if lr.dim() == 5 else model(lr)
         return F.l1_loss(sr, hr)
 
     def serving_step(
@@ -107,7 +115,7 @@ class SRTask(Task):
         lr = self.dataset.sample_lr(batch_size).to(device)
         if dtype is not None and dtype != lr.dtype:
             lr = lr.to(dtype)
-        state = {"s": model.init_state(lr) if hasattr(model, "init_state") else None}
+        state = {"s": online(model).init_state(lr) if hasattr(model, "init_state") else None}
         step = getattr(model, "step", None)
 
         if step is None:
@@ -129,14 +137,20 @@ class SRTask(Task):
         clips = self.dataset.clips(settings.split)
         if settings.max_items is not None:
             clips = clips[: settings.max_items]
-        conv = {"crop_border": settings.crop_border, "y_channel": settings.y_channel}
-        res = evaluate_clips([self._run_clip(model, c.lr, device) for c in clips], clips, **conv)
+        crop, y = settings.crop_border, settings.y_channel
+        res = evaluate_clips(
+            [self._run_clip(model, c.lr, device) for c in clips],
+            clips,
+            crop_border=crop,
+            y_channel=y,
+        )
         bicubic = MODELS.create("bicubic", scale=self.dataset.scale)
         ref = evaluate_clips(
             [self._run_clip(bicubic, c.lr, torch.device("cpu")) for c in clips],
             clips,
+            crop_border=crop,
+            y_channel=y,
             with_ssim=False,
-            **conv,
         )
         return {
             "psnr_db": res["psnr"],
@@ -164,7 +178,7 @@ class SRTask(Task):
         if dtype is not None:
             x = x.to(dtype)
         if hasattr(model, "forward_clip"):
-            out = model.forward_clip(x)[0]
+            out = online(model).forward_clip(x)[0]
         else:
             out = torch.stack([model(x[:, t])[0] for t in range(x.shape[1])])
         return out.float().clamp(0, 1).cpu()

@@ -161,8 +161,9 @@ def run_model_on_clip(
         else next((p.device for p in model.parameters()), torch.device("cpu"))
     )
     x = lr.to(dev).unsqueeze(0)
-    if hasattr(model, "forward_clip"):
-        out = model.forward_clip(x)[0]
+    forward_clip = getattr(model, "forward_clip", None)
+    if forward_clip is not None:
+        out = forward_clip(x)[0]
     else:
         out = torch.stack([model(x[:, t])[0] for t in range(x.shape[1])])
     return out.float().clamp(0.0, 1.0).cpu()

@@ -6,10 +6,31 @@ per-frame model and a recurrent online model are trained, served and evaluated b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
+
+
+class OnlineModel(Protocol):
+    """The calls the lifecycle makes on a super-resolution model beyond ``forward``: an
+    :class:`SRModel`, or a wrapper of one (compressed, exported, on a serving backend)."""
+
+    temporal: bool
+
+    def __call__(self, lr: torch.Tensor) -> torch.Tensor: ...
+
+    def init_state(self, lr: torch.Tensor) -> Any: ...
+
+    def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]: ...
+
+    def forward_clip(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+
+def online(model: nn.Module) -> OnlineModel:
+    """``model`` typed as an :class:`OnlineModel` (no check: torch types a module's attributes
+    as ``Tensor | Module``, so a type checker cannot see methods the model class defines)."""
+    return cast(OnlineModel, model)
 
 
 class SRModel(nn.Module):

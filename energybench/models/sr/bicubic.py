@@ -55,6 +55,7 @@ class BicubicUpsample(nn.Module):
         super().__init__()
         self.scale, self.channels = scale, channels
         k = bicubic_phase_kernels(scale).to(torch.float32).repeat(channels, 1, 1, 1)
+        self.weight: torch.Tensor
         self.register_buffer("weight", k, persistent=False)
 
     def forward(self, x: torch.Tensor, shuffle: bool = True) -> torch.Tensor:

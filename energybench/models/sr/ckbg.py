@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +88,7 @@ class CKBG(SRModel):
                             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                             if m.bias is not None:
                                 nn.init.zeros_(m.bias)
-        tail = self.tail.branches["main"].conv if isinstance(self.tail, RepConv) else None
+        tail = _branch_conv(self.tail, "main") if isinstance(self.tail, RepConv) else None
         if tail is not None:  # start at bicubic: the network learns the residual
             nn.init.normal_(tail.weight, std=1e-3)
 
@@ -122,19 +122,20 @@ class CKBG(SRModel):
         """
         if not self.grafted:
             raise ValueError("graft_from needs a model built with grafts=True")
-        if not hasattr(teacher, "sr_convs"):
+        sr_convs = getattr(teacher, "sr_convs", None)
+        if sr_convs is None:
             raise ValueError(f"teacher {type(teacher).__name__} has no sr_convs() to graft from")
         if getattr(teacher, "scale", self.scale) != self.scale:
             raise ValueError(f"teacher scale {teacher.scale} != ckbg scale {self.scale}")
-        tconvs: list[nn.Conv2d] = list(teacher.sr_convs())
+        tconvs: list[nn.Conv2d] = list(sr_convs())
         first, hidden, last = tconvs[0], tconvs[1:-1], tconvs[-1]
         notes: list[str] = []
-        targets = [(self.head, first, slice(0, 3))]
+        targets: list[tuple[nn.Module, nn.Conv2d | None, slice]] = [(self.head, first, slice(0, 3))]
         for i, blk in enumerate(self.body):
             targets.append((blk, hidden[i] if i < len(hidden) else None, slice(None)))
         targets.append((self.tail, last, slice(None)))
         for blk, tconv, in_slice in targets:
-            g = blk.branches["graft"].conv
+            g = _branch_conv(blk, "graft")
             g.weight.zero_()
             assert g.bias is not None
             g.bias.zero_()
@@ -156,7 +157,7 @@ class CKBG(SRModel):
             if o < max(w.shape[0], g.weight.shape[0]) or i < max(w.shape[1], dst.shape[1]):
                 notes.append("teacher and graft widths differ: overlapping channels copied")
         for blk in self._convs():  # main branches start small: the net starts as the teacher
-            for m in blk.branches["main"].modules():
+            for m in cast(RepConv, blk).branches["main"].modules():
                 if isinstance(m, nn.Conv2d):
                     m.weight.mul_(self.main_init_scale)
         teacher_residual = getattr(teacher, "residual", True)
@@ -172,9 +173,16 @@ class CKBG(SRModel):
 
     def reparameterize(self) -> nn.Module:
         """The single-path network: every multi-branch block merged into one conv (eval mode)."""
-        merged = reparameterize_modules(self)
+        merged = cast(CKBG, reparameterize_modules(self))
         merged.grafted = False
         return merged.eval()
+
+
+def _branch_conv(block: nn.Module, branch: str) -> nn.Conv2d:
+    """The convolution of ``branch`` of a multi-branch block (a :class:`RepConv`)."""
+    conv = cast(RepConv, block).branches[branch].conv
+    assert isinstance(conv, nn.Conv2d)
+    return conv
 
 
 def _teacher_from(

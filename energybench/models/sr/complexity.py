@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from energybench.models.sr.base import online
+
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (buffers such as fixed bicubic kernels are not counted).
@@ -43,7 +45,7 @@ def _lr_input(model: nn.Module, lr_shape: Sequence[int]) -> torch.Tensor:
         shape = (1, *shape)
     if len(shape) != 4:
         raise ValueError(f"lr_shape must be (h, w), (3, h, w) or (B, 3, h, w), got {lr_shape}")
-    ref = next(iter(model.parameters()), None)
+    ref: torch.Tensor | None = next(iter(model.parameters()), None)
     if ref is None:
         ref = next(iter(model.buffers()), torch.empty(0))
     dtype = ref.dtype if ref.is_floating_point() else torch.float32
@@ -66,10 +68,11 @@ def count_flops(model: nn.Module, lr_shape: Sequence[int]) -> int:
     try:
         counter = FlopCounterMode(display=False)
         if getattr(model, "temporal", False):
-            state = model.init_state(x)
-            _, state = model.step(x, state)
+            recurrent = online(model)
+            state = recurrent.init_state(x)
+            _, state = recurrent.step(x, state)
             with counter:
-                model.step(x, state)
+                recurrent.step(x, state)
         else:
             with counter:
                 model(x)

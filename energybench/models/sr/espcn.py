@@ -12,6 +12,8 @@ The model only computes; training, measuring and loading checkpoints live elsewh
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,16 +45,16 @@ class ESPCN(SRModel):
         convs.append(nn.Conv2d(channels, 3 * scale * scale, 3, padding=1))
         self.convs = nn.ModuleList(convs)
         self.up = BicubicUpsample(scale) if residual else None
-        for conv in self.convs[:-1]:
-            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        for conv in convs:
+            assert conv.bias is not None  # every conv is built with a bias
             nn.init.zeros_(conv.bias)
-        last = self.convs[-1]
-        nn.init.normal_(last.weight, std=1e-3 if residual else 0.02)
-        nn.init.zeros_(last.bias)
+        for conv in convs[:-1]:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        nn.init.normal_(convs[-1].weight, std=1e-3 if residual else 0.02)
 
     def sr_convs(self) -> list[nn.Conv2d]:
         """The convolutions in forward order (what kernel grafts are initialised from)."""
-        return list(self.convs)
+        return cast("list[nn.Conv2d]", list(self.convs))  # a ModuleList types items as Module
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         x = lr

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,12 @@ from torch import nn
 BRANCHES = ("main", "graft", "conv1x1", "seq", "identity")
 
 Kernel = tuple[torch.Tensor, torch.Tensor]
+
+
+class _Branch(Protocol):
+    """A branch of a :class:`RepConv` (:class:`ConvBN`, :class:`SeqConv`, :class:`Identity`)."""
+
+    def kernel_bias(self, size: int) -> Kernel: ...
 
 
 def fuse_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> Kernel:
@@ -214,9 +221,8 @@ class RepConv(nn.Module):
     @torch.no_grad()
     def kernel_bias(self) -> Kernel:
         """The merged (weight, bias) of all branches (BN in eval semantics)."""
-        ws, bs = zip(
-            *(b.kernel_bias(self.kernel_size) for b in self.branches.values()), strict=True
-        )
+        branches = cast("list[_Branch]", list(self.branches.values()))
+        ws, bs = zip(*(b.kernel_bias(self.kernel_size) for b in branches), strict=True)
         return torch.stack(ws).sum(0), torch.stack(bs).sum(0)
 
     @torch.no_grad()
