@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from energybench.data.base import SRDataset
-from energybench.suite.schema import EvaluateSettings
+from energybench.suite.schema import SR_QUALITY, EvaluateSettings
 
 
 class Task:
@@ -84,7 +84,7 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
 class SRTask(Task):
     """Super-resolution: L1 loss, PSNR/SSIM quality, one frame per served item."""
 
-    quality_keys = ("psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db")
+    quality_keys = SR_QUALITY
 
     def __init__(self, dataset: SRDataset, train_frames: int = 4) -> None:
         self.dataset = dataset

@@ -11,6 +11,7 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from energybench.metrics.carbon import known_countries
 from energybench.suite.blame import blame_defaults
 from energybench.suite.errors import Path_, Problem, SuiteError
 from energybench.suite.params import param_problems
@@ -343,6 +345,14 @@ def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str
         )
     line, col = marks.locate(path)
     found = f"; found {_describe(err['input'])}" if "input" in err and kind != "missing" else ""
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(str(err.get("input")), options, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        expected = ", ".join(f"'{o}'" for o in options)
+        return Problem(
+            file, line, col, pretty, f"expected one of {expected}{found}{hint}", loc=path
+        )
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
@@ -462,6 +472,16 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
         for name in pair:
             if name not in names:
                 add(("metric", "pairs", k), f"no entry named '{name}'")
+    country = suite.carbon.country
+    known = known_countries() if country else None
+    if country and known is not None and country.upper() not in known:
+        close = difflib.get_close_matches(country.upper(), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        add(
+            ("carbon", "country"),
+            f"no grid-intensity data for country '{country}'{hint} (expected an ISO 3166 "
+            "alpha-3 code in codecarbon's offline data, such as DEU, FRA or USA)",
+        )
     return problems
 
 

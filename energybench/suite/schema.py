@@ -185,14 +185,22 @@ class UsageIntensity(Strict):
     weight: float = Field(1.0, ge=0, le=1e6)
 
 
+QualityFigure = Literal["psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db", "top1", "top5"]
+"""Every quality figure a task's evaluation produces (``metric.quality`` names one)."""
+SR_QUALITY: tuple[QualityFigure, ...] = ("psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db")
+"""The figures of the super-resolution task (:class:`energybench.lifecycle.tasks.SRTask`)."""
+CLASSIFICATION_QUALITY: tuple[QualityFigure, ...] = ("top1", "top5")
+"""The figures of the classification task (:mod:`energybench.lifecycle.classification`)."""
+
+
 class MetricSettings(Strict):
     """The full-cycle metric G(MUI) = Q^tau / (TEC + MUI * IEC)."""
 
     tau: float = Field(1.0, ge=0, le=100)
-    quality: str = Field(
+    quality: QualityFigure = Field(
         "ssim",
-        description="which quality figure is Q (SR: ssim, psnr_db, psnr_gain_db; "
-        "classification: top1, top5)",
+        description="which quality figure is Q (SR: psnr_db, ssim, psnr_gain_db, "
+        "bicubic_psnr_db; classification: top1, top5)",
     )
     iec_scenario: str | None = Field(
         None,
