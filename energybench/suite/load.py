@@ -14,7 +14,8 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -22,8 +23,9 @@ from pydantic import BaseModel, ValidationError
 from energybench.metrics.carbon import known_countries
 from energybench.suite.blame import blame_defaults
 from energybench.suite.errors import Path_, Problem, SuiteError
+from energybench.suite.methods import COMPRESS_METHODS, CompressSettings
 from energybench.suite.params import param_problems
-from energybench.suite.schema import MAX_ENTRIES, Entry, Suite
+from energybench.suite.schema import MAX_ENTRIES, Entry, ModelSpec, Suite
 from energybench.suite.yamlsafe import MAX_BYTES, MAX_DEPTH, YamlLimitError, load_bounded
 
 
@@ -236,54 +238,63 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
-def _model_at(loc: Path_) -> type[BaseModel] | None:
-    """The pydantic model that owns the mapping at ``loc`` (for did-you-mean on typos)."""
-    from energybench.suite import schema as s
+def _model_at(loc: Path_, data: Any) -> type[BaseModel] | None:
+    """The pydantic model that owns the mapping at ``loc`` (for did-you-mean on typos), found by
+    walking the schema's annotations (union tags in ``loc`` pick a member; a compress step's
+    class comes from the registry by its ``method`` in ``data``)."""
+    tp: Any = Suite
+    node = data
+    for part in loc:
+        tp = _unwrap(tp, node)
+        if isinstance(tp, list):  # a tagged union: ``part`` is the tag pydantic inserted
+            tp = next((m for m in tp if part in _tags(m)), None)
+            if tp is None:
+                return None
+            continue
+        if isinstance(part, int) and get_origin(tp) is list:
+            tp = get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+        node = node[part] if isinstance(node, dict | list) and _has(node, part) else None
+    tp = _unwrap(tp, node)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
-    tops: dict[str, type[BaseModel]] = {
-        "energy": s.EnergySettings,
-        "carbon": s.CarbonSettings,
-        "metric": s.MetricSettings,
-        "executor": s.ExecutorSettings,
-    }
-    if not loc:
-        return s.Suite
-    if len(loc) == 1 and loc[0] in tops:
-        return tops[loc[0]]
-    if loc[0] == "energy" and loc[1:] == ("cooldown",):
-        return s.CooldownSettings
-    if loc[0] != "entries" or len(loc) < 2:
-        return None
-    rest = loc[2:]
-    sub: dict[Path_, type[BaseModel]] = {
-        (): s.Entry,
-        ("model",): s.ModelSpec,
-        ("dataset",): s.DatasetSpec,
-        ("train",): s.TrainSettings,
-        ("train", "distributed"): s.DistributedSettings,
-        ("evaluate",): s.EvaluateSettings,
-        ("backend",): s.BackendSpec,
-    }
-    if rest in sub:
-        return sub[rest]
-    if len(rest) >= 3 and rest[0] in ("compress", "serve") and isinstance(rest[2], str):
-        union = {
-            "compress": {
-                "reparameterize": s.Reparameterize,
-                "prune": s.Prune,
-                "quantize": s.Quantize,
-                "distill": s.Distill,
-            },
-            "serve": {"throughput": s.Throughput, "stream": s.Stream, "load": s.Load},
-        }
-        model = union[rest[0]].get(rest[2])
-        if model is not None and len(rest) == 3:
-            return model
-        if model is not None and rest[3:] == ("finetune",):
-            return s.FinetuneSettings
-        if model is s.Distill and rest[3:] == ("student",):
-            return s.ModelSpec
-    return None
+
+def _has(node: dict[Any, Any] | list[Any], part: str | int) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
+
+
+def _unwrap(tp: Any, node: Any) -> Any:
+    """``tp`` without Optional/Annotated; a union of models as a list of its members; a compress
+    step as the registered class its ``method`` names."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) > 1:
+                return members
+            tp = members[0]
+        else:
+            break
+    if tp is CompressSettings and isinstance(node, dict):
+        method = node.get("method")
+        if isinstance(method, str) and method in COMPRESS_METHODS.names():
+            return COMPRESS_METHODS.settings(method)
+    return tp
+
+
+def _tags(model: Any) -> tuple[Any, ...]:
+    """The ``Literal`` values of a union member's discriminator field (``scenario``/``method``)."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return ()
+    for name in ("scenario", "method"):
+        if name in model.model_fields:
+            return get_args(model.model_fields[name].annotation)
+    return ()
 
 
 def _data_path(loc: Path_, data: Any) -> Path_:
@@ -319,7 +330,7 @@ def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str
     pretty = ".".join(str(p) for p in path)
     if kind == "extra_forbidden":
         key = str(path[-1])
-        owner = _model_at(loc[:-1])
+        owner = _model_at(loc[:-1], data)
         close = difflib.get_close_matches(key, _field_names(owner), n=1) if owner else []
         hint = f"; did you mean '{close[0]}'?" if close else ""
         allowed = f" (allowed: {', '.join(_field_names(owner))})" if owner else ""
@@ -395,9 +406,10 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
             (MODELS, e.model, base + ("model",)),
             (DATASETS, e.dataset, base + ("dataset",)),
         ] + [
-            (MODELS, step.student, base + ("compress", j, "student"))
+            (MODELS, spec, base + ("compress", j, field))
             for j, step in enumerate(e.compress)
-            if getattr(step, "student", None) is not None
+            for field, spec in step
+            if isinstance(spec, ModelSpec)
         ]
         for reg, spec, at in specs:
             if spec is None:
@@ -488,24 +500,24 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
 def _compress_problems(e: Entry) -> list[tuple[int, str]]:
     """Compress steps that cannot work on the entry's model, found by building the model once.
 
-    Checked up to the first step that changes the architecture (reparameterize, distill,
-    structured prune): a structured prune on a model with no prunable conv pair, and a
-    reparameterize on a model with nothing to merge. Models built from other entries
-    (``upstream``) or that fail to build here are left to the run.
+    Each step's registered ``check`` hook (see :mod:`energybench.suite.methods`) runs on the
+    entry's model, up to the first step that changes the architecture (whose output the model
+    no longer describes). Models built from other entries (``upstream``) or that fail to build
+    here are left to the run.
     """
     import inspect
 
     from energybench.models import MODELS
 
-    steps = [
-        (j, c)
-        for j, c in enumerate(e.compress)
-        if c.method in ("reparameterize", "distill")
-        or (c.method == "prune" and c.kind == "structured")
-    ]
-    if not steps or steps[0][1].method == "distill":
+    checks = []
+    for j, step in enumerate(e.compress):
+        check = COMPRESS_METHODS.hook(step.method, "check")
+        if check is not None:
+            checks.append((j, step, check))
+        if step.changes_architecture():
+            break
+    if not checks:
         return []
-    j, step = steps[0]
     try:
         factory = MODELS.get(e.model.name)
         if "upstream" in inspect.signature(factory).parameters:
@@ -513,36 +525,12 @@ def _compress_problems(e: Entry) -> list[tuple[int, str]]:
         model = factory(**e.model.params)
     except Exception:  # noqa: BLE001 - building problems are reported by the run
         return []
-    if step.method == "reparameterize":
-        from energybench.models.vision.reparam import has_reparam_blocks
-
-        if not hasattr(model, "reparameterize") and not has_reparam_blocks(model):
-            return [
-                (
-                    j,
-                    f"model '{e.model.name}' has no multi-branch blocks to merge "
-                    "(reparameterize needs RepVGG/MobileOne-style blocks or CKBG); remove "
-                    "this step",
-                )
-            ]
-        return []
-    from energybench.lifecycle.prune import find_prunable_pairs
-
-    try:
-        pairs = find_prunable_pairs(model)
-    except ValueError as exc:
-        return [(j, str(exc))]
-    if not pairs:
-        return [
-            (
-                j,
-                f"structured pruning cannot handle model '{e.model.name}': it has no safely "
-                "prunable conv pair (a hidden conv feeding exactly one next conv through "
-                "channel-wise ops; multi-branch blocks such as RepVGG's sum their branches). "
-                "Reparameterize first, or use kind: unstructured",
-            )
-        ]
-    return []
+    out = []
+    for j, step, check in checks:
+        msg = check(step, model, e.model.name)
+        if msg:
+            out.append((j, msg))
+    return out
 
 
 def dependency_order(suite: Suite) -> list[Entry]:

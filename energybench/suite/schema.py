@@ -3,7 +3,8 @@
 Only structure and value ranges live here; cross-references (model names, inherited entries) are
 checked in :mod:`energybench.suite.load`, which also turns errors into file:line:col messages.
 
-Every bound is declared here, once. Floats are finite everywhere (``.inf``/``.nan`` are refused
+Every bound is declared once, in :mod:`energybench.suite.base` (re-exported here); compress
+steps are the methods registered in :mod:`energybench.suite.methods`. Floats are finite everywhere (``.inf``/``.nan`` are refused
 by :class:`Strict`); counts (steps, batch sizes, frames, trials, ...) have upper bounds far
 above real use but below what would overflow or exhaust memory hours into a run
 (:data:`MAX_STEPS`, :data:`MAX_BATCH`, :data:`MAX_ITEMS`, :data:`MAX_TRIALS`, ...). Model and
@@ -20,7 +21,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AliasChoices,
     BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     field_validator,
@@ -28,86 +28,105 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
-KNOWN_SCHEMA_VERSIONS = (1,)
-
-IDENTIFIER = r"^[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]{0,63}$"
-"""Suite and entry names: 1-64 of letters, digits, ``_ + - .``, not starting with ``.`` (no
-path separator, never ``.``/``..``); entry names are also unique ignoring case."""
-MAX_NAME = 128  # scenario names (never used in paths), model/dataset names, references
-MAX_TEXT = 10_000  # descriptions
-
-MAX_ENTRIES = 256
-MAX_STEPS = 10_000_000  # training/fine-tuning/distillation steps
-MAX_EPOCHS = 100_000
-MAX_BATCH = 65_536  # any batch size
-MAX_ITEMS = 10_000_000  # frames, requests, iterations, evaluated items
-MAX_TRIALS = 1_000
-MAX_SECONDS = 86_400.0  # any duration or wait, in seconds (one day)
-MAX_RATE = 1_000_000.0  # frames or requests per second
-MAX_SEED = 2**32 - 1
-MAX_MUI = 1e18  # items served over a model's life
-
-#: Bounds of model and dataset parameters, by parameter name, or ``"<registry name>.<param>"``
-#: for one model or dataset (which wins). Every number in ``params`` must also be finite and
-#: at most ``PARAM_LIMIT`` in size; image sizes (``"WxH"``, N or [W, H]) at most ``MAX_PIXELS``.
-PARAM_BOUNDS: dict[str, tuple[float, float]] = {
-    "channels": (1, 4096),
-    "layers": (1, 256),
-    "espcn.layers": (2, 256),
-    "blocks": (1, 256),
-    "first_kernel": (1, 31),
-    "graft_kernel": (1, 31),
-    "scale": (1, 16),
-    "patch_size": (1, 8192),
-    "seq_frames": (1, 100_000),
-    "max_frames": (1, 100_000),
-    "eval_frames": (1, 100_000),
-    "train_items": (1, MAX_ITEMS),
-    "image_size": (8, 8192),
-    "pad_crop_px": (0, 1024),
-    "seed": (0, MAX_SEED),
-    "val_fraction": (0, 0.99),
-    "test_fraction": (0, 0.99),
-    "num_classes": (1, 1_000_000),
-    "in_chans": (1, 64),
-    "main_init_scale": (0, 100),
-}
-PARAM_LIMIT = 2.0**53
-SIZE_PARAMS = ("test_crop", "serve_lr", "seq_size", "hr_size")
-MAX_PIXELS = 8192
-DEVICE = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
-"""Entry devices: ``auto`` (the first GPU if any, else the CPU), ``cpu``, ``cuda``, ``cuda:N``."""
-
-
-def identifier(value: str, what: str) -> str:
-    """``value`` if it is an :data:`IDENTIFIER`, else a ValueError that says why."""
-    if value.startswith("."):
-        raise ValueError(
-            f"{what} '{value}' starts with '.'; names are used as folder and file names in "
-            "the run directory, where '.' and '..' point outside it, so start the name with a "
-            "letter, digit, _, + or -"
-        )
-    if not re.fullmatch(IDENTIFIER, value):
-        raise ValueError(
-            f"{what} {value[:80]!r} is not a name: use 1-64 letters, digits, '_', '+', '-' "
-            "or '.' (no '/', spaces or other characters; names become folder names)"
-        )
-    return value
-
-
-def folder_name(value: str | None, what: str) -> str | None:
-    """``value`` unless it starts with '.' ('.', '..', '.hidden'), which names outside a run
-    folder; for names that are not identifiers (scenario names)."""
-    if value is not None and value.startswith("."):
-        identifier(value, what)
-    return value
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; floats are finite (``.inf`` and ``.nan`` are refused)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
+from energybench.suite.base import (
+    DEVICE as DEVICE,
+)
+from energybench.suite.base import (
+    IDENTIFIER as IDENTIFIER,
+)
+from energybench.suite.base import (
+    KNOWN_SCHEMA_VERSIONS as KNOWN_SCHEMA_VERSIONS,
+)
+from energybench.suite.base import (
+    MAX_BATCH as MAX_BATCH,
+)
+from energybench.suite.base import (
+    MAX_ENTRIES as MAX_ENTRIES,
+)
+from energybench.suite.base import (
+    MAX_EPOCHS as MAX_EPOCHS,
+)
+from energybench.suite.base import (
+    MAX_ITEMS as MAX_ITEMS,
+)
+from energybench.suite.base import (
+    MAX_MUI as MAX_MUI,
+)
+from energybench.suite.base import (
+    MAX_NAME as MAX_NAME,
+)
+from energybench.suite.base import (
+    MAX_PIXELS as MAX_PIXELS,
+)
+from energybench.suite.base import (
+    MAX_RATE as MAX_RATE,
+)
+from energybench.suite.base import (
+    MAX_SECONDS as MAX_SECONDS,
+)
+from energybench.suite.base import (
+    MAX_SEED as MAX_SEED,
+)
+from energybench.suite.base import (
+    MAX_STEPS as MAX_STEPS,
+)
+from energybench.suite.base import (
+    MAX_TEXT as MAX_TEXT,
+)
+from energybench.suite.base import (
+    MAX_TRIALS as MAX_TRIALS,
+)
+from energybench.suite.base import (
+    PARAM_BOUNDS as PARAM_BOUNDS,
+)
+from energybench.suite.base import (
+    PARAM_LIMIT as PARAM_LIMIT,
+)
+from energybench.suite.base import (
+    SCHEMA_VERSION as SCHEMA_VERSION,
+)
+from energybench.suite.base import (
+    SIZE_PARAMS as SIZE_PARAMS,
+)
+from energybench.suite.base import (
+    DatasetSpec as DatasetSpec,
+)
+from energybench.suite.base import (
+    FinetuneSettings as FinetuneSettings,
+)
+from energybench.suite.base import (
+    ModelSpec as ModelSpec,
+)
+from energybench.suite.base import (
+    Strict as Strict,
+)
+from energybench.suite.base import (
+    folder_name as folder_name,
+)
+from energybench.suite.base import (
+    identifier as identifier,
+)
+from energybench.suite.methods import (
+    COMPRESS_METHODS as COMPRESS_METHODS,
+)
+from energybench.suite.methods import (
+    CompressSettings as CompressSettings,
+)
+from energybench.suite.methods import (
+    CompressStep as CompressStep,
+)
+from energybench.suite.methods import (
+    Distill as Distill,
+)
+from energybench.suite.methods import (
+    Prune as Prune,
+)
+from energybench.suite.methods import (
+    Quantize as Quantize,
+)
+from energybench.suite.methods import (
+    Reparameterize as Reparameterize,
+)
 
 
 # --------------------------------------------------------------------------- energy and carbon
@@ -232,21 +251,6 @@ class MetricSettings(Strict):
 
 
 # --------------------------------------------------------------------------- entry parts
-class ModelSpec(Strict):
-    """A registered model and its constructor parameters (checked at validate, see
-    :data:`PARAM_BOUNDS`)."""
-
-    name: str = Field(max_length=MAX_NAME)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class DatasetSpec(Strict):
-    """A registered dataset and its parameters (checked at validate, see :data:`PARAM_BOUNDS`)."""
-
-    name: str = Field(max_length=MAX_NAME)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
 class DistributedSettings(Strict):
     """A train phase run by ``nproc_per_node`` DDP ranks under torch's elastic launcher."""
 
@@ -295,49 +299,6 @@ class TrainSettings(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
         return _drop_unset(handler, self, "distributed")
-
-
-class FinetuneSettings(Strict):
-    steps: int = Field(0, ge=0, le=MAX_STEPS)
-    lr: float = Field(1e-4, gt=0, le=100)
-    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH)
-
-
-class _CompressBase(Strict):
-    finetune: FinetuneSettings | None = None
-
-
-class Reparameterize(_CompressBase):
-    method: Literal["reparameterize"]
-
-
-class Prune(_CompressBase):
-    method: Literal["prune"]
-    kind: Literal["structured", "unstructured"] = "structured"
-    amount: float = Field(0.3, gt=0, lt=1)
-    criterion: Literal["l1", "l2", "magnitude"] = "l1"
-    scope: Literal["layer", "global"] = Field(
-        "layer", description="unstructured only: rank weights per layer or across all layers"
-    )
-
-
-class Quantize(_CompressBase):
-    method: Literal["quantize"]
-    dtype: Literal["int8", "fp16", "bf16"] = "int8"
-    mode: Literal["static", "dynamic", "cast"] = "static"
-    calibration_batches: int = Field(8, ge=1, le=100_000)
-
-
-class Distill(_CompressBase):
-    method: Literal["distill"]
-    student: ModelSpec
-    steps: int = Field(200, ge=1, le=MAX_STEPS)
-    lr: float = Field(1e-3, gt=0, le=100)
-    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
-    alpha: float = Field(0.5, ge=0, le=1, description="weight of the teacher term in the loss")
-
-
-CompressStep = Annotated[Reparameterize | Prune | Quantize | Distill, Field(discriminator="method")]
 
 
 class BackendSpec(Strict):
