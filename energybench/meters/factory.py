@@ -91,7 +91,7 @@ class UnmeasuredMeter(Meter):
                 device=d,
                 kind="gpu",
                 name=d,
-                source=Source.NVML_COUNTER,
+                source=Source.UNMEASURED,
                 energy_j=None,
                 complete=False,
                 issues=[self.reason],

@@ -4,13 +4,14 @@ Only structure and value ranges live here; cross-references (model names, inheri
 checked in :mod:`energybench.suite.load`, which also turns errors into file:line:col messages.
 
 Every bound is declared once, in :mod:`energybench.suite.base` (re-exported here); compress
-steps are the methods registered in :mod:`energybench.suite.methods`. Floats are finite everywhere (``.inf``/``.nan`` are refused
-by :class:`Strict`); counts (steps, batch sizes, frames, trials, ...) have upper bounds far
-above real use but below what would overflow or exhaust memory hours into a run
-(:data:`MAX_STEPS`, :data:`MAX_BATCH`, :data:`MAX_ITEMS`, :data:`MAX_TRIALS`, ...). Model and
-dataset parameters are free-form mappings, bounded by :data:`PARAM_BOUNDS` and checked against
-the factory's signature by :mod:`energybench.suite.params`. Suite and entry names are
-identifiers (:data:`IDENTIFIER`): they become folder names in the run directory.
+steps are the methods registered in :mod:`energybench.suite.methods`. Floats are finite
+everywhere (``.inf``/``.nan`` are refused by :class:`Strict`); counts (steps, batch sizes,
+frames, trials, ...) have upper bounds far above real use but below what would overflow or
+exhaust memory hours into a run (:data:`MAX_STEPS`, :data:`MAX_BATCH`, :data:`MAX_ITEMS`,
+:data:`MAX_TRIALS`, ...). Model and dataset parameters are free-form mappings, bounded by
+:data:`PARAM_BOUNDS` and checked against the factory's signature by
+:mod:`energybench.suite.params`. Suite and entry names are identifiers (:data:`IDENTIFIER`):
+they become folder names in the run directory.
 """
 
 from __future__ import annotations
