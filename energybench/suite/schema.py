@@ -30,174 +30,105 @@ from pydantic import (
 )
 
 from energybench.suite.base import (
-    DEVICE as DEVICE,
+    DEVICE,
+    IDENTIFIER,
+    KNOWN_SCHEMA_VERSIONS,
+    MAX_BATCH,
+    MAX_ENTRIES,
+    MAX_EPOCHS,
+    MAX_ITEMS,
+    MAX_MUI,
+    MAX_NAME,
+    MAX_PIXELS,
+    MAX_RATE,
+    MAX_SECONDS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TEXT,
+    MAX_TRIALS,
+    PARAM_BOUNDS,
+    PARAM_LIMIT,
+    SCHEMA_VERSION,
+    SIZE_PARAMS,
+    DatasetSpec,
+    FinetuneSettings,
+    ModelSpec,
+    Strict,
+    folder_name,
+    identifier,
 )
-from energybench.suite.base import (
-    IDENTIFIER as IDENTIFIER,
-)
-from energybench.suite.base import (
-    KNOWN_SCHEMA_VERSIONS as KNOWN_SCHEMA_VERSIONS,
-)
-from energybench.suite.base import (
-    MAX_BATCH as MAX_BATCH,
-)
-from energybench.suite.base import (
-    MAX_ENTRIES as MAX_ENTRIES,
-)
-from energybench.suite.base import (
-    MAX_EPOCHS as MAX_EPOCHS,
-)
-from energybench.suite.base import (
-    MAX_ITEMS as MAX_ITEMS,
-)
-from energybench.suite.base import (
-    MAX_MUI as MAX_MUI,
-)
-from energybench.suite.base import (
-    MAX_NAME as MAX_NAME,
-)
-from energybench.suite.base import (
-    MAX_PIXELS as MAX_PIXELS,
-)
-from energybench.suite.base import (
-    MAX_RATE as MAX_RATE,
-)
-from energybench.suite.base import (
-    MAX_SECONDS as MAX_SECONDS,
-)
-from energybench.suite.base import (
-    MAX_SEED as MAX_SEED,
-)
-from energybench.suite.base import (
-    MAX_STEPS as MAX_STEPS,
-)
-from energybench.suite.base import (
-    MAX_TEXT as MAX_TEXT,
-)
-from energybench.suite.base import (
-    MAX_TRIALS as MAX_TRIALS,
-)
-from energybench.suite.base import (
-    PARAM_BOUNDS as PARAM_BOUNDS,
-)
-from energybench.suite.base import (
-    PARAM_LIMIT as PARAM_LIMIT,
-)
-from energybench.suite.base import (
-    SCHEMA_VERSION as SCHEMA_VERSION,
-)
-from energybench.suite.base import (
-    SIZE_PARAMS as SIZE_PARAMS,
-)
-from energybench.suite.base import (
-    DatasetSpec as DatasetSpec,
-)
-from energybench.suite.base import (
-    FinetuneSettings as FinetuneSettings,
-)
-from energybench.suite.base import (
-    ModelSpec as ModelSpec,
-)
-from energybench.suite.base import (
-    Strict as Strict,
-)
-from energybench.suite.base import (
-    folder_name as folder_name,
-)
-from energybench.suite.base import (
-    identifier as identifier,
+from energybench.suite.energy import (
+    CarbonSettings,
+    CooldownSettings,
+    EnergySettings,
 )
 from energybench.suite.methods import (
-    COMPRESS_METHODS as COMPRESS_METHODS,
-)
-from energybench.suite.methods import (
-    CompressSettings as CompressSettings,
-)
-from energybench.suite.methods import (
-    CompressStep as CompressStep,
-)
-from energybench.suite.methods import (
-    Distill as Distill,
-)
-from energybench.suite.methods import (
-    Prune as Prune,
-)
-from energybench.suite.methods import (
-    Quantize as Quantize,
-)
-from energybench.suite.methods import (
-    Reparameterize as Reparameterize,
+    COMPRESS_METHODS,
+    CompressSettings,
+    CompressStep,
+    Distill,
+    Prune,
+    Quantize,
+    Reparameterize,
 )
 
-
-# --------------------------------------------------------------------------- energy and carbon
-class CooldownSettings(Strict):
-    enabled: bool = False
-    max_s: float = Field(
-        60.0, ge=0, le=MAX_SECONDS, description="give up waiting after this many seconds"
-    )
-    tolerance_c: float = Field(3.0, gt=0, le=100, description="back within this many °C of idle")
-
-
-class EnergySettings(Strict):
-    """How energy is measured: which meters, how often, and the measurement protocol."""
-
-    meters: list[Literal["auto", "nvml", "rapl", "estimate"]] = Field(
-        default_factory=lambda: ["auto"],
-        min_length=1,
-        max_length=8,
-        description="'auto' uses NVML for GPUs in use, RAPL for the CPU, and an estimate "
-        "only where neither works",
-    )
-    sample_period_s: float = Field(0.05, gt=0.001, le=10, description="power sampling period")
-    idle_baseline_s: float = Field(
-        2.0, ge=0, le=MAX_SECONDS, description="idle power measured before the run"
-    )
-    idle_after: bool = Field(False, description="measure idle power after the run too")
-    cross_check_threshold: float = Field(
-        0.10, gt=0, le=100, description="flag a window whose two NVML channels disagree by more"
-    )
-    min_window_s: float = Field(
-        5.0, ge=0, le=MAX_SECONDS, description="serving windows are repeated to this"
-    )
-    min_window_iters: int = Field(
-        32, ge=1, le=MAX_ITEMS, description="... and to at least this many iterations"
-    )
-    trials: int = Field(
-        3, ge=1, le=MAX_TRIALS, description="trials per serving scenario at least (for CIs)"
-    )
-    target_ci: float = Field(
-        0.05,
-        gt=0,
-        le=1,
-        description="more trials until the 95 % CI half-width of J/item is at most this "
-        "fraction of the mean (trial-to-trial spread; 1 stops at 'trials')",
-    )
-    max_trials: int = Field(10, ge=1, le=MAX_TRIALS, description="... or until this many trials")
-    cooldown: CooldownSettings = Field(default_factory=CooldownSettings)
-    allow_estimates_in_ranking: bool = Field(
-        False,
-        description="rank on measured + estimated energy (any estimated joule makes the figure "
-        "an estimate); false: rank on measured devices only, the estimate shown beside",
-    )
-    allow_shared_devices: bool = Field(
-        False,
-        description="rank figures from a GPU in MIG mode or shared with another process",
-    )
-
-    @model_validator(mode="after")
-    def _trial_bounds(self) -> EnergySettings:
-        if self.max_trials < self.trials:
-            raise ValueError(f"max_trials ({self.max_trials}) must be >= trials ({self.trials})")
-        return self
-
-
-class CarbonSettings(Strict):
-    """Carbon as a derived layer: kgCO2e = kWh x PUE x grid intensity."""
-
-    grid_intensity_g_per_kwh: float | None = Field(None, ge=0, le=10_000)
-    country: str | None = Field(None, min_length=3, max_length=3, description="ISO 3166 alpha-3")
-    pue: float = Field(1.0, ge=1.0, le=10)
+#: Public names, including those defined in suite.base, suite.energy and suite.methods.
+__all__ = [
+    "Adaptive",
+    "BackendSpec",
+    "CLASSIFICATION_QUALITY",
+    "COMPRESS_METHODS",
+    "CarbonSettings",
+    "CompressSettings",
+    "CompressStep",
+    "ContentionStep",
+    "CooldownSettings",
+    "DEVICE",
+    "DatasetSpec",
+    "Distill",
+    "DistributedSettings",
+    "EnergySettings",
+    "Entry",
+    "EvaluateSettings",
+    "ExecutorSettings",
+    "FinetuneSettings",
+    "IDENTIFIER",
+    "KNOWN_SCHEMA_VERSIONS",
+    "Load",
+    "MAX_BATCH",
+    "MAX_ENTRIES",
+    "MAX_EPOCHS",
+    "MAX_ITEMS",
+    "MAX_MUI",
+    "MAX_NAME",
+    "MAX_PIXELS",
+    "MAX_RATE",
+    "MAX_SECONDS",
+    "MAX_SEED",
+    "MAX_STEPS",
+    "MAX_TEXT",
+    "MAX_TRIALS",
+    "MetricSettings",
+    "ModelSpec",
+    "PARAM_BOUNDS",
+    "PARAM_LIMIT",
+    "Prune",
+    "QualityFigure",
+    "Quantize",
+    "Reparameterize",
+    "SCHEMA_VERSION",
+    "SIZE_PARAMS",
+    "SR_QUALITY",
+    "ServeScenario",
+    "Stream",
+    "Strict",
+    "Suite",
+    "Throughput",
+    "TrainSettings",
+    "UsageIntensity",
+    "folder_name",
+    "identifier",
+]
 
 
 class UsageIntensity(Strict):
