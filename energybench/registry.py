@@ -53,7 +53,8 @@ class Family:
     help: str = ""
 
 
-def _resolve(target: Any) -> Any:
+def resolve(target: Any) -> Any:
+    """``target`` itself, or the object a lazy ``"module:attr"`` string names (imported now)."""
     if isinstance(target, str):
         module, _, attr = target.partition(":")
         return getattr(importlib.import_module(module), attr)
@@ -96,7 +97,7 @@ class Registry(Generic[T]):
         hits = []
         for fam in self.families():
             try:
-                if name in _resolve(fam.members)():
+                if name in resolve(fam.members)():
                     hits.append(f"'{fam.prefix}:{name}'")
             except ImportError:
                 continue
@@ -151,7 +152,7 @@ class Registry(Generic[T]):
         if fam is not None and name not in self._entries:
             family, member = fam
             try:
-                members = _resolve(family.members)()
+                members = resolve(family.members)()
             except ImportError as exc:
                 raise UnknownNameError(
                     self.kind, name, [], f"'{family.prefix}:' models need {exc.name}: {exc}"
@@ -160,7 +161,7 @@ class Registry(Generic[T]):
                 raise UnknownNameError(
                     self.kind, name, [f"{family.prefix}:{m}" for m in members], listed=False
                 )
-            return functools.partial(_resolve(family.factory), member)
+            return functools.partial(resolve(family.factory), member)
         try:
             target = self._entries[name]
         except KeyError:

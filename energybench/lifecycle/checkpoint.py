@@ -130,34 +130,12 @@ def compress_step(settings: Any, info: Mapping[str, Any], out: nn.Module) -> dic
     """The structural step a compress method made (None if it changed no module structure).
 
     ``settings`` is the suite's compress step, ``info`` what the method reported, ``out`` the
-    model it returned.
+    model it returned; the method's registered ``recipe`` hook says (none: weights only).
     """
-    method = settings.method
-    if method == "reparameterize":
-        return {"op": "reparameterize"}
-    if method == "prune":
-        if info.get("kind") != "structured":
-            return None  # zeros only: same shapes
-        pairs = [
-            {
-                "producer": producer,
-                "consumer": p["consumer"],
-                "between": list(p.get("between", [])),
-                "channels": int(p["channels"][1]),
-            }
-            for producer, p in info["pairs"].items()
-        ]
-        return {"op": "prune", "kind": "structured", "pairs": pairs}
-    if method == "quantize":
-        if settings.dtype in ("fp16", "bf16"):
-            return {"op": "cast", "dtype": settings.dtype}
-        step: dict[str, Any] = {"op": "quantize_int8", "graph": info.get("graph", "fx")}
-        if step["graph"] == "fx":
-            step["example_shape"] = [int(s) for s in out.example_shape]  # type: ignore[union-attr]
-        return step
-    if method == "distill":
-        return {"op": "distill", "student": dict(info["student"])}
-    raise ValueError(f"no checkpoint recipe step for compress method '{method}'")
+    from energybench.suite.methods import COMPRESS_METHODS
+
+    recipe = COMPRESS_METHODS.hook(settings.method, "recipe")
+    return None if recipe is None else recipe(settings, info, out)
 
 
 # --------------------------------------------------------------------------- building

@@ -18,7 +18,7 @@ from torch import nn
 from energybench.data.images import ImageClassDataset
 from energybench.lifecycle.tasks import Task, model_dtype
 from energybench.metrics.accuracy import topk_correct
-from energybench.suite.schema import EvaluateSettings
+from energybench.suite.schema import CLASSIFICATION_QUALITY, EvaluateSettings
 
 EVAL_BATCH = 250
 PRECISE_BN_BATCHES = 16  # x PRECISE_BN_BATCH training images after every training run
@@ -35,7 +35,7 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class ClassificationTask(Task):
     """Image classification: CE loss, top-1/top-5 accuracy in [0, 1], a batch per served call."""
 
-    quality_keys = ("top1", "top5")
+    quality_keys = CLASSIFICATION_QUALITY
 
     def __init__(self, dataset: ImageClassDataset) -> None:
         self.dataset = dataset

@@ -1,13 +1,14 @@
 """Compression methods applied in order in the compress phase, each in its own window.
 
 A method takes a trained model and returns a new (or modified) model plus a record of what it
-changed. Optional fine-tuning runs inside the method's window, so its energy is counted.
+changed. Optional fine-tuning runs inside the method's window, so its energy is counted. Methods
+are registered, with their settings classes, in :data:`energybench.suite.methods.COMPRESS_METHODS`;
+this module holds the small ones (reparameterize, quantize's casts) and :func:`apply_method`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from energybench.lifecycle.compress_common import (
     finetune,
     merge_branches,
 )
+from energybench.suite.methods import COMPRESS_METHODS
 
 
 def reparameterize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
@@ -45,24 +47,31 @@ def quantize(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Modu
     return quantize_int8(step, model, ctx)
 
 
-def prune(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
-    from energybench.lifecycle.prune import prune_model
-
-    return prune_model(step, model, ctx)
-
-
-def distill(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
-    from energybench.lifecycle.distill import distill_model
-
-    return distill_model(step, model, ctx)
+def reparameterize_recipe(step: Any, info: dict[str, Any], out: nn.Module) -> dict[str, Any]:
+    """The checkpoint recipe step of a reparameterize (see :mod:`.checkpoint`)."""
+    return {"op": "reparameterize"}
 
 
-METHODS: dict[str, Callable[[Any, nn.Module, CompressContext], tuple[nn.Module, dict]]] = {
-    "reparameterize": reparameterize,
-    "quantize": quantize,
-    "prune": prune,
-    "distill": distill,
-}
+def reparameterize_check(step: Any, model: nn.Module, model_name: str) -> str | None:
+    """Why reparameterize cannot work on ``model`` (None when it can)."""
+    from energybench.models.vision.reparam import has_reparam_blocks
+
+    if hasattr(model, "reparameterize") or has_reparam_blocks(model):
+        return None
+    return (
+        f"model '{model_name}' has no multi-branch blocks to merge (reparameterize needs "
+        "RepVGG/MobileOne-style blocks or CKBG); remove this step"
+    )
+
+
+def quantize_recipe(step: Any, info: dict[str, Any], out: nn.Module) -> dict[str, Any]:
+    """The checkpoint recipe step of a quantize: a cast, or an int8 graph to rebuild."""
+    if step.dtype in ("fp16", "bf16"):
+        return {"op": "cast", "dtype": step.dtype}
+    recipe: dict[str, Any] = {"op": "quantize_int8", "graph": info.get("graph", "fx")}
+    if recipe["graph"] == "fx":
+        recipe["example_shape"] = [int(s) for s in out.example_shape]  # type: ignore[union-attr]
+    return recipe
 
 
 def apply_method(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.Module, dict]:
@@ -75,7 +84,7 @@ def apply_method(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.
 
     before = describe_model(model)
     recipe = recipe_of(model)
-    out, info = METHODS[step.method](step, model, ctx)
+    out, info = COMPRESS_METHODS.get(step.method)(step, model, ctx)
     attach_recipe(out, recipe.then(compress_step(step, info, out)) if recipe else None)
     after = describe_model(out)
     return out, {

@@ -81,3 +81,8 @@ def distill_model(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn
         "teacher_inference_counted": True,
         "note": "the teacher's forward passes run inside this window; their energy is counted",
     }
+
+
+def distill_recipe(step: Any, info: dict[str, Any], out: nn.Module) -> dict[str, Any]:
+    """The checkpoint recipe step of a distill: the student replaces the model."""
+    return {"op": "distill", "student": dict(info["student"])}

@@ -370,3 +370,38 @@ def prune_model(step: Any, model: nn.Module, ctx: CompressContext) -> tuple[nn.M
         info.update(finetune(out, step.finetune, ctx))
     out.to(ctx.device).eval()
     return out, info
+
+
+def prune_recipe(step: Any, info: dict[str, Any], out: nn.Module) -> dict[str, Any] | None:
+    """The checkpoint recipe step of a prune: the channels kept (unstructured: none, zeros only
+    keep every shape)."""
+    if info.get("kind") != "structured":
+        return None
+    pairs = [
+        {
+            "producer": producer,
+            "consumer": p["consumer"],
+            "between": list(p.get("between", [])),
+            "channels": int(p["channels"][1]),
+        }
+        for producer, p in info["pairs"].items()
+    ]
+    return {"op": "prune", "kind": "structured", "pairs": pairs}
+
+
+def prune_check(step: Any, model: nn.Module, model_name: str) -> str | None:
+    """Why a structured prune cannot work on ``model`` (None when it can, or unstructured)."""
+    if step.kind != "structured":
+        return None
+    try:
+        pairs = find_prunable_pairs(model)
+    except ValueError as exc:
+        return str(exc)
+    if pairs:
+        return None
+    return (
+        f"structured pruning cannot handle model '{model_name}': it has no safely prunable conv "
+        "pair (a hidden conv feeding exactly one next conv through channel-wise ops; "
+        "multi-branch blocks such as RepVGG's sum their branches). Reparameterize first, or use "
+        "kind: unstructured"
+    )

@@ -16,7 +16,7 @@ from torch import nn
 
 from energybench.data.base import SRDataset
 from energybench.models.sr.base import online
-from energybench.suite.schema import EvaluateSettings
+from energybench.suite.schema import SR_QUALITY, EvaluateSettings
 
 
 class Task:
@@ -89,7 +89,7 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
 class SRTask(Task):
     """Super-resolution: L1 loss, PSNR/SSIM quality, one frame per served item."""
 
-    quality_keys = ("psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db")
+    quality_keys = SR_QUALITY
 
     def __init__(self, dataset: SRDataset, train_frames: int = 4) -> None:
         self.dataset = dataset

@@ -1,4 +1,4 @@
-"""Energy measurement: meters (NVML, RAPL, codecarbon estimate), the monitor, and carbon.
+"""Energy measurement: meters (NVML, RAPL, codecarbon estimate) and the monitor.
 
 Phases call :func:`build_monitor` once per run and open windows on the returned
 :class:`EnergyMonitor`; nothing outside this package talks to NVML or sysfs. Importing this
@@ -27,7 +27,6 @@ from energybench.meters.base import (
     SystemClock,
     WindowHandle,
 )
-from energybench.meters.carbon import grid_intensity, kg_co2e
 from energybench.meters.factory import (
     SIMULATE_PROFILES,
     MeterUnavailableError,
@@ -60,8 +59,6 @@ __all__ = [
     "UnknownProfileError",
     "WindowHandle",
     "build_monitor",
-    "grid_intensity",
-    "kg_co2e",
     "probe_meters",
     "simulated_gpu_count",
 ]

@@ -70,6 +70,7 @@ class Source(str, Enum):
     NVML_INTEGRATED = "nvml-power-integrated"  # sampled power, trapezoid-integrated
     RAPL = "rapl"  # /sys/class/powercap energy_uj deltas
     ESTIMATE = "estimate"  # a power model (codecarbon), not a measurement
+    UNMEASURED = "unmeasured"  # a device in use that no meter could read (energy_j is None)
 
 
 #: Human scope of each device kind, for "GPU only; CPU/RAM not measured" style labels.

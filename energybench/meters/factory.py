@@ -27,19 +27,16 @@ from energybench.meters.base import (
     Source,
 )
 from energybench.meters.estimate import EstimateMeter, codecarbon_spec
-from energybench.meters.nvml import (
+from energybench.meters.gpu_select import GpuTarget, run_pids, select_gpus, visible_gpus
+from energybench.meters.nvml import NvmlMeter
+from energybench.meters.nvml_device import (
     GpuBackend,
     GpuError,
     GpuNotSupportedError,
-    GpuTarget,
-    NvmlMeter,
     NvmlUnavailableError,
     PynvmlBackend,
-    probe_update_periods,
-    run_pids,
-    select_gpus,
-    visible_gpus,
 )
+from energybench.meters.nvml_probe import probe_update_periods
 from energybench.meters.rapl import RaplFs, RaplMeter, RaplUnavailableError, rapl_status
 from energybench.meters.simulate import (
     SIMULATE_PROFILES,
@@ -91,7 +88,7 @@ class UnmeasuredMeter(Meter):
                 device=d,
                 kind="gpu",
                 name=d,
-                source=Source.NVML_COUNTER,
+                source=Source.UNMEASURED,
                 energy_j=None,
                 complete=False,
                 issues=[self.reason],

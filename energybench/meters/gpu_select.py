@@ -141,3 +141,15 @@ def select_gpus(
             if warn not in tgt.issues:
                 tgt.issues.append(warn)
     return list(targets.values())
+
+
+def run_pids() -> set[int]:
+    """This process and its children (their GPU work is the run's own)."""
+    pids = {os.getpid()}
+    try:
+        import psutil
+
+        pids.update(c.pid for c in psutil.Process().children(recursive=True))
+    except Exception:  # noqa: BLE001 - psutil missing or a child vanished: own pid only
+        pass
+    return pids

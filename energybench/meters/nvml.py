@@ -14,10 +14,12 @@ A GPU in MIG mode, or running compute work of a process other than this one and 
 (checked at window edges and about once a second while sampling), is reported ``shared`` with
 the reason. Every device record carries the torch ``cuda_position`` of its GPU.
 
-Device access goes through :mod:`energybench.meters.nvml_device` (GPU selection in
-:mod:`~energybench.meters.gpu_select`, the period probe in :mod:`~energybench.meters.nvml_probe`;
-their names are re-exported here). This module only *reads*: it must never change a GPU
-setting, and ``NvmlMeter.end`` must never raise (an unmeasurable GPU is ``energy_j=None`` or
+Device access goes through :mod:`energybench.meters.nvml_device` (GPU selection and the run's
+own processes in :mod:`~energybench.meters.gpu_select`, the period probe in
+:mod:`~energybench.meters.nvml_probe`, the channels' uncertainty in
+:mod:`~energybench.meters.nvml_uncertainty`); the meter is the monitor side of that line and
+re-exports their main names. This module only *reads*: it must never change a GPU setting,
+and ``NvmlMeter.end`` must never raise (an unmeasurable GPU is ``energy_j=None`` or
 ``complete=False`` with the reason in ``issues``). Intervals use ``clock.monotonic()``.
 """
 
@@ -35,6 +37,7 @@ from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, So
 from energybench.meters.gpu_select import (
     GpuSelectionError,
     GpuTarget,
+    run_pids,
     select_gpus,
     visible_gpus,
 )
@@ -45,88 +48,39 @@ from energybench.meters.nvml_device import (
     GpuError,
     GpuLostError,
     GpuNotSupportedError,
-    GpuReadError,
     NvmlUnavailableError,
     PynvmlBackend,
-    PynvmlDevice,
 )
 from energybench.meters.nvml_probe import UpdatePeriods, probe_update_periods
+from energybench.meters.nvml_uncertainty import (
+    counter_uncertainty_j,
+    integrated_uncertainty_j,
+)
 from energybench.meters.sampler import PowerSampler, Reading, WindowStats
 
 __all__ = [
-    "POWER_USAGE_AVERAGE_S",
     "GpuBackend",
-    "GpuDevice",
     "GpuError",
-    "GpuLostError",
     "GpuNotSupportedError",
-    "GpuReadError",
     "GpuSelectionError",
     "GpuTarget",
     "NvmlMeter",
     "NvmlUnavailableError",
     "PynvmlBackend",
-    "PynvmlDevice",
-    "UpdatePeriods",
     "counter_uncertainty_j",
     "integrated_uncertainty_j",
-    "run_pids",
     "probe_update_periods",
+    "run_pids",
     "select_gpus",
     "visible_gpus",
 ]
 
-#: NVML power sensor accuracy assumed for both channels (relative, ~1 sigma). NVIDIA documents
-#: power readings as accurate to about +/-5 % of the current draw on recent data-centre GPUs.
-SENSOR_REL_UNCERTAINTY = 0.05
 #: Update period assumed when it could not be probed (s); ~100 ms on current GPUs.
 ASSUMED_UPDATE_PERIOD_S = 0.1
 #: How often the GPU's process list is read while sampling (s).
 PROCESS_CHECK_S = 1.0
 TRACE_FILE = "power-nvml.csv"
 MODULE_LABEL = "GPU + CPU + memory module"
-
-
-def run_pids() -> set[int]:
-    """This process and its children (their GPU work is the run's own)."""
-    pids = {os.getpid()}
-    try:
-        import psutil
-
-        pids.update(c.pid for c in psutil.Process().children(recursive=True))
-    except Exception:  # noqa: BLE001 - psutil missing or a child vanished: own pid only
-        pass
-    return pids
-
-
-# =============================================================================== uncertainty
-def counter_uncertainty_j(energy_j: float, duration_s: float, update_period_s: float) -> float:
-    """~1 sigma of a counter delta in J: sensor accuracy (5 % of the energy) plus edge effects.
-
-    The counter advances every ``update_period_s``; each edge can miss up to one period of energy,
-    counted as ``update_period_s x mean power`` for both edges together. Added linearly
-    (conservative).
-    """
-    mean_w = energy_j / duration_s if duration_s > 0 else 0.0
-    return SENSOR_REL_UNCERTAINTY * energy_j + update_period_s * mean_w
-
-
-def integrated_uncertainty_j(
-    energy_j: float, duration_s: float, effective_period_s: float, stats: WindowStats | None
-) -> float:
-    """~1 sigma of sampled-and-integrated energy in J.
-
-    Sensor accuracy (5 %) + edge effects (``effective_period_s x mean power``, the period being
-    the slower of sampling and sensor update) + sampling error of the mean power
-    (``duration x std / sqrt(n)``). Note the instantaneous sensor observes only part of each
-    update period on A100/H100 (~25 ms of 100 ms, Yang et al. SC'24), so short bursty loads can
-    be off by more than this: use windows of >= 5 s and the counter where available.
-    """
-    mean_w = energy_j / duration_s if duration_s > 0 else 0.0
-    sampling = 0.0
-    if stats is not None and stats.samples > 1:
-        sampling = duration_s * stats.std_w / math.sqrt(stats.samples)
-    return SENSOR_REL_UNCERTAINTY * energy_j + effective_period_s * mean_w + sampling
 
 
 # =============================================================================== the meter

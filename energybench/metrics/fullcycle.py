@@ -20,7 +20,7 @@ Computer Vision" (arXiv 2108.13465):
 
 What it must not do: measure, read or write files, import torch, or invent numbers. A figure
 that is not known is ``None``, never a silent zero. Carbon is derived elsewhere
-(``energybench.meters.carbon``); this module works in joules only.
+(``energybench.metrics.carbon``); this module works in joules only.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from energybench.meters.base import KIND_LABELS, Measurement
-from energybench.meters.carbon import kg_co2e
+from energybench.metrics.carbon import kg_co2e
 from energybench.metrics.fullcycle import (
     CostItem,
     EntryCost,
@@ -529,7 +529,7 @@ def usage_intensities(run: RunData) -> list[tuple[float, float]]:
 
 def carbon_factors(run: RunData) -> dict[str, Any]:
     """Grid intensity (gCO2e/kWh) and PUE of the run, each with where it comes from."""
-    from energybench.meters.carbon import grid_intensity
+    from energybench.metrics.carbon import grid_intensity
     from energybench.suite.schema import CarbonSettings
 
     raw = run.suite.get("carbon") or {}

@@ -7,22 +7,26 @@ Only ``yaml.safe_load``-equivalent parsing is used: no YAML tag ever executes co
 
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from energybench.metrics.carbon import known_countries
 from energybench.suite.blame import blame_defaults
 from energybench.suite.errors import Path_, Problem, SuiteError
+from energybench.suite.methods import COMPRESS_METHODS, CompressSettings
+from energybench.suite.overrides import apply_override, blame_overrides, deep_merge
 from energybench.suite.params import param_problems
-from energybench.suite.schema import MAX_ENTRIES, Entry, Suite
-from energybench.suite.yamlsafe import MAX_BYTES, MAX_DEPTH, YamlLimitError, load_bounded
+from energybench.suite.schema import MAX_ENTRIES, Entry, ModelSpec, Suite
+from energybench.suite.yamlsafe import MAX_BYTES, YamlLimitError, load_bounded
 
 
 # --------------------------------------------------------------------------- YAML with marks
@@ -88,200 +92,68 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, _Marks]:
     return data, _Marks(root)
 
 
-# --------------------------------------------------------------------------- overrides
-def apply_override(data: dict[str, Any], assignment: str) -> str:
-    """Apply ``key.path=value`` in place. Entries are addressed by name or index
-    (``entries.ckbg.train.steps=10``); the value is parsed as YAML (``[1,2]``, ``true``, ``3e-4``).
-    Returns the dotted path it set, list items as indices (``entries.2.train.steps``).
-    """
-    if "=" not in assignment:
-        raise SuiteError(
-            [Problem("--set", None, None, "", f"'{assignment}' is not key.path=value")]
-        )
-    key, _, raw = assignment.partition("=")
-    value = _override_value(raw, assignment)
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise SuiteError([Problem("--set", None, None, "", f"empty key in '{assignment}'")])
-    if len(parts) > MAX_DEPTH:
-        raise SuiteError(
-            [
-                Problem(
-                    "--set",
-                    None,
-                    None,
-                    "",
-                    f"key '{_short(key)}' is {len(parts)} levels deep; at most {MAX_DEPTH}",
-                )
-            ]
-        )
-    node: Any = data
-    resolved: list[str] = []
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, list):
-            idx = _list_index(node, part, assignment)
-            resolved.append(str(idx))
-            if last:
-                node[idx] = value
-            else:
-                node = node[idx]
-        elif isinstance(node, dict):
-            resolved.append(part)
-            if last:
-                node[part] = value
-            else:
-                node = node.setdefault(part, {})
-        else:
-            done = ".".join(parts[:i])
-            raise SuiteError(
-                [
-                    Problem(
-                        "--set",
-                        None,
-                        None,
-                        done,
-                        f"cannot set '{key}': '{done}' is not a mapping or list",
-                    )
-                ]
-            )
-    return ".".join(resolved)
-
-
-def _short(text: str, n: int = 60) -> str:
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-def _override_value(raw: str, assignment: str) -> Any:
-    """``raw`` parsed by the same bounded YAML reader as suite files; text that is not YAML
-    (``description=a: b``) stays a string, but a limit or a duplicate key is an error."""
-    if not raw.strip():
-        return ""
-    where = f"in --set '{_short(assignment)}'"
-    if len(raw.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise SuiteError(
-            [Problem("--set", None, None, "", f"{where}: value larger than {MAX_BYTES} bytes")]
-        )
-    try:
-        return load_bounded(raw)[0]
-    except YamlLimitError as exc:
-        at = f" (value line {exc.line}, column {exc.column})" if exc.line else ""
-        raise SuiteError([Problem("--set", None, None, "", f"{where}: {exc}{at}")]) from None
-    except yaml.YAMLError:
-        return raw
-
-
-def _blame_overrides(problems: list[Problem], overridden: dict[str, str]) -> list[Problem]:
-    """Problems about a value that ``--set`` gave point at the ``--set``, not at the file."""
-    out = []
-    for pr in problems:
-        hit = next(
-            (
-                a
-                for path, a in overridden.items()
-                if pr.path == path or pr.path.startswith(path + ".")
-            ),
-            None,
-        )
-        out.append(
-            Problem(
-                "--set",
-                None,
-                None,
-                pr.path,
-                f"{pr.message} (from --set {_short(hit, 120)})",
-                loc=pr.loc,
-            )
-            if hit
-            else pr
-        )
-    return out
-
-
-def _list_index(node: list[Any], part: str, assignment: str) -> int:
-    if part.isdigit() and int(part) < len(node):
-        return int(part)
-    names = [x.get("name") for x in node if isinstance(x, dict)]
-    if part in names:
-        return names.index(part)
-    close = difflib.get_close_matches(part, [str(n) for n in names if n], n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise SuiteError(
-        [
-            Problem(
-                "--set",
-                None,
-                None,
-                "",
-                f"in '{assignment}': no list item named or numbered '{part}'{hint}",
-            )
-        ]
-    )
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 # --------------------------------------------------------------------------- validation
 def _field_names(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
-def _model_at(loc: Path_) -> type[BaseModel] | None:
-    """The pydantic model that owns the mapping at ``loc`` (for did-you-mean on typos)."""
-    from energybench.suite import schema as s
+def _model_at(loc: Path_, data: Any) -> type[BaseModel] | None:
+    """The pydantic model that owns the mapping at ``loc`` (for did-you-mean on typos), found by
+    walking the schema's annotations (union tags in ``loc`` pick a member; a compress step's
+    class comes from the registry by its ``method`` in ``data``)."""
+    tp: Any = Suite
+    node = data
+    for part in loc:
+        tp = _unwrap(tp, node)
+        if isinstance(tp, list):  # a tagged union: ``part`` is the tag pydantic inserted
+            tp = next((m for m in tp if part in _tags(m)), None)
+            if tp is None:
+                return None
+            continue
+        if isinstance(part, int) and get_origin(tp) is list:
+            tp = get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+        node = node[part] if isinstance(node, dict | list) and _has(node, part) else None
+    tp = _unwrap(tp, node)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
-    tops: dict[str, type[BaseModel]] = {
-        "energy": s.EnergySettings,
-        "carbon": s.CarbonSettings,
-        "metric": s.MetricSettings,
-        "executor": s.ExecutorSettings,
-    }
-    if not loc:
-        return s.Suite
-    if len(loc) == 1 and loc[0] in tops:
-        return tops[loc[0]]
-    if loc[0] == "energy" and loc[1:] == ("cooldown",):
-        return s.CooldownSettings
-    if loc[0] != "entries" or len(loc) < 2:
-        return None
-    rest = loc[2:]
-    sub: dict[Path_, type[BaseModel]] = {
-        (): s.Entry,
-        ("model",): s.ModelSpec,
-        ("dataset",): s.DatasetSpec,
-        ("train",): s.TrainSettings,
-        ("train", "distributed"): s.DistributedSettings,
-        ("evaluate",): s.EvaluateSettings,
-        ("backend",): s.BackendSpec,
-    }
-    if rest in sub:
-        return sub[rest]
-    if len(rest) >= 3 and rest[0] in ("compress", "serve") and isinstance(rest[2], str):
-        union = {
-            "compress": {
-                "reparameterize": s.Reparameterize,
-                "prune": s.Prune,
-                "quantize": s.Quantize,
-                "distill": s.Distill,
-            },
-            "serve": {"throughput": s.Throughput, "stream": s.Stream, "load": s.Load},
-        }
-        model = union[rest[0]].get(rest[2])
-        if model is not None and len(rest) == 3:
-            return model
-        if model is not None and rest[3:] == ("finetune",):
-            return s.FinetuneSettings
-        if model is s.Distill and rest[3:] == ("student",):
-            return s.ModelSpec
-    return None
+
+def _has(node: dict[Any, Any] | list[Any], part: str | int) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
+
+
+def _unwrap(tp: Any, node: Any) -> Any:
+    """``tp`` without Optional/Annotated; a union of models as a list of its members; a compress
+    step as the registered class its ``method`` names."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) > 1:
+                return members
+            tp = members[0]
+        else:
+            break
+    if tp is CompressSettings and isinstance(node, dict):
+        method = node.get("method")
+        if isinstance(method, str) and method in COMPRESS_METHODS.names():
+            return COMPRESS_METHODS.settings(method)
+    return tp
+
+
+def _tags(model: Any) -> tuple[Any, ...]:
+    """The ``Literal`` values of a union member's discriminator field (``scenario``/``method``)."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return ()
+    for name in ("scenario", "method"):
+        if name in model.model_fields:
+            return get_args(model.model_fields[name].annotation)
+    return ()
 
 
 def _data_path(loc: Path_, data: Any) -> Path_:
@@ -317,7 +189,7 @@ def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str
     pretty = ".".join(str(p) for p in path)
     if kind == "extra_forbidden":
         key = str(path[-1])
-        owner = _model_at(loc[:-1])
+        owner = _model_at(loc[:-1], data)
         close = difflib.get_close_matches(key, _field_names(owner), n=1) if owner else []
         hint = f"; did you mean '{close[0]}'?" if close else ""
         allowed = f" (allowed: {', '.join(_field_names(owner))})" if owner else ""
@@ -343,6 +215,14 @@ def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str
         )
     line, col = marks.locate(path)
     found = f"; found {_describe(err['input'])}" if "input" in err and kind != "missing" else ""
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(str(err.get("input")), options, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        expected = ", ".join(f"'{o}'" for o in options)
+        return Problem(
+            file, line, col, pretty, f"expected one of {expected}{found}{hint}", loc=path
+        )
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
@@ -385,9 +265,10 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
             (MODELS, e.model, base + ("model",)),
             (DATASETS, e.dataset, base + ("dataset",)),
         ] + [
-            (MODELS, step.student, base + ("compress", j, "student"))
+            (MODELS, spec, base + ("compress", j, field))
             for j, step in enumerate(e.compress)
-            if getattr(step, "student", None) is not None
+            for field, spec in step
+            if isinstance(spec, ModelSpec)
         ]
         for reg, spec, at in specs:
             if spec is None:
@@ -462,30 +343,40 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
         for name in pair:
             if name not in names:
                 add(("metric", "pairs", k), f"no entry named '{name}'")
+    country = suite.carbon.country
+    known = known_countries() if country else None
+    if country and known is not None and country.upper() not in known:
+        close = difflib.get_close_matches(country.upper(), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        add(
+            ("carbon", "country"),
+            f"no grid-intensity data for country '{country}'{hint} (expected an ISO 3166 "
+            "alpha-3 code in codecarbon's offline data, such as DEU, FRA or USA)",
+        )
     return problems
 
 
 def _compress_problems(e: Entry) -> list[tuple[int, str]]:
     """Compress steps that cannot work on the entry's model, found by building the model once.
 
-    Checked up to the first step that changes the architecture (reparameterize, distill,
-    structured prune): a structured prune on a model with no prunable conv pair, and a
-    reparameterize on a model with nothing to merge. Models built from other entries
-    (``upstream``) or that fail to build here are left to the run.
+    Each step's registered ``check`` hook (see :mod:`energybench.suite.methods`) runs on the
+    entry's model, up to the first step that changes the architecture (whose output the model
+    no longer describes). Models built from other entries (``upstream``) or that fail to build
+    here are left to the run.
     """
     import inspect
 
     from energybench.models import MODELS
 
-    steps = [
-        (j, c)
-        for j, c in enumerate(e.compress)
-        if c.method in ("reparameterize", "distill")
-        or (c.method == "prune" and c.kind == "structured")
-    ]
-    if not steps or steps[0][1].method == "distill":
+    checks = []
+    for j, step in enumerate(e.compress):
+        check = COMPRESS_METHODS.hook(step.method, "check")
+        if check is not None:
+            checks.append((j, step, check))
+        if step.changes_architecture():
+            break
+    if not checks:
         return []
-    j, step = steps[0]
     try:
         factory = MODELS.get(e.model.name)
         if "upstream" in inspect.signature(factory).parameters:
@@ -493,36 +384,12 @@ def _compress_problems(e: Entry) -> list[tuple[int, str]]:
         model = factory(**e.model.params)
     except Exception:  # noqa: BLE001 - building problems are reported by the run
         return []
-    if step.method == "reparameterize":
-        from energybench.models.vision.reparam import has_reparam_blocks
-
-        if not hasattr(model, "reparameterize") and not has_reparam_blocks(model):
-            return [
-                (
-                    j,
-                    f"model '{e.model.name}' has no multi-branch blocks to merge "
-                    "(reparameterize needs RepVGG/MobileOne-style blocks or CKBG); remove "
-                    "this step",
-                )
-            ]
-        return []
-    from energybench.lifecycle.prune import find_prunable_pairs
-
-    try:
-        pairs = find_prunable_pairs(model)
-    except ValueError as exc:
-        return [(j, str(exc))]
-    if not pairs:
-        return [
-            (
-                j,
-                f"structured pruning cannot handle model '{e.model.name}': it has no safely "
-                "prunable conv pair (a hidden conv feeding exactly one next conv through "
-                "channel-wise ops; multi-branch blocks such as RepVGG's sum their branches). "
-                "Reparameterize first, or use kind: unstructured",
-            )
-        ]
-    return []
+    out = []
+    for j, step, check in checks:
+        msg = check(step, model, e.model.name)
+        if msg:
+            out.append((j, msg))
+    return out
 
 
 def dependency_order(suite: Suite) -> list[Entry]:
@@ -662,7 +529,7 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     if isinstance(defaults, dict) and isinstance(entries, list):
         _check_merge_size(defaults, entries, marks, file)
         data["entries"] = [
-            _deep_merge(
+            deep_merge(
                 {
                     k: v
                     for k, v in defaults.items()
@@ -678,7 +545,7 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     defaults = defaults if isinstance(defaults, dict) else {}
 
     def blame(problems: list[Problem]) -> list[Problem]:
-        return _blame_overrides(blame_defaults(problems, own, defaults, marks, file), overridden)
+        return blame_overrides(blame_defaults(problems, own, defaults, marks, file), overridden)
 
     try:
         suite = Suite.model_validate(data)

@@ -3,13 +3,15 @@
 Only structure and value ranges live here; cross-references (model names, inherited entries) are
 checked in :mod:`energybench.suite.load`, which also turns errors into file:line:col messages.
 
-Every bound is declared here, once. Floats are finite everywhere (``.inf``/``.nan`` are refused
-by :class:`Strict`); counts (steps, batch sizes, frames, trials, ...) have upper bounds far
-above real use but below what would overflow or exhaust memory hours into a run
-(:data:`MAX_STEPS`, :data:`MAX_BATCH`, :data:`MAX_ITEMS`, :data:`MAX_TRIALS`, ...). Model and
-dataset parameters are free-form mappings, bounded by :data:`PARAM_BOUNDS` and checked against
-the factory's signature by :mod:`energybench.suite.params`. Suite and entry names are
-identifiers (:data:`IDENTIFIER`): they become folder names in the run directory.
+Every bound is declared once, in :mod:`energybench.suite.base` (re-exported here); compress
+steps are the methods registered in :mod:`energybench.suite.methods`. Floats are finite
+everywhere (``.inf``/``.nan`` are refused by :class:`Strict`); counts (steps, batch sizes,
+frames, trials, ...) have upper bounds far above real use but below what would overflow or
+exhaust memory hours into a run (:data:`MAX_STEPS`, :data:`MAX_BATCH`, :data:`MAX_ITEMS`,
+:data:`MAX_TRIALS`, ...). Model and dataset parameters are free-form mappings, bounded by
+:data:`PARAM_BOUNDS` and checked against the factory's signature by
+:mod:`energybench.suite.params`. Suite and entry names are identifiers (:data:`IDENTIFIER`):
+they become folder names in the run directory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AliasChoices,
     BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     field_validator,
@@ -28,156 +29,106 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
-KNOWN_SCHEMA_VERSIONS = (1,)
+from energybench.suite.base import (
+    DEVICE,
+    IDENTIFIER,
+    KNOWN_SCHEMA_VERSIONS,
+    MAX_BATCH,
+    MAX_ENTRIES,
+    MAX_EPOCHS,
+    MAX_ITEMS,
+    MAX_MUI,
+    MAX_NAME,
+    MAX_PIXELS,
+    MAX_RATE,
+    MAX_SECONDS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TEXT,
+    MAX_TRIALS,
+    PARAM_BOUNDS,
+    PARAM_LIMIT,
+    SCHEMA_VERSION,
+    SIZE_PARAMS,
+    DatasetSpec,
+    FinetuneSettings,
+    ModelSpec,
+    Strict,
+    folder_name,
+    identifier,
+)
+from energybench.suite.energy import (
+    CarbonSettings,
+    CooldownSettings,
+    EnergySettings,
+)
+from energybench.suite.methods import (
+    COMPRESS_METHODS,
+    CompressSettings,
+    CompressStep,
+    Distill,
+    Prune,
+    Quantize,
+    Reparameterize,
+)
 
-IDENTIFIER = r"^[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]{0,63}$"
-"""Suite and entry names: 1-64 of letters, digits, ``_ + - .``, not starting with ``.`` (no
-path separator, never ``.``/``..``); entry names are also unique ignoring case."""
-MAX_NAME = 128  # scenario names (never used in paths), model/dataset names, references
-MAX_TEXT = 10_000  # descriptions
-
-MAX_ENTRIES = 256
-MAX_STEPS = 10_000_000  # training/fine-tuning/distillation steps
-MAX_EPOCHS = 100_000
-MAX_BATCH = 65_536  # any batch size
-MAX_ITEMS = 10_000_000  # frames, requests, iterations, evaluated items
-MAX_TRIALS = 1_000
-MAX_SECONDS = 86_400.0  # any duration or wait, in seconds (one day)
-MAX_RATE = 1_000_000.0  # frames or requests per second
-MAX_SEED = 2**32 - 1
-MAX_MUI = 1e18  # items served over a model's life
-
-#: Bounds of model and dataset parameters, by parameter name, or ``"<registry name>.<param>"``
-#: for one model or dataset (which wins). Every number in ``params`` must also be finite and
-#: at most ``PARAM_LIMIT`` in size; image sizes (``"WxH"``, N or [W, H]) at most ``MAX_PIXELS``.
-PARAM_BOUNDS: dict[str, tuple[float, float]] = {
-    "channels": (1, 4096),
-    "layers": (1, 256),
-    "espcn.layers": (2, 256),
-    "blocks": (1, 256),
-    "first_kernel": (1, 31),
-    "graft_kernel": (1, 31),
-    "scale": (1, 16),
-    "patch_size": (1, 8192),
-    "seq_frames": (1, 100_000),
-    "max_frames": (1, 100_000),
-    "eval_frames": (1, 100_000),
-    "train_items": (1, MAX_ITEMS),
-    "image_size": (8, 8192),
-    "pad_crop_px": (0, 1024),
-    "seed": (0, MAX_SEED),
-    "val_fraction": (0, 0.99),
-    "test_fraction": (0, 0.99),
-    "num_classes": (1, 1_000_000),
-    "in_chans": (1, 64),
-    "main_init_scale": (0, 100),
-}
-PARAM_LIMIT = 2.0**53
-SIZE_PARAMS = ("test_crop", "serve_lr", "seq_size", "hr_size")
-MAX_PIXELS = 8192
-DEVICE = r"^(auto|cpu|cuda(:[0-9]{1,2})?)$"
-"""Entry devices: ``auto`` (the first GPU if any, else the CPU), ``cpu``, ``cuda``, ``cuda:N``."""
-
-
-def identifier(value: str, what: str) -> str:
-    """``value`` if it is an :data:`IDENTIFIER`, else a ValueError that says why."""
-    if value.startswith("."):
-        raise ValueError(
-            f"{what} '{value}' starts with '.'; names are used as folder and file names in "
-            "the run directory, where '.' and '..' point outside it, so start the name with a "
-            "letter, digit, _, + or -"
-        )
-    if not re.fullmatch(IDENTIFIER, value):
-        raise ValueError(
-            f"{what} {value[:80]!r} is not a name: use 1-64 letters, digits, '_', '+', '-' "
-            "or '.' (no '/', spaces or other characters; names become folder names)"
-        )
-    return value
-
-
-def folder_name(value: str | None, what: str) -> str | None:
-    """``value`` unless it starts with '.' ('.', '..', '.hidden'), which names outside a run
-    folder; for names that are not identifiers (scenario names)."""
-    if value is not None and value.startswith("."):
-        identifier(value, what)
-    return value
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; floats are finite (``.inf`` and ``.nan`` are refused)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
-
-
-# --------------------------------------------------------------------------- energy and carbon
-class CooldownSettings(Strict):
-    enabled: bool = False
-    max_s: float = Field(
-        60.0, ge=0, le=MAX_SECONDS, description="give up waiting after this many seconds"
-    )
-    tolerance_c: float = Field(3.0, gt=0, le=100, description="back within this many °C of idle")
-
-
-class EnergySettings(Strict):
-    """How energy is measured: which meters, how often, and the measurement protocol."""
-
-    meters: list[Literal["auto", "nvml", "rapl", "estimate"]] = Field(
-        default_factory=lambda: ["auto"],
-        min_length=1,
-        max_length=8,
-        description="'auto' uses NVML for GPUs in use, RAPL for the CPU, and an estimate "
-        "only where neither works",
-    )
-    sample_period_s: float = Field(0.05, gt=0.001, le=10, description="power sampling period")
-    idle_baseline_s: float = Field(
-        2.0, ge=0, le=MAX_SECONDS, description="idle power measured before the run"
-    )
-    idle_after: bool = Field(False, description="measure idle power after the run too")
-    cross_check_threshold: float = Field(
-        0.10, gt=0, le=100, description="flag a window whose two NVML channels disagree by more"
-    )
-    min_window_s: float = Field(
-        5.0, ge=0, le=MAX_SECONDS, description="serving windows are repeated to this"
-    )
-    min_window_iters: int = Field(
-        32, ge=1, le=MAX_ITEMS, description="... and to at least this many iterations"
-    )
-    trials: int = Field(
-        3, ge=1, le=MAX_TRIALS, description="trials per serving scenario at least (for CIs)"
-    )
-    target_ci: float = Field(
-        0.05,
-        gt=0,
-        le=1,
-        description="more trials until the 95 % CI half-width of J/item is at most this "
-        "fraction of the mean (trial-to-trial spread; 1 stops at 'trials')",
-    )
-    max_trials: int = Field(10, ge=1, le=MAX_TRIALS, description="... or until this many trials")
-    cooldown: CooldownSettings = Field(default_factory=CooldownSettings)
-    allow_estimates_in_ranking: bool = Field(
-        False,
-        description="rank on measured + estimated energy (any estimated joule makes the figure "
-        "an estimate); false: rank on measured devices only, the estimate shown beside",
-    )
-    allow_shared_devices: bool = Field(
-        False,
-        description="rank figures from a GPU in MIG mode or shared with another process",
-    )
-
-    @model_validator(mode="after")
-    def _trial_bounds(self) -> EnergySettings:
-        if self.max_trials < self.trials:
-            raise ValueError(f"max_trials ({self.max_trials}) must be >= trials ({self.trials})")
-        return self
-
-
-class CarbonSettings(Strict):
-    """Carbon as a derived layer: kgCO2e = kWh x PUE x grid intensity."""
-
-    grid_intensity_g_per_kwh: float | None = Field(None, ge=0, le=10_000)
-    country: str | None = Field(None, min_length=3, max_length=3, description="ISO 3166 alpha-3")
-    pue: float = Field(1.0, ge=1.0, le=10)
+#: Public names, including those defined in suite.base, suite.energy and suite.methods.
+__all__ = [
+    "Adaptive",
+    "BackendSpec",
+    "CLASSIFICATION_QUALITY",
+    "COMPRESS_METHODS",
+    "CarbonSettings",
+    "CompressSettings",
+    "CompressStep",
+    "ContentionStep",
+    "CooldownSettings",
+    "DEVICE",
+    "DatasetSpec",
+    "Distill",
+    "DistributedSettings",
+    "EnergySettings",
+    "Entry",
+    "EvaluateSettings",
+    "ExecutorSettings",
+    "FinetuneSettings",
+    "IDENTIFIER",
+    "KNOWN_SCHEMA_VERSIONS",
+    "Load",
+    "MAX_BATCH",
+    "MAX_ENTRIES",
+    "MAX_EPOCHS",
+    "MAX_ITEMS",
+    "MAX_MUI",
+    "MAX_NAME",
+    "MAX_PIXELS",
+    "MAX_RATE",
+    "MAX_SECONDS",
+    "MAX_SEED",
+    "MAX_STEPS",
+    "MAX_TEXT",
+    "MAX_TRIALS",
+    "MetricSettings",
+    "ModelSpec",
+    "PARAM_BOUNDS",
+    "PARAM_LIMIT",
+    "Prune",
+    "QualityFigure",
+    "Quantize",
+    "Reparameterize",
+    "SCHEMA_VERSION",
+    "SIZE_PARAMS",
+    "SR_QUALITY",
+    "ServeScenario",
+    "Stream",
+    "Strict",
+    "Suite",
+    "Throughput",
+    "TrainSettings",
+    "UsageIntensity",
+    "folder_name",
+    "identifier",
+]
 
 
 class UsageIntensity(Strict):
@@ -185,14 +136,22 @@ class UsageIntensity(Strict):
     weight: float = Field(1.0, ge=0, le=1e6)
 
 
+QualityFigure = Literal["psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db", "top1", "top5"]
+"""Every quality figure a task's evaluation produces (``metric.quality`` names one)."""
+SR_QUALITY: tuple[QualityFigure, ...] = ("psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db")
+"""The figures of the super-resolution task (:class:`energybench.lifecycle.tasks.SRTask`)."""
+CLASSIFICATION_QUALITY: tuple[QualityFigure, ...] = ("top1", "top5")
+"""The figures of the classification task (:mod:`energybench.lifecycle.classification`)."""
+
+
 class MetricSettings(Strict):
     """The full-cycle metric G(MUI) = Q^tau / (TEC + MUI * IEC)."""
 
     tau: float = Field(1.0, ge=0, le=100)
-    quality: str = Field(
+    quality: QualityFigure = Field(
         "ssim",
-        description="which quality figure is Q (SR: ssim, psnr_db, psnr_gain_db; "
-        "classification: top1, top5)",
+        description="which quality figure is Q (SR: psnr_db, ssim, psnr_gain_db, "
+        "bicubic_psnr_db; classification: top1, top5)",
     )
     iec_scenario: str | None = Field(
         None,
@@ -224,21 +183,6 @@ class MetricSettings(Strict):
 
 
 # --------------------------------------------------------------------------- entry parts
-class ModelSpec(Strict):
-    """A registered model and its constructor parameters (checked at validate, see
-    :data:`PARAM_BOUNDS`)."""
-
-    name: str = Field(max_length=MAX_NAME)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class DatasetSpec(Strict):
-    """A registered dataset and its parameters (checked at validate, see :data:`PARAM_BOUNDS`)."""
-
-    name: str = Field(max_length=MAX_NAME)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
 class DistributedSettings(Strict):
     """A train phase run by ``nproc_per_node`` DDP ranks under torch's elastic launcher."""
 
@@ -287,49 +231,6 @@ class TrainSettings(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
         return _drop_unset(handler, self, "distributed")
-
-
-class FinetuneSettings(Strict):
-    steps: int = Field(0, ge=0, le=MAX_STEPS)
-    lr: float = Field(1e-4, gt=0, le=100)
-    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH)
-
-
-class _CompressBase(Strict):
-    finetune: FinetuneSettings | None = None
-
-
-class Reparameterize(_CompressBase):
-    method: Literal["reparameterize"]
-
-
-class Prune(_CompressBase):
-    method: Literal["prune"]
-    kind: Literal["structured", "unstructured"] = "structured"
-    amount: float = Field(0.3, gt=0, lt=1)
-    criterion: Literal["l1", "l2", "magnitude"] = "l1"
-    scope: Literal["layer", "global"] = Field(
-        "layer", description="unstructured only: rank weights per layer or across all layers"
-    )
-
-
-class Quantize(_CompressBase):
-    method: Literal["quantize"]
-    dtype: Literal["int8", "fp16", "bf16"] = "int8"
-    mode: Literal["static", "dynamic", "cast"] = "static"
-    calibration_batches: int = Field(8, ge=1, le=100_000)
-
-
-class Distill(_CompressBase):
-    method: Literal["distill"]
-    student: ModelSpec
-    steps: int = Field(200, ge=1, le=MAX_STEPS)
-    lr: float = Field(1e-3, gt=0, le=100)
-    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
-    alpha: float = Field(0.5, ge=0, le=1, description="weight of the teacher term in the loss")
-
-
-CompressStep = Annotated[Reparameterize | Prune | Quantize | Distill, Field(discriminator="method")]
 
 
 class BackendSpec(Strict):

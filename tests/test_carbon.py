@@ -8,7 +8,7 @@ from importlib.resources import files
 
 import pytest
 
-from energybench.meters.carbon import grid_intensity, kg_co2e
+from energybench.metrics.carbon import grid_intensity, kg_co2e
 from energybench.suite.schema import CarbonSettings
 
 

@@ -12,9 +12,16 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, Protocol
 
-from energybench.suite.schema import CarbonSettings
+
+class CarbonSettings(Protocol):
+    """What carbon needs of the suite's ``carbon`` settings (:class:`energybench.suite.schema.
+    CarbonSettings`); a protocol so that the metrics import nothing else of energybench."""
+
+    grid_intensity_g_per_kwh: float | None
+    country: str | None
+
 
 J_PER_KWH = 3.6e6
 #: Fallback when codecarbon's data cannot be read (IEA 2019 world average, as codecarbon uses).
@@ -40,6 +47,14 @@ def _country_intensity(iso3: str) -> tuple[float, str] | None:
 
         value = Emissions._global_energy_mix_to_emissions_rate(mix).kgs_per_kWh * 1000.0
     return value, f"codecarbon offline data for {name} ({iso3.upper()}, {year})"
+
+
+def known_countries() -> list[str] | None:
+    """The ISO-3 codes codecarbon's offline data has; None when the data cannot be read."""
+    try:
+        return sorted(_codecarbon_json("global_energy_mix.json"))
+    except (OSError, ValueError, ModuleNotFoundError):
+        return None
 
 
 def world_average() -> tuple[float, str]:
