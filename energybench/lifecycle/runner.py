@@ -52,7 +52,7 @@ from energybench.records import RunFileError, read_record
 from energybench.runlock import RunLock
 from energybench.store import PHASES, STORE_VERSION, DiskFullError, RunStore, atomic_write_json
 from energybench.suite.load import LoadedSuite
-from energybench.suite.schema import SCHEMA_VERSION, Entry
+from energybench.suite.schema import SCHEMA_VERSION, Adaptive, Entry
 
 #: Test hook (documented in tests/test_runner.py): ``ENTRY/PHASE:PATH`` holds the run just before
 #: that phase starts, after writing ``PATH.ready``, for as long as the file ``PATH`` exists. Fault
@@ -316,7 +316,7 @@ class Runner:
             info["input_shape"] = list(sample.shape)
         for sc, name in zip(e.serve, e.scenario_names(), strict=True):
             self._phase_bar(f"{e.name}: serve {name}", None)
-            if sc.scenario == "adaptive":
+            if isinstance(sc, Adaptive):  # its variants are other entries' final models
                 from energybench.lifecycle.adaptive import run_adaptive
 
                 models = {v: self._variant(v, device) for v in sc.variants}

@@ -27,6 +27,7 @@ from energybench.lifecycle.trials import (
 )
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
+from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from energybench.suite.schema import EnergySettings, Load, Stream, Throughput
 
 
@@ -152,13 +153,6 @@ def run_load(
     return serve_open_loop(sc, model, task, device, monitor, energy, window)
 
 
-RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "throughput": run_throughput,
-    "stream": run_stream,
-    "load": run_load,
-}
-
-
 def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
     """A shallow copy of ``model`` whose ``forward`` (and online ``step``) go through
     ``torch.compile(mode=mode)``; weights are shared. ``mode == "none"``: the model itself."""
@@ -172,7 +166,7 @@ def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
 
 
 def run_scenario(
-    sc: Throughput | Stream | Load,
+    sc: ScenarioSettings,
     model: nn.Module,
     task: Task,
     device: torch.device,
@@ -189,6 +183,7 @@ def run_scenario(
         model = compiled_for_serving(model, sc.compile)
         if sc.warmup == 0:
             sc = sc.model_copy(update={"warmup": 1})
-    record = RUNNERS[sc.scenario](sc, model, task, device, monitor, energy, window)
+    runner = SERVE_SCENARIOS.get(sc.scenario)  # the registered scenario's runner
+    record = runner(sc, model, task, device, monitor, energy, window)
     record["compile"] = sc.compile
     return record

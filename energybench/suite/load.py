@@ -25,6 +25,7 @@ from energybench.suite.errors import Path_, Problem, SuiteError
 from energybench.suite.methods import COMPRESS_METHODS, CompressSettings
 from energybench.suite.overrides import apply_override, blame_overrides, deep_merge
 from energybench.suite.params import param_problems
+from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from energybench.suite.schema import MAX_ENTRIES, Entry, ModelSpec, Suite
 from energybench.suite.yamlsafe import MAX_BYTES, YamlLimitError, load_bounded
 
@@ -97,6 +98,10 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
+#: settings base class -> the registry of its plug-ins (a mapping there is one of them)
+PLUGIN_BASES = {CompressSettings: COMPRESS_METHODS, ScenarioSettings: SERVE_SCENARIOS}
+
+
 def _model_at(loc: Path_, data: Any) -> type[BaseModel] | None:
     """The pydantic model that owns the mapping at ``loc`` (for did-you-mean on typos), found by
     walking the schema's annotations (union tags in ``loc`` pick a member; a compress step's
@@ -127,7 +132,7 @@ def _has(node: dict[Any, Any] | list[Any], part: str | int) -> bool:
 
 def _unwrap(tp: Any, node: Any) -> Any:
     """``tp`` without Optional/Annotated; a union of models as a list of its members; a compress
-    step as the registered class its ``method`` names."""
+    step or a serving scenario as the registered class its tag names."""
     while True:
         origin = get_origin(tp)
         if origin is Annotated:
@@ -139,10 +144,11 @@ def _unwrap(tp: Any, node: Any) -> Any:
             tp = members[0]
         else:
             break
-    if tp is CompressSettings and isinstance(node, dict):
-        method = node.get("method")
-        if isinstance(method, str) and method in COMPRESS_METHODS.names():
-            return COMPRESS_METHODS.settings(method)
+    registry = PLUGIN_BASES.get(tp) if isinstance(tp, type) else None
+    if registry is not None and isinstance(node, dict):
+        name = node.get(registry.tag)
+        if isinstance(name, str) and name in registry.names():
+            return registry.settings(name)
     return tp
 
 

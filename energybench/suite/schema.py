@@ -17,7 +17,7 @@ they become folder names in the run directory.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -71,8 +71,18 @@ from energybench.suite.methods import (
     Quantize,
     Reparameterize,
 )
+from energybench.suite.scenarios import (
+    SERVE_SCENARIOS,
+    Adaptive,
+    ContentionStep,
+    Load,
+    ScenarioSettings,
+    ServeScenario,
+    Stream,
+    Throughput,
+)
 
-#: Public names, including those defined in suite.base, suite.energy and suite.methods.
+#: Public names, including those defined in suite.base, energy, methods and scenarios.
 __all__ = [
     "Adaptive",
     "BackendSpec",
@@ -117,8 +127,10 @@ __all__ = [
     "Quantize",
     "Reparameterize",
     "SCHEMA_VERSION",
+    "SERVE_SCENARIOS",
     "SIZE_PARAMS",
     "SR_QUALITY",
+    "ScenarioSettings",
     "ServeScenario",
     "Stream",
     "Strict",
@@ -308,118 +320,6 @@ class BackendSpec(Strict):
     def is_default(self) -> bool:
         """True for plain eager PyTorch (today's serving; not part of phase hashes)."""
         return not self.model_dump(exclude_defaults=True)
-
-
-class _ScenarioBase(Strict):
-    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
-    warmup: int = Field(
-        5, ge=0, le=MAX_ITEMS, description="iterations run before measuring (excluded)"
-    )
-    iterations: int = Field(
-        32, ge=1, le=MAX_ITEMS, description="measured iterations per trial (at least)"
-    )
-    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
-        "none",
-        description="serve through torch.compile with this mode ('reduce-overhead' uses CUDA "
-        "graphs on GPUs); compilation happens in warm-up, outside the measured windows. Kept "
-        "for older suites: prefer the entry's backend: {name: compile, compile_mode: ...}",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        return folder_name(v, "scenario name")
-
-
-class Throughput(_ScenarioBase):
-    scenario: Literal["throughput"]
-    batch_sizes: list[Annotated[int, Field(ge=1, le=MAX_BATCH)]] = Field(
-        default_factory=lambda: [1], min_length=1, max_length=64
-    )
-
-
-class Stream(_ScenarioBase):
-    scenario: Literal["stream"]
-    fps: float = Field(25.0, gt=0, le=MAX_RATE)
-    frames: int = Field(64, ge=1, le=MAX_ITEMS)
-
-
-class Load(_ScenarioBase):
-    scenario: Literal["load"]
-    rate_per_s: float = Field(50.0, gt=0, le=MAX_RATE)
-    deadline_ms: float = Field(100.0, gt=0, le=MAX_SECONDS * 1000)
-    max_batch: int = Field(8, ge=1, le=MAX_BATCH)
-    requests: int = Field(200, ge=1, le=MAX_ITEMS)
-    p99_target_ms: float | None = Field(None, gt=0, le=MAX_SECONDS * 1000)
-
-
-class ContentionStep(Strict):
-    """From ``at_s`` seconds into the stream on, ``threads`` busy workers compete for the device
-    (CPU: matrix-multiply threads; GPU: CUDA kernel loops); 0 stops them."""
-
-    at_s: float = Field(ge=0, le=MAX_SECONDS)
-    threads: int = Field(ge=0, le=64)
-
-
-class Adaptive(_ScenarioBase):
-    """A stream at ``fps`` under a declared contention schedule, served by a policy that
-    switches between already-loaded variants (entries of the suite, best quality first)."""
-
-    scenario: Literal["adaptive"]
-    fps: float = Field(10.0, gt=0, le=MAX_RATE)
-    duration_s: float = Field(20.0, gt=0, le=3600, description="length of the stream")
-    variants: list[str] = Field(
-        min_length=1,
-        max_length=MAX_ENTRIES,
-        description="entries whose final models are switched between, best first",
-    )
-    policy: str = Field(
-        "deadline",
-        description="'static' (first variant only), 'deadline', or a policy registered from "
-        "Python in energybench.lifecycle.adaptive.POLICIES",
-    )
-    baseline: bool = Field(
-        True, description="also run the 'static' policy under the same schedule, for comparison"
-    )
-    contention: list[ContentionStep] = Field(default_factory=list, max_length=1000)
-    contention_device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(
-        None,
-        ge=1,
-        le=1024,
-        description="intra-op CPU threads of the served stream (torch.set_num_threads) for this "
-        "scenario; default: torch's. As many threads as cores stall under contention (an "
-        "OpenMP thread waits for a descheduled sibling at every barrier)",
-    )
-    miss_window: int = Field(
-        10, ge=1, le=MAX_ITEMS, description="deadline policy: frames in the miss window"
-    )
-    down_after_misses: int = Field(
-        2, ge=1, le=MAX_ITEMS, description="... switch down after k misses in it"
-    )
-    up_after_on_time: int = Field(
-        20, ge=1, le=MAX_ITEMS, description="... up after m on-time frames in a row"
-    )
-    headroom: float = Field(
-        0.6, gt=0, le=1, description="... each of which finished within this fraction of 1/fps"
-    )
-    max_backoff: int = Field(
-        8,
-        ge=1,
-        le=1024,
-        description="... a probe up that falls back within m frames doubles m for the next, "
-        "up to this factor (1: no backoff)",
-    )
-
-    @model_validator(mode="after")
-    def _schedule_order(self) -> Adaptive:
-        times = [c.at_s for c in self.contention]
-        if times != sorted(times):
-            raise ValueError("contention steps must be in increasing 'at_s' order")
-        return self
-
-
-ServeScenario = Annotated[Throughput | Stream | Load | Adaptive, Field(discriminator="scenario")]
 
 
 class EvaluateSettings(Strict):

@@ -1,0 +1,125 @@
+"""A serving scenario is a plug-in: one settings class, one runner, one registry line.
+
+The toy scenario below is everything a new scenario needs; a tiny suite that serves it
+validates, runs, and shows it in the CSV export and the HTML report with no other change.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pytest
+import torch
+from pydantic import Field
+from typer.testing import CliRunner
+
+from energybench.cli import app
+from energybench.lifecycle.trials import aggregate_trials, run_trials, trial_summary
+from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
+
+
+# ---- the whole plug-in: its settings class, its runner ...
+class Burst(ScenarioSettings):
+    """``frames`` batch-1 frames back to back in one window per trial."""
+
+    scenario: Literal["burst"]
+    frames: int = Field(4, ge=1, le=1000)
+
+
+def run_burst(sc: Burst, model: Any, task: Any, device: Any, monitor: Any, energy: Any,
+              window: str) -> dict[str, Any]:  # fmt: skip
+    fn = task.serving_step(model, 1, device, torch.float32)
+
+    def one(k: int) -> tuple[dict[str, Any], list[float]]:
+        lat: list[float] = []
+        with torch.inference_mode(), monitor.window(f"{window}/t{k}") as w:
+            for _ in range(sc.frames):
+                t0 = time.perf_counter()
+                fn()
+                lat.append(time.perf_counter() - t0)
+        return trial_summary(w.measurement, sc.frames, lat), lat
+
+    trials, lat, _ = run_trials(energy, one)
+    return {"scenario": "burst", **aggregate_trials(trials, lat, 1, "frame", energy)}
+
+
+@pytest.fixture
+def toy_scenario() -> Iterator[None]:
+    # ... and its one registry line.
+    SERVE_SCENARIOS.register("burst", run_burst, settings=Burst)
+    yield
+    SERVE_SCENARIOS.unregister("burst")
+
+
+SUITE = """\
+name: toyserve
+defaults:
+  dataset:
+    name: photos
+    params: {patch_size: 16, test_crop: 32x32, serve_lr: 16x16, seq_size: 48x48, seq_frames: 4}
+  train: {steps: 2, batch_size: 2}
+  evaluate: {max_items: 1}
+energy:
+  meters: [estimate]
+  idle_baseline_s: 0
+  min_window_s: 0
+  min_window_iters: 2
+  trials: 1
+  max_trials: 1
+  allow_estimates_in_ranking: true
+metric:
+  quality: psnr_db
+  iec_scenario: bursty
+entries:
+  - name: small
+    model: {name: espcn, params: {channels: 4, layers: 2, first_kernel: 3}}
+    serve:
+      - {scenario: burst, name: bursty, frames: 3}
+"""
+
+
+def test_an_unregistered_scenario_is_refused_by_validate(tmp_path: Path) -> None:
+    suite = tmp_path / "toy.yaml"
+    suite.write_text(textwrap.dedent(SUITE))
+    res = CliRunner().invoke(app, ["validate", str(suite)])
+    assert res.exit_code == 2
+    assert "'burst'" in res.output and "Traceback" not in res.output
+
+
+def test_the_toy_scenario_validates_its_own_settings(tmp_path: Path, toy_scenario: None) -> None:
+    suite = tmp_path / "toy.yaml"
+    suite.write_text(textwrap.dedent(SUITE).replace("frames: 3", "frame: 3"))
+    res = CliRunner().invoke(app, ["validate", str(suite)])
+    assert res.exit_code == 2
+    assert "unknown field 'frame'; did you mean 'frames'?" in res.output
+    suite.write_text(textwrap.dedent(SUITE).replace("frames: 3", "frames: 0"))
+    res = CliRunner().invoke(app, ["validate", str(suite)])
+    assert res.exit_code == 2 and "frames" in res.output
+
+
+def test_a_toy_scenario_runs_and_reaches_the_export_and_the_report(
+    tmp_path: Path, toy_scenario: None
+) -> None:
+    suite = tmp_path / "toy.yaml"
+    suite.write_text(textwrap.dedent(SUITE))
+    out, html = tmp_path / "out", tmp_path / "r.html"
+    res = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--report", str(html)])
+    assert res.exit_code == 0, res.output
+    (run_dir,) = out.glob("toyserve/*/")
+    exp = CliRunner().invoke(app, ["export", str(run_dir), "--format", "csv", "-o", "-"])
+    assert exp.exit_code == 0, exp.output
+    frame = pd.read_csv(io.StringIO(exp.stdout), low_memory=False)
+    rows = frame[frame["table"] == "scenarios"]
+    (row,) = rows.itertuples()
+    assert row.scenario == "bursty" and row.scenario_kind == "burst" and row.unit == "frame"
+    assert row.energy_per_item_j > 0 and row.latency_n == 3
+    board = frame[frame["table"] == "leaderboard"]
+    assert (board["iec_scenario"] == "bursty").all() and board["iec_j"].notna().all()
+    text = html.read_text()
+    assert "bursty" in text and "burst" in text
