@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import io
 import shutil
 import tempfile
 import textwrap
 from functools import lru_cache
 from pathlib import Path
 
+import pandas as pd
 from typer.testing import CliRunner
 
 from energybench.cli import app
@@ -73,3 +75,17 @@ def tiny_run() -> Path:
     assert res.exit_code == 0, res.output
     (manifest,) = (tmp / "results").glob("tiny-report/*/manifest.json")
     return manifest.parent
+
+
+def run_export_report(suite_text: str, tmp_path: Path) -> tuple[Path, pd.DataFrame, str]:
+    """Run ``suite_text`` through the CLI (``run --report``) and export it as CSV: the run
+    folder, the export as a data frame, and the report's HTML."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent(suite_text))
+    out, html = tmp_path / "out", tmp_path / "report.html"
+    res = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--report", str(html)])
+    assert res.exit_code == 0, res.output
+    (run_dir,) = out.glob("*/*/")
+    exp = CliRunner().invoke(app, ["export", str(run_dir), "--format", "csv", "-o", "-"])
+    assert exp.exit_code == 0, exp.output
+    return run_dir, pd.read_csv(io.StringIO(exp.stdout), low_memory=False), html.read_text()

@@ -6,13 +6,11 @@ runs, and shows it in the CSV export and the HTML report with no other change.
 
 from __future__ import annotations
 
-import io
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 import pytest
 import torch
 from pydantic import Field
@@ -21,6 +19,7 @@ from typer.testing import CliRunner
 
 from energybench.cli import app
 from energybench.suite.methods import COMPRESS_METHODS, CompressSettings
+from tests.report_helpers import run_export_report
 
 
 # ---- the whole plug-in: its settings class, its function ...
@@ -93,18 +92,10 @@ def test_the_toy_method_validates_its_own_settings(tmp_path: Path, toy_method: N
 def test_a_toy_method_runs_and_reaches_the_export_and_the_report(
     tmp_path: Path, toy_method: None
 ) -> None:
-    suite = tmp_path / "toy.yaml"
-    suite.write_text(textwrap.dedent(SUITE))
-    out, html = tmp_path / "out", tmp_path / "r.html"
-    res = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--report", str(html)])
-    assert res.exit_code == 0, res.output
-    (run_dir,) = out.glob("toytiny/*/")
-    exp = CliRunner().invoke(app, ["export", str(run_dir), "--format", "csv", "-o", "-"])
-    assert exp.exit_code == 0, exp.output
-    frame = pd.read_csv(io.StringIO(exp.stdout), low_memory=False)
+    _, frame, text = run_export_report(SUITE, tmp_path)
     phases = frame[frame["table"] == "phases"]
     compress = phases[phases["phase"] == "compress"]
     assert set(compress["window"]) == {"compress/0-scale-weights"}
     assert (compress["energy_j"] > 0).all()
     assert frame[frame["table"] == "leaderboard"]["rank"].notna().all()
-    assert "scale-weights" in html.read_text()
+    assert "scale-weights" in text

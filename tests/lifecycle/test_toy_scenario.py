@@ -6,14 +6,12 @@ validates, runs, and shows it in the CSV export and the HTML report with no othe
 
 from __future__ import annotations
 
-import io
 import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 import pytest
 import torch
 from pydantic import Field
@@ -22,6 +20,7 @@ from typer.testing import CliRunner
 from energybench.cli import app
 from energybench.lifecycle.trials import aggregate_trials, run_trials, trial_summary
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
+from tests.report_helpers import run_export_report
 
 
 # ---- the whole plug-in: its settings class, its runner ...
@@ -106,20 +105,11 @@ def test_the_toy_scenario_validates_its_own_settings(tmp_path: Path, toy_scenari
 def test_a_toy_scenario_runs_and_reaches_the_export_and_the_report(
     tmp_path: Path, toy_scenario: None
 ) -> None:
-    suite = tmp_path / "toy.yaml"
-    suite.write_text(textwrap.dedent(SUITE))
-    out, html = tmp_path / "out", tmp_path / "r.html"
-    res = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--report", str(html)])
-    assert res.exit_code == 0, res.output
-    (run_dir,) = out.glob("toyserve/*/")
-    exp = CliRunner().invoke(app, ["export", str(run_dir), "--format", "csv", "-o", "-"])
-    assert exp.exit_code == 0, exp.output
-    frame = pd.read_csv(io.StringIO(exp.stdout), low_memory=False)
+    _, frame, text = run_export_report(SUITE, tmp_path)
     rows = frame[frame["table"] == "scenarios"]
     (row,) = rows.itertuples()
     assert row.scenario == "bursty" and row.scenario_kind == "burst" and row.unit == "frame"
     assert row.energy_per_item_j > 0 and row.latency_n == 3
     board = frame[frame["table"] == "leaderboard"]
     assert (board["iec_scenario"] == "bursty").all() and board["iec_j"].notna().all()
-    text = html.read_text()
     assert "bursty" in text and "burst" in text
