@@ -32,6 +32,7 @@ from torch import nn
 from energybench.lifecycle.backend_context import PrepareContext
 from energybench.lifecycle.onnx_export import is_recurrent
 from energybench.models.sr.base import SRModel, online
+from energybench.suite.methods import Quantize
 from energybench.suite.schema import BackendSpec, Entry
 
 
@@ -296,7 +297,7 @@ def prepare_serving(
 
 
 def _step_dtypes(e: Entry) -> list[str]:
-    return [s.dtype for s in e.compress if s.method == "quantize"]
+    return [s.dtype for s in e.compress if s.method == "quantize" and isinstance(s, Quantize)]
 
 
 def model_class(e: Entry) -> type | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -92,7 +92,8 @@ def merge_branches(model: nn.Module) -> tuple[nn.Module, str | None]:
     ``reparameterize_model``. Checkpoint recipes replay this same function.
     """
     if hasattr(model, "reparameterize"):
-        return model.reparameterize(), None
+        reparameterize = cast(Callable[[], nn.Module], model.reparameterize)
+        return reparameterize(), None
     from energybench.models.vision.reparam import has_reparam_blocks, reparameterize_blocks
 
     if not has_reparam_blocks(model):

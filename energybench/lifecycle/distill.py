@@ -19,6 +19,7 @@ from torch import nn
 
 from energybench.lifecycle.compress_common import CompressContext, param_count
 from energybench.lifecycle.train import train_steps
+from energybench.models.sr.base import online
 
 
 def run_model(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,7 @@ def run_model(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
     if lr.dim() == 4:
         return model(lr)
     if hasattr(model, "forward_clip"):
-        return model.forward_clip(lr)
+        return online(model).forward_clip(lr)
     return torch.stack([model(lr[:, t]) for t in range(lr.shape[1])], dim=1)
 
 

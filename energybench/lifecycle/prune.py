@@ -33,7 +33,7 @@ import operator
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 import torch.fx as fx
@@ -43,6 +43,7 @@ from torch.nn.utils import prune as tprune
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from energybench.lifecycle.compress_common import CompressContext, finetune
+from energybench.models.sr.base import online
 
 # ----------------------------------------------------------------------------- tracing helpers
 
@@ -65,13 +66,13 @@ class StepModule(nn.Module):
         if self.state_spec is None:
             return self.model(lr)
         leaves = [state[i] for i in range(self.n_leaves)]
-        return self.model.step(lr, tree_unflatten(leaves, self.state_spec))
+        return online(self.model).step(lr, tree_unflatten(leaves, self.state_spec))
 
 
 def step_module(model: nn.Module, lr: torch.Tensor) -> tuple[StepModule, tuple[Any, ...]]:
     """The :class:`StepModule` of ``model`` and example inputs for it built from ``lr``."""
     if getattr(model, "temporal", False) and hasattr(model, "step"):
-        leaves, spec = tree_flatten(model.init_state(lr))
+        leaves, spec = tree_flatten(online(model).init_state(lr))
         return StepModule(model, spec, len(leaves)), (lr, *leaves)
     return StepModule(model, None, 0), (lr,)
 
@@ -121,7 +122,7 @@ class PrunePair:
     between: list[str] = field(default_factory=list)
 
 
-def _depthwise(m: nn.Module) -> bool:
+def _depthwise(m: nn.Module) -> TypeGuard[nn.Conv2d]:
     """A depthwise conv (one filter per channel): channel-wise, prunable with its input."""
     return type(m) is nn.Conv2d and m.groups == m.in_channels == m.out_channels and m.groups > 1
 
@@ -164,9 +165,11 @@ def find_prunable_pairs(model: nn.Module) -> list[PrunePair]:
 
     pairs = []
     for node in graph.nodes:
-        if not plain_conv(node) or module(node).out_channels < 2:  # type: ignore[union-attr]
+        conv = module(node)
+        if not plain_conv(node) or not isinstance(conv, nn.Conv2d) or conv.out_channels < 2:
             continue
-        cur, between = node, []
+        cur = node
+        between: list[str] = []
         while len(cur.users) == 1:
             user = next(iter(cur.users))
             m = module(user)
@@ -240,7 +243,7 @@ def _shrink_channelwise(m: nn.Module, idx: torch.Tensor) -> None:
         m.weight = nn.Parameter(_select(m.weight, idx, 0))
         m.num_parameters = len(idx)
     elif _depthwise(m):
-        _shrink_out(m, idx)  # type: ignore[arg-type]
+        _shrink_out(m, idx)
         m.in_channels = m.groups = len(idx)
     else:
         raise ValueError(f"cannot prune channels of {type(m).__name__}")

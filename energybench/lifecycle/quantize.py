@@ -26,11 +26,11 @@ import warnings
 from typing import Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from energybench.lifecycle.compress_common import CompressContext
 from energybench.lifecycle.prune import contains_conv, step_module
-from energybench.models.sr.base import SRModel
+from energybench.models.sr.base import SRModel, online
 
 BACKEND = "x86"
 
@@ -46,6 +46,8 @@ class QuantizedSR(SRModel):
     its structure is used.
     """
 
+    _float_model: nn.Module  # in ``__dict__``, not a registered submodule
+
     def __init__(
         self, graph: nn.Module, float_model: nn.Module, example_shape: tuple[int, ...]
     ) -> None:
@@ -57,7 +59,7 @@ class QuantizedSR(SRModel):
         self.__dict__["_float_model"] = float_model
 
     def init_state(self, lr: torch.Tensor) -> Any:
-        return self._float_model.init_state(lr) if self.temporal else None
+        return online(self._float_model).init_state(lr) if self.temporal else None
 
     def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         if not self.temporal:
@@ -97,7 +99,7 @@ def _run_calibration(fn_step: Any, model: nn.Module, inputs: list[torch.Tensor])
     with torch.inference_mode():
         for x in inputs:
             frames = x.unbind(1) if x.dim() == 5 else [x]
-            state = model.init_state(frames[0]) if hasattr(model, "init_state") else None
+            state = online(model).init_state(frames[0]) if hasattr(model, "init_state") else None
             for f in frames:
                 _, state = fn_step(f, state)
 
@@ -115,7 +117,7 @@ def _non_traceable_classes(model: nn.Module) -> list[type]:
     )
 
 
-def _prepare(model: nn.Module, sample: torch.Tensor) -> tuple[nn.Module, bool]:
+def _prepare(model: nn.Module, sample: torch.Tensor) -> tuple[fx.GraphModule, bool]:
     """FX-prepare (observers inserted) one step of a float copy of ``model``."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
@@ -198,7 +200,7 @@ def quantize_eager_convs(model: nn.Module, inputs: list[torch.Tensor]) -> nn.Mod
         for name, child in parent.named_children():
             if type(child) is nn.Conv2d:
                 w = _QuantConv(child)
-                w.qconfig = get_default_qconfig(BACKEND)  # type: ignore[assignment]
+                w.qconfig = get_default_qconfig(BACKEND)
                 setattr(parent, name, w)
             else:
                 wrap(child)

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, Source
 from energybench.meters.sampler import Poller
@@ -89,7 +89,7 @@ def codecarbon_power_fn(spec: CpuSpec) -> PowerFn:
         output_dir="",
         mode=MODE_CPU_LOAD,
         model=spec.cpu_model,
-        tdp=spec.max_power_w,
+        tdp=cast(int, spec.max_power_w),  # annotated int; codecarbon only multiplies it
         tracking_mode="machine",
     )
     cpu.start()  # baseline for the load meter; writes nothing in cpu_load mode

@@ -210,7 +210,7 @@ def build_monitor(
         meters.append(gpu)
 
     modules = gpu.module_devices if isinstance(gpu, NvmlMeter) else []
-    if modules:
+    if modules and isinstance(gpu, NvmlMeter):
         skipped = sorted(names & {"rapl", "estimate"})
         gpu.add_note(
             "no CPU/RAM meter added: the superchip module counter already includes the Grace "

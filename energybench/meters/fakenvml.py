@@ -154,8 +154,10 @@ def _make_error_classes() -> dict[str, type[NVMLError]]:
         def new(cls: type, *args: Any, _v: int = val) -> NVMLError:
             return NVMLError.__new__(cls, _v)
 
-        cls = type(cls_name, (NVMLError,), {"__new__": new})
-        cls.__init__ = lambda self, *a, _v=val: Exception.__init__(self, _v)  # type: ignore[method-assign]
+        def init(self: Exception, *args: Any, _v: int = val) -> None:
+            Exception.__init__(self, _v)
+
+        cls = type(cls_name, (NVMLError,), {"__new__": new, "__init__": init})
         NVMLError._valClassMapping[val] = cls
         out[cls_name] = cls
     return out
@@ -486,7 +488,7 @@ class FakeNvml:
                 try:
                     v.fieldId, v.scopeId = fid  # type: ignore[misc]
                 except TypeError:
-                    v.fieldId = fid  # type: ignore[assignment]
+                    v.fieldId = fid
                 v.timestamp = int(self.clock.time() * 1e6)
                 v.latencyUsec = 0
                 self._fill(g, t, v)

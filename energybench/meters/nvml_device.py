@@ -331,11 +331,12 @@ class PynvmlBackend(GpuBackend):
     def __init__(self, nvml: Any = None) -> None:
         if nvml is None:
             try:
-                import pynvml as nvml
+                import pynvml
             except ImportError as exc:  # pragma: no cover - it is a dependency
                 raise NvmlUnavailableError(
                     "pynvml is not installed", "pip install nvidia-ml-py"
                 ) from exc
+            nvml = pynvml
         self.nvml = _Nvml(nvml)
         try:
             nvml.nvmlInit()

@@ -27,7 +27,10 @@ from energybench.meters.base import SYSTEM_CLOCK, Clock
 TRACE_COLUMNS = ("unix_s", "device", "power_w", "temp_c", "sm_clock_mhz", "util_pct")
 
 _SLEEP_MAX_S = 0.2  # periods up to this sleep plainly; longer ones wait on the stop event
-_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 spells it trapz
+try:
+    _trapezoid = np.trapezoid
+except AttributeError:  # numpy < 2 spells it trapz
+    _trapezoid = np.trapz  # type: ignore[attr-defined]
 
 
 def integrate_trace(unix_s: Sequence[float], power_w: Sequence[float]) -> float:

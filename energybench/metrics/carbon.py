@@ -30,7 +30,7 @@ WORLD_AVERAGE_G_PER_KWH = 475.0
 
 @lru_cache(maxsize=1)
 def _codecarbon_json(name: str) -> dict[str, Any]:
-    path = files("codecarbon").joinpath("data", "private_infra", name)
+    path = files("codecarbon") / "data" / "private_infra" / name
     return json.loads(path.read_text())
 
 

@@ -20,11 +20,18 @@ class CooldownSettings(Strict):
     tolerance_c: float = Field(3.0, gt=0, le=100, description="back within this many °C of idle")
 
 
+MeterName = Literal["auto", "nvml", "rapl", "estimate"]
+
+
+def _default_meters() -> list[MeterName]:
+    return ["auto"]
+
+
 class EnergySettings(Strict):
     """How energy is measured: which meters, how often, and the measurement protocol."""
 
-    meters: list[Literal["auto", "nvml", "rapl", "estimate"]] = Field(
-        default_factory=lambda: ["auto"],
+    meters: list[MeterName] = Field(
+        default_factory=_default_meters,
         min_length=1,
         max_length=8,
         description="'auto' uses NVML for GPUs in use, RAPL for the CPU, and an estimate "

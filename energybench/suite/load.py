@@ -18,6 +18,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from energybench.metrics.carbon import known_countries
 from energybench.suite.blame import blame_defaults
@@ -121,13 +122,19 @@ def _model_at(loc: Path_, data: Any) -> type[BaseModel] | None:
             tp = tp.model_fields[part].annotation
         else:
             return None
-        node = node[part] if isinstance(node, dict | list) and _has(node, part) else None
+        node = _child(node, part)
     tp = _unwrap(tp, node)
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
-def _has(node: dict[Any, Any] | list[Any], part: str | int) -> bool:
-    return part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
+def _child(node: Any, part: str | int) -> Any:
+    """``node[part]`` where ``node`` is a mapping with key ``part`` or a list with index
+    ``part``; None otherwise."""
+    if isinstance(node, dict):
+        return node[part] if part in node else None
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return None
 
 
 def _unwrap(tp: Any, node: Any) -> Any:
@@ -188,7 +195,7 @@ def _describe(value: Any) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
-def _problem_from_error(err: dict[str, Any], data: Any, marks: _Marks, file: str) -> Problem:
+def _problem_from_error(err: ErrorDetails, data: Any, marks: _Marks, file: str) -> Problem:
     loc: Path_ = tuple(err["loc"])
     path = _data_path(loc, data)
     kind = err["type"]
@@ -288,8 +295,8 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
         refs = ([("inherit", e.inherit)] if e.inherit else []) + [
             (("uses", k), u) for k, u in enumerate(e.uses)
         ]
-        for where, target in refs:
-            path = base + ((where,) if isinstance(where, str) else where)
+        for ref, target in refs:
+            path = base + ((ref,) if isinstance(ref, str) else ref)
             if target == e.name:
                 add(path, f"entry '{e.name}' cannot depend on itself")
             elif target not in names:
