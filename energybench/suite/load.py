@@ -26,6 +26,7 @@ from energybench.suite.errors import Path_, Problem, SuiteError
 from energybench.suite.methods import COMPRESS_METHODS, CompressSettings
 from energybench.suite.overrides import apply_override, blame_overrides, deep_merge
 from energybench.suite.params import param_problems
+from energybench.suite.plugins import SettingsRegistry
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from energybench.suite.schema import MAX_ENTRIES, Entry, ModelSpec, Suite
 from energybench.suite.yamlsafe import MAX_BYTES, YamlLimitError, load_bounded
@@ -100,7 +101,10 @@ def _field_names(model: type[BaseModel]) -> list[str]:
 
 
 #: settings base class -> the registry of its plug-ins (a mapping there is one of them)
-PLUGIN_BASES = {CompressSettings: COMPRESS_METHODS, ScenarioSettings: SERVE_SCENARIOS}
+PLUGIN_BASES: dict[type, SettingsRegistry] = {
+    CompressSettings: COMPRESS_METHODS,
+    ScenarioSettings: SERVE_SCENARIOS,
+}
 
 
 def _model_at(loc: Path_, data: Any) -> type[BaseModel] | None:
