@@ -27,7 +27,12 @@ from energybench.lifecycle.trials import (
 )
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
-from energybench.suite.schema import EnergySettings, Load, Stream, Throughput
+from energybench.record_types import ScenarioResult, register_result
+from energybench.registry import Registry
+from energybench.suite.schema import EnergySettings, Stream, Throughput
+
+#: a serving scenario's runner: ``(sc, model, task, device, monitor, energy, window) -> record``
+Runner = Callable[..., dict[str, Any]]
 
 
 def run_throughput(
@@ -137,26 +142,29 @@ def run_stream(
     }
 
 
-def run_load(
-    sc: Load,
-    model: nn.Module,
-    task: Task,
-    device: torch.device,
-    monitor: EnergyMonitor,
-    energy: EnergySettings,
-    window: str,
-) -> dict[str, Any]:
-    """Open-loop Poisson arrivals with a deadline-aware dynamic batcher (see batcher.py)."""
-    from energybench.lifecycle.batcher import serve_open_loop
-
-    return serve_open_loop(sc, model, task, device, monitor, energy, window)
+#: serving scenario kind -> its runner. A new kind is one module (its schema class, a runner,
+#: a :class:`~energybench.record_types.ScenarioResult` subclass declaring its outputs) and one
+#: :func:`register_scenario` line; ``adaptive`` is run by the runner itself (it needs every
+#: variant's model), so it only registers its result type (in ``record_types``).
+SCENARIOS: Registry[dict[str, Any]] = Registry("serving scenario")
 
 
-RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "throughput": run_throughput,
-    "stream": run_stream,
-    "load": run_load,
-}
+def register_scenario(kind: str, runner: Runner | str, result: type[ScenarioResult]) -> None:
+    """Register serving scenario ``kind``: its runner (or lazy ``"module:attr"``) and the type
+    its records parse as (whose declared outputs the report and the export render)."""
+    SCENARIOS.register(kind, runner)
+    register_result(kind, result)
+
+
+def _builtin() -> None:
+    from energybench.record_types import RESULT_KINDS
+
+    register_scenario("throughput", run_throughput, RESULT_KINDS["throughput"])
+    register_scenario("stream", run_stream, RESULT_KINDS["stream"])
+    register_scenario("load", "energybench.lifecycle.batcher:serve_open_loop", RESULT_KINDS["load"])
+
+
+_builtin()
 
 
 def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
@@ -172,7 +180,7 @@ def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
 
 
 def run_scenario(
-    sc: Throughput | Stream | Load,
+    sc: Any,  # the scenario's schema object: Throughput, Stream, Load or a plug-in's
     model: nn.Module,
     task: Task,
     device: torch.device,
@@ -189,6 +197,6 @@ def run_scenario(
         model = compiled_for_serving(model, sc.compile)
         if sc.warmup == 0:
             sc = sc.model_copy(update={"warmup": 1})
-    record = RUNNERS[sc.scenario](sc, model, task, device, monitor, energy, window)
+    record = SCENARIOS.get(sc.scenario)(sc, model, task, device, monitor, energy, window)
     record["compile"] = sc.compile
     return record
