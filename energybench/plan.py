@@ -166,7 +166,7 @@ def _load_p99_all(sc: dict[str, Any]) -> float | None:
         return None
     if (sc.get("rejection_rate") or 0) > 0:
         return max(float(t["p99_all_ms"]) for t in trials)
-    return _finite(sc.get("p99_ms"))
+    return _finite((sc.get("latency_ms") or {}).get("p99"))
 
 
 def points(run: RunData) -> tuple[list[Point], list[str]]:

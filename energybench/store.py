@@ -34,9 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from energybench.errors import UserError
+from energybench.record_types import RecordShapeError, ScenarioResult, parse_scenario
 from energybench.records import RunFileError, read_record
 
-STORE_VERSION = 1
+#: 2 (energybench 0.2.0): serve records without duplicate keys, scenarios read as typed records;
+#: 1 (0.1.0): read through :func:`upgrade_phase`
+STORE_VERSION = 2
+#: keys a store-version-1 ``load`` scenario wrote beside the ones it keeps (same figures)
+_V1_LOAD_DUPLICATES = ("p50_ms", "p90_ms", "p99_ms", "energy_per_request_j", "requests_per_s")
 PHASES = ("train", "compress", "serve", "evaluate")
 
 
@@ -267,6 +272,20 @@ class RunData:
     manifest: dict[str, Any]
     phases: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # entry->phase->rec
     idle: dict[str, Any] = field(default_factory=dict)
+    _results: dict[str, dict[str, ScenarioResult]] = field(default_factory=dict, repr=False)
+
+    def results(self, entry: str) -> dict[str, ScenarioResult]:
+        """Typed results of ``entry``'s serving scenarios, by name (empty: none recorded);
+        :class:`RunFileError` names the serve record when one does not have its kind's shape."""
+        if entry not in self._results:
+            serve = self.phases.get(entry, {}).get("serve") or {}
+            path = self.root / "entries" / entry / "serve.json"
+            self._results[entry] = _typed_scenarios(serve, path)
+        return self._results[entry]
+
+    @property
+    def store_version(self) -> int:
+        return int(self.manifest.get("store_version", 1))
 
     @property
     def suite(self) -> dict[str, Any]:
@@ -295,6 +314,13 @@ def load_run(run_dir: str | Path) -> RunData:
             "pass a folder like results/<suite>/<run-id>"
         )
     run = RunData(root=root, manifest=store.read_manifest())
+    version = run.store_version
+    if version > STORE_VERSION:
+        raise RunFileError(
+            store.manifest_path,
+            f"written with store version {version}; this energybench reads versions up to "
+            f"{STORE_VERSION} (upgrade energybench to read it)",
+        )
     idle = root / "idle.json"
     if idle.exists() or idle.is_symlink():
         run.idle = read_record(idle, "idle")
@@ -305,5 +331,30 @@ def load_run(run_dir: str | Path) -> RunData:
             except UnsafePathError as exc:
                 raise NotARunError(f"{root}/manifest.json names an unsafe entry: {exc}") from None
             if rec is not None:
-                run.phases.setdefault(name, {})[phase] = rec
+                run.phases.setdefault(name, {})[phase] = upgrade_phase(rec, version)
+        run.results(name)  # a record without its kind's shape fails here, naming its file
     return run
+
+
+def upgrade_phase(rec: dict[str, Any], version: int) -> dict[str, Any]:
+    """A phase record written with store ``version`` in the current shape (in place)."""
+    if version < 2 and rec.get("phase") == "serve":
+        for sc in (rec.get("scenarios") or {}).values():
+            if isinstance(sc, dict) and sc.get("scenario") == "load":
+                for key in _V1_LOAD_DUPLICATES:
+                    sc.pop(key, None)
+                points = (sc.get("sweep") or {}).get("points") or []
+                for t in [*(sc.get("trials") or []), *points]:
+                    if isinstance(t, dict):
+                        t.pop("energy_per_request_j", None)
+    return rec
+
+
+def _typed_scenarios(serve: dict[str, Any], path: Path) -> dict[str, ScenarioResult]:
+    out = {}
+    for name, sc in (serve.get("scenarios") or {}).items():
+        try:
+            out[name] = parse_scenario(sc)
+        except RecordShapeError as exc:
+            raise RunFileError(path, f"scenarios.{name}: {exc}") from None
+    return out

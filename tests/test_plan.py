@@ -35,7 +35,7 @@ def _load(rate: float, p99: float, j: float, sweep: list[dict[str, Any]]) -> dic
         "scenario": "load",
         "rate_per_s": rate,
         "max_batch": 4,
-        "p99_ms": p99,
+        "latency_ms": {"p99": p99, "n": 100},
         "rejection_rate": 0.0,
         "energy_per_item_j": _energy(j),
         "measured_energy_per_item_j": _energy(j),

@@ -212,7 +212,6 @@ def _measured(
     lat = point.pop("_latencies")
     trial = trial_summary(w.measurement, point["served"], lat)
     point.update(trial)
-    point["energy_per_request_j"] = trial["energy_per_item_j"]
     return point, lat
 
 
@@ -261,13 +260,8 @@ def serve_open_loop(
         "max_batch": sc.max_batch,
         "requests_per_trial": n,
         "profile": profile.to_dict(),
-        "p50_ms": _percentile_ms(all_lat, 50),
-        "p90_ms": _percentile_ms(all_lat, 90),
-        "p99_ms": _percentile_ms(all_lat, 99),
         "deadline_miss_rate": late / served if served else None,
         "rejection_rate": rejected / total if total else None,
-        "energy_per_request_j": agg["energy_per_item_j"],
-        "requests_per_s": agg["items_per_s"],
         "sweep": sweep,
         **agg,
     }
@@ -311,6 +305,6 @@ def _sweep(
         "p99_target_ms": target,
         "capacity_estimate_per_s": capacity,
         "max_rate_per_s": best,
-        "energy_per_request_j": at_best["energy_per_request_j"] if at_best else None,
+        "energy_per_request_j": at_best["energy_per_item_j"] if at_best else None,
         "points": [{k: v for k, v in p.items() if k not in ("measurement",)} for p in points],
     }

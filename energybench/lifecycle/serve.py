@@ -28,7 +28,7 @@ from energybench.lifecycle.trials import (
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
-from energybench.suite.schema import EnergySettings, Load, Stream, Throughput
+from energybench.suite.schema import EnergySettings, Stream, Throughput
 
 
 def run_throughput(
@@ -136,21 +136,6 @@ def run_stream(
         "fps_achieved": summarize(fps_achieved).to_dict() if fps_achieved else None,
         **agg,
     }
-
-
-def run_load(
-    sc: Load,
-    model: nn.Module,
-    task: Task,
-    device: torch.device,
-    monitor: EnergyMonitor,
-    energy: EnergySettings,
-    window: str,
-) -> dict[str, Any]:
-    """Open-loop Poisson arrivals with a deadline-aware dynamic batcher (see batcher.py)."""
-    from energybench.lifecycle.batcher import serve_open_loop
-
-    return serve_open_loop(sc, model, task, device, monitor, energy, window)
 
 
 def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:

@@ -4,6 +4,8 @@ One table with a ``table`` column naming which table a row belongs to:
 
 - ``phases``: one row per entry x phase measurement window x device;
 - ``scenarios``: one row per entry x serving scenario x batch size;
+- ``outputs``: one row per entry x serving scenario x output its kind declares (rejection
+  rate, sweep results, policy, ...);
 - ``metric``: one row per entry x usage intensity (E, G, carbon, rank at that MUI);
 - ``break_even``: one row per compared pair of entries;
 - ``leaderboard``: one row per entry.
@@ -30,21 +32,22 @@ from typing import Any
 
 import pandas as pd
 
+from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
     EXPORT_SCHEMA_VERSION,
     break_even_rows,
     leaderboard,
     metric_rows,
     phase_rows,
-    scenario_rows,
 )
 from energybench.store import RunData
 
 FORMATS = ("csv", "json", "parquet", "latex")
-TABLES = ("phases", "scenarios", "metric", "break_even", "leaderboard")
+TABLES = ("phases", "scenarios", "outputs", "metric", "break_even", "leaderboard")
 _ALL = TABLES
 
 _P, _S, _M, _B, _L = ("phases",), ("scenarios",), ("metric",), ("break_even",), ("leaderboard",)
+_O = ("outputs",)
 
 
 def _col(dtype: str, description: str, tables: tuple[str, ...] = _ALL) -> dict[str, Any]:
@@ -78,8 +81,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "backend_max_abs_diff": _col(
         "float64", "largest |backend - eager| output difference over the parity frames", _L
     ),
-    "scenario": _col("string", "serving scenario name", _S),
-    "scenario_kind": _col("string", "throughput, stream, ...", _S),
+    "scenario": _col("string", "serving scenario name", _S + _O),
+    "scenario_kind": _col("string", "throughput, stream, ...", _S + _O),
+    "output": _col("string", "name of an output the scenario kind declares", _O),
+    "output_label": _col("string", "what the output is, in words", _O),
+    "output_unit": _col("string", "unit of the output (empty: a word, e.g. a policy)", _O),
+    "output_value": _col("float64", "the output's value (a number)", _O),
+    "output_text": _col("string", "the output's value (a word)", _O),
     "batch_size": _col("Int64", "batch size (empty for streaming)", _S),
     "unit": _col("string", "what one item is: item (image) or frame", _S),
     "trials": _col("Int64", "repeated trials behind the statistics", _S),
@@ -165,6 +173,7 @@ _RENAMES = {
 _BUILDERS: dict[str, Callable[[RunData], pd.DataFrame]] = {
     "phases": phase_rows,
     "scenarios": scenario_rows,
+    "outputs": output_rows,
     "metric": metric_rows,
     "break_even": break_even_rows,
     "leaderboard": leaderboard,

@@ -25,12 +25,12 @@ from energybench.metrics.fullcycle import (
     SCORE_FORMULA,
 )
 from energybench.report import plots
+from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
     break_even_rows,
     carbon_factors,
     leaderboard,
     phase_rows,
-    scenario_rows,
     usage_intensities,
 )
 from energybench.report.units import eng
@@ -377,6 +377,26 @@ def _plots(run: RunData, board: pd.DataFrame, muis: list[float], ctx: dict[str, 
     ]
 
 
+def _output_table(run: RunData) -> list[dict[str, Any]]:
+    """Every output each scenario kind declares (rejection rate, sweep, policy, ...)."""
+    rows = output_rows(run)
+    out = []
+    for r in rows.to_dict("records") if not rows.empty else []:
+        v = r["output_value"]
+        text = r["output_text"] if _missing(v) else f"{fmt(v)} {r['output_unit']}".strip()
+        out.append(
+            {
+                "entry": r["entry"],
+                "scenario": r["scenario"],
+                "kind": r["scenario_kind"],
+                "output": r["output_label"],
+                "value": "–" if text is None or _missing(text) else text,
+                "sort": None if _missing(v) else v,
+            }
+        )
+    return out
+
+
 def _adaptive(run: RunData) -> list[dict[str, Any]]:
     """Each ``adaptive`` scenario: its timeline plot and each policy run against the static one."""
     out = []
@@ -452,6 +472,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "muis": [(_mui_key(i), f"{mui:g}", w) for i, (mui, w) in enumerate(usage_intensities(run))],
         "by_phase": by_phase.to_dict("records"),
         "scenarios": _scenario_table(run),
+        "outputs": _output_table(run),
         "adaptive": _adaptive(run),
         "break_even": be.to_dict("records"),
         "entries": _entry_specs(run),

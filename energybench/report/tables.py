@@ -25,7 +25,7 @@ from energybench.metrics.fullcycle import (
 from energybench.store import RunData
 from energybench.suite.ranking import IecChoice, iec_choices
 
-EXPORT_SCHEMA_VERSION = 1
+EXPORT_SCHEMA_VERSION = 2  # 2: the outputs table (declared scenario outputs)
 NOT_RANKED = "not ranked (rank: false in the suite)"
 
 
@@ -545,54 +545,6 @@ def carbon_factors(run: RunData) -> dict[str, Any]:
         "pue": settings.pue,
         "pue_source": pue_source,
     }
-
-
-def scenario_rows(run: RunData) -> pd.DataFrame:
-    """One row per entry x serving scenario x batch size: latency, throughput, J/item with CI."""
-    rows = []
-    for entry, phases in run.phases.items():
-        for name, sc in (phases.get("serve") or {}).get("scenarios", {}).items():
-            groups = sc.get("by_batch") or {"": sc}
-            for b, g in groups.items():
-                rows.append(
-                    {**_scenario_row(entry, name, sc, b, g), "backend": backend_name(run, entry)}
-                )
-    return pd.DataFrame(rows)
-
-
-def _scenario_row(
-    entry: str, name: str, sc: dict[str, Any], batch: str, g: dict[str, Any]
-) -> dict[str, Any]:
-    jpi = g.get("energy_per_item_j") or {}
-    ci = _energy_ci(jpi)
-    prec = g.get("precision") or {}
-    row: dict[str, Any] = {
-        "entry": entry,
-        "scenario": name,
-        "scenario_kind": sc.get("scenario"),
-        "batch_size": int(batch) if str(batch).isdigit() else None,
-        "unit": g.get("unit") or sc.get("unit"),
-        "trials": len(g.get("trials", [])),
-        "energy_per_item_j": jpi.get("mean"),
-        "energy_per_item_ci_low_j": ci[0] if ci else None,
-        "energy_per_item_ci_high_j": ci[1] if ci else None,
-        "measured_energy_per_item_j": (g.get("measured_energy_per_item_j") or {}).get("mean"),
-        "estimated_energy_per_item_j": (g.get("estimated_energy_per_item_j") or {}).get("mean"),
-        "trials_without_energy": g.get("trials_without_energy"),
-        "rel_ci": prec.get("rel_ci"),
-        "target_ci_reached": prec.get("reached"),
-        "items_per_s": _stat(g, "items_per_s", "mean"),
-        "fps_achieved": _stat(g, "fps_achieved", "mean") or _stat(sc, "fps_achieved", "mean"),
-        "target_fps": sc.get("target_fps"),
-        "deadline_miss_rate": sc.get("deadline_miss_rate"),
-        "is_estimate": bool(g.get("is_estimate", sc.get("is_estimate"))),
-        "sources": ";".join(g.get("sources", sc.get("sources", []))),
-        "flags": ";".join(g.get("flags", sc.get("flags", []))),
-    }
-    for f in ("mean", "min", "p50", "p90", "p99", "max"):
-        row[f"latency_{f}_ms"] = _stat(g, "latency_ms", f)
-    row["latency_n"] = (g.get("latency_ms") or {}).get("n")
-    return row
 
 
 def metric_rows(run: RunData) -> pd.DataFrame:

@@ -9,11 +9,14 @@ its name, and a runner ``run(sc, model, task, device, monitor, energy, window) -
         scenario: Literal["toy"]
         items: int = Field(8, ge=1)
 
-    SERVE_SCENARIOS.register("toy", run_toy, settings=Toy)
+    SERVE_SCENARIOS.register("toy", run_toy, settings=Toy, result=ToyResult)
 
-The schema validates an entry's ``serve`` list against what is registered; the runner serves
-each scenario through its registered runner, and its record reaches the report's serving table
-and the export's ``scenarios`` table. (``adaptive`` also gets the suite's other entries'
+``result`` (optional) is the type the scenario's records parse as
+(:class:`~energybench.record_types.ScenarioResult`): it declares the scenario's own outputs,
+which the report and the export render with no change to either. The schema validates an
+entry's ``serve`` list against what is registered; the runner serves each scenario through its
+registered runner, and its record reaches the report's serving table and the export's
+``scenarios`` and ``outputs`` tables. (``adaptive`` also gets the suite's other entries'
 models from the runner: its variants.)
 """
 
@@ -21,8 +24,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from energybench.record_types import RESULT_KINDS, FlatResult, ScenarioResult, register_result
 from energybench.suite.base import (
     MAX_BATCH,
     MAX_ENTRIES,
@@ -33,7 +37,7 @@ from energybench.suite.base import (
     Strict,
     folder_name,
 )
-from energybench.suite.plugins import Registered, SettingsRegistry
+from energybench.suite.plugins import Hook, Registered, SettingsRegistry
 
 
 class ScenarioSettings(Strict):
@@ -148,12 +152,40 @@ class Adaptive(ScenarioSettings):
         return self
 
 
-SERVE_SCENARIOS = SettingsRegistry("serving scenario", "scenario", ScenarioSettings)
+class ScenarioRegistry(SettingsRegistry):
+    """:class:`SettingsRegistry` whose entries also name the type their records parse as
+    (:class:`~energybench.record_types.ScenarioResult`, declaring the scenario's own outputs
+    for the report and the export)."""
+
+    def register(  # type: ignore[override]
+        self,
+        name: str,
+        target: Hook,
+        help: str = "",
+        *,
+        settings: type[BaseModel],
+        result: type[ScenarioResult] | None = None,
+        **hooks: Hook | None,
+    ) -> None:
+        """Register scenario ``name``: its runner, settings class and ``result`` type (default:
+        :class:`~energybench.record_types.FlatResult`, statistics at the record's top level and
+        no outputs of its own; the built-in kinds have theirs in ``record_types``)."""
+        super().register(name, target, help, settings=settings, **hooks)
+        if result is not None or name not in RESULT_KINDS:
+            register_result(name, result or FlatResult)
+
+    def unregister(self, name: str) -> None:
+        super().unregister(name)
+        RESULT_KINDS.pop(name, None)
+
+
+SERVE_SCENARIOS = ScenarioRegistry("serving scenario", "scenario", ScenarioSettings)
 SERVE_SCENARIOS.register(
     "throughput", "energybench.lifecycle.serve:run_throughput", settings=Throughput
 )
 SERVE_SCENARIOS.register("stream", "energybench.lifecycle.serve:run_stream", settings=Stream)
-SERVE_SCENARIOS.register("load", "energybench.lifecycle.serve:run_load", settings=Load)
+SERVE_SCENARIOS.register("load", "energybench.lifecycle.batcher:serve_open_loop", settings=Load)
+# the runner serves ``adaptive`` itself (its variants are other entries' models)
 SERVE_SCENARIOS.register(
     "adaptive", "energybench.lifecycle.adaptive:run_adaptive", settings=Adaptive
 )

@@ -1,7 +1,9 @@
-"""A serving scenario is a plug-in: one settings class, one runner, one registry line.
+"""A serving scenario is a plug-in: a settings class, a runner, a result type declaring its
+own outputs, and one registry line.
 
 The toy scenario below is everything a new scenario needs; a tiny suite that serves it
-validates, runs, and shows it in the CSV export and the HTML report with no other change.
+validates, runs, and shows it (its energy, latency and declared outputs) in the CSV export and
+the HTML report with no other change.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typer.testing import CliRunner
 
 from energybench.cli import app
 from energybench.lifecycle.trials import aggregate_trials, run_trials, trial_summary
+from energybench.record_types import FlatResult, Output, attr
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from tests.report_helpers import run_export_report
 
@@ -29,6 +32,18 @@ class Burst(ScenarioSettings):
 
     scenario: Literal["burst"]
     frames: int = Field(4, ge=1, le=1000)
+
+
+class BurstResult(FlatResult):
+    """What a burst record holds beyond the common statistics, and its declared outputs."""
+
+    scenario: Literal["burst"]
+    burst_frames: int
+    slowest_ms: float
+    outputs = (
+        Output("burst_frames", "frames in the burst", "frames", attr("burst_frames")),
+        Output("slowest_ms", "slowest frame of the burst", "ms", attr("slowest_ms")),
+    )
 
 
 def run_burst(sc: Burst, model: Any, task: Any, device: Any, monitor: Any, energy: Any,
@@ -45,13 +60,14 @@ def run_burst(sc: Burst, model: Any, task: Any, device: Any, monitor: Any, energ
         return trial_summary(w.measurement, sc.frames, lat), lat
 
     trials, lat, _ = run_trials(energy, one)
-    return {"scenario": "burst", **aggregate_trials(trials, lat, 1, "frame", energy)}
+    agg = aggregate_trials(trials, lat, 1, "frame", energy)
+    return {"scenario": "burst", "burst_frames": sc.frames, "slowest_ms": 1e3 * max(lat), **agg}
 
 
 @pytest.fixture
 def toy_scenario() -> Iterator[None]:
     # ... and its one registry line.
-    SERVE_SCENARIOS.register("burst", run_burst, settings=Burst)
+    SERVE_SCENARIOS.register("burst", run_burst, settings=Burst, result=BurstResult)
     yield
     SERVE_SCENARIOS.unregister("burst")
 
@@ -112,4 +128,8 @@ def test_a_toy_scenario_runs_and_reaches_the_export_and_the_report(
     assert row.energy_per_item_j > 0 and row.latency_n == 3
     board = frame[frame["table"] == "leaderboard"]
     assert (board["iec_scenario"] == "bursty").all() and board["iec_j"].notna().all()
-    assert "bursty" in text and "burst" in text
+    outputs = frame[frame["table"] == "outputs"].set_index("output")
+    assert outputs.loc["burst_frames", "output_value"] == 3
+    assert outputs.loc["slowest_ms", "output_unit"] == "ms"
+    assert outputs.loc["slowest_ms", "output_value"] > 0
+    assert "bursty" in text and "frames in the burst" in text and "slowest frame" in text

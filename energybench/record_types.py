@@ -1,0 +1,289 @@
+"""Typed run records: trials, windows, scenario results (one class per kind), phases, idle.
+
+The lifecycle writes these shapes as JSON; the store parses them on load
+(:func:`parse_scenario`), so a key that was renamed or lost fails there, naming the file,
+instead of leaving a blank cell in a report. Each scenario kind declares its own outputs
+(:class:`Output`): the report and the export render declared outputs generically, so a new
+scenario kind's figures reach both with no change to either.
+
+A leaf module: it imports only the standard library and pydantic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Record(BaseModel):
+    """A stored record: the fields readers use are declared (and required where always
+    written); anything else a writer adds is kept as is."""
+
+    model_config = ConfigDict(extra="allow", frozen=False)
+
+
+class Summary(Record):
+    """Statistics of a sample (latency in ms, frames/s, items/s): ``metrics.latency.summarize``."""
+
+    n: int
+    mean: float | None
+    min: float | None = None
+    max: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class EnergyStat(Record):
+    """J/item over trials with its 95 % CIs (combined; ``stat_*``: trial spread only)."""
+
+    mean: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    stat_ci_low: float | None = None
+    stat_ci_high: float | None = None
+
+
+class Window(Record):
+    """One measured window (``Measurement.to_dict``): energy per device and provenance."""
+
+    duration_s: float
+    devices: list[dict[str, Any]]
+    sources: list[str] = []
+    flags: list[str] = []
+    is_estimate: bool = False
+    energy_j: float | None = None
+
+
+class Trial(Record):
+    """One measured trial: items served in one window and their energy."""
+
+    items: int
+    iterations: int
+    duration_s: float
+    energy_j: float | None
+    energy_per_item_j: float | None
+    measured_energy_per_item_j: float | None = None
+    estimated_energy_per_item_j: float | None = None
+    measurement: Window
+
+
+class Group(Record):
+    """A scenario's statistics over its trials at one batch size (``aggregate_trials``)."""
+
+    unit: str
+    latency_ms: Summary | None
+    items_per_s: Summary | None
+    energy_per_item_j: EnergyStat | None
+    measured_energy_per_item_j: EnergyStat | None = None
+    estimated_energy_per_item_j: EnergyStat | None = None
+    trials_total: int
+    trials_without_energy: int
+    measured_kinds: list[str] = []
+    estimated_kinds: list[str] = []
+    sources: list[str]
+    is_estimate: bool
+    is_shared: bool = False
+    is_simulated: bool = False
+    flags: list[str]
+    trials: list[Trial]
+    precision: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """One figure a scenario kind produces beyond J/item and latency: ``name`` (its key in
+    the export), a label and unit for the report, and how to read it from the result."""
+
+    name: str
+    label: str
+    unit: str
+    read: Callable[[Any], float | str | None]
+
+
+def attr(path: str) -> Callable[[Any], Any]:
+    """Read ``a.b.c`` from a result (None where a step is None)."""
+
+    def read(obj: Any) -> Any:
+        for part in path.split("."):
+            if obj is None:
+                return None
+            obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part)
+        return obj
+
+    return read
+
+
+class ScenarioResult(Record):
+    """Base of every scenario kind's result: ``scenario`` is the kind, ``name`` its name."""
+
+    scenario: str
+    name: str | None = None
+    compile: str = "none"
+    outputs: ClassVar[tuple[Output, ...]] = ()
+
+    def groups(self) -> dict[str, Group]:
+        """Statistics per batch size (``""``: a scenario without batch sizes)."""
+        raise NotImplementedError
+
+    def output_values(self) -> list[tuple[Output, float | str | None]]:
+        """Every declared output with its value (None: not applicable in this run)."""
+        out = []
+        for o in self.outputs:
+            v = o.read(self)
+            out.append((o, None if isinstance(v, float) and not math.isfinite(v) else v))
+        return out
+
+
+class FlatResult(ScenarioResult, Group):
+    """A scenario measured at one batch size: its statistics sit at the top of the record."""
+
+    def groups(self) -> dict[str, Group]:
+        return {"": self}
+
+
+class ThroughputResult(ScenarioResult):
+    scenario: Literal["throughput"]
+    batch_sizes: list[int]
+    by_batch: dict[str, Group]
+
+    def groups(self) -> dict[str, Group]:
+        return dict(self.by_batch)
+
+
+class StreamResult(FlatResult):
+    scenario: Literal["stream"]
+    target_fps: float
+    frames_per_trial: int
+    deadline_miss_rate: float | None
+    deadline_misses: int
+    fps_achieved: Summary | None
+    outputs = (
+        Output("target_fps", "target rate", "frames/s", attr("target_fps")),
+        Output("fps_achieved", "achieved rate", "frames/s", attr("fps_achieved.mean")),
+        Output("deadline_miss_rate", "deadline misses", "fraction", attr("deadline_miss_rate")),
+    )
+
+
+class Sweep(Record):
+    """The load scenario's p99 sweep: the highest rate that meets ``p99_target_ms``."""
+
+    p99_target_ms: float
+    capacity_estimate_per_s: float | None
+    max_rate_per_s: float | None
+    energy_per_request_j: float | None
+    points: list[dict[str, Any]]
+
+
+class LoadResult(FlatResult):
+    scenario: Literal["load"]
+    rate_per_s: float
+    deadline_ms: float
+    max_batch: int
+    requests_per_trial: int
+    profile: dict[str, Any]
+    deadline_miss_rate: float | None
+    rejection_rate: float | None
+    sweep: Sweep | None
+    outputs = (
+        Output("rate_per_s", "offered rate", "requests/s", attr("rate_per_s")),
+        Output("deadline_ms", "deadline", "ms", attr("deadline_ms")),
+        Output("deadline_miss_rate", "deadline misses", "fraction", attr("deadline_miss_rate")),
+        Output("rejection_rate", "rejected", "fraction", attr("rejection_rate")),
+        Output("sweep_p99_target_ms", "sweep: p99 target", "ms", attr("sweep.p99_target_ms")),
+        Output(
+            "sweep_max_rate_per_s",
+            "sweep: highest rate within the p99 target",
+            "requests/s",
+            attr("sweep.max_rate_per_s"),
+        ),
+        Output(
+            "sweep_energy_per_request_j",
+            "sweep: energy per request at that rate",
+            "J",
+            attr("sweep.energy_per_request_j"),
+        ),
+        Output("sweep_points", "sweep: rates measured", "points", lambda r: _count(r.sweep)),
+    )
+
+
+def _count(sweep: Sweep | None) -> int | None:
+    return None if sweep is None else len(sweep.points)
+
+
+class AdaptiveResult(FlatResult):
+    scenario: Literal["adaptive"]
+    target_fps: float
+    duration_s: float
+    variants: list[str]
+    policy: str
+    threads: int | None
+    runs: dict[str, dict[str, Any]]
+    deadline_miss_rate: float | None
+    psnr_mean_db: float | None
+    longest_stall_s: float | None
+    fps_achieved: Summary | None
+    versus_static: dict[str, Any] | None = None
+    outputs = (
+        Output("policy", "policy", "", attr("policy")),
+        Output("target_fps", "target rate", "frames/s", attr("target_fps")),
+        Output("fps_achieved", "achieved rate", "frames/s", attr("fps_achieved.mean")),
+        Output("deadline_miss_rate", "deadline misses", "fraction", attr("deadline_miss_rate")),
+        Output("psnr_mean_db", "mean PSNR", "dB", attr("psnr_mean_db")),
+        Output("longest_stall_s", "longest stall", "s", attr("longest_stall_s")),
+        Output(
+            "miss_rate_diff_vs_static",
+            "deadline misses minus static's",
+            "fraction",
+            attr("versus_static.miss_rate_diff"),
+        ),
+    )
+
+
+#: scenario kind -> its result class; a new kind registers with :func:`register_result`
+RESULT_KINDS: dict[str, type[ScenarioResult]] = {
+    "throughput": ThroughputResult,
+    "stream": StreamResult,
+    "load": LoadResult,
+    "adaptive": AdaptiveResult,
+}
+
+
+def register_result(kind: str, cls: type[ScenarioResult]) -> None:
+    """Make ``kind``'s records parse as ``cls`` (a serving scenario plug-in's result)."""
+    if RESULT_KINDS.get(kind, cls) is not cls:
+        raise ValueError(f"scenario result kind '{kind}' is registered twice")
+    RESULT_KINDS[kind] = cls
+
+
+class RecordShapeError(ValueError):
+    """A stored record that lacks a field its type requires (or has one of the wrong type)."""
+
+
+def _problems(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg'].lower()}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_scenario(data: dict[str, Any]) -> ScenarioResult:
+    """The typed result of one stored scenario, or :class:`RecordShapeError` saying what is
+    missing or wrong (a renamed key fails here, not as a blank cell)."""
+    kind = data.get("scenario")
+    cls = RESULT_KINDS.get(str(kind))
+    if cls is None:
+        known = ", ".join(sorted(RESULT_KINDS))
+        raise RecordShapeError(f"unknown scenario kind {kind!r} (known: {known})")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise RecordShapeError(f"a {kind} scenario record: {_problems(exc)}") from None
