@@ -90,6 +90,7 @@ def output_rows(run: RunData) -> pd.DataFrame:
         for name, sc in run.results(entry).items():
             for o, v in sc.output_values():
                 number = isinstance(v, int | float) and not isinstance(v, bool)
+                value = float(v) if isinstance(v, int | float) and number else None
                 rows.append(
                     {
                         "entry": entry,
@@ -98,7 +99,7 @@ def output_rows(run: RunData) -> pd.DataFrame:
                         "output": o.name,
                         "output_label": o.label,
                         "output_unit": o.unit,
-                        "output_value": float(v) if number else None,
+                        "output_value": value,
                         "output_text": None if number or v is None else str(v),
                     }
                 )
