@@ -1,3 +1,3 @@
 """energybench: full-cycle (train + compress + serve) energy benchmark for vision models."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

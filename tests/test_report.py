@@ -12,6 +12,7 @@ import pytest
 from report_helpers import ENTRIES, XSS, tiny_run
 from typer.testing import CliRunner
 
+from energybench import __version__
 from energybench.cli import app
 from energybench.report import plots
 from energybench.report.html import render_report
@@ -71,7 +72,7 @@ def test_header_leaderboard_and_plots(page: Path, run_dir: Path) -> None:
         "gCO2e/kWh",
         "suite value (carbon.grid_intensity_g_per_kwh)",
         "PUE 1.2",
-        "energybench 0.1.0",
+        f"energybench {__version__}",
         "G(MUI) = Q^τ / (TEC + MUI · IEC)",
         "source <q>",
     ):

@@ -27,6 +27,7 @@ from energybench.lifecycle.trials import (
 )
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
+from energybench.models.sr.base import online
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from energybench.suite.schema import EnergySettings, Stream, Throughput
 
@@ -144,9 +145,9 @@ def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
     if mode == "none":
         return model
     out = copy.copy(model)
-    out.forward = torch.compile(model.forward, mode=mode)  # type: ignore[method-assign]
+    out.forward = torch.compile(model.forward, mode=mode)
     if callable(getattr(model, "step", None)):
-        out.step = torch.compile(model.step, mode=mode)  # type: ignore[method-assign]
+        setattr(out, "step", torch.compile(online(model).step, mode=mode))  # noqa: B010
     return out
 
 

@@ -46,13 +46,16 @@ def _per_item(energy_j: float | None, items: int) -> float | None:
     return None if energy_j is None or items <= 0 else energy_j / items
 
 
-def trial_summary(meas: Measurement, items: int, latencies: list[float]) -> dict[str, Any]:
+def trial_summary(meas: Measurement | None, items: int, latencies: list[float]) -> dict[str, Any]:
     """One measured trial: items, iterations, duration, energy and J/item of its window.
 
     ``energy_per_item_j`` covers every charged device (measured and estimated);
     ``measured_energy_per_item_j`` the devices read from a meter only, with the meter's own
     ~1 sigma (``measured_sigma_per_item_j``); ``estimated_energy_per_item_j`` the power models.
+    ``meas`` is a closed window's measurement (None: the window never closed, a bug).
     """
+    if meas is None:
+        raise RuntimeError("trial_summary needs the measurement of a closed window")
     return {
         "items": items,
         "iterations": len(latencies),

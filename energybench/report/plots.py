@@ -17,7 +17,7 @@ import io
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import matplotlib
 
@@ -47,7 +47,7 @@ def plain_text(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
     @functools.wraps(fn)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with matplotlib.rc_context(PLAIN_TEXT):
+        with matplotlib.rc_context(cast(Any, PLAIN_TEXT)):
             return fn(*args, **kwargs)
 
     return wrapper

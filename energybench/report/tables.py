@@ -132,7 +132,7 @@ def window_energy(m: dict[str, Any], allow_estimates: bool) -> WindowEnergy:
     """
     meas = Measurement.from_dict(m)
     measured = meas.measured_energy_j
-    common = {
+    common: dict[str, Any] = {
         "measured_kinds": tuple(meas.measured_kinds),
         "estimated_kinds": tuple(meas.estimated_kinds),
         "is_shared": meas.is_shared,
@@ -221,7 +221,7 @@ def backend_name(run: RunData, entry: str) -> str:
     """The backend an entry is served on (its serve record's, else its suite spec's), with its
     variant: ``onnxruntime``, ``onnxruntime+int8``, ``eager+channels_last``, ..."""
     rec = (run.phases.get(entry, {}).get("serve") or {}).get("backend") or {}
-    spec = next((e for e in run.suite.get("entries", []) if e["name"] == entry), {})
+    spec: dict[str, Any] = next((e for e in run.suite.get("entries", []) if e["name"] == entry), {})
     settings = rec.get("settings") or spec.get("backend") or {}
     name = str(rec.get("name") or settings.get("name") or "eager")
     if settings.get("quantize", "none") != "none":

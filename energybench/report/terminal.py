@@ -68,7 +68,7 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
     ):
         table.add_column(
             name,
-            justify=justify,  # type: ignore[arg-type]
+            justify=justify,
             no_wrap=name != "marks",
             min_width=14 if name == "marks" else None,
         )
