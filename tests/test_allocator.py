@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,40 @@ def test_recorded_in_the_environment_once_applied() -> None:
     assert snapshot()["allocator"] == first
     if GLIBC:
         assert first["tuned"] and first["mmap_threshold_bytes"] == 32 * 1024 * 1024
+
+
+_RUNNER = """
+import sys
+from pathlib import Path
+from rich.console import Console
+from energybench import allocator
+from energybench.lifecycle.runner import Runner
+from energybench.store import RunStore
+from energybench.suite import load_suite
+loaded = load_suite(Path(sys.argv[1]))
+store = RunStore.create(Path(sys.argv[2]), loaded.suite.name, loaded.config_hash)
+assert allocator.allocator_settings() is None
+Runner(loaded, store, Console())  # what an in-process run and every executor job build
+print(allocator.allocator_settings()["tuned"])
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")
+def test_every_runner_applies_the_setting(tmp_path: Path) -> None:
+    """In-process runs and executor jobs (each its own process) all build a Runner."""
+    suite = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
+    args = [sys.executable, "-c", _RUNNER, str(suite), str(tmp_path)]
+    out = subprocess.run(args, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")
+def test_a_run_records_the_allocator_setting_it_ran_with() -> None:
+    import json
+
+    from report_helpers import tiny_run
+
+    manifest = json.loads((tiny_run() / "manifest.json").read_text())
+    allocator = manifest["environment"]["allocator"]
+    assert allocator["tuned"] is True and allocator["allocator"].startswith("glibc")

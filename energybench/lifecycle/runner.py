@@ -108,6 +108,9 @@ class Runner:
         self.cooldowns: dict[str, dict[str, Any]] = {}
         self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
         self.idle_path = store.root / "idle.json"  # a cluster job keeps its node's own
+        # every process that measures (in-process runs, executor jobs) serves the same way:
+        # serving figures measure the model, not the allocator's history
+        keep_freed_memory()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -565,7 +568,6 @@ def run_suite(
     crash report there if the run then stops on a bug).
     """
     console = console or Console()
-    keep_freed_memory()  # serving figures measure the model, not the allocator's history
     lock: RunLock | None = None
     if resume is not None:  # one writer per run folder: a second one stops here (exit 2)
         store = RunStore(Path(resume))
