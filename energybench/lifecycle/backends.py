@@ -20,9 +20,11 @@ above ``parity_tolerance`` on fp32 the phase fails). :func:`backend_problems` is
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from energybench.lifecycle.backend_context import PrepareContext
-from energybench.lifecycle.onnx_export import is_recurrent
+from energybench.lifecycle.onnx_export import is_recurrent, serve_once
 from energybench.models.sr.base import SRModel, online
 from energybench.suite.methods import Quantize
 from energybench.suite.schema import BackendSpec, Entry
@@ -68,8 +70,10 @@ def register(backend: Backend) -> Backend:
 
 
 # ----------------------------------------------------------------------------- PyTorch backends
-class ChannelsLast(SRModel):
-    """A PyTorch model fed NHWC (channels_last) inputs; the weights were converted once."""
+class ServedWrapper(SRModel):
+    """A PyTorch model whose calls go through a transform (same served interface): its inputs
+    (:meth:`_input`), a context around the call (:meth:`_context`) and its output
+    (:meth:`_output`). The state passes through unchanged."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -77,20 +81,36 @@ class ChannelsLast(SRModel):
         self.temporal = bool(getattr(model, "temporal", False))
         self.scale = getattr(model, "scale", 4)
 
-    @staticmethod
-    def _cl(x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+    def _input(self, lr: torch.Tensor) -> torch.Tensor:
+        return lr
+
+    def _context(self, lr: torch.Tensor) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def _output(self, out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        return out
 
     def init_state(self, lr: torch.Tensor) -> Any:
-        return online(self.model).init_state(self._cl(lr)) if self.temporal else None
+        return online(self.model).init_state(self._input(lr)) if self.temporal else None
 
     def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        if not self.temporal:
-            return self.model(self._cl(lr)), state
-        return online(self.model).step(self._cl(lr), state)
+        x = self._input(lr)
+        with self._context(lr):
+            if self.temporal:
+                out, state = online(self.model).step(x, state)
+            else:
+                out = self.model(x)
+        return self._output(out, lr), state
 
     def forward(self, lr: torch.Tensor) -> Any:
         return self.step(lr, self.init_state(lr))[0]
+
+
+class ChannelsLast(ServedWrapper):
+    """A PyTorch model fed NHWC (channels_last) inputs; the weights were converted once."""
+
+    def _input(self, lr: torch.Tensor) -> torch.Tensor:
+        return lr.contiguous(memory_format=torch.channels_last) if lr.dim() == 4 else lr
 
 
 def _channels_last(model: nn.Module, spec: BackendSpec) -> nn.Module:
@@ -102,28 +122,19 @@ def _channels_last(model: nn.Module, spec: BackendSpec) -> nn.Module:
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class Autocast(SRModel):
+class Autocast(ServedWrapper):
     """A PyTorch model run under ``torch.autocast(dtype)`` on its input's device; outputs are
     returned in the input's dtype (the served interface does not change), the state as is."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.model, self.dtype = model, dtype
-        self.temporal = bool(getattr(model, "temporal", False))
-        self.scale = getattr(model, "scale", 4)
+        super().__init__(model)
+        self.dtype = dtype
 
-    def init_state(self, lr: torch.Tensor) -> Any:
-        return online(self.model).init_state(lr) if self.temporal else None
+    def _context(self, lr: torch.Tensor) -> AbstractContextManager[Any]:
+        return torch.autocast(lr.device.type, dtype=self.dtype)
 
-    def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        with torch.autocast(lr.device.type, dtype=self.dtype):
-            if not self.temporal:
-                return self.model(lr).to(lr.dtype), state
-            out, new = online(self.model).step(lr, state)
-        return out.to(lr.dtype), new
-
-    def forward(self, lr: torch.Tensor) -> Any:
-        return self.step(lr, self.init_state(lr))[0]
+    def _output(self, out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        return out.to(lr.dtype)
 
 
 def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
@@ -157,11 +168,7 @@ def _prepare_compile(
     with torch.inference_mode(), inductor_config.patch(freezing=spec.freeze):
         x = ctx.frames[:1].to(ctx.device)
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-        x = x.to(dtype) if dtype is not None else x
-        if is_recurrent(served):
-            online(served).step(x, online(served).init_state(x))
-        else:
-            served(x)
+        serve_once(served, x.to(dtype) if dtype is not None else x)
     return served, {
         "channels_last": spec.channels_last,
         "compile_mode": spec.compile_mode,

@@ -36,6 +36,15 @@ def is_recurrent(model: nn.Module) -> bool:
     return bool(getattr(model, "temporal", False)) and callable(getattr(model, "step", None))
 
 
+def serve_once(model: nn.Module, x: torch.Tensor) -> None:
+    """One serving call on ``x`` (an online model: one step from a fresh state), e.g. to
+    compile a backend for this input before its figures are measured."""
+    if is_recurrent(model):
+        online(model).step(x, online(model).init_state(x))
+    else:
+        model(x)
+
+
 class FlatStep(nn.Module):
     """``model`` with flat tensors in and out: ``forward(lr, *state) -> (out, *new_state)``."""
 

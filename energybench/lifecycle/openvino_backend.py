@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from energybench.lifecycle.backend_context import PrepareContext
-from energybench.lifecycle.onnx_export import ExportedStep, export_step
+from energybench.lifecycle.onnx_export import ExportedStep, export_step, serve_once
 from energybench.lifecycle.ort_backend import RuntimeServed
 from energybench.suite.schema import BackendSpec
 
@@ -78,10 +78,6 @@ def prepare_openvino(
 
     served = OpenVinoServed(model.eval(), exported, compile_for).eval()
     with torch.inference_mode():  # compile for the serving size now, inside the metered window
-        x = ctx.frames[:1].float().cpu()
-        if served.temporal:
-            served.step(x, served.init_state(x))
-        else:
-            served(x)
+        serve_once(served, ctx.frames[:1].float().cpu())
     info = {"export": exported.info, "openvino": ov.__version__, "ov_device": device}
     return served, info
