@@ -426,7 +426,7 @@ def meters(
     ] = None,
 ) -> None:
     """Which energy meters work on this machine, what they see, and why not."""
-    from energybench.meters import UnknownProfileError, probe_meters
+    from energybench.meters.factory import UnknownProfileError, probe_meters
 
     try:
         statuses = probe_meters(simulate=simulate)

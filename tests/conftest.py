@@ -14,9 +14,9 @@ class FakeMeter(Meter):
 
     name = "fake"
 
-    def __init__(self, power_w: float = 10.0, source: Source = Source.ESTIMATE) -> None:
+    def __init__(self, power_w: float = 10.0, source: str = "estimate") -> None:
         self.power_w = power_w
-        self.source = source
+        self.source = Source(source)
         self._open: dict[str, float] = {}
 
     def begin(self, key: str) -> None:

@@ -40,8 +40,8 @@ class EstimatingMeter(FakeMeter):
 
 
 def test_live_power_is_marked_when_any_part_is_an_estimate() -> None:
-    measured = EnergyMonitor([FakeMeter(20.0, Source.RAPL)])
-    mixed = EnergyMonitor([FakeMeter(20.0, Source.RAPL), EstimatingMeter(8.0)])
+    measured = EnergyMonitor([FakeMeter(20.0, Source("rapl"))])
+    mixed = EnergyMonitor([FakeMeter(20.0, Source("rapl")), EstimatingMeter(8.0)])
     assert measured.live_power() == LivePower(20.0, False)
     assert mixed.live_power() == LivePower(28.0, True)
     assert power_text(mixed.live_power()) == "≈28.0 W est."

@@ -26,12 +26,12 @@ def window(gpu_j: float, cpu_j: float, ram_j: float, *, shared: bool = False) ->
         10.0,
         [
             DeviceEnergy(
-                "gpu:a", "gpu", "H100", Source.NVML_COUNTER, gpu_j, 0.05 * gpu_j,
+                "gpu:a", "gpu", "H100", Source("nvml-counter"), gpu_j, 0.05 * gpu_j,
                 cuda_position=0, shared=shared,
             ),
-            DeviceEnergy("gpu:b", "gpu", "H100", Source.NVML_COUNTER, 700.0, charged=False),
-            DeviceEnergy("cpu:estimate", "cpu", "cpu", Source.ESTIMATE, cpu_j, 0.5 * cpu_j),
-            DeviceEnergy("ram:estimate", "ram", "ram", Source.ESTIMATE, ram_j, 0.5 * ram_j),
+            DeviceEnergy("gpu:b", "gpu", "H100", Source("nvml-counter"), 700.0, charged=False),
+            DeviceEnergy("cpu:estimate", "cpu", "cpu", Source("estimate"), cpu_j, 0.5 * cpu_j),
+            DeviceEnergy("ram:estimate", "ram", "ram", Source("estimate"), ram_j, 0.5 * ram_j),
         ],
     )  # fmt: skip
 

@@ -34,7 +34,7 @@ def worker(spec_path: Path) -> None:
     from energybench.lifecycle.checkpoint import save_checkpoint
     from energybench.lifecycle.runner import Runner
     from energybench.lifecycle.train import settings_kwargs, train_steps
-    from energybench.meters import build_monitor
+    from energybench.meters.factory import build_monitor
     from energybench.store import RunStore
     from energybench.suite.load import LoadedSuite
     from energybench.suite.schema import Suite

@@ -9,7 +9,7 @@ from energybench.errors import SetupError
 from energybench.lifecycle.placement import Placement, placements
 from energybench.lifecycle.task_for import make_task
 from energybench.lifecycle.tasks import Task
-from energybench.meters import build_monitor
+from energybench.meters.factory import build_monitor
 from energybench.suite.load import config_hash, dependency_order
 from energybench.suite.schema import EnergySettings, Entry, Suite
 

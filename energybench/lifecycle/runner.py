@@ -46,8 +46,8 @@ from energybench.lifecycle.resume import (
 from energybench.lifecycle.serve import run_scenario
 from energybench.lifecycle.tasks import Task, model_kwargs
 from energybench.lifecycle.train import settings_kwargs, train_steps
-from energybench.meters import build_monitor
 from energybench.meters.base import EnergyMonitor
+from energybench.meters.factory import build_monitor
 from energybench.records import RunFileError, read_record
 from energybench.runlock import RunLock
 from energybench.store import PHASES, STORE_VERSION, DiskFullError, RunStore, atomic_write_json

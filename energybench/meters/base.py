@@ -13,8 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from enum import Enum
 from typing import Any, Protocol
+
+from energybench.meters.plugins import Source
 
 #: Measurement flags set by :class:`EnergyMonitor` (``Measurement.flags``). Flags that name a
 #: device carry it after a colon, e.g. ``"incomplete:gpu:GPU-1234..."``.
@@ -63,16 +64,6 @@ class SystemClock:
 SYSTEM_CLOCK = SystemClock()
 
 
-class Source(str, Enum):
-    """How an energy figure was obtained."""
-
-    NVML_COUNTER = "nvml-counter"  # nvmlDeviceGetTotalEnergyConsumption deltas
-    NVML_INTEGRATED = "nvml-power-integrated"  # sampled power, trapezoid-integrated
-    RAPL = "rapl"  # /sys/class/powercap energy_uj deltas
-    ESTIMATE = "estimate"  # a power model (codecarbon), not a measurement
-    UNMEASURED = "unmeasured"  # a device in use that no meter could read (energy_j is None)
-
-
 #: Human scope of each device kind, for "GPU only; CPU/RAM not measured" style labels.
 KIND_LABELS = {
     "gpu": "GPU",
@@ -119,7 +110,7 @@ class DeviceEnergy:
     @property
     def is_estimate(self) -> bool:
         """Whether this figure comes from a power model rather than a meter."""
-        return self.source is Source.ESTIMATE
+        return self.source.is_estimate
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -284,7 +275,7 @@ class Meter(ABC):
         return None
 
     def live_power_is_estimate(self) -> bool:
-        """Whether :meth:`live_power_w` comes from a power model (:attr:`Source.ESTIMATE`)
+        """Whether :meth:`live_power_w` comes from a power model (a source declared as an estimate)
         rather than a meter reading; the progress line marks such a figure."""
         return False
 
@@ -295,6 +286,14 @@ class Meter(ABC):
     def describe(self) -> list[dict[str, Any]]:
         """Environment facts for the manifest (one dict per device)."""
         return []
+
+    def covers_host(self) -> str | None:
+        """Why this GPU meter's figures already include the host's CPU and memory (a superchip
+        module counter), or None. The monitor adds no host meter on top of one that does."""
+        return None
+
+    def add_note(self, note: str) -> None:
+        """Attach ``note`` to the records of devices this meter covers (default: ignored)."""
 
     def update_period_s(self) -> float | None:
         """Slowest update period of this meter's readings in s (a shorter window is flagged)."""

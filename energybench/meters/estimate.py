@@ -6,8 +6,9 @@ its fallback of 4 W per thread for unknown CPUs) and its machine-level CPU-load 
 RAM: codecarbon's ``RAM`` model (about 5 W per estimated DIMM on x86). The modelled power is
 integrated over time by a light poll thread into a software energy counter.
 
-Every figure is labelled ``Source.ESTIMATE``. Uncertainty (~1 sigma): CPU +/-50 % when the TDP
-was found in codecarbon's table, +/-100 % with its generic per-thread fallback; RAM +/-50 %.
+Every figure is labelled with the source ``estimate``. Uncertainty (~1 sigma): CPU +/-50 %
+when the TDP was found in codecarbon's table, +/-100 % with its generic per-thread fallback;
+RAM +/-50 %.
 These are deliberately large: TDP-times-load models are not calibrated per machine and
 comparisons against wattmeters (e.g. Jay et al., "An experimental comparison of software-based
 power meters", CCGrid 2023) show errors of tens of percent. Estimates are for completeness, not
@@ -26,12 +27,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, cast
 
-from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, Source
+from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, MeterStatus
+from energybench.meters.plugins import MeterContext, MeterUnavailable, Source
 from energybench.meters.sampler import Poller
 
 CPU_REL_UNCERTAINTY = 0.5
 CPU_GENERIC_REL_UNCERTAINTY = 1.0
 RAM_REL_UNCERTAINTY = 0.5
+ESTIMATE = Source("estimate")
 
 #: Returns (cpu_w, ram_w): mean modelled power over the interval since its previous call.
 PowerFn = Callable[[], tuple[float, float]]
@@ -111,7 +114,7 @@ class _Cum:
 
 
 class EstimateMeter(Meter):
-    """Modelled CPU and RAM energy (Source.ESTIMATE) for machines without RAPL.
+    """Modelled CPU and RAM energy (source ``estimate``) for machines without RAPL.
 
     ``power_fn`` defaults to codecarbon's model for this machine (:func:`codecarbon_power_fn`);
     tests inject their own. ``poll_s`` is how often the model is re-evaluated in the background
@@ -193,14 +196,12 @@ class EstimateMeter(Meter):
             cpu_name, ram_name = self._names()
             win = self._windows.pop(key, None)
             recs = [
-                DeviceEnergy(
-                    "cpu:estimate", "cpu", cpu_name, Source.ESTIMATE, None, complete=False
-                ),
+                DeviceEnergy("cpu:estimate", "cpu", cpu_name, ESTIMATE, None, complete=False),
                 DeviceEnergy(
                     "ram:estimate",
                     "ram",
                     ram_name,
-                    Source.ESTIMATE,
+                    ESTIMATE,
                     None,
                     complete=False,
                     constant_power=True,
@@ -239,7 +240,7 @@ class EstimateMeter(Meter):
         s = self.spec
         base: dict[str, Any] = {
             "model": "codecarbon cpu_load (machine)" if s else "injected power function",
-            "source": Source.ESTIMATE.value,
+            "source": ESTIMATE.value,
         }
         cpu: dict[str, Any] = {"device": "cpu:estimate", **base, "rel_uncertainty": self.cpu_rel}
         ram: dict[str, Any] = {"device": "ram:estimate", **base, "rel_uncertainty": self.ram_rel}
@@ -258,3 +259,48 @@ class EstimateMeter(Meter):
                 )
             ram.update(ram_gb=s.ram_gb, ram_w=s.ram_w)
         return [cpu, ram]
+
+
+def build(ctx: MeterContext) -> EstimateMeter:
+    """The estimate plug-in's meter (:class:`MeterUnavailable` without codecarbon's model)."""
+    try:
+        spec = codecarbon_spec()
+    except Exception as exc:  # codecarbon missing or broken
+        raise MeterUnavailable(
+            f"codecarbon's model is unavailable ({exc!r})", "pip install codecarbon"
+        ) from exc
+    return EstimateMeter(spec=spec, clock=ctx.clock, background=ctx.background)
+
+
+def probe(ctx: MeterContext) -> MeterStatus:
+    """The estimate plug-in's status: the CPU and RAM model codecarbon has for this machine."""
+    try:
+        s = codecarbon_spec()
+    except Exception as exc:  # codecarbon missing or broken
+        return MeterStatus(
+            "estimate",
+            ok=False,
+            reason=f"codecarbon model unavailable: {exc!r}",
+            fix="pip install codecarbon",
+        )
+    fix = "this is a model, not a measurement (+/-50 % or worse); use RAPL where possible"
+    if s.generic_tdp:
+        fix = (
+            f"'{s.cpu_model}' is not in codecarbon's TDP table (generic 4 W/thread used, "
+            "+/-100 %); " + fix
+        )
+    return MeterStatus(
+        "estimate",
+        ok=True,
+        fix=fix,
+        details=[
+            {
+                "device": "cpu:estimate",
+                "cpu_model": s.cpu_model,
+                "tdp_w": s.tdp_w,
+                "sockets": s.sockets,
+                "generic_tdp": s.generic_tdp,
+            },
+            {"device": "ram:estimate", "ram_gb": s.ram_gb, "ram_w": s.ram_w},
+        ],
+    )

@@ -1,17 +1,17 @@
 """Builds the :class:`EnergyMonitor` a run uses, and probes meters for ``energybench meters``.
 
-``auto`` means: NVML for exactly the GPUs the run uses, RAPL for the CPU if readable, otherwise
-codecarbon's estimate for CPU and RAM. On a superchip (GH200/GB200) the NVML module counter
-already covers the Grace CPU and memory, so no CPU/RAM meter or estimate is ever added on top of
-it (the reason is in the NVML meter's notes). Meters named explicitly are forced and fail with a
-clear :class:`MeterUnavailableError` if they cannot work. ``simulate`` swaps NVML for a named
-simulated server (:mod:`energybench.meters.simulate`). This module decides *which* meters run;
-it must not measure anything itself or change any device setting.
+Which meters run comes from the meter table (:data:`energybench.meters.plugins.METERS`) alone:
+``auto`` means the first GPU meter that works (NVML) for exactly the GPUs the run uses, and the
+first host meter that works (RAPL, else codecarbon's estimate) for the CPU and memory. A GPU
+meter whose figures already cover the host (a GH200/GB200 module counter) gets no host meter
+or estimate on top of it (the reason is in its notes). Meters named explicitly are forced and
+fail with a clear :class:`MeterUnavailableError` if they cannot work. ``simulate`` swaps NVML for
+a named simulated server (:mod:`energybench.meters.simulate`). This module decides *which*
+meters run; it must not measure anything itself or change any device setting.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,20 +24,16 @@ from energybench.meters.base import (
     EnergyMonitor,
     Meter,
     MeterStatus,
+)
+from energybench.meters.nvml_device import GpuBackend, PynvmlBackend
+from energybench.meters.plugins import (
+    METERS,
+    MeterContext,
+    MeterPlugin,
+    MeterUnavailable,
     Source,
 )
-from energybench.meters.estimate import EstimateMeter, codecarbon_spec
-from energybench.meters.gpu_select import GpuTarget, run_pids, select_gpus, visible_gpus
-from energybench.meters.nvml import NvmlMeter
-from energybench.meters.nvml_device import (
-    GpuBackend,
-    GpuError,
-    GpuNotSupportedError,
-    NvmlUnavailableError,
-    PynvmlBackend,
-)
-from energybench.meters.nvml_probe import probe_update_periods
-from energybench.meters.rapl import RaplFs, RaplMeter, RaplUnavailableError, rapl_status
+from energybench.meters.rapl import RaplFs
 from energybench.meters.simulate import (
     SIMULATE_PROFILES,
     BusyGpus,
@@ -88,7 +84,7 @@ class UnmeasuredMeter(Meter):
                 device=d,
                 kind="gpu",
                 name=d,
-                source=Source.UNMEASURED,
+                source=Source("unmeasured"),
                 energy_j=None,
                 complete=False,
                 issues=[self.reason],
@@ -100,20 +96,6 @@ class UnmeasuredMeter(Meter):
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"device": d, "reason": self.reason} for d in self.devices]
-
-
-def _torch_uuids() -> list[str] | None:
-    """UUIDs of the GPUs CUDA opened, by torch position (None if torch/CUDA can't say)."""
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        return [
-            str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())
-        ]
-    except Exception:
-        return None
 
 
 def _cuda_sync(cuda_devices: Sequence[int]) -> Callable[[], None] | None:
@@ -166,10 +148,8 @@ def build_monitor(
     """
     names = set(settings.meters)
     auto = "auto" in names
-    clock_kw: dict[str, Any] = {"clock": clock} if clock is not None else {}
-    meters: list[Meter] = []
-    env: str | None = None
     busy: BusyGpus | None = None
+    env: str | None = None
     if simulate is not None:
         busy = BusyGpus()
         fake = simulated_nvml(simulate, clock or SYSTEM_CLOCK, busy=busy)
@@ -177,59 +157,34 @@ def build_monitor(
         env = ",".join(str(i) for i in range(simulated_gpu_count(simulate)))
         sync = sync or fake.synchronize
         torch_uuids = None
-
-    gpu: Meter | None = None
-    if "nvml" in names or (auto and cuda_devices):
-        gpu = _gpu_meter(
-            settings,
-            cuda_devices,
-            trace_dir,
-            forced="nvml" in names,
-            backend=gpu_backend,
-            torch_uuids=torch_uuids,
-            probe_s=probe_s,
-            background=background,
-            clock=clock,
-            env=env,
-            simulated=simulate is not None,
-            own_pids=own_pids,
-        )
-    elif auto and host:  # a CPU-only run: on a superchip the module counter is the CPU's only meter
-        gpu = _superchip_meter(
-            settings,
-            trace_dir,
-            backend=gpu_backend,
-            probe_s=probe_s,
-            background=background,
-            clock=clock,
-            env=env,
-            simulated=simulate is not None,
-            own_pids=own_pids,
-        )
+    ctx = MeterContext(
+        settings=settings,
+        cuda_devices=tuple(cuda_devices or ()),
+        trace_dir=trace_dir,
+        host=host,
+        background=background,
+        probe_s=probe_s,
+        clock=clock,
+        gpu_backend=gpu_backend,
+        env=env,
+        rapl_fs=rapl_fs,
+        torch_uuids=torch_uuids,
+        own_pids=own_pids,
+        simulated=simulate is not None,
+    )
+    meters: list[Meter] = []
+    gpu = _gpu_meter(ctx, names, auto)
+    covered = gpu.covers_host() if gpu is not None else None
     if gpu is not None:
         meters.append(gpu)
-
-    modules = gpu.module_devices if isinstance(gpu, NvmlMeter) else []
-    if modules and isinstance(gpu, NvmlMeter):
-        skipped = sorted(names & {"rapl", "estimate"})
-        gpu.add_note(
-            "no CPU/RAM meter added: the superchip module counter already includes the Grace "
-            "CPU and memory"
-            + (f" (energy.meters names {', '.join(skipped)}: not added)" if skipped else "")
-        )
-    elif host:
-        cpu_forced = names & {"rapl", "estimate"}
-        if "rapl" in names or (auto and not cpu_forced):
-            try:
-                meters.append(RaplMeter(rapl_fs, background=background, **clock_kw))
-            except RaplUnavailableError as exc:
-                if "rapl" in names:
-                    raise MeterUnavailableError(
-                        f"energy.meters asks for 'rapl', but {exc.reason}. {exc.fix}"
-                    ) from exc
-                meters.append(EstimateMeter(background=background, **clock_kw))
-        if "estimate" in names:
-            meters.append(EstimateMeter(background=background, **clock_kw))
+        if covered is not None:
+            skipped = sorted(names & {p.name for p in METERS.role("host")})
+            gpu.add_note(
+                f"no CPU/RAM meter added: {covered}"
+                + (f" (energy.meters names {', '.join(skipped)}: not added)" if skipped else "")
+            )
+    if host and covered is None:
+        meters.extend(_host_meters(ctx, names, auto))
 
     if sync is None and cuda_devices and gpu_backend is None:
         sync = _cuda_sync(cuda_devices)
@@ -242,206 +197,54 @@ def build_monitor(
     )
 
 
-def _nvml_meter(
-    settings: EnergySettings,
-    targets: list[GpuTarget],
-    backend: GpuBackend,
-    trace_dir: Path | None,
-    **kw: Any,
-) -> NvmlMeter:
-    return NvmlMeter(
-        targets,
-        driver_version=backend.driver_version(),
-        sample_period_s=settings.sample_period_s,
-        cross_check_threshold=settings.cross_check_threshold,
-        trace_dir=trace_dir,
-        on_close=backend.close,
-        **kw,
+def _forced(plugin: MeterPlugin, ctx: MeterContext) -> Meter:
+    try:
+        return plugin.make(ctx.with_forced(True))
+    except MeterUnavailable as exc:
+        raise MeterUnavailableError(f"energy.meters asks for '{plugin.name}', but {exc}") from exc
+
+
+def _gpu_meter(ctx: MeterContext, names: set[str], auto: bool) -> Meter | None:
+    """The named GPU meter, or under ``auto`` the first that works (for a run that uses no GPU:
+    one whose figures cover the host, if any). Used GPUs no meter can read are unmeasured."""
+    plugins = METERS.role("gpu")
+    named = [p for p in plugins if p.name in names]
+    if named:
+        return _forced(named[0], ctx)
+    if not auto or not (ctx.cuda_devices or ctx.host):
+        return None
+    reasons = []
+    for plugin in (p for p in plugins if p.auto):
+        try:
+            return plugin.make(ctx)
+        except MeterUnavailable as exc:
+            reasons.append(str(exc))
+    if not ctx.cuda_devices:
+        return None
+    positions = list(ctx.cuda_devices)
+    why = "; ".join(reasons) or "no GPU meter is registered"
+    return UnmeasuredMeter(
+        [f"gpu:cuda:{i}" for i in positions],
+        f"GPU energy not measured: {why}",
+        positions,
+        simulated=ctx.simulated,
     )
 
 
-def _superchip_meter(
-    settings: EnergySettings,
-    trace_dir: Path | None,
-    *,
-    backend: GpuBackend | None,
-    env: str | None,
-    **kw: Any,
-) -> NvmlMeter | None:
-    """An NVML meter over the visible superchip modules, or None (none, or no NVML)."""
-    try:
-        backend = backend or PynvmlBackend()
-    except NvmlUnavailableError:
-        return None
-    try:
-        targets = [t for t in select_gpus(backend, None, env=env) if t.device.scope() == "module"]
-        if targets:
-            return _nvml_meter(settings, targets, backend, trace_dir, **kw)
-    except GpuError:
-        pass
-    backend.close()
-    return None
-
-
-def _gpu_meter(
-    settings: EnergySettings,
-    cuda_devices: list[int] | None,
-    trace_dir: Path | None,
-    *,
-    forced: bool,
-    backend: GpuBackend | None,
-    torch_uuids: Sequence[str] | None,
-    env: str | None,
-    simulated: bool,
-    **kw: Any,
-) -> Meter:
-    positions = list(cuda_devices or [])
-    used = [f"gpu:cuda:{i}" for i in positions]
-
-    def unmeasured(why: str) -> UnmeasuredMeter:
-        return UnmeasuredMeter(used, why, positions, simulated=simulated)
-
-    try:
-        if backend is None:
-            backend = PynvmlBackend()
-            if torch_uuids is None and cuda_devices:
-                torch_uuids = _torch_uuids()
-    except NvmlUnavailableError as exc:
-        if forced:
-            raise MeterUnavailableError(f"energy.meters asks for 'nvml', but {exc}") from exc
-        return unmeasured(f"GPU energy not measured: {exc}")
-    try:
-        targets = select_gpus(backend, cuda_devices, env=env, torch_uuids=torch_uuids)
-        if not targets:
-            raise GpuError(
-                "no GPU is visible to this process (CUDA_VISIBLE_DEVICES="
-                f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
-            )
-        return _nvml_meter(settings, targets, backend, trace_dir, simulated=simulated, **kw)
-    except GpuError as exc:
-        backend.close()
-        if forced:
-            raise MeterUnavailableError(f"energy.meters asks for 'nvml', but {exc}") from exc
-        return unmeasured(f"GPU energy not measured: {exc}")
-
-
-# =============================================================================== probing
-def _probe_nvml(backend: GpuBackend | None, probe_s: float) -> MeterStatus:
-    try:
-        backend = backend or PynvmlBackend()
-    except NvmlUnavailableError as exc:
-        return MeterStatus("nvml", ok=False, reason=exc.reason, fix=exc.fix)
-    try:
-        driver = backend.driver_version()
-        gpus = backend.devices()
-        env = os.environ.get("CUDA_VISIBLE_DEVICES")
-        visible, notes = visible_gpus(env, backend, os.environ.get("CUDA_DEVICE_ORDER"))
-        visible_uuids = {d.uuid() for d, _ in visible}
-        details: list[dict[str, Any]] = []
-        fixes: list[str] = []
-        for g in gpus:
-            scope = g.scope()
-            d: dict[str, Any] = {
-                "index": g.index,
-                "uuid": g.uuid(),
-                "name": g.name(),
-                "kind": scope,
-                "driver": driver,
-                "architecture": g.architecture(),
-                "visible": g.uuid() in visible_uuids,
-                "mig": g.mig_enabled(),
-            }
-            if scope == "module":
-                fixes.append(
-                    f"GPU {g.index} is a superchip: NVML reports GPU + CPU + memory module "
-                    "energy (module scope); no CPU/RAM meter or estimate is added on top of it"
-                )
-            if d["mig"]:
-                fixes.append(
-                    f"GPU {g.index} is in MIG mode: its energy is shared by every instance and "
-                    "windows on it are marked shared"
-                )
-            limit = g.power_limit_mw()
-            d["power_limit_w"] = limit / 1000 if limit is not None else None
-            d["power_usage_average_s"] = g.power_usage_average_s()
-            try:
-                others = sorted(set(g.compute_pids()) - run_pids())
-                d["other_processes"] = others
-                if others:
-                    fixes.append(
-                        f"GPU {g.index} runs other processes' compute work (pids "
-                        f"{', '.join(map(str, others))}): windows on it would be marked shared"
-                    )
-            except GpuError:
-                d["other_processes"] = None
-            counter: Callable[[], float] | None = g.total_energy_mj
-            power: Callable[[], float] | None = g.power_instant_mw
-            for key, fn in (("counter", g.total_energy_mj), ("instant_power", g.power_instant_mw)):
-                try:
-                    fn()
-                    d[f"{key}_supported"] = True
-                except GpuNotSupportedError:
-                    d[f"{key}_supported"] = False
-                    if key == "counter":
-                        counter = None
-                        fixes.append(
-                            f"GPU {g.index} has no energy counter (pre-Volta): energy "
-                            "will be integrated from sampled power (less accurate)"
-                        )
-                    else:
-                        power = g.power_usage_mw
-            periods = probe_update_periods(counter, power, max_s=probe_s)
-            d["counter_update_period_s"] = periods.counter_s
-            d["power_update_period_s"] = periods.power_s
-            details.append(d)
-        if not gpus:
-            return MeterStatus(
-                "nvml", ok=False, reason="NVML works but sees no GPU", fix="check `nvidia-smi`"
-            )
-        if env is not None and not visible:
-            fixes.append(f"CUDA_VISIBLE_DEVICES={env!r} hides every GPU")
-        return MeterStatus("nvml", ok=True, fix="; ".join(fixes + notes), details=details)
-    except GpuError as exc:
-        return MeterStatus(
-            "nvml",
-            ok=False,
-            reason=f"NVML query failed: {exc}",
-            fix="check the GPU with `nvidia-smi`; a lost GPU needs a reset/reboot",
-        )
-    finally:
-        backend.close()
-
-
-def _probe_estimate() -> MeterStatus:
-    try:
-        s = codecarbon_spec()
-    except Exception as exc:  # codecarbon missing or broken
-        return MeterStatus(
-            "estimate",
-            ok=False,
-            reason=f"codecarbon model unavailable: {exc!r}",
-            fix="pip install codecarbon",
-        )
-    fix = "this is a model, not a measurement (+/-50 % or worse); use RAPL where possible"
-    if s.generic_tdp:
-        fix = (
-            f"'{s.cpu_model}' is not in codecarbon's TDP table (generic 4 W/thread used, "
-            "+/-100 %); " + fix
-        )
-    return MeterStatus(
-        "estimate",
-        ok=True,
-        fix=fix,
-        details=[
-            {
-                "device": "cpu:estimate",
-                "cpu_model": s.cpu_model,
-                "tdp_w": s.tdp_w,
-                "sockets": s.sockets,
-                "generic_tdp": s.generic_tdp,
-            },
-            {"device": "ram:estimate", "ram_gb": s.ram_gb, "ram_w": s.ram_w},
-        ],
+def _host_meters(ctx: MeterContext, names: set[str], auto: bool) -> list[Meter]:
+    """Every named host meter, or under ``auto`` (none named) the first that works."""
+    plugins = METERS.role("host")
+    named = [p for p in plugins if p.name in names]
+    if named or not auto:
+        return [_forced(p, ctx) for p in named]
+    reasons = []
+    for plugin in (p for p in plugins if p.auto):
+        try:
+            return [plugin.make(ctx)]
+        except MeterUnavailable as exc:
+            reasons.append(f"{plugin.name}: {exc}")
+    raise MeterUnavailableError(
+        "no meter can measure or estimate the CPU and memory here (" + "; ".join(reasons) + ")"
     )
 
 
@@ -455,21 +258,24 @@ def probe_meters(
     """Each meter, what it sees, and for each one that does not work why and how to fix it.
 
     ``simulate`` probes the simulated server of that profile instead of NVML (the details say
-    ``simulated``). On a superchip, RAPL and the estimate are reported as not used.
+    ``simulated``). Where a GPU meter covers the host (a superchip), host meters are reported
+    as not used.
     """
     if simulate is not None:
         gpu_backend = PynvmlBackend(simulated_nvml(simulate))
-    nvml = _probe_nvml(gpu_backend, probe_s)
+    ctx = MeterContext(
+        probe_s=probe_s, gpu_backend=gpu_backend, rapl_fs=rapl_fs, simulated=simulate is not None
+    )
+    gpus = [p.status(ctx) for p in METERS.role("gpu")]
     if simulate is not None:
-        nvml.name = f"nvml (simulated: {simulate})"
-        for d in nvml.details:
-            d["simulated"] = True
-    cpu = [rapl_status(rapl_fs), _probe_estimate()]
-    if any(d.get("kind") == "module" for d in nvml.details):
+        for st in gpus:
+            st.name = f"{st.name} (simulated: {simulate})"
+    hosts = [p.status(ctx) for p in METERS.role("host")]
+    if any(d.get("kind") == "module" for st in gpus for d in st.details):
         why = (
             "not used here: the superchip module counter (NVML) already includes the Grace CPU "
             "and memory"
         )
-        for st in cpu:
+        for st in hosts:
             st.fix = f"{why}; {st.fix}" if st.fix else why
-    return [nvml, *cpu]
+    return [*gpus, *hosts]

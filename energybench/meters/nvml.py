@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, Source
+from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter
 from energybench.meters.gpu_select import (
     GpuSelectionError,
     GpuTarget,
@@ -56,6 +56,7 @@ from energybench.meters.nvml_uncertainty import (
     counter_uncertainty_j,
     integrated_uncertainty_j,
 )
+from energybench.meters.plugins import Source
 from energybench.meters.sampler import PowerSampler, Reading, WindowStats
 
 __all__ = [
@@ -81,6 +82,8 @@ ASSUMED_UPDATE_PERIOD_S = 0.1
 PROCESS_CHECK_S = 1.0
 TRACE_FILE = "power-nvml.csv"
 MODULE_LABEL = "GPU + CPU + memory module"
+NVML_COUNTER = Source("nvml-counter")  # nvmlDeviceGetTotalEnergyConsumption deltas
+NVML_INTEGRATED = Source("nvml-power-integrated")  # sampled power, trapezoid-integrated
 
 
 # =============================================================================== the meter
@@ -182,6 +185,11 @@ class NvmlMeter(Meter):
     def module_devices(self) -> list[str]:
         """Ids of the superchip modules measured (their figure includes CPU and memory)."""
         return [g.id for g in self._gpus if g.kind == "module"]
+
+    def covers_host(self) -> str | None:
+        if not self.module_devices:
+            return None
+        return "the superchip module counter already includes the Grace CPU and memory"
 
     def add_note(self, note: str) -> None:
         """Add ``note`` to every module's notes (records' ``issues`` and :meth:`describe`)."""
@@ -411,7 +419,7 @@ class NvmlMeter(Meter):
                             device=g.id,
                             kind=g.kind,
                             name=g.name,
-                            source=Source.NVML_COUNTER,
+                            source=NVML_COUNTER,
                             energy_j=None,
                             complete=False,
                             issues=[*g.target.issues, *g.notes, f"measurement failed: {exc!r}"],
@@ -501,11 +509,11 @@ class NvmlMeter(Meter):
                 f"({t_counter:.3f} s): the figure is mostly edge effects"
             )
 
-        source, energy, sigma = Source.NVML_COUNTER, None, None
+        source, energy, sigma = NVML_COUNTER, None, None
         if counter is not None and counter > 0:
             energy, sigma = counter, counter_uncertainty_j(counter, duration, t_counter)
         elif integrated is not None:
-            source, energy = Source.NVML_INTEGRATED, integrated
+            source, energy = NVML_INTEGRATED, integrated
             sigma = integrated_uncertainty_j(integrated, duration, t_power, stats)
             if counter == 0.0 and duration > 0:
                 issues.append(

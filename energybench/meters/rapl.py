@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, MeterStatus, Source
+from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, MeterStatus
+from energybench.meters.plugins import MeterContext, MeterUnavailable, Source
 from energybench.meters.sampler import Poller
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
@@ -38,18 +39,14 @@ RAPL_PERMISSION_FIX = (
 )
 RAPL_MISSING_FIX = (
     "No RAPL zones: this is not Linux on an Intel/AMD x86 CPU, the powercap driver is not "
-    "loaded (`sudo modprobe intel_rapl_msr`), or a VM/container hides /sys/class/powercap. "
-    "CPU energy will be estimated instead (codecarbon model)."
+    "loaded (`sudo modprobe intel_rapl_msr`), or a VM/container hides /sys/class/powercap"
 )
+RAPL = Source("rapl")
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 
 
-class RaplUnavailableError(Exception):
+class RaplUnavailableError(MeterUnavailable):
     """RAPL cannot be used; ``reason`` says why and ``fix`` how to make it work."""
-
-    def __init__(self, reason: str, fix: str) -> None:
-        super().__init__(f"{reason}. {fix}")
-        self.reason, self.fix = reason, fix
 
 
 class RaplFs:
@@ -133,7 +130,8 @@ def rapl_status(fs: RaplFs | None = None) -> MeterStatus:
     try:
         domains = discover_domains(fs)
     except RaplUnavailableError as exc:
-        return MeterStatus("rapl", ok=False, reason=exc.reason, fix=exc.fix)
+        fix = f"{exc.fix}. Without RAPL, 'auto' estimates CPU energy (codecarbon model)"
+        return MeterStatus("rapl", ok=False, reason=exc.reason, fix=fix)
     return MeterStatus(
         "rapl",
         ok=True,
@@ -149,6 +147,16 @@ def rapl_status(fs: RaplFs | None = None) -> MeterStatus:
             for d in domains
         ],
     )
+
+
+def build(ctx: MeterContext) -> RaplMeter:
+    """The RAPL plug-in's meter (:class:`RaplUnavailableError` when RAPL is not readable)."""
+    return RaplMeter(ctx.rapl_fs, clock=ctx.clock, background=ctx.background)
+
+
+def probe(ctx: MeterContext) -> MeterStatus:
+    """The RAPL plug-in's status: :func:`rapl_status` of the context's powercap tree."""
+    return rapl_status(ctx.rapl_fs)
 
 
 def wrap_delta_uj(before: int, after: int, max_range_uj: int) -> int:
@@ -170,7 +178,7 @@ class _Acc:
 
 
 class RaplMeter(Meter):
-    """CPU package and DRAM energy per socket from RAPL (Source.RAPL).
+    """CPU package and DRAM energy per socket from RAPL (source ``rapl``).
 
     ``poll_s`` is the unwrap poll period (must be well under one wrap: ``max_energy_range_uj``
     at full power is minutes). ``background=False`` reads only at window edges and on
@@ -247,7 +255,7 @@ class RaplMeter(Meter):
                     device=d.device,
                     kind=d.kind,
                     name=d.name,
-                    source=Source.RAPL,
+                    source=RAPL,
                     energy_j=None,
                     complete=False,
                 )

@@ -5,10 +5,12 @@ Re-exported by :mod:`energybench.suite.schema`; bounds come from :mod:`energyben
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
+from energybench.meters.plugins import METERS
 from energybench.suite.base import MAX_ITEMS, MAX_SECONDS, MAX_TRIALS, Strict
 
 
@@ -20,7 +22,18 @@ class CooldownSettings(Strict):
     tolerance_c: float = Field(3.0, gt=0, le=100, description="back within this many °C of idle")
 
 
-MeterName = Literal["auto", "nvml", "rapl", "estimate"]
+def _registered_meter(name: str) -> str:
+    known = METERS.names()
+    if name not in known:
+        expected = ", ".join(f"'{n}'" for n in known[:-1]) + f" or '{known[-1]}'"
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": expected}
+        )
+    return name
+
+
+#: ``auto`` or a meter of the plug-in table (:data:`energybench.meters.plugins.METERS`)
+MeterName = Annotated[str, AfterValidator(_registered_meter)]
 
 
 def _default_meters() -> list[MeterName]:

@@ -37,9 +37,9 @@ class FixedMeter(Meter):
 
 def gpu_and_estimates() -> list[DeviceEnergy]:
     return [
-        dev("gpu:a", "gpu", Source.NVML_COUNTER, 990.0, cuda_position=0),
-        dev("cpu:estimate", "cpu", Source.ESTIMATE, 26.0),
-        dev("ram:estimate", "ram", Source.ESTIMATE, 65.0, constant_power=True),
+        dev("gpu:a", "gpu", Source("nvml-counter"), 990.0, cuda_position=0),
+        dev("cpu:estimate", "cpu", Source("estimate"), 26.0),
+        dev("ram:estimate", "ram", Source("estimate"), 65.0, constant_power=True),
     ]
 
 
@@ -56,7 +56,7 @@ def test_measured_and_estimated_joules_are_kept_apart() -> None:
 
 
 def test_only_measured_devices_is_not_an_estimate() -> None:
-    m = Measurement("w", 0.0, 10.0, [dev("gpu:a", "gpu", Source.NVML_COUNTER, 5.0)])
+    m = Measurement("w", 0.0, 10.0, [dev("gpu:a", "gpu", Source("nvml-counter"), 5.0)])
     assert not m.is_estimate and m.estimated_energy_j is None
 
 
@@ -65,9 +65,9 @@ def test_an_entry_is_charged_only_for_its_gpus() -> None:
 
     def two_gpus() -> list[DeviceEnergy]:
         return [
-            dev("gpu:a", "gpu", Source.NVML_COUNTER, 3000.0, cuda_position=0),
-            dev("gpu:b", "gpu", Source.NVML_COUNTER, 700.0, cuda_position=1, shared=True),
-            dev("cpu:package-0", "cpu", Source.RAPL, 100.0),
+            dev("gpu:a", "gpu", Source("nvml-counter"), 3000.0, cuda_position=0),
+            dev("gpu:b", "gpu", Source("nvml-counter"), 700.0, cuda_position=1, shared=True),
+            dev("cpu:package-0", "cpu", Source("rapl"), 100.0),
         ]
 
     mon = EnergyMonitor([FixedMeter(two_gpus, clock)], clock=clock)
@@ -93,8 +93,8 @@ def test_a_cpu_entry_is_charged_for_a_superchip_module_but_not_for_a_gpu() -> No
 
     def devices() -> list[DeviceEnergy]:
         return [
-            dev("gpu:a", "gpu", Source.NVML_COUNTER, 500.0, cuda_position=0),
-            dev("gpu:m", "module", Source.NVML_COUNTER, 900.0, cuda_position=1),
+            dev("gpu:a", "gpu", Source("nvml-counter"), 500.0, cuda_position=0),
+            dev("gpu:m", "module", Source("nvml-counter"), 900.0, cuda_position=1),
         ]
 
     mon = EnergyMonitor([FixedMeter(devices, clock)], clock=clock)

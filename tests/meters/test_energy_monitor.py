@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from energybench.meters.base import DeviceEnergy, EnergyMonitor, Measurement, Meter, Source
+from energybench.meters.plugins import METERS
 from energybench.meters.sim import ManualClock
 
 
@@ -25,7 +26,7 @@ class ConstantMeter(Meter):
     def end(self, key: str) -> list[DeviceEnergy]:
         dt = self.clock.time() - self.t0.pop(key)
         return [
-            DeviceEnergy(d, "gpu", d, Source.NVML_COUNTER, p * dt, uncertainty_j=0.05 * p * dt)
+            DeviceEnergy(d, "gpu", d, Source("nvml-counter"), p * dt, uncertainty_j=0.05 * p * dt)
             for d, p in self.powers.items()
         ]
 
@@ -103,7 +104,7 @@ device_st = st.builds(
     device=st.sampled_from(["gpu:GPU-1", "cpu:package-0", "ram:estimate"]),
     kind=st.sampled_from(["gpu", "cpu", "ram"]),
     name=st.text(max_size=10),
-    source=st.sampled_from(list(Source)),
+    source=st.sampled_from([Source(s) for s in METERS.sources]),
     energy_j=st.none() | st.floats(0, 1e9),
     uncertainty_j=st.none() | st.floats(0, 1e9),
     complete=st.booleans(),

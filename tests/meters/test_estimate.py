@@ -22,7 +22,7 @@ def test_estimate_is_labelled_and_integrates_model_power():
     m = mon.end_window("w")
     cpu, ram = m.devices
     assert m.is_estimate and m.sources == ["estimate"] and "estimate" in m.flags
-    assert cpu.source is Source.ESTIMATE and ram.source is Source.ESTIMATE
+    assert cpu.source is Source("estimate") and ram.source is Source("estimate")
     assert cpu.energy_j == pytest.approx(120.0) and ram.energy_j == pytest.approx(18.0)
     assert cpu.uncertainty_j == pytest.approx(60.0)  # +/-50 %
     assert any("not a measurement" in i for i in cpu.issues)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from energybench.meters import factory
+from energybench.meters import nvml_plugin
 from energybench.meters.base import Source
 from energybench.meters.estimate import EstimateMeter
 from energybench.meters.factory import (
@@ -28,7 +28,7 @@ class NoNvml:
 
 @pytest.fixture
 def no_nvml(monkeypatch):
-    monkeypatch.setattr(factory, "PynvmlBackend", NoNvml)
+    monkeypatch.setattr(nvml_plugin, "PynvmlBackend", NoNvml)
 
 
 def test_auto_without_gpu_or_rapl_uses_the_estimate(tmp_path, no_nvml):
@@ -70,7 +70,7 @@ def test_gpus_used_but_nvml_missing_are_reported_unmeasured(tmp_path, no_nvml):
         pass
     gpu = w.measurement.devices[0]
     assert gpu.energy_j is None and not gpu.complete and "NVML" in gpu.issues[0]
-    assert gpu.source is Source.UNMEASURED and "unmeasured" in w.measurement.sources
+    assert gpu.source is Source("unmeasured") and "unmeasured" in w.measurement.sources
     assert not gpu.is_estimate and "gpu" not in w.measurement.measured_kinds
     assert gpu.cuda_position == 0  # charged to the entry that uses cuda:0 only
     assert "incomplete:gpu:cuda:0" in w.measurement.flags

@@ -7,16 +7,15 @@ from conftest import run_for
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.meters import (
-    FLAG_SIMULATED,
+from energybench.meters import simulate as sim_mod
+from energybench.meters.base import FLAG_SIMULATED, SYSTEM_CLOCK
+from energybench.meters.estimate import EstimateMeter
+from energybench.meters.factory import (
     SIMULATE_PROFILES,
     UnknownProfileError,
     build_monitor,
     simulated_gpu_count,
 )
-from energybench.meters import simulate as sim_mod
-from energybench.meters.base import SYSTEM_CLOCK
-from energybench.meters.estimate import EstimateMeter
 from energybench.meters.fakenvml import FakeNvml
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.rapl import RaplFs

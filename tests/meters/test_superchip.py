@@ -44,7 +44,7 @@ def test_module_energy_is_read_with_the_module_scope_field(clock):
     d = m.devices[0]
     assert d.kind == "module" and "GPU + CPU + memory" in d.name
     assert d.device.startswith("module:GPU-")
-    assert d.source is Source.NVML_COUNTER and d.complete
+    assert d.source is Source("nvml-counter") and d.complete
     assert d.energy_j == pytest.approx(700 * 3 + 320 * 2, rel=0.02)
     assert d.cross_check["integrated_j"] == pytest.approx(d.energy_j, rel=0.03)
     assert any("NVML_POWER_SCOPE_MODULE" in i for i in d.issues)
