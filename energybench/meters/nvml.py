@@ -35,21 +35,16 @@ from typing import Any
 
 from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter
 from energybench.meters.gpu_select import (
-    GpuSelectionError,
     GpuTarget,
     run_pids,
     select_gpus,
-    visible_gpus,
 )
 from energybench.meters.nvml_device import (
     POWER_USAGE_AVERAGE_S,
-    GpuBackend,
     GpuDevice,
     GpuError,
     GpuLostError,
     GpuNotSupportedError,
-    NvmlUnavailableError,
-    PynvmlBackend,
 )
 from energybench.meters.nvml_probe import UpdatePeriods, probe_update_periods
 from energybench.meters.nvml_uncertainty import (
@@ -60,20 +55,15 @@ from energybench.meters.plugins import Source
 from energybench.meters.sampler import PowerSampler, Reading, WindowStats
 
 __all__ = [
-    "GpuBackend",
     "GpuError",
     "GpuNotSupportedError",
-    "GpuSelectionError",
     "GpuTarget",
     "NvmlMeter",
-    "NvmlUnavailableError",
-    "PynvmlBackend",
     "counter_uncertainty_j",
     "integrated_uncertainty_j",
     "probe_update_periods",
     "run_pids",
     "select_gpus",
-    "visible_gpus",
 ]
 
 #: Update period assumed when it could not be probed (s); ~100 ms on current GPUs.

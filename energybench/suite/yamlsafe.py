@@ -139,10 +139,19 @@ class _Budget:
 def check_events(text: str) -> None:
     """Raise :class:`YamlLimitError` (or a ``yaml.YAMLError``) if ``text`` breaks a limit."""
     budget = _Budget()
-    for ev in yaml.parse(text, Loader=_Loader):
-        if isinstance(ev, yaml.DocumentStartEvent):
-            budget = _Budget()
-        budget.feed(ev)
+    try:
+        for ev in yaml.parse(text, Loader=_Loader):
+            if isinstance(ev, yaml.DocumentStartEvent):
+                budget = _Budget()
+            budget.feed(ev)
+    except yaml.MarkedYAMLError as exc:
+        # PyYAML >= 6.0.3's scanner has its own nesting limit and may meet it while looking
+        # ahead, before the parser hands us the collection that breaks ours: same limit, ours.
+        if "maximum nesting depth" not in str(exc.problem) or exc.problem_mark is None:
+            raise
+        raise YamlLimitError(
+            f"nesting deeper than {MAX_DEPTH} levels of mappings and lists", exc.problem_mark
+        ) from None
 
 
 def load_bounded(text: str) -> tuple[Any, yaml.Node | None]:

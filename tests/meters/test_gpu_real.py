@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from energybench.meters.nvml import NvmlMeter, PynvmlBackend, probe_update_periods, select_gpus
+from energybench.meters.gpu_select import select_gpus
+from energybench.meters.nvml import NvmlMeter, probe_update_periods
+from energybench.meters.nvml_device import PynvmlBackend
 
 pynvml = pytest.importorskip("pynvml")
 

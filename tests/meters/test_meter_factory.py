@@ -14,8 +14,8 @@ from energybench.meters.factory import (
     probe_meters,
 )
 from energybench.meters.fakenvml import FakeGpu, FakeNvml
-from energybench.meters.nvml import NvmlMeter, NvmlUnavailableError
-from energybench.meters.nvml_device import PynvmlBackend
+from energybench.meters.nvml import NvmlMeter
+from energybench.meters.nvml_device import NvmlUnavailableError, PynvmlBackend
 from energybench.meters.rapl import RaplFs, RaplMeter
 from energybench.meters.sim import DeniedRaplFs, FakeRaplTree, ManualClock
 from energybench.suite.schema import EnergySettings
