@@ -50,15 +50,56 @@ class EnergyStat(Record):
     stat_ci_high: float | None = None
 
 
+class DeviceRecord(Record):
+    """One device's energy over one window (``DeviceEnergy.to_dict``). ``source`` is the
+    meters' ``Source`` value as a string (``"estimate"``, ``"nvml-counter"``, ...)."""
+
+    device: str
+    kind: str
+    name: str
+    source: str
+    energy_j: float | None
+    uncertainty_j: float | None = None
+    mean_power_w: float | None = None
+    peak_power_w: float | None = None
+    samples: int = 0
+    idle_power_w: float | None = None
+    static_j: float | None = None
+    dynamic_j: float | None = None
+    complete: bool = True
+    issues: list[str] = []
+    cross_check: dict[str, Any] | None = None
+    charged: bool = True
+    shared: bool = False
+    simulated: bool = False
+    constant_power: bool = False
+    cuda_position: int | None = None
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.source == "estimate"
+
+
 class Window(Record):
     """One measured window (``Measurement.to_dict``): energy per device and provenance."""
 
     duration_s: float
-    devices: list[dict[str, Any]]
+    devices: list[DeviceRecord]
+    name: str | None = None
+    start_unix_s: float | None = None
     sources: list[str] = []
     flags: list[str] = []
     is_estimate: bool = False
+    is_shared: bool = False
+    is_simulated: bool = False
+    complete: bool = True
     energy_j: float | None = None
+    uncertainty_j: float | None = None
+    measured_energy_j: float | None = None
+    measured_uncertainty_j: float | None = None
+    estimated_energy_j: float | None = None
+    measured_kinds: list[str] = []
+    estimated_kinds: list[str] = []
 
 
 class Trial(Record):
