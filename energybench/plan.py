@@ -176,12 +176,12 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
     out: list[Point] = []
     skipped: list[str] = []
     for entry, phases in run.phases.items():
-        serve = phases.get("serve") or {}
-        if serve.get("status") != "done":
+        serve, ev = phases.serve, phases.evaluate
+        if serve is None or not serve.done:
             continue
-        quality = _finite(((phases.get("evaluate") or {}).get("quality") or {}).get(qname))
-        device = str(serve.get("device") or "?")
-        for name, sc in (serve.get("scenarios") or {}).items():
+        quality = _finite(ev.score(qname) if ev else None)
+        device = serve.device or "?"
+        for name, sc in serve.scenarios.items():
             kind = sc.get("scenario")
             mode = sc.get("compile", "none")
             served = backend_name(run, entry)  # the entry's runtime; else a scenario's compile

@@ -271,6 +271,7 @@ class AdaptiveResult(FlatResult):
     longest_stall_s: float | None
     fps_achieved: Summary | None
     versus_static: dict[str, Any] | None = None
+    contention: list[dict[str, Any]] = []
     outputs = (
         Output("policy", "policy", "", attr("policy")),
         Output("target_fps", "target rate", "frames/s", attr("target_fps")),

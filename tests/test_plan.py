@@ -61,6 +61,9 @@ def _run(name: str = "r1") -> RunData:
     phases = {
         e: {
             "serve": {
+                "entry": e,
+                "phase": "serve",
+                "config_hash": "h",
                 "status": "done",
                 "device": "cpu",
                 "scenarios": {
@@ -75,12 +78,18 @@ def _run(name: str = "r1") -> RunData:
                     },
                 },
             },
-            "evaluate": {"status": "done", "quality": {"ssim": q}},
+            "evaluate": {
+                "entry": e,
+                "phase": "evaluate",
+                "config_hash": "h",
+                "status": "done",
+                "quality": {"ssim": q},
+            },
         }
         for e, (q, sc) in entries.items()
     }
     suite = {"name": "s", "metric": {"quality": "ssim"}, "entries": [{"name": e} for e in entries]}
-    return RunData(root=Path(name), manifest={"suite": suite}, phases=phases)
+    return RunData.from_records(Path(name), {"suite": suite}, phases)
 
 
 def test_meets_cheapest_first_with_margin_at_a_measured_rate() -> None:

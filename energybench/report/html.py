@@ -24,6 +24,7 @@ from energybench.metrics.fullcycle import (
     GREENNESS_FORMULA,
     SCORE_FORMULA,
 )
+from energybench.record_types import AdaptiveResult
 from energybench.report import plots
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
@@ -400,12 +401,12 @@ def _output_table(run: RunData) -> list[dict[str, Any]]:
 def _adaptive(run: RunData) -> list[dict[str, Any]]:
     """Each ``adaptive`` scenario: its timeline plot and each policy run against the static one."""
     out = []
-    for entry, phases in run.phases.items():
-        for name, sc in ((phases.get("serve") or {}).get("scenarios") or {}).items():
-            if sc.get("scenario") != "adaptive":
+    for entry in run.phases:
+        for name, sc in run.results(entry).items():
+            if not isinstance(sc, AdaptiveResult):
                 continue
             rows = []
-            for policy, r in (sc.get("runs") or {}).items():
+            for policy, r in sc.runs.items():
                 est = bool(r.get("is_estimate"))
                 rows.append(
                     {
@@ -426,19 +427,17 @@ def _adaptive(run: RunData) -> list[dict[str, Any]]:
                         ),
                     }
                 )
-            contention = ", ".join(
-                f"{c['threads']} from {c['at_s']:g} s" for c in sc.get("contention") or []
-            )
+            contention = ", ".join(f"{c['threads']} from {c['at_s']:g} s" for c in sc.contention)
             out.append(
                 {
                     "entry": entry,
                     "scenario": name,
-                    "fps": sc.get("target_fps"),
-                    "duration_s": sc.get("duration_s"),
-                    "variants": " → ".join(sc.get("variants") or []),
-                    "policy": sc.get("policy"),
+                    "fps": sc.target_fps,
+                    "duration_s": sc.duration_s,
+                    "variants": " → ".join(sc.variants),
+                    "policy": sc.policy,
                     "contention": contention or "none",
-                    "threads": sc.get("threads"),
+                    "threads": sc.threads,
                     "rows": rows,
                     "svg": plots.adaptive_timeline_svg(sc),
                 }
