@@ -112,7 +112,20 @@ class Trial(Record):
     energy_per_item_j: float | None
     measured_energy_per_item_j: float | None = None
     estimated_energy_per_item_j: float | None = None
+    sigma_per_item_j: float | None = None  # the meter's own ~1 sigma, per item
+    measured_sigma_per_item_j: float | None = None
     measurement: Window
+    requests: int | None = None  # load trials: requests offered
+    p99_all_ms: float | None = None  # load trials: p99 with rejections infinitely late (None)
+
+
+class Precision(Record):
+    """Whether a group's trials reached the suite's ``target_ci`` (``trials.precision``)."""
+
+    basis: str | None = None
+    target_ci: float | None = None
+    rel_ci: float | None = None
+    reached: bool | None = None
 
 
 class Group(Record):
@@ -134,7 +147,7 @@ class Group(Record):
     is_simulated: bool = False
     flags: list[str]
     trials: list[Trial]
-    precision: dict[str, Any] | None = None
+    precision: Precision | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +225,19 @@ class StreamResult(FlatResult):
     )
 
 
+class SweepPoint(Record):
+    """One rate of the p99 sweep (one trial, its window not kept)."""
+
+    rate_per_s: float
+    requests: int | None = None
+    p99_all_ms: float | None = None  # None: some requests were rejected (infinitely late)
+    energy_per_item_j: float | None = None
+    sigma_per_item_j: float | None = None
+    measured_energy_per_item_j: float | None = None
+    measured_sigma_per_item_j: float | None = None
+    measurement: Window | None = None
+
+
 class Sweep(Record):
     """The load scenario's p99 sweep: the highest rate that meets ``p99_target_ms``."""
 
@@ -219,7 +245,7 @@ class Sweep(Record):
     capacity_estimate_per_s: float | None
     max_rate_per_s: float | None
     energy_per_request_j: float | None
-    points: list[dict[str, Any]]
+    points: list[SweepPoint]
 
 
 class LoadResult(FlatResult):
@@ -258,6 +284,38 @@ def _count(sweep: Sweep | None) -> int | None:
     return None if sweep is None else len(sweep.points)
 
 
+class FpsPoint(Record):
+    t_s: float
+    fps: float
+
+
+class PerFrame(Record):
+    """One adaptive run's frames: arrival time, latency (None: dropped), variant, missed."""
+
+    t_s: list[float] = []
+    latency_ms: list[float | None] = []
+    variant: list[int] = []
+    missed: list[bool] = []
+
+
+class AdaptiveRun(Record):
+    """One policy's run of an adaptive stream (the static baseline's included)."""
+
+    frames: int
+    dropped: int
+    deadline_miss_rate: float | None
+    fps_timeline: list[FpsPoint] = []
+    fps_achieved: Summary | None = None
+    longest_stall_s: float | None = None
+    time_per_variant_s: dict[str, float] = {}
+    switches: list[dict[str, Any]] = []
+    switch_ms: Summary | None = None
+    per_frame: PerFrame = PerFrame()
+    psnr_mean_db: float | None = None
+    energy_per_frame_j: float | None = None
+    is_estimate: bool = False
+
+
 class AdaptiveResult(FlatResult):
     scenario: Literal["adaptive"]
     target_fps: float
@@ -265,7 +323,7 @@ class AdaptiveResult(FlatResult):
     variants: list[str]
     policy: str
     threads: int | None
-    runs: dict[str, dict[str, Any]]
+    runs: dict[str, AdaptiveRun]
     deadline_miss_rate: float | None
     psnr_mean_db: float | None
     longest_stall_s: float | None

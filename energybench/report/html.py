@@ -407,23 +407,22 @@ def _adaptive(run: RunData) -> list[dict[str, Any]]:
                 continue
             rows = []
             for policy, r in sc.runs.items():
-                est = bool(r.get("is_estimate"))
                 rows.append(
                     {
                         "policy": policy,
-                        "miss_rate": r.get("deadline_miss_rate"),
-                        "dropped": r.get("dropped"),
-                        "frames": r.get("frames"),
-                        "fps": (r.get("fps_achieved") or {}).get("mean"),
-                        "fps_min": (r.get("fps_achieved") or {}).get("min"),
-                        "stall_s": r.get("longest_stall_s"),
-                        "psnr_db": r.get("psnr_mean_db"),
-                        "energy_j": r.get("energy_per_frame_j"),
-                        "est": est,
-                        "switches": len(r.get("switches") or []),
-                        "switch_ms": (r.get("switch_ms") or {}).get("mean"),
+                        "miss_rate": r.deadline_miss_rate,
+                        "dropped": r.dropped,
+                        "frames": r.frames,
+                        "fps": r.fps_achieved.mean if r.fps_achieved else None,
+                        "fps_min": r.fps_achieved.min if r.fps_achieved else None,
+                        "stall_s": r.longest_stall_s,
+                        "psnr_db": r.psnr_mean_db,
+                        "energy_j": r.energy_per_frame_j,
+                        "est": r.is_estimate,
+                        "switches": len(r.switches),
+                        "switch_ms": r.switch_ms.mean if r.switch_ms else None,
                         "per_variant": ", ".join(
-                            f"{v} {t:.3g} s" for v, t in (r.get("time_per_variant_s") or {}).items()
+                            f"{v} {t:.3g} s" for v, t in r.time_per_variant_s.items()
                         ),
                     }
                 )

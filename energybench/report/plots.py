@@ -408,22 +408,20 @@ def adaptive_timeline_svg(sc: AdaptiveResult) -> str | None:
     )
     for i, (name, r) in enumerate(runs.items()):
         c = f"C{i % 10}"
-        tl = r.get("fps_timeline") or []
+        tl = r.fps_timeline
         if tl:
             ax_fps.step(
-                [p["t_s"] for p in tl] + [tl[-1]["t_s"] + 1],
-                [p["fps"] for p in tl] + [tl[-1]["fps"]],
+                [p.t_s for p in tl] + [tl[-1].t_s + 1],
+                [p.fps for p in tl] + [tl[-1].fps],
                 where="post",
                 color=c,
-                label=f"{name}: miss rate {r.get('deadline_miss_rate', 0):.0%}",
+                label=f"{name}: miss rate {r.deadline_miss_rate or 0:.0%}",
             )
-        pf = r.get("per_frame") or {}
-        t = pf.get("t_s") or []
-        ax_var.step(t, pf.get("variant") or [], where="post", color=c, lw=1.2, label=name)
-        miss_t = [x for x, m in zip(t, pf.get("missed") or [], strict=False) if m]
-        miss_v = [
-            v for v, m in zip(pf.get("variant") or [], pf.get("missed") or [], strict=False) if m
-        ]
+        pf = r.per_frame
+        t = pf.t_s
+        ax_var.step(t, pf.variant, where="post", color=c, lw=1.2, label=name)
+        miss_t = [x for x, m in zip(t, pf.missed, strict=False) if m]
+        miss_v = [v for v, m in zip(pf.variant, pf.missed, strict=False) if m]
         ax_var.scatter(miss_t, [v + 0.08 * (i + 1) for v in miss_v], s=6, color=c, marker="x")
     target = sc.target_fps
     if target:
