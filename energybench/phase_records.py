@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from energybench.record_types import Record, RecordShapeError, Window, _problems
+from energybench.record_types import Record, RecordShapeError, Window, problems
 
 PHASE_ORDER = ("train", "compress", "serve", "evaluate")
 
@@ -62,7 +62,7 @@ class PhaseRecord(Record):
 
     def windows(self) -> list[tuple[str, Window]]:
         """(label, window) of each measurement window of this record, finest first (a serve
-        record's trials: ``windows_with`` its typed scenarios)."""
+        record's trials are in its typed scenarios: ``RunData.results``)."""
         return [(self.phase, self.measurement)] if self.measurement is not None else []
 
 
@@ -144,7 +144,7 @@ class ServeRecord(PhaseRecord):
 
     def windows(self) -> list[tuple[str, Window]]:
         """The backend's export window (the scenarios' trials: through the typed results)."""
-        export = (self.backend.export if self.backend else None) or None
+        export = self.backend.export if self.backend else None
         if export is not None and export.measurement is not None:
             return [("serve/export", export.measurement)]
         return []
@@ -205,7 +205,7 @@ def parse_phase(phase: str, data: dict[str, Any]) -> PhaseRecord:
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise RecordShapeError(f"a {phase} phase record: {_problems(exc)}") from None
+        raise RecordShapeError(f"a {phase} phase record: {problems(exc)}") from None
 
 
 class IdleBaseline(Record):
@@ -228,4 +228,4 @@ def parse_idle(data: dict[str, Any]) -> IdleRecord:
     try:
         return IdleRecord.model_validate(data)
     except ValidationError as exc:
-        raise RecordShapeError(f"an idle record: {_problems(exc)}") from None
+        raise RecordShapeError(f"an idle record: {problems(exc)}") from None

@@ -366,7 +366,7 @@ class RecordShapeError(ValueError):
     """A stored record that lacks a field its type requires (or has one of the wrong type)."""
 
 
-def _problems(exc: ValidationError) -> str:
+def problems(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"])
@@ -386,4 +386,4 @@ def parse_scenario(data: dict[str, Any]) -> ScenarioResult:
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise RecordShapeError(f"a {kind} scenario record: {_problems(exc)}") from None
+        raise RecordShapeError(f"a {kind} scenario record: {problems(exc)}") from None
