@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from energybench.meters.base import Measurement
+from energybench.record_types import EnergyStat, FlatResult, LoadResult, StreamResult, SweepPoint
 from energybench.report.tables import backend_name
 from energybench.store import RunData
 
@@ -123,33 +124,33 @@ def _finite(v: Any) -> float | None:
 
 
 def _scenario_energy(
-    sc: dict[str, Any], allow: bool
+    sc: FlatResult, allow: bool
 ) -> tuple[float | None, tuple[float, float] | None, bool]:
     """J/item of a scenario over its trials with its 95 % CI, on the ranking basis."""
-    measured = sc.get("measured_energy_per_item_j") or {}
-    if not allow and measured.get("mean") is not None:
+    measured = sc.measured_energy_per_item_j
+    stats: EnergyStat | None
+    if not allow and measured is not None and measured.mean is not None:
         stats, est = measured, False
     else:
-        stats, est = sc.get("energy_per_item_j") or {}, bool(sc.get("is_estimate"))
-    lo, hi = _finite(stats.get("ci_low")), _finite(stats.get("ci_high"))
+        stats, est = sc.energy_per_item_j, sc.is_estimate
+    if stats is None:
+        return None, None, est
+    lo, hi = _finite(stats.ci_low), _finite(stats.ci_high)
     ci = (max(lo, 0.0), max(hi, 0.0)) if lo is not None and hi is not None else None
-    return _finite(stats.get("mean")), ci, est
+    return _finite(stats.mean), ci, est
 
 
 def _sweep_energy(
-    p: dict[str, Any], allow: bool
+    p: SweepPoint, allow: bool
 ) -> tuple[float | None, tuple[float, float] | None, bool]:
     """J/request of one sweep point (one trial): the meter's own 95 % band as its CI."""
-    if not allow and p.get("measured_energy_per_item_j") is not None:
-        mean, sigma, est = (
-            p["measured_energy_per_item_j"],
-            p.get("measured_sigma_per_item_j"),
-            False,
-        )
+    mean: float | None
+    if not allow and p.measured_energy_per_item_j is not None:
+        mean, sigma, est = p.measured_energy_per_item_j, p.measured_sigma_per_item_j, False
     else:
-        mean, sigma = p.get("energy_per_item_j"), p.get("sigma_per_item_j")
-        m = p.get("measurement")
-        est = Measurement.from_dict(m).is_estimate if m else mean is not None
+        mean, sigma = p.energy_per_item_j, p.sigma_per_item_j
+        m = p.measurement
+        est = Measurement.from_dict(m.model_dump()).is_estimate if m else mean is not None
     mean, sigma = _finite(mean), _finite(sigma)
     ci = None
     if mean is not None and sigma is not None:
@@ -157,16 +158,15 @@ def _sweep_energy(
     return mean, ci, est
 
 
-def _load_p99_all(sc: dict[str, Any]) -> float | None:
+def _load_p99_all(sc: LoadResult) -> float | None:
     """p99 of the scenario's own trials with rejected requests infinitely late (None: some)."""
-    trials = sc.get("trials") or []
-    if not trials:
+    p99s = [t.p99_all_ms for t in sc.trials]
+    known = [v for v in p99s if v is not None]
+    if not p99s or len(known) < len(p99s):
         return None
-    if any(t.get("p99_all_ms") is None for t in trials):
-        return None
-    if (sc.get("rejection_rate") or 0) > 0:
-        return max(float(t["p99_all_ms"]) for t in trials)
-    return _finite((sc.get("latency_ms") or {}).get("p99"))
+    if (sc.rejection_rate or 0) > 0:
+        return max(known)
+    return _finite(sc.latency_ms.p99 if sc.latency_ms else None)
 
 
 def points(run: RunData) -> tuple[list[Point], list[str]]:
@@ -176,14 +176,13 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
     out: list[Point] = []
     skipped: list[str] = []
     for entry, phases in run.phases.items():
-        serve = phases.get("serve") or {}
-        if serve.get("status") != "done":
+        serve, ev = phases.serve, phases.evaluate
+        if serve is None or not serve.done:
             continue
-        quality = _finite(((phases.get("evaluate") or {}).get("quality") or {}).get(qname))
-        device = str(serve.get("device") or "?")
-        for name, sc in (serve.get("scenarios") or {}).items():
-            kind = sc.get("scenario")
-            mode = sc.get("compile", "none")
+        quality = _finite(ev.score(qname) if ev else None)
+        device = serve.device or "?"
+        for name, sc in run.results(entry).items():
+            kind, mode = sc.scenario, sc.compile
             served = backend_name(run, entry)  # the entry's runtime; else a scenario's compile
             how = served if served != "eager" or mode == "none" else f"compile {mode}"
             backend = f"{device}, {how}"
@@ -196,50 +195,50 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
                 "quality": quality,
                 "quality_name": qname,
             }
-            if kind == "stream":
-                lat = sc.get("latency_ms") or {}
+            if isinstance(sc, StreamResult):
+                lat = sc.latency_ms
                 e, ci, est = _scenario_energy(sc, allow)
                 out.append(
                     Point(
                         **common,
                         batch="1",
                         arrivals="periodic",
-                        rate_per_s=float(sc["target_fps"]),
-                        p99_ms=_finite(lat.get("p99")),
-                        requests=lat.get("n"),
+                        rate_per_s=float(sc.target_fps),
+                        p99_ms=_finite(lat.p99 if lat else None),
+                        requests=lat.n if lat else None,
                         energy_per_item_j=e,
                         energy_ci_j=ci,
                         is_estimate=est,
                         origin="scenario",
                     )
                 )
-            elif kind == "load":
-                batch = f"dynamic <= {sc.get('max_batch')}"
+            elif isinstance(sc, LoadResult):
+                batch = f"dynamic <= {sc.max_batch}"
                 e, ci, est = _scenario_energy(sc, allow)
                 out.append(
                     Point(
                         **common,
                         batch=batch,
                         arrivals="poisson",
-                        rate_per_s=float(sc["rate_per_s"]),
+                        rate_per_s=float(sc.rate_per_s),
                         p99_ms=_load_p99_all(sc),
-                        requests=sum(int(t.get("requests", 0)) for t in sc.get("trials", [])),
+                        requests=sum(t.requests or 0 for t in sc.trials),
                         energy_per_item_j=e,
                         energy_ci_j=ci,
                         is_estimate=est,
                         origin="scenario",
                     )
                 )
-                for p in (sc.get("sweep") or {}).get("points", []):
+                for p in sc.sweep.points if sc.sweep else []:
                     e, ci, est = _sweep_energy(p, allow)
                     out.append(
                         Point(
                             **common,
                             batch=batch,
                             arrivals="poisson",
-                            rate_per_s=float(p["rate_per_s"]),
-                            p99_ms=_finite(p.get("p99_all_ms")),
-                            requests=p.get("requests"),
+                            rate_per_s=float(p.rate_per_s),
+                            p99_ms=_finite(p.p99_all_ms),
+                            requests=p.requests,
                             energy_per_item_j=e,
                             energy_ci_j=ci,
                             is_estimate=est,

@@ -50,15 +50,56 @@ class EnergyStat(Record):
     stat_ci_high: float | None = None
 
 
+class DeviceRecord(Record):
+    """One device's energy over one window (``DeviceEnergy.to_dict``). ``source`` is the
+    meters' ``Source`` value as a string (``"estimate"``, ``"nvml-counter"``, ...)."""
+
+    device: str
+    kind: str
+    name: str
+    source: str
+    energy_j: float | None
+    uncertainty_j: float | None = None
+    mean_power_w: float | None = None
+    peak_power_w: float | None = None
+    samples: int = 0
+    idle_power_w: float | None = None
+    static_j: float | None = None
+    dynamic_j: float | None = None
+    complete: bool = True
+    issues: list[str] = []
+    cross_check: dict[str, Any] | None = None
+    charged: bool = True
+    shared: bool = False
+    simulated: bool = False
+    constant_power: bool = False
+    cuda_position: int | None = None
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.source == "estimate"
+
+
 class Window(Record):
     """One measured window (``Measurement.to_dict``): energy per device and provenance."""
 
     duration_s: float
-    devices: list[dict[str, Any]]
+    devices: list[DeviceRecord]
+    name: str | None = None
+    start_unix_s: float | None = None
     sources: list[str] = []
     flags: list[str] = []
     is_estimate: bool = False
+    is_shared: bool = False
+    is_simulated: bool = False
+    complete: bool = True
     energy_j: float | None = None
+    uncertainty_j: float | None = None
+    measured_energy_j: float | None = None
+    measured_uncertainty_j: float | None = None
+    estimated_energy_j: float | None = None
+    measured_kinds: list[str] = []
+    estimated_kinds: list[str] = []
 
 
 class Trial(Record):
@@ -71,7 +112,20 @@ class Trial(Record):
     energy_per_item_j: float | None
     measured_energy_per_item_j: float | None = None
     estimated_energy_per_item_j: float | None = None
+    sigma_per_item_j: float | None = None  # the meter's own ~1 sigma, per item
+    measured_sigma_per_item_j: float | None = None
     measurement: Window
+    requests: int | None = None  # load trials: requests offered
+    p99_all_ms: float | None = None  # load trials: p99 with rejections infinitely late (None)
+
+
+class Precision(Record):
+    """Whether a group's trials reached the suite's ``target_ci`` (``trials.precision``)."""
+
+    basis: str | None = None
+    target_ci: float | None = None
+    rel_ci: float | None = None
+    reached: bool | None = None
 
 
 class Group(Record):
@@ -93,7 +147,7 @@ class Group(Record):
     is_simulated: bool = False
     flags: list[str]
     trials: list[Trial]
-    precision: dict[str, Any] | None = None
+    precision: Precision | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +225,19 @@ class StreamResult(FlatResult):
     )
 
 
+class SweepPoint(Record):
+    """One rate of the p99 sweep (one trial, its window not kept)."""
+
+    rate_per_s: float
+    requests: int | None = None
+    p99_all_ms: float | None = None  # None: some requests were rejected (infinitely late)
+    energy_per_item_j: float | None = None
+    sigma_per_item_j: float | None = None
+    measured_energy_per_item_j: float | None = None
+    measured_sigma_per_item_j: float | None = None
+    measurement: Window | None = None
+
+
 class Sweep(Record):
     """The load scenario's p99 sweep: the highest rate that meets ``p99_target_ms``."""
 
@@ -178,7 +245,7 @@ class Sweep(Record):
     capacity_estimate_per_s: float | None
     max_rate_per_s: float | None
     energy_per_request_j: float | None
-    points: list[dict[str, Any]]
+    points: list[SweepPoint]
 
 
 class LoadResult(FlatResult):
@@ -217,6 +284,38 @@ def _count(sweep: Sweep | None) -> int | None:
     return None if sweep is None else len(sweep.points)
 
 
+class FpsPoint(Record):
+    t_s: float
+    fps: float
+
+
+class PerFrame(Record):
+    """One adaptive run's frames: arrival time, latency (None: dropped), variant, missed."""
+
+    t_s: list[float] = []
+    latency_ms: list[float | None] = []
+    variant: list[int] = []
+    missed: list[bool] = []
+
+
+class AdaptiveRun(Record):
+    """One policy's run of an adaptive stream (the static baseline's included)."""
+
+    frames: int
+    dropped: int
+    deadline_miss_rate: float | None
+    fps_timeline: list[FpsPoint] = []
+    fps_achieved: Summary | None = None
+    longest_stall_s: float | None = None
+    time_per_variant_s: dict[str, float] = {}
+    switches: list[dict[str, Any]] = []
+    switch_ms: Summary | None = None
+    per_frame: PerFrame = PerFrame()
+    psnr_mean_db: float | None = None
+    energy_per_frame_j: float | None = None
+    is_estimate: bool = False
+
+
 class AdaptiveResult(FlatResult):
     scenario: Literal["adaptive"]
     target_fps: float
@@ -224,12 +323,13 @@ class AdaptiveResult(FlatResult):
     variants: list[str]
     policy: str
     threads: int | None
-    runs: dict[str, dict[str, Any]]
+    runs: dict[str, AdaptiveRun]
     deadline_miss_rate: float | None
     psnr_mean_db: float | None
     longest_stall_s: float | None
     fps_achieved: Summary | None
     versus_static: dict[str, Any] | None = None
+    contention: list[dict[str, Any]] = []
     outputs = (
         Output("policy", "policy", "", attr("policy")),
         Output("target_fps", "target rate", "frames/s", attr("target_fps")),
@@ -266,7 +366,7 @@ class RecordShapeError(ValueError):
     """A stored record that lacks a field its type requires (or has one of the wrong type)."""
 
 
-def _problems(exc: ValidationError) -> str:
+def problems(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"])
@@ -286,4 +386,4 @@ def parse_scenario(data: dict[str, Any]) -> ScenarioResult:
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise RecordShapeError(f"a {kind} scenario record: {_problems(exc)}") from None
+        raise RecordShapeError(f"a {kind} scenario record: {problems(exc)}") from None

@@ -34,6 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from energybench.errors import UserError
+from energybench.phase_records import (
+    EntryPhases,
+    IdleRecord,
+    PhaseRecord,
+    ServeRecord,
+    parse_idle,
+    parse_phase,
+)
 from energybench.record_types import RecordShapeError, ScenarioResult, parse_scenario
 from energybench.records import RunFileError, read_record
 
@@ -266,21 +274,40 @@ class RunStore:
 
 @dataclass
 class RunData:
-    """A run as loaded for reports and exports."""
+    """A run as loaded for reports and exports: every record typed (:mod:`phase_records`)."""
 
     root: Path
     manifest: dict[str, Any]
-    phases: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # entry->phase->rec
-    idle: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, EntryPhases] = field(default_factory=dict)  # entries with a record
+    idle: IdleRecord = field(default_factory=IdleRecord)
     _results: dict[str, dict[str, ScenarioResult]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_records(
+        cls,
+        root: Path,
+        manifest: dict[str, Any],
+        phases: dict[str, dict[str, dict[str, Any]]],
+        idle: dict[str, Any] | None = None,
+    ) -> RunData:
+        """A run from records in memory (entry -> phase -> JSON object), each typed as
+        :func:`load_run` types the files (:class:`RecordShapeError` if one lacks a field)."""
+        run = cls(root=Path(root), manifest=manifest, idle=parse_idle(idle or {}))
+        for entry, recs in phases.items():
+            for phase, rec in recs.items():
+                run.phases.setdefault(entry, EntryPhases()).set(parse_phase(phase, rec))
+        return run
+
+    def entry(self, entry: str) -> EntryPhases:
+        """``entry``'s typed phase records (all None: nothing recorded)."""
+        return self.phases.get(entry) or EntryPhases()
 
     def results(self, entry: str) -> dict[str, ScenarioResult]:
         """Typed results of ``entry``'s serving scenarios, by name (empty: none recorded);
         :class:`RunFileError` names the serve record when one does not have its kind's shape."""
         if entry not in self._results:
-            serve = self.phases.get(entry, {}).get("serve") or {}
             path = self.root / "entries" / entry / "serve.json"
-            self._results[entry] = _typed_scenarios(serve, path)
+            self._results[entry] = _typed_scenarios(self.entry(entry).serve, path)
         return self._results[entry]
 
     @property
@@ -323,7 +350,7 @@ def load_run(run_dir: str | Path) -> RunData:
         )
     idle = root / "idle.json"
     if idle.exists() or idle.is_symlink():
-        run.idle = read_record(idle, "idle")
+        run.idle = _typed_idle(idle, read_record(idle, "idle"))
     for name in run.entries:
         for phase in PHASES:
             try:
@@ -331,7 +358,9 @@ def load_run(run_dir: str | Path) -> RunData:
             except UnsafePathError as exc:
                 raise NotARunError(f"{root}/manifest.json names an unsafe entry: {exc}") from None
             if rec is not None:
-                run.phases.setdefault(name, {})[phase] = upgrade_phase(rec, version)
+                rec = upgrade_phase(rec, version)
+                typed = _typed_phase(store.phase_path(name, phase), phase, rec)
+                run.phases.setdefault(name, EntryPhases()).set(typed)
         run.results(name)  # a record without its kind's shape fails here, naming its file
     return run
 
@@ -350,9 +379,25 @@ def upgrade_phase(rec: dict[str, Any], version: int) -> dict[str, Any]:
     return rec
 
 
-def _typed_scenarios(serve: dict[str, Any], path: Path) -> dict[str, ScenarioResult]:
-    out = {}
-    for name, sc in (serve.get("scenarios") or {}).items():
+def _typed_phase(path: Path, phase: str, rec: dict[str, Any]) -> PhaseRecord:
+    """The typed ``phase`` record read from ``path`` (:class:`RunFileError` naming the file
+    when it lacks a field its type requires)."""
+    try:
+        return parse_phase(phase, rec)
+    except RecordShapeError as exc:
+        raise RunFileError(path, f"not a valid phase record: {exc}") from None
+
+
+def _typed_idle(path: Path, rec: dict[str, Any]) -> IdleRecord:
+    try:
+        return parse_idle(rec)
+    except RecordShapeError as exc:
+        raise RunFileError(path, f"not a valid idle record: {exc}") from None
+
+
+def _typed_scenarios(serve: ServeRecord | None, path: Path) -> dict[str, ScenarioResult]:
+    out: dict[str, ScenarioResult] = {}
+    for name, sc in (serve.scenarios if serve is not None else {}).items():
         try:
             out[name] = parse_scenario(sc)
         except RecordShapeError as exc:

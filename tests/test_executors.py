@@ -73,7 +73,7 @@ def _records(run_dir: Path) -> dict[tuple[str, str], tuple[str, list[str]]]:
     """(entry, phase) -> (status, record keys): what must match between executors."""
     run = load_run(run_dir)
     return {
-        (e, p): (rec["status"], sorted(rec))
+        (e, p): (rec.status, sorted(rec.model_dump(exclude_unset=True)))
         for e, phases in run.phases.items()
         for p, rec in phases.items()
     }
@@ -122,9 +122,7 @@ def test_local_executor_matches_in_process_and_retries_a_killed_job(
         ]
 
     def end(e: str) -> float:
-        return max(
-            r.get("started_unix_s", 0) + r.get("duration_s", 0) for r in run.phases[e].values()
-        )
+        return max((r.started_unix_s or 0) + (r.duration_s or 0) for _, r in run.phases[e].items())
 
     assert end("teacher") <= start("grafted")
     assert run.manifest["finished"] and run.manifest["executor"]["kind"] == "local"

@@ -30,20 +30,53 @@ def _sweep_point(rate: float, p99: float | None, j: float) -> dict[str, Any]:
     }
 
 
-def _load(rate: float, p99: float, j: float, sweep: list[dict[str, Any]]) -> dict[str, Any]:
+def _group(**fields: Any) -> dict[str, Any]:
+    """A scenario's statistics as the lifecycle stores them (``fields``: what a test sets)."""
     return {
-        "scenario": "load",
-        "rate_per_s": rate,
-        "max_batch": 4,
-        "latency_ms": {"p99": p99, "n": 100},
-        "rejection_rate": 0.0,
-        "energy_per_item_j": _energy(j),
-        "measured_energy_per_item_j": _energy(j),
+        "unit": "item",
+        "items_per_s": None,
+        "trials_total": 1,
+        "trials_without_energy": 0,
+        "sources": ["nvml-counter"],
         "is_estimate": False,
-        "compile": "none",
-        "trials": [{"requests": 100, "p99_all_ms": p99}],
-        "sweep": {"points": sweep},
+        "flags": [],
+        "trials": [],
+        **fields,
     }
+
+
+def _trial(**fields: Any) -> dict[str, Any]:
+    window = {"duration_s": 1.0, "devices": []}
+    return {"items": 100, "iterations": 100, "duration_s": 1.0, "energy_j": None} | {
+        "energy_per_item_j": None,
+        "measurement": window,
+        **fields,
+    }
+
+
+def _load(rate: float, p99: float, j: float, sweep: list[dict[str, Any]]) -> dict[str, Any]:
+    return _group(
+        scenario="load",
+        rate_per_s=rate,
+        deadline_ms=100.0,
+        max_batch=4,
+        requests_per_trial=100,
+        profile={},
+        deadline_miss_rate=0.0,
+        latency_ms={"p99": p99, "n": 100, "mean": p99 / 2},
+        rejection_rate=0.0,
+        energy_per_item_j=_energy(j),
+        measured_energy_per_item_j=_energy(j),
+        compile="none",
+        trials=[_trial(requests=100, p99_all_ms=p99)],
+        sweep={
+            "p99_target_ms": 100.0,
+            "capacity_estimate_per_s": None,
+            "max_rate_per_s": None,
+            "energy_per_request_j": None,
+            "points": sweep,
+        },
+    )
 
 
 def _run(name: str = "r1") -> RunData:
@@ -61,26 +94,39 @@ def _run(name: str = "r1") -> RunData:
     phases = {
         e: {
             "serve": {
+                "entry": e,
+                "phase": "serve",
+                "config_hash": "h",
                 "status": "done",
                 "device": "cpu",
                 "scenarios": {
                     "load": sc,
-                    "throughput": {"scenario": "throughput", "by_batch": {}},
-                    "stream": {
-                        "scenario": "stream",
-                        "target_fps": 25.0,
-                        "latency_ms": {"p99": 20.0, "n": 64},
-                        "energy_per_item_j": _energy(5.0),
-                        "measured_energy_per_item_j": _energy(5.0),
-                    },
+                    "throughput": {"scenario": "throughput", "batch_sizes": [], "by_batch": {}},
+                    "stream": _group(
+                        scenario="stream",
+                        target_fps=25.0,
+                        frames_per_trial=64,
+                        deadline_miss_rate=0.0,
+                        deadline_misses=0,
+                        fps_achieved=None,
+                        latency_ms={"p99": 20.0, "n": 64, "mean": 10.0},
+                        energy_per_item_j=_energy(5.0),
+                        measured_energy_per_item_j=_energy(5.0),
+                    ),
                 },
             },
-            "evaluate": {"status": "done", "quality": {"ssim": q}},
+            "evaluate": {
+                "entry": e,
+                "phase": "evaluate",
+                "config_hash": "h",
+                "status": "done",
+                "quality": {"ssim": q},
+            },
         }
         for e, (q, sc) in entries.items()
     }
     suite = {"name": "s", "metric": {"quality": "ssim"}, "entries": [{"name": e} for e in entries]}
-    return RunData(root=Path(name), manifest={"suite": suite}, phases=phases)
+    return RunData.from_records(Path(name), {"suite": suite}, phases)
 
 
 def test_meets_cheapest_first_with_margin_at_a_measured_rate() -> None:

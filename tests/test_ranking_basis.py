@@ -41,7 +41,11 @@ def scenario(kind: str, per_frame_gpu: list[float], shared: bool = False) -> dic
         trial_summary(window(g * 10, 2.0, 5.0, shared=shared), 10, [0.01]) for g in per_frame_gpu
     ]
     agg = aggregate_trials(trials, [0.01], 1, "frame", EnergySettings())
-    return {"scenario": kind, **agg}  # fmt: skip
+    if kind == "throughput":
+        return {"scenario": kind, "batch_sizes": [1], "by_batch": {"1": agg}}
+    stream = {"target_fps": 30.0, "frames_per_trial": 10, "deadline_miss_rate": 0.0}
+    stream |= {"deadline_misses": 0, "fps_achieved": None}
+    return {"scenario": kind, **stream, **agg}
 
 
 def make_run(
@@ -71,7 +75,7 @@ def make_run(
     ).model_dump(mode="json")
 
     def phase(entry: str, name: str, meas: Measurement | None, **kw: Any) -> dict[str, Any]:
-        rec = {"entry": entry, "phase": name, "status": "done", **kw}
+        rec = {"entry": entry, "phase": name, "status": "done", "config_hash": "h", **kw}
         rec["measurement"] = meas.to_dict() if meas else None
         return rec
 
@@ -87,7 +91,7 @@ def make_run(
             "evaluate": evaluate("base", 30.0),
         },
         "variant": {
-            "train": {"entry": "variant", "phase": "train", "status": "skipped"},
+            "train": phase("variant", "train", None) | {"status": "skipped"},
             "compress": phase("variant", "compress", window(100.0, 5.0, 7.0)),
             "serve": phase(
                 "variant", "serve", None, scenarios={"main": scenario(kinds[1], [2.0, 2.0], shared)}
@@ -96,7 +100,7 @@ def make_run(
         },
     }  # fmt: skip
     manifest = {"suite": suite, "placements": {"base": "cuda:0", "variant": "cuda:0"}}
-    return RunData(Path("/nonexistent/run"), manifest, phases)
+    return RunData.from_records(Path("/nonexistent/run"), manifest, phases)
 
 
 def test_without_estimates_in_ranking_tec_and_iec_cover_measured_devices_only() -> None:
@@ -126,9 +130,10 @@ def test_with_estimates_in_ranking_any_estimated_joule_makes_an_estimate() -> No
 
 def test_estimates_unranked_when_not_allowed_and_nothing_measured() -> None:
     run = make_run(allow_estimates=False)
-    for rec in (run.phases["base"]["train"], run.phases["variant"]["compress"]):
-        m = rec["measurement"]
-        m["devices"] = [d for d in m["devices"] if d["source"] == "estimate"]
+    for rec in (run.phases["base"].train, run.phases["variant"].compress):
+        assert rec is not None and rec.measurement is not None
+        m = rec.measurement
+        m.devices = [d for d in m.devices if d.source == "estimate"]
     board = leaderboard(run).set_index("entry")
     assert board.loc["base", "tec_is_estimate"] and board.loc["base", "rank"] is None
     assert "estimates" in board.loc["base", "rank_note"]

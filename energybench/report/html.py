@@ -24,6 +24,7 @@ from energybench.metrics.fullcycle import (
     GREENNESS_FORMULA,
     SCORE_FORMULA,
 )
+from energybench.record_types import AdaptiveResult
 from energybench.report import plots
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
@@ -400,45 +401,42 @@ def _output_table(run: RunData) -> list[dict[str, Any]]:
 def _adaptive(run: RunData) -> list[dict[str, Any]]:
     """Each ``adaptive`` scenario: its timeline plot and each policy run against the static one."""
     out = []
-    for entry, phases in run.phases.items():
-        for name, sc in ((phases.get("serve") or {}).get("scenarios") or {}).items():
-            if sc.get("scenario") != "adaptive":
+    for entry in run.phases:
+        for name, sc in run.results(entry).items():
+            if not isinstance(sc, AdaptiveResult):
                 continue
             rows = []
-            for policy, r in (sc.get("runs") or {}).items():
-                est = bool(r.get("is_estimate"))
+            for policy, r in sc.runs.items():
                 rows.append(
                     {
                         "policy": policy,
-                        "miss_rate": r.get("deadline_miss_rate"),
-                        "dropped": r.get("dropped"),
-                        "frames": r.get("frames"),
-                        "fps": (r.get("fps_achieved") or {}).get("mean"),
-                        "fps_min": (r.get("fps_achieved") or {}).get("min"),
-                        "stall_s": r.get("longest_stall_s"),
-                        "psnr_db": r.get("psnr_mean_db"),
-                        "energy_j": r.get("energy_per_frame_j"),
-                        "est": est,
-                        "switches": len(r.get("switches") or []),
-                        "switch_ms": (r.get("switch_ms") or {}).get("mean"),
+                        "miss_rate": r.deadline_miss_rate,
+                        "dropped": r.dropped,
+                        "frames": r.frames,
+                        "fps": r.fps_achieved.mean if r.fps_achieved else None,
+                        "fps_min": r.fps_achieved.min if r.fps_achieved else None,
+                        "stall_s": r.longest_stall_s,
+                        "psnr_db": r.psnr_mean_db,
+                        "energy_j": r.energy_per_frame_j,
+                        "est": r.is_estimate,
+                        "switches": len(r.switches),
+                        "switch_ms": r.switch_ms.mean if r.switch_ms else None,
                         "per_variant": ", ".join(
-                            f"{v} {t:.3g} s" for v, t in (r.get("time_per_variant_s") or {}).items()
+                            f"{v} {t:.3g} s" for v, t in r.time_per_variant_s.items()
                         ),
                     }
                 )
-            contention = ", ".join(
-                f"{c['threads']} from {c['at_s']:g} s" for c in sc.get("contention") or []
-            )
+            contention = ", ".join(f"{c['threads']} from {c['at_s']:g} s" for c in sc.contention)
             out.append(
                 {
                     "entry": entry,
                     "scenario": name,
-                    "fps": sc.get("target_fps"),
-                    "duration_s": sc.get("duration_s"),
-                    "variants": " → ".join(sc.get("variants") or []),
-                    "policy": sc.get("policy"),
+                    "fps": sc.target_fps,
+                    "duration_s": sc.duration_s,
+                    "variants": " → ".join(sc.variants),
+                    "policy": sc.policy,
                     "contention": contention or "none",
-                    "threads": sc.get("threads"),
+                    "threads": sc.threads,
                     "rows": rows,
                     "svg": plots.adaptive_timeline_svg(sc),
                 }

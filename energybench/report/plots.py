@@ -31,6 +31,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from energybench.meters.sampler import TRACE_COLUMNS  # noqa: E402
+from energybench.record_types import AdaptiveResult  # noqa: E402
 from energybench.report.units import eng  # noqa: E402
 
 PHASE_ORDER = ("train", "compress", "serve", "evaluate")
@@ -395,36 +396,34 @@ def latency_svg(scenarios: pd.DataFrame) -> str | None:
 
 
 @plain_text
-def adaptive_timeline_svg(sc: dict[str, Any]) -> str | None:
+def adaptive_timeline_svg(sc: AdaptiveResult) -> str | None:
     """Timeline of an ``adaptive`` scenario record: achieved fps per second (each policy run,
     target dashed), the variant serving each frame, misses, and the declared contention."""
-    runs = sc.get("runs") or {}
+    runs = sc.runs
     if not runs:
         return None
-    variants = list(sc.get("variants") or [])
+    variants = list(sc.variants)
     fig, (ax_fps, ax_var, ax_con) = plt.subplots(
         3, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]}
     )
     for i, (name, r) in enumerate(runs.items()):
         c = f"C{i % 10}"
-        tl = r.get("fps_timeline") or []
+        tl = r.fps_timeline
         if tl:
             ax_fps.step(
-                [p["t_s"] for p in tl] + [tl[-1]["t_s"] + 1],
-                [p["fps"] for p in tl] + [tl[-1]["fps"]],
+                [p.t_s for p in tl] + [tl[-1].t_s + 1],
+                [p.fps for p in tl] + [tl[-1].fps],
                 where="post",
                 color=c,
-                label=f"{name}: miss rate {r.get('deadline_miss_rate', 0):.0%}",
+                label=f"{name}: miss rate {r.deadline_miss_rate or 0:.0%}",
             )
-        pf = r.get("per_frame") or {}
-        t = pf.get("t_s") or []
-        ax_var.step(t, pf.get("variant") or [], where="post", color=c, lw=1.2, label=name)
-        miss_t = [x for x, m in zip(t, pf.get("missed") or [], strict=False) if m]
-        miss_v = [
-            v for v, m in zip(pf.get("variant") or [], pf.get("missed") or [], strict=False) if m
-        ]
+        pf = r.per_frame
+        t = pf.t_s
+        ax_var.step(t, pf.variant, where="post", color=c, lw=1.2, label=name)
+        miss_t = [x for x, m in zip(t, pf.missed, strict=False) if m]
+        miss_v = [v for v, m in zip(pf.variant, pf.missed, strict=False) if m]
         ax_var.scatter(miss_t, [v + 0.08 * (i + 1) for v in miss_v], s=6, color=c, marker="x")
-    target = sc.get("target_fps")
+    target = sc.target_fps
     if target:
         ax_fps.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:g} fps")
     ax_fps.set_ylabel("achieved fps")
@@ -435,8 +434,8 @@ def adaptive_timeline_svg(sc: dict[str, Any]) -> str | None:
     ax_var.invert_yaxis()
     ax_var.set_ylabel("variant")
     ax_var.grid(True, alpha=0.3)
-    con = sc.get("contention") or []
-    end = float(sc.get("duration_s") or 0)
+    con = sc.contention
+    end = float(sc.duration_s or 0)
     xs = [0.0] + [float(c["at_s"]) for c in con] + [end]
     ys = [0] + [int(c["threads"]) for c in con]
     ax_con.step(xs, ys + [ys[-1]], where="post", color="0.3")

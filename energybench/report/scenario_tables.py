@@ -41,7 +41,7 @@ def _declared(sc: ScenarioResult) -> dict[str, Any]:
 def scenario_row(entry: str, name: str, sc: ScenarioResult, batch: str, g: Group) -> dict[str, Any]:
     """One row of the ``scenarios`` table: J/item with CI, precision, latency percentiles."""
     ci = _ci(g.energy_per_item_j)
-    prec = g.precision or {}
+    prec = g.precision
     declared = _declared(sc)
     lat = g.latency_ms
     row: dict[str, Any] = {
@@ -57,8 +57,8 @@ def scenario_row(entry: str, name: str, sc: ScenarioResult, batch: str, g: Group
         "measured_energy_per_item_j": _mean(g.measured_energy_per_item_j),
         "estimated_energy_per_item_j": _mean(g.estimated_energy_per_item_j),
         "trials_without_energy": g.trials_without_energy,
-        "rel_ci": prec.get("rel_ci"),
-        "target_ci_reached": prec.get("reached"),
+        "rel_ci": prec.rel_ci if prec else None,
+        "target_ci_reached": prec.reached if prec else None,
         "items_per_s": _mean(g.items_per_s),
         **{c: declared.get(c) for c in SCENARIO_COLUMNS},
         "is_estimate": g.is_estimate,

@@ -22,33 +22,32 @@ from energybench.metrics.fullcycle import (
     greenness,
     rank,
 )
+from energybench.phase_records import BackendExport, EntryPhases, PhaseRecord, ServeRecord
+from energybench.record_types import (
+    AdaptiveResult,
+    EnergyStat,
+    Group,
+    LoadResult,
+    StreamResult,
+    Window,
+)
 from energybench.store import RunData
 from energybench.suite.ranking import IecChoice, iec_choices
 
 EXPORT_SCHEMA_VERSION = 2  # 2: the outputs table (declared scenario outputs)
 NOT_RANKED = "not ranked (rank: false in the suite)"
+_NO_WINDOW = Window(duration_s=0.0, devices=[])  # a finished phase that recorded no window
 
 
-def _measurements(rec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _measurements(run: RunData, entry: str, rec: PhaseRecord) -> list[tuple[str, Window]]:
     """(window label, measurement) pairs of one phase record, finest windows first."""
-    phase = rec["phase"]
-    out: list[tuple[str, dict[str, Any]]] = []
-    if phase == "compress":
-        for i, m in enumerate(rec.get("methods", [])):
-            if m.get("measurement"):
-                out.append((f"compress/{i}-{m['method']}", m["measurement"]))
-    elif phase == "serve":
-        export = (rec.get("backend") or {}).get("export") or {}
-        if export.get("measurement"):
-            out.append(("serve/export", export["measurement"]))
-        for name, sc in rec.get("scenarios", {}).items():
-            groups = sc.get("by_batch", {"": sc})
-            for b, g in groups.items():
-                for k, t in enumerate(g.get("trials", [])):
+    out = rec.windows()
+    if isinstance(rec, ServeRecord):
+        for name, sc in run.results(entry).items():
+            for b, g in sc.groups().items():
+                for k, t in enumerate(g.trials):
                     label = f"serve/{name}" + (f"/b{b}" if b else "") + f"/t{k}"
-                    out.append((label, t["measurement"]))
-    elif rec.get("measurement"):
-        out.append((phase, rec["measurement"]))
+                    out.append((label, t.measurement))
     return out
 
 
@@ -64,9 +63,9 @@ def phase_rows(run: RunData) -> pd.DataFrame:
                 "run_id": run_id,
                 "entry": entry,
                 "phase": phase,
-                "status": rec.get("status"),
+                "status": rec.status,
             }
-            windows = _measurements(rec)
+            windows = _measurements(run, entry, rec)
             if not windows:
                 rows.append(
                     {
@@ -75,35 +74,35 @@ def phase_rows(run: RunData) -> pd.DataFrame:
                         "device": None,
                         "source": None,
                         "energy_j": None,
-                        "note": rec.get("reason") or rec.get("error"),
+                        "note": rec.reason or rec.error,
                     }
                 )
             for label, m in windows:
-                for d in m.get("devices", []):
+                for d in m.devices:
                     rows.append(
                         {
                             **base,
                             "window": label,
-                            "device": d["device"],
-                            "device_kind": d["kind"],
-                            "device_name": d["name"],
-                            "source": d["source"],
-                            "is_estimate": d["source"] == "estimate",
-                            "charged": d.get("charged", True),
-                            "is_shared": d.get("shared", False),
-                            "is_simulated": d.get("simulated", False),
-                            "energy_j": d["energy_j"],
-                            "uncertainty_j": d.get("uncertainty_j"),
-                            "static_j": d.get("static_j"),
-                            "dynamic_j": d.get("dynamic_j"),
-                            "mean_power_w": d.get("mean_power_w"),
-                            "peak_power_w": d.get("peak_power_w"),
-                            "start_unix_s": m.get("start_unix_s"),
-                            "duration_s": m["duration_s"],
-                            "samples": d.get("samples"),
-                            "complete": d.get("complete"),
-                            "flags": ";".join(m.get("flags", [])),
-                            "note": "; ".join(d.get("issues", [])),
+                            "device": d.device,
+                            "device_kind": d.kind,
+                            "device_name": d.name,
+                            "source": d.source,
+                            "is_estimate": d.is_estimate,
+                            "charged": d.charged,
+                            "is_shared": d.shared,
+                            "is_simulated": d.simulated,
+                            "energy_j": d.energy_j,
+                            "uncertainty_j": d.uncertainty_j,
+                            "static_j": d.static_j,
+                            "dynamic_j": d.dynamic_j,
+                            "mean_power_w": d.mean_power_w,
+                            "peak_power_w": d.peak_power_w,
+                            "start_unix_s": m.start_unix_s,
+                            "duration_s": m.duration_s,
+                            "samples": d.samples,
+                            "complete": d.complete,
+                            "flags": ";".join(m.flags),
+                            "note": "; ".join(d.issues),
                         }
                     )
     return pd.DataFrame(rows)
@@ -123,14 +122,14 @@ class WindowEnergy:
     sources: tuple[str, ...]
 
 
-def window_energy(m: dict[str, Any], allow_estimates: bool) -> WindowEnergy:
+def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
     """A stored measurement's energy on the ranking basis.
 
     With ``allow_estimates`` every charged device counts and any estimated joule makes the figure
     an estimate. Without, only measured devices count (the estimate is kept beside, never summed
     in); a window with no measured device falls back to its estimate, marked as such.
     """
-    meas = Measurement.from_dict(m)
+    meas = Measurement.from_dict(m.model_dump())
     measured = meas.measured_energy_j
     common: dict[str, Any] = {
         "measured_kinds": tuple(meas.measured_kinds),
@@ -170,13 +169,13 @@ def _phase_items(
         return []
     allow = _allow(run, "allow_estimates_in_ranking")
     items: list[tuple[CostItem, WindowEnergy]] = []
-    recs = run.phases.get(entry, {})
+    recs = run.entry(entry)
     for phase in ("train", "compress"):
-        rec = recs.get(phase)
-        if (entry, phase) in seen or rec is None or rec.get("status") != "done":
+        rec = recs.record(phase)
+        if (entry, phase) in seen or rec is None or not rec.done:
             continue
         seen.add((entry, phase))
-        w = window_energy(rec.get("measurement") or {"devices": []}, allow)
+        w = window_energy(rec.measurement or _NO_WINDOW, allow)
         item = CostItem(
             label=f"{phase} of {entry}" + (f" ({relation})" if shared else ""),
             phase=phase if not shared else "upstream",
@@ -188,11 +187,12 @@ def _phase_items(
             shared=shared,
         )
         items.append((item, w))
-    export = backend_export(recs.get("serve"))
-    if not shared and export.get("measurement") and (entry, "export") not in seen:
+    export = backend_export(recs.serve)
+    if not shared and export and export.measurement and (entry, "export") not in seen:
         seen.add((entry, "export"))  # the serving backend's one-off export/compile
-        w = window_energy(export["measurement"], allow)
-        name = (recs["serve"].get("backend") or {}).get("name", "?")
+        w = window_energy(export.measurement, allow)
+        backend = recs.serve.backend if recs.serve else None
+        name = (backend.name if backend else None) or "?"
         item = CostItem(
             label=f"{name} export of {entry}",
             phase="export",
@@ -210,20 +210,19 @@ def _phase_items(
     return items
 
 
-def backend_export(serve: dict[str, Any] | None) -> dict[str, Any]:
+def backend_export(serve: ServeRecord | None) -> BackendExport | None:
     """The serving backend's one-off step (export, compile) of a finished serve record."""
-    if not serve or serve.get("status") != "done":
-        return {}
-    return (serve.get("backend") or {}).get("export") or {}
+    return serve.backend_export() if serve is not None else None
 
 
 def backend_name(run: RunData, entry: str) -> str:
     """The backend an entry is served on (its serve record's, else its suite spec's), with its
     variant: ``onnxruntime``, ``onnxruntime+int8``, ``eager+channels_last``, ..."""
-    rec = (run.phases.get(entry, {}).get("serve") or {}).get("backend") or {}
+    serve = run.entry(entry).serve
+    rec = serve.backend if serve is not None else None
     spec: dict[str, Any] = next((e for e in run.suite.get("entries", []) if e["name"] == entry), {})
-    settings = rec.get("settings") or spec.get("backend") or {}
-    name = str(rec.get("name") or settings.get("name") or "eager")
+    settings = (rec.settings if rec else None) or spec.get("backend") or {}
+    name = str((rec.name if rec else None) or settings.get("name") or "eager")
     if settings.get("quantize", "none") != "none":
         name += f"+{settings['quantize']}"
     if settings.get("channels_last"):
@@ -231,18 +230,17 @@ def backend_name(run: RunData, entry: str) -> str:
     return name
 
 
-def iec_group(run: RunData, entry: str, choice: IecChoice | None = None) -> dict[str, Any]:
+def iec_group(run: RunData, entry: str, choice: IecChoice | None = None) -> Group | None:
     """The stored statistics (one batch size of one scenario) behind this entry's IEC
     (``choice``: the entry's :class:`IecChoice`, when the caller already has it)."""
     choice = choice or iec_choices(run.suite).get(entry)
     if choice is None or choice.scenario is None:
-        return {}
-    sc = (run.phases.get(entry, {}).get("serve") or {}).get("scenarios", {}).get(choice.scenario)
-    if not sc:
-        return {}
-    if "by_batch" in sc:
-        return sc["by_batch"].get(str(choice.batch_size)) or {}
-    return sc
+        return None
+    sc = run.results(entry).get(choice.scenario)
+    if sc is None:
+        return None
+    groups = sc.groups()
+    return groups[""] if "" in groups else groups.get(str(choice.batch_size))
 
 
 @dataclass(frozen=True)
@@ -260,27 +258,28 @@ class IecFigure:
     sources: tuple[str, ...]
 
 
-def iec_figure(g: dict[str, Any], allow_estimates: bool) -> IecFigure:
+def iec_figure(g: Group | None, allow_estimates: bool) -> IecFigure:
     """IEC from a scenario group: measured devices only unless estimates are allowed."""
-    measured = g.get("measured_energy_per_item_j")
-    estimated = g.get("estimated_energy_per_item_j") or {}
-    kinds = tuple(g.get("measured_kinds", [])), tuple(g.get("estimated_kinds", []))
-    if allow_estimates or not measured:
-        stats = g.get("energy_per_item_j") or {}
-        est, beside = bool(g.get("is_estimate")), None
-        sources = tuple(g.get("sources", []))
+    if g is None:
+        return IecFigure(None, None, None, False, None, False, (), (), ())
+    measured = g.measured_energy_per_item_j
+    estimated = g.estimated_energy_per_item_j
+    stats: EnergyStat | None
+    if allow_estimates or measured is None:
+        stats, est, beside = g.energy_per_item_j, g.is_estimate, None
+        sources = tuple(g.sources)
     else:
-        stats, est, beside = measured, False, estimated.get("mean")
-        sources = tuple(s for s in g.get("sources", []) if s != "estimate")
+        stats, est, beside = measured, False, estimated.mean if estimated else None
+        sources = tuple(s for s in g.sources if s != "estimate")
     return IecFigure(
-        mean_j=stats.get("mean"),
-        ci_j=_energy_ci(stats),
-        stat_ci_j=_energy_ci(stats, "stat_ci_low", "stat_ci_high"),
+        mean_j=stats.mean if stats else None,
+        ci_j=_energy_ci(stats.ci_low, stats.ci_high) if stats else None,
+        stat_ci_j=_energy_ci(stats.stat_ci_low, stats.stat_ci_high) if stats else None,
         is_estimate=est,
         estimated_j=beside,
-        is_shared=bool(g.get("is_shared")),
-        measured_kinds=kinds[0],
-        estimated_kinds=kinds[1],
+        is_shared=g.is_shared,
+        measured_kinds=tuple(g.measured_kinds),
+        estimated_kinds=tuple(g.estimated_kinds),
         sources=sources,
     )
 
@@ -321,7 +320,7 @@ def entry_figures(run: RunData) -> list[EntryFigures]:
     out = []
     for spec in run.suite.get("entries", []):
         name = spec["name"]
-        recs = run.phases.get(name, {})
+        recs = run.entry(name)
         pairs = _phase_items(run, name, False, set(), "")
         items = [i for i, _ in pairs]
         choice = choices[name]
@@ -330,7 +329,7 @@ def entry_figures(run: RunData) -> list[EntryFigures]:
         measured = {k for _, w in pairs for k in w.measured_kinds} | set(iec.measured_kinds)
         estimated = {k for _, w in pairs for k in w.estimated_kinds} | set(iec.estimated_kinds)
         beside = [w.estimated_j for _, w in pairs if w.estimated_j is not None]
-        quality = (recs.get("evaluate") or {}).get("quality", {}).get(quality_key)
+        quality = recs.evaluate.score(quality_key) if recs.evaluate else None
         cost = EntryCost(
             name=name,
             items=items,
@@ -349,17 +348,17 @@ def entry_figures(run: RunData) -> list[EntryFigures]:
                 cost=cost,
                 iec=iec,
                 tec_estimated_j=sum(beside) if beside else None,
-                is_simulated=_simulated(recs),
+                is_simulated=_simulated(run, name),
             )
         )
     return out
 
 
-def _simulated(recs: dict[str, dict[str, Any]]) -> bool:
+def _simulated(run: RunData, entry: str) -> bool:
     return any(
-        m.get("is_simulated") or "simulated" in m.get("flags", [])
-        for rec in recs.values()
-        for _, m in _measurements(rec)
+        m.is_simulated or "simulated" in m.flags
+        for _, rec in run.entry(entry).items()
+        for _, m in _measurements(run, entry, rec)
     )
 
 
@@ -368,18 +367,15 @@ def entry_costs(run: RunData) -> list[EntryCost]:
     return [f.cost for f in entry_figures(run)]
 
 
-def _energy_ci(
-    stats: dict[str, Any], low: str = "ci_low", high: str = "ci_high"
-) -> tuple[float, float] | None:
+def _energy_ci(lo: float | None, hi: float | None) -> tuple[float, float] | None:
     """95 % CI of a J/item statistic, clipped at 0 J (a t-interval of few trials can go < 0)."""
-    lo, hi = stats.get(low), stats.get(high)
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return None
     return max(float(lo), 0.0), max(float(hi), 0.0)
 
 
-def _stat(sc: dict[str, Any], key: str, field: str) -> float | None:
-    v = (sc.get(key) or {}).get(field)
+def _stat(v: float | None) -> float | None:
+    """A stored statistic, None for a missing or NaN one."""
     return v if v is None or v == v else None
 
 
@@ -410,24 +406,26 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     rows = []
     for f in figures:
         c = f.cost
-        recs = run.phases.get(c.name, {})
-        serve = recs.get("serve", {})
-        sc = serve.get("scenarios", {}).get(c.iec_scenario, {}) if c.iec_scenario else {}
+        recs = run.entry(c.name)
+        sc = run.results(c.name).get(c.iec_scenario) if c.iec_scenario else None
         g = iec_group(run, c.name, choices[c.name])
-        ev = (recs.get("evaluate") or {}).get("quality", {})
-        model = serve.get("model", {})
-        parity = backend_export(recs.get("serve")).get("parity") or {}
+        lat, rate = (g.latency_ms, g.items_per_s) if g else (None, None)
+        fps = sc.fps_achieved if isinstance(sc, StreamResult | AdaptiveResult) else None
+        ev = recs.evaluate
+        model = recs.serve.model if recs.serve else None
+        export = backend_export(recs.serve)
+        parity = export.parity if export else None
         row: dict[str, Any] = {
             "entry": c.name,
             "backend": backend_name(run, c.name),
-            "backend_max_abs_diff": parity.get("max_abs_diff"),
+            "backend_max_abs_diff": parity.max_abs_diff if parity else None,
             "status": _status(recs),
             "quality": c.quality,
-            "psnr_db": ev.get("psnr_db"),
-            "ssim": ev.get("ssim"),
-            "params": model.get("params"),
-            "flops_per_item": model.get("flops_per_item"),
-            "size_bytes": model.get("size_bytes"),
+            "psnr_db": ev.score("psnr_db") if ev else None,
+            "ssim": ev.score("ssim") if ev else None,
+            "params": model.params if model else None,
+            "flops_per_item": model.flops_per_item if model else None,
+            "size_bytes": model.size_bytes if model else None,
             "tec_j": c.tec_j if c.items else 0.0,
             "tec_uncertainty_j": c.tec_uncertainty_j,
             "shared_j": c.shared_j if c.items else 0.0,
@@ -439,12 +437,14 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "energy_scope": c.scope,
             "tec_estimated_j": f.tec_estimated_j,
             "iec_estimated_j": f.iec.estimated_j,
-            "latency_p50_ms": _stat(g, "latency_ms", "p50"),
-            "latency_p99_ms": _stat(g, "latency_ms", "p99"),
-            "items_per_s": _stat(g, "items_per_s", "mean"),
-            "fps_achieved": _stat(sc, "fps_achieved", "mean"),
-            "fps": _stat(sc, "fps_achieved", "mean") or _stat(g, "items_per_s", "mean"),
-            "deadline_miss_rate": sc.get("deadline_miss_rate"),
+            "latency_p50_ms": _stat(lat.p50 if lat else None),
+            "latency_p99_ms": _stat(lat.p99 if lat else None),
+            "items_per_s": _stat(rate.mean if rate else None),
+            "fps_achieved": _stat(fps.mean if fps else None),
+            "fps": _stat(fps.mean if fps else None) or _stat(rate.mean if rate else None),
+            "deadline_miss_rate": sc.deadline_miss_rate
+            if isinstance(sc, StreamResult | LoadResult | AdaptiveResult)
+            else None,
             "is_estimate": c.has_estimates,
             "tec_is_estimate": any(i.is_estimate for i in c.items),
             "iec_is_estimate": f.iec.is_estimate,
@@ -473,10 +473,8 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _status(recs: dict[str, dict[str, Any]]) -> str:
-    states = [
-        recs.get(p, {}).get("status", "missing") for p in ("train", "compress", "serve", "evaluate")
-    ]
+def _status(recs: EntryPhases) -> str:
+    states = [recs.status(p) for p in ("train", "compress", "serve", "evaluate")]
     if "failed" in states:
         return "failed"
     if "missing" in states:

@@ -109,7 +109,8 @@ def unranked_lines(board: pd.DataFrame) -> list[str]:
 def _unit(run: RunData, entry: str) -> str:
     from energybench.report.tables import iec_group
 
-    return str(iec_group(run, entry).get("unit") or "item")
+    g = iec_group(run, entry)
+    return (g.unit if g else None) or "item"
 
 
 def _count(v: Any) -> str:

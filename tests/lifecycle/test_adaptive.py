@@ -256,7 +256,10 @@ def test_run_adaptive_on_real_frames_records_quality_energy_and_the_comparison(
     assert set(rec["versus_static"]) >= {"miss_rate_diff", "psnr_mean_db_diff"}
     assert rec["energy_per_item_j"]["mean"] == rec["runs"]["deadline"]["energy_per_frame_j"]
     # the report: one table row per policy run, static first, and the timeline plot
-    run = RunData(Path("r"), {"suite": {}}, {"e": {"serve": {"scenarios": {"adaptive": rec}}}})
+    serve = {"entry": "e", "phase": "serve", "status": "done", "config_hash": "h"}
+    run = RunData.from_records(
+        Path("r"), {"suite": {}}, {"e": {"serve": {**serve, "scenarios": {"adaptive": rec}}}}
+    )
     (section,) = _adaptive(run)
     assert [row["policy"] for row in section["rows"]] == ["static", "deadline"]
     assert section["rows"][0]["miss_rate"] == rec["runs"]["static"]["deadline_miss_rate"]

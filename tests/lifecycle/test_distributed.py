@@ -90,7 +90,9 @@ def test_a_dead_rank_fails_the_phase_then_two_cpu_ranks_sum_and_train_like_one_p
         assert torch.allclose(a, got[name], atol=1e-4), name
     e = runner.suite.entry("teacher")
     q_ref = runner._task(e).evaluate(ref.eval(), e.evaluate, torch.device("cpu"))
-    q_dist = load_run(run_dir).phases["teacher"]["evaluate"]["quality"]
+    ev = load_run(run_dir).phases["teacher"].evaluate
+    assert ev is not None
+    q_dist = ev.quality
     assert q_dist["psnr_db"] == pytest.approx(q_ref["psnr_db"], abs=0.01)
 
 
