@@ -1,0 +1,291 @@
+"""The meter table and the NVML plug-in's plumbing: what reaches each meter from the settings
+and the seams, what ``probe`` reports, and the unmeasured stand-in. Written against the mutation
+survivors of ``factory.py``, ``plugins.py`` and ``nvml_plugin.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from energybench.meters import factory, nvml_plugin
+from energybench.meters.base import SYSTEM_CLOCK
+from energybench.meters.factory import UnmeasuredMeter, build_monitor, probe_meters
+from energybench.meters.fakenvml import FakeGpu, FakeNvml
+from energybench.meters.fakepower import PowerTrace
+from energybench.meters.nvml import NvmlMeter
+from energybench.meters.nvml_device import NvmlUnavailableError, PynvmlBackend
+from energybench.meters.plugins import (
+    ESTIMATED,
+    MEASURED,
+    METERS,
+    MeterContext,
+    MeterPlugin,
+    MeterRegistry,
+    MeterUnavailable,
+    Source,
+)
+from energybench.meters.rapl import RaplFs
+from energybench.meters.sim import FakeRaplTree, ManualClock
+from energybench.suite.schema import EnergySettings
+
+
+class NoNvml:
+    def __init__(self, *_: object) -> None:
+        raise NvmlUnavailableError("NVML could not be initialised (test)", "install a driver")
+
+
+def _backend(*gpus: FakeGpu, clock: object = None) -> PynvmlBackend:
+    return PynvmlBackend(FakeNvml(list(gpus), clock or ManualClock()))  # type: ignore[arg-type]
+
+
+def _ctx(backend: PynvmlBackend, **kw: object) -> MeterContext:
+    base: dict[str, object] = {
+        "settings": EnergySettings(),
+        "gpu_backend": backend,
+        "probe_s": 0,
+        "background": False,
+    }
+    return MeterContext(**{**base, **kw})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- build_monitor wiring
+def test_the_monitor_gets_the_settings_clock_and_a_cuda_sync(tmp_path, monkeypatch):
+    monkeypatch.setattr(nvml_plugin, "PynvmlBackend", NoNvml)
+    calls: list[list[int]] = []
+
+    def fake_sync(devices):
+        calls.append(list(devices))
+        return "synced"
+
+    monkeypatch.setattr(factory, "_cuda_sync", fake_sync)
+    clock = ManualClock()
+    settings = EnergySettings(min_window_s=1.5)
+    none = RaplFs(tmp_path / "none")
+    mon = build_monitor(settings, [0, 1], None, rapl_fs=none, clock=clock, background=False)
+    assert mon.min_window_s == 1.5 and mon.clock is clock
+    assert mon.sync == "synced" and calls == [[0, 1]]
+    given = build_monitor(settings, [0], None, rapl_fs=none, sync=print, background=False)
+    assert given.sync is print and len(calls) == 1  # a given sync is kept
+    with_backend = build_monitor(
+        settings, [0], None, rapl_fs=none, gpu_backend=_backend(FakeGpu()), background=False
+    )
+    assert with_backend.sync != "synced" and len(calls) == 1  # a seam backend: no CUDA sync
+    cpu_only = build_monitor(settings, None, None, rapl_fs=none, background=False)
+    assert len(calls) == 1 and cpu_only._on_charging is None
+
+
+def test_simulated_runs_tell_the_simulator_which_gpus_are_charged(tmp_path):
+    mon = build_monitor(
+        EnergySettings(min_window_s=0),
+        [0],
+        None,
+        simulate="2xh100",
+        rapl_fs=RaplFs(tmp_path / "none"),
+        clock=ManualClock(),
+        probe_s=0,
+        background=False,
+    )
+    assert mon._on_charging is not None
+    (nv,) = [m for m in mon.meters if isinstance(m, NvmlMeter)]
+    assert nv.simulated and [d["cuda_position"] for d in nv.describe()] == [0]
+
+
+def test_the_nvml_meter_gets_every_setting_and_seam(tmp_path):
+    backend = _backend(FakeGpu(), FakeGpu())
+    clock, pids = ManualClock(), (lambda: {1})
+    settings = EnergySettings(sample_period_s=0.2, cross_check_threshold=0.3)
+    ctx = _ctx(
+        backend,
+        settings=settings,
+        cuda_devices=(1,),
+        trace_dir=tmp_path,
+        clock=clock,
+        probe_s=0.25,
+        own_pids=pids,
+        env="0,1",
+    )
+    nv = nvml_plugin.build(ctx)
+    assert nv.driver_version == backend.driver_version() == "550.54.15"
+    assert nv.sample_period_s == 0.2 and nv.cross_check_threshold == 0.3
+    assert nv.trace_path == tmp_path / "power-nvml.csv" and nv.clock is clock
+    assert nv.probe_s == 0.25 and nv.background is False and nv._own_pids is pids
+    assert nv.simulated is False
+    assert (
+        nvml_plugin.build(_ctx(_backend(FakeGpu()), forced=True, simulated=True)).simulated is True
+    )
+
+
+def test_nvml_build_selects_by_the_context_env_and_torch_uuids(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    backend = _backend(FakeGpu(), FakeGpu())
+    uuids = [g.uuid() for g in backend.devices()]
+    by_env = nvml_plugin.build(_ctx(backend, cuda_devices=(0,), env="1"))
+    assert [d["uuid"] for d in by_env.describe()] == [uuids[1]]
+    by_torch = nvml_plugin.build(
+        _ctx(_backend(FakeGpu(), FakeGpu()), cuda_devices=(0,), env="0,1", torch_uuids=[uuids[1]])
+    )
+    assert [d["uuid"] for d in by_torch.describe()] == [uuids[1]]
+
+
+def test_torch_is_asked_for_uuids_only_for_a_real_backend_and_used_gpus(monkeypatch):
+    asked: list[bool] = []
+    fakes = iter([_backend(FakeGpu()) for _ in range(3)])
+    monkeypatch.setattr(nvml_plugin, "PynvmlBackend", lambda: next(fakes))
+    monkeypatch.setattr(nvml_plugin, "_torch_uuids", lambda: asked.append(True) or None)
+    base = {"settings": EnergySettings(), "probe_s": 0, "background": False, "env": "0"}
+    nvml_plugin.build(MeterContext(cuda_devices=(0,), **base))  # type: ignore[arg-type]
+    assert asked == [True]
+    nvml_plugin.build(MeterContext(cuda_devices=(0,), torch_uuids=["x"], **base))  # type: ignore[arg-type]
+    nvml_plugin.build(MeterContext(forced=True, **base))  # type: ignore[arg-type]
+    assert asked == [True]
+
+
+def test_nvml_build_explains_why_it_cannot_work(monkeypatch):
+    plain = _backend(FakeGpu())
+    with pytest.raises(MeterUnavailable, match="no superchip module is visible") as exc:
+        nvml_plugin.build(_ctx(plain, env="0"))
+    assert exc.value.reason == str(exc.value)
+    assert plain.lib._init_count == 0  # closed
+    module = _backend(FakeGpu(module=True, name="NVIDIA GH200"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert nvml_plugin.build(_ctx(module, env="0")).module_devices  # the context's env wins
+    with pytest.raises(MeterUnavailable, match="no GPU is visible"):
+        nvml_plugin.build(_ctx(_backend(FakeGpu()), forced=True, env=""))
+    monkeypatch.setattr(nvml_plugin, "PynvmlBackend", NoNvml)
+    with pytest.raises(MeterUnavailable) as missing:
+        nvml_plugin.build(MeterContext(settings=EnergySettings(), cuda_devices=(0,)))
+    assert missing.value.fix == "install a driver"
+
+
+# ---------------------------------------------------------------- the unmeasured stand-in
+def test_unmeasured_gpus_say_so_per_device():
+    meter = UnmeasuredMeter(["gpu:cuda:0", "gpu:cuda:2"], "why", [0, 2], simulated=True)
+    a, b = meter.end("w")
+    for rec, pos in ((a, 0), (b, 2)):
+        assert rec.kind == "gpu" and rec.name == rec.device and rec.cuda_position == pos
+        assert rec.energy_j is None and rec.complete is False and rec.issues == ["why"]
+        assert rec.simulated is True and rec.source is Source("unmeasured")
+    (plain,) = UnmeasuredMeter(["gpu:cuda:0"], "why").end("w")
+    assert plain.cuda_position is None and plain.simulated is False
+    with pytest.raises(ValueError):
+        UnmeasuredMeter(["a", "b"], "why", [0]).end("w")
+
+
+# ---------------------------------------------------------------- probe
+def test_probe_reports_every_fact_of_a_gpu_with_real_update_periods(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    other = (424242, 0.0, 1e12)
+
+    def varying() -> PowerTrace:  # a new reading every 10 ms, so every sensor update differs
+        return PowerTrace.from_function(lambda t: 100.0 + int(t * 100) % 7 * 10, 60, 0.01)
+
+    gpus = [
+        FakeGpu(power=varying(), processes=[other]),
+        FakeGpu(power=varying(), name="Tesla P100", arch="pascal", counter_supported=False),
+        FakeGpu(power=varying(), instant_supported=False, mig=(1, 1)),
+    ]
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(*gpus, clock=SYSTEM_CLOCK), probe_s=1))
+    assert st.ok and st.name == "nvml"
+    first, old, mig = st.details
+    assert first["index"] == 0 and first["uuid"].startswith("GPU-") and first["driver"]
+    assert first["name"] == "NVIDIA H100 80GB HBM3" and first["architecture"] == "hopper"
+    assert first["kind"] == "gpu" and first["visible"] is True and first["mig"] is False
+    assert first["power_limit_w"] == 700.0 and first["power_usage_average_s"] == 1.0
+    assert first["counter_supported"] is True
+    assert first["other_processes"] == [424242] and "424242" in st.fix
+    assert first["counter_supported"] is True and first["instant_power_supported"] is True
+    assert first["counter_update_period_s"] == pytest.approx(0.1, rel=0.3)
+    assert first["power_update_period_s"] == pytest.approx(0.1, rel=0.3)
+    assert "simulated" not in first
+    assert old["counter_supported"] is False and old["counter_update_period_s"] is None
+    assert old["power_update_period_s"] == pytest.approx(0.1, rel=0.3) and "pre-Volta" in st.fix
+    assert mig["instant_power_supported"] is False and mig["mig"] is True
+    assert mig["power_update_period_s"] is not None and "MIG mode" in st.fix
+    assert "; " in st.fix
+
+
+def test_probe_sees_what_cuda_visible_devices_hides(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    assert [d["visible"] for d in st.details] == [False, True]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu())))
+    assert st.ok and "CUDA_VISIBLE_DEVICES='7' hides every GPU" in st.fix
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu())))
+    assert "hides every GPU" not in st.fix
+
+
+def test_probe_without_nvml_or_gpus_says_why(monkeypatch):
+    monkeypatch.setattr(nvml_plugin, "PynvmlBackend", NoNvml)
+    st = nvml_plugin.probe(MeterContext())
+    assert st.ok is False and st.fix == "install a driver" and "(test)" in st.reason
+    empty = nvml_plugin.probe(MeterContext(gpu_backend=_backend()))
+    assert empty.ok is False and "sees no GPU" in empty.reason
+
+
+def test_probe_meters_marks_simulated_gpus_and_superchip_hosts(tmp_path):
+    nvml, rapl, est = probe_meters(simulate="gh200", rapl_fs=RaplFs(tmp_path / "no"), probe_s=0)
+    assert nvml.name == "nvml (simulated: gh200)"
+    assert nvml.details and all(d["simulated"] is True for d in nvml.details)
+    for st in (rapl, est):
+        assert st.fix.startswith("not used here: the superchip module counter")
+    assert rapl.fix.endswith("(codecarbon model)")  # the meter's own fix is kept after it
+    tree = FakeRaplTree(tmp_path / "pc")
+    tree.add_package(0)
+    _, ok_rapl, _ = probe_meters(
+        gpu_backend=_backend(FakeGpu(module=True)), rapl_fs=RaplFs(tree.root), probe_s=0
+    )
+    assert ok_rapl.ok and ok_rapl.fix == (
+        "not used here: the superchip module counter (NVML) already includes the Grace CPU "
+        "and memory"
+    )
+    plain, *_ = probe_meters(gpu_backend=_backend(FakeGpu()), probe_s=0)
+    assert plain.name == "nvml" and "simulated" not in plain.details[0]
+
+
+# ---------------------------------------------------------------- the table itself
+def test_a_registry_knows_roles_sources_and_refuses_conflicts():
+    reg = MeterRegistry()
+    assert reg.sources == {"unmeasured": MEASURED} and reg.names() == ["auto"]
+    gpu = MeterPlugin("g", "gpu", "m:b", "m:p", sources={"shared": MEASURED, "g-only": MEASURED})
+    host = MeterPlugin("h", "host", "m:b", "m:p", sources={"shared": MEASURED, "h": ESTIMATED})
+    reg.register(gpu)
+    reg.register(host)
+    assert reg.role("gpu") == [gpu] and reg.role("host") == [host]
+    assert reg.names() == ["auto", "g", "h"] and reg.sources["h"] is ESTIMATED
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register(MeterPlugin("g", "gpu", "m:b", "m:p"))
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register(MeterPlugin("auto", "gpu", "m:b", "m:p"))
+    with pytest.raises(ValueError, match="measured and estimated"):
+        reg.register(MeterPlugin("x", "host", "m:b", "m:p", sources={"h": MEASURED}))
+    reg.unregister("g")
+    assert set(reg.sources) == {"unmeasured", "shared", "h"}  # 'shared' is still h's
+    with pytest.raises(KeyError, match="unknown meter 'g'"):
+        reg.get("g")
+
+
+def test_built_in_sources_and_unavailability_messages():
+    assert [p.name for p in METERS.role("gpu")] == ["nvml"]
+    assert [p.name for p in METERS.role("host")] == ["rapl", "estimate"]
+    assert Source("estimate").is_estimate and not Source("rapl").is_estimate
+    assert not Source("unmeasured").is_estimate and Source("rapl").value == "rapl"
+    assert str(MeterUnavailable("no zones", "load the driver")) == "no zones. load the driver"
+    assert str(MeterUnavailable("no zones")) == "no zones"
+
+
+def test_auto_finds_no_host_meter_and_says_why(tmp_path: Path):
+    def broken(ctx):
+        raise MeterUnavailable("codecarbon is broken", "reinstall it")
+
+    est = METERS.get("estimate")
+    object.__setattr__(est, "build", broken)
+    try:
+        with pytest.raises(factory.MeterUnavailableError, match="rapl: .*estimate: codecarbon"):
+            build_monitor(
+                EnergySettings(), None, None, rapl_fs=RaplFs(tmp_path / "no"), background=False
+            )
+    finally:
+        object.__setattr__(est, "build", "energybench.meters.estimate:build")
