@@ -226,3 +226,16 @@ def test_deadline_and_quality_filters_rerank_offline(
     res = _chromium(f"{page.as_uri()}#qmin={board['quality'].max() + 1}", tmp_path, "--dump-dom")
     assert _visible_rows(res.stdout) == {}
     assert "none meets both" in res.stdout
+
+
+def test_log_tick_labels_stay_short() -> None:
+    from energybench.report.plots import short_tick
+
+    assert [short_tick(v) for v in (0.01, 1, 100, 1e3, 1e5, 1e7)] == [
+        "0.01",
+        "1",
+        "100",
+        "1k",
+        "100k",
+        "10M",
+    ]

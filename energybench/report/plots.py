@@ -54,15 +54,21 @@ def plain_text(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+def short_tick(v: float) -> str:
+    """A log-axis tick label in plain text that stays short: ``0.01``, ``100``, ``10k``, ``1M``
+    (nine decades fit under a 250-pixel axis without overlapping)."""
+    return eng(v, "").replace(" ", "") if abs(v) >= 1000 else f"{v:g}"
+
+
 def _plain_log_ticks(fig: Figure) -> None:
-    """Log axes label their ticks in plain text (``1000``, ``0.01``): matplotlib's default log
+    """Log axes label their ticks in plain text (``1k``, ``0.01``): matplotlib's default log
     labels are mathtext (``$\\mathdefault{10^{3}}$``), shown raw under :data:`PLAIN_TEXT`."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":
-                axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+                axis.set_major_formatter(FuncFormatter(lambda v, _pos: short_tick(v)))
                 axis.set_minor_formatter(NullFormatter())
 
 
