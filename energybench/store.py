@@ -219,7 +219,17 @@ class RunStore:
         return read_record(p, "phase")
 
     def write_phase(self, entry: str, phase: str, record: dict[str, Any]) -> None:
-        atomic_write_json(self.phase_path(entry, phase), record)
+        """Write ``record`` after checking it has its typed shape (a writer's bug fails here,
+        as a :class:`RecordShapeError`, not when a report reads the run)."""
+        path = self.phase_path(entry, phase)  # an unsafe name is refused first
+        plain = json.loads(json.dumps(record, default=str))
+        parse_phase(phase, plain)
+        for name, sc in (plain.get("scenarios") or {}).items():
+            try:
+                parse_scenario(sc)
+            except RecordShapeError as exc:
+                raise RecordShapeError(f"scenarios.{name}: {exc}") from None
+        atomic_write_json(path, record)
 
     def phase_state(self, entry: str, phase: str, config_hash: str | None = None) -> str | None:
         """None when the phase finished (with this config hash, if given) and its checkpoint is

@@ -140,3 +140,21 @@ def test_a_fresh_run_reads_back_typed_with_every_key_it_was_written_with(smoke_r
     idle = json.loads((smoke_run / "idle.json").read_text())
     assert run.idle.before is not None and run.idle.before.power_w == idle["before"]["power_w"]
     assert run.idle.model_dump(mode="json", exclude_unset=True) == idle
+
+
+def test_the_store_refuses_to_write_a_record_without_its_typed_shape(tmp_path: Path) -> None:
+    from energybench.record_types import RecordShapeError
+    from energybench.store import RunStore
+
+    store = RunStore(tmp_path)
+    ok = {"entry": "e", "phase": "train", "status": "done", "config_hash": "h"}
+    store.write_phase("e", "train", ok)
+    assert store.phase_path("e", "train").exists()
+    no_hash = {k: v for k, v in ok.items() if k != "config_hash"}
+    with pytest.raises(RecordShapeError, match="config_hash"):
+        store.write_phase("e", "compress", {**no_hash, "phase": "compress"})
+    assert not store.phase_path("e", "compress").exists()
+    bad_scenario = {**ok, "phase": "serve", "scenarios": {"s": {"scenario": "stream"}}}
+    with pytest.raises(RecordShapeError, match="scenarios.s: a stream scenario record"):
+        store.write_phase("e", "serve", bad_scenario)
+    assert not store.phase_path("e", "serve").exists()

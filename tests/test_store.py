@@ -23,7 +23,8 @@ def test_entry_names_that_leave_entries_are_refused(tmp_path: Path, name: str) -
 
 def test_ordinary_names_stay_where_they_belong(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "run")
-    store.write_phase("+cmd..v2", "train", {"status": "done"})
+    rec = {"entry": "+cmd..v2", "phase": "train", "status": "done", "config_hash": "h"}
+    store.write_phase("+cmd..v2", "train", rec)
     assert (tmp_path / "run/entries/+cmd..v2/train.json").is_file()
     assert (
         store.checkpoint_path("a.b", "compress")
