@@ -4,6 +4,7 @@ survivors of ``factory.py``, ``plugins.py`` and ``nvml_plugin.py``."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -202,19 +203,40 @@ def test_probe_reports_every_fact_of_a_gpu_with_real_update_periods(monkeypatch)
     assert old["power_update_period_s"] == pytest.approx(0.1, rel=0.3) and "pre-Volta" in st.fix
     assert mig["instant_power_supported"] is False and mig["mig"] is True
     assert mig["power_update_period_s"] is not None and "MIG mode" in st.fix
-    assert "; " in st.fix
+    assert "would be marked shared; GPU 1 has no energy counter" in st.fix
 
 
 def test_probe_sees_what_cuda_visible_devices_hides(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
     assert [d["visible"] for d in st.details] == [False, True]
+    assert "hides every GPU" not in st.fix and "CUDA_DEVICE_ORDER" not in st.fix
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
     st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu())))
     assert st.ok and "CUDA_VISIBLE_DEVICES='7' hides every GPU" in st.fix
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu())))
     assert "hides every GPU" not in st.fix
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    assert "set CUDA_DEVICE_ORDER=PCI_BUS_ID" in two.fix  # CUDA may number GPUs otherwise
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    assert "CUDA_DEVICE_ORDER" not in two.fix
+
+
+def test_probe_waits_for_update_periods_only_as_long_as_asked(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+    def steady() -> PynvmlBackend:  # constant power: the probe waits for a change until max_s
+        return _backend(FakeGpu(counter_supported=False), clock=SYSTEM_CLOCK)
+
+    t0 = time.monotonic()
+    (st,) = [nvml_plugin.probe(MeterContext(gpu_backend=steady(), probe_s=0.05))]
+    assert st.details[0]["power_update_period_s"] is None
+    t1 = time.monotonic()
+    probe_meters(gpu_backend=steady(), probe_s=0.05)
+    assert time.monotonic() - t1 < 0.6 and t1 - t0 < 0.6  # the default would wait 1 s
 
 
 def test_probe_without_nvml_or_gpus_says_why(monkeypatch):
