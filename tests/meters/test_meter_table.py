@@ -11,6 +11,7 @@ import pytest
 
 from energybench.meters import factory, nvml_plugin
 from energybench.meters.base import SYSTEM_CLOCK
+from energybench.meters.estimate import codecarbon_spec
 from energybench.meters.factory import UnmeasuredMeter, build_monitor, probe_meters
 from energybench.meters.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.fakepower import PowerTrace
@@ -231,6 +232,7 @@ def test_probe_waits_for_update_periods_only_as_long_as_asked(monkeypatch):
     def steady() -> PynvmlBackend:  # constant power: the probe waits for a change until max_s
         return _backend(FakeGpu(counter_supported=False), clock=SYSTEM_CLOCK)
 
+    codecarbon_spec()  # cached: probe_meters' estimate probe is then instant
     t0 = time.monotonic()
     (st,) = [nvml_plugin.probe(MeterContext(gpu_backend=steady(), probe_s=0.05))]
     assert st.details[0]["power_update_period_s"] is None
