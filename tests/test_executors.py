@@ -198,7 +198,8 @@ def test_slurm_resubmission_skips_finished_entries(
     assert loaded.suite.executor.time_min == 45
     store = RunStore.create(tmp_path / "out", "fan", loaded.config_hash)
     for phase in PHASES:
-        store.write_phase("teacher", phase, {"status": "done", "config_hash": "x"})
+        rec = {"entry": "teacher", "phase": phase, "status": "done", "config_hash": "x"}
+        store.write_phase("teacher", phase, rec)
         if phase in ("train", "compress"):  # a finished phase is finished with its checkpoint
             ckpt = store.checkpoint_path("teacher", phase)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
