@@ -387,3 +387,15 @@ def parse_scenario(data: dict[str, Any]) -> ScenarioResult:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise RecordShapeError(f"a {kind} scenario record: {problems(exc)}") from None
+
+
+def parse_scenarios(scenarios: dict[str, Any]) -> dict[str, ScenarioResult]:
+    """Every stored scenario (name -> record) typed; :class:`RecordShapeError` names the
+    scenario (``scenarios.<name>: ...``)."""
+    out: dict[str, ScenarioResult] = {}
+    for name, sc in scenarios.items():
+        try:
+            out[name] = parse_scenario(sc)
+        except RecordShapeError as exc:
+            raise RecordShapeError(f"scenarios.{name}: {exc}") from None
+    return out

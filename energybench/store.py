@@ -42,7 +42,7 @@ from energybench.phase_records import (
     parse_idle,
     parse_phase,
 )
-from energybench.record_types import RecordShapeError, ScenarioResult, parse_scenario
+from energybench.record_types import RecordShapeError, ScenarioResult, parse_scenarios
 from energybench.records import RunFileError, read_record
 
 #: 2 (energybench 0.2.0): serve records without duplicate keys, scenarios read as typed records;
@@ -222,14 +222,11 @@ class RunStore:
         """Write ``record`` after checking it has its typed shape (a writer's bug fails here,
         as a :class:`RecordShapeError`, not when a report reads the run)."""
         path = self.phase_path(entry, phase)  # an unsafe name is refused first
-        plain = json.loads(json.dumps(record, default=str))
+        text = json.dumps(record, indent=2, default=str)  # serialised once: checked, written
+        plain = json.loads(text)
         parse_phase(phase, plain)
-        for name, sc in (plain.get("scenarios") or {}).items():
-            try:
-                parse_scenario(sc)
-            except RecordShapeError as exc:
-                raise RecordShapeError(f"scenarios.{name}: {exc}") from None
-        atomic_write_json(path, record)
+        parse_scenarios(plain.get("scenarios") or {})
+        atomic_write_text(path, text)
 
     def phase_state(self, entry: str, phase: str, config_hash: str | None = None) -> str | None:
         """None when the phase finished (with this config hash, if given) and its checkpoint is
@@ -406,10 +403,7 @@ def _typed_idle(path: Path, rec: dict[str, Any]) -> IdleRecord:
 
 
 def _typed_scenarios(serve: ServeRecord | None, path: Path) -> dict[str, ScenarioResult]:
-    out: dict[str, ScenarioResult] = {}
-    for name, sc in (serve.scenarios if serve is not None else {}).items():
-        try:
-            out[name] = parse_scenario(sc)
-        except RecordShapeError as exc:
-            raise RunFileError(path, f"scenarios.{name}: {exc}") from None
-    return out
+    try:
+        return parse_scenarios(serve.scenarios if serve is not None else {})
+    except RecordShapeError as exc:
+        raise RunFileError(path, str(exc)) from None
