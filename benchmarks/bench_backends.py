@@ -5,7 +5,7 @@ Run: ``python benchmarks/bench_backends.py [--lr 180x320] [--rounds 5] [--second
 instead of tuning it as ``energybench run`` does).
 Default: LR 320×180 → HR 1280×720 (×4), batch 1, fp32, online (one ``step`` per frame with the
 hidden state carried), random weights (speed does not depend on them). Each backend is
-prepared through :func:`energybench.lifecycle.backends.prepare_serving` — the same code the
+prepared through :func:`energybench.serve.backends.core.prepare_serving` — the same code the
 runner uses, outputs checked against eager — then all are timed in alternating rounds
 (round r: every backend for ``--seconds``), so a noisy, shared machine slows them alike; the
 figure is the median FPS over rounds, the spread its min–max. ``--json`` prints one object:
@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from energybench.allocator import keep_freed_memory  # noqa: E402
-from energybench.lifecycle.backends import PrepareContext, prepare_serving  # noqa: E402
-from energybench.lifecycle.onnx_export import is_recurrent  # noqa: E402
 from energybench.models import MODELS  # noqa: E402
+from energybench.run.allocator import keep_freed_memory  # noqa: E402
+from energybench.serve.backends.core import PrepareContext, prepare_serving  # noqa: E402
+from energybench.serve.backends.onnx_export import is_recurrent  # noqa: E402
 from energybench.suite.schema import BackendSpec  # noqa: E402
 
 

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from energybench.meters.base import SYSTEM_CLOCK  # noqa: E402
-from energybench.meters.fakenvml import FakeGpu, FakeNvml, PowerTrace  # noqa: E402
 from energybench.meters.nvml import (  # noqa: E402
     GpuTarget,
     NvmlMeter,
@@ -32,6 +31,7 @@ from energybench.meters.nvml import (  # noqa: E402
     PynvmlBackend,
     select_gpus,
 )
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml, PowerTrace  # noqa: E402
 
 
 def gpu_targets() -> tuple[list[GpuTarget], str, Any]:

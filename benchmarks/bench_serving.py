@@ -25,14 +25,14 @@ import torch  # noqa: E402
 import torch.utils.benchmark as tb  # noqa: E402
 from torch import nn  # noqa: E402
 
+from energybench.compress.common import CompressContext  # noqa: E402
+from energybench.compress.methods import apply_method  # noqa: E402
 from energybench.data import DATASETS  # noqa: E402
-from energybench.lifecycle.compress import apply_method  # noqa: E402
-from energybench.lifecycle.compress_common import CompressContext  # noqa: E402
-from energybench.lifecycle.serve import run_throughput  # noqa: E402
-from energybench.lifecycle.tasks import SRTask  # noqa: E402
 from energybench.meters.base import EnergyMonitor  # noqa: E402
 from energybench.models import MODELS  # noqa: E402
+from energybench.serve.scenarios import run_throughput  # noqa: E402
 from energybench.suite.schema import EnergySettings, Prune, Quantize, Throughput  # noqa: E402
+from energybench.tasks.base import SRTask  # noqa: E402
 
 
 def energybench_ms(model: nn.Module, task: SRTask, device: torch.device, seconds: float) -> float:

@@ -18,7 +18,7 @@ from rich.table import Table
 from energybench import __version__
 
 if TYPE_CHECKING:
-    from energybench.store import RunData
+    from energybench.records.store import RunData
 
 app = typer.Typer(
     name="energybench",
@@ -175,8 +175,8 @@ def run(
 ) -> None:
     """Run a suite: train, compress and serve every entry, measuring energy; then report."""
     from energybench.errors import UserError
-    from energybench.lifecycle.runner import run_suite
-    from energybench.store import DiskFullError
+    from energybench.records.store import DiskFullError
+    from energybench.run.runner import run_suite
 
     loaded = _load(suite, set_)
     reports = None if no_report or report_path else Path("reports")
@@ -187,7 +187,7 @@ def run(
     run_dir: list[Path] = []  # the run folder, once it exists: where a crash report goes
     try:
         if executor is not None:
-            from energybench.executors import run_with_executor
+            from energybench.run.executors import run_with_executor
 
             outcome = run_with_executor(
                 loaded, executor, out_root=out, resume=resume, only=only, console=console,
@@ -219,8 +219,8 @@ def run(
     if not no_report:
         from rich.markup import escape
 
+        from energybench.records.store import load_run
         from energybench.report.html import write_report
-        from energybench.store import load_run
 
         try:
             run_data = load_run(outcome.run_dir)
@@ -253,8 +253,8 @@ def _print_glance(run_dir: Path) -> None:
     """The terminal leaderboard and break-even lines (display only; never fails the run)."""
     from rich.markup import escape
 
+    from energybench.records.store import load_run
     from energybench.report.terminal import glance
-    from energybench.store import load_run
 
     try:
         console.print(glance(load_run(run_dir)))
@@ -293,8 +293,8 @@ def validate(
 
 
 def _runs(run_dirs: list[Path]):  # noqa: ANN202
-    from energybench.records import RunFileError
-    from energybench.store import NotARunError, load_run
+    from energybench.records.check import RunFileError
+    from energybench.records.store import NotARunError, load_run
 
     try:
         return [load_run(d) for d in run_dirs]

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from energybench.meters.base import Measurement
-from energybench.record_types import EnergyStat, FlatResult, LoadResult, StreamResult, SweepPoint
+from energybench.records.store import RunData
+from energybench.records.types import EnergyStat, FlatResult, LoadResult, StreamResult, SweepPoint
 from energybench.report.tables import backend_name
-from energybench.store import RunData
 
 #: A measured rate within this fraction of the rate asked counts as measured at that rate.
 RATE_TOLERANCE = 0.02

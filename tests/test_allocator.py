@@ -17,7 +17,7 @@ libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 if sys.argv[1] == "keep":
-    from energybench.allocator import keep_freed_memory
+    from energybench.run.allocator import keep_freed_memory
     assert keep_freed_memory()["tuned"]
 def minor_faults():
     return int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[7])
@@ -52,8 +52,8 @@ def test_freed_blocks_stay_in_the_process() -> None:
 
 
 def test_recorded_in_the_environment_once_applied() -> None:
-    from energybench import allocator
-    from energybench.environment import snapshot
+    from energybench.run import allocator
+    from energybench.run.environment import snapshot
 
     allocator.keep_freed_memory()
     first = allocator.allocator_settings()
@@ -67,9 +67,9 @@ _RUNNER = """
 import sys
 from pathlib import Path
 from rich.console import Console
-from energybench import allocator
-from energybench.lifecycle.runner import Runner
-from energybench.store import RunStore
+from energybench.run import allocator
+from energybench.run.runner import Runner
+from energybench.records.store import RunStore
 from energybench.suite import load_suite
 loaded = load_suite(Path(sys.argv[1]))
 store = RunStore.create(Path(sys.argv[2]), loaded.suite.name, loaded.config_hash)

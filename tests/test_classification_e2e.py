@@ -9,8 +9,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from energybench.cli import app
+from energybench.records.store import load_run
 from energybench.report.tables import leaderboard
-from energybench.store import load_run
 
 SUITE = """\
 name: cls-tiny

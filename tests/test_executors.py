@@ -20,8 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.executors import make_executor, submit_slurm
-from energybench.store import PHASES, RunStore, load_run
+from energybench.records.store import PHASES, RunStore, load_run
+from energybench.run.executors import make_executor, submit_slurm
 from energybench.suite import load_suite
 
 SUITE = """\
@@ -215,7 +215,7 @@ def test_slurm_resubmission_skips_finished_entries(
 def test_slurm_wait_names_the_failed_upstream(tmp_path: Path) -> None:
     from submitit.core.utils import FailedJobError, UncompletedJobError
 
-    from energybench.executors import Submission, wait_slurm
+    from energybench.run.executors import Submission, wait_slurm
 
     class Job:  # what wait_slurm uses of a submitit job
         def __init__(self, exc: Exception | None = None) -> None:

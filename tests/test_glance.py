@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from matplotlib.text import Text
 
-from energybench.lifecycle.progress import power_text
 from energybench.meters.base import EnergyMonitor, LivePower, Source
 from energybench.report.plots import PLAIN_TEXT, quality_vs_iec_figure
 from energybench.report.units import eng
+from energybench.run.progress import power_text
 from tests.conftest import FakeMeter
 
 

@@ -120,10 +120,10 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path: Path) -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
-    mod = ast.parse("def f():\n    from energybench.lifecycle import serve\n")
+    mod = ast.parse("def f():\n    from energybench.serve import scenarios\n")
     (node,) = [n for n in ast.walk(mod) if isinstance(n, ast.ImportFrom)]
-    mods = {"energybench.lifecycle", "energybench.lifecycle.serve", "x"}
-    assert _targets("x", tmp_path / "x.py", node, mods) == {"energybench.lifecycle.serve"}
+    mods = {"energybench.serve", "energybench.serve.scenarios", "x"}
+    assert _targets("x", tmp_path / "x.py", node, mods) == {"energybench.serve.scenarios"}
     typed = ast.parse(
         "if TYPE_CHECKING:\n    import a\nelse:\n    import b\ndef f():\n    import c\n"
     )
@@ -132,18 +132,19 @@ def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path: Pat
 
 def test_the_package_has_no_import_cycles() -> None:
     graph = import_graph()
-    assert len(graph) > 50 and "energybench.lifecycle.serve" in graph
+    assert len(graph) > 50 and "energybench.serve.scenarios" in graph
     assert cycles(graph) == []
 
 
 @pytest.mark.parametrize(
-    "leaf", ["energybench.store", "energybench.phase_records", "energybench.metrics.fullcycle"]
+    "leaf",
+    ["energybench.records.store", "energybench.records.phases", "energybench.metrics.fullcycle"],
 )
 def test_the_store_and_the_metrics_import_nothing_else_of_energybench(leaf: str) -> None:
     graph = import_graph()
     allowed = {m for m in graph if m.startswith("energybench.metrics")}
-    allowed |= {"energybench.records", "energybench.record_types", "energybench.errors"}
-    allowed |= {"energybench.phase_records"}
+    allowed |= {"energybench.records.check", "energybench.records.types", "energybench.errors"}
+    allowed |= {"energybench.records.phases"}
     assert reachable(graph, leaf) <= allowed
 
 
@@ -151,4 +152,4 @@ def test_the_meter_table_stays_cheap_to_import() -> None:
     """The suite schema validates ``energy.meters`` against the table: the table may import
     only the registry (its meters' modules are lazy ``"module:attr"`` strings)."""
     graph = import_graph()
-    assert reachable(graph, "energybench.meters.plugins") == {"energybench.registry"}
+    assert reachable(graph, "energybench.meters.plugins") == {"energybench.plugins.registry"}

@@ -13,14 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.phase_records import (
+from energybench.records.check import RunFileError
+from energybench.records.phases import (
     CompressRecord,
     EvaluateRecord,
     ServeRecord,
     TrainRecord,
 )
-from energybench.records import RunFileError
-from energybench.store import RunData, load_run
+from energybench.records.store import RunData, load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_010 = ROOT / "tests" / "fixtures" / "run-0.1.0"
@@ -143,8 +143,8 @@ def test_a_fresh_run_reads_back_typed_with_every_key_it_was_written_with(smoke_r
 
 
 def test_the_store_refuses_to_write_a_record_without_its_typed_shape(tmp_path: Path) -> None:
-    from energybench.record_types import RecordShapeError
-    from energybench.store import RunStore
+    from energybench.records.store import RunStore
+    from energybench.records.types import RecordShapeError
 
     store = RunStore(tmp_path)
     ok = {"entry": "e", "phase": "train", "status": "done", "config_hash": "h"}

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from energybench import cli
 from energybench.plan import plan
-from energybench.store import RunData
+from energybench.records.store import RunData
 
 
 def _energy(mean: float) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from energybench.lifecycle.trials import aggregate_trials, trial_summary
 from energybench.meters.base import DeviceEnergy, Measurement, Source
+from energybench.records.store import RunData
 from energybench.report.tables import break_even_rows, entry_costs, leaderboard
-from energybench.store import RunData
+from energybench.serve.trials import aggregate_trials, trial_summary
 from energybench.suite.schema import EnergySettings, Suite
 
 

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from energybench import __version__
 from energybench.cli import app
+from energybench.records.store import load_run
 from energybench.report import plots
 from energybench.report.html import render_report
 from energybench.report.tables import leaderboard, phase_rows
-from energybench.store import load_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")

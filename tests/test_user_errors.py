@@ -17,15 +17,15 @@ SUITE = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
     "where, name",
     [
         ("energybench.suite.errors", "SuiteError"),
-        ("energybench.records", "RunFileError"),
-        ("energybench.runlock", "RunLockedError"),
+        ("energybench.records.check", "RunFileError"),
+        ("energybench.run.lock", "RunLockedError"),
         ("energybench.outpaths", "OutputPathError"),
-        ("energybench.store", "NotARunError"),
-        ("energybench.store", "UnsafePathError"),
-        ("energybench.lifecycle.resume", "ResumeError"),
-        ("energybench.lifecycle.checkpoint", "CheckpointError"),
+        ("energybench.records.store", "NotARunError"),
+        ("energybench.records.store", "UnsafePathError"),
+        ("energybench.run.resume", "ResumeError"),
+        ("energybench.run.checkpoint", "CheckpointError"),
         ("energybench.meters.factory", "MeterUnavailableError"),
-        ("energybench.meters.simulate", "UnknownProfileError"),
+        ("energybench.meters.sim.profiles", "UnknownProfileError"),
         ("energybench.data.clipset", "DatasetConfigError"),
         ("energybench.models.vision.classifiers", "ModelConfigError"),
         ("energybench.errors", "SetupError"),
@@ -60,7 +60,7 @@ def test_a_bug_during_setup_is_a_crash_report_not_bad_input(
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(temp))  # no run folder yet: the report goes here
-    monkeypatch.setattr("energybench.lifecycle.preflight.placements", broken)
+    monkeypatch.setattr("energybench.run.preflight.placements", broken)
     args = ["run", str(SUITE), "--out", str(tmp_path / "out")]
     monkeypatch.setattr("sys.argv", ["energybench", *args])  # what the console script sees
     res = CliRunner().invoke(app, args)
@@ -81,7 +81,7 @@ def test_a_bug_during_setup_is_a_crash_report_not_bad_input(
 def test_a_bug_during_a_run_saves_its_crash_report_in_the_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from energybench.lifecycle.runner import Runner
+    from energybench.run.runner import Runner
 
     write_manifest = Runner._write_manifest
 
@@ -114,7 +114,7 @@ def test_a_crash_report_that_cannot_be_saved_shows_the_traceback(
     def unwritable(*args: object, **kwargs: object) -> Path:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("energybench.lifecycle.preflight.placements", broken)
+    monkeypatch.setattr("energybench.run.preflight.placements", broken)
     monkeypatch.setattr("energybench.crash.write_crash_report", unwritable)
     res = CliRunner().invoke(app, ["run", str(SUITE), "--out", str(tmp_path)])
     assert res.exit_code == 1

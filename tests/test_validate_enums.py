@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.lifecycle.classification import ClassificationTask
-from energybench.lifecycle.tasks import SRTask
 from energybench.suite.schema import QualityFigure
+from energybench.tasks.base import SRTask
+from energybench.tasks.classification import ClassificationTask
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
 

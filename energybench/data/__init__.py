@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from energybench.registry import Registry
+from energybench.plugins.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
 

@@ -6,7 +6,7 @@ first host meter that works (RAPL, else codecarbon's estimate) for the CPU and m
 meter whose figures already cover the host (a GH200/GB200 module counter) gets no host meter
 or estimate on top of it (the reason is in its notes). Meters named explicitly are forced and
 fail with a clear :class:`MeterUnavailableError` if they cannot work. ``simulate`` swaps NVML for
-a named simulated server (:mod:`energybench.meters.simulate`). This module decides *which*
+a named simulated server (:mod:`energybench.meters.sim.profiles`). This module decides *which*
 meters run; it must not measure anything itself or change any device setting.
 """
 
@@ -34,7 +34,7 @@ from energybench.meters.plugins import (
     Source,
 )
 from energybench.meters.rapl import RaplFs
-from energybench.meters.simulate import (
+from energybench.meters.sim.profiles import (
     SIMULATE_PROFILES,
     BusyGpus,
     UnknownProfileError,
@@ -142,7 +142,7 @@ def build_monitor(
     synchronised with ``torch.cuda.synchronize`` on the used GPUs. On a superchip, no CPU/RAM
     meter is added on top of the module counter, even when ``estimate`` is named. Raises
     :class:`MeterUnavailableError` for an explicitly named meter that cannot work, and
-    :class:`~energybench.meters.simulate.UnknownProfileError` (a ValueError listing the
+    :class:`~energybench.meters.sim.profiles.UnknownProfileError` (a ValueError listing the
     profiles) for an unknown ``simulate``. ``host=False`` adds no CPU/RAM meter (another process
     of the node meters the host: the ranks of a distributed phase other than local rank 0).
     """

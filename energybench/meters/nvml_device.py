@@ -3,7 +3,7 @@
 :class:`GpuDevice` / :class:`GpuBackend` are what the meter, the GPU selection and the probe
 use. :class:`PynvmlDevice` / :class:`PynvmlBackend` implement them over an NVML module that is
 *injected*: the real ``pynvml`` (nvidia-ml-py) by default, or
-:class:`~energybench.meters.fakenvml.FakeNvml` in tests and ``--simulate``, so that the same
+:class:`~energybench.meters.sim.fakenvml.FakeNvml` in tests and ``--simulate``, so that the same
 adapter code runs in both. NVML errors become :class:`GpuError` subclasses here.
 
 Superchips (GH200, GB200) are read with the *module* power scope: their counter and power are

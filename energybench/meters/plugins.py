@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from energybench.registry import UnknownNameError, resolve
+from energybench.plugins.registry import UnknownNameError, resolve
 
 if TYPE_CHECKING:
     from energybench.meters.base import Clock, Meter, MeterStatus

@@ -5,8 +5,8 @@ Reads ``intel-rapl:N`` (package-N, one per socket) and their ``dram`` sub-zones;
 counting, as are ``intel-rapl-mmio`` mirrors of the package counter. Counters wrap at
 ``max_energy_range_uj``: a light poll thread keeps an unwrapped total so that windows longer than
 one wrap (minutes at high power) stay right. The root path goes through :class:`RaplFs` so tests
-can use a fake tree (:mod:`energybench.meters.sim`). This module only reads sysfs; it must not
-change permissions itself, and ``RaplMeter.end`` must not raise.
+can use a fake tree (:mod:`energybench.meters.sim.doubles`). This module only reads sysfs; it must
+not change permissions itself, and ``RaplMeter.end`` must not raise.
 
 Uncertainty (~1 sigma, documented per figure): package 5 % — on Haswell and later RAPL is
 measured, not modelled, and agrees with external meters to a few percent (Hackenberg et al.,

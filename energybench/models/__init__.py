@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from energybench.registry import Registry
+from energybench.plugins.registry import Registry
 
 MODELS: Registry[nn.Module] = Registry("model")
 

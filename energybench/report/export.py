@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from energybench.records.store import RunData
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
     EXPORT_SCHEMA_VERSION,
@@ -40,7 +41,6 @@ from energybench.report.tables import (
     metric_rows,
     phase_rows,
 )
-from energybench.store import RunData
 
 FORMATS = ("csv", "json", "parquet", "latex")
 TABLES = ("phases", "scenarios", "outputs", "metric", "break_even", "leaderboard")

@@ -24,7 +24,8 @@ from energybench.metrics.fullcycle import (
     GREENNESS_FORMULA,
     SCORE_FORMULA,
 )
-from energybench.record_types import AdaptiveResult
+from energybench.records.store import RunData
+from energybench.records.types import AdaptiveResult
 from energybench.report import plots
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
@@ -35,7 +36,6 @@ from energybench.report.tables import (
     usage_intensities,
 )
 from energybench.report.units import eng
-from energybench.store import RunData
 
 ESTIMATE_MARK = "≈"
 

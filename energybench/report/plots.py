@@ -31,7 +31,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from energybench.meters.sampler import TRACE_COLUMNS  # noqa: E402
-from energybench.record_types import AdaptiveResult  # noqa: E402
+from energybench.records.types import AdaptiveResult  # noqa: E402
 from energybench.report.units import eng  # noqa: E402
 
 PHASE_ORDER = ("train", "compress", "serve", "evaluate")

@@ -1,5 +1,5 @@
 """Serving-scenario tables from typed results: statistics per batch size, and every output a
-scenario kind declares (:class:`energybench.record_types.Output`), rendered generically so a
+scenario kind declares (:class:`energybench.records.types.Output`), rendered generically so a
 new kind's figures reach the export and the report with no change here. Reads only.
 """
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from energybench.record_types import EnergyStat, Group, ScenarioResult, Summary
+from energybench.records.store import RunData
+from energybench.records.types import EnergyStat, Group, ScenarioResult, Summary
 from energybench.report.tables import backend_name
-from energybench.store import RunData
 
 #: outputs a scenario kind may declare that also have a column in the ``scenarios`` table
 SCENARIO_COLUMNS = ("target_fps", "fps_achieved", "deadline_miss_rate")

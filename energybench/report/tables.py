@@ -22,8 +22,9 @@ from energybench.metrics.fullcycle import (
     greenness,
     rank,
 )
-from energybench.phase_records import BackendExport, EntryPhases, PhaseRecord, ServeRecord
-from energybench.record_types import (
+from energybench.records.phases import BackendExport, EntryPhases, PhaseRecord, ServeRecord
+from energybench.records.store import RunData
+from energybench.records.types import (
     AdaptiveResult,
     EnergyStat,
     Group,
@@ -31,7 +32,6 @@ from energybench.record_types import (
     StreamResult,
     Window,
 )
-from energybench.store import RunData
 from energybench.suite.ranking import IecChoice, iec_choices
 
 EXPORT_SCHEMA_VERSION = 2  # 2: the outputs table (declared scenario outputs)

@@ -15,9 +15,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from energybench.records.store import RunData
 from energybench.report.tables import break_even_rows, leaderboard
 from energybench.report.units import eng
-from energybench.store import RunData
 
 ESTIMATE_MARK = "≈"
 

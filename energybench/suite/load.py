@@ -257,7 +257,7 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
     """Cross-field checks: registry names, model params, inherit/uses targets, unique names."""
     from energybench.data import DATASETS
     from energybench.models import MODELS
-    from energybench.registry import UnknownNameError
+    from energybench.plugins.registry import UnknownNameError
 
     problems: list[Problem] = []
 
@@ -307,7 +307,7 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                 close = difflib.get_close_matches(target, names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(path, f"no entry named '{target}'{hint}")
-        from energybench.lifecycle.backends import backend_problems
+        from energybench.serve.backends.core import backend_problems
 
         for sub, msg in backend_problems(e):
             add(base + tuple(int(x) if x.isdigit() else x for x in sub), msg)
@@ -334,7 +334,7 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                     add(path, f"entry '{e.name}' cannot switch to itself; name other entries")
             policy = getattr(sc, "policy", None)
             if policy is not None:
-                from energybench.lifecycle.policies import POLICIES
+                from energybench.serve.policies import POLICIES
 
                 if policy not in POLICIES:
                     add(

@@ -84,29 +84,29 @@ class Distill(CompressSettings):
 COMPRESS_METHODS = SettingsRegistry("compress method", "method", CompressSettings)
 COMPRESS_METHODS.register(
     "reparameterize",
-    "energybench.lifecycle.compress:reparameterize",
+    "energybench.compress.methods:reparameterize",
     settings=Reparameterize,
-    recipe="energybench.lifecycle.compress:reparameterize_recipe",
-    check="energybench.lifecycle.compress:reparameterize_check",
+    recipe="energybench.compress.methods:reparameterize_recipe",
+    check="energybench.compress.methods:reparameterize_check",
 )
 COMPRESS_METHODS.register(
     "prune",
-    "energybench.lifecycle.prune:prune_model",
+    "energybench.compress.prune:prune_model",
     settings=Prune,
-    recipe="energybench.lifecycle.prune:prune_recipe",
-    check="energybench.lifecycle.prune:prune_check",
+    recipe="energybench.compress.prune:prune_recipe",
+    check="energybench.compress.prune:prune_check",
 )
 COMPRESS_METHODS.register(
     "quantize",
-    "energybench.lifecycle.compress:quantize",
+    "energybench.compress.methods:quantize",
     settings=Quantize,
-    recipe="energybench.lifecycle.compress:quantize_recipe",
+    recipe="energybench.compress.methods:quantize_recipe",
 )
 COMPRESS_METHODS.register(
     "distill",
-    "energybench.lifecycle.distill:distill_model",
+    "energybench.compress.distill:distill_model",
     settings=Distill,
-    recipe="energybench.lifecycle.distill:distill_recipe",
+    recipe="energybench.compress.distill:distill_recipe",
 )
 
 

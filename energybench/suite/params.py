@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from energybench.registry import Registry
+from energybench.plugins.registry import Registry
 from energybench.suite.schema import MAX_PIXELS, PARAM_BOUNDS, PARAM_LIMIT, SIZE_PARAMS
 
 Found = tuple[str, str]  # (parameter, sentence)

@@ -23,7 +23,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
-from energybench.registry import Registry, UnknownNameError, resolve
+from energybench.plugins.registry import Registry, UnknownNameError, resolve
 
 Hook = Callable[..., Any] | str
 

@@ -2,7 +2,7 @@
 
 A scenario is a :class:`ScenarioSettings` subclass whose ``scenario`` field is ``Literal`` of
 its name, and a runner ``run(sc, model, task, device, monitor, energy, window) -> record``
-(the record: :mod:`energybench.lifecycle.trials` builds its statistics), registered in
+(the record: :mod:`energybench.serve.trials` builds its statistics), registered in
 :data:`SERVE_SCENARIOS`::
 
     class Toy(ScenarioSettings):
@@ -12,7 +12,7 @@ its name, and a runner ``run(sc, model, task, device, monitor, energy, window) -
     SERVE_SCENARIOS.register("toy", run_toy, settings=Toy, result=ToyResult)
 
 ``result`` (optional) is the type the scenario's records parse as
-(:class:`~energybench.record_types.ScenarioResult`): it declares the scenario's own outputs,
+(:class:`~energybench.records.types.ScenarioResult`): it declares the scenario's own outputs,
 which the report and the export render with no change to either. The schema validates an
 entry's ``serve`` list against what is registered; the runner serves each scenario through its
 registered runner, and its record reaches the report's serving table and the export's
@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from energybench.record_types import RESULT_KINDS, FlatResult, ScenarioResult, register_result
+from energybench.records.types import RESULT_KINDS, FlatResult, ScenarioResult, register_result
 from energybench.suite.base import (
     MAX_BATCH,
     MAX_ENTRIES,
@@ -109,7 +109,7 @@ class Adaptive(ScenarioSettings):
     policy: str = Field(
         "deadline",
         description="'static' (first variant only), 'deadline', or a policy registered from "
-        "Python in energybench.lifecycle.adaptive.POLICIES",
+        "Python in energybench.serve.adaptive.POLICIES",
     )
     baseline: bool = Field(
         True, description="also run the 'static' policy under the same schedule, for comparison"
@@ -154,7 +154,7 @@ class Adaptive(ScenarioSettings):
 
 class ScenarioRegistry(SettingsRegistry):
     """:class:`SettingsRegistry` whose entries also name the type their records parse as
-    (:class:`~energybench.record_types.ScenarioResult`, declaring the scenario's own outputs
+    (:class:`~energybench.records.types.ScenarioResult`, declaring the scenario's own outputs
     for the report and the export)."""
 
     def register(  # type: ignore[override]
@@ -168,7 +168,7 @@ class ScenarioRegistry(SettingsRegistry):
         **hooks: Hook | None,
     ) -> None:
         """Register scenario ``name``: its runner, settings class and ``result`` type (default:
-        :class:`~energybench.record_types.FlatResult`, statistics at the record's top level and
+        :class:`~energybench.records.types.FlatResult`, statistics at the record's top level and
         no outputs of its own; the built-in kinds have theirs in ``record_types``)."""
         super().register(name, target, help, settings=settings, **hooks)
         if result is not None or name not in RESULT_KINDS:
@@ -181,14 +181,12 @@ class ScenarioRegistry(SettingsRegistry):
 
 SERVE_SCENARIOS = ScenarioRegistry("serving scenario", "scenario", ScenarioSettings)
 SERVE_SCENARIOS.register(
-    "throughput", "energybench.lifecycle.serve:run_throughput", settings=Throughput
+    "throughput", "energybench.serve.scenarios:run_throughput", settings=Throughput
 )
-SERVE_SCENARIOS.register("stream", "energybench.lifecycle.serve:run_stream", settings=Stream)
-SERVE_SCENARIOS.register("load", "energybench.lifecycle.batcher:serve_open_loop", settings=Load)
+SERVE_SCENARIOS.register("stream", "energybench.serve.scenarios:run_stream", settings=Stream)
+SERVE_SCENARIOS.register("load", "energybench.serve.load:serve_open_loop", settings=Load)
 # the runner serves ``adaptive`` itself (its variants are other entries' models)
-SERVE_SCENARIOS.register(
-    "adaptive", "energybench.lifecycle.adaptive:run_adaptive", settings=Adaptive
-)
+SERVE_SCENARIOS.register("adaptive", "energybench.serve.adaptive:run_adaptive", settings=Adaptive)
 
 ServeScenario = Annotated[ScenarioSettings, Registered(SERVE_SCENARIOS)]
 """One ``serve`` scenario: the settings of a scenario registered in :data:`SERVE_SCENARIOS`."""

@@ -151,9 +151,9 @@ class UsageIntensity(Strict):
 QualityFigure = Literal["psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db", "top1", "top5"]
 """Every quality figure a task's evaluation produces (``metric.quality`` names one)."""
 SR_QUALITY: tuple[QualityFigure, ...] = ("psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db")
-"""The figures of the super-resolution task (:class:`energybench.lifecycle.tasks.SRTask`)."""
+"""The figures of the super-resolution task (:class:`energybench.tasks.base.SRTask`)."""
 CLASSIFICATION_QUALITY: tuple[QualityFigure, ...] = ("top1", "top5")
-"""The figures of the classification task (:mod:`energybench.lifecycle.classification`)."""
+"""The figures of the classification task (:mod:`energybench.tasks.classification`)."""
 
 
 class MetricSettings(Strict):
@@ -225,7 +225,7 @@ class TrainSettings(Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     log_every: int = Field(50, ge=1, le=MAX_STEPS)
     distributed: DistributedSettings | None = Field(
-        None, description="train with several DDP ranks (energybench.lifecycle.distributed)"
+        None, description="train with several DDP ranks (energybench.train.distributed)"
     )
 
     @model_validator(mode="after")

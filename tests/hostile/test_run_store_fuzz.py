@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from energybench.records import ENERGY_KEYS, RunFileError, parse_record
-from energybench.store import RunStore, load_run
+from energybench.records.check import ENERGY_KEYS, RunFileError, parse_record
+from energybench.records.store import RunStore, load_run
 
 FUZZ = settings(
     max_examples=60,

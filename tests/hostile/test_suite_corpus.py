@@ -541,7 +541,7 @@ RUN_CASES = {
 @pytest.fixture(scope="module", autouse=True)
 def _warm(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Import the registries and the runner (PyTorch) once, outside the timed invocations."""
-    import energybench.lifecycle.runner  # noqa: F401 - imported by 'run' before it validates
+    import energybench.run.runner  # noqa: F401 - imported by 'run' before it validates
     from energybench.suite import load_suite
 
     suite = tmp_path_factory.mktemp("warm") / "suite.yaml"

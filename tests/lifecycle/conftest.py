@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from energybench.compress.common import CompressContext
 from energybench.data import DATASETS
-from energybench.lifecycle.compress_common import CompressContext
-from energybench.lifecycle.tasks import SRTask
 from energybench.models.sr.base import SRModel
+from energybench.tasks.base import SRTask
 
 
 class ToyRecurrent(SRModel):

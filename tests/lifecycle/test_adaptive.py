@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.lifecycle import adaptive
-from energybench.lifecycle.adaptive import Variant, stream_once
-from energybench.lifecycle.contention import Contention
-from energybench.lifecycle.policies import POLICIES, DeadlinePolicy, FrameObservation
 from energybench.meters.base import EnergyMonitor
+from energybench.serve import adaptive
+from energybench.serve.adaptive import Variant, stream_once
+from energybench.serve.contention import Contention
+from energybench.serve.policies import POLICIES, DeadlinePolicy, FrameObservation
 from energybench.suite.schema import Adaptive
 from tests.conftest import FakeMeter
 
@@ -226,8 +226,8 @@ def test_run_adaptive_on_real_frames_records_quality_energy_and_the_comparison(
     tiny_task: object, toy_recurrent: nn.Module
 ) -> None:
     from energybench.models import MODELS
+    from energybench.records.store import RunData
     from energybench.report.html import _adaptive
-    from energybench.store import RunData
     from energybench.suite.schema import EnergySettings
 
     sc = Adaptive(

@@ -16,7 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.lifecycle.backends import (
+from energybench.models import MODELS
+from energybench.serve.backends.core import (
     BACKENDS,
     Backend,
     BackendParityError,
@@ -25,7 +26,6 @@ from energybench.lifecycle.backends import (
     prepare_serving,
     register,
 )
-from energybench.models import MODELS
 from energybench.suite import SuiteError, load_suite
 from energybench.suite.schema import BackendSpec
 
@@ -276,8 +276,8 @@ entries:
 
 @needs_ort
 def test_run_records_parity_and_counts_the_export_in_tec(tmp_path: Path) -> None:
+    from energybench.records.store import load_run
     from energybench.report.tables import entry_costs, leaderboard
-    from energybench.store import load_run
 
     suite = tmp_path / "run.yaml"
     suite.write_text(RUN)

@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from energybench.lifecycle.batcher import Request, plan_batch, poisson_arrivals, serve_open_loop
 from energybench.models import MODELS
+from energybench.serve.load import Request, plan_batch, poisson_arrivals, serve_open_loop
 from energybench.suite.schema import EnergySettings, Load
 
 queues = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 0.5)), min_size=0, max_size=20).map(

@@ -14,7 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.lifecycle.checkpoint import (
+from energybench.compress.common import param_count
+from energybench.compress.methods import apply_method
+from energybench.models import MODELS
+from energybench.models.sr.base import SRModel
+from energybench.run.checkpoint import (
     CheckpointError,
     build_model,
     load_checkpoint,
@@ -22,10 +26,6 @@ from energybench.lifecycle.checkpoint import (
     recipe_path,
     save_checkpoint,
 )
-from energybench.lifecycle.compress import apply_method
-from energybench.lifecycle.compress_common import param_count
-from energybench.models import MODELS
-from energybench.models.sr.base import SRModel
 from energybench.suite.schema import Distill, ModelSpec, Prune, Quantize, Reparameterize
 
 

@@ -14,15 +14,15 @@ from torch import nn
 from typer.testing import CliRunner
 
 from energybench.cli import app
+from energybench.compress.common import CompressContext
+from energybench.compress.methods import apply_method
+from energybench.compress.prune import prune_model
 from energybench.data.images import TensorClassDataset
-from energybench.lifecycle.checkpoint import build_model, load_checkpoint, save_checkpoint
-from energybench.lifecycle.classification import ClassificationTask
-from energybench.lifecycle.compress import apply_method
-from energybench.lifecycle.compress_common import CompressContext
-from energybench.lifecycle.prune import prune_model
-from energybench.lifecycle.tasks import model_kwargs
 from energybench.models import MODELS
+from energybench.run.checkpoint import build_model, load_checkpoint, save_checkpoint
 from energybench.suite.schema import EvaluateSettings, Prune, Quantize
+from energybench.tasks.base import model_kwargs
+from energybench.tasks.classification import ClassificationTask
 
 
 def toy_task(n_per_class: int = 6, classes: int = 4, size: int = 16) -> ClassificationTask:

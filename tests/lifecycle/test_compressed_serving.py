@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from energybench.lifecycle.compress import apply_method
-from energybench.lifecycle.serve import run_scenario
+from energybench.compress.methods import apply_method
 from energybench.models import MODELS
+from energybench.serve.scenarios import run_scenario
 from energybench.suite.schema import EnergySettings, Load, Prune, Quantize, Stream, Throughput
 
 FAST = EnergySettings(min_window_s=0.0, min_window_iters=2, trials=1, max_trials=1)

@@ -6,7 +6,7 @@ import statistics
 
 import torch
 
-from energybench.lifecycle.compress import apply_method
+from energybench.compress.methods import apply_method
 from energybench.models import MODELS
 from energybench.suite.schema import Distill
 

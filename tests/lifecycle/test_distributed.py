@@ -16,12 +16,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.lifecycle.checkpoint import load_checkpoint
-from energybench.lifecycle.distributed import TEST_RANK_EXIT_ENV, merge_measurements, shard
-from energybench.lifecycle.runner import Runner
-from energybench.lifecycle.train import train_steps
-from energybench.store import RunStore, load_run
+from energybench.records.store import RunStore, load_run
+from energybench.run.checkpoint import load_checkpoint
+from energybench.run.runner import Runner
 from energybench.suite import load_suite
+from energybench.train.distributed import TEST_RANK_EXIT_ENV, merge_measurements, shard
+from energybench.train.loop import train_steps
 
 SMOKE = Path(__file__).resolve().parents[2] / "suites" / "smoke.yaml"
 DIST = "entries.teacher.train.distributed={nproc_per_node: 2, backend: auto}"

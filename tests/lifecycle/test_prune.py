@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.lifecycle.compress import apply_method
-from energybench.lifecycle.compress_common import param_count
-from energybench.lifecycle.prune import find_prunable_pairs, structured_prune, unstructured_prune
+from energybench.compress.common import param_count
+from energybench.compress.methods import apply_method
+from energybench.compress.prune import find_prunable_pairs, structured_prune, unstructured_prune
 from energybench.models import MODELS
 from energybench.suite.schema import Prune
 

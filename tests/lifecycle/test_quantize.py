@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.lifecycle.compress import apply_method
-from energybench.lifecycle.compress_common import CompressContext, describe_model
-from energybench.lifecycle.train import train_steps
+from energybench.compress.common import CompressContext, describe_model
+from energybench.compress.methods import apply_method
 from energybench.models import MODELS
 from energybench.models.sr.base import SRModel
 from energybench.suite.schema import EvaluateSettings, Quantize
+from energybench.train.loop import train_steps
 
 INT8 = Quantize(method="quantize", dtype="int8", mode="static", calibration_batches=2)
 

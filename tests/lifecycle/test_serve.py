@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from energybench.lifecycle.serve import run_stream, run_throughput
-from energybench.lifecycle.tasks import Task
+from energybench.serve.scenarios import run_stream, run_throughput
 from energybench.suite.schema import EnergySettings, Stream, Throughput
+from energybench.tasks.base import Task
 
 
 class SleepyTask(Task):
@@ -90,8 +90,8 @@ def test_throughput_reaches_the_iteration_minimum_for_slow_items(fake_monitor) -
 
 
 def test_compiled_serving_matches_eager_and_is_recorded(fake_monitor) -> None:
-    from energybench.lifecycle.serve import compiled_for_serving, run_scenario
     from energybench.models import MODELS
+    from energybench.serve.scenarios import compiled_for_serving, run_scenario
 
     model = MODELS.create("ckbg", channels=4, blocks=1).eval()
     compiled = compiled_for_serving(model, "default")
@@ -138,7 +138,7 @@ def _fake_trial(jpi: float | None, measured: float | None = None) -> dict[str, A
 
 
 def test_trials_continue_until_the_target_precision() -> None:
-    from energybench.lifecycle.trials import run_trials
+    from energybench.serve.trials import run_trials
 
     values = iter([1.0, 2.0, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5])
     settings = EnergySettings(trials=2, max_trials=12, target_ci=0.2)
@@ -147,13 +147,13 @@ def test_trials_continue_until_the_target_precision() -> None:
     assert 2 < len(trials) < 12
     assert prec["reached"] and prec["rel_ci"] <= 0.2 and prec["trials"] == len(trials)
     # one fewer trial would not have reached it
-    from energybench.lifecycle.trials import precision
+    from energybench.serve.trials import precision
 
     assert not precision(trials[:-1], settings)["reached"]
 
 
 def test_trials_stop_at_max_trials_and_say_the_target_was_missed() -> None:
-    from energybench.lifecycle.trials import run_trials
+    from energybench.serve.trials import run_trials
 
     values = iter([1.0, 3.0] * 10)
     settings = EnergySettings(trials=2, max_trials=5, target_ci=0.01)
@@ -162,7 +162,7 @@ def test_trials_stop_at_max_trials_and_say_the_target_was_missed() -> None:
 
 
 def test_trials_without_energy_are_counted_not_dropped() -> None:
-    from energybench.lifecycle.trials import aggregate_trials
+    from energybench.serve.trials import aggregate_trials
 
     trials = [_fake_trial(1.0, 0.8), _fake_trial(None, None), _fake_trial(1.2, 1.0)]
     agg = aggregate_trials(trials, [0.01], 1, "item", EnergySettings(trials=1, max_trials=3))
@@ -172,7 +172,7 @@ def test_trials_without_energy_are_counted_not_dropped() -> None:
 
 
 def test_energy_interval_combines_spread_and_the_meter_uncertainty() -> None:
-    from energybench.lifecycle.trials import Z95, energy_stats
+    from energybench.serve.trials import Z95, energy_stats
 
     st = energy_stats([1.0, 1.0, 1.0], [0.05, 0.05, 0.05])
     # no spread: the interval is the meter's own +/- 1.96 sigma

@@ -20,8 +20,8 @@ from pydantic import Field
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.lifecycle.trials import aggregate_trials, run_trials, trial_summary
-from energybench.record_types import FlatResult, Output, attr
+from energybench.records.types import FlatResult, Output, attr
+from energybench.serve.trials import aggregate_trials, run_trials, trial_summary
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from tests.report_helpers import run_export_report
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from energybench.meters.base import EnergyMonitor
-from energybench.meters.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.gpu_select import GpuTarget
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import PynvmlBackend
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim.doubles import ManualClock
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 
 
 @pytest.fixture

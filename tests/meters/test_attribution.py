@@ -13,7 +13,7 @@ from energybench.meters.base import (
     Meter,
     Source,
 )
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim.doubles import ManualClock
 
 
 def dev(device: str, kind: str, source: Source, e: float | None, **kw) -> DeviceEnergy:

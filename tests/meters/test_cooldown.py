@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from energybench.meters.fakenvml import PowerTrace
+from energybench.meters.sim.fakenvml import PowerTrace
 
 
 def hot_then_idle(t: float) -> float:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from energybench.meters.base import DeviceEnergy, EnergyMonitor, Measurement, Meter, Source
 from energybench.meters.plugins import METERS
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim.doubles import ManualClock
 
 
 class ConstantMeter(Meter):

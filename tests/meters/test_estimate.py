@@ -9,7 +9,7 @@ import pytest
 
 from energybench.meters.base import EnergyMonitor, Source
 from energybench.meters.estimate import EstimateMeter, codecarbon_spec
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim.doubles import ManualClock
 
 
 def test_estimate_is_labelled_and_integrates_model_power():

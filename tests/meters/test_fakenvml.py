@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from energybench.meters import fakenvml
-from energybench.meters.fakenvml import FakeGpu, FakeNvml, PowerTrace
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim import fakenvml
+from energybench.meters.sim.doubles import ManualClock
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml, PowerTrace
 
 pynvml = pytest.importorskip("pynvml")
 

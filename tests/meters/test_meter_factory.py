@@ -13,11 +13,11 @@ from energybench.meters.factory import (
     build_monitor,
     probe_meters,
 )
-from energybench.meters.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import NvmlUnavailableError, PynvmlBackend
 from energybench.meters.rapl import RaplFs, RaplMeter
-from energybench.meters.sim import DeniedRaplFs, FakeRaplTree, ManualClock
+from energybench.meters.sim.doubles import DeniedRaplFs, FakeRaplTree, ManualClock
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 from energybench.suite.schema import EnergySettings
 
 

@@ -13,8 +13,6 @@ from energybench.meters import estimate, factory, nvml_plugin
 from energybench.meters.base import SYSTEM_CLOCK
 from energybench.meters.estimate import codecarbon_spec
 from energybench.meters.factory import UnmeasuredMeter, build_monitor, probe_meters
-from energybench.meters.fakenvml import FakeGpu, FakeNvml
-from energybench.meters.fakepower import PowerTrace
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import NvmlUnavailableError, PynvmlBackend
 from energybench.meters.plugins import (
@@ -28,7 +26,9 @@ from energybench.meters.plugins import (
     Source,
 )
 from energybench.meters.rapl import RaplFs
-from energybench.meters.sim import FakeRaplTree, ManualClock
+from energybench.meters.sim.doubles import FakeRaplTree, ManualClock
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
+from energybench.meters.sim.fakepower import PowerTrace
 from energybench.suite.schema import EnergySettings
 
 

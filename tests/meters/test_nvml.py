@@ -10,9 +10,9 @@ import pytest
 from conftest import nvml_meter, run_for
 
 from energybench.meters.base import SYSTEM_CLOCK, EnergyMonitor, Source
-from energybench.meters.fakenvml import NVML_ERROR_UNKNOWN, FakeGpu, FakeNvml, Fault, PowerTrace
 from energybench.meters.sampler import integrate_trace
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim.doubles import ManualClock
+from energybench.meters.sim.fakenvml import NVML_ERROR_UNKNOWN, FakeGpu, FakeNvml, Fault, PowerTrace
 
 
 def wavy(t: float) -> float:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from energybench.meters import fakenvml
-from energybench.meters.fakenvml import NVML_ERROR_NOT_SUPPORTED, FakeGpu, FakeNvml, Fault
 from energybench.meters.nvml_device import (
     GpuError,
     GpuLostError,
@@ -18,7 +16,9 @@ from energybench.meters.nvml_device import (
     _positive_mw,
     _text,
 )
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim import fakenvml
+from energybench.meters.sim.doubles import ManualClock
+from energybench.meters.sim.fakenvml import NVML_ERROR_NOT_SUPPORTED, FakeGpu, FakeNvml, Fault
 
 
 class OneField:

@@ -13,7 +13,6 @@ import pytest
 from conftest import nvml_meter, run_for
 
 from energybench.meters.base import EnergyMonitor, Source
-from energybench.meters.fakenvml import FakeGpu, FakeNvml, Fault, PowerTrace
 from energybench.meters.nvml import (
     ASSUMED_UPDATE_PERIOD_S,
     NvmlMeter,
@@ -23,6 +22,7 @@ from energybench.meters.nvml import (
 )
 from energybench.meters.nvml_device import PynvmlBackend
 from energybench.meters.sampler import WindowStats
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml, Fault, PowerTrace
 
 ME = os.getpid()
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import nvml_meter, run_for
 
 from energybench.meters.base import EnergyMonitor, Source
-from energybench.meters.fakenvml import FakeGpu, FakeNvml, PowerTrace
 from energybench.meters.nvml_device import GpuNotSupportedError, GpuReadError, PynvmlBackend
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml, PowerTrace
 
 
 def test_window_edges_synchronise_queued_gpu_work(sim_monitor, clock):

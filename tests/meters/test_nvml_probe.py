@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from energybench.meters.nvml_probe import _median_period, probe_update_periods
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim.doubles import ManualClock
 
 
 def test_median_period():

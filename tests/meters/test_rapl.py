@@ -13,7 +13,7 @@ from energybench.meters.rapl import (
     rapl_status,
     wrap_delta_uj,
 )
-from energybench.meters.sim import DeniedRaplFs, FakeRaplTree, ManualClock
+from energybench.meters.sim.doubles import DeniedRaplFs, FakeRaplTree, ManualClock
 
 
 @pytest.fixture

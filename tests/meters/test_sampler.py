@@ -18,7 +18,7 @@ from energybench.meters.sampler import (
     WindowStats,
     integrate_trace,
 )
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim.doubles import ManualClock
 
 
 @settings(max_examples=50, deadline=None)

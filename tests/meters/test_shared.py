@@ -9,10 +9,10 @@ import pytest
 from conftest import nvml_meter, run_for
 
 from energybench.meters.base import FLAG_SHARED_DEVICE, EnergyMonitor
-from energybench.meters.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.gpu_select import select_gpus
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import PynvmlBackend
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 
 ME = os.getpid()
 CHILD = ME + 1 if ME + 1 != 99 else ME + 2
@@ -73,7 +73,7 @@ def test_mig_mode_makes_it_shared(clock):
 
 
 def test_unreadable_process_list_is_noted_not_fatal(clock):
-    from energybench.meters.fakenvml import NVML_ERROR_NOT_SUPPORTED, Fault
+    from energybench.meters.sim.fakenvml import NVML_ERROR_NOT_SUPPORTED, Fault
 
     mon, meter, _ = monitor(
         clock,

@@ -7,7 +7,6 @@ from conftest import run_for
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.meters import simulate as sim_mod
 from energybench.meters.base import FLAG_SIMULATED, SYSTEM_CLOCK
 from energybench.meters.estimate import EstimateMeter
 from energybench.meters.factory import (
@@ -16,10 +15,11 @@ from energybench.meters.factory import (
     build_monitor,
     simulated_gpu_count,
 )
-from energybench.meters.fakenvml import FakeNvml
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.rapl import RaplFs
-from energybench.meters.simulate import CpuLoadPower
+from energybench.meters.sim import profiles as sim_mod
+from energybench.meters.sim.fakenvml import FakeNvml
+from energybench.meters.sim.profiles import CpuLoadPower
 from energybench.suite.schema import EnergySettings
 
 
@@ -198,7 +198,7 @@ def test_cli_meters_simulate():
 
 
 def test_only_the_gpus_of_the_running_entry_draw_load(clock) -> None:
-    from energybench.meters.simulate import BusyGpus
+    from energybench.meters.sim.profiles import BusyGpus
 
     b = Busy(clock, threads=1)
     gpus = BusyGpus()

@@ -8,11 +8,11 @@ from conftest import nvml_meter, run_for
 from energybench.meters.base import EnergyMonitor, Source
 from energybench.meters.estimate import EstimateMeter
 from energybench.meters.factory import build_monitor, probe_meters
-from energybench.meters.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import PynvmlBackend
 from energybench.meters.rapl import RaplFs
-from energybench.meters.sim import FakeRaplTree, ManualClock
+from energybench.meters.sim.doubles import FakeRaplTree, ManualClock
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 from energybench.suite.schema import EnergySettings
 
 

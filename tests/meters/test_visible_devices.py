@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from energybench.meters.factory import build_monitor
-from energybench.meters.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.gpu_select import GpuSelectionError, select_gpus, visible_gpus
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import PynvmlBackend
-from energybench.meters.sim import ManualClock
+from energybench.meters.sim.doubles import ManualClock
+from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 from energybench.suite.schema import EnergySettings
 
 

@@ -13,7 +13,7 @@ import yaml
 from energybench.models import MODELS
 from energybench.models.vision.classifiers import replace_first_conv
 from energybench.models.vision.reparam import has_reparam_blocks, reparameterize_blocks
-from energybench.registry import UnknownNameError
+from energybench.plugins.registry import UnknownNameError
 
 SUITES = sorted((Path(__file__).parents[2] / "suites").glob("classification*.yaml"))
 SMALL = {"channels": 1, "size_px": 32, "num_classes": 10}

@@ -1,0 +1,1 @@
+"""The compress phase: re-parameterisation, pruning, quantisation and distillation methods."""

@@ -1,1 +1,0 @@
-"""The lifecycle: train, compress, serve and evaluate each entry, inside measurement windows."""

@@ -1,0 +1,1 @@
+"""The registry every plug-in table is built on."""

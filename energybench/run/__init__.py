@@ -1,0 +1,1 @@
+"""Orchestration: runner, placement, resume, preflight, checkpoints, executors, run lock."""

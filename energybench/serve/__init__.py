@@ -1,0 +1,1 @@
+"""The serve phase: serving scenarios (throughput, stream, load, adaptive) and their trials."""

@@ -1,0 +1,431 @@
+"""Serving backends: the inference runtime an entry's final model is served and evaluated on.
+
+A backend turns the final ``nn.Module`` into a *served model* with the same interface
+(``model(x)``, and ``init_state``/``step`` for online recurrent models), so every serving
+scenario and the quality evaluation run unchanged on it. Registry: name → :class:`Backend`
+(how to prepare a model, what it can run, whether it is installed). Built in:
+
+- ``eager``: the PyTorch module itself (``channels_last`` optional);
+- ``compile``: ``torch.compile`` (``compile_mode``), compiled once on a serving input;
+- ``onnxruntime``: a ``torch.onnx`` export of one step run by ONNX Runtime
+  (:mod:`energybench.serve.backends.ort`; optional static QDQ int8);
+- ``openvino``: the same export run by OpenVINO (optional extra ``energybench[openvino]``).
+
+:func:`prepare_serving` runs the one-off part (export, compile, int8 calibration) in its own
+measurement window — its energy is counted in TEC like a compression step — and checks the
+served outputs against eager over several frames with the state carried (max |diff| recorded;
+above ``parity_tolerance`` on fp32 the phase fails). :func:`backend_problems` is what
+``energybench validate`` reports when a backend cannot run an entry's model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from energybench.models.sr.base import SRModel, online
+from energybench.serve.backends.context import PrepareContext
+from energybench.serve.backends.onnx_export import is_recurrent, serve_once
+from energybench.suite.methods import Quantize
+from energybench.suite.schema import BackendSpec, Entry
+
+
+class BackendParityError(RuntimeError):
+    """The backend's outputs differ from eager PyTorch by more than the tolerance."""
+
+
+Prepare = Callable[[nn.Module, BackendSpec, PrepareContext], tuple[nn.Module, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A serving runtime. ``torch_module``: serves the PyTorch module itself (so it runs int8
+    FX graphs and fp16/bf16 casts); ``recurrent``: can carry an online model's state;
+    ``one_off``: has an export/compile step (metered, counted in TEC)."""
+
+    name: str
+    prepare: Prepare
+    description: str
+    torch_module: bool = False
+    recurrent: bool = True
+    one_off: bool = True
+    unavailable: Callable[[], str | None] = lambda: None
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    """Add (or replace) a backend in the registry."""
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+# ----------------------------------------------------------------------------- PyTorch backends
+class ServedWrapper(SRModel):
+    """A PyTorch model whose calls go through a transform (same served interface): its inputs
+    (:meth:`_input`), a context around the call (:meth:`_context`) and its output
+    (:meth:`_output`). The state passes through unchanged."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.temporal = bool(getattr(model, "temporal", False))
+        self.scale = getattr(model, "scale", 4)
+
+    def _input(self, lr: torch.Tensor) -> torch.Tensor:
+        return lr
+
+    def _context(self, lr: torch.Tensor) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def _output(self, out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        return out
+
+    def init_state(self, lr: torch.Tensor) -> Any:
+        return online(self.model).init_state(self._input(lr)) if self.temporal else None
+
+    def step(self, lr: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        x = self._input(lr)
+        with self._context(lr):
+            if self.temporal:
+                out, state = online(self.model).step(x, state)
+            else:
+                out = self.model(x)
+        return self._output(out, lr), state
+
+    def forward(self, lr: torch.Tensor) -> Any:
+        return self.step(lr, self.init_state(lr))[0]
+
+
+class ChannelsLast(ServedWrapper):
+    """A PyTorch model fed NHWC (channels_last) inputs; the weights were converted once."""
+
+    def _input(self, lr: torch.Tensor) -> torch.Tensor:
+        return lr.contiguous(memory_format=torch.channels_last) if lr.dim() == 4 else lr
+
+
+def _channels_last(model: nn.Module, spec: BackendSpec) -> nn.Module:
+    if not spec.channels_last:
+        return model
+    return ChannelsLast(copy.deepcopy(model).to(memory_format=torch.channels_last)).eval()
+
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Autocast(ServedWrapper):
+    """A PyTorch model run under ``torch.autocast(dtype)`` on its input's device; outputs are
+    returned in the input's dtype (the served interface does not change), the state as is."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__(model)
+        self.dtype = dtype
+
+    def _context(self, lr: torch.Tensor) -> AbstractContextManager[Any]:
+        return torch.autocast(lr.device.type, dtype=self.dtype)
+
+    def _output(self, out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        return out.to(lr.dtype)
+
+
+def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
+    """The PyTorch backends' model: NHWC weights (``channels_last``), then ``autocast``."""
+    served = _channels_last(model, spec)
+    if spec.autocast != "none":
+        served = Autocast(served, AUTOCAST_DTYPES[spec.autocast]).eval()
+    return served
+
+
+def _prepare_eager(
+    model: nn.Module, spec: BackendSpec, ctx: PrepareContext
+) -> tuple[nn.Module, dict[str, Any]]:
+    return _pytorch_served(model, spec), {
+        "channels_last": spec.channels_last,
+        "autocast": spec.autocast,
+    }
+
+
+def _prepare_compile(
+    model: nn.Module, spec: BackendSpec, ctx: PrepareContext
+) -> tuple[nn.Module, dict[str, Any]]:
+    import torch._inductor.config as inductor_config
+
+    from energybench.serve.scenarios import compiled_for_serving
+
+    served = compiled_for_serving(_pytorch_served(model, spec), spec.compile_mode)
+    t0 = time.perf_counter()
+    # compile now, on a serving input (inside the metered window); freezing applies to this
+    # compilation (a later recompilation for another input size is unfrozen, still correct)
+    with torch.inference_mode(), inductor_config.patch(freezing=spec.freeze):
+        x = ctx.frames[:1].to(ctx.device)
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        serve_once(served, x.to(dtype) if dtype is not None else x)
+    return served, {
+        "channels_last": spec.channels_last,
+        "compile_mode": spec.compile_mode,
+        "autocast": spec.autocast,
+        "freeze": spec.freeze,
+        "compile_s": time.perf_counter() - t0,
+    }
+
+
+def _prepare_onnxruntime(
+    model: nn.Module, spec: BackendSpec, ctx: PrepareContext
+) -> tuple[nn.Module, dict[str, Any]]:
+    from energybench.serve.backends.ort import prepare_onnxruntime
+
+    return prepare_onnxruntime(model, spec, ctx)
+
+
+def _prepare_openvino(
+    model: nn.Module, spec: BackendSpec, ctx: PrepareContext
+) -> tuple[nn.Module, dict[str, Any]]:
+    from energybench.serve.backends.openvino import prepare_openvino
+
+    return prepare_openvino(model, spec, ctx)
+
+
+def _missing(module: str, install: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            return f"'{module}' is not installed ({install})"
+        return None
+
+    return check
+
+
+register(Backend("eager", _prepare_eager, "PyTorch eager", torch_module=True, one_off=False))
+register(Backend("compile", _prepare_compile, "torch.compile", torch_module=True))
+register(
+    Backend(
+        "onnxruntime",
+        _prepare_onnxruntime,
+        "ONNX Runtime on a torch.onnx export",
+        unavailable=_missing("onnxruntime", "pip install onnxruntime, or onnxruntime-gpu"),
+    )
+)
+register(
+    Backend(
+        "openvino",
+        _prepare_openvino,
+        "OpenVINO on a torch.onnx export",
+        unavailable=_missing("openvino", "pip install 'energybench[openvino]'"),
+    )
+)
+
+
+# ----------------------------------------------------------------------------- parity
+@torch.inference_mode()
+def online_outputs(model: nn.Module, frames: torch.Tensor) -> list[torch.Tensor]:
+    """Outputs of ``model`` over ``frames`` (N,C,H,W) served as N consecutive batch-1 frames,
+    the state carried from frame to frame (per-frame models: one call each)."""
+    outs = []
+    state = online(model).init_state(frames[:1]) if is_recurrent(model) else None
+    for t in range(frames.shape[0]):
+        x = frames[t : t + 1]
+        if is_recurrent(model):
+            y, state = online(model).step(x, state)
+        else:
+            y = model(x)
+            y = y[0] if isinstance(y, tuple | list) else y
+        outs.append(y.detach().float().cpu())
+    return outs
+
+
+def max_abs_diff(reference: nn.Module, served: nn.Module, frames: torch.Tensor) -> float:
+    """Largest |served - reference| over the frames' outputs (state carried)."""
+    ref, got = online_outputs(reference, frames), online_outputs(served, frames)
+    return max(float((a - b).abs().max()) for a, b in zip(ref, got, strict=True))
+
+
+# ----------------------------------------------------------------------------- entry points
+def prepare_serving(
+    spec: BackendSpec,
+    model: nn.Module,
+    ctx: PrepareContext,
+    monitor: Any = None,
+    window: str = "export",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The served model and the backend record (name, options, the one-off step's window).
+
+    The one-off step (export, compilation, calibration) runs inside ``monitor.window(window)``
+    when a monitor is given; then the outputs are compared with eager over
+    ``spec.parity_frames`` frames (fp32: more than ``spec.parity_tolerance`` raises
+    :class:`BackendParityError`).
+    """
+    backend = BACKENDS[spec.name]
+    why = backend.unavailable()
+    if why:
+        raise RuntimeError(f"backend '{spec.name}' is unavailable: {why}")
+    record: dict[str, Any] = {"name": spec.name, "settings": spec.model_dump(mode="json")}
+    if not backend.one_off and not spec.channels_last and spec.autocast == "none":
+        return model, {**record, "export": None}
+    t0 = time.time()
+    if monitor is not None and backend.one_off:
+        with monitor.window(window) as w:
+            served, info = backend.prepare(model, spec, ctx)
+        meas = w.measurement.to_dict() if w.measurement is not None else None
+    else:
+        served, info = backend.prepare(model, spec, ctx)
+        meas = None
+    export = {**info, "started_unix_s": t0, "duration_s": time.time() - t0}
+    if backend.one_off:
+        export["measurement"] = meas
+    frames = ctx.frames[: spec.parity_frames].to(ctx.device)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    frames = frames.to(dtype) if dtype is not None else frames
+    diff = max_abs_diff(model, served, frames)
+    exact = spec.quantize == "none" and spec.autocast == "none" and dtype in (None, torch.float32)
+    export["parity"] = {
+        "max_abs_diff": diff,
+        "frames": int(frames.shape[0]),
+        "tolerance": spec.parity_tolerance if exact else None,
+        "reference": "eager PyTorch",
+    }
+    if exact and not diff <= spec.parity_tolerance:
+        what = spec.name + (" (channels_last)" if spec.channels_last else "")
+        raise BackendParityError(
+            f"backend '{what}' differs from eager PyTorch by up to {diff:.3g} over "
+            f"{frames.shape[0]} frames (fp32 tolerance {spec.parity_tolerance:g}); the served "
+            "outputs would not be the model's"
+        )
+    return served, {**record, "export": export if backend.one_off or info else None}
+
+
+def _step_dtypes(e: Entry) -> list[str]:
+    return [s.dtype for s in e.compress if s.method == "quantize" and isinstance(s, Quantize)]
+
+
+def model_class(e: Entry) -> type | None:
+    """The class the entry's model factory returns (from its annotation), when it says."""
+    import typing
+
+    from energybench.models import MODELS
+
+    try:
+        hints = typing.get_type_hints(MODELS.get(e.model.name))
+    except Exception:  # noqa: BLE001 - unknown names are reported elsewhere
+        return None
+    cls = hints.get("return")
+    return cls if isinstance(cls, type) else None
+
+
+def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
+    """(field path within the entry, message) for each reason ``e.backend`` cannot serve ``e``:
+    unknown or uninstalled backend, a recurrent model on a backend without state, a compressed
+    form the runtime cannot run, conflicting serve options."""
+    import difflib
+
+    spec = e.backend
+    out: list[tuple[tuple[str, ...], str]] = []
+    backend = BACKENDS.get(spec.name)
+    if backend is None:
+        close = difflib.get_close_matches(spec.name, list(BACKENDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return [(("backend", "name"), f"unknown backend '{spec.name}'{hint} (known: "
+                 f"{', '.join(BACKENDS)})")]  # fmt: skip
+    why = backend.unavailable()
+    if why:
+        out.append((("backend", "name"), f"backend '{spec.name}' is unavailable here: {why}"))
+    if spec.providers and spec.name == "onnxruntime" and not why:
+        import onnxruntime as ort
+
+        have = ort.get_available_providers()
+        for k, p in enumerate(spec.providers):
+            if p not in have:
+                close = difflib.get_close_matches(p, have, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                out.append(
+                    (
+                        ("backend", "providers", str(k)),
+                        f"onnxruntime execution provider '{p}' is not installed here{hint} "
+                        f"(available: {', '.join(have)})",
+                    )
+                )
+    cls = model_class(e)
+    if not backend.recurrent and cls is not None and getattr(cls, "temporal", False):
+        out.append(
+            (
+                ("backend", "name"),
+                f"backend '{spec.name}' cannot carry the recurrent state of model "
+                f"'{e.model.name}' across frames; serve it on eager, compile or onnxruntime",
+            )
+        )
+    dtypes = _step_dtypes(e)
+    if not backend.torch_module:
+        if "int8" in dtypes:
+            out.append(
+                (
+                    ("backend", "name"),
+                    f"backend '{spec.name}' cannot run PyTorch's FX int8 graph (compress "
+                    "quantize int8); drop that step and set backend.quantize: int8 for ONNX "
+                    "Runtime's static QDQ int8",
+                )
+            )
+        if {"fp16", "bf16"} & set(dtypes):
+            out.append(
+                (
+                    ("backend", "name"),
+                    f"backend '{spec.name}' serves the fp32 export; remove the fp16/bf16 "
+                    "cast (quantize dtype fp16/bf16) or serve on eager",
+                )
+            )
+    if spec.autocast != "none" and not backend.torch_module:
+        out.append(
+            (
+                ("backend", "autocast"),
+                f"backend '{spec.name}' serves the fp32 export; autocast applies to eager and "
+                "compile",
+            )
+        )
+    if spec.autocast != "none" and dtypes:
+        out.append(
+            (
+                ("backend", "autocast"),
+                "autocast runs an fp32 model in lower precision; the entry is already cast or "
+                f"quantised (quantize dtype {dtypes[0]}): drop one of the two",
+            )
+        )
+    if spec.quantize != "none" and spec.name != "onnxruntime":
+        out.append(
+            (("backend", "quantize"), f"backend.quantize: {spec.quantize} needs onnxruntime")
+        )
+    for k, sc in enumerate(e.serve):
+        if sc.compile != "none" and spec.name != "eager":
+            out.append(
+                (
+                    ("serve", str(k), "compile"),
+                    f"scenario 'compile: {sc.compile}' only applies to the eager backend; with "
+                    f"backend '{spec.name}' remove it (use backend: {{name: compile, "
+                    f"compile_mode: {sc.compile}}} for torch.compile)",
+                )
+            )
+        batched = sc.scenario == "load" or max(getattr(sc, "batch_sizes", [1])) > 1
+        if batched and not spec.dynamic_batch and not backend.torch_module:
+            out.append(
+                (
+                    ("backend", "dynamic_batch"),
+                    f"scenario '{sc.name or sc.scenario}' serves batches of more than one, "
+                    "but the export has a fixed batch of 1 (dynamic_batch: false)",
+                )
+            )
+        if sc.scenario == "adaptive" and not spec.is_default():
+            out.append(
+                (
+                    ("backend",),
+                    "an adaptive scenario serves its variants on their own backends; "
+                    "give the backend to the variant entries instead",
+                )
+            )
+    return out

@@ -1,0 +1,310 @@
+"""The ``load`` scenario: open-loop Poisson arrivals served by a deadline-aware dynamic batcher.
+
+Requests (one LR frame each) arrive in wall time at exponential inter-arrival times (seeded); each
+has a deadline ``arrival + deadline_ms``. The server is one worker running the real model. The
+scheduling policy (DeepRT-style, earliest deadline first) is the pure function
+:func:`plan_batch`; the latency of a batch of ``k`` is estimated from a latency-vs-batch-size
+profile measured during warm-up (1.2 × the median: robust to stalls of a shared CPU).
+
+- Admission: a request is rejected on arrival if it cannot meet its deadline even served alone
+  as soon as the server is expected to be free.
+- Dispatch (whenever the server is free): queued requests whose deadline can no longer be met
+  alone are dropped (counted as rejected); the rest are taken in deadline order and the batch
+  grows up to ``max_batch`` while the estimated batch latency still meets the earliest deadline
+  in it. The earliest-deadline admissible request is always in the batch (no starvation).
+
+Latency is measured from a request's scheduled arrival to the completion of its batch, so
+queueing behind a slow batch counts (open loop: arrivals never wait for the server). The energy
+of a window includes the idle time between requests; J/request divides it by served requests.
+With ``p99_target_ms`` set, a short sweep (geometric bisection over the rate, one trial per
+point, bounded duration) finds the highest rate whose p99 over all requests (rejected ones count
+as infinitely late) meets the target. A request of a temporal model is one frame of its own
+stream: each batch size keeps its own recurrent state. Energy comes only from the monitor.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from energybench.meters.base import EnergyMonitor
+from energybench.serve.trials import aggregate_trials, make_timer, run_trials, trial_summary
+from energybench.suite.schema import EnergySettings, Load
+from energybench.tasks.base import Task, model_dtype
+
+SWEEP_POINTS = 6  # bisection points of the p99 sweep (besides the two brackets)
+SWEEP_POINT_MAX_S = 10.0  # longest duration of one sweep point (fewer requests at low rates)
+PROFILE_REPS = 7  # timed runs per batch size in the warm-up profile
+PROFILE_MARGIN = 1.2  # the profile's estimate: this factor times the median warm-up latency
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request: its index, arrival and absolute deadline (seconds on the run's clock)."""
+
+    id: int
+    arrival: float
+    deadline: float
+
+
+def plan_batch(
+    queue: Sequence[Request],
+    now: float,
+    latency_of_batch: Callable[[int], float],
+    max_batch: int,
+) -> tuple[list[Request], list[Request]]:
+    """The next batch to serve at ``now`` and the requests to reject (pure; see module doc).
+
+    ``rejected``: every request with ``now + latency_of_batch(1) > deadline``. ``batch``: the
+    longest prefix (at most ``max_batch``) of the others in (deadline, arrival, id) order with
+    ``now + latency_of_batch(len(prefix)) <= min deadline in prefix``; empty only if none remain.
+    """
+    one = latency_of_batch(1)
+    rejected = [r for r in queue if now + one > r.deadline]
+    ok = sorted(
+        (r for r in queue if now + one <= r.deadline),
+        key=lambda r: (r.deadline, r.arrival, r.id),
+    )
+    batch = ok[:1]
+    for r in ok[1:max_batch]:
+        k = len(batch) + 1
+        if now + latency_of_batch(k) > min(batch[0].deadline, r.deadline):
+            break
+        batch.append(r)
+    return batch, rejected
+
+
+def poisson_arrivals(rate_per_s: float, n: int, seed: int) -> list[float]:
+    """``n`` arrival times (s, from 0) of a Poisson process of ``rate_per_s`` (seeded)."""
+    rng = random.Random(seed)
+    t, out = 0.0, []
+    for _ in range(n):
+        t += rng.expovariate(rate_per_s)
+        out.append(t)
+    return out
+
+
+class LatencyProfile:
+    """Estimated batch latency (s) per batch size, from timed warm-up runs."""
+
+    def __init__(self, samples: dict[int, list[float]], margin: float = PROFILE_MARGIN):
+        self.samples = samples
+        self.estimate = {k: margin * float(np.median(v)) for k, v in samples.items()}
+        # monotone envelope: a bigger batch is never estimated faster than a smaller one
+        run = 0.0
+        for k in sorted(self.estimate):
+            run = max(run, self.estimate[k])
+            self.estimate[k] = run
+
+    def __call__(self, k: int) -> float:
+        return self.estimate[k]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            str(k): {"estimate_ms": self.estimate[k] * 1e3, "median_ms": 1e3 * float(np.median(v))}
+            for k, v in self.samples.items()
+        }
+
+
+def measure_profile(
+    fns: dict[int, Callable[[], Any]], timer: Callable[[Callable[[], Any]], float], warmup: int
+) -> LatencyProfile:
+    samples = {}
+    for k, fn in fns.items():
+        for _ in range(warmup):
+            timer(fn)
+        samples[k] = [timer(fn) for _ in range(PROFILE_REPS)]
+    return LatencyProfile(samples)
+
+
+def _percentile_ms(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) * 1e3 if values else None
+
+
+def run_point(
+    rate_per_s: float,
+    n: int,
+    deadline_s: float,
+    max_batch: int,
+    fns: dict[int, Callable[[], Any]],
+    profile: LatencyProfile,
+    timer: Callable[[Callable[[], Any]], float],
+    seed: int,
+) -> dict[str, Any]:
+    """Serve ``n`` open-loop requests at ``rate_per_s`` in wall time (caller opens a window)."""
+    arrivals = poisson_arrivals(rate_per_s, n, seed)
+    queue: list[Request] = []
+    latencies: list[float] = []
+    batch_sizes: list[int] = []
+    served = late = rejected_admission = dropped = 0
+    nxt = 0
+    busy_until = 0.0  # estimated time the server becomes free (for admission)
+    t0 = time.perf_counter()
+    while nxt < n or queue:
+        now = time.perf_counter() - t0
+        while nxt < n and arrivals[nxt] <= now:
+            a = arrivals[nxt]
+            req = Request(nxt, a, a + deadline_s)
+            if max(a, busy_until) + profile(1) > req.deadline:
+                rejected_admission += 1
+            else:
+                queue.append(req)
+            nxt += 1
+        if not queue:
+            if nxt < n:
+                wait = arrivals[nxt] - (time.perf_counter() - t0)
+                if wait > 0:
+                    time.sleep(wait)
+            continue
+        batch, rejected = plan_batch(queue, now, profile, max_batch)
+        dropped += len(rejected)
+        taken = {r.id for r in batch} | {r.id for r in rejected}
+        queue = [r for r in queue if r.id not in taken]
+        if not batch:
+            continue
+        busy_until = now + profile(len(batch))
+        timer(fns[len(batch)])
+        done = time.perf_counter() - t0
+        busy_until = done
+        batch_sizes.append(len(batch))
+        for r in batch:
+            latencies.append(done - r.arrival)
+            served += 1
+            late += done > r.deadline
+    span = time.perf_counter() - t0
+    rejected_total = rejected_admission + dropped
+    everyone = sorted(latencies) + [math.inf] * rejected_total  # rejected: infinitely late
+    p99_all = everyone[min(len(everyone) - 1, math.ceil(0.99 * len(everyone)) - 1)]
+    return {
+        "rate_per_s": rate_per_s,
+        "requests": n,
+        "served": served,
+        "rejected_at_admission": rejected_admission,
+        "dropped_in_queue": dropped,
+        "rejection_rate": rejected_total / n,
+        "deadline_misses": late,
+        "deadline_miss_rate": late / served if served else None,
+        "p50_ms": _percentile_ms(latencies, 50),
+        "p90_ms": _percentile_ms(latencies, 90),
+        "p99_ms": _percentile_ms(latencies, 99),
+        "p99_all_ms": p99_all * 1e3 if math.isfinite(p99_all) else None,
+        "mean_batch": float(np.mean(batch_sizes)) if batch_sizes else None,
+        "batches": len(batch_sizes),
+        "served_per_s": served / span if span > 0 else None,
+        "duration_s": span,
+        "_latencies": latencies,
+    }
+
+
+def _measured(
+    monitor: EnergyMonitor, name: str, run: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], list[float]]:
+    with monitor.window(name) as w:
+        point = run()
+    lat = point.pop("_latencies")
+    trial = trial_summary(w.measurement, point["served"], lat)
+    point.update(trial)
+    return point, lat
+
+
+def serve_open_loop(
+    sc: Load,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
+    """Run the ``load`` scenario (see module docstring); returns its record."""
+    timer = make_timer(device)
+    deadline_s = sc.deadline_ms / 1e3
+    with torch.inference_mode():
+        fns = {
+            b: task.serving_step(model, b, device, model_dtype(model))
+            for b in range(1, sc.max_batch + 1)
+        }
+        profile = measure_profile(fns, timer, max(1, sc.warmup))
+        n = max(
+            sc.requests, energy.min_window_iters, math.ceil(energy.min_window_s * sc.rate_per_s)
+        )
+
+        def point(rate: float, n_req: int, seed: int) -> Callable[[], dict[str, Any]]:
+            return lambda: run_point(
+                rate, n_req, deadline_s, sc.max_batch, fns, profile, timer, seed
+            )
+
+        trials, all_lat, _ = run_trials(
+            energy, lambda k: _measured(monitor, f"{window}/t{k}", point(sc.rate_per_s, n, k))
+        )
+        agg = aggregate_trials(trials, all_lat, 1, "request", energy)
+        total = sum(t["requests"] for t in trials)
+        served = sum(t["served"] for t in trials)
+        late = sum(t["deadline_misses"] for t in trials)
+        rejected = sum(t["rejected_at_admission"] + t["dropped_in_queue"] for t in trials)
+        sweep = None
+        if sc.p99_target_ms is not None:
+            sweep = _sweep(sc, profile, point, monitor, window)
+    return {
+        "scenario": "load",
+        "rate_per_s": sc.rate_per_s,
+        "deadline_ms": sc.deadline_ms,
+        "max_batch": sc.max_batch,
+        "requests_per_trial": n,
+        "profile": profile.to_dict(),
+        "deadline_miss_rate": late / served if served else None,
+        "rejection_rate": rejected / total if total else None,
+        "sweep": sweep,
+        **agg,
+    }
+
+
+def _sweep(
+    sc: Load,
+    profile: LatencyProfile,
+    point: Callable[[float, int, int], Callable[[], dict[str, Any]]],
+    monitor: EnergyMonitor,
+    window: str,
+) -> dict[str, Any]:
+    """Highest rate whose p99 over all requests meets ``sc.p99_target_ms`` (bisection)."""
+    target = sc.p99_target_ms
+    assert target is not None
+    capacity = max(sc.max_batch / profile(sc.max_batch), 1.0 / profile(1))
+    points: list[dict[str, Any]] = []
+
+    def meets(rate: float) -> bool:
+        n_req = max(1, min(sc.requests, math.ceil(rate * SWEEP_POINT_MAX_S)))
+        res, _ = _measured(monitor, f"{window}/sweep{len(points)}", point(rate, n_req, 100))
+        p99 = res["p99_all_ms"]
+        res["meets_target"] = p99 is not None and p99 <= target
+        points.append(res)
+        return res["meets_target"]
+
+    lo, hi = capacity / 16, capacity * 1.25
+    best: float | None = None
+    if meets(hi):
+        best = hi
+    elif meets(lo):
+        best = lo
+        for _ in range(SWEEP_POINTS):
+            mid = math.sqrt(lo * hi)
+            if meets(mid):
+                lo = best = mid
+            else:
+                hi = mid
+    at_best = next((p for p in points if p["rate_per_s"] == best), None)
+    return {
+        "p99_target_ms": target,
+        "capacity_estimate_per_s": capacity,
+        "max_rate_per_s": best,
+        "energy_per_request_j": at_best["energy_per_item_j"] if at_best else None,
+        "points": [{k: v for k, v in p.items() if k not in ("measurement",)} for p in points],
+    }

@@ -1,0 +1,175 @@
+"""Serving scenarios: closed-loop throughput and online streaming, each in measurement windows.
+
+Discipline for every scenario: warm-up iterations excluded; each trial is one window lengthened by
+repetition to at least ``min_window_s`` seconds and ``min_window_iters`` iterations, so that the
+power sensor sees it; several trials give a confidence interval on latency and J/item.
+This module times and schedules; energy comes only from the monitor's windows.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from energybench.meters.base import EnergyMonitor
+from energybench.metrics.latency import summarize
+from energybench.models.sr.base import online
+from energybench.serve.trials import (
+    SUMMARY_KEYS,
+    aggregate_trials,
+    make_timer,
+    run_trials,
+    trial_summary,
+)
+from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
+from energybench.suite.schema import EnergySettings, Stream, Throughput
+from energybench.tasks.base import Task, model_dtype
+
+
+def run_throughput(
+    sc: Throughput,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
+    """Closed loop at each batch size: items/s, latency per batch, J/item."""
+    timer = make_timer(device)
+    results: dict[str, Any] = {}
+    min_iters = max(sc.iterations, energy.min_window_iters)
+    with torch.inference_mode():
+        for b in sc.batch_sizes:
+            fn = task.serving_step(model, b, device, model_dtype(model))
+            for _ in range(sc.warmup):
+                timer(fn)
+
+            def one(
+                k: int, b: int = b, fn: Callable[[], Any] = fn
+            ) -> tuple[dict[str, Any], list[float]]:
+                lat: list[float] = []
+                with monitor.window(f"{window}/b{b}/t{k}") as w:
+                    t0 = time.perf_counter()
+                    while len(lat) < min_iters or time.perf_counter() - t0 < energy.min_window_s:
+                        lat.append(timer(fn))
+                return trial_summary(w.measurement, len(lat) * b, lat), lat
+
+            trials, all_lat, _ = run_trials(energy, one)
+            results[str(b)] = aggregate_trials(trials, all_lat, b, "item", energy)
+    first = results[str(sc.batch_sizes[0])]
+    return {
+        "scenario": "throughput",
+        "batch_sizes": sc.batch_sizes,
+        "by_batch": results,
+        **{k: first[k] for k in SUMMARY_KEYS},
+    }
+
+
+def run_stream(
+    sc: Stream,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
+    """Online video: one frame every 1/fps s at batch 1; misses, latency, J/frame incl. idle."""
+    timer = make_timer(device)
+    period = 1.0 / sc.fps
+    # a trial's window spans n frame slots (it ends on the next slot), so n >= fps x min_window_s
+    frames = max(sc.frames, energy.min_window_iters, math.ceil(energy.min_window_s * sc.fps))
+    misses_total, frames_total, fps_achieved = 0, 0, []
+    with torch.inference_mode():
+        fn = task.serving_step(model, 1, device, model_dtype(model))
+        for _ in range(sc.warmup):
+            timer(fn)
+
+        def one(k: int) -> tuple[dict[str, Any], list[float]]:
+            nonlocal misses_total, frames_total
+            lat, misses = [], 0
+            with monitor.window(f"{window}/t{k}") as w:
+                t0 = time.perf_counter()
+                last_done = first_done = t0
+                for i in range(frames):
+                    arrival = t0 + i * period
+                    wait = arrival - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    timer(fn)
+                    last_done = time.perf_counter()
+                    if i == 0:
+                        first_done = last_done
+                    latency = last_done - arrival  # queueing behind a late frame counts
+                    lat.append(latency)
+                    if latency > period:
+                        misses += 1
+                # the window ends on the next frame slot: n frames <-> n frame periods, the
+                # idle time after the last frame included (a late last frame ends it later)
+                tail = t0 + frames * period - time.perf_counter()
+                if tail > 0:
+                    time.sleep(tail)
+            trial = trial_summary(w.measurement, frames, lat)
+            trial["deadline_misses"] = misses
+            span = last_done - first_done  # steady output rate: frames delivered per second
+            trial["fps_achieved"] = (frames - 1) / span if frames > 1 and span > 0 else None
+            misses_total += misses
+            frames_total += frames
+            if trial["fps_achieved"]:
+                fps_achieved.append(trial["fps_achieved"])
+            return trial, lat
+
+        trials, all_lat, _ = run_trials(energy, one)
+    agg = aggregate_trials(trials, all_lat, 1, "frame", energy)
+    return {
+        "scenario": "stream",
+        "target_fps": sc.fps,
+        "frames_per_trial": frames,
+        "deadline_miss_rate": misses_total / frames_total if frames_total else None,
+        "deadline_misses": misses_total,
+        "fps_achieved": summarize(fps_achieved).to_dict() if fps_achieved else None,
+        **agg,
+    }
+
+
+def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
+    """A shallow copy of ``model`` whose ``forward`` (and online ``step``) go through
+    ``torch.compile(mode=mode)``; weights are shared. ``mode == "none"``: the model itself."""
+    if mode == "none":
+        return model
+    out = copy.copy(model)
+    out.forward = torch.compile(model.forward, mode=mode)
+    if callable(getattr(model, "step", None)):
+        setattr(out, "step", torch.compile(online(model).step, mode=mode))  # noqa: B010
+    return out
+
+
+def run_scenario(
+    sc: ScenarioSettings,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
+    """Run one serving scenario; returns its record (latency, throughput, J/item with CIs).
+
+    With ``compile`` set, the model is served through ``torch.compile``; compilation happens in
+    the scenario's warm-up (at least one iteration), outside every measured window.
+    """
+    if sc.compile != "none":
+        model = compiled_for_serving(model, sc.compile)
+        if sc.warmup == 0:
+            sc = sc.model_copy(update={"warmup": 1})
+    runner = SERVE_SCENARIOS.get(sc.scenario)  # the registered scenario's runner
+    record = runner(sc, model, task, device, monitor, energy, window)
+    record["compile"] = sc.compile
+    return record

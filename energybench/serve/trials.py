@@ -1,0 +1,222 @@
+"""Trials of a serving scenario: timing, one trial's summary, and trials to a precision.
+
+Shared by every serving scenario (:mod:`energybench.serve.scenarios`,
+:mod:`energybench.serve.load`, :mod:`energybench.serve.adaptive`). A trial is one
+measurement window; :func:`run_trials` adds trials until J/item is known to ``target_ci`` or
+``max_trials`` is reached. This module times; energy comes only from the monitor's windows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from energybench.meters.base import Measurement
+from energybench.metrics.latency import summarize
+from energybench.suite.schema import EnergySettings
+
+
+def make_timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
+    """A function that runs ``fn`` and returns its latency in seconds (CUDA events on GPUs)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def timed_cuda(fn: Callable[[], Any]) -> float:
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+
+        return timed_cuda
+
+    def timed(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    return timed
+
+
+def _per_item(energy_j: float | None, items: int) -> float | None:
+    return None if energy_j is None or items <= 0 else energy_j / items
+
+
+def trial_summary(meas: Measurement | None, items: int, latencies: list[float]) -> dict[str, Any]:
+    """One measured trial: items, iterations, duration, energy and J/item of its window.
+
+    ``energy_per_item_j`` covers every charged device (measured and estimated);
+    ``measured_energy_per_item_j`` the devices read from a meter only, with the meter's own
+    ~1 sigma (``measured_sigma_per_item_j``); ``estimated_energy_per_item_j`` the power models.
+    ``meas`` is a closed window's measurement (None: the window never closed, a bug).
+    """
+    if meas is None:
+        raise RuntimeError("trial_summary needs the measurement of a closed window")
+    return {
+        "items": items,
+        "iterations": len(latencies),
+        "duration_s": meas.duration_s,
+        "energy_j": meas.energy_j,
+        "energy_per_item_j": _per_item(meas.energy_j, items),
+        "sigma_per_item_j": _per_item(meas.uncertainty_j, items),
+        "measured_energy_per_item_j": _per_item(meas.measured_energy_j, items),
+        "measured_sigma_per_item_j": _per_item(meas.measured_uncertainty_j, items),
+        "estimated_energy_per_item_j": _per_item(meas.estimated_energy_j, items),
+        "measurement": meas.to_dict(),
+    }
+
+
+#: Two-sided 95 % normal quantile, for the meter's own (systematic) uncertainty.
+Z95 = 1.959963984540054
+
+
+def energy_stats(values: list[float], sigmas: list[float | None]) -> dict[str, Any] | None:
+    """Statistics of J/item over trials, with a 95 % interval that combines both uncertainties.
+
+    ``stat_ci_low``/``stat_ci_high``: the t-interval of the mean from trial-to-trial spread.
+    ``meter_sigma``: the meter's own ~1 sigma per item (mean over trials; treated as fully
+    correlated between trials, since a sensor gain error does not average out).
+    ``ci_low``/``ci_high``: mean ± sqrt(t half-width² + (1.96 · meter_sigma)²).
+    """
+    if not values:
+        return None
+    st = summarize(values)
+    d = st.to_dict()
+    known = [x for x in sigmas if x is not None]
+    meter = sum(known) / len(known) if known else None
+    d["stat_ci_low"], d["stat_ci_high"] = d["ci_low"], d["ci_high"]
+    d["meter_sigma"] = meter
+    d["rel_stat_ci"] = None if math.isnan(st.rel_ci) else st.rel_ci
+    if math.isnan(st.ci_half_width) and meter is None:
+        return d
+    spread = 0.0 if math.isnan(st.ci_half_width) else st.ci_half_width
+    half = math.hypot(spread, Z95 * (meter or 0.0))
+    d["ci_low"], d["ci_high"] = st.mean - half, st.mean + half
+    return d
+
+
+def ranking_basis(trials: list[dict[str, Any]]) -> str:
+    """Which J/item the trials' precision is judged on: "measured" when every trial has a
+    measured figure, else "all" (estimates included)."""
+    if trials and all(t.get("measured_energy_per_item_j") is not None for t in trials):
+        return "measured"
+    return "all"
+
+
+def _basis_key(basis: str) -> str:
+    return "measured_energy_per_item_j" if basis == "measured" else "energy_per_item_j"
+
+
+def precision(trials: list[dict[str, Any]], energy: EnergySettings) -> dict[str, Any]:
+    """Whether the trials' J/item reached ``energy.target_ci`` (95 % CI half-width / mean)."""
+    basis = ranking_basis(trials)
+    vals = [t[_basis_key(basis)] for t in trials if t.get(_basis_key(basis)) is not None]
+    rel = None
+    if len(vals) >= 2:
+        st = summarize(vals)
+        rel = None if math.isnan(st.rel_ci) else st.rel_ci
+    return {
+        "basis": basis,
+        "target_ci": energy.target_ci,
+        "rel_ci": rel,
+        "reached": rel is not None and rel <= energy.target_ci,
+        "trials": len(trials),
+        "min_trials": energy.trials,
+        "max_trials": energy.max_trials,
+    }
+
+
+def run_trials(
+    energy: EnergySettings, one: Callable[[int], tuple[dict[str, Any], list[float]]]
+) -> tuple[list[dict[str, Any]], list[float], dict[str, Any]]:
+    """Run ``one(k)`` for k = 0, 1, ... until J/item is precise enough.
+
+    At least ``energy.trials`` trials; then more until the 95 % CI half-width of J/item (trial
+    to trial) is at most ``energy.target_ci`` of the mean, or ``energy.max_trials`` is reached.
+    The meter's own (systematic) uncertainty is not a stopping criterion: more trials cannot
+    reduce it. Returns the trials, all latencies and the precision record.
+    """
+    trials: list[dict[str, Any]] = []
+    lat: list[float] = []
+    while True:
+        trial, trial_lat = one(len(trials))
+        trials.append(trial)
+        lat += trial_lat
+        prec = precision(trials, energy)
+        if len(trials) >= energy.max_trials:
+            return trials, lat, prec
+        if len(trials) >= energy.trials and prec["reached"]:
+            return trials, lat, prec
+
+
+def aggregate_trials(
+    trials: list[dict[str, Any]],
+    latencies: list[float],
+    items_per_iter: int,
+    unit: str,
+    energy: EnergySettings | None = None,
+) -> dict[str, Any]:
+    """A scenario's statistics over its trials: latency, items/s and J/item with 95 % CIs.
+
+    J/item is given for every charged device (``energy_per_item_j``), for measured devices only
+    (``measured_energy_per_item_j``) and for the estimates (``estimated_energy_per_item_j``).
+    Trials whose window lost its energy are counted in ``trials_without_energy``, never
+    dropped silently.
+    """
+    lat_ms = [x * 1e3 for x in latencies]
+    ips = [t["items"] / t["duration_s"] for t in trials if t["duration_s"] > 0]
+    ms = [t["measurement"] for t in trials]
+
+    def stats(key: str, sigma: str | None) -> dict[str, Any] | None:
+        rows = [t for t in trials if t.get(key) is not None]
+        return energy_stats([t[key] for t in rows], [t.get(sigma) if sigma else None for t in rows])
+
+    basis = ranking_basis(trials)
+    out = {
+        "unit": unit,
+        "items_per_iteration": items_per_iter,
+        "latency_ms": summarize(lat_ms).to_dict() if lat_ms else None,
+        "items_per_s": summarize(ips).to_dict() if ips else None,
+        "energy_per_item_j": stats("energy_per_item_j", "sigma_per_item_j"),
+        "measured_energy_per_item_j": stats(
+            "measured_energy_per_item_j", "measured_sigma_per_item_j"
+        ),
+        "estimated_energy_per_item_j": stats("estimated_energy_per_item_j", None),
+        "trials_total": len(trials),
+        "trials_without_energy": sum(1 for t in trials if t.get(_basis_key(basis)) is None),
+        "measured_kinds": sorted({k for m in ms for k in m.get("measured_kinds", [])}),
+        "estimated_kinds": sorted({k for m in ms for k in m.get("estimated_kinds", [])}),
+        "sources": sorted({s for m in ms for s in m["sources"]}),
+        "is_estimate": any(m["is_estimate"] for m in ms),
+        "is_shared": any(m.get("is_shared") for m in ms),
+        "is_simulated": any(m.get("is_simulated") for m in ms),
+        "flags": sorted({f for m in ms for f in m["flags"]}),
+        "trials": trials,
+    }
+    if energy is not None:
+        out["precision"] = precision(trials, energy)
+    return out
+
+
+#: Keys of a scenario record that summarise its (first) batch size.
+SUMMARY_KEYS = (
+    "latency_ms",
+    "items_per_s",
+    "energy_per_item_j",
+    "measured_energy_per_item_j",
+    "estimated_energy_per_item_j",
+    "trials_total",
+    "trials_without_energy",
+    "measured_kinds",
+    "estimated_kinds",
+    "sources",
+    "is_estimate",
+    "is_shared",
+    "is_simulated",
+    "flags",
+    "precision",
+)

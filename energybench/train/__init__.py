@@ -1,0 +1,1 @@
+"""The train phase: the training loop and distributed (DDP) training."""

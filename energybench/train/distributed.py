@@ -1,0 +1,416 @@
+"""Distributed train phases: DDP ranks launched with torch's elastic launcher (what ``torchrun``
+uses), each rank metering only its own device.
+
+``train: {distributed: {nproc_per_node: N, nnodes: 1, backend: auto}}`` makes the runner call
+:func:`train_distributed`. It starts ``python -m energybench.train.distributed launch SPEC``
+in a new process group (session) that it owns and kills as a whole on failure or Ctrl-C; that
+launcher calls :func:`torch.distributed.launcher.api.elastic_launch` (c10d rendezvous on
+localhost, no restarts), which starts N workers ``python -m
+energybench.train.distributed_worker SPEC``. Every process
+gets the parent's ``sys.path`` as ``PYTHONPATH``.
+
+Each worker (rank):
+
+- joins the process group (``nccl`` on GPUs, ``gloo`` on the CPU or simulated GPUs) and wraps the
+  model in :class:`~torch.nn.parallel.DistributedDataParallel`;
+- takes its equal contiguous share of every global batch (the suite's ``batch_size``), which is
+  what a :class:`~torch.utils.data.DistributedSampler` over the same shuffled order gives: the
+  averaged gradient equals the single-process one, so the model trains like a one-process run
+  (BatchNorm statistics are per rank, as in plain DDP; precise-BN runs once, on rank 0);
+- meters its own ``LOCAL_RANK`` GPU only (``charging({gpu})``); local rank 0 also meters the host
+  (CPU/RAM: RAPL or the estimate), the other ranks never do (no double count). The idle
+  baseline is the run's, measured once per node before any work; ranks do not re-measure it;
+- opens and closes its window after a barrier and a device synchronise, so all windows cover the
+  same span, and writes ``entries/<entry>/ranks/train-rank<R>.json`` (its measurement).
+
+The parent then writes one phase record: the devices of every rank (energy summed over ranks,
+never averaged), the longest rank's duration, and ``ranks: [...]`` with each rank's figures. Rank
+0 saves the trained model as the phase's checkpoint (the usual format). A rank that dies fails
+the phase with the path of its log; earlier phases stay, and ``--resume`` runs the phase again.
+
+With ``--simulate 2xh100`` every rank builds its own simulated server (a simulated meter per
+process) and charges only its rank's GPU: that GPU's load model follows the rank process's own
+CPU use, and the other GPU stays at idle in that rank's simulator (recorded, not charged).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from energybench.meters.base import DeviceEnergy, Measurement
+from energybench.models.sr.base import online
+from energybench.records.store import atomic_write_json, read_json
+from energybench.tasks.base import Task
+
+if TYPE_CHECKING:
+    from energybench.run.runner import Runner
+    from energybench.suite.schema import Entry
+
+#: Test hook: a rank number; that rank exits with code 17 just before its window (fault tests).
+TEST_RANK_EXIT_ENV = "ENERGYBENCH_TEST_RANK_EXIT"
+
+
+class DistributedTrainError(RuntimeError):
+    """A rank of a distributed train phase failed; ``str()`` names it and its log."""
+
+
+# ------------------------------------------------------------------------- model and data views
+class _Forward(nn.Module):
+    """The module DDP wraps: recurrent SR models train through ``forward_clip`` on 5-D clips, and
+    DDP only synchronises gradients of work done through ``forward``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if x.dim() == 5 and hasattr(self.model, "forward_clip"):
+            return online(self.model).forward_clip(x)
+        return self.model(x)
+
+
+class _DDPView:
+    """What a task's loss calls (``m(x)``, ``m.forward_clip(x)``), routed through DDP."""
+
+    def __init__(self, ddp: nn.Module, model: nn.Module) -> None:
+        self._ddp, self._model = ddp, model
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        return self._ddp(x)
+
+    def forward_clip(self, x: torch.Tensor) -> Any:
+        return self._ddp(x)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+def shard(batch: Any, rank: int, world: int) -> Any:
+    """Rank ``rank``'s equal contiguous share of every tensor of ``batch`` (dimension 0)."""
+    if isinstance(batch, torch.Tensor):
+        n = batch.shape[0] // world
+        return batch[rank * n : (rank + 1) * n]
+    if isinstance(batch, tuple | list):
+        return type(batch)(shard(b, rank, world) for b in batch)
+    return batch
+
+
+class ShardedTask(Task):
+    """``task`` seen by one rank: its share of every global batch, losses through DDP."""
+
+    def __init__(self, task: Task, rank: int, world: int, view: _DDPView) -> None:
+        self.task, self.rank, self.world, self.view = task, rank, world, view
+        self.quality_keys = task.quality_keys
+
+    def train_batches(self, model: nn.Module, batch_size: int, seed: int) -> Iterator[Any]:
+        for batch in self.task.train_batches(model, batch_size, seed):
+            yield shard(batch, self.rank, self.world)
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        return self.task.loss(self.view, batch, device)  # type: ignore[arg-type]
+
+    def after_training(self, model: nn.Module, device: torch.device, seed: int) -> None:
+        finish = getattr(self.task, "after_training", None)
+        if finish is not None and self.rank == 0:  # on full batches, as in one process
+            finish(model, device, seed)
+
+
+# ------------------------------------------------------------------------- parent side
+def rank_gpus(runner: Runner, e: Entry, nproc: int) -> list[int]:
+    """GPU positions of the ranks (``[]`` on the CPU): the entry's GPU and the next ones."""
+    gpus = runner.placements[e.name].gpus
+    if not gpus:
+        return []
+    base = min(gpus)
+    if runner.simulate:
+        from energybench.meters.sim.profiles import simulated_gpu_count
+
+        have = simulated_gpu_count(runner.simulate)
+    else:
+        have = torch.cuda.device_count()
+    if base + nproc > have:
+        raise ValueError(
+            f"entry '{e.name}': {nproc} ranks from GPU {base} need {base + nproc} GPUs, "
+            f"{have} visible"
+        )
+    return [base + i for i in range(nproc)]
+
+
+def _pythonpath() -> str:
+    """The parent's import path, so children import this very energybench."""
+    parts = [p or os.getcwd() for p in sys.path]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the launcher's whole process group (launcher and ranks): TERM, then KILL."""
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def rank_logs(log_dir: Path) -> dict[int, Path]:
+    """Local rank -> its stderr log under the launcher's log folder (latest attempt)."""
+    out: dict[int, Path] = {}
+    for p in sorted(log_dir.glob("*/attempt_*/*/stderr.log"), key=lambda q: q.stat().st_mtime):
+        out[int(p.parent.name)] = p
+    return out
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, dict[str, Any]]:
+    """Run ``e``'s train phase with DDP ranks; the trained model and the phase record fields."""
+    tr = e.train
+    assert tr is not None and tr.distributed is not None
+    d = tr.distributed
+    nproc = d.nproc_per_node * d.nnodes
+    gpus = rank_gpus(runner, e, nproc)
+    real_cuda = bool(gpus) and not runner.simulate
+    backend = d.backend if d.backend != "auto" else ("nccl" if real_cuda else "gloo")
+    if backend == "nccl" and not real_cuda:
+        raise ValueError(f"entry '{e.name}': backend nccl needs CUDA GPUs (use gloo or auto)")
+    store = runner.store
+    ranks_dir = store.entry_dir(e.name) / "ranks"
+    ranks_dir.mkdir(parents=True, exist_ok=True)
+    for old in ranks_dir.glob("train-rank*.json"):  # a previous, failed attempt
+        old.unlink()
+    log_dir = ranks_dir / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    spec = {
+        "run_dir": str(store.root.resolve()),
+        "suite_file": str(runner.loaded.path),
+        "suite": runner.suite.model_dump(mode="json"),
+        "entry": e.name,
+        "steps": steps,
+        "nproc": nproc,
+        "backend": backend,
+        "gpus": gpus,
+        "real_cuda": real_cuda,
+        "simulate": runner.simulate,
+        "idle_w": dict(runner.monitor.idle_w) if runner.monitor is not None else {},
+        "parent_pid": os.getpid(),
+        "threads": max(1, cpus // nproc),
+        "log_dir": str(log_dir),
+        "run_id": uuid.uuid4().hex[:12],
+    }
+    spec_path = ranks_dir / "train.launch.json"
+    atomic_write_json(spec_path, spec)
+    result_path = ranks_dir / "train.launch-result.json"
+    result_path.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": _pythonpath(), "ENERGYBENCH_RUN_PID": str(os.getpid())}
+    launcher_log = ranks_dir / "train.launcher.log"
+    t0 = time.time()
+    with open(launcher_log, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "energybench.train.distributed", "launch", str(spec_path)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: killed as a whole
+        )
+        try:
+            rc = proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            raise
+    if rc != 0:
+        why = _failure_message(e.name, rc, result_path, log_dir, launcher_log)
+        raise DistributedTrainError(why)
+    records = [read_json(ranks_dir / f"train-rank{r}.json") for r in range(nproc)]
+    model = runner._load(store.checkpoint_path(e.name, "train"), runner.placements[e.name].device)
+    merged = merge_measurements(f"{e.name}/train", [r["measurement"] for r in records])
+    train = dict(records[0]["train"])
+    train["distributed"] = {
+        "nproc_per_node": d.nproc_per_node,
+        "nnodes": d.nnodes,
+        "world_size": nproc,
+        "backend": backend,
+        "launcher": "torch.distributed.launcher.api.elastic_launch",
+        "logs": str(log_dir),
+    }
+    from energybench.compress.common import describe_model
+
+    fields_ = {
+        "train": train,
+        "model": describe_model(model),
+        "started_unix_s": t0,
+        "duration_s": merged.duration_s,
+        "measurement": merged.to_dict(),
+        "ranks": [rank_summary(r) for r in records],
+    }
+    return model, fields_
+
+
+def _failure_message(entry: str, rc: int, result: Path, log_dir: Path, launcher: Path) -> str:
+    logs = rank_logs(log_dir)
+    failed: dict[str, Any] = {}
+    if result.is_file():
+        failed = read_json(result).get("failures", {})
+    if not failed:
+        return (
+            f"distributed training of '{entry}' failed (launcher exit code {rc}); "
+            f"launcher log: {launcher}; rank logs: {log_dir}\n{_tail(launcher)}"
+        )
+    stopped = (-int(signal.SIGTERM), -int(signal.SIGKILL))  # the launcher stopping the others
+    ranks = sorted(failed.items(), key=lambda kv: int(kv[0]))
+    cause = [(r, f) for r, f in ranks if f.get("exitcode") not in stopped] or ranks
+    parts = []
+    for rank, f in cause:
+        log = logs.get(int(f.get("local_rank", rank)))
+        parts.append(
+            f"rank {rank} exited with code {f.get('exitcode')}; log: {log or log_dir}"
+            + (f"\n{_tail(log)}" if log else "")
+        )
+    others = sorted({r for r, _ in ranks} - {r for r, _ in cause}, key=int)
+    if others:
+        parts.append(f"then the launcher stopped rank(s) {', '.join(others)}")
+    return f"distributed training of '{entry}' failed: " + "\n".join(parts)
+
+
+def merge_measurements(name: str, parts: list[dict[str, Any]]) -> Measurement:
+    """One window from the ranks' windows: every rank's charged devices (summed, never
+    averaged), a device no rank was charged for once, the longest rank's duration."""
+    ms = [Measurement.from_dict(p) for p in parts]
+    charged: list[DeviceEnergy] = [d for m in ms for d in m.devices if d.charged]
+    seen = {d.device for d in charged}
+    others: dict[str, DeviceEnergy] = {}
+    for m in ms:
+        for d in m.devices:
+            if not d.charged and d.device not in seen:
+                others.setdefault(d.device, d)
+    flags = list(dict.fromkeys(f for m in ms for f in m.flags))
+    return Measurement(
+        name=name,
+        start_unix_s=min(m.start_unix_s for m in ms),
+        duration_s=max(m.duration_s for m in ms),
+        devices=charged + list(others.values()),
+        flags=flags,
+    )
+
+
+def rank_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """The per-rank breakdown kept in the phase record."""
+    m = Measurement.from_dict(rec["measurement"])
+    return {
+        "rank": rec["rank"],
+        "local_rank": rec["local_rank"],
+        "node": rec["node"],
+        "device": rec["device"],
+        "gpu": rec["gpu"],
+        "meters_host": rec["local_rank"] == 0,
+        "duration_s": m.duration_s,
+        "energy_j": m.energy_j,
+        "measured_energy_j": m.measured_energy_j,
+        "estimated_energy_j": m.estimated_energy_j,
+        "gpu_energy_j": _kind_sum(m, ("gpu", "module")),
+        "host_energy_j": _kind_sum(m, ("cpu", "dram", "ram", "system")),
+        "is_simulated": m.is_simulated,
+        "devices": [
+            {"device": d.device, "kind": d.kind, "energy_j": d.energy_j, "charged": d.charged}
+            for d in m.devices
+        ],
+        "train_seconds": rec["train"].get("seconds"),
+    }
+
+
+def _kind_sum(m: Measurement, kinds: tuple[str, ...]) -> float | None:
+    vals = [d.energy_j for d in m.charged if d.kind in kinds and d.energy_j is not None]
+    return sum(vals) if vals else None
+
+
+# ------------------------------------------------------------------------- launcher process
+def launch(spec_path: Path) -> int:
+    """Run the ranks with :func:`elastic_launch`; 0 when every rank finished."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    spec = read_json(spec_path)
+    result = spec_path.with_name("train.launch-result.json")
+    Path(spec["log_dir"]).mkdir(parents=True, exist_ok=True)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=spec["nproc"],
+        run_id=spec["run_id"],
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # torchrun --standalone
+        max_restarts=0,  # a failed phase is retried by --resume, with its records intact
+        monitor_interval=0.1,
+        start_method="spawn",
+        logs_specs=DefaultLogsSpecs(log_dir=spec["log_dir"], redirects=Std.ALL),
+    )
+    args = ("-u", "-m", "energybench.train.distributed_worker", str(spec_path))
+    try:
+        elastic_launch(config, sys.executable)(*args)
+    except ChildFailedError as exc:
+        failures = {
+            str(rank): {
+                "exitcode": f.exitcode,
+                "local_rank": f.local_rank,
+                "pid": f.pid,
+                "message": f.message,
+                "error_file": f.error_file,
+            }
+            for rank, f in exc.failures.items()
+        }
+        atomic_write_json(result, {"ok": False, "failures": failures})
+        print(f"ranks failed: {failures}", file=sys.stderr)
+        return 1
+    atomic_write_json(result, {"ok": True})
+    return 0
+
+
+# ------------------------------------------------------------------------- worker process
+def _own_pids(parent: int) -> set[int]:
+    """The run's processes (the energybench parent and all its descendants): never 'another
+    process' on a GPU."""
+    pids = {os.getpid(), parent}
+    try:
+        import psutil
+
+        pids.update(c.pid for c in psutil.Process(parent).children(recursive=True))
+    except Exception:  # noqa: BLE001 - psutil missing or the tree changed: what we have
+        pass
+    return pids
+
+
+def main(argv: list[str]) -> int:
+    """``launch SPEC``: the launcher process (ranks run
+    :mod:`energybench.train.distributed_worker`)."""
+    if len(argv) != 2 or argv[0] != "launch":
+        print("usage: python -m energybench.train.distributed launch SPEC")
+        return 2
+    return launch(Path(argv[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

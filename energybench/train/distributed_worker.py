@@ -1,0 +1,129 @@
+"""One rank of a distributed train phase (see :mod:`energybench.train.distributed`):
+``python -m energybench.train.distributed_worker SPEC``, started by the elastic launcher.
+
+Separate from the launcher module because a rank builds its task and model the way the runner
+does (it uses the runner), while the runner starts the launcher: one module each keeps the
+imports one-way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import torch
+
+from energybench.records.store import atomic_write_json, read_json
+from energybench.train.distributed import (
+    TEST_RANK_EXIT_ENV,
+    ShardedTask,
+    _DDPView,
+    _Forward,
+    _own_pids,
+)
+
+
+def worker(spec_path: Path) -> None:
+    """One rank: train its share under DDP inside its own measurement window."""
+    import torch.distributed as dist
+    from rich.console import Console
+    from torch.nn.parallel import DistributedDataParallel
+
+    from energybench.meters.factory import build_monitor
+    from energybench.records.store import RunStore
+    from energybench.run.checkpoint import save_checkpoint
+    from energybench.run.runner import Runner
+    from energybench.suite.load import LoadedSuite
+    from energybench.suite.schema import Suite
+    from energybench.train.loop import settings_kwargs, train_steps
+
+    spec = read_json(spec_path)
+    rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    torch.set_num_threads(int(spec["threads"]))
+    gpu: int | None = spec["gpus"][local] if spec["gpus"] else None
+    device = torch.device(f"cuda:{gpu}") if spec["real_cuda"] and gpu is not None else None
+    device = device or torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(spec["backend"], device_id=device if device.type == "cuda" else None)
+    try:
+        suite = Suite.model_validate(spec["suite"])
+        loaded = LoadedSuite(suite=suite, path=Path(spec["suite_file"]), data=spec["suite"])
+        store = RunStore(Path(spec["run_dir"]))
+        runner = Runner(loaded, store, Console(stderr=True), simulate=spec["simulate"])
+        e = suite.entry(spec["entry"])
+        tr = e.train
+        assert tr is not None
+        task = runner._task(e)
+        torch.manual_seed(tr.seed)
+        model = runner._build_model(e, device, task)
+        ddp = DistributedDataParallel(
+            _Forward(model), device_ids=[device.index] if device.type == "cuda" else None
+        )
+        sharded = ShardedTask(task, rank, world, _DDPView(ddp, model))
+        trace = store.root / "traces" / f"{e.name}-train-rank{rank}"
+        sim = {"simulate": spec["simulate"]} if spec["simulate"] else {}
+        monitor = build_monitor(
+            suite.energy,
+            [gpu] if gpu is not None else None,
+            trace,
+            host=local == 0,  # CPU/RAM once per node
+            own_pids=lambda: _own_pids(int(spec["parent_pid"])),
+            **sim,
+        )
+        if os.environ.get(TEST_RANK_EXIT_ENV) == str(rank):
+            print(f"rank {rank}: exiting on {TEST_RANK_EXIT_ENV}", file=sys.stderr, flush=True)
+            os._exit(17)
+        name = f"{e.name}/train/rank{rank}"
+        with monitor, monitor.charging([gpu] if gpu is not None else []):
+            monitor.set_idle(spec["idle_w"])
+            dist.barrier()
+            monitor.begin_window(name)  # synchronises the device first
+            res = train_steps(
+                model,
+                sharded,
+                steps=int(spec["steps"]),
+                device=device,
+                **settings_kwargs(tr),
+            )
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dist.barrier()
+            meas = monitor.end_window(name)
+        if rank == 0:
+            save_checkpoint(model, store.checkpoint_path(e.name, "train"))
+        atomic_write_json(
+            store.entry_dir(e.name) / "ranks" / f"train-rank{rank}.json",
+            {
+                "rank": rank,
+                "local_rank": local,
+                "world_size": world,
+                "node": socket.gethostname(),
+                "pid": os.getpid(),
+                "device": str(device),
+                "gpu": gpu,
+                "backend": spec["backend"],
+                "train": res.to_dict(),
+                "measurement": meas.to_dict(),
+            },
+        )
+        dist.barrier()  # rank 0's checkpoint is written before any rank reports success
+    finally:
+        dist.destroy_process_group()
+
+
+def main(argv: list[str]) -> int:
+    """``SPEC``: run this rank (its traceback goes to its error file and log)."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    if len(argv) != 1:
+        print("usage: python -m energybench.train.distributed_worker SPEC")
+        return 2
+    record(worker)(Path(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
