@@ -7,12 +7,12 @@ import math
 
 import pandas as pd
 import pytest
-from conftest import nvml_meter, run_for
 
 from energybench.meters.base import SYSTEM_CLOCK, EnergyMonitor, Source
 from energybench.meters.sampler import integrate_trace
 from energybench.meters.sim.doubles import ManualClock
 from energybench.meters.sim.fakenvml import NVML_ERROR_UNKNOWN, FakeGpu, FakeNvml, Fault, PowerTrace
+from tests.helpers.nvml import nvml_meter, run_for
 
 
 def wavy(t: float) -> float:

@@ -10,7 +10,6 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import nvml_meter, run_for
 
 from energybench.meters.base import EnergyMonitor, Source
 from energybench.meters.nvml import (
@@ -23,6 +22,7 @@ from energybench.meters.nvml import (
 from energybench.meters.nvml_device import PynvmlBackend
 from energybench.meters.sampler import WindowStats
 from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml, Fault, PowerTrace
+from tests.helpers.nvml import nvml_meter, run_for
 
 ME = os.getpid()
 

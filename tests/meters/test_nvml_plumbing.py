@@ -7,11 +7,11 @@ Each test names the wrong line it catches; each was checked by applying that mut
 from __future__ import annotations
 
 import pytest
-from conftest import nvml_meter, run_for
 
 from energybench.meters.base import EnergyMonitor, Source
 from energybench.meters.nvml_device import GpuNotSupportedError, GpuReadError, PynvmlBackend
 from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml, PowerTrace
+from tests.helpers.nvml import nvml_meter, run_for
 
 
 def test_window_edges_synchronise_queued_gpu_work(sim_monitor, clock):

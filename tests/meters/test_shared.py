@@ -6,13 +6,13 @@ import math
 import os
 
 import pytest
-from conftest import nvml_meter, run_for
 
 from energybench.meters.base import FLAG_SHARED_DEVICE, EnergyMonitor
 from energybench.meters.gpu_select import select_gpus
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import PynvmlBackend
 from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
+from tests.helpers.nvml import nvml_meter, run_for
 
 ME = os.getpid()
 CHILD = ME + 1 if ME + 1 != 99 else ME + 2

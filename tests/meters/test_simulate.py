@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_for
 from typer.testing import CliRunner
 
 from energybench.cli import app
@@ -21,6 +20,7 @@ from energybench.meters.sim import profiles as sim_mod
 from energybench.meters.sim.fakenvml import FakeNvml
 from energybench.meters.sim.profiles import CpuLoadPower
 from energybench.suite.schema import EnergySettings
+from tests.helpers.nvml import run_for
 
 
 class Busy:

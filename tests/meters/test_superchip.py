@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import nvml_meter, run_for
 
 from energybench.meters.base import EnergyMonitor, Source
 from energybench.meters.estimate import EstimateMeter
@@ -14,6 +13,7 @@ from energybench.meters.rapl import RaplFs
 from energybench.meters.sim.doubles import FakeRaplTree, ManualClock
 from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 from energybench.suite.schema import EnergySettings
+from tests.helpers.nvml import nvml_meter, run_for
 
 
 def gh200(clock, name: str = "NVIDIA GH200 480GB", **kw) -> FakeNvml:

@@ -27,7 +27,7 @@ from energybench.meters.plugins import (
     Source,
 )
 from energybench.suite.schema import EnergySettings
-from tests.report_helpers import run_export_report
+from tests.helpers.report import run_export_report
 
 PLUG_W = 7.0
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from energybench.cli import app
 from energybench.suite.methods import COMPRESS_METHODS, CompressSettings
-from tests.report_helpers import run_export_report
+from tests.helpers.report import run_export_report
 
 
 # ---- the whole plug-in: its settings class, its function ...

@@ -23,7 +23,7 @@ from energybench.cli import app
 from energybench.records.types import FlatResult, Output, attr
 from energybench.serve.trials import aggregate_trials, run_trials, trial_summary
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
-from tests.report_helpers import run_export_report
+from tests.helpers.report import run_export_report
 
 
 # ---- the whole plug-in: its settings class, its runner ...

@@ -14,7 +14,7 @@ from energybench.suite.schema import QualityFigure
 from energybench.tasks.base import SRTask
 from energybench.tasks.classification import ClassificationTask
 
-SUITE = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
+SUITE = Path(__file__).resolve().parents[2] / "suites" / "smoke.yaml"
 
 
 def validate(*args: str) -> tuple[int, str]:

@@ -181,7 +181,7 @@ def test_real_process_bad_suite_prints_no_traceback(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "suite", sorted(Path(__file__).parent.parent.glob("suites/*.yaml")), ids=lambda p: p.name
+    "suite", sorted(Path(__file__).parents[2].glob("suites/*.yaml")), ids=lambda p: p.name
 )
 def test_every_shipped_suite_validates(suite: Path) -> None:
     load_suite(suite)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_helpers import ENTRIES, tiny_run
 from typer.testing import CliRunner
 
 from energybench.cli import app
 from energybench.report.export import SCHEMA, TABLES, latex_escape, table_columns
+from tests.helpers.report import ENTRIES, tiny_run
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "export-schema.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "export-schema.md"
 DTYPES = {c: spec["dtype"] for c, spec in SCHEMA.items()}
 
 

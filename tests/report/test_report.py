@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_helpers import ENTRIES, XSS, tiny_run
 from typer.testing import CliRunner
 
 from energybench import __version__
@@ -18,6 +17,7 @@ from energybench.records.store import load_run
 from energybench.report import plots
 from energybench.report.html import render_report
 from energybench.report.tables import leaderboard, phase_rows
+from tests.helpers.report import ENTRIES, XSS, tiny_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")

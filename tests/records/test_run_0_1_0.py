@@ -15,7 +15,7 @@ from energybench import cli
 from energybench.records.check import RunFileError
 from energybench.records.store import STORE_VERSION, load_run
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RUN_010 = FIXTURES / "run-0.1.0"
 
 

@@ -16,7 +16,7 @@ from energybench.serve.adaptive import Variant, stream_once
 from energybench.serve.contention import Contention
 from energybench.serve.policies import POLICIES, DeadlinePolicy, FrameObservation
 from energybench.suite.schema import Adaptive
-from tests.conftest import FakeMeter
+from tests.helpers.fake_meter import FakeMeter
 
 PERIOD = 0.02  # 50 fps
 

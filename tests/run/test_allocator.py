@@ -82,7 +82,7 @@ print(allocator.allocator_settings()["tuned"])
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")
 def test_every_runner_applies_the_setting(tmp_path: Path) -> None:
     """In-process runs and executor jobs (each its own process) all build a Runner."""
-    suite = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
+    suite = Path(__file__).resolve().parents[2] / "suites" / "smoke.yaml"
     args = [sys.executable, "-c", _RUNNER, str(suite), str(tmp_path)]
     out = subprocess.run(args, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -93,7 +93,7 @@ def test_every_runner_applies_the_setting(tmp_path: Path) -> None:
 def test_a_run_records_the_allocator_setting_it_ran_with() -> None:
     import json
 
-    from report_helpers import tiny_run
+    from tests.helpers.report import tiny_run
 
     manifest = json.loads((tiny_run() / "manifest.json").read_text())
     allocator = manifest["environment"]["allocator"]

@@ -22,7 +22,7 @@ from energybench.records.phases import (
 )
 from energybench.records.store import RunData, load_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_010 = ROOT / "tests" / "fixtures" / "run-0.1.0"
 SUITE = ROOT / "suites" / "smoke.yaml"
 

@@ -13,7 +13,7 @@ from energybench.meters.base import EnergyMonitor, LivePower, Source
 from energybench.report.plots import PLAIN_TEXT, quality_vs_iec_figure
 from energybench.report.units import eng
 from energybench.run.progress import power_text
-from tests.conftest import FakeMeter
+from tests.helpers.fake_meter import FakeMeter
 
 
 @pytest.mark.parametrize(

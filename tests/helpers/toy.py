@@ -1,4 +1,4 @@
-"""Fixtures for the compress/serve tests: a tiny photos task and a toy recurrent SR model."""
+"""Helpers and fixtures for compress/serve tests: a tiny photos task and a toy recurrent model."""
 
 from __future__ import annotations
 
