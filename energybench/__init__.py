@@ -1,3 +1,50 @@
-"""energybench: full-cycle (train + compress + serve) energy benchmark for vision models."""
+"""energybench: full-cycle (train + compress + serve) energy benchmark for vision models.
+
+The public surface (stable; everything else may change between releases)::
+
+    measure, Run, MonitorConflictError   # measure your own code (energybench.api)
+    load_suite, run_suite                # run a declarative suite
+    load_run                             # read a run folder into typed records
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
+
+__all__ = [
+    "MonitorConflictError",
+    "Run",
+    "__version__",
+    "load_run",
+    "load_suite",
+    "measure",
+    "run_suite",
+]
+
+# Lazy: ``import energybench`` stays cheap (no torch) until a name is used.
+_LAZY = {
+    "measure": "energybench.api",
+    "Run": "energybench.api",
+    "MonitorConflictError": "energybench.api",
+    "load_suite": "energybench.suite",
+    "run_suite": "energybench.run.runner",
+    "load_run": "energybench.records.store",
+}
+
+if TYPE_CHECKING:
+    from energybench.api import MonitorConflictError, Run, measure
+    from energybench.records.store import load_run
+    from energybench.run.runner import run_suite
+    from energybench.suite import load_suite
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'energybench' has no attribute {name!r}")

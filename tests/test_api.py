@@ -1,0 +1,198 @@
+"""The public Python API, used only through ``import energybench``: measure a user's own code,
+record it in a run folder, and read it back with the same commands a suite's run uses."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import energybench
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = {"sample_period_s": 0.02, "min_window_s": 0.0, "trials": 2, "max_trials": 4}
+H100 = {"devices": [0], "simulate": "h100", "energy": FAST}
+
+SCRIPT = """
+import energybench, torch
+run = energybench.Run({path!r}, suite="loops", entry="matmul", energy={{"meters": ["auto"]}})
+a = torch.randn(64, 64)
+with energybench.measure("finetune", run=run):
+    for _ in range(50): a = torch.tanh(a @ a)
+for _ in range(2):
+    with energybench.measure("serve", run=run) as m:
+        for _ in range(20): a @ a; m.tick()
+run.record_quality(psnr_db=30.0, ssim=0.9)
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "energybench", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_a_ten_line_script_writes_a_run_that_report_and_export_render(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(path=str(run_dir)))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+    run = energybench.load_run(run_dir)
+    phases = run.entry("matmul")
+    assert phases.train is not None and phases.train.measurement is not None
+    assert phases.train.measurement.energy_j and phases.train.measurement.energy_j > 0
+    serve = run.results("matmul")["serve"]
+    group = serve.by_batch["1"]  # type: ignore[attr-defined]
+    assert group.trials_total == 2 and [t.items for t in group.trials] == [20, 20]
+    assert group.energy_per_item_j.mean > 0
+    # an estimate stays an estimate from the window to the record
+    est = phases.train.measurement.is_estimate
+    assert est == any(d.source == "estimate" for d in phases.train.measurement.devices)
+
+    report = _cli("report", str(run_dir), "-o", str(tmp_path / "r.html"))
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "matmul" in html
+    export = _cli("export", str(run_dir), "--format", "csv", "-o", str(tmp_path / "r.csv"))
+    assert export.returncode == 0, export.stderr
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert any(",matmul,train,done," in r for r in rows)
+    assert any(",matmul,serve," in r for r in rows)
+
+
+def test_windows_nest_and_the_outer_window_holds_the_inner_one() -> None:
+    with energybench.measure("outer", **H100) as outer:
+        with energybench.measure("inner", **H100) as inner:
+            sum(range(200_000))
+    assert inner.measurement is not None and outer.measurement is not None
+    assert outer.measurement.duration_s >= inner.measurement.duration_s
+    assert inner.measurement.energy_j is not None and outer.measurement.energy_j is not None
+    assert outer.measurement.energy_j >= inner.measurement.energy_j
+    gpu = [d for d in outer.measurement.devices if d.kind == "gpu"]
+    assert gpu and all(d.simulated for d in gpu)
+    assert "simulated" in outer.measurement.flags
+
+
+def test_threads_measure_at_once_with_their_own_windows() -> None:
+    results: list[energybench.measure] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with energybench.measure("thread", **H100) as m:
+                sum(range(100_000))
+            results.append(m)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(results) == 4 and all(m.measurement is not None for m in results)
+
+
+def test_two_monitors_reading_one_gpu_are_refused() -> None:
+    other = {**H100, "energy": {**FAST, "sample_period_s": 0.05}}
+    with energybench.measure("first", **H100):
+        with pytest.raises(energybench.MonitorConflictError, match="GPU"):
+            with energybench.measure("second", **other):
+                pass
+    with energybench.measure("after", **other) as m:  # the first one is closed: allowed
+        pass
+    assert m.measurement is not None
+
+
+def _hold_gpu(ready: mp.synchronize.Event, stop: mp.synchronize.Event) -> None:
+    with energybench.measure("holder", **H100):
+        ready.set()
+        stop.wait(30)
+
+
+def test_a_gpu_measured_by_another_process_is_refused() -> None:
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_gpu, args=(ready, stop))
+    proc.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(energybench.MonitorConflictError, match="another process"):
+            with energybench.measure("here", **H100):
+                pass
+    finally:
+        stop.set()
+        proc.join(30)
+    with energybench.measure("here", **H100) as m:  # released with the other window
+        pass
+    assert m.measurement is not None
+
+
+def test_the_decorator_adds_one_serve_trial_per_call(tmp_path: Path) -> None:
+    run = energybench.Run(tmp_path / "run", suite="deco", entry="f", energy=FAST)
+
+    @energybench.measure("serve", run=run, items=8, **H100)
+    def serve_batch() -> int:
+        return sum(range(50_000))
+
+    assert serve_batch() == sum(range(50_000))
+    serve_batch()
+    group = energybench.load_run(tmp_path / "run").results("f")["serve"].by_batch["1"]  # type: ignore[attr-defined]
+    assert [t.items for t in group.trials] == [8, 8]
+    assert group.sources and "nvml" in " ".join(group.sources)
+
+
+def test_a_serve_window_without_items_is_refused(tmp_path: Path) -> None:
+    run = energybench.Run(tmp_path / "run", suite="s", entry="e", energy=FAST)
+    with pytest.raises(energybench.errors.UserError, match="served no items"):
+        with energybench.measure("serve", run=run):
+            pass
+
+
+def test_a_phase_is_recorded_once_and_a_name_that_is_no_phase_needs_one(tmp_path: Path) -> None:
+    run = energybench.Run(tmp_path / "run", suite="s", entry="e", energy=FAST)
+    with energybench.measure("finetune", run=run):
+        pass
+    with pytest.raises(energybench.errors.UserError, match="already recorded"):
+        with energybench.measure("train", run=run):
+            pass
+    with pytest.raises(energybench.errors.UserError, match="phase="):
+        energybench.measure("warmup", run=run)
+
+
+def test_entries_from_two_runs_share_one_folder(tmp_path: Path) -> None:
+    for entry in ("a", "b"):
+        run = energybench.Run(tmp_path / "run", suite="s", entry=entry, energy=FAST)
+        with energybench.measure("train", run=run):
+            pass
+    loaded = energybench.load_run(tmp_path / "run")
+    assert loaded.entries == ["a", "b"]
+    with pytest.raises(energybench.errors.UserError, match="holds suite 's'"):
+        energybench.Run(tmp_path / "run", suite="other", entry="c")
+
+
+def test_the_public_surface_resolves_and_hides_the_rest() -> None:
+    for name in energybench.__all__:
+        assert getattr(energybench, name) is not None
+    assert callable(energybench.load_suite) and callable(energybench.run_suite)
+    with pytest.raises(AttributeError):
+        energybench.no_such_name  # noqa: B018
+
+
+def test_importing_the_package_does_not_import_torch() -> None:
+    code = "import sys, energybench; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
