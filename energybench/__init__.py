@@ -30,12 +30,12 @@ _LAZY = {
     "MonitorConflictError": "energybench.api",
     "load_suite": "energybench.suite",
     "run_suite": "energybench.run.runner",
-    "load_run": "energybench.records.store",
+    "load_run": "energybench.plugins.entrypoints",
 }
 
 if TYPE_CHECKING:
     from energybench.api import MonitorConflictError, Run, measure
-    from energybench.records.store import load_run
+    from energybench.plugins.entrypoints import load_run
     from energybench.run.runner import run_suite
     from energybench.suite import load_suite
 

@@ -8,6 +8,7 @@ line pointing to its crash report (traceback, command line, versions), exit 1.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -219,7 +220,7 @@ def run(
     if not no_report:
         from rich.markup import escape
 
-        from energybench.records.store import load_run
+        from energybench.plugins.entrypoints import load_run
         from energybench.report.html import write_report
 
         try:
@@ -253,7 +254,7 @@ def _print_glance(run_dir: Path) -> None:
     """The terminal leaderboard and break-even lines (display only; never fails the run)."""
     from rich.markup import escape
 
-    from energybench.records.store import load_run
+    from energybench.plugins.entrypoints import load_run
     from energybench.report.terminal import glance
 
     try:
@@ -293,8 +294,9 @@ def validate(
 
 
 def _runs(run_dirs: list[Path]):  # noqa: ANN202
+    from energybench.plugins.entrypoints import load_run
     from energybench.records.check import RunFileError
-    from energybench.records.store import NotARunError, load_run
+    from energybench.records.store import NotARunError
 
     try:
         return [load_run(d) for d in run_dirs]
@@ -427,14 +429,19 @@ def meters(
 ) -> None:
     """Which energy meters work on this machine, what they see, and why not."""
     from energybench.meters.factory import UnknownProfileError, probe_meters
+    from energybench.meters.plugins import METERS
+    from energybench.plugins.entrypoints import load_all
 
+    _load_installed_plugins(load_all)
     try:
         statuses = probe_meters(simulate=simulate)
     except UnknownProfileError as exc:
         raise _fail(str(exc)) from None
     for status in statuses:
         mark = "[green]ok[/green]" if status.ok else "[red]unavailable[/red]"
-        console.print(f"[bold]{status.name}[/bold]: {mark}", highlight=False)
+        origin = METERS.origins.get(status.name, "energybench")
+        by = "" if origin == "energybench" else f" ({origin})"
+        console.print(f"[bold]{status.name}[/bold]{by}: {mark}", highlight=False)
         if status.reason:
             console.print(f"  why: {status.reason}", highlight=False)
         if status.fix:
@@ -445,19 +452,35 @@ def meters(
 
 @app.command()
 def models() -> None:
-    """List the registered models and datasets."""
+    """List the registered models, datasets, compression methods and serving scenarios, with
+    where each comes from (energybench, or an installed plug-in)."""
     from energybench.data import DATASETS
     from energybench.models import MODELS
+    from energybench.plugins.entrypoints import load_all
+    from energybench.suite.methods import COMPRESS_METHODS
+    from energybench.suite.scenarios import SERVE_SCENARIOS
 
-    for reg in (MODELS, DATASETS):
+    _load_installed_plugins(load_all)
+    for reg in (MODELS, DATASETS, COMPRESS_METHODS, SERVE_SCENARIOS):
         table = Table(title=f"{reg.kind}s")
         table.add_column("name")
         table.add_column("description")
+        table.add_column("origin")
         for name in reg:
-            table.add_row(name, reg.help(name))
+            table.add_row(name, reg.help(name), reg.origin(name))
         for fam in reg.families():  # tv:<name>, timm:<name>
-            table.add_row(f"{fam.prefix}:<name>", fam.help)
+            table.add_row(f"{fam.prefix}:<name>", fam.help, reg.origin(f"{fam.prefix}:x"))
         console.print(table)
+
+
+def _load_installed_plugins(load_all: Callable[[], dict[str, str]]) -> None:
+    """Load every installed plug-in for a listing; one that fails is named, not fatal."""
+    from energybench.plugins.entrypoints import PluginError
+
+    try:
+        load_all()
+    except PluginError as exc:
+        err.print(f"warning: {exc}", highlight=False, markup=False)
 
 
 def main() -> None:

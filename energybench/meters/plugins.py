@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from energybench.plugins.registry import UnknownNameError, resolve
+from energybench.plugins.registry import CURRENT_ORIGIN, UnknownNameError, resolve
 
 if TYPE_CHECKING:
     from energybench.meters.base import Clock, Meter, MeterStatus
@@ -136,10 +136,12 @@ class MeterRegistry:
     def __init__(self) -> None:
         self._plugins: dict[str, MeterPlugin] = {}
         self.sources: dict[str, bool] = {"unmeasured": MEASURED}
+        self.origins: dict[str, str] = {}  # meter -> "energybench" or the plug-in that added it
 
     def register(self, plugin: MeterPlugin) -> None:
         if plugin.name in self._plugins or plugin.name == AUTO:
             raise ValueError(f"meter '{plugin.name}' is registered twice")
+        self.origins[plugin.name] = CURRENT_ORIGIN.get()
         for label, estimate in plugin.sources.items():
             if self.sources.get(label, estimate) != estimate:
                 raise ValueError(f"source '{label}' is declared measured and estimated")

@@ -5,6 +5,7 @@ It only maps names to callables; it never imports heavy modules until an entry i
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import functools
 import importlib
@@ -14,6 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+#: Who is registering now: "energybench" for built-ins; a plug-in's name while
+#: :func:`energybench.plugins.entrypoints.load_plugins` runs its ``register`` function.
+CURRENT_ORIGIN: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "energybench_origin", default="energybench"
+)
 
 
 class UnknownNameError(KeyError):
@@ -70,6 +77,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, Callable[..., T] | str] = {}
         self._help: dict[str, str] = {}
         self._families: dict[str, Family] = {}
+        self._origins: dict[str, str] = {}
 
     def register_family(
         self,
@@ -82,6 +90,7 @@ class Registry(Generic[T]):
         if prefix in self._families:
             raise ValueError(f"{self.kind} family '{prefix}:' is registered twice")
         self._families[prefix] = Family(prefix, factory, members, help)
+        self._origins[f"{prefix}:"] = CURRENT_ORIGIN.get()
 
     def families(self) -> list[Family]:
         return [self._families[k] for k in sorted(self._families)]
@@ -106,9 +115,20 @@ class Registry(Generic[T]):
     def register(self, name: str, target: Callable[..., T] | str, help: str = "") -> None:
         """Register ``target`` (a factory, or a lazy ``"module:attr"`` path) under ``name``."""
         if name in self._entries:
-            raise ValueError(f"{self.kind} '{name}' is registered twice")
+            raise ValueError(
+                f"{self.kind} '{name}' is registered twice (first by {self.origin(name)}, "
+                f"then by {CURRENT_ORIGIN.get()})"
+            )
         self._entries[name] = target
         self._help[name] = help
+        self._origins[name] = CURRENT_ORIGIN.get()
+
+    def origin(self, name: str) -> str:
+        """Who registered ``name``: "energybench", or the plug-in that did (``prefix:`` names a
+        family)."""
+        fam = self._family_member(name)
+        key = f"{fam[0].prefix}:" if fam is not None and name not in self._entries else name
+        return self._origins.get(key, "energybench")
 
     def __call__(self, name: str, help: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator form of :meth:`register`."""

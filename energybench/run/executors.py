@@ -39,6 +39,7 @@ import submitit
 from rich.console import Console
 
 from energybench.errors import SetupError
+from energybench.plugins.entrypoints import load_plugins
 from energybench.records.store import PHASES, STORE_VERSION, RunStore, atomic_write_json, read_json
 from energybench.run.preflight import check_datasets, check_devices, needed_entries
 from energybench.run.resume import (
@@ -132,6 +133,9 @@ class EntryJob(submitit.helpers.Checkpointable):
             attempt = {"pid": os.getpid(), "node": socket.gethostname(), "job_id": _job_id()}
             fh.write(json.dumps({**attempt, "started_unix_s": time.time()}) + "\n")
         manifest = store.read_manifest()
+        load_plugins(
+            manifest["suite"].get("plugins") or []
+        )  # declared plug-ins, as load_suite does
         suite = Suite.model_validate(manifest["suite"])
         loaded = LoadedSuite(suite=suite, path=Path(manifest["suite_file"]), data=manifest["suite"])
         e = suite.entry(self.entry)

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
@@ -253,6 +254,53 @@ def _problem_from_error(err: ErrorDetails, data: Any, marks: _Marks, file: str) 
     )
 
 
+def _load_declared_plugins(data: dict[str, Any], marks: _Marks, file: str) -> list[Problem]:
+    """Load the plug-ins the suite declares (``plugins:``) before its names are checked; each
+    problem located at its list item. Nothing the suite does not declare is imported."""
+    from energybench.plugins.entrypoints import PluginError, load_plugins
+
+    declared = data.get("plugins")
+    if not isinstance(declared, list):
+        return []  # absent, or the schema reports its type
+    problems = []
+    for i, name in enumerate(declared):
+        if not isinstance(name, str):
+            continue  # the schema reports it
+        try:
+            load_plugins([name])
+        except PluginError as exc:
+            line, col = marks.locate(("plugins", i))
+            problems.append(Problem(file, line, col, f"plugins.{i}", str(exc), loc=("plugins", i)))
+    return problems
+
+
+def _undeclared_hint(declared: Any) -> str:
+    """'; installed plug-ins this suite does not declare: ...' (nothing is loaded to say so)."""
+    from energybench.plugins.entrypoints import undeclared
+
+    names = undeclared(
+        [p for p in declared if isinstance(p, str)] if isinstance(declared, list) else []
+    )
+    if not names:
+        return ""
+    return (
+        f"; installed plug-ins this suite does not declare: {', '.join(names)} (a suite uses a "
+        f"plug-in's names only when it declares it, e.g. `plugins: [{names[0]}]`)"
+    )
+
+
+def _check_origin(reg: Any, name: str, suite: Suite, at: Path_, add: Callable[..., None]) -> None:
+    """A name registered by a plug-in may be used only by a suite that declares the plug-in."""
+    origin = reg.origin(name) if name in reg else "energybench"
+    plugin = origin.removeprefix("plug-in ")
+    if origin != "energybench" and plugin not in suite.plugins:
+        add(
+            at,
+            f"{reg.kind} '{name}' comes from plug-in '{plugin}', which this suite does not "
+            f"declare; add `plugins: [{plugin}]` at the top level",
+        )
+
+
 def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list[Problem]:
     """Cross-field checks: registry names, model params, inherit/uses targets, unique names."""
     from energybench.data import DATASETS
@@ -295,7 +343,13 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                     where = at + ("params", param) if param else at + ("params",)
                     add(where, msg, key=bool(param))
             except UnknownNameError as exc:
-                add(at + ("name",), str(exc))
+                add(at + ("name",), str(exc) + _undeclared_hint(suite.plugins))
+                continue
+            _check_origin(reg, spec.name, suite, at + ("name",), add)
+        for j, step in enumerate(e.compress):
+            _check_origin(COMPRESS_METHODS, step.method, suite, base + ("compress", j), add)
+        for j, sc in enumerate(e.serve):
+            _check_origin(SERVE_SCENARIOS, sc.scenario, suite, base + ("serve", j), add)
         refs = ([("inherit", e.inherit)] if e.inherit else []) + [
             (("uses", k), u) for k, u in enumerate(e.uses)
         ]
@@ -564,10 +618,17 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     def blame(problems: list[Problem]) -> list[Problem]:
         return blame_overrides(blame_defaults(problems, own, defaults, marks, file), overridden)
 
+    plugin_problems = _load_declared_plugins(data, marks, file)
+    if plugin_problems:
+        raise SuiteError(plugin_problems)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         problems = [_problem_from_error(err, data, marks, file) for err in exc.errors()]
+        hint = _undeclared_hint(data.get("plugins"))
+        for prob in problems:
+            if hint and prob.message.startswith("unknown kind"):
+                prob.message += hint
         raise SuiteError(blame(problems)) from None
     problems = blame(_check_references(suite, data, marks, file))
     if problems:

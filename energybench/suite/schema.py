@@ -206,10 +206,11 @@ class DistributedSettings(Strict):
 
 
 def _drop_unset(handler: SerializerFunctionWrapHandler, obj: BaseModel, *keys: str) -> Any:
-    """Serialise ``obj`` without the optional ``keys`` that are None (older hashes unchanged)."""
+    """Serialise ``obj`` without the optional ``keys`` that are None or empty (older hashes
+    unchanged)."""
     data = handler(obj)
     for k in keys:
-        if isinstance(data, dict) and data.get(k, 0) is None:
+        if isinstance(data, dict) and k in data and data[k] in (None, []):
             del data[k]
     return data
 
@@ -430,6 +431,12 @@ class Suite(Strict):
     carbon: CarbonSettings = Field(default_factory=CarbonSettings)
     metric: MetricSettings = Field(default_factory=MetricSettings)
     executor: ExecutorSettings | None = None
+    plugins: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="installed plug-ins (entry points of group 'energybench.plugins') whose "
+        "models, datasets, methods, scenarios, backends or meters this suite names",
+    )
     entries: list[Entry] = Field(min_length=1, max_length=MAX_ENTRIES)
 
     @field_validator("schema_version")
@@ -445,7 +452,12 @@ class Suite(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return _drop_unset(handler, self, "executor")
+        return _drop_unset(handler, self, "executor", "plugins")
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugins(cls, v: list[str]) -> list[str]:
+        return [identifier(p, "plug-in name") for p in v]
 
     @field_validator("name")
     @classmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from energybench.plugins.entrypoints import load_plugins
 from energybench.records.store import atomic_write_json, read_json
 from energybench.train.distributed import (
     TEST_RANK_EXIT_ENV,
@@ -49,6 +50,7 @@ def worker(spec_path: Path) -> None:
         torch.cuda.set_device(device)
     dist.init_process_group(spec["backend"], device_id=device if device.type == "cuda" else None)
     try:
+        load_plugins(spec["suite"].get("plugins") or [])  # declared plug-ins, as load_suite does
         suite = Suite.model_validate(spec["suite"])
         loaded = LoadedSuite(suite=suite, path=Path(spec["suite_file"]), data=spec["suite"])
         store = RunStore(Path(spec["run_dir"]))
