@@ -20,6 +20,7 @@ from energybench import __version__
 
 if TYPE_CHECKING:
     from energybench.records.store import RunData
+    from energybench.suite.schema import Suite
 
 app = typer.Typer(
     name="energybench",
@@ -281,6 +282,7 @@ def validate(
 
     loaded = _load(suite, set_)
     s = loaded.suite
+    _check_weights(s, loaded.path.parent)
     console.print(
         f"[green]ok[/green]: suite '{s.name}' with {len(s.entries)} entries "
         f"({', '.join(e.name for e in s.entries)}); config hash {loaded.config_hash}"
@@ -291,6 +293,18 @@ def validate(
         console.print(f"IEC (ranking): the {ref.describe()}", highlight=False)
     for name, why in unrankable(data).items():
         console.print(f"[yellow]entry '{name}' cannot be ranked: {why}[/yellow]", highlight=False)
+
+
+def _check_weights(suite: Suite, base: Path) -> None:
+    """Declared pretrained weights are in their local cache with their pinned hash (exit 2)."""
+    from energybench.models.weights import WeightsError, check_weights
+
+    for e in suite.entries:
+        if e.model.weights is not None:
+            try:
+                check_weights(e.model.weights, e.model.name, base)
+            except WeightsError as exc:
+                raise _user_error(f"entry '{e.name}': {exc}") from None
 
 
 def _runs(run_dirs: list[Path]):  # noqa: ANN202

@@ -187,6 +187,7 @@ def _phase_items(
             shared=shared,
         )
         items.append((item, w))
+    items += _upstream_items(entry, spec, shared, seen, relation)
     export = backend_export(recs.serve)
     if not shared and export and export.measurement and (entry, "export") not in seen:
         seen.add((entry, "export"))  # the serving backend's one-off export/compile
@@ -208,6 +209,42 @@ def _phase_items(
     for u in spec.get("uses", []):
         items += _phase_items(run, u, True, seen, f"used by {entry}")
     return items
+
+
+def _upstream_items(
+    entry: str, spec: dict[str, Any], shared: bool, seen: set[tuple[str, str]], relation: str
+) -> list[tuple[CostItem, WindowEnergy]]:
+    """The declared energy that produced an entry's pretrained weights (``model.weights``):
+    a cost paid before this suite, counted in TEC as declared (an estimate to this run, never a
+    measurement). An "unknown" figure adds nothing; the TEC table says so."""
+    weights = (spec.get("model") or {}).get("weights") or {}
+    energy = weights.get("upstream_energy_j")
+    if not isinstance(energy, int | float) or (entry, "upstream") in seen:
+        return []
+    seen.add((entry, "upstream"))
+    source = str(weights.get("upstream_source") or "no source given")
+    item = CostItem(
+        label=f"upstream training of {entry}'s weights (declared: {source})"
+        + (f" ({relation})" if shared else ""),
+        phase="upstream",
+        origin=entry,
+        energy_j=float(energy),
+        uncertainty_j=None,
+        source="declared",
+        is_estimate=True,
+        shared=shared,
+    )
+    w = WindowEnergy(
+        energy_j=float(energy),
+        uncertainty_j=None,
+        is_estimate=True,
+        measured_kinds=(),
+        estimated_kinds=("upstream",),
+        estimated_j=float(energy),
+        is_shared=False,
+        sources=("declared",),
+    )
+    return [(item, w)]
 
 
 def backend_export(serve: ServeRecord | None) -> BackendExport | None:

@@ -3,6 +3,8 @@ exits 2 and leaves nothing behind: the entries ``--only`` needs, their datasets,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from energybench.data import DATASETS
 from energybench.data.clipset import DatasetConfigError
 from energybench.errors import SetupError
@@ -76,6 +78,16 @@ def check_datasets(suite: Suite, only: list[str] | None) -> dict[str, Task]:
     for e in needed_entries(suite, only):
         task_for(suite, e, tasks)
     return tasks
+
+
+def check_weights(suite: Suite, only: list[str] | None, base: Path | None) -> None:
+    """Every declared pretrained weight file is in its local cache with its pinned hash
+    (:class:`~energybench.models.weights.WeightsError`, exit 2, before any work)."""
+    from energybench.models.weights import check_weights as check_file
+
+    for e in needed_entries(suite, only):
+        if e.model.weights is not None:
+            check_file(e.model.weights, e.model.name, base)
 
 
 def check_devices(

@@ -44,6 +44,7 @@ from energybench.run.placement import placements
 from energybench.run.preflight import (
     check_datasets,
     check_devices,
+    check_weights,
     needed_entries,
     task_for,
 )
@@ -101,6 +102,7 @@ class Runner:
         simulate: str | None = None,
     ) -> None:
         self.loaded = loaded
+        self.weights: dict[str, dict[str, Any]] = {}  # entry -> the pretrained weights it loaded
         self.suite = loaded.suite
         self.store = store
         self.console = console
@@ -161,7 +163,14 @@ class Runner:
         # the task's context (input channels, size, classes) is part of the recorded spec, so a
         # checkpoint recipe rebuilds exactly this architecture
         spec = {"name": e.model.name, "params": model_kwargs(e.model.name, e.model.params, task)}
-        return build_model(spec, e.uses, upstream).to(device)
+        model = build_model(spec, e.uses, upstream)
+        if e.model.weights is not None:  # pretrained: training fine-tunes from these
+            from energybench.models.weights import load_weights
+
+            self.weights[e.name] = load_weights(
+                model, e.model.weights, e.model.name, self.loaded.path.parent
+            )
+        return model.to(device)
 
     def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
         ckpt = self.store.checkpoint_path(e.name, "train")
@@ -192,6 +201,7 @@ class Runner:
                 measurement=None,
                 model=describe_model(model),
                 checkpoint=saved,
+                weights=self.weights.get(e.name),
             )
             return model
         tr = e.train
@@ -222,6 +232,7 @@ class Runner:
             train=res.to_dict(),
             model=describe_model(model),
             checkpoint=saved,
+            weights=self.weights.get(e.name),
             **self._window_fields(w.measurement, t0),
         )
         return model
@@ -583,6 +594,7 @@ def run_suite(
     try:
         labels = {k: p.label for k, p in check_devices(loaded.suite, only, simulate).items()}
         tasks = check_datasets(loaded.suite, only)  # before a run folder exists, too
+        check_weights(loaded.suite, only, loaded.path.parent)
         if resume is not None:
             require_resumable(store, loaded.suite, phase_hashes(loaded.suite, labels), resume)
         else:

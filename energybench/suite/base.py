@@ -6,10 +6,18 @@ Every bound is declared here, once (see :mod:`energybench.suite.schema`).
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 KNOWN_SCHEMA_VERSIONS = (1,)
@@ -93,12 +101,65 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+class WeightsSpec(Strict):
+    """Pretrained weights a model starts from: a local file, a file of the local Hugging Face
+    cache, or a torchvision weight set in torch's cache; always pinned by sha256 (see
+    :mod:`energybench.models.weights`). ``upstream_energy_j``: the declared energy that
+    produced them (counted in TEC as a declared, not measured, cost), or "unknown"."""
+
+    path: str | None = Field(None, max_length=4096, description="a local file (suite-relative)")
+    hf: str | None = Field(
+        None, max_length=MAX_NAME, pattern=r"^[\w.-]+/[\w.-]+$", description="org/repo"
+    )
+    revision: str | None = Field(
+        None, pattern=r"^[0-9a-f]{40}$", description="the repo's commit (40 hex), with hf"
+    )
+    file: str | None = Field(None, max_length=1024, description="the file in the repo, with hf")
+    torchvision: str | None = Field(
+        None, max_length=MAX_NAME, description="a torchvision weight set, e.g. IMAGENET1K_V1"
+    )
+    sha256: str = Field(pattern=SHA256, description="sha256 of the file (64 lower-case hex)")
+    strict: bool = Field(True, description="every parameter of the model must be in the file")
+    upstream_energy_j: float | Literal["unknown"] = Field(
+        "unknown", description="energy that produced these weights (J), or 'unknown'"
+    )
+    upstream_source: str = Field(
+        "", max_length=MAX_TEXT, description="where the upstream figure comes from"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WeightsSpec:
+        given = [k for k in ("path", "hf", "torchvision") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "weights need exactly one of path, hf (with revision and file) or torchvision; "
+                f"found {', '.join(given) or 'none'}"
+            )
+        if self.hf is not None and (self.revision is None or self.file is None):
+            raise ValueError("weights from hf need revision (a 40-hex commit) and file")
+        up = self.upstream_energy_j
+        if isinstance(up, float) and not (math.isfinite(up) and up >= 0):
+            raise ValueError("upstream_energy_j must be a finite energy >= 0 J or 'unknown'")
+        return self
+
+
 class ModelSpec(Strict):
     """A registered model and its constructor parameters (checked at validate, see
-    :data:`PARAM_BOUNDS`)."""
+    :data:`PARAM_BOUNDS`), and the pretrained weights it starts from (if any)."""
 
     name: str = Field(max_length=MAX_NAME)
     params: dict[str, Any] = Field(default_factory=dict)
+    weights: WeightsSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("weights", 0) is None:
+            del data["weights"]  # suites without weights keep their config hashes
+        return data
 
 
 class DatasetSpec(Strict):

@@ -1,0 +1,155 @@
+"""Pretrained weights from local caches only, pinned by sha256: a suite fine-tunes and serves a
+torchvision ResNet-18 from torch's hub cache, with its declared upstream cost in TEC; a wrong
+hash or an absent file stops validate and run before any work (exit 2)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+SUITE = """\
+name: pretrained
+defaults:
+  dataset: {{name: digits, params: {{seed: 0}}}}
+  evaluate: {{split: test, max_items: 16}}
+energy:
+  meters: [estimate]
+  idle_baseline_s: 0
+  min_window_s: 0
+  min_window_iters: 2
+  trials: 1
+  max_trials: 1
+  allow_estimates_in_ranking: true
+metric:
+  quality: top1
+  iec_scenario: throughput
+entries:
+  - name: resnet18-ft
+    model:
+      name: "tv:resnet18"
+      weights: {{{weights}}}
+    train: {{steps: 2, batch_size: 4}}
+    serve:
+      - {{scenario: throughput, batch_sizes: [1], warmup: 1, iterations: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A torch hub cache holding ResNet-18 weights under torchvision's file name."""
+    import torchvision
+
+    home = tmp_path_factory.mktemp("torch-home")
+    url = torchvision.models.get_model_weights("resnet18")["IMAGENET1K_V1"].url
+    path = home / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return home, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cli(home: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TORCH_HOME": str(home), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "energybench", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)  # fmt: skip
+
+
+def test_a_suite_finetunes_and_serves_cached_weights_with_upstream_cost_in_tec(
+    torch_home: tuple[Path, str], tmp_path: Path
+) -> None:
+    home, sha = torch_home
+    weights = (f"torchvision: IMAGENET1K_V1, sha256: {sha}, strict: false, "
+               "upstream_energy_j: 5.0e+9, upstream_source: 'model card (hypothetical)'")  # fmt: skip
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE.format(weights=weights))
+    out = tmp_path / "results"
+    done = _cli(home, "run", str(suite), "--out", str(out), "--report", str(tmp_path / "r.html"),
+                cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (out / "pretrained").iterdir()
+    import energybench
+
+    train = energybench.load_run(run_dir).entry("resnet18-ft").train
+    assert train is not None and train.done
+    loaded = train.model_extra["weights"]  # type: ignore[index]
+    assert loaded["sha256"] == sha and "fc.weight" in loaded["skipped_keys"]
+    csv_path = tmp_path / "r.csv"
+    assert _cli(home, "export", str(run_dir), "--format", "csv", "-o", str(csv_path),
+                cwd=tmp_path).returncode == 0  # fmt: skip
+    rows = list(csv.DictReader(csv_path.open()))
+    tec = [float(r["tec_j"]) for r in rows if r["tec_j"] and r["entry"] == "resnet18-ft"]
+    assert tec and all(t >= 5.0e9 for t in tec)  # the declared upstream cost is in TEC
+    assert "declared" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_wrong_hash_stops_before_any_work(
+    torch_home: tuple[Path, str], tmp_path: Path, command: str
+) -> None:
+    home, _ = torch_home
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE.format(weights=f"torchvision: IMAGENET1K_V1, sha256: {'ab' * 32}"))
+    done = _cli(home, command, str(suite), "--out" if command == "run" else "--set",
+                str(tmp_path / "results") if command == "run" else "name=pretrained",
+                cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "not the pinned" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_weights_absent_from_the_cache_say_how_to_fetch_them(tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE.format(weights=f"torchvision: IMAGENET1K_V1, sha256: {'ab' * 32}"))
+    done = _cli(tmp_path / "empty-home", "validate", str(suite), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "not in torch's local cache" in done.stderr and "get_model" in done.stderr
+
+
+def test_hugging_face_weights_come_from_the_local_cache_only(tmp_path: Path) -> None:
+    from energybench.models.weights import WeightsError, check_weights
+    from energybench.suite.base import WeightsSpec
+
+    rev = "a" * 40
+    snap = tmp_path / "hub" / "models--org--tiny" / "snapshots" / rev
+    snap.mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, str(snap / "model.safetensors"))
+    sha = hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
+    spec = WeightsSpec(hf="org/tiny", revision=rev, file="model.safetensors", sha256=sha)
+    code = (
+        "from energybench.models.weights import check_weights, read_weights\n"
+        "from energybench.suite.base import WeightsSpec\n"
+        f"spec = WeightsSpec.model_validate({spec.model_dump()!r})\n"
+        "p = check_weights(spec, 'x')\nprint(sorted(read_weights(p, spec.sha256)))\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(REPO)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+    assert done.stdout.strip() == "['w']", done.stderr
+    missing = WeightsSpec(hf="org/absent", revision=rev, file="model.safetensors", sha256=sha)
+    with pytest.raises(WeightsError, match="hf download org/absent"):
+        check_weights(missing, "x")
+
+
+def test_a_weights_declaration_names_exactly_one_source() -> None:
+    from pydantic import ValidationError
+
+    from energybench.suite.base import WeightsSpec
+
+    with pytest.raises(ValidationError, match="exactly one"):
+        WeightsSpec(path="a.pt", torchvision="IMAGENET1K_V1", sha256="0" * 64)
+    with pytest.raises(ValidationError, match="revision"):
+        WeightsSpec(hf="org/repo", sha256="0" * 64)
+    with pytest.raises(ValidationError, match="finite"):
+        WeightsSpec(path="a.pt", sha256="0" * 64, upstream_energy_j=float("inf"))
