@@ -68,7 +68,7 @@ def test_a_suite_finetunes_and_serves_cached_weights_with_upstream_cost_in_tec(
 ) -> None:
     home, sha = torch_home
     weights = (f"torchvision: IMAGENET1K_V1, sha256: {sha}, strict: false, "
-               "upstream_energy_j: 5.0e+9, upstream_source: 'model card (hypothetical)'")  # fmt: skip
+               "upstream_energy_j: 5.0e+9, upstream_source: 'model card (made up)'")  # fmt: skip
     suite = tmp_path / "s.yaml"
     suite.write_text(SUITE.format(weights=weights))
     out = tmp_path / "results"
