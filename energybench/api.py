@@ -206,6 +206,8 @@ class measure(ContextDecorator):  # noqa: N801 - used like a function, as codeca
         self.energy = EnergySettings.model_validate(energy or {})
         self.simulate = simulate
         self.measurement: Measurement | None = None
+        #: what a run records beside the window (train: steps, samples, final_loss, ...)
+        self.stats: dict[str, Any] = {}
         self._ticks: list[float] = []
         self._counted = 0
         self._stack: list[tuple[_Monitor, str, float]] = []
@@ -385,7 +387,8 @@ class Run:
                     )
                 rec = self._base(phase, meas, started_unix_s)
                 if phase == "train":
-                    rec["train"] = {"seconds": meas.duration_s}
+                    stats = dict(window.stats) if window is not None else {}
+                    rec["train"] = {"seconds": meas.duration_s, **stats}
                 elif phase == "compress":
                     rec["methods"] = [
                         {
