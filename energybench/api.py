@@ -38,6 +38,7 @@ from energybench import __version__
 from energybench.errors import UserError
 from energybench.meters.base import EnergyMonitor, Measurement
 from energybench.records.phases import PHASE_ORDER
+from energybench.records.seal import write_seal
 from energybench.suite.schema import SCHEMA_VERSION, EnergySettings, Suite
 
 #: Window names that are not phase names but record as one (``measure("finetune", run=...)``).
@@ -399,6 +400,7 @@ class Run:
                         }
                     ]
             self.store.write_phase(self.entry, phase, rec)
+            write_seal(self.store.root)
 
     def record_quality(self, split: str = "test", **scores: float) -> None:
         """Record the entry's quality (e.g. ``psnr_db=31.2``, ``ssim=0.91``, ``top1=0.76``)."""
@@ -413,6 +415,7 @@ class Run:
                 "quality": quality,
             }
             self.store.write_phase(self.entry, "evaluate", rec)
+            write_seal(self.store.root)
 
     def _common(self, phase: str) -> dict[str, Any]:
         from energybench.records.store import STORE_VERSION

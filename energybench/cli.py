@@ -339,6 +339,33 @@ def report(
 
 
 @app.command()
+def site(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (any suites, machines).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the site in.")],
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Submission checker: refuse any run that is incomplete, damaged, of an unknown "
+            "store version, or whose records do not match its seal (nothing is written).",
+        ),
+    ] = False,
+) -> None:
+    """Build a static, offline leaderboard site over many runs: a page per suite (every run and
+    machine, with filters) and a page per entry (phases, provenance, traces)."""
+    from energybench.report.site import SiteCheckError, build_site
+
+    _check_outputs({}, {"-o/--output": output})
+    try:
+        index = build_site(list(run_dirs), output, check=check)
+    except (SiteCheckError, ValueError) as exc:  # UserErrors are ValueErrors here too
+        raise _user_error(exc) from None
+    except OSError as exc:
+        raise _write_failed(exc, output) from None
+    console.print(f"site: [bold]{index}[/bold] ({len(run_dirs)} run(s))")
+
+
+@app.command()
 def export(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
     format_: Annotated[

@@ -29,6 +29,7 @@ from energybench.errors import SetupError
 from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
 from energybench.records.check import RunFileError, read_record
+from energybench.records.seal import write_seal
 from energybench.records.store import (
     PHASES,
     STORE_VERSION,
@@ -481,6 +482,7 @@ class Runner:
             if self.suite.energy.idle_after:
                 self._idle_baseline("after")
             self._write_manifest(finished=True)
+        write_seal(self.store.root)  # after the meters closed: their traces are complete
         return self.outcome
 
     def _gpus_used(self, e: Entry) -> set[int]:
