@@ -22,7 +22,8 @@ defaults:
   evaluate: {{max_items: 1}}
 energy: {{meters: [estimate], idle_baseline_s: 0, min_window_s: 0, min_window_iters: 2,
           trials: 2, max_trials: 2, allow_estimates_in_ranking: true}}
-metric: {{quality: psnr_db, iec_scenario: throughput, usage_intensities: [{{mui: 1000}}, {{mui: 1.0e+7}}]}}
+metric: {{quality: psnr_db, iec_scenario: throughput,
+          usage_intensities: [{{mui: 1000}}, {{mui: 1.0e+7}}]}}
 entries:
   - name: bicubic
     model: {{name: bicubic}}
