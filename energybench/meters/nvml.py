@@ -369,6 +369,9 @@ class NvmlMeter(Meter):
             found = (now, tuple(sorted(set(others))))
             with self._plock:
                 (g.foreign if self._pids.matchable else g.unknown).append(found)
+            note = f"{self._pids.note}: sharing not checked"
+            if not self._pids.matchable and note not in g.notes:
+                g.notes.append(note)
 
     def _reader(self, g: _Gpu) -> Callable[[], Reading]:
         power = self._power_fn(g)
@@ -538,8 +541,8 @@ class NvmlMeter(Meter):
         unchecked: list[str] = []  # an unreadable process list is in the GPU's notes already
         if unknown:
             unchecked.append(
-                f"sharing not checked: {self._pids.note} (pids {', '.join(map(str, unknown))} "
-                "may be this run's own)"
+                f"sharing not checked: NVML pids {', '.join(map(str, unknown))} seen in this "
+                "window may be this run's own (PID namespace)"
             )
         return reasons, unchecked
 
