@@ -159,8 +159,9 @@ def run(
             "--simulate",
             metavar="PROFILE",
             help="Dry-run on simulated NVIDIA GPUs (h100, a100, 2xh100, gh200, h100-mig, "
-            "h100-shared): models run on the CPU, the simulated GPUs are measured through the "
-            "real NVML code path, and every figure is labelled simulated.",
+            "h100-shared, h100-container, 4xgh200, gb200): models run on the CPU, the "
+            "simulated GPUs are measured through the real NVML code path, and every figure is "
+            "labelled simulated.",
         ),
     ] = None,
     executor: Annotated[
@@ -464,7 +465,8 @@ def meters(
             "--simulate",
             metavar="PROFILE",
             help="Probe a simulated GPU server instead of NVML: h100, a100, 2xh100, gh200, "
-            "h100-mig or h100-shared (figures from it are marked simulated).",
+            "h100-mig, h100-shared, h100-container, 4xgh200 or gb200 (figures from it are "
+            "marked simulated).",
         ),
     ] = None,
 ) -> None:

@@ -26,6 +26,7 @@ FLAG_INCOMPLETE = "incomplete"  # a device could not be measured for the whole w
 FLAG_METER_ERROR = "meter-error"  # a meter raised in end(); its devices are missing
 FLAG_ESTIMATE = "estimate"  # at least one charged figure comes from a power model, not a meter
 FLAG_SHARED_DEVICE = "shared-device"  # a charged GPU was in MIG mode or ran another process
+FLAG_SHARING_NOT_CHECKED = "sharing-not-checked"  # a charged GPU's other processes unknown
 FLAG_SIMULATED = "simulated"  # a figure comes from a simulated device (``--simulate``)
 
 
@@ -83,7 +84,12 @@ class DeviceEnergy:
     work measured (another entry's GPU): it is recorded, never summed. ``shared`` marks a GPU in
     MIG mode or running another process's work (its energy is not the run's alone).
     ``constant_power`` marks a power *model* without a load term (codecarbon's RAM): its
-    static/dynamic split is not applicable. ``cuda_position`` is the torch index of a GPU.
+    static/dynamic split is not applicable. ``cuda_position`` is the torch index of a GPU;
+    ``cuda_positions`` every torch index a record covers where it is more than one (a GB200
+    module: two GPUs, one Grace). ``sharing_checked`` is False where other processes' work on
+    the GPU could not be checked (process list unreadable, or pids unmatchable in a
+    container): not shared, with the reason in ``issues``. ``cpu_side`` marks a superchip
+    module charged to CPU-only windows (see :func:`_charged`).
     """
 
     device: str  # stable id: "gpu:<uuid>", "cpu:package-0", "dram:0", "cpu:estimate", ...
@@ -106,6 +112,9 @@ class DeviceEnergy:
     simulated: bool = False
     constant_power: bool = False
     cuda_position: int | None = None
+    cuda_positions: list[int] = field(default_factory=list)
+    sharing_checked: bool = True
+    cpu_side: bool = True
 
     @property
     def is_estimate(self) -> bool:
@@ -446,6 +455,8 @@ class EnergyMonitor:
                 flags.append(f"{FLAG_INCOMPLETE}:{d.device}")
             if d.shared:
                 flags.append(f"{FLAG_SHARED_DEVICE}:{d.device}")
+            if not d.sharing_checked:
+                flags.append(f"{FLAG_SHARING_NOT_CHECKED}:{d.device}")
         if meas.is_estimate:
             flags.append(FLAG_ESTIMATE)
         if meas.is_simulated:
@@ -553,15 +564,21 @@ class EnergyMonitor:
 def _charged(d: DeviceEnergy, gpus: frozenset[int] | None) -> bool:
     """Whether a window using the GPUs ``gpus`` (None: all) is charged for device ``d``.
 
-    Host devices (CPU, RAM) are always charged. A GPU is charged when its torch position is
-    used. A superchip module (GPU + CPU + memory) is charged too when the work runs on the CPU
-    only, since its counter is then the only figure of that CPU.
+    Host devices (CPU, RAM) are always charged. A GPU (or superchip module) is charged when one
+    of its torch positions is used. A window that uses no GPU (CPU-side work) on a superchip
+    node is charged the modules whose Grace CPUs the run may use (``cpu_side``: NVML's CPU
+    affinity of the module meets the process's CPU affinity; every module where either is
+    unknown), since their counters are the only figure of those CPUs. The rule depends on the
+    device and the process only, never on what else the suite runs.
     """
     if gpus is None or d.kind not in ("gpu", "module"):
         return True
     if d.kind == "module" and not gpus:
-        return True
-    return d.cuda_position is not None and d.cuda_position in gpus
+        return d.cpu_side
+    positions = set(d.cuda_positions)
+    if d.cuda_position is not None:
+        positions.add(d.cuda_position)
+    return bool(positions & gpus)
 
 
 def _split_static(d: DeviceEnergy, idle_w: float | None, duration_s: float) -> None:

@@ -26,6 +26,7 @@ from energybench.meters.base import (
     MeterStatus,
 )
 from energybench.meters.nvml_device import GpuBackend, PynvmlBackend
+from energybench.meters.pidns import ProcView
 from energybench.meters.plugins import (
     METERS,
     MeterContext,
@@ -39,6 +40,7 @@ from energybench.meters.sim.profiles import (
     BusyGpus,
     UnknownProfileError,
     simulated_gpu_count,
+    simulated_host,
     simulated_nvml,
 )
 from energybench.suite.schema import EnergySettings
@@ -150,7 +152,13 @@ def build_monitor(
     auto = "auto" in names
     busy: BusyGpus | None = None
     env: str | None = None
+    proc: ProcView | None = None
+    cpus: Callable[[], frozenset[int] | None] | None = None
     if simulate is not None:
+        sim_host = simulated_host(simulate)
+        proc = sim_host.proc
+        if sim_host.cpus is not None:
+            cpus = lambda: sim_host.cpus  # noqa: E731 - the simulated run's CPU affinity
         busy = BusyGpus()
         fake = simulated_nvml(simulate, clock or SYSTEM_CLOCK, busy=busy)
         gpu_backend = PynvmlBackend(fake)
@@ -171,6 +179,8 @@ def build_monitor(
         torch_uuids=torch_uuids,
         own_pids=own_pids,
         simulated=simulate is not None,
+        proc=proc,
+        cpu_affinity=cpus,
     )
     meters: list[Meter] = []
     gpu = _gpu_meter(ctx, names, auto)
@@ -261,10 +271,16 @@ def probe_meters(
     ``simulated``). Where a GPU meter covers the host (a superchip), host meters are reported
     as not used.
     """
+    proc: ProcView | None = None
     if simulate is not None:
         gpu_backend = PynvmlBackend(simulated_nvml(simulate))
+        proc = simulated_host(simulate).proc
     ctx = MeterContext(
-        probe_s=probe_s, gpu_backend=gpu_backend, rapl_fs=rapl_fs, simulated=simulate is not None
+        probe_s=probe_s,
+        gpu_backend=gpu_backend,
+        rapl_fs=rapl_fs,
+        simulated=simulate is not None,
+        proc=proc,
     )
     gpus = [p.status(ctx) for p in METERS.role("gpu")]
     if simulate is not None:

@@ -44,6 +44,7 @@ from energybench.meters.nvml_device import (
     GpuDevice,
     GpuError,
     GpuLostError,
+    GpuNoPermissionError,
     GpuNotSupportedError,
 )
 from energybench.meters.nvml_probe import UpdatePeriods, probe_update_periods
@@ -51,6 +52,7 @@ from energybench.meters.nvml_uncertainty import (
     counter_uncertainty_j,
     integrated_uncertainty_j,
 )
+from energybench.meters.pidns import PidView, ProcView, pid_view, run_keys
 from energybench.meters.plugins import Source
 from energybench.meters.sampler import PowerSampler, Reading, WindowStats
 
@@ -77,6 +79,14 @@ NVML_INTEGRATED = Source("nvml-power-integrated")  # sampled power, trapezoid-in
 
 
 # =============================================================================== the meter
+def _process_cpus() -> frozenset[int] | None:
+    """The CPUs this process may run on (``os.sched_getaffinity``), None where unknown."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return None
+
+
 @dataclass
 class _Gpu:
     target: GpuTarget
@@ -94,6 +104,15 @@ class _Gpu:
     procs_ok: bool = True
     procs_checked_s: float | None = None  # monotonic time of the last process check
     foreign: list[tuple[float, tuple[int, ...]]] = field(default_factory=list)
+    unknown: list[tuple[float, tuple[int, ...]]] = field(default_factory=list)  # unmatchable
+    positions: list[int | None] = field(default_factory=list)  # torch positions it covers
+    cpus: frozenset[int] | None = None  # CPUs attached (a superchip's Grace)
+    cpu_side: bool = True  # a CPU-only window is charged this module
+    counter_gpu_only: bool = False  # a module whose energy counter covers the GPU alone
+
+    def __post_init__(self) -> None:
+        if not self.positions:
+            self.positions = [self.target.cuda_position]
 
 
 @dataclass
@@ -110,6 +129,53 @@ class _Window:
     edges: dict[str, _Edge]
 
 
+def _module(tgt: GpuTarget, uuid: str, name: str, run_cpus: frozenset[int] | None) -> _Gpu:
+    """A superchip module. Its scope label follows what its counter really covers: where the
+    module energy field is not supported, ``nvmlDeviceGetTotalEnergyConsumption`` counts the
+    GPU alone and is not used for the module (module-scope power is integrated instead); where
+    no module-scope field works at all the device is a GPU (GPU-only counter, Grace CPU and
+    memory not measured). It is charged to CPU-only windows (``cpu_side``) when its Grace CPUs
+    are among the CPUs the run may use, or when either is unknown."""
+    dev = tgt.device
+    cpus = dev.cpu_affinity()
+    try:
+        counter_scope = dev.counter_scope()
+    except GpuError:
+        counter_scope = "module"  # lost or failing now: the window edges will say so
+    if counter_scope != "module" and not _module_power_works(dev):
+        g = _Gpu(tgt, f"gpu:{uuid}", uuid, f"{name} (GPU only)")
+        g.notes.append(
+            "superchip whose module-scope fields are not supported by this driver: energy is "
+            "nvmlDeviceGetTotalEnergyConsumption, the GPU alone; the Grace CPU and memory are "
+            "not measured by NVML"
+        )
+        return g
+    g = _Gpu(tgt, f"module:{uuid}", uuid, f"{name} ({MODULE_LABEL})", kind="module", cpus=cpus)
+    g.cpu_side = cpus is None or run_cpus is None or bool(cpus & run_cpus)
+    g.notes.append(
+        f"superchip: NVML reports {MODULE_LABEL} energy (read with NVML_POWER_SCOPE_MODULE), "
+        "not the GPU alone; no CPU/RAM figure is added on top of it"
+    )
+    if counter_scope != "module":
+        g.counter_gpu_only = True
+        g.notes.append(
+            "the module energy field (NVML_FI_DEV_ENERGY, module scope) is not supported by "
+            "this driver and nvmlDeviceGetTotalEnergyConsumption counts the GPU only: module "
+            "energy is integrated from module-scope power"
+        )
+    return g
+
+
+def _module_power_works(dev: GpuDevice) -> bool:
+    for fn in (dev.power_instant_mw, dev.power_usage_mw):
+        try:
+            fn()
+            return True
+        except GpuError:
+            continue
+    return False
+
+
 class NvmlMeter(Meter):
     """Energy of the GPUs a run uses: counter deltas first, integrated power as cross-check.
 
@@ -122,6 +188,10 @@ class NvmlMeter(Meter):
     called (for virtual-clock tests). The power trace goes to ``trace_dir/power-nvml.csv``.
     ``own_pids`` returns the pids whose GPU work is the run's own (default :func:`run_pids`:
     this process and its children); ``simulated`` marks every record as simulated.
+    ``pid_view_`` / ``proc`` say whether the run is in a PID namespace (default: read from
+    ``/proc``, see :mod:`~energybench.meters.pidns`); ``cpu_affinity`` returns the CPUs the
+    run may use (default ``os.sched_getaffinity(0)``), which decides the superchip modules a
+    CPU-only window is charged (:func:`_module`).
     """
 
     name = "nvml"
@@ -140,6 +210,9 @@ class NvmlMeter(Meter):
         on_close: Callable[[], None] | None = None,
         own_pids: Callable[[], set[int]] | None = None,
         simulated: bool = False,
+        pid_view_: PidView | None = None,
+        proc: ProcView | None = None,
+        cpu_affinity: Callable[[], frozenset[int] | None] | None = None,
     ) -> None:
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.sample_period_s = sample_period_s
@@ -150,20 +223,26 @@ class NvmlMeter(Meter):
         self.simulated = simulated
         self._own_pids = own_pids or run_pids
         self._on_close = on_close
+        self._pids = pid_view(proc) if pid_view_ is None else pid_view_
+        self._proc = proc
         self._gpus: list[_Gpu] = []
+        run_cpus = (cpu_affinity or _process_cpus)()
         for t in targets:
             tgt = t if isinstance(t, GpuTarget) else GpuTarget(t)
             uuid = tgt.device.uuid()
             name = tgt.device.name()
-            if tgt.device.scope() == "module":
-                g = _Gpu(tgt, f"module:{uuid}", uuid, f"{name} ({MODULE_LABEL})", kind="module")
-                g.notes.append(
-                    f"superchip: NVML reports {MODULE_LABEL} energy (read with "
-                    "NVML_POWER_SCOPE_MODULE), not the GPU alone; no CPU/RAM figure is added on "
-                    "top of it"
+            if tgt.device.scope() != "module":
+                self._gpus.append(_Gpu(tgt, f"gpu:{uuid}", uuid, name))
+                continue
+            g = _module(tgt, uuid, name, run_cpus)
+            lead = next((x for x in self._gpus if x.cpus and x.cpus == g.cpus), None)
+            if g.kind == "module" and lead is not None:  # GB200: one Grace, two GPUs
+                lead.positions.append(tgt.cuda_position)
+                lead.notes.append(
+                    f"GPU {uuid} shares this module (one Grace CPU): the module is read once, "
+                    "on this GPU, and charged to a window using either GPU"
                 )
-            else:
-                g = _Gpu(tgt, f"gpu:{uuid}", uuid, name)
+                continue
             self._gpus.append(g)
         self.sampler: PowerSampler | None = None
         self._windows: dict[str, _Window] = {}
@@ -195,8 +274,9 @@ class NvmlMeter(Meter):
         for g in self._gpus:
             dev = g.target.device
             try:
-                dev.total_energy_mj()
-                g.counter_ok = True
+                if not g.counter_gpu_only:
+                    dev.total_energy_mj()
+                    g.counter_ok = True
             except GpuNotSupportedError:
                 g.notes.append(
                     "no energy counter (needs Volta or newer): energy is integrated power"
@@ -262,24 +342,36 @@ class NvmlMeter(Meter):
         return dev.power_instant_mw if g.power_channel == "instant" else dev.power_usage_mw
 
     def _check_procs(self, g: _Gpu, now: float) -> None:
-        """Record other processes' compute work on ``g`` at monotonic time ``now``."""
+        """Record other processes' compute work on ``g`` at monotonic time ``now``.
+
+        A pid that is not the run's is another process's where NVML's pids can be matched
+        (outside a PID namespace, or inside one whose host pids are visible); inside a
+        container whose host pids are not visible it is *unknown* (sharing not checked).
+        A process list NVML does not give (not supported, no permission) is noted once."""
         if not g.procs_ok:
             return
         g.procs_checked_s = now
         try:
             pids = g.target.device.compute_pids()
-        except GpuNotSupportedError:
+        except (GpuNotSupportedError, GpuNoPermissionError) as exc:
             g.procs_ok = False
-            g.notes.append("the GPU's process list is not readable: sharing not checked")
+            why = "no permission" if isinstance(exc, GpuNoPermissionError) else "not supported"
+            g.notes.append(
+                f"the GPU's process list is not readable ({why}: {exc}): sharing not checked"
+            )
             return
         me = os.getpid()
         others = [p for p in pids if p != me]
         if others:
-            own = self._own_pids()
+            own = run_keys(self._own_pids(), self._pids, self._proc)
             others = [p for p in others if p not in own]
         if others:
+            found = (now, tuple(sorted(set(others))))
             with self._plock:
-                g.foreign.append((now, tuple(sorted(set(others)))))
+                (g.foreign if self._pids.matchable else g.unknown).append(found)
+            note = f"{self._pids.note}: sharing not checked"
+            if not self._pids.matchable and note not in g.notes:
+                g.notes.append(note)
 
     def _reader(self, g: _Gpu) -> Callable[[], Reading]:
         power = self._power_fn(g)
@@ -415,6 +507,8 @@ class NvmlMeter(Meter):
                             issues=[*g.target.issues, *g.notes, f"measurement failed: {exc!r}"],
                             simulated=self.simulated,
                             cuda_position=g.target.cuda_position,
+                            cuda_positions=[p for p in g.positions if p is not None],
+                            cpu_side=g.cpu_side,
                         )
                     )
             self._prune_foreign()
@@ -425,9 +519,11 @@ class NvmlMeter(Meter):
         with self._plock:
             for g in self._gpus:
                 g.foreign = [(t, p) for t, p in g.foreign if t >= oldest]
+                g.unknown = [(t, p) for t, p in g.unknown if t >= oldest]
 
-    def _sharing(self, g: _Gpu, t0: float, t1: float) -> list[str]:
-        """Why ``g``'s energy in [t0, t1] is not the run's alone (empty: it is)."""
+    def _sharing(self, g: _Gpu, t0: float, t1: float) -> tuple[list[str], list[str]]:
+        """Why ``g``'s energy in [t0, t1] is not the run's alone, and why that could not be
+        checked (both empty: it is the run's alone)."""
         reasons: list[str] = []
         if g.target.mig:
             reasons.append(
@@ -436,12 +532,19 @@ class NvmlMeter(Meter):
             )
         with self._plock:
             pids = sorted({p for t, ps in g.foreign if t0 <= t <= t1 for p in ps})
+            unknown = sorted({p for t, ps in g.unknown if t0 <= t <= t1 for p in ps})
         if pids:
             reasons.append(
                 "shared device: other processes ran compute work on this GPU during the window "
                 f"(pids {', '.join(map(str, pids))}); its energy is not this run's alone"
             )
-        return reasons
+        unchecked: list[str] = []  # an unreadable process list is in the GPU's notes already
+        if unknown:
+            unchecked.append(
+                f"sharing not checked: NVML pids {', '.join(map(str, unknown))} seen in this "
+                "window may be this run's own (PID namespace)"
+            )
+        return reasons, unchecked
 
     def _energy(self, g: _Gpu, win: _Window, t1: float, stats: WindowStats | None) -> DeviceEnergy:
         assert self.sampler is not None
@@ -529,7 +632,7 @@ class NvmlMeter(Meter):
                 "flag": bool(rel > self.cross_check_threshold and duration >= min_s),
                 "min_window_s": min_s,
             }
-        sharing = self._sharing(g, win.t0, t1)
+        sharing, unchecked = self._sharing(g, win.t0, t1)
         return DeviceEnergy(
             device=g.id,
             kind=g.kind,
@@ -541,11 +644,14 @@ class NvmlMeter(Meter):
             peak_power_w=stats.peak_w if stats else None,
             samples=stats.samples if stats else 0,
             complete=complete,
-            issues=issues + sharing,
+            issues=issues + sharing + unchecked,
             cross_check=cross,
             shared=bool(sharing),
+            sharing_checked=g.procs_ok and not unchecked,
             simulated=self.simulated,
             cuda_position=g.target.cuda_position,
+            cuda_positions=[p for p in g.positions if p is not None],
+            cpu_side=g.cpu_side,
         )
 
     def live_power_w(self) -> float | None:

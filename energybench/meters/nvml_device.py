@@ -28,6 +28,8 @@ POWER_USAGE_AVERAGE_S = 1.0
 SUPERCHIP_RE = re.compile(r"\b(GH|GB)\d{3}\b|Grace", re.IGNORECASE)
 #: GA100 products: ``nvmlDeviceGetPowerUsage`` is instantaneous there (nvidia-smi docs).
 GA100_RE = re.compile(r"\bA(100|30)\b", re.IGNORECASE)
+#: 64-bit words asked of ``nvmlDeviceGetCpuAffinity`` (4096 CPUs).
+CPU_SET_WORDS = 64
 _INSTANT_USAGE_ARCHS = {"kepler", "maxwell", "pascal", "volta", "turing"}
 
 
@@ -42,6 +44,11 @@ class GpuNotSupportedError(GpuError):
 
 class GpuLostError(GpuError):
     """The GPU fell off the bus or needs a reset (NVML_ERROR_GPU_IS_LOST)."""
+
+
+class GpuNoPermissionError(GpuError):
+    """The caller may not make this query (NVML_ERROR_NO_PERMISSION), e.g. another user's
+    processes in ``nvmlDeviceGetComputeRunningProcesses``."""
 
 
 class GpuReadError(GpuError):
@@ -73,6 +80,15 @@ class GpuDevice(ABC):
     def scope(self) -> str:
         """``"gpu"``, or ``"module"`` on a superchip (figures are GPU + CPU + memory)."""
         return "gpu"
+
+    def counter_scope(self) -> str:
+        """Scope of :meth:`total_energy_mj`: ``"module"`` only where the module energy field
+        works; ``"gpu"`` for ``nvmlDeviceGetTotalEnergyConsumption`` (the GPU alone)."""
+        return self.scope()
+
+    def cpu_affinity(self) -> frozenset[int] | None:
+        """Ids of the CPUs attached to this GPU (a superchip: its Grace), or None if unknown."""
+        return None
 
     @abstractmethod
     def total_energy_mj(self) -> int:
@@ -155,6 +171,8 @@ class _Nvml:
             return GpuLostError(msg)
         if code in (self.lib.NVML_ERROR_NOT_SUPPORTED, self.lib.NVML_ERROR_FUNCTION_NOT_FOUND):
             return GpuNotSupportedError(msg)
+        if code == self.lib.NVML_ERROR_NO_PERMISSION:
+            return GpuNoPermissionError(msg)
         return GpuError(msg)
 
     def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -204,6 +222,7 @@ class PynvmlDevice(GpuDevice):
         self._uuid: str | None = None
         self._name: str | None = None
         self._scope: str | None = None
+        self._counter_scope: str | None = None
 
     @property
     def lib(self) -> Any:
@@ -246,15 +265,41 @@ class PynvmlDevice(GpuDevice):
             return int(self.lib.NVML_POWER_SCOPE_MODULE)
         return 0
 
+    def counter_scope(self) -> str:
+        """``"module"`` where the module-scope ``NVML_FI_DEV_ENERGY`` field works (decided once;
+        a lost GPU raises), else ``"gpu"``: ``nvmlDeviceGetTotalEnergyConsumption`` counts the
+        GPU alone, also on a superchip."""
+        if self._counter_scope is None:
+            scope = "gpu"
+            if self.scope() == "module":
+                fid = self.lib.NVML_FI_DEV_ENERGY
+                try:
+                    self.nvml.field(self.handle, fid, self._scope_id())
+                    scope = "module"
+                except GpuLostError:
+                    raise
+                except GpuError:
+                    pass
+            self._counter_scope = scope
+        return self._counter_scope
+
     def total_energy_mj(self) -> int:
-        if self.scope() == "module":
-            try:
-                return int(
-                    self.nvml.field(self.handle, self.lib.NVML_FI_DEV_ENERGY, self._scope_id())
-                )
-            except GpuNotSupportedError:
-                pass  # older drivers: the plain counter is module energy on superchips
+        """The module energy field where it works (:meth:`counter_scope`), else the GPU-only
+        ``nvmlDeviceGetTotalEnergyConsumption``."""
+        if self.counter_scope() == "module":
+            return int(self.nvml.field(self.handle, self.lib.NVML_FI_DEV_ENERGY, self._scope_id()))
         return int(self.nvml(self.lib.nvmlDeviceGetTotalEnergyConsumption, self.handle))
+
+    def cpu_affinity(self) -> frozenset[int] | None:
+        """CPUs attached to this GPU (``nvmlDeviceGetCpuAffinity``), None when not supported."""
+        try:
+            words = self.nvml(self.lib.nvmlDeviceGetCpuAffinity, self.handle, CPU_SET_WORDS)
+        except GpuError:
+            return None
+        cpus = frozenset(
+            w * 64 + b for w, word in enumerate(words) for b in range(64) if int(word) >> b & 1
+        )
+        return cpus or None
 
     def power_instant_mw(self) -> int:
         fid = getattr(self.lib, "NVML_FI_DEV_POWER_INSTANT", None)

@@ -1,10 +1,12 @@
 """The NVML meter plug-in: which GPUs to meter (:func:`build`) and what NVML sees (:func:`probe`).
 
 Named in ``energy.meters`` (forced), it meters every GPU the run uses, or every visible GPU when
-the run uses none, and fails with the reason when NVML cannot. Chosen by ``auto`` for a run
-that uses no GPU, it meters only superchip modules (GH200/GB200), whose counter covers the
-Grace CPU and memory too (the monitor then adds no host meter). It never changes a device
-setting.
+the run uses none, and fails with the reason when NVML cannot. On a superchip node (GH200/GB200)
+it also meters every visible module, whatever GPUs the run uses: their counters cover the Grace
+CPUs and memory (the monitor then adds no host meter), and CPU-side work is charged the modules
+whose Grace CPUs the process may use (:func:`energybench.meters.base._charged`), the same in
+every suite. Chosen by ``auto`` for a run that uses no GPU, it meters only those modules. It
+never changes a device setting.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from energybench.meters.nvml_device import (
     PynvmlBackend,
 )
 from energybench.meters.nvml_probe import probe_update_periods
+from energybench.meters.pidns import pid_view, run_keys
 from energybench.meters.plugins import MeterContext, MeterUnavailable
 
 
@@ -55,6 +58,8 @@ def _meter(ctx: MeterContext, targets: list[GpuTarget], backend: GpuBackend) -> 
         background=ctx.background,
         own_pids=ctx.own_pids,
         simulated=ctx.simulated,
+        proc=ctx.proc,
+        cpu_affinity=ctx.cpu_affinity,
     )
 
 
@@ -78,11 +83,15 @@ def build(ctx: MeterContext) -> NvmlMeter:
                     f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
                 )
         else:
-            targets = [
-                t for t in select_gpus(backend, None, env=ctx.env) if t.device.scope() == "module"
-            ]
-            if not targets:
-                raise GpuError("no superchip module is visible and the run uses no GPU")
+            targets = []
+        seen = {t.device.uuid() for t in targets}
+        targets += [  # every module: CPU-side work is charged by the process's CPUs
+            t
+            for t in select_gpus(backend, None, env=ctx.env)
+            if t.device.scope() == "module" and t.device.uuid() not in seen
+        ]
+        if not targets:
+            raise GpuError("no superchip module is visible and the run uses no GPU")
         return _meter(ctx, targets, backend)
     except GpuError as exc:
         backend.close()
@@ -104,6 +113,7 @@ def probe(ctx: MeterContext) -> MeterStatus:
         visible_uuids = {d.uuid() for d, _ in visible}
         details: list[dict[str, Any]] = []
         fixes: list[str] = []
+        view = pid_view(ctx.proc)
         for g in gpus:
             scope = g.scope()
             d: dict[str, Any] = {
@@ -132,15 +142,23 @@ def probe(ctx: MeterContext) -> MeterStatus:
             d["power_limit_w"] = limit / 1000 if limit is not None else None
             d["power_usage_average_s"] = g.power_usage_average_s()
             try:
-                others = sorted(set(g.compute_pids()) - run_pids())
+                others = sorted(set(g.compute_pids()) - run_keys(run_pids(), view, ctx.proc))
                 d["other_processes"] = others
-                if others:
+                if others and not view.matchable:
+                    d["other_processes"] = None
+                    fixes.append(
+                        f"GPU {g.index}: {view.note}; windows on it are marked sharing not checked"
+                    )
+                elif others:
                     fixes.append(
                         f"GPU {g.index} runs other processes' compute work (pids "
                         f"{', '.join(map(str, others))}): windows on it would be marked shared"
                     )
-            except GpuError:
+            except GpuError as exc:
                 d["other_processes"] = None
+                fixes.append(
+                    f"GPU {g.index}: process list not readable ({exc}): sharing not checked"
+                )
             counter: Callable[[], float] | None = g.total_energy_mj
             power: Callable[[], float] | None = g.power_instant_mw
             for key, fn in (("counter", g.total_energy_mj), ("instant_power", g.power_instant_mw)):

@@ -83,7 +83,9 @@ class MeterContext:
     ``host``: this process meters the host (False for distributed ranks other than local rank
     0). The remaining fields are seams for tests, the benchmark and ``--simulate``: an NVML
     backend, its ``CUDA_VISIBLE_DEVICES``, a powercap tree, a clock, torch's GPU UUIDs, the
-    run's own pids, and whether the GPUs are simulated.
+    run's own pids, whether the GPUs are simulated, the ``/proc`` view that says whether the
+    run is in a PID namespace (:class:`~energybench.meters.pidns.ProcView`), and the CPUs the
+    run may use (superchip attribution).
     """
 
     settings: EnergySettings | None = None
@@ -100,6 +102,8 @@ class MeterContext:
     torch_uuids: Sequence[str] | None = None
     own_pids: Callable[[], set[int]] | None = None
     simulated: bool = False
+    proc: Any = None
+    cpu_affinity: Callable[[], frozenset[int] | None] | None = None
 
     def with_forced(self, forced: bool) -> MeterContext:
         return replace(self, forced=forced)

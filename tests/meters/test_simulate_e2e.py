@@ -164,3 +164,28 @@ def test_a_forced_meter_that_cannot_work_is_bad_input_before_any_folder(
         pytest.skip(f"{meters} works here")
     assert res.exit_code == 2 and "energy.meters asks for" in res.output
     assert "Traceback" not in res.output and not out.exists()
+
+
+def test_a_container_ranks_normally_with_sharing_not_checked(tmp_path: Path) -> None:
+    """NVML reports the run's host pid inside Docker: never "shared", always "not checked"."""
+    _, frame = run(tmp_path, "h100-container")
+    board = table(frame, "leaderboard")
+    assert board["rank"].notna().all() and not board["is_shared"].astype(bool).any()
+    phases = table(frame, "phases")
+    gpu = phases[phases["device_kind"] == "gpu"]
+    assert gpu["flags"].str.contains("sharing-not-checked").all()
+    assert not gpu["flags"].str.contains("shared-device").any()
+    assert gpu["note"].str.contains("sharing not checked").all()
+    html = (tmp_path / "r.html").read_text()
+    assert "sharing not checked" in html and "PID namespace" in html
+
+
+def test_4xgh200_cpu_entry_charged_the_same_with_or_without_a_gpu_entry(tmp_path: Path) -> None:
+    def cpu_charged(frame: pd.DataFrame) -> set[str]:
+        phases = table(frame, "phases")
+        rows = phases[(phases["entry"] == "small") & phases["charged"].astype(bool)]
+        return set(rows["device"].dropna())
+
+    _, alone = run(tmp_path, "4xgh200", "entries.small.device=cpu", "entries.big.device=cpu")
+    _, mixed = run(tmp_path, "4xgh200", "entries.small.device=cpu", name="mixed")
+    assert len(cpu_charged(alone)) == 4 and cpu_charged(alone) == cpu_charged(mixed)

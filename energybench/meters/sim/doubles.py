@@ -1,16 +1,18 @@
-"""Test doubles that are not NVML: a virtual clock and a fake RAPL sysfs tree.
+"""Test doubles that are not NVML: a virtual clock, a fake RAPL sysfs tree, a fake ``/proc``.
 
 Simulated GPUs are :mod:`energybench.meters.sim.fakenvml` (a fake ``pynvml`` module behind the real
 adapter). :class:`ManualClock` lets tests run on virtual time; its wall and monotonic clocks
 differ (and the wall clock can jump), so code that mixes them fails. :class:`FakeRaplTree` sits
-behind :class:`~energybench.meters.rapl.RaplFs`. Nothing here touches real hardware; it is not a
-meter and must never be picked by ``meters: [auto]``.
+behind :class:`~energybench.meters.rapl.RaplFs`; :class:`FakeProcView` behind
+:class:`~energybench.meters.pidns.ProcView` (a container or not). Nothing here touches real
+hardware; it is not a meter and must never be picked by ``meters: [auto]``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from energybench.meters.pidns import PROC_PID_INIT_INO, ProcView
 from energybench.meters.rapl import RaplFs
 
 SIM_START_UNIX_S = 1_700_000_000.0
@@ -115,3 +117,39 @@ class DeniedRaplFs(RaplFs):
             if self.reads > self.after_reads:
                 raise PermissionError(13, "Permission denied", str(self.root / zone / file))
         return super().read(zone, file)
+
+
+# =============================================================================== /proc
+class FakeProcView(ProcView):
+    """A ``/proc`` for :mod:`energybench.meters.pidns`: ``NSpid`` lists per pid (``"self"``
+    too) and PID-namespace inodes per pid; anything else is unreadable (None)."""
+
+    def __init__(
+        self, nspids: dict[str, list[int]], ns_inodes: dict[str, int] | None = None
+    ) -> None:
+        super().__init__()
+        self.nspids, self.ns_inodes = nspids, dict(ns_inodes or {})
+
+    def status(self, pid: str) -> str | None:
+        if pid not in self.nspids:
+            return None
+        ids = "\t".join(map(str, self.nspids[pid]))
+        return f"Name:\tpython\nPid:\t{self.nspids[pid][-1]}\nNSpid:\t{ids}\n"
+
+    def pid_ns_inode(self, pid: str) -> int | None:
+        return self.ns_inodes.get(pid)
+
+
+#: A PID namespace inode other than the initial one (a container's).
+CONTAINER_NS_INODE = 4026532511
+
+
+def bare_metal_proc(pid: int) -> FakeProcView:
+    """``/proc`` of a process ``pid`` in the initial PID namespace (no container)."""
+    return FakeProcView({"self": [pid]}, {"self": PROC_PID_INIT_INO, "1": PROC_PID_INIT_INO})
+
+
+def docker_proc(pid: int) -> FakeProcView:
+    """``/proc`` inside Docker: the container mounts its own ``/proc``, so ``NSpid`` shows one
+    pid and the host pid is not visible; only the namespace link says it is a container."""
+    return FakeProcView({"self": [pid]}, {"self": CONTAINER_NS_INODE, "1": CONTAINER_NS_INODE})

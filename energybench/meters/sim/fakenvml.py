@@ -229,7 +229,13 @@ class FakeGpu:
     queries fail with NOT_SUPPORTED. ``power_usage_average_s`` is the averaging window of
     ``nvmlDeviceGetPowerUsage`` (1.0 on Hopper+, 0 = instantaneous as on GA100).
     ``zero_power_s`` are intervals where the power sensors read 0 mW (a glitch; the true power
-    and the counter go on).
+    and the counter go on). On a module, ``grace_w`` is the constant power of its Grace CPU and
+    memory inside ``power``: ``nvmlDeviceGetTotalEnergyConsumption`` counts the GPU alone
+    (module energy minus ``grace_w`` x time), as on real superchips; ``module_energy_field``
+    False is a driver without the module-scope ``NVML_FI_DEV_ENERGY``. GPUs with the same
+    ``superchip`` label share one module (GB200: two GPUs and one Grace): each one's module-scope
+    figures are those of the whole superchip. ``cpus`` are the CPU ids attached to the GPU
+    (``nvmlDeviceGetCpuAffinity``; None: not supported).
     """
 
     name: str = "NVIDIA H100 80GB HBM3"
@@ -252,6 +258,10 @@ class FakeGpu:
     counter_resets_s: list[float] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     zero_power_s: list[tuple[float, float]] = field(default_factory=list)  # sensor reads 0 mW
+    grace_w: float = 0.0
+    module_energy_field: bool = True
+    superchip: str | None = None
+    cpus: tuple[int, ...] | None = None
     t0: float = 0.0
     stream: list[tuple[float, float, float]] = field(default_factory=list)  # start, end, W
 
@@ -310,8 +320,8 @@ class FakeNvml:
 
     Use it where ``pynvml`` is used: ``PynvmlBackend(FakeNvml([...], clock))``. Test helpers:
     :meth:`submit`, :meth:`synchronize`, :meth:`true_energy_j`, :meth:`now`, :attr:`calls`.
-    ``own_pid`` is the pid reported for this process's work (the adapter must not count it as
-    another process).
+    ``host_pids`` maps a process's pid (as the process sees it) to the pid NVML reports: the
+    host's, as the real driver does for a process in a container's PID namespace.
     """
 
     def __init__(
@@ -321,8 +331,10 @@ class FakeNvml:
         *,
         driver: str = "550.54.15",
         init_error: int | None = None,
+        host_pids: dict[int, int] | None = None,
     ) -> None:
         self.gpus = list(gpus)
+        self.host_pids = dict(host_pids or {})
         self.clock = clock
         self.driver = driver
         self.init_error = init_error
@@ -387,28 +399,45 @@ class FakeNvml:
                 raise NVMLError(f.code)
         return g, t
 
-    def _counter_mj(self, g: FakeGpu, t: float) -> int:
+    def _members(self, g: FakeGpu) -> list[FakeGpu]:
+        """The GPUs whose module ``g``'s module-scope figures cover (itself, or its superchip)."""
+        if g.superchip is None:
+            return [g]
+        return [x for x in self.gpus if x.superchip == g.superchip]
+
+    def _energy_j(self, g: FakeGpu, t: float, module: bool) -> float:
+        """True energy since ``t0``: the module's (superchip's), or the GPU's alone."""
+        if module:
+            return sum(x.energy_j(t) for x in self._members(g))
+        return g.energy_j(t) - g.grace_w * t
+
+    def _counter_mj(self, g: FakeGpu, t: float, module: bool = False) -> int:
         if not g.counter_supported:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         u = _last_update(t, g.counter_period_s)
         resets = [r for r in g.counter_resets_s if r <= t]
         if resets:
-            return int(max(g.energy_j(u) - g.energy_j(resets[-1]), 0.0) * 1000)
-        return g.counter_offset_mj + int(g.energy_j(u) * 1000)
+            e = self._energy_j(g, u, module) - self._energy_j(g, resets[-1], module)
+            return int(max(e, 0.0) * 1000)
+        return g.counter_offset_mj + int(self._energy_j(g, u, module) * 1000)
+
+    def _mean_w(self, g: FakeGpu, end: float, window: float) -> float:
+        """Module-scope mean power (a superchip's members summed)."""
+        return sum(x.mean_w(end, window) for x in self._members(g))
 
     def _instant_mw(self, g: FakeGpu, t: float) -> int:
         if any(a <= t < b for a, b in g.zero_power_s):
             return 0
         u = _last_update(t, g.sensor_period_s)
-        return int(round(g.mean_w(u, g.instant_window_s) * 1000))
+        return int(round(self._mean_w(g, u, g.instant_window_s) * 1000))
 
     def _usage_mw(self, g: FakeGpu, t: float) -> int:
         if any(a <= t < b for a, b in g.zero_power_s):
             return 0
         u = _last_update(t, g.sensor_period_s)
         if g.power_usage_average_s <= 0:
-            return int(round(g.mean_w(u, g.instant_window_s) * 1000))
-        return int(round(g.mean_w(u, g.power_usage_average_s) * 1000))
+            return int(round(self._mean_w(g, u, g.instant_window_s) * 1000))
+        return int(round(self._mean_w(g, u, g.power_usage_average_s) * 1000))
 
     # ------------------------------------------------------------------ init / system
     def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names from here on
@@ -506,8 +535,10 @@ class FakeNvml:
                 return
         try:
             if v.fieldId == NVML_FI_DEV_ENERGY:
+                if g.module and not g.module_energy_field:
+                    raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
                 v.valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
-                v.value.ullVal = self._counter_mj(g, t)
+                v.value.ullVal = self._counter_mj(g, t, module=g.module)
             elif v.fieldId == NVML_FI_DEV_POWER_INSTANT:
                 if not g.instant_supported:
                     raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
@@ -557,7 +588,21 @@ class FakeNvml:
         self, handle: _Handle
     ) -> list[FakeProcessInfo]:
         g, t = self._enter("nvmlDeviceGetComputeRunningProcesses", handle)  # type: ignore[misc]
-        return [FakeProcessInfo(pid, 1 << 30) for pid, s, e in g.processes if s <= t < e]
+        return [
+            FakeProcessInfo(self.host_pids.get(pid, pid), 1 << 30)
+            for pid, s, e in g.processes
+            if s <= t < e
+        ]
+
+    def nvmlDeviceGetCpuAffinity(self, handle: _Handle, cpuSetSize: int) -> list[int]:  # noqa: N802, N803
+        g, _ = self._enter("nvmlDeviceGetCpuAffinity", handle)  # type: ignore[misc]
+        if g.cpus is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        words = [0] * cpuSetSize
+        for c in g.cpus:
+            if c < 64 * cpuSetSize:
+                words[c // 64] |= 1 << (c % 64)
+        return words
 
     def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Handle) -> int:  # noqa: N802
         g, _ = self._enter("nvmlDeviceGetMaxMigDeviceCount", handle)  # type: ignore[misc]

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 from energybench.errors import UserError
 from energybench.meters.base import SYSTEM_CLOCK, Clock
+from energybench.meters.pidns import ProcView
+from energybench.meters.sim.doubles import bare_metal_proc, docker_proc
 from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml, PowerSource, PowerTrace
 
 #: Profile name -> short description (for ``--help`` and errors).
@@ -37,7 +39,17 @@ SIMULATE_PROFILES: dict[str, str] = {
     "power queries fail",
     "h100-mig": "one H100 in MIG mode (energy shared by every instance)",
     "h100-shared": "one H100 also running another process's compute work",
+    "h100-container": "one H100 seen from a Docker container: NVML reports the run's host pid, "
+    "which cannot be matched (sharing not checked)",
+    "4xgh200": "four GH200 superchips (one Grace each, 72 CPUs per module); the run may use "
+    "every CPU",
+    "gb200": "one GB200 superchip: two GPUs sharing one Grace CPU; module figures cover both",
 }
+
+#: GPUs each profile simulates (1 where not listed).
+_GPU_COUNT = {"2xh100": 2, "4xgh200": 4, "gb200": 2}
+#: CPUs of one Grace (GH200/GB200).
+GRACE_CPUS = 72
 
 #: Load-model cell length in s (divides every sensor period used by the profiles).
 CELL_S = 0.01
@@ -56,7 +68,26 @@ def _check(profile: str) -> str:
 
 def simulated_gpu_count(profile: str) -> int:
     """How many GPUs ``profile`` simulates (the runner uses positions ``0..n-1``)."""
-    return 2 if _check(profile) == "2xh100" else 1
+    return _GPU_COUNT.get(_check(profile), 1)
+
+
+@dataclass(frozen=True)
+class SimHost:
+    """What the simulated server's host says about the run: its ``/proc`` (a container or
+    not) and the CPUs it may use (None: whatever the real machine says)."""
+
+    proc: ProcView
+    cpus: frozenset[int] | None = None
+
+
+def simulated_host(profile: str) -> SimHost:
+    """The host side of ``profile``: bare metal, except ``h100-container`` (Docker's own
+    ``/proc``); the superchip profiles let the run use every Grace CPU (unpinned)."""
+    me = os.getpid()
+    if _check(profile) == "h100-container":
+        return SimHost(docker_proc(me))
+    cpus = {"4xgh200": 4 * GRACE_CPUS, "gb200": GRACE_CPUS, "gh200": GRACE_CPUS}.get(profile)
+    return SimHost(bare_metal_proc(me), frozenset(range(cpus)) if cpus else None)
 
 
 class BusyGpus:
@@ -173,27 +204,61 @@ def simulated_nvml(
     """The fake NVML module of ``profile`` on ``clock``, GPUs driven by the CPU load model.
 
     With ``busy``, only the GPUs it names draw load (GPUs are numbered in profile order; a
-    superchip module always does, since the CPU work runs inside it).
+    single superchip module always does, since the CPU work runs inside it; on several modules
+    CPU-only work loads module 0).
     """
     _check(profile)
     t0 = clock.monotonic()
     index = iter(range(1_000))
 
+    def on(i: int) -> Callable[[], bool] | None:
+        if busy is None or profile == "gh200":
+            return None
+        if profile in ("4xgh200", "gb200"):
+            return lambda: busy.busy(i) or (busy.positions == frozenset() and i == 0)
+        return lambda: busy.busy(i)
+
     def load(idle_w: float, busy_w: float) -> PowerSource:
         i = next(index)
-        on = None if busy is None or profile == "gh200" else (lambda: busy.busy(i))
         return CpuLoadPower(
-            idle_w, busy_w, clock=clock, threads=threads, cpu_s=cpu_s, t0=t0, busy=on
+            idle_w, busy_w, clock=clock, threads=threads, cpu_s=cpu_s, t0=t0, busy=on(i)
         )
 
     me = os.getpid()
     own = [(me, 0.0, math.inf)]  # this process's CUDA context: never "another process"
-    if profile == "h100":
-        gpus = [_h100(load, processes=own)]
-    elif profile == "2xh100":
-        gpus = [_h100(load, processes=own), _h100(load, processes=list(own))]
-    elif profile == "a100":
-        gpus = [
+    host_pids: dict[int, int] = {}
+    gpus = _gpus(profile, load, own)
+    if profile == "h100-container":  # the driver reports the run's pid on the host
+        host_pids[me] = 3_000_000 + me % 1_000_000
+    fake = FakeNvml(gpus, clock, driver="550.54.15-simulated", host_pids=host_pids)
+    for g in fake.gpus:  # one time origin for the device and its load model
+        if isinstance(g.power, CpuLoadPower):
+            g.power.t0 = g.t0
+    return fake
+
+
+def _superchip(name: str, power: PowerSource, i: int, **kw: object) -> FakeGpu:
+    return FakeGpu(
+        name=name,
+        arch="blackwell" if "GB" in name else "hopper",
+        module=True,
+        power=power,
+        power_limit_w=1200.0 if "GB" in name else 900.0,
+        cpus=tuple(range(i * GRACE_CPUS, (i + 1) * GRACE_CPUS)),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _gpus(
+    profile: str, load: Callable[[float, float], PowerSource], own: list[tuple[int, float, float]]
+) -> list[FakeGpu]:
+    """The GPUs of ``profile`` (every one runs the run's own process ``own``)."""
+    if profile in ("h100", "h100-container"):
+        return [_h100(load, processes=own)]
+    if profile == "2xh100":
+        return [_h100(load, processes=own), _h100(load, processes=list(own))]
+    if profile == "a100":
+        return [
             FakeGpu(
                 name="NVIDIA A100-SXM4-40GB",
                 arch="ampere",
@@ -204,19 +269,26 @@ def simulated_nvml(
                 processes=own,
             )
         ]
-    elif profile == "gh200":
-        gpus = [
-            FakeGpu(
-                name="NVIDIA GH200 480GB",
-                arch="hopper",
-                module=True,
-                power=load(150.0, 900.0),
-                power_limit_w=900.0,
-                processes=own,
-            )
+    if profile in ("gh200", "4xgh200"):
+        n = 4 if profile == "4xgh200" else 1
+        return [
+            _superchip("NVIDIA GH200 480GB", load(150.0, 900.0), i, grace_w=100.0, processes=own)
+            for i in range(n)
         ]
-    elif profile == "h100-mig":
-        gpus = [
+    if profile == "gb200":  # the Grace's power is in the first GPU's share of the module
+        return [
+            _superchip(
+                "NVIDIA GB200",
+                load(250.0, 1500.0),
+                0,
+                grace_w=100.0,
+                superchip="gb0",
+                processes=own,
+            ),
+            _superchip("NVIDIA GB200", load(150.0, 1200.0), 0, superchip="gb0", processes=own),
+        ]
+    if profile == "h100-mig":
+        return [
             _h100(
                 load,
                 mig=(1, 1),
@@ -224,11 +296,7 @@ def simulated_nvml(
                 processes=own,
             )
         ]
-    else:  # h100-shared: another process keeps part of the GPU busy
-        other = 4_242_424 if me != 4_242_424 else 4_242_425
-        gpus = [_h100(load, processes=[*own, (other, 0.0, math.inf)])]
-    fake = FakeNvml(gpus, clock, driver="550.54.15-simulated")
-    for g in fake.gpus:  # one time origin for the device and its load model
-        if isinstance(g.power, CpuLoadPower):
-            g.power.t0 = g.t0
-    return fake
+    # h100-shared: another process keeps part of the GPU busy
+    me = own[0][0]
+    other = 4_242_424 if me != 4_242_424 else 4_242_425
+    return [_h100(load, processes=[*own, (other, 0.0, math.inf)])]
