@@ -308,7 +308,11 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(path, f"no entry named '{target}'{hint}")
         from energybench.serve.backends.core import backend_problems
+        from energybench.suite.devices import device_problem
 
+        refused = device_problem(e)
+        if refused:
+            add(base + ("device",), refused)
         for sub, msg in backend_problems(e):
             add(base + tuple(int(x) if x.isdigit() else x for x in sub), msg)
         if len(problems) == n_before:  # builds the model: only with params that passed
