@@ -220,7 +220,7 @@ def providers_for(
     missing = [p for p in names if p not in have]
     if missing:
         gpu = set(missing) & set(GPU_PROVIDERS)
-        hint = f"; install the GPU build: {INSTALL_GPU}" if gpu else ""
+        hint = f"; install the GPU build (onnxruntime-gpu): {INSTALL_GPU}" if gpu else ""
         raise OrtDeviceError(
             f"onnxruntime execution provider(s) {', '.join(missing)} not installed here "
             f"(onnxruntime {ort.__version__}, available: {', '.join(have)}){hint}"
@@ -238,7 +238,8 @@ def check_session_device(session: Any, device: torch.device, entry: str = "") ->
         raise OrtDeviceError(
             f"{who}onnxruntime would run on the CPU while the entry is on {device} (session "
             f"providers: {', '.join(used)}): the GPU provider did not load (CPU 'onnxruntime' "
-            f"package, or CUDA/cuDNN libraries missing); install the GPU build: {INSTALL_GPU}"
+            "package, or CUDA/cuDNN libraries missing); install the GPU build "
+            f"(onnxruntime-gpu): {INSTALL_GPU}"
         )
 
 
