@@ -162,8 +162,12 @@ def _index(t: torch.Tensor) -> int:
     return t.device.index or 0
 
 
-#: what to run when a GPU entry finds the CPU build of ONNX Runtime (README: GPU serving)
-INSTALL_GPU = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'energybench[gpu]'"
+#: what to run when a GPU entry finds the CPU build of ONNX Runtime (README: On a GPU server):
+#: both builds own the ``onnxruntime/`` package, so remove both, then the GPU build alone
+INSTALL_GPU = (
+    "pip install 'energybench[gpu]' && pip uninstall -y onnxruntime onnxruntime-gpu && "
+    "pip install --no-deps 'onnxruntime-gpu>=1.18'"
+)
 
 
 class OrtDeviceError(SetupError):
