@@ -146,7 +146,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "placement": _col("string", "where the entry ran: cpu, cuda:N or simulated-PROFILE:N", _B + _L),
     "is_mixed_devices": _col(
         "boolean",
-        "leaderboard: the ranking compares CPU and GPU entries; break_even: the pair does (a "
+        "leaderboard: its entries ran on both CPU and GPU; break_even: the pair did (a "
         "CPU entry is charged for no GPU)",
         _B + _L,
     ),

@@ -405,7 +405,7 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     ranked = {r.name: r for r in rank(costs, intensities=intensities, **kw)}
     by_mui = {mui: {r.name: r.rank for r in rank(costs, mui=mui, **kw)} for mui, _w in intensities}
     placed = run.manifest.get("placements") or {}
-    mixed = mixed_devices(list(ranked), device_kinds(run))
+    mixed = mixed_devices([f.cost.name for f in figures], device_kinds(run))
     rows = []
     for f in figures:
         c = f.cost
