@@ -5,10 +5,12 @@ that mixes CPU and GPU entries is marked in the export and the report."""
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -16,7 +18,7 @@ from energybench.cli import app
 from energybench.run.placement import placements
 from energybench.suite import SuiteError, load_suite
 from energybench.suite.devices import cpu_only_reason, effective_device
-from tests.meters.test_simulate_e2e import run, table
+from tests.meters.test_simulate_e2e import table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,28 +106,78 @@ def test_which_backends_are_cpu_only(backend: str, cpu_only: bool) -> None:
     assert effective_device(entry) == ("cpu" if cpu_only else "auto")
 
 
-def test_a_cpu_entry_on_a_gpu_host_is_charged_no_gpu_and_the_mix_is_marked(
+E2E = """\
+name: devmix
+defaults:
+  dataset:
+    name: photos
+    params: {patch_size: 16, test_crop: 32x32, serve_lr: 16x16}
+  train: {steps: 2, batch_size: 2}
+  evaluate: {max_items: 1}
+  serve:
+    - {name: main, scenario: throughput, batch_sizes: [1], warmup: 0, iterations: 2}
+energy:
+  meters: [nvml, estimate]
+  idle_baseline_s: 0.2
+  sample_period_s: 0.02
+  min_window_s: 0.3
+  min_window_iters: 2
+  trials: 2
+  max_trials: 2
+metric:
+  quality: psnr_db
+  iec_scenario: main
+  pairs: [[small-int8, small]]
+entries:
+  - name: small
+    model: {name: espcn, params: {channels: 4, layers: 2, first_kernel: 3}}
+  - name: small-int8
+    model: {name: espcn, params: {channels: 4, layers: 2, first_kernel: 3}}
+    inherit: small
+    compress: [{method: quantize, dtype: int8, calibration_batches: 1}]
+"""
+
+
+def test_an_int8_entry_on_a_gpu_host_runs_on_the_cpu_charged_no_gpu_and_is_marked(
     tmp_path: Path,
 ) -> None:
-    """The CPU entry's windows see the idle GPU but are not charged for it; its figures are
-    CPU estimates (unranked unless estimates are allowed); the pair and the ranking say they
-    mix devices, in the export and the report; the run records its numerics and GPU settings."""
-    run_dir, frame = run(tmp_path, "h100", "entries.small.device=cpu", "metric.pairs=[[small,big]]")
+    """``auto`` puts the FX int8 entry on the CPU (the run says so); its windows see the idle
+    GPU but are not charged for it; its serving figures are CPU estimates (unranked unless
+    estimates are allowed; its inherited training stays the GPU's); the pair and the
+    leaderboard say they mix devices, in the export and the report; the run records its
+    numerics and GPU settings."""
+    suite = tmp_path / "devmix.yaml"
+    suite.write_text(E2E)
+    out = tmp_path / "out"
+    args = ["run", str(suite), "--out", str(out), "--simulate", "h100"]
+    res = CliRunner().invoke(app, [*args, "--report", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "entry 'small-int8': device auto -> cpu: FX int8" in " ".join(res.output.split())
+    (run_dir,) = out.glob("devmix/*/")
+    exp = CliRunner().invoke(app, ["export", str(run_dir), "--format", "csv", "-o", "-"])
+    frame = pd.read_csv(io.StringIO(exp.stdout), low_memory=False)
     phases = table(frame, "phases")
     gpu = phases[phases["device_kind"] == "gpu"]
-    small = gpu[gpu["entry"] == "small"]
-    assert len(small) > 0 and not small["charged"].astype(bool).any()
-    assert gpu[gpu["entry"] == "big"]["charged"].astype(bool).all()
+    q = gpu[gpu["entry"] == "small-int8"]
+    assert len(q) > 0 and not q["charged"].astype(bool).any()
+    assert gpu[gpu["entry"] == "small"]["charged"].astype(bool).all()
     board = table(frame, "leaderboard").set_index("entry")
-    assert board.loc["small", "placement"] == "cpu"
-    assert board.loc["big", "placement"] == "simulated-h100:0"
+    assert board.loc["small-int8", "placement"] == "cpu"
+    assert board.loc["small", "placement"] == "simulated-h100:0"
     assert board["is_mixed_devices"].astype(bool).all()
-    assert board.loc["small", "energy_scope"] == "CPU/RAM estimated only"
-    pair = table(frame, "break_even").set_index("entry").loc["small"]
-    assert bool(pair["is_mixed_devices"]) and pair["note"].startswith("mixed devices: small on CPU")
+    # served on the CPU: its IEC is the CPU/RAM estimate (no GPU joule), so it is unranked
+    assert (
+        bool(board.loc["small-int8", "iec_is_estimate"]) and not board.loc["small", "is_estimate"]
+    )
+    assert pd.isna(board.loc["small-int8", "rank"])
+    pair = table(frame, "break_even").set_index("entry").loc["small-int8"]
+    assert bool(pair["is_mixed_devices"])
+    assert pair["note"].startswith("mixed devices: small-int8 on CPU, small on CUDA")
     html = (tmp_path / "r.html").read_text()
     assert "this ranking mixes CPU and GPU entries" in html and "mixed devices" in html
-    env = json.loads((run_dir / "manifest.json").read_text())["environment"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["placements"] == {"small": "simulated-h100:0", "small-int8": "cpu"}
+    env = manifest["environment"]
     assert env["numerics"]["cudnn_allow_tf32"] is False  # declared: exact fp32 by default
     settings = env["gpu_settings"]
     assert settings["simulated"] and settings["driver"] == "550.54.15-simulated"
