@@ -68,6 +68,18 @@ def device_problem(e: Entry) -> str | None:
     )
 
 
+def variant_problem(host: Entry, variant: Entry) -> str | None:
+    """The refusal for an adaptive scenario of ``host`` switching to a CPU-only ``variant``
+    while ``host`` (whose device serves every variant) may be on a GPU, or None."""
+    why = cpu_only_reason(variant)
+    if why is None or effective_device(host) == "cpu":
+        return None
+    return (
+        f"adaptive variant '{variant.name}' runs on the CPU only ({why}), but the variants are "
+        f"served on this entry's device ('{host.device}'); set device: cpu on this entry"
+    )
+
+
 def placement_notes(entries: Iterable[Entry]) -> dict[str, str]:
     """entry -> note for each entry re-placed from ``auto`` to the CPU (printed by validate/run)."""
     out = {}

@@ -336,6 +336,12 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                     add(path, f"adaptive variant: no entry named '{v}'{hint}")
                 elif v == e.name:
                     add(path, f"entry '{e.name}' cannot switch to itself; name other entries")
+                else:
+                    from energybench.suite.devices import variant_problem
+
+                    refused = variant_problem(e, suite.entry(v))
+                    if refused:
+                        add(path, refused)
             policy = getattr(sc, "policy", None)
             if policy is not None:
                 from energybench.serve.policies import POLICIES

@@ -185,3 +185,21 @@ def test_an_int8_entry_on_a_gpu_host_runs_on_the_cpu_charged_no_gpu_and_is_marke
     assert g["power_limit_w"] == 700.0 and g["persistence_mode"] is True
     assert g["ecc"] == {"current": True, "pending": True} and g["mig"]["current"] is False
     assert g["clocks"]["sm"]["max_mhz"] == 1980
+
+
+def test_an_adaptive_scenario_cannot_switch_a_gpu_stream_to_a_cpu_only_variant(
+    tmp_path: Path,
+) -> None:
+    adapt = (
+        "  - name: adapt\n"
+        "    model: {name: bicubic}\n"
+        "    DEVICE\n"
+        "    serve:\n"
+        "      - {name: a, scenario: adaptive, fps: 10, duration_s: 1, variants: [base, q]}\n"
+    )
+    text = SUITE.replace("DEVICE", "") + adapt
+    with pytest.raises(SuiteError) as info:
+        load_suite(_write(tmp_path, "", text))
+    msg = str(info.value)
+    assert "entries.2.serve.0.variants.1" in msg and "adaptive variant 'q' runs on the CPU" in msg
+    load_suite(_write(tmp_path, "device: cpu", text))  # a CPU stream may switch to it
