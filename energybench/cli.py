@@ -277,8 +277,22 @@ def _default_output(run: RunData, ext: str) -> Path:
 def validate(
     suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="key.path=value")] = None,
+    simulate: Annotated[
+        str | None,
+        typer.Option(
+            "--simulate",
+            metavar="PROFILE",
+            help="Check the devices against a simulated GPU server (h100, a100, 2xh100, ...) "
+            "instead of this host.",
+        ),
+    ] = None,
 ) -> None:
-    """Check a suite without running it."""
+    """Check a suite without running it: the file, and where each entry would run (this host,
+    or --simulate PROFILE): CPU-only methods placed on the CPU, GPU backends that cannot run."""
+    from rich.markup import escape
+
+    from energybench.errors import UserError
+    from energybench.run.preflight import host_report
     from energybench.suite.ranking import iec_reference, unrankable
 
     loaded = _load(suite, set_)
@@ -294,6 +308,17 @@ def validate(
         console.print(f"IEC (ranking): the {ref.describe()}", highlight=False)
     for name, why in unrankable(data).items():
         console.print(f"[yellow]entry '{name}' cannot be ranked: {why}[/yellow]", highlight=False)
+    try:
+        errors, notes = host_report(s, simulate)
+    except UserError as exc:  # e.g. an unknown --simulate profile
+        raise _user_error(exc, exc.exit_code) from None
+    where = f"simulated {simulate}" if simulate else "this host"
+    for note in notes:
+        console.print(f"[yellow]note ({where}): {escape(note)}[/yellow]", highlight=False)
+    if errors:
+        for msg in errors:
+            err.print(f"[red]error ({where}): {escape(msg)}[/red]", highlight=False)
+        raise typer.Exit(2)
 
 
 def _check_weights(suite: Suite, base: Path) -> None:

@@ -143,6 +143,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "charged": _col("boolean", "the device is charged to the entry (else only seen)", _P),
     "is_shared": _col("boolean", "a GPU in MIG mode or shared with another process", _P + _L),
     "is_simulated": _col("boolean", "figures come from a simulated device (--simulate)", _P + _L),
+    "placement": _col("string", "where the entry ran: cpu, cuda:N or simulated-PROFILE:N", _B + _L),
+    "is_mixed_devices": _col(
+        "boolean",
+        "leaderboard: its entries ran on both CPU and GPU; break_even: the pair did (a "
+        "CPU entry is charged for no GPU)",
+        _B + _L,
+    ),
     "mui_items": _col("float64", "usage intensity MUI, items over the model's life", _M + _B),
     "weight": _col("float64", "weight of this MUI in the suite score", _M),
     "greenness": _col("float64", "G(MUI) = Q^tau / E(MUI), quality units per J", _M),

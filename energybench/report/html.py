@@ -172,6 +172,8 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
         for what, key in (("TEC", "tec_estimated_j"), ("IEC", "iec_estimated_j"))
         if not _missing(row.get(key))
     ]
+    if row.get("is_mixed_devices") is True:
+        notes.append(f"on {row.get('placement')}: this ranking mixes CPU and GPU entries")
     notes.append(row.get("rank_note"))
     sub = "; ".join(str(n) for n in notes if isinstance(n, str) and n)
     cells.append(Cell(f"{prov}: {row['sources'] or '–'}", prov, sub=sub))

@@ -32,6 +32,7 @@ from energybench.records.types import (
     StreamResult,
     Window,
 )
+from energybench.suite.devices import device_kind, mixed_devices
 from energybench.suite.ranking import IecChoice, iec_choices
 
 EXPORT_SCHEMA_VERSION = 2  # 2: the outputs table (declared scenario outputs)
@@ -440,6 +441,8 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     factors = carbon_factors(run)
     ranked = {r.name: r for r in rank(costs, intensities=intensities, **kw)}
     by_mui = {mui: {r.name: r.rank for r in rank(costs, mui=mui, **kw)} for mui, _w in intensities}
+    placed = run.manifest.get("placements") or {}
+    mixed = mixed_devices([f.cost.name for f in figures], device_kinds(run))
     rows = []
     for f in figures:
         c = f.cost
@@ -502,12 +505,30 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             )
             row[f"g@{mui:g}"] = greenness(c, mui, tau) if c.iec_j is not None else None
             row[f"rank@{mui:g}"] = by_mui[mui].get(c.name)
+        row["placement"] = placed.get(c.name)
+        row["is_mixed_devices"] = mixed
         r = ranked.get(c.name)
         row["score"] = r.value if r else None
         row["rank"] = r.rank if r else None
         row["rank_note"] = r.reason if r else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def device_kinds(run: RunData) -> dict[str, str]:
+    """entry -> ``cpu`` or ``cuda`` (simulated GPUs count as GPUs), from the manifest's
+    placements (older runs without them: empty, nothing marked)."""
+    placed = run.manifest.get("placements") or {}
+    return {k: device_kind(str(v)) for k, v in placed.items()}
+
+
+def _mixed_note(note: str | None, a: str, b: str, kinds: dict[str, str]) -> str:
+    """The break-even note of a pair on different kinds of device, saying so."""
+    text = (
+        f"mixed devices: {a} on {kinds[a].upper()}, {b} on {kinds[b].upper()} (a CPU entry is "
+        "charged for no GPU; its idle GPUs are recorded, not counted)"
+    )
+    return f"{text}; {note}" if note else text
 
 
 def _status(recs: EntryPhases) -> str:
@@ -523,6 +544,7 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
     """Break-even MUI of each compressed/inheriting variant vs its base, and suite pairs."""
     costs = {c.name: c for c in entry_costs(run)}
     placed = run.manifest.get("placements") or {}
+    kinds = device_kinds(run)
     pairs = [(e["name"], e["inherit"]) for e in run.suite.get("entries", []) if e.get("inherit")]
     pairs += [tuple(p) for p in run.suite.get("metric", {}).get("pairs", [])]
     seen: set[frozenset[str]] = set()
@@ -533,10 +555,13 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
         seen.add(frozenset((a, b)))
         if a in costs and b in costs:
             same = placed.get(a) is not None and placed.get(a) == placed.get(b)
+            mixed = mixed_devices([a, b], kinds)
+            where = {"placement": placed.get(a), "is_mixed_devices": mixed}
             try:
                 be = break_even(costs[a], costs[b], same_device=same)
             except ValueError as exc:
-                rows.append({"entry": a, "other": b, "kind": "undefined", "note": str(exc)})
+                note = _mixed_note(str(exc), a, b, kinds) if mixed else str(exc)
+                rows.append({"entry": a, "other": b, "kind": "undefined", **where, "note": note})
                 continue
             d = be.to_dict()
             rows.append(
@@ -549,7 +574,8 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
                     "mui_hi": d["hi"],
                     "cheaper_above": d["cheaper_above"],
                     "is_estimate": costs[a].has_estimates or costs[b].has_estimates,
-                    "note": d["note"],
+                    **where,
+                    "note": _mixed_note(d["note"], a, b, kinds) if mixed else d["note"],
                 }
             )
     return pd.DataFrame(rows)

@@ -31,7 +31,8 @@ def _num(v: Any, digits: int = 4) -> str:
 
 
 def marks(row: dict[str, Any]) -> str:
-    """Provenance marks of a leaderboard row: estimate, simulated, shared device."""
+    """Provenance marks of a leaderboard row: estimate, simulated, shared device, and the kind
+    of device when the ranking mixes CPU and GPU entries."""
     out = []
     if row.get("is_estimate"):
         out.append("est.")
@@ -39,6 +40,8 @@ def marks(row: dict[str, Any]) -> str:
         out.append("simulated")
     if row.get("is_shared"):
         out.append("shared")
+    if row.get("is_mixed_devices") is True and isinstance(row.get("placement"), str):
+        out.append("on CPU" if row["placement"] == "cpu" else "on GPU")
     return ", ".join(out)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from energybench.errors import SetupError
+from energybench.suite.devices import effective_device
 from energybench.suite.schema import Suite
 
 
@@ -57,7 +58,8 @@ def place(name: str, simulate: str | None = None, simulated_gpus: int = 0) -> Pl
 
 
 def placements(suite: Suite, simulate: str | None = None) -> dict[str, Placement]:
-    """Every entry's :class:`Placement` (``ValueError`` for a device that cannot be used)."""
+    """Every entry's :class:`Placement` (``ValueError`` for a device that cannot be used); a
+    CPU-only entry on ``device: auto`` is placed on the CPU (:mod:`energybench.suite.devices`)."""
     count = 0
     if simulate:
         from energybench.meters.sim.profiles import simulated_gpu_count
@@ -66,7 +68,7 @@ def placements(suite: Suite, simulate: str | None = None) -> dict[str, Placement
     out = {}
     for e in suite.entries:
         try:
-            out[e.name] = place(e.device, simulate, count)
+            out[e.name] = place(effective_device(e), simulate, count)
         except (ValueError, RuntimeError) as exc:  # torch.device() parse errors too
             raise SetupError(f"entry '{e.name}': {exc}") from None
     return out

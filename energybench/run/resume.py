@@ -28,7 +28,9 @@ def phase_hashes(
     placements = placements or {}
     out: dict[str, dict[str, str]] = {}
     for e in dependency_order(suite):
-        devices = placements.get(e.name, e.device)
+        devices: Any = placements.get(e.name, e.device)
+        if suite.numerics is not None:  # TF32 & co change results (unset: old hashes kept)
+            devices = [devices, suite.numerics.model_dump(mode="json")]
         dataset = e.dataset.model_dump(mode="json") if e.dataset else None
         if e.inherit:
             train = out[e.inherit]["train"]

@@ -28,6 +28,7 @@ from energybench.compress.methods import apply_method
 from energybench.errors import SetupError
 from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
+from energybench.numerics import apply_numerics
 from energybench.records.check import RunFileError, read_record
 from energybench.records.seal import write_seal
 from energybench.records.store import (
@@ -57,6 +58,7 @@ from energybench.run.resume import (
     upstream_phases,
 )
 from energybench.serve.scenarios import run_scenario
+from energybench.suite.devices import placement_notes
 from energybench.suite.load import LoadedSuite
 from energybench.suite.schema import SCHEMA_VERSION, Adaptive, Entry
 from energybench.tasks.base import Task, model_kwargs
@@ -294,7 +296,11 @@ class Runner:
     ) -> tuple[nn.Module, dict[str, Any]]:
         """``model`` on the entry's serving backend (see :mod:`energybench.serve.backends.core`);
         ``metered``: the one-off export/compile runs in its own window (counted in TEC)."""
-        from energybench.serve.backends.core import PrepareContext, prepare_serving
+        from energybench.serve.backends.core import (
+            PrepareContext,
+            prepare_serving,
+            serving_batches,
+        )
 
         if e.backend.is_default():
             return model, {"name": "eager", "export": None}
@@ -305,7 +311,8 @@ class Runner:
             raise SetupError(f"entry '{e.name}': backend '{e.backend.name}' needs sample inputs")
         ctx = PrepareContext(
             frames, device, task, e.train.seed if e.train else 0,
-            e.train.batch_size if e.train else 16,
+            e.train.batch_size if e.train else 16, serving_batches(e),
+            self.store.root / "engines" / e.name, self.suite.numerics,
         )  # fmt: skip
         self._phase_bar(f"{e.name}: prepare backend {e.backend.name}", None)
         served, rec = prepare_serving(
@@ -457,6 +464,9 @@ class Runner:
         self.monitor = build_monitor(
             self.suite.energy, devices or None, self.store.trace_dir, simulate=self.simulate
         )
+        apply_numerics(self.suite.numerics)  # declared, before any work (manifest: environment)
+        for name, note in placement_notes(entries).items():
+            self.console.print(f"[yellow]note: entry '{name}': {note}[/yellow]", highlight=False)
         with self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
             self.progress = prog
             self._write_manifest()
@@ -554,7 +564,9 @@ class Runner:
             "suite": self.suite.model_dump(mode="json"),
             "config_hash": self.loaded.config_hash,
             "phase_hashes": self.hashes,
-            "environment": snapshot(),
+            "environment": snapshot(
+                self.simulate, sorted({g for p in self.placements.values() for g in p.gpus})
+            ),
             "meters": self.monitor.describe() if self.monitor else [],
             "updated_unix_s": time.time(),
             "finished": finished,

@@ -141,14 +141,39 @@ def run_stream(
 
 def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
     """A shallow copy of ``model`` whose ``forward`` (and online ``step``) go through
-    ``torch.compile(mode=mode)``; weights are shared. ``mode == "none"``: the model itself."""
+    ``torch.compile(mode=mode)``; weights are shared. ``mode == "none"``: the model itself.
+
+    ``reduce-overhead`` replays CUDA graphs whose outputs live in the graph's static memory,
+    overwritten by the next replay; an online model feeds its previous state back in, and
+    callers keep outputs. So each call starts a new graph step
+    (``torch.compiler.cudagraph_mark_step_begin``) and its outputs and state are copied out of
+    the graph's buffers (:func:`_graph_safe`), on every torch version allowed."""
     if mode == "none":
         return model
     out = copy.copy(model)
-    out.forward = torch.compile(model.forward, mode=mode)
-    if callable(getattr(model, "step", None)):
-        setattr(out, "step", torch.compile(online(model).step, mode=mode))  # noqa: B010
+    forward = torch.compile(model.forward, mode=mode)
+    step = online(model).step if callable(getattr(model, "step", None)) else None
+    compiled_step = torch.compile(step, mode=mode) if step is not None else None
+    if mode == "reduce-overhead":
+        forward = _graph_safe(forward)
+        compiled_step = _graph_safe(compiled_step) if compiled_step is not None else None
+    out.forward = forward
+    if compiled_step is not None:
+        setattr(out, "step", compiled_step)  # noqa: B010
     return out
+
+
+def _graph_safe(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a CUDA-graph-compiled call) with a graph step begun before each call and every
+    tensor it returns cloned out of the graph's static output buffers."""
+    from torch.utils._pytree import tree_map
+
+    def call(*args: Any) -> Any:
+        torch.compiler.cudagraph_mark_step_begin()
+        result = fn(*args)
+        return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, result)
+
+    return call
 
 
 def run_scenario(

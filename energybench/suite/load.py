@@ -362,7 +362,11 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(path, f"no entry named '{target}'{hint}")
         from energybench.serve.backends.core import backend_problems
+        from energybench.suite.devices import device_problem
 
+        refused = device_problem(e)
+        if refused:
+            add(base + ("device",), refused)
         for sub, msg in backend_problems(e):
             add(base + tuple(int(x) if x.isdigit() else x for x in sub), msg)
         if len(problems) == n_before:  # builds the model: only with params that passed
@@ -386,6 +390,12 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                     add(path, f"adaptive variant: no entry named '{v}'{hint}")
                 elif v == e.name:
                     add(path, f"entry '{e.name}' cannot switch to itself; name other entries")
+                else:
+                    from energybench.suite.devices import variant_problem
+
+                    refused = variant_problem(e, suite.entry(v))
+                    if refused:
+                        add(path, refused)
             policy = getattr(sc, "policy", None)
             if policy is not None:
                 from energybench.serve.policies import POLICIES

@@ -306,11 +306,13 @@ class BackendSpec(Strict):
     parity_frames: int = Field(
         4, ge=1, le=MAX_ITEMS, description="frames compared with eager after export"
     )
-    parity_tolerance: float = Field(
-        1e-4,
+    parity_tolerance: float | None = Field(
+        None,
         gt=0,
         le=1e6,
-        description="fp32: largest allowed |backend - eager| (else the phase fails)",
+        description="fp32: largest allowed |backend - eager| (else the phase fails); default "
+        "per backend and device (serve/backends/core.py PARITY_TOLERANCE: 1e-4 where the "
+        "served path is exact fp32, 5e-3 where it may use TF32 on a GPU: TensorRT, or TF32 on)",
     )
 
     @model_validator(mode="before")
@@ -391,6 +393,34 @@ class Entry(Strict):
         return out
 
 
+class NumericsSettings(Strict):
+    """GPU numerics, set explicitly before any work and recorded in the run's environment.
+
+    The default is exact fp32 (no TF32, ``highest`` matmul precision) and no cuDNN autotuning,
+    so fp32 backends agree with eager within 1e-4 and a measured window never contains an
+    autotuning pass. ``tf32: true`` (cuDNN convolutions, and ONNX Runtime's CUDA ``use_tf32``)
+    and ``matmul_precision: high`` trade ~1e-3 relative error for tensor-core speed;
+    ``cudnn_benchmark: true`` autotunes convolutions per input shape (ONNX Runtime:
+    ``cudnn_conv_algo_search: EXHAUSTIVE``; else ``HEURISTIC``)."""
+
+    tf32: bool = Field(
+        False,
+        description="TF32 in cuDNN convolutions (torch.backends.cudnn.allow_tf32) and ONNX "
+        "Runtime CUDA (use_tf32)",
+    )
+    matmul_precision: Literal["highest", "high", "medium"] = Field(
+        "highest",
+        description="torch.set_float32_matmul_precision (high/medium: TF32/bf16 matmuls)",
+    )
+    cudnn_benchmark: bool = Field(
+        False, description="torch.backends.cudnn.benchmark (autotune convolutions per shape)"
+    )
+
+    def uses_tf32(self) -> bool:
+        """True when fp32 work may run in reduced precision (TF32 convs or matmuls)."""
+        return self.tf32 or self.matmul_precision != "highest"
+
+
 class ExecutorSettings(Strict):
     """Where ``energybench run --executor slurm|local`` runs each entry's job (submitit)."""
 
@@ -437,6 +467,9 @@ class Suite(Strict):
         description="installed plug-ins (entry points of group 'energybench.plugins') whose "
         "models, datasets, methods, scenarios, backends or meters this suite names",
     )
+    numerics: NumericsSettings | None = Field(
+        None, description="GPU numerics (TF32, matmul precision, cudnn.benchmark); default: exact"
+    )
     entries: list[Entry] = Field(min_length=1, max_length=MAX_ENTRIES)
 
     @field_validator("schema_version")
@@ -452,7 +485,7 @@ class Suite(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return _drop_unset(handler, self, "executor", "plugins")
+        return _drop_unset(handler, self, "executor", "plugins", "numerics")
 
     @field_validator("plugins")
     @classmethod

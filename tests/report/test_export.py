@@ -99,6 +99,8 @@ def test_schema_names_carry_units() -> None:
         "charged",
         "is_shared",
         "is_simulated",
+        "is_mixed_devices",
+        "placement",
         "backend",
         "backend_max_abs_diff",
         "output",

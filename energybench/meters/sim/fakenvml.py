@@ -74,7 +74,11 @@ NVML_POWER_SCOPE_MODULE = 1
 NVML_POWER_SCOPE_MEMORY = 2
 
 NVML_TEMPERATURE_GPU = 0
+NVML_CLOCK_GRAPHICS = 0
 NVML_CLOCK_SM = 1
+NVML_CLOCK_MEM = 2
+NVML_FEATURE_DISABLED = 0
+NVML_FEATURE_ENABLED = 1
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
 
@@ -251,6 +255,11 @@ class FakeGpu:
     instant_supported: bool = True
     module: bool = False
     power_limit_w: float = 700.0
+    default_power_limit_w: float | None = None  # None: power_limit_w
+    persistence: int = 1  # NVML_FEATURE_ENABLED
+    ecc: tuple[int, int] = (1, 1)  # (current, pending)
+    max_clock_mhz: dict[int, int] = field(default_factory=lambda: {0: 1980, 1: 1980, 2: 2619})
+    app_clock_mhz: dict[int, int] = field(default_factory=lambda: {0: 1755, 1: 1755, 2: 2619})
     mig: tuple[int, int] = (0, 0)  # (current, pending)
     mig_devices: list[str] = field(default_factory=list)  # MIG instance UUIDs
     processes: list[tuple[int, float, float]] = field(default_factory=list)  # pid, start, end
@@ -567,10 +576,52 @@ class FakeNvml:
         return int(round(30.0 + 0.06 * g.power_w(t)))
 
     def nvmlDeviceGetClockInfo(self, handle: _Handle, kind: int) -> int:  # noqa: N802
+        """Current clock, MHz (SM/graphics follow load; memory is fixed)."""
         g, t = self._enter("nvmlDeviceGetClockInfo", handle)  # type: ignore[misc]
-        if kind != NVML_CLOCK_SM:
+        if kind == NVML_CLOCK_MEM:
+            return g.max_clock_mhz[NVML_CLOCK_MEM]
+        if kind not in (NVML_CLOCK_SM, NVML_CLOCK_GRAPHICS):
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
-        return 1980 if g.power_w(t) > 0.3 * g.power_limit_w else 345
+        return g.max_clock_mhz[kind] if g.power_w(t) > 0.3 * g.power_limit_w else 345
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, kind: int) -> int:  # noqa: N802
+        """Maximum clock, MHz."""
+        g, _ = self._enter("nvmlDeviceGetMaxClockInfo", handle)  # type: ignore[misc]
+        if kind not in g.max_clock_mhz:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return g.max_clock_mhz[kind]
+
+    def nvmlDeviceGetApplicationsClock(self, handle: _Handle, kind: int) -> int:  # noqa: N802
+        """Application (target) clock, MHz."""
+        g, _ = self._enter("nvmlDeviceGetApplicationsClock", handle)  # type: ignore[misc]
+        if kind not in g.app_clock_mhz:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return g.app_clock_mhz[kind]
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: _Handle) -> int:  # noqa: N802
+        """The power limit set (mW)."""
+        g, _ = self._enter("nvmlDeviceGetPowerManagementLimit", handle)  # type: ignore[misc]
+        return int(g.power_limit_w * 1000)
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: _Handle) -> int:  # noqa: N802
+        """The default power limit (mW)."""
+        g, _ = self._enter("nvmlDeviceGetPowerManagementDefaultLimit", handle)  # type: ignore[misc]
+        return int((g.default_power_limit_w or g.power_limit_w) * 1000)
+
+    def nvmlDeviceGetPersistenceMode(self, handle: _Handle) -> int:  # noqa: N802
+        """NVML_FEATURE_ENABLED (1) or NVML_FEATURE_DISABLED (0)."""
+        g, _ = self._enter("nvmlDeviceGetPersistenceMode", handle)  # type: ignore[misc]
+        return g.persistence
+
+    def nvmlDeviceGetEccMode(self, handle: _Handle) -> list[int]:  # noqa: N802
+        """[current, pending] ECC mode (NVML_FEATURE_*)."""
+        g, _ = self._enter("nvmlDeviceGetEccMode", handle)  # type: ignore[misc]
+        return [g.ecc[0], g.ecc[1]]
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:  # noqa: N802
+        """The CUDA version the driver supports, e.g. 12040 for 12.4."""
+        self._enter("nvmlSystemGetCudaDriverVersion")
+        return 12040
 
     def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> c_nvmlUtilization_t:  # noqa: N802
         g, t = self._enter("nvmlDeviceGetUtilizationRates", handle)  # type: ignore[misc]

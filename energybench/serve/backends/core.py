@@ -14,8 +14,9 @@ scenario and the quality evaluation run unchanged on it. Registry: name → :cla
 :func:`prepare_serving` runs the one-off part (export, compile, int8 calibration) in its own
 measurement window — its energy is counted in TEC like a compression step — and checks the
 served outputs against eager over several frames with the state carried (max |diff| recorded;
-above ``parity_tolerance`` on fp32 the phase fails). :func:`backend_problems` is what
-``energybench validate`` reports when a backend cannot run an entry's model.
+above the backend's fp32 tolerance, :data:`PARITY_TOLERANCE`, the phase fails).
+:func:`backend_problems` is what ``energybench validate`` reports when a backend cannot run an
+entry's model.
 """
 
 from __future__ import annotations
@@ -212,7 +213,9 @@ register(
         "onnxruntime",
         _prepare_onnxruntime,
         "ONNX Runtime on a torch.onnx export",
-        unavailable=_missing("onnxruntime", "pip install onnxruntime, or onnxruntime-gpu"),
+        unavailable=_missing(
+            "onnxruntime", "pip install onnxruntime, or for GPUs: pip install 'energybench[gpu]'"
+        ),
     )
 )
 register(
@@ -244,9 +247,34 @@ def online_outputs(model: nn.Module, frames: torch.Tensor) -> list[torch.Tensor]
 
 
 def max_abs_diff(reference: nn.Module, served: nn.Module, frames: torch.Tensor) -> float:
-    """Largest |served - reference| over the frames' outputs (state carried)."""
-    ref, got = online_outputs(reference, frames), online_outputs(served, frames)
+    """Largest |served - reference| over the frames' outputs (state carried); the reference
+    runs in exact fp32 (TF32 off), the served model under the run's numerics."""
+    from energybench.numerics import exact_fp32
+
+    with exact_fp32():
+        ref = online_outputs(reference, frames)
+    got = online_outputs(served, frames)
     return max(float((a - b).abs().max()) for a, b in zip(ref, got, strict=True))
+
+
+#: Default fp32 parity tolerances (largest |served - eager| over ``parity_frames`` recurrent
+#: frames, outputs in [0, 1]): ``exact`` where the served path computes in fp32 (CPU; GPU with
+#: TF32 off: cuDNN/ORT CUDA algorithm choices differ only in summation order, ~1e-6 per layer);
+#: ``tf32`` where it may use TF32's 10-bit mantissa (~1e-3 relative per layer): on a GPU with
+#: ``numerics.tf32`` or a reduced ``matmul_precision``, and TensorRT (TF32 on by default in its
+#: builder, not switchable through ONNX Runtime). ``backend.parity_tolerance`` overrides both.
+PARITY_TOLERANCE = {"exact": 1e-4, "tf32": 5e-3}
+
+
+def parity_tolerance(spec: BackendSpec, ctx: PrepareContext) -> tuple[float, str]:
+    """The fp32 tolerance for ``spec`` on ``ctx``'s device, and where it comes from."""
+    if spec.parity_tolerance is not None:
+        return spec.parity_tolerance, "backend.parity_tolerance"
+    gpu = ctx.device.type == "cuda"
+    trt = spec.name == "onnxruntime" and "TensorrtExecutionProvider" in (spec.providers or [])
+    tf32 = ctx.numerics is not None and ctx.numerics.uses_tf32()
+    kind = "tf32" if gpu and (trt or tf32) else "exact"
+    return PARITY_TOLERANCE[kind], f"default ({kind} fp32 on {ctx.device.type})"
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -261,7 +289,7 @@ def prepare_serving(
 
     The one-off step (export, compilation, calibration) runs inside ``monitor.window(window)``
     when a monitor is given; then the outputs are compared with eager over
-    ``spec.parity_frames`` frames (fp32: more than ``spec.parity_tolerance`` raises
+    ``spec.parity_frames`` frames (fp32: more than :func:`parity_tolerance` raises
     :class:`BackendParityError`).
     """
     backend = BACKENDS[spec.name]
@@ -287,20 +315,33 @@ def prepare_serving(
     frames = frames.to(dtype) if dtype is not None else frames
     diff = max_abs_diff(model, served, frames)
     exact = spec.quantize == "none" and spec.autocast == "none" and dtype in (None, torch.float32)
+    tolerance, source = parity_tolerance(spec, ctx)
     export["parity"] = {
         "max_abs_diff": diff,
         "frames": int(frames.shape[0]),
-        "tolerance": spec.parity_tolerance if exact else None,
-        "reference": "eager PyTorch",
+        "tolerance": tolerance if exact else None,
+        "tolerance_source": source if exact else None,
+        "reference": "eager PyTorch, exact fp32 (TF32 off)",
     }
-    if exact and not diff <= spec.parity_tolerance:
+    if exact and not diff <= tolerance:
         what = spec.name + (" (channels_last)" if spec.channels_last else "")
         raise BackendParityError(
             f"backend '{what}' differs from eager PyTorch by up to {diff:.3g} over "
-            f"{frames.shape[0]} frames (fp32 tolerance {spec.parity_tolerance:g}); the served "
+            f"{frames.shape[0]} frames (fp32 tolerance {tolerance:g}, {source}); the served "
             "outputs would not be the model's"
         )
     return served, {**record, "export": export if backend.one_off or info else None}
+
+
+def serving_batches(e: Entry) -> tuple[int, ...]:
+    """The batch sizes ``e``'s scenarios serve (1, each throughput batch, a load's largest
+    batch): the shapes a per-shape backend (TensorRT) builds inside the export window."""
+    out = {1}
+    for sc in e.serve:
+        out.update(getattr(sc, "batch_sizes", []) or [])
+        if sc.scenario == "load":
+            out.add(int(getattr(sc, "max_batch", 1)))
+    return tuple(sorted(out))
 
 
 def _step_dtypes(e: Entry) -> list[str]:
@@ -341,10 +382,14 @@ def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
     if spec.providers and spec.name == "onnxruntime" and not why:
         import onnxruntime as ort
 
+        from energybench.suite.devices import GPU_PROVIDERS
+
         have = ort.get_available_providers()
         for k, p in enumerate(spec.providers):
-            if p not in have:
-                close = difflib.get_close_matches(p, have, n=1)
+            # GPU providers are checked against the host where the entry lands on a GPU
+            # (run preflight, validate): a CPU or simulated placement does not use them
+            if p not in have and p not in GPU_PROVIDERS:
+                close = difflib.get_close_matches(p, [*have, *GPU_PROVIDERS], n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 out.append(
                     (

@@ -1,7 +1,9 @@
 """The ``openvino`` serving backend (optional extra ``energybench[openvino]``): the same ONNX
-export as :mod:`energybench.serve.backends.ort`, compiled by OpenVINO for its CPU (or GPU)
-plugin. ``intra_op_threads`` maps to ``INFERENCE_NUM_THREADS``, with the ``LATENCY`` hint (one
-stream: batch-1 online serving). The export's spatial axes are dynamic; OpenVINO is faster on a
+export as :mod:`energybench.serve.backends.ort`, compiled by OpenVINO for its CPU plugin (its
+GPU plugin is for Intel GPUs: an entry on a CUDA device is refused at validate, and ``auto``
+places an OpenVINO entry on the CPU, :mod:`energybench.suite.devices`). ``intra_op_threads``
+maps to ``INFERENCE_NUM_THREADS``, with the ``LATENCY`` hint (one stream: batch-1 online
+serving). The export's spatial axes are dynamic; OpenVINO is faster on a
 static graph, so each input shape gets its own compiled model (the serving size compiled during
 preparation, inside the metered window; another size, e.g. evaluation clips, on first use).
 Inputs are shared with the infer request, not copied; outputs are copied out of it (its buffers
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from energybench.errors import SetupError
 from energybench.serve.backends.context import PrepareContext
 from energybench.serve.backends.onnx_export import ExportedStep, export_step, serve_once
 from energybench.serve.backends.ort import RuntimeServed
@@ -69,7 +72,11 @@ def prepare_openvino(
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if spec.intra_op_threads:
         config["INFERENCE_NUM_THREADS"] = spec.intra_op_threads
-    device = "GPU" if ctx.device.type == "cuda" and "GPU" in core.available_devices else "CPU"
+    if ctx.device.type != "cpu":  # validate refuses it; never run on the CPU charging a GPU
+        raise SetupError(
+            f"OpenVINO runs on the CPU, but this entry is on {ctx.device}: set device: cpu"
+        )
+    device = "CPU"
 
     def compile_for(shapes: dict[str, tuple[int, ...]]) -> Any:
         static = ov_model.clone()
