@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from energybench.models import MODELS
-from energybench.serve.load import Request, plan_batch, poisson_arrivals, serve_open_loop
+from energybench.serve.load import (
+    SWEEP_RESOLUTION,
+    Request,
+    plan_batch,
+    poisson_arrivals,
+    search_max_rate,
+    serve_open_loop,
+)
 from energybench.suite.schema import EnergySettings, Load
 
 queues = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 0.5)), min_size=0, max_size=20).map(
@@ -75,12 +82,82 @@ def test_serve_open_loop_sweep(fake_monitor, tiny_task) -> None:
     m = MODELS.create("espcn", channels=8).eval()
     sc = Load(
         scenario="load", rate_per_s=100, deadline_ms=40, max_batch=2, requests=30, warmup=1,
-        p99_target_ms=40,
+        p99_target_ms=40, sweep_min_requests=100, sweep_min_s=0.5,
     )  # fmt: skip
     res = serve_open_loop(sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load")
     sw = res["sweep"]
-    assert sw["p99_target_ms"] == 40 and 1 <= len(sw["points"]) <= 8
+    assert sw["p99_target_ms"] == 40 and 1 <= len(sw["points"]) <= 16
     if sw["max_rate_per_s"] is not None:
         assert sw["energy_per_request_j"] is not None
         best = [p for p in sw["points"] if p["rate_per_s"] == sw["max_rate_per_s"]][0]
         assert best["meets_target"]
+
+
+def _threshold(limit: float, tried: list[float]):  # noqa: ANN202 - a test's fake meter
+    def meets(rate: float) -> bool:
+        tried.append(rate)
+        return rate <= limit
+
+    return meets
+
+
+def test_search_first_rate_meets_climbs_to_the_ceiling_and_is_a_lower_bound() -> None:
+    tried: list[float] = []
+    res = search_max_rate(_threshold(1e9, tried), start=100.0, floor=5.0, ceiling=400.0)
+    assert res.bound == "lower" and res.max_rate_per_s == 400.0
+    assert tried == [100.0, 200.0, 400.0]  # never stops at the first rate that passes
+    assert res.first_failing_rate_per_s is None
+
+
+def test_search_first_rate_meets_climbs_until_a_rate_fails_then_bisects() -> None:
+    tried: list[float] = []
+    res = search_max_rate(_threshold(330.0, tried), start=100.0, floor=5.0, ceiling=1e4)
+    assert res.bound == "measured" and tried[:3] == [100.0, 200.0, 400.0]
+    assert res.max_rate_per_s is not None and res.first_failing_rate_per_s is not None
+    assert res.max_rate_per_s <= 330.0 < res.first_failing_rate_per_s
+    assert res.first_failing_rate_per_s / res.max_rate_per_s <= 1.0 + SWEEP_RESOLUTION
+
+
+def test_search_first_rate_fails_bisects_down_or_reports_none() -> None:
+    res = search_max_rate(_threshold(50.0, []), start=100.0, floor=10.0, ceiling=400.0)
+    assert res.bound == "measured" and res.max_rate_per_s is not None
+    assert res.max_rate_per_s <= 50.0 < (res.first_failing_rate_per_s or 0.0)
+    tried: list[float] = []
+    res = search_max_rate(_threshold(1.0, tried), start=100.0, floor=10.0, ceiling=400.0)
+    assert res.bound == "none" and res.max_rate_per_s is None and tried == [100.0, 10.0]
+
+
+def test_search_stops_at_max_points() -> None:
+    tried: list[float] = []
+    res = search_max_rate(_threshold(1e9, tried), 1.0, 0.1, 1e9, max_points=4)
+    assert len(tried) == 4 and res.bound == "lower" and res.max_rate_per_s == 8.0
+
+
+def test_poisson_arrivals_cover_the_minimum_duration() -> None:
+    a = poisson_arrivals(1000.0, 10, 3, min_s=0.5)
+    assert a[-1] >= 0.5 and len(a) > 400 and a[-2] < 0.5
+    assert len(poisson_arrivals(10.0, 50, 3, min_s=0.1)) == 50
+
+
+def test_sweep_point_serves_the_documented_minimum(fake_monitor, tiny_task) -> None:
+    """A loose target that the first rate meets: the sweep climbs, each point is long enough,
+    and the maximum is a lower bound or bracketed by a failing rate (never a short burst)."""
+    m = MODELS.create("espcn", channels=8).eval()
+    sc = Load(
+        scenario="load", rate_per_s=100, deadline_ms=400, max_batch=2, requests=30, warmup=1,
+        p99_target_ms=60, sweep_min_requests=100, sweep_min_s=0.5,
+    )  # fmt: skip
+    res = serve_open_loop(sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load")
+    sw = res["sweep"]
+    assert sw["min_requests"] == 100 and sw["min_s"] == 0.5
+    for p in sw["points"]:
+        assert p["requests"] >= 102 and p["offered_span_s"] >= 0.5 and p["duration_s"] >= 0.5
+    assert sw["bound"] in ("measured", "lower", "none")
+    assert sw["lower_bound"] == (sw["bound"] == "lower")
+    if sw["max_rate_per_s"] is not None:
+        assert sw["served_at_max"] >= 100 and sw["duration_s_at_max"] >= 0.5
+    if sw["bound"] == "measured":
+        assert sw["first_failing_rate_per_s"] > sw["max_rate_per_s"]
+    first = sw["points"][0]
+    if first["meets_target"]:  # the first rate passed: the sweep went on upward
+        assert len(sw["points"]) > 1 and sw["points"][1]["rate_per_s"] > first["rate_per_s"]
