@@ -311,6 +311,7 @@ class LoadResult(FlatResult):
     deadline_miss_rate: float | None
     rejection_rate: float | None
     sweep: Sweep | None
+    threads: int | None = None  # intra-op CPU threads it served with (older runs: not recorded)
     outputs = (
         Output("rate_per_s", "offered rate", "requests/s", attr("rate_per_s")),
         Output("deadline_ms", "deadline", "ms", attr("deadline_ms")),

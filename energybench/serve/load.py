@@ -30,8 +30,11 @@ target; one trial per point, see :func:`search_max_rate`:
 - The first rate tried is 1.25 x the warm-up profile's capacity estimate. If it meets the
   target, the rate doubles until a point fails or the ceiling (``SWEEP_CEILING_FACTOR`` x the
   estimate, at most ``MAX_RATE``) is reached; if the ceiling still meets it the result is a
-  lower bound (``bound: "lower"``, shown as "≥"). If it fails, ``SWEEP_FLOOR_FACTOR`` x the
-  estimate is tried (fails too: ``bound: "none"``, the lowest rate tried recorded). Between
+  lower bound (``bound: "lower"``, shown as "≥"). If it fails, the rate is divided by
+  ``SWEEP_DESCENT`` until one passes (the warm-up profile times the model alone: serving
+  overheads and a busy CPU can make it optimistic by orders of magnitude), down to a floor
+  (``SWEEP_FLOOR_FACTOR`` x the estimate, and no point longer than ``SWEEP_LONGEST_POINT_S``);
+  if the floor fails too: ``bound: "none"``, the lowest rate tried recorded. Between
   the highest passing and the lowest failing rate a geometric bisection runs until they are
   within ``SWEEP_RESOLUTION`` (``bound: "measured"``, the failing rate above it recorded).
 
@@ -61,7 +64,9 @@ from energybench.tasks.base import Task, model_dtype
 SWEEP_MAX_POINTS = 16  # most points of one p99 sweep (brackets, climb and bisection)
 SWEEP_RESOLUTION = 0.05  # bisection stops when failing / passing rate <= 1 + this
 SWEEP_CEILING_FACTOR = 4.0  # the climb stops at this x the profile's capacity estimate
-SWEEP_FLOOR_FACTOR = 0.25  # the lowest rate tried: this x the capacity estimate
+SWEEP_DESCENT = 4.0  # below a first rate that fails, each rate tried is this much lower ...
+SWEEP_FLOOR_FACTOR = 1 / 256  # ... down to this x the capacity estimate at the lowest
+SWEEP_LONGEST_POINT_S = 30.0  # ... and no lower than sweep_min_requests over this many seconds
 SWEEP_TARGET_MULTIPLE = 5.0  # a sweep point lasts at least this x the p99 target
 SWEEP_SERVED_FRACTION = 0.99  # a point meeting the p99 target served at least this fraction
 PROFILE_REPS = 7  # timed runs per batch size in the warm-up profile
@@ -108,7 +113,7 @@ def poisson_arrivals(rate_per_s: float, n: int, seed: int, min_s: float = 0.0) -
     """Arrival times (s, from 0) of a Poisson process of ``rate_per_s`` (seeded): at least
     ``n`` of them, and more until the last is at or after ``min_s``."""
     rng = random.Random(seed)
-    t, out = 0.0, []
+    t, out = 0.0, list[float]()
     while len(out) < n or t < min_s:
         t += rng.expovariate(rate_per_s)
         out.append(t)
@@ -252,6 +257,26 @@ def serve_open_loop(
     window: str,
 ) -> dict[str, Any]:
     """Run the ``load`` scenario (see module docstring); returns its record."""
+    threads = torch.get_num_threads()
+    try:
+        if sc.threads is not None:
+            torch.set_num_threads(sc.threads)
+        rec = _serve_open_loop(sc, model, task, device, monitor, energy, window)
+    finally:
+        torch.set_num_threads(threads)
+    rec["threads"] = sc.threads if sc.threads is not None else threads
+    return rec
+
+
+def _serve_open_loop(
+    sc: Load,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
     timer = make_timer(device)
     deadline_s = sc.deadline_ms / 1e3
     with torch.inference_mode():
@@ -319,7 +344,8 @@ def search_max_rate(
     """The highest rate for which ``meets(rate)`` holds (see the module docstring).
 
     Tries ``start`` (clipped to ``ceiling``); if it passes, doubles up to ``ceiling`` until a
-    rate fails; if it fails, tries ``floor``. Then bisects (geometric mean) between the highest
+    rate fails; if it fails, divides by ``SWEEP_DESCENT`` until a rate passes, ``floor`` the
+    lowest tried. Then bisects (geometric mean) between the highest
     pass and the lowest fail while their ratio exceeds ``1 + resolution``. At most
     ``max_points`` calls of ``meets``.
     """
@@ -343,10 +369,16 @@ def search_max_rate(
         if hi is None:
             return SearchResult(lo, "lower", None, lowest)
     else:
-        hi, lo = rate, min(floor, rate)
-        if lo == hi or not probe(lo):
-            return SearchResult(None, "none", lo, lo)
-        lowest = lo
+        hi, low = rate, rate
+        while True:  # down by SWEEP_DESCENT until a rate passes or the floor fails
+            if low <= floor or calls >= max_points:
+                return SearchResult(None, "none", low, low)
+            low = max(low / SWEEP_DESCENT, floor)
+            lowest = low
+            if probe(low):
+                lo = low
+                break
+            hi = low
     while hi / lo > 1.0 + resolution and calls < max_points:
         mid = math.sqrt(lo * hi)
         if probe(mid):
@@ -386,7 +418,8 @@ def _sweep(
         points.append(res)
         return bool(res["meets_target"])
 
-    found = search_max_rate(meets, 1.25 * capacity, SWEEP_FLOOR_FACTOR * capacity, ceiling)
+    floor = max(SWEEP_FLOOR_FACTOR * capacity, sc.sweep_min_requests / SWEEP_LONGEST_POINT_S)
+    found = search_max_rate(meets, 1.25 * capacity, min(floor, capacity), ceiling)
     best = found.max_rate_per_s
     at_best = next((p for p in points if p["rate_per_s"] == best and p["meets_target"]), None)
     return {

@@ -140,6 +140,12 @@ def test_a_fresh_run_reads_back_typed_with_every_key_it_was_written_with(smoke_r
     idle = json.loads((smoke_run / "idle.json").read_text())
     assert run.idle.before is not None and run.idle.before.power_w == idle["before"]["power_w"]
     assert run.idle.model_dump(mode="json", exclude_unset=True) == idle
+    # idle twice: cold before any work, active after the warm-up; the split uses the active one
+    assert run.idle.active is not None and run.idle.active.warmed == ["cpu"]
+    assert run.idle.split_uses == "active"
+    ((_, window),) = phases.train.windows()
+    split = [d for d in window.devices if d.idle_power_w is not None]
+    assert all(d.idle_power_w == run.idle.active.power_w[d.device] for d in split)
 
 
 def test_the_store_refuses_to_write_a_record_without_its_typed_shape(tmp_path: Path) -> None:

@@ -67,8 +67,24 @@ FAST = EnergySettings(min_window_s=0.0, min_window_iters=1, trials=1, max_trials
 
 def test_serve_open_loop_keys(fake_monitor, tiny_task) -> None:
     m = MODELS.create("espcn", channels=8).eval()
-    sc = Load(scenario="load", rate_per_s=300, deadline_ms=2000, max_batch=3, requests=60, warmup=1)
-    res = serve_open_loop(sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load")
+    sc = Load(
+        scenario="load", rate_per_s=300, deadline_ms=2000, max_batch=3, requests=60, warmup=1,
+        threads=1,
+    )  # fmt: skip
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    real = tiny_task.serving_step
+
+    def step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - records the threads it runs with
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    tiny_task.serving_step = step
+    try:
+        res = serve_open_loop(sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load")
+    finally:
+        del tiny_task.serving_step
+    assert set(seen) == {1} and res["threads"] == 1 and torch.get_num_threads() == before
     assert KEYS <= set(res)
     assert res["sweep"] is None and set(res["profile"]) == {"1", "2", "3"}
     t = res["trials"][0]
@@ -124,7 +140,8 @@ def test_search_first_rate_fails_bisects_down_or_reports_none() -> None:
     assert res.max_rate_per_s <= 50.0 < (res.first_failing_rate_per_s or 0.0)
     tried: list[float] = []
     res = search_max_rate(_threshold(1.0, tried), start=100.0, floor=10.0, ceiling=400.0)
-    assert res.bound == "none" and res.max_rate_per_s is None and tried == [100.0, 10.0]
+    assert res.bound == "none" and res.max_rate_per_s is None and tried == [100.0, 25.0, 10.0]
+    assert res.lowest_rate_tried_per_s == res.first_failing_rate_per_s == 10.0
 
 
 def test_search_stops_at_max_points() -> None:
