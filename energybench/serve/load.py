@@ -113,7 +113,8 @@ def poisson_arrivals(rate_per_s: float, n: int, seed: int, min_s: float = 0.0) -
     """Arrival times (s, from 0) of a Poisson process of ``rate_per_s`` (seeded): at least
     ``n`` of them, and more until the last is at or after ``min_s``."""
     rng = random.Random(seed)
-    t, out = 0.0, list[float]()
+    t = 0.0
+    out: list[float] = []
     while len(out) < n or t < min_s:
         t += rng.expovariate(rate_per_s)
         out.append(t)

@@ -164,3 +164,17 @@ def test_the_store_refuses_to_write_a_record_without_its_typed_shape(tmp_path: P
     with pytest.raises(RecordShapeError, match="scenarios.s: a stream scenario record"):
         store.write_phase("e", "serve", bad_scenario)
     assert not store.phase_path("e", "serve").exists()
+
+
+def test_an_idle_record_with_an_unknown_split_basis_names_it(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RUN_010, run)
+    base = {"seconds": 0.5, "power_w": {"cpu:estimate": 1.0}}
+    (run / "idle.json").write_text(json.dumps({"before": base, "split_basis": "warm"}))
+    with pytest.raises(RunFileError) as err:
+        load_run(run)
+    assert err.value.path == run / "idle.json" and "split_basis" in err.value.problem
+    (run / "idle.json").write_text(
+        json.dumps({"before": base, "active": base, "split_basis": "active"})
+    )
+    assert load_run(run).idle.split_uses == "active"
