@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from energybench.models import MODELS
 from energybench.serve.load import (
+    PROFILE_MARGIN,
     SWEEP_RESOLUTION,
+    LatencyProfile,
     Request,
+    _sweep,
     plan_batch,
     poisson_arrivals,
     search_max_rate,
@@ -178,3 +184,59 @@ def test_sweep_point_serves_the_documented_minimum(fake_monitor, tiny_task) -> N
     first = sw["points"][0]
     if first["meets_target"]:  # the first rate passed: the sweep went on upward
         assert len(sw["points"]) > 1 and sw["points"][1]["rate_per_s"] > first["rate_per_s"]
+
+
+def _queue_point(capacity_per_s: float):  # noqa: ANN202 - a server model for the sweep
+    """A one-at-a-time server of ``capacity_per_s`` on virtual time (no deadline drops): the
+    same record keys as :func:`run_point`, computed instead of timed."""
+
+    def point(rate: float, n: int, seed: int, min_s: float = 0.0):  # noqa: ANN202
+        def run() -> dict:
+            arrivals = poisson_arrivals(rate, n, seed, min_s)
+            free, lat = 0.0, []
+            for a in arrivals:
+                free = max(free, a) + 1.0 / capacity_per_s
+                lat.append(free - a)
+            ordered = sorted(lat)
+            return {
+                "rate_per_s": rate, "requests": len(arrivals), "served": len(arrivals),
+                "offered_span_s": arrivals[-1], "duration_s": free, "deadline_misses": 0,
+                "rejected_at_admission": 0, "dropped_in_queue": 0,
+                "p99_all_ms": 1e3 * ordered[math.ceil(0.99 * len(ordered)) - 1],
+                "_latencies": lat,
+            }  # fmt: skip
+
+        return run
+
+    return point
+
+
+def test_a_short_burst_cannot_flatter_the_sweep(fake_monitor) -> None:
+    """The reported case: a server of ~280 requests/s whose warm-up profile promises ~5900/s.
+    A 30-request burst at 7404/s is served in 0.107 s and meets a 200 ms p99; points of the
+    documented size build a queue instead, and the maximum lands near the true capacity."""
+    sc = Load(scenario="load", rate_per_s=30, deadline_ms=400, max_batch=1, requests=30,
+              p99_target_ms=200)  # fmt: skip
+    profile = LatencyProfile({1: [1 / 5923.0 / PROFILE_MARGIN]})
+    sw = _sweep(sc, profile, _queue_point(280.0), fake_monitor, "load")
+    assert sw["min_requests"] == 200 and sw["min_s"] == 2.0
+    assert sw["bound"] == "measured" and not sw["lower_bound"]
+    # within the documented ~20 % of the true capacity (not 7404/s)
+    assert 0.75 * 280 <= sw["max_rate_per_s"] <= 1.2 * 280
+    assert sw["max_rate_per_s"] < sw["first_failing_rate_per_s"] <= 1.05 * sw["max_rate_per_s"]
+    best = next(p for p in sw["points"] if p["rate_per_s"] == sw["max_rate_per_s"])
+    assert sw["served_at_max"] == best["served"] >= 200 and best["offered_span_s"] >= 2.0
+    assert all(p["requests"] >= 203 and p["offered_span_s"] >= 2.0 for p in sw["points"])
+    first = sw["points"][0]
+    assert first["rate_per_s"] == pytest.approx(1.25 * 5923.0) and not first["meets_target"]
+
+
+def test_a_fast_server_climbs_to_the_ceiling_and_reports_a_lower_bound(fake_monitor) -> None:
+    sc = Load(scenario="load", rate_per_s=30, deadline_ms=400, max_batch=1, requests=30,
+              p99_target_ms=200, sweep_min_s=0.5)  # fmt: skip
+    profile = LatencyProfile({1: [1 / 100.0 / PROFILE_MARGIN]})  # promises 100/s
+    sw = _sweep(sc, profile, _queue_point(1e5), fake_monitor, "load")
+    rates = [p["rate_per_s"] for p in sw["points"]]
+    assert rates == pytest.approx([125.0, 250.0, 400.0])  # up to 4 x the estimate: the ceiling
+    assert sw["bound"] == "lower" and sw["lower_bound"] and sw["max_rate_per_s"] == 400.0
+    assert sw["ceiling_per_s"] == pytest.approx(400.0) and sw["first_failing_rate_per_s"] is None
