@@ -8,12 +8,16 @@ batch size x backend) serves it at the least energy per item?" from measured poi
   sweep. A rate between measured points is answered from the nearest measured point at a rate
   at or above the one asked (latency measured under at least that load), and the answer says
   so (``basis`` "measured-above"); a rate above every measured point is "not measured".
-- ``stream`` scenarios (periodic arrivals, batch 1): only at their own rate (``target_fps``).
+- ``stream`` scenarios (periodic arrivals, batch 1): only at their own rate (``target_fps``),
+  and only if they kept it: the achieved frame rate at least ``1 - STREAM_RATE_TOLERANCE`` of
+  the rate asked and at most ``MAX_DEADLINE_MISS_RATE`` of frames late (a stream whose frames
+  queue behind each other can keep a p99 under a loose target while delivering 22.5 of 30 fps).
 - ``throughput`` scenarios are closed-loop (no arrival rate): they never answer a rate.
 
 Nothing is interpolated: every figure in an answer is one measured point's, with the rate it was
 measured at. The p99 of a ``load`` point counts rejected requests as infinitely late. Energy per
 item is on the ranking basis (measured devices only unless the suite allows estimates, marked).
+Every configuration that answers but does not meet the query says why (``reasons``).
 This module reads the run store; it must not measure or change a run.
 """
 
@@ -32,6 +36,11 @@ from energybench.report.tables import backend_name
 RATE_TOLERANCE = 0.02
 #: Two-sided 95 % normal quantile (for one-trial sweep points: the meter's own sigma).
 Z95 = 1.959963984540054
+#: A stream keeps its rate if it delivered at least this fraction less than the rate asked.
+STREAM_RATE_TOLERANCE = 0.05
+#: A stream keeps its deadlines if at most this fraction of frames finished after their slot
+#: (the same 1 % a p99 allows).
+MAX_DEADLINE_MISS_RATE = 0.01
 
 Status = Literal["meets", "none-meets", "not-measured"]
 
@@ -56,6 +65,8 @@ class Point:
     quality: float | None
     quality_name: str
     origin: str  # "scenario" (its measured trials) | "sweep" (one point of the p99 sweep)
+    achieved_rate_per_s: float | None = None  # streams: frames delivered per second
+    deadline_miss_rate: float | None = None  # streams: fraction of frames late
 
 
 @dataclass
@@ -68,10 +79,12 @@ class Answer:
     meets_latency: bool
     meets_quality: bool
     note: str = ""
+    meets_rate: bool = True  # streams: kept the rate and the deadlines (see module doc)
+    reasons: list[str] = field(default_factory=list)  # why it does not meet the query
 
     @property
     def meets(self) -> bool:
-        return self.meets_latency and self.meets_quality
+        return self.meets_latency and self.meets_quality and self.meets_rate
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self.point)
@@ -81,8 +94,10 @@ class Answer:
             margin_ms=self.margin_ms,
             meets_latency=self.meets_latency,
             meets_quality=self.meets_quality,
+            meets_rate=self.meets_rate,
             meets=self.meets,
             note=self.note,
+            rejected_because=self.reasons,
         )
         return d
 
@@ -210,6 +225,10 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
                         energy_ci_j=ci,
                         is_estimate=est,
                         origin="scenario",
+                        achieved_rate_per_s=_finite(
+                            sc.fps_achieved.mean if sc.fps_achieved else None
+                        ),
+                        deadline_miss_rate=_finite(sc.deadline_miss_rate),
                     )
                 )
             elif isinstance(sc, LoadResult):
@@ -280,6 +299,71 @@ def answer_for(
     return None
 
 
+def stream_shortfalls(p: Point, rate_per_s: float) -> list[str]:
+    """Why a periodic (stream) point did not keep the rate asked (empty: it did)."""
+    if p.arrivals != "periodic":
+        return []
+    out = []
+    need = (1.0 - STREAM_RATE_TOLERANCE) * rate_per_s
+    if p.achieved_rate_per_s is None:
+        out.append("achieved frame rate not recorded")
+    elif p.achieved_rate_per_s < need:
+        out.append(
+            f"achieved {p.achieved_rate_per_s:.3g} fps of {rate_per_s:g} asked "
+            f"(needs >= {need:.3g})"
+        )
+    if p.deadline_miss_rate is None:
+        out.append("deadline misses not recorded")
+    elif p.deadline_miss_rate > MAX_DEADLINE_MISS_RATE:
+        out.append(
+            f"{100 * p.deadline_miss_rate:.3g} % of frames missed their deadline "
+            f"(allowed {100 * MAX_DEADLINE_MISS_RATE:g} %)"
+        )
+    return out
+
+
+def _answer(
+    p: Point,
+    basis: Literal["at-rate", "measured-above"],
+    p99_ms: float,
+    rate_per_s: float,
+    min_quality: float | None,
+) -> Answer:
+    """One configuration's answer: its point judged against the query, with the reasons."""
+    margin = None if p.p99_ms is None else p99_ms - p.p99_ms
+    ok_q = min_quality is None or (p.quality is not None and p.quality >= min_quality)
+    notes, reasons = [], []
+    if basis == "measured-above":
+        notes.append(
+            f"measured at {p.rate_per_s:.3g}/s (above {rate_per_s:g}/s): latency under more "
+            "load; J/item at that rate (idle time is shared by fewer items at a lower rate)"
+        )
+    if p.origin == "sweep":
+        notes.append("one sweep trial")
+    if p.p99_ms is None:
+        notes.append("requests rejected: p99 over all requests is unbounded")
+        reasons.append("requests were rejected: p99 over all requests is unbounded")
+    elif margin is not None and margin < 0:
+        reasons.append(f"p99 {p.p99_ms:.3g} ms > {p99_ms:g} ms")
+    if min_quality is not None and p.quality is None:
+        notes.append(f"no {p.quality_name} measured")
+        reasons.append(f"no {p.quality_name} measured")
+    elif not ok_q:
+        reasons.append(f"{p.quality_name} {p.quality:.4g} < {min_quality:g}")
+    short = stream_shortfalls(p, rate_per_s)
+    reasons += short
+    return Answer(
+        point=p,
+        basis=basis,
+        margin_ms=margin,
+        meets_latency=margin is not None and margin >= 0,
+        meets_quality=ok_q,
+        meets_rate=not short,
+        note="; ".join(notes),
+        reasons=reasons,
+    )
+
+
 def plan(
     runs: list[RunData], p99_ms: float, rate_per_s: float, min_quality: float | None = None
 ) -> Plan:
@@ -308,30 +392,7 @@ def plan(
             )
             continue
         p, basis = found
-        margin = None if p.p99_ms is None else p99_ms - p.p99_ms
-        ok_q = min_quality is None or (p.quality is not None and p.quality >= min_quality)
-        notes = []
-        if basis == "measured-above":
-            notes.append(
-                f"measured at {p.rate_per_s:.3g}/s (above {rate_per_s:g}/s): latency under more "
-                "load; J/item at that rate (idle time is shared by fewer items at a lower rate)"
-            )
-        if p.origin == "sweep":
-            notes.append("one sweep trial")
-        if p.p99_ms is None:
-            notes.append("requests rejected: p99 over all requests is unbounded")
-        if min_quality is not None and p.quality is None:
-            notes.append(f"no {p.quality_name} measured")
-        answers.append(
-            Answer(
-                point=p,
-                basis=basis,
-                margin_ms=margin,
-                meets_latency=margin is not None and margin >= 0,
-                meets_quality=ok_q,
-                note="; ".join(notes),
-            )
-        )
+        answers.append(_answer(p, basis, p99_ms, rate_per_s, min_quality))
 
     def cost(a: Answer) -> tuple[bool, float]:
         e = a.point.energy_per_item_j
@@ -349,7 +410,11 @@ def plan(
     if not meets and misses:
         # nearest miss: among those meeting the quality floor (if any), the smallest latency
         # overshoot (unbounded p99 last), then the cheapest
-        pool = [a for a in misses if a.meets_quality] or misses
+        pool = (
+            [a for a in misses if a.meets_quality and a.meets_rate]
+            or [a for a in misses if a.meets_quality]
+            or misses
+        )
         nearest = min(
             pool,
             key=lambda a: (

@@ -181,10 +181,14 @@ def check_manifest(data: Any) -> None:
 
 
 def check_idle(data: Any) -> None:
-    """``idle.json``: idle power per device, measured before (and after) the run."""
+    """``idle.json``: idle power per device (cold ``before``, ``active``, ``after``) and
+    ``split_basis``, the baseline the static/dynamic split used."""
     _want(data, (dict,), "", "a JSON object (idle baselines)")
+    basis = data.get("split_basis")
+    if basis is not None and basis not in ("before", "active"):
+        raise _Bad("split_basis", f"must be 'before' or 'active', found {basis!r}")
     for when, base in data.items():
-        if base is None:
+        if base is None or when == "split_basis":
             continue
         _want(base, (dict,), when, "an object")
         power = base.get("power_w") or {}

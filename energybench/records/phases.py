@@ -209,19 +209,38 @@ def parse_phase(phase: str, data: dict[str, Any]) -> PhaseRecord:
 
 
 class IdleBaseline(Record):
-    """Idle power per device over ``seconds``, measured before (or after) the run."""
+    """Idle power per device over ``seconds`` (``warmed``: the devices a warm-up ran on just
+    before an active baseline)."""
 
     seconds: float
     power_w: dict[str, float]
     temp_c: dict[str, float] | None = None
     measured_unix_s: float | None = None
+    warmed: list[str] | None = None
 
 
 class IdleRecord(Record):
-    """``idle.json``: the static-energy baseline (``before`` the run; ``after``: optional)."""
+    """``idle.json``: the idle baselines. ``before``: cold, before any work; ``active``: after a
+    warm-up with each device's context open (``energybench.run.idle``); ``after``: optional,
+    after the run. ``split_basis`` names the one every window's static/dynamic split used
+    (runs written before the active baseline existed used ``before``)."""
 
     before: IdleBaseline | None = None
+    active: IdleBaseline | None = None
     after: IdleBaseline | None = None
+    split_basis: Literal["before", "active"] | None = None
+
+    @property
+    def split_uses(self) -> str | None:
+        """Which baseline the static/dynamic split used (None: no baseline at all)."""
+        if self.split_basis is not None:
+            return self.split_basis
+        return "before" if self.before is not None else None
+
+    @property
+    def split_baseline(self) -> IdleBaseline | None:
+        basis = self.split_uses
+        return getattr(self, basis) if basis is not None else None
 
 
 def parse_idle(data: dict[str, Any]) -> IdleRecord:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class Record(BaseModel):
@@ -230,7 +230,11 @@ class SweepPoint(Record):
 
     rate_per_s: float
     requests: int | None = None
+    served: int | None = None  # older runs: not recorded
+    duration_s: float | None = None
+    offered_span_s: float | None = None  # time from the start to the last arrival
     p99_all_ms: float | None = None  # None: some requests were rejected (infinitely late)
+    meets_target: bool | None = None
     energy_per_item_j: float | None = None
     sigma_per_item_j: float | None = None
     measured_energy_per_item_j: float | None = None
@@ -238,14 +242,63 @@ class SweepPoint(Record):
     measurement: Window | None = None
 
 
+SweepBound = Literal["measured", "lower", "none"]
+
+
 class Sweep(Record):
-    """The load scenario's p99 sweep: the highest rate that meets ``p99_target_ms``."""
+    """The load scenario's p99 sweep: the highest rate that meets ``p99_target_ms``.
+
+    ``bound``: ``measured`` (a failing rate, ``first_failing_rate_per_s``, lies just above it),
+    ``lower`` (the highest rate tried still met the target: the maximum is at least this,
+    shown "≥") or ``none`` (no rate tried met it). Records written before the bound was stored
+    get it from their points: the old sweep stopped at its first rate when that rate passed,
+    so such a maximum is a lower bound.
+    """
 
     p99_target_ms: float
     capacity_estimate_per_s: float | None
     max_rate_per_s: float | None
     energy_per_request_j: float | None
     points: list[SweepPoint]
+    bound: SweepBound | None = None
+    lower_bound: bool | None = None
+    first_failing_rate_per_s: float | None = None
+    ceiling_per_s: float | None = None
+    min_requests: int | None = None  # the documented per-point minimums this sweep used
+    min_s: float | None = None
+    served_at_max: int | None = None
+    duration_s_at_max: float | None = None
+
+    @model_validator(mode="after")
+    def _infer_bound(self) -> Sweep:
+        if self.bound is None:
+            if self.max_rate_per_s is None:
+                self.bound = "none"
+            elif self.points and self.points[0].rate_per_s == self.max_rate_per_s:
+                self.bound = "lower"
+            else:
+                self.bound = "measured"
+        if self.lower_bound is None:
+            self.lower_bound = self.bound == "lower"
+        return self
+
+    def max_rate_text(self) -> str:
+        """The maximum as a reader should see it: "≥ 1.2e+03" for a lower bound."""
+        if self.max_rate_per_s is None:
+            return "none meets"
+        mark = "≥ " if self.bound == "lower" else ""
+        return f"{mark}{self.max_rate_per_s:.4g}"
+
+
+def _sweep_bound(r: Any) -> str | None:
+    sweep = r.sweep
+    if sweep is None:
+        return None
+    return {
+        "lower": "lower bound (≥): the highest rate tried still met the target",
+        "measured": "measured maximum: the next rate tried failed",
+        "none": "none: no rate tried met the target",
+    }[sweep.bound]
 
 
 class LoadResult(FlatResult):
@@ -258,6 +311,7 @@ class LoadResult(FlatResult):
     deadline_miss_rate: float | None
     rejection_rate: float | None
     sweep: Sweep | None
+    threads: int | None = None  # intra-op CPU threads it served with (older runs: not recorded)
     outputs = (
         Output("rate_per_s", "offered rate", "requests/s", attr("rate_per_s")),
         Output("deadline_ms", "deadline", "ms", attr("deadline_ms")),
@@ -276,6 +330,25 @@ class LoadResult(FlatResult):
             "J",
             attr("sweep.energy_per_request_j"),
         ),
+        Output("sweep_bound", "sweep: the highest rate is a", "", _sweep_bound),
+        Output(
+            "sweep_first_failing_rate_per_s",
+            "sweep: lowest failing rate above it",
+            "requests/s",
+            attr("sweep.first_failing_rate_per_s"),
+        ),
+        Output(
+            "sweep_served_at_max",
+            "sweep: requests served at that rate",
+            "requests",
+            attr("sweep.served_at_max"),
+        ),
+        Output(
+            "sweep_duration_s_at_max",
+            "sweep: duration at that rate",
+            "s",
+            attr("sweep.duration_s_at_max"),
+        ),  # fmt: skip
         Output("sweep_points", "sweep: rates measured", "points", lambda r: _count(r.sweep)),
     )
 

@@ -446,6 +446,26 @@ def _adaptive(run: RunData) -> list[dict[str, Any]]:
     return out
 
 
+IDLE_LABELS = {
+    "before": "cold (before any work)",
+    "active": "active (after a warm-up, device context open)",
+    "after": "after the run",
+}
+
+
+def _idle_rows(run: RunData) -> list[dict[str, Any]]:
+    """Each idle baseline of the run (cold, active, after) and which one the split used."""
+    used = run.idle.split_uses
+    rows = []
+    for key, label in IDLE_LABELS.items():
+        b = getattr(run.idle, key)
+        if b is None:
+            continue
+        power = ", ".join(f"{d} {w:.3g} W" for d, w in sorted(b.power_w.items())) or "–"
+        rows.append({"label": label, "power": f"{power} over {b.seconds:g} s", "used": key == used})
+    return rows
+
+
 def _run_context(run: RunData, index: int) -> dict[str, Any]:
     m = run.manifest
     board = leaderboard(run)
@@ -461,6 +481,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "suite": run.suite,
         "hardware": _hardware(run),
         "meters": _meter_rows(run),
+        "idle": _idle_rows(run),
         "carbon": carbon_factors(run),
         "columns": _columns(run, muis),
         "board": _board_rows(run, board, muis),

@@ -164,7 +164,8 @@ def _allow(run: RunData, key: str) -> bool:
 def _phase_items(
     run: RunData, entry: str, shared: bool, seen: set[tuple[str, str]], relation: str
 ) -> list[tuple[CostItem, WindowEnergy]]:
-    """Cost items paid by ``entry`` and, recursively, by what it inherits or uses."""
+    """Cost items paid by ``entry`` and, recursively, by what it inherits, uses or switches
+    among (an adaptive scenario's variants), those counted as shared."""
     spec = next((e for e in run.suite.get("entries", []) if e["name"] == entry), None)
     if spec is None:
         return []
@@ -209,6 +210,8 @@ def _phase_items(
         items += _phase_items(run, spec["inherit"], True, seen, f"inherited by {entry}")
     for u in spec.get("uses", []):
         items += _phase_items(run, u, True, seen, f"used by {entry}")
+    for v in adaptive_variants(spec):  # models an adaptive scenario switches among
+        items += _phase_items(run, v, True, seen, f"served by {entry}'s adaptive scenario")
     return items
 
 
@@ -246,6 +249,17 @@ def _upstream_items(
         sources=("declared",),
     )
     return [(item, w)]
+
+
+def adaptive_variants(spec: dict[str, Any]) -> list[str]:
+    """Entries whose models an entry's adaptive scenarios switch among (suite spec order)."""
+    names = [
+        v
+        for sc in spec.get("serve") or []
+        if sc.get("scenario") == "adaptive"
+        for v in sc.get("variants") or []
+    ]
+    return list(dict.fromkeys(names))
 
 
 def backend_export(serve: ServeRecord | None) -> BackendExport | None:

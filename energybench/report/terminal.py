@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from energybench.records.store import RunData
+from energybench.records.types import LoadResult
 from energybench.report.tables import break_even_rows, leaderboard
 from energybench.report.units import eng
 
@@ -145,6 +146,32 @@ def break_even_lines(run: RunData) -> list[str]:
     return out
 
 
+def sweep_lines(run: RunData) -> list[str]:
+    """One sentence per load sweep: its maximum ("≥" for a lower bound) and the point behind it."""
+    out = []
+    for entry in run.phases:
+        for name, sc in run.results(entry).items():
+            sw = sc.sweep if isinstance(sc, LoadResult) else None
+            if sw is None:
+                continue
+            head = f"{entry}/{name}: max rate at p99 <= {sw.p99_target_ms:g} ms"
+            if sw.max_rate_per_s is None:
+                low = min((p.rate_per_s for p in sw.points), default=None)
+                tried = f" (lowest tried {low:.4g}/s)" if low is not None else ""
+                out.append(f"{head}: no rate tried met it{tried}")
+                continue
+            served = ""
+            if sw.served_at_max is not None and sw.duration_s_at_max is not None:
+                served = f"; {sw.served_at_max} requests served in {sw.duration_s_at_max:.3g} s"
+            if sw.bound == "lower":
+                why = "lower bound: the highest rate tried still met it"
+            else:
+                nxt = sw.first_failing_rate_per_s
+                why = f"{nxt:.4g}/s failed" if nxt is not None else "measured"
+            out.append(f"{head}: {sw.max_rate_text()} requests/s ({why}{served})")
+    return out
+
+
 def glance(run: RunData) -> RenderableType:
     """The leaderboard table, then the break-even lines (what a user reads first)."""
     board = leaderboard(run)
@@ -157,6 +184,10 @@ def glance(run: RunData) -> RenderableType:
     if lines:
         parts.append(Text("break-even:", style="bold"))
         parts += [Text("  " + line) for line in lines]
+    sweeps = sweep_lines(run)
+    if sweeps:
+        parts.append(Text("load sweeps (Camelot max load):", style="bold"))
+        parts += [Text("  " + line) for line in sweeps]
     if "is_estimate" in board and board["is_estimate"].fillna(False).astype(bool).any():
         parts.append(
             Text(f"{ESTIMATE_MARK}, est.: from a power model (codecarbon), not a measurement")
@@ -227,6 +258,14 @@ def plan_text(result: Any) -> RenderableType:
             )
         )
     parts += notes
+    if result.misses:
+        parts.append(Text("rejected:", style="bold"))
+        for a in result.misses:
+            p = a.point
+            why = "; ".join(a.reasons) or "does not meet the query"
+            parts.append(
+                Text(f"  {p.entry} / {p.scenario} ({p.backend}, {p.rate_per_s:.4g}/s): {why}")
+            )
     if result.not_measured:
         parts.append(Text("not measured / not applicable:", style="bold"))
         parts += [Text("  " + s) for s in result.not_measured]

@@ -75,6 +75,13 @@ def phase_hashes(
                 "dataset": dataset,
                 "evaluate": e.evaluate.model_dump(mode="json"),
                 **({} if e.backend.is_default() else {"backend": serve_deps["backend"]}),
+                # an adaptive entry is scored on the frames it served: its serve phase and
+                # its variants' evaluations
+                **(
+                    {"served": serve, "variants": {v: out[v]["evaluate"] for v in e.variants()}}
+                    if e.variants()
+                    else {}
+                ),
             }
         )
         out[e.name] = {"train": train, "compress": compress, "serve": serve, "evaluate": evaluate}
@@ -90,6 +97,8 @@ def upstream_phases(e: Entry, phase: str) -> list[str]:
         return [f"{e.name}/train"]
     if phase == "serve":
         return [f"{e.name}/compress"] + [f"{v}/compress" for v in e.variants()]
+    if e.variants():  # scored on the frames its adaptive scenario served
+        return [f"{e.name}/compress", f"{e.name}/serve"] + [f"{v}/evaluate" for v in e.variants()]
     return [f"{e.name}/compress"]
 
 

@@ -41,6 +41,7 @@ from energybench.records.store import (
 from energybench.run.allocator import keep_freed_memory
 from energybench.run.checkpoint import CheckpointLoader, build_model, save_checkpoint
 from energybench.run.environment import snapshot
+from energybench.run.idle import measure_baselines, restore
 from energybench.run.lock import RunLock
 from energybench.run.placement import placements
 from energybench.run.preflight import (
@@ -372,6 +373,11 @@ class Runner:
         )
 
     def _evaluate(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> None:
+        """Score the entry's model; an entry that serves an adaptive scenario is scored on what
+        it delivered instead (:func:`~energybench.serve.adaptive.delivered_quality`)."""
+        if e.variants():
+            self._evaluate_delivered(e)
+            return
         model, _ = self._served_model(e, model, task, device, metered=False)
         self._phase_bar(f"{e.name}: evaluate", None)
         t0 = time.time()
@@ -383,6 +389,37 @@ class Runner:
             "done",
             split=e.evaluate.split,
             quality=quality,
+            **self._window_fields(w.measurement, t0),
+        )
+
+    def _evaluate_delivered(self, e: Entry) -> None:
+        """Quality of the frames the entry's first adaptive scenario served: its variants' own
+        evaluate figures weighted by the frames each served (not the host model's)."""
+        from energybench.serve.adaptive import delivered_quality
+
+        names = e.scenario_names()
+        name = next(n for sc, n in zip(e.serve, names, strict=True) if isinstance(sc, Adaptive))
+        serve = self.store.read_phase(e.name, "serve") or {}
+        result = (serve.get("scenarios") or {}).get(name)
+        if result is None:
+            raise SetupError(f"entry '{e.name}': no record of its adaptive scenario '{name}'")
+        variant_quality = {}
+        for v in result["variants"]:
+            rec = self.store.read_phase(v, "evaluate") or {}
+            if rec.get("status") != "done":
+                raise SetupError(f"entry '{e.name}': variant '{v}' has no finished evaluation")
+            variant_quality[v] = rec.get("quality") or {}
+        self._phase_bar(f"{e.name}: evaluate (frames served by {name})", None)
+        t0 = time.time()
+        with self.meter.window(f"{e.name}/evaluate") as w:
+            quality, basis = delivered_quality(result, variant_quality)
+        self._record(
+            e,
+            "evaluate",
+            "done",
+            split=e.evaluate.split,
+            quality=quality,
+            quality_basis={"scenario": name, **basis},
             **self._window_fields(w.measurement, t0),
         )
 
@@ -470,7 +507,7 @@ class Runner:
         with self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
             self.progress = prog
             self._write_manifest()
-            self._idle_baseline("before")
+            self._idle_baseline("before", devices)
             blocked: dict[str, str] = {}
             for i, e in enumerate(entries):
                 if i > 0:
@@ -531,7 +568,9 @@ class Runner:
                 )
                 return
 
-    def _idle_baseline(self, when: str) -> None:
+    def _idle_baseline(self, when: str, gpus: list[int] | None = None) -> None:
+        """``before``: the cold and the active idle baselines (:mod:`energybench.run.idle`),
+        or an earlier session's; ``after``: idle power after the run (recorded only)."""
         path = self.idle_path
         idle: dict[str, Any] = {}
         if path.exists() or path.is_symlink():
@@ -541,18 +580,20 @@ class Runner:
                 if path.is_dir():  # cannot be replaced by a file: the user must look at it
                     raise
                 self._note(f"{exc}; measuring the idle baseline again")
-        if when == "before" and idle.get("before"):
-            self.meter.set_idle(idle["before"]["power_w"], idle["before"].get("temp_c"))
+        if when == "before" and restore(self.meter, idle):
             return
         seconds = self.suite.energy.idle_baseline_s
         self._phase_bar(f"idle baseline ({when})", None)
-        power = self.meter.measure_idle(seconds)
-        idle[when] = {
-            "seconds": seconds,
-            "power_w": power,
-            "temp_c": self.meter.idle_temp_c,
-            "measured_unix_s": time.time(),
-        }
+        if when == "before" and seconds > 0:
+            idle.update(measure_baselines(self.meter, seconds, gpus or []))
+        else:
+            power = self.meter.measure_idle(seconds)
+            idle[when] = {
+                "seconds": seconds,
+                "power_w": power,
+                "temp_c": self.meter.idle_temp_c,
+                "measured_unix_s": time.time(),
+            }
         atomic_write_json(path, idle)
 
     def _write_manifest(self, finished: bool = False) -> None:

@@ -314,3 +314,59 @@ def versus(main: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "fps_mean_diff": (main["fps_achieved"] or {}).get("mean", 0)
         - (base["fps_achieved"] or {}).get("mean", 0),
     }
+
+
+def frames_served(run: dict[str, Any], names: list[str]) -> dict[str, int]:
+    """Frames each variant served in one policy run (dropped frames belong to none)."""
+    per = run.get("per_frame") or {}
+    counts = dict.fromkeys(names, 0)
+    for v, lat in zip(per.get("variant", []), per.get("latency_ms", []), strict=True):
+        if lat is not None:
+            counts[names[v]] += 1
+    return counts
+
+
+def delivered_quality(
+    result: dict[str, Any], variant_quality: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Quality of what an adaptive scenario delivered, and how it was obtained.
+
+    Every numeric figure the variants' own evaluate phases share (``ssim``, ``psnr_db``, ...) is
+    averaged over the frames the scenario's policy run actually served, each variant weighted
+    by the frames it served (dropped frames are not scored: a player shows the previous one).
+    ``result``: the adaptive scenario's record; ``variant_quality``: each variant's evaluate
+    ``quality``. Raises ``ValueError`` when the run served no frame.
+    """
+    names = list(result["variants"])
+    run = result["runs"][result["policy"]]
+    counts = frames_served(run, names)
+    total = sum(counts.values())
+    if total == 0:
+        raise ValueError(f"adaptive policy '{result['policy']}' served no frame: no quality")
+    weights = {v: n / total for v, n in counts.items()}
+    first = variant_quality[names[0]]
+    quality: dict[str, Any] = {}
+    for key in first:
+        vals = [variant_quality[v].get(key) for v in names]
+        if key == "frames" or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in vals
+        ):
+            continue
+        quality[key] = sum(weights[v] * float(variant_quality[v][key]) for v in names)
+    mixed = list(quality)
+    quality["frames"] = total
+    if "convention" in first:
+        quality["convention"] = first["convention"]
+    basis = {
+        "kind": "served-mix",
+        "policy": result["policy"],
+        "frames_served": counts,
+        "frames_dropped": run.get("dropped"),
+        "weights": weights,
+        "variant_quality": {v: {k: variant_quality[v].get(k) for k in mixed} for v in names},
+        "served_outputs_psnr_db": run.get("psnr_mean_db"),
+        "note": "each variant's own evaluate figure weighted by the frames it served; dropped "
+        "frames not scored; served_outputs_psnr_db: PSNR (Y) of the outputs actually served",
+    }
+    return quality, basis

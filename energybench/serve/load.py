@@ -16,10 +16,30 @@ profile measured during warm-up (1.2 × the median: robust to stalls of a shared
 Latency is measured from a request's scheduled arrival to the completion of its batch, so
 queueing behind a slow batch counts (open loop: arrivals never wait for the server). The energy
 of a window includes the idle time between requests; J/request divides it by served requests.
-With ``p99_target_ms`` set, a short sweep (geometric bisection over the rate, one trial per
-point, bounded duration) finds the highest rate whose p99 over all requests (rejected ones count
-as infinitely late) meets the target. A request of a temporal model is one frame of its own
-stream: each batch size keeps its own recurrent state. Energy comes only from the monitor.
+With ``p99_target_ms`` set, a sweep (after Camelot's max load at a tail-latency target) finds
+the highest rate whose p99 over all requests (rejected ones count as infinitely late) meets the
+target; one trial per point, see :func:`search_max_rate`:
+
+- Every point is offered Poisson arrivals until it has at least ``sweep_min_requests / 0.99``
+  requests *and* they span at least ``max(sweep_min_s, SWEEP_TARGET_MULTIPLE x target)``
+  seconds, so a point that meets the target (at most 1 % rejected) served at least
+  ``sweep_min_requests`` requests over that time. Over ``T = 5 x target`` a server offered
+  ``R > C`` (its capacity) builds a queue; the p99 request waits about ``0.99 (R/C - 1) T``, so
+  an overload above ~20 % fails the target: the measured maximum overstates the sustainable
+  rate by at most about that much (a burst of 30 requests in 0.1 s proves nothing).
+- The first rate tried is 1.25 x the warm-up profile's capacity estimate. If it meets the
+  target, the rate doubles until a point fails or the ceiling (``SWEEP_CEILING_FACTOR`` x the
+  estimate, at most ``MAX_RATE``) is reached; if the ceiling still meets it the result is a
+  lower bound (``bound: "lower"``, shown as "≥"). If it fails, the rate is divided by
+  ``SWEEP_DESCENT`` until one passes (the warm-up profile times the model alone: serving
+  overheads and a busy CPU can make it optimistic by orders of magnitude), down to a floor
+  (``SWEEP_FLOOR_FACTOR`` x the estimate, and no point longer than ``SWEEP_LONGEST_POINT_S``);
+  if the floor fails too: ``bound: "none"``, the lowest rate tried recorded. Between
+  the highest passing and the lowest failing rate a geometric bisection runs until they are
+  within ``SWEEP_RESOLUTION`` (``bound: "measured"``, the failing rate above it recorded).
+
+A request of a temporal model is one frame of its own stream: each batch size keeps its own
+recurrent state. Energy comes only from the monitor.
 """
 
 from __future__ import annotations
@@ -37,11 +57,18 @@ from torch import nn
 
 from energybench.meters.base import EnergyMonitor
 from energybench.serve.trials import aggregate_trials, make_timer, run_trials, trial_summary
+from energybench.suite.base import MAX_RATE
 from energybench.suite.schema import EnergySettings, Load
 from energybench.tasks.base import Task, model_dtype
 
-SWEEP_POINTS = 6  # bisection points of the p99 sweep (besides the two brackets)
-SWEEP_POINT_MAX_S = 10.0  # longest duration of one sweep point (fewer requests at low rates)
+SWEEP_MAX_POINTS = 16  # most points of one p99 sweep (brackets, climb and bisection)
+SWEEP_RESOLUTION = 0.05  # bisection stops when failing / passing rate <= 1 + this
+SWEEP_CEILING_FACTOR = 4.0  # the climb stops at this x the profile's capacity estimate
+SWEEP_DESCENT = 4.0  # below a first rate that fails, each rate tried is this much lower ...
+SWEEP_FLOOR_FACTOR = 1 / 256  # ... down to this x the capacity estimate at the lowest
+SWEEP_LONGEST_POINT_S = 30.0  # ... and no lower than sweep_min_requests over this many seconds
+SWEEP_TARGET_MULTIPLE = 5.0  # a sweep point lasts at least this x the p99 target
+SWEEP_SERVED_FRACTION = 0.99  # a point meeting the p99 target served at least this fraction
 PROFILE_REPS = 7  # timed runs per batch size in the warm-up profile
 PROFILE_MARGIN = 1.2  # the profile's estimate: this factor times the median warm-up latency
 
@@ -82,11 +109,13 @@ def plan_batch(
     return batch, rejected
 
 
-def poisson_arrivals(rate_per_s: float, n: int, seed: int) -> list[float]:
-    """``n`` arrival times (s, from 0) of a Poisson process of ``rate_per_s`` (seeded)."""
+def poisson_arrivals(rate_per_s: float, n: int, seed: int, min_s: float = 0.0) -> list[float]:
+    """Arrival times (s, from 0) of a Poisson process of ``rate_per_s`` (seeded): at least
+    ``n`` of them, and more until the last is at or after ``min_s``."""
     rng = random.Random(seed)
-    t, out = 0.0, []
-    for _ in range(n):
+    t = 0.0
+    out: list[float] = []
+    while len(out) < n or t < min_s:
         t += rng.expovariate(rate_per_s)
         out.append(t)
     return out
@@ -138,9 +167,12 @@ def run_point(
     profile: LatencyProfile,
     timer: Callable[[Callable[[], Any]], float],
     seed: int,
+    min_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Serve ``n`` open-loop requests at ``rate_per_s`` in wall time (caller opens a window)."""
-    arrivals = poisson_arrivals(rate_per_s, n, seed)
+    """Serve open-loop requests at ``rate_per_s`` in wall time (caller opens a window): at
+    least ``n``, arriving over at least ``min_s`` seconds."""
+    arrivals = poisson_arrivals(rate_per_s, n, seed, min_s)
+    n = len(arrivals)
     queue: list[Request] = []
     latencies: list[float] = []
     batch_sizes: list[int] = []
@@ -186,6 +218,7 @@ def run_point(
     return {
         "rate_per_s": rate_per_s,
         "requests": n,
+        "offered_span_s": arrivals[-1],
         "served": served,
         "rejected_at_admission": rejected_admission,
         "dropped_in_queue": dropped,
@@ -225,6 +258,26 @@ def serve_open_loop(
     window: str,
 ) -> dict[str, Any]:
     """Run the ``load`` scenario (see module docstring); returns its record."""
+    threads = torch.get_num_threads()
+    try:
+        if sc.threads is not None:
+            torch.set_num_threads(sc.threads)
+        rec = _serve_open_loop(sc, model, task, device, monitor, energy, window)
+    finally:
+        torch.set_num_threads(threads)
+    rec["threads"] = sc.threads if sc.threads is not None else threads
+    return rec
+
+
+def _serve_open_loop(
+    sc: Load,
+    model: nn.Module,
+    task: Task,
+    device: torch.device,
+    monitor: EnergyMonitor,
+    energy: EnergySettings,
+    window: str,
+) -> dict[str, Any]:
     timer = make_timer(device)
     deadline_s = sc.deadline_ms / 1e3
     with torch.inference_mode():
@@ -237,9 +290,11 @@ def serve_open_loop(
             sc.requests, energy.min_window_iters, math.ceil(energy.min_window_s * sc.rate_per_s)
         )
 
-        def point(rate: float, n_req: int, seed: int) -> Callable[[], dict[str, Any]]:
+        def point(
+            rate: float, n_req: int, seed: int, min_s: float = 0.0
+        ) -> Callable[[], dict[str, Any]]:
             return lambda: run_point(
-                rate, n_req, deadline_s, sc.max_batch, fns, profile, timer, seed
+                rate, n_req, deadline_s, sc.max_batch, fns, profile, timer, seed, min_s
             )
 
         trials, all_lat, _ = run_trials(
@@ -267,44 +322,120 @@ def serve_open_loop(
     }
 
 
+@dataclass(frozen=True)
+class SearchResult:
+    """Outcome of :func:`search_max_rate`: the highest passing rate and what kind of figure it
+    is (``measured``: a failing rate within the resolution above it; ``lower``: the highest
+    rate tried, the ceiling, still passed; ``none``: no rate tried passed)."""
+
+    max_rate_per_s: float | None
+    bound: str
+    first_failing_rate_per_s: float | None
+    lowest_rate_tried_per_s: float
+
+
+def search_max_rate(
+    meets: Callable[[float], bool],
+    start: float,
+    floor: float,
+    ceiling: float,
+    resolution: float = SWEEP_RESOLUTION,
+    max_points: int = SWEEP_MAX_POINTS,
+) -> SearchResult:
+    """The highest rate for which ``meets(rate)`` holds (see the module docstring).
+
+    Tries ``start`` (clipped to ``ceiling``); if it passes, doubles up to ``ceiling`` until a
+    rate fails; if it fails, divides by ``SWEEP_DESCENT`` until a rate passes, ``floor`` the
+    lowest tried. Then bisects (geometric mean) between the highest
+    pass and the lowest fail while their ratio exceeds ``1 + resolution``. At most
+    ``max_points`` calls of ``meets``.
+    """
+    calls = 0
+
+    def probe(rate: float) -> bool:
+        nonlocal calls
+        calls += 1
+        return meets(rate)
+
+    rate = min(start, ceiling)
+    lowest = rate
+    if probe(rate):
+        lo, hi = rate, None
+        while hi is None and lo < ceiling and calls < max_points:
+            up = min(2.0 * lo, ceiling)
+            if probe(up):
+                lo = up
+            else:
+                hi = up
+        if hi is None:
+            return SearchResult(lo, "lower", None, lowest)
+    else:
+        hi, low = rate, rate
+        while True:  # down by SWEEP_DESCENT until a rate passes or the floor fails
+            if low <= floor or calls >= max_points:
+                return SearchResult(None, "none", low, low)
+            low = max(low / SWEEP_DESCENT, floor)
+            lowest = low
+            if probe(low):
+                lo = low
+                break
+            hi = low
+    while hi / lo > 1.0 + resolution and calls < max_points:
+        mid = math.sqrt(lo * hi)
+        if probe(mid):
+            lo = mid
+        else:
+            hi = mid
+    return SearchResult(lo, "measured", hi, lowest)
+
+
 def _sweep(
     sc: Load,
     profile: LatencyProfile,
-    point: Callable[[float, int, int], Callable[[], dict[str, Any]]],
+    point: Callable[[float, int, int, float], Callable[[], dict[str, Any]]],
     monitor: EnergyMonitor,
     window: str,
 ) -> dict[str, Any]:
-    """Highest rate whose p99 over all requests meets ``sc.p99_target_ms`` (bisection)."""
+    """Highest rate whose p99 over all requests meets ``sc.p99_target_ms`` (see module doc)."""
     target = sc.p99_target_ms
     assert target is not None
     capacity = max(sc.max_batch / profile(sc.max_batch), 1.0 / profile(1))
+    min_s = max(sc.sweep_min_s, SWEEP_TARGET_MULTIPLE * target / 1e3)
+    offered = math.ceil(sc.sweep_min_requests / SWEEP_SERVED_FRACTION)
+    ceiling = min(MAX_RATE, SWEEP_CEILING_FACTOR * capacity)
     points: list[dict[str, Any]] = []
 
     def meets(rate: float) -> bool:
-        n_req = max(1, min(sc.requests, math.ceil(rate * SWEEP_POINT_MAX_S)))
-        res, _ = _measured(monitor, f"{window}/sweep{len(points)}", point(rate, n_req, 100))
+        res, _ = _measured(
+            monitor, f"{window}/sweep{len(points)}", point(rate, offered, 100, min_s)
+        )
         p99 = res["p99_all_ms"]
-        res["meets_target"] = p99 is not None and p99 <= target
+        res["meets_target"] = (
+            p99 is not None
+            and p99 <= target
+            and res["served"] >= sc.sweep_min_requests
+            and res["offered_span_s"] >= min_s
+        )
         points.append(res)
-        return res["meets_target"]
+        return bool(res["meets_target"])
 
-    lo, hi = capacity / 16, capacity * 1.25
-    best: float | None = None
-    if meets(hi):
-        best = hi
-    elif meets(lo):
-        best = lo
-        for _ in range(SWEEP_POINTS):
-            mid = math.sqrt(lo * hi)
-            if meets(mid):
-                lo = best = mid
-            else:
-                hi = mid
-    at_best = next((p for p in points if p["rate_per_s"] == best), None)
+    floor = max(SWEEP_FLOOR_FACTOR * capacity, sc.sweep_min_requests / SWEEP_LONGEST_POINT_S)
+    found = search_max_rate(meets, 1.25 * capacity, min(floor, capacity), ceiling)
+    best = found.max_rate_per_s
+    at_best = next((p for p in points if p["rate_per_s"] == best and p["meets_target"]), None)
     return {
         "p99_target_ms": target,
         "capacity_estimate_per_s": capacity,
         "max_rate_per_s": best,
+        "bound": found.bound,
+        "lower_bound": found.bound == "lower",
+        "first_failing_rate_per_s": found.first_failing_rate_per_s,
+        "lowest_rate_tried_per_s": found.lowest_rate_tried_per_s,
+        "ceiling_per_s": ceiling,
+        "min_requests": sc.sweep_min_requests,
+        "min_s": min_s,
+        "served_at_max": at_best["served"] if at_best else None,
+        "duration_s_at_max": at_best["duration_s"] if at_best else None,
         "energy_per_request_j": at_best["energy_per_item_j"] if at_best else None,
         "points": [{k: v for k, v in p.items() if k not in ("measurement",)} for p in points],
     }

@@ -77,13 +77,50 @@ class Stream(ScenarioSettings):
     frames: int = Field(64, ge=1, le=MAX_ITEMS)
 
 
+#: Defaults and floors of the p99 sweep's per-point minimums (requests served, seconds). A
+#: point shorter than a few target latencies cannot show a growing queue: a 30-request burst
+#: served in 0.1 s meets any p99 target above 0.1 s whatever the sustainable rate.
+SWEEP_MIN_REQUESTS = 200
+SWEEP_MIN_REQUESTS_FLOOR = 100
+SWEEP_MIN_S = 2.0
+SWEEP_MIN_S_FLOOR = 0.5
+
+
 class Load(ScenarioSettings):
     scenario: Literal["load"]
     rate_per_s: float = Field(50.0, gt=0, le=MAX_RATE)
     deadline_ms: float = Field(100.0, gt=0, le=MAX_SECONDS * 1000)
     max_batch: int = Field(8, ge=1, le=MAX_BATCH)
     requests: int = Field(200, ge=1, le=MAX_ITEMS)
-    p99_target_ms: float | None = Field(None, gt=0, le=MAX_SECONDS * 1000)
+    p99_target_ms: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_SECONDS * 1000,
+        description="find the highest rate whose p99 (rejections infinitely late) meets this",
+    )
+    sweep_min_requests: int = Field(
+        SWEEP_MIN_REQUESTS,
+        ge=SWEEP_MIN_REQUESTS_FLOOR,
+        le=MAX_ITEMS,
+        description="each sweep point serves at least this many requests (a point that meets "
+        "the target serves >= 99 % of what it is offered; more is offered)",
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="intra-op CPU threads while this scenario serves (torch.set_num_threads); "
+        "default: torch's. On a busy CPU with as many threads as cores, the first request after "
+        "an idle gap waits for the sibling threads to be scheduled (measured ~100 ms per "
+        "request on a loaded 2-core CPU, against 0.3 ms back to back)",
+    )
+    sweep_min_s: float = Field(
+        SWEEP_MIN_S,
+        ge=SWEEP_MIN_S_FLOOR,
+        le=MAX_SECONDS,
+        description="each sweep point lasts at least this long (and at least "
+        "SWEEP_TARGET_MULTIPLE x p99_target_ms, so a queue that grows shows in its p99)",
+    )
 
 
 class ContentionStep(Strict):

@@ -140,6 +140,12 @@ def test_a_fresh_run_reads_back_typed_with_every_key_it_was_written_with(smoke_r
     idle = json.loads((smoke_run / "idle.json").read_text())
     assert run.idle.before is not None and run.idle.before.power_w == idle["before"]["power_w"]
     assert run.idle.model_dump(mode="json", exclude_unset=True) == idle
+    # idle twice: cold before any work, active after the warm-up; the split uses the active one
+    assert run.idle.active is not None and run.idle.active.warmed == ["cpu"]
+    assert run.idle.split_uses == "active"
+    ((_, window),) = phases.train.windows()
+    split = [d for d in window.devices if d.idle_power_w is not None]
+    assert all(d.idle_power_w == run.idle.active.power_w[d.device] for d in split)
 
 
 def test_the_store_refuses_to_write_a_record_without_its_typed_shape(tmp_path: Path) -> None:
@@ -158,3 +164,17 @@ def test_the_store_refuses_to_write_a_record_without_its_typed_shape(tmp_path: P
     with pytest.raises(RecordShapeError, match="scenarios.s: a stream scenario record"):
         store.write_phase("e", "serve", bad_scenario)
     assert not store.phase_path("e", "serve").exists()
+
+
+def test_an_idle_record_with_an_unknown_split_basis_names_it(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RUN_010, run)
+    base = {"seconds": 0.5, "power_w": {"cpu:estimate": 1.0}}
+    (run / "idle.json").write_text(json.dumps({"before": base, "split_basis": "warm"}))
+    with pytest.raises(RunFileError) as err:
+        load_run(run)
+    assert err.value.path == run / "idle.json" and "split_basis" in err.value.problem
+    (run / "idle.json").write_text(
+        json.dumps({"before": base, "active": base, "split_basis": "active"})
+    )
+    assert load_run(run).idle.split_uses == "active"

@@ -79,8 +79,25 @@ def _load(rate: float, p99: float, j: float, sweep: list[dict[str, Any]]) -> dic
     )
 
 
-def _run(name: str = "r1") -> RunData:
-    """Two entries measured under load: 'big' (better quality, slower, dearer), 'small'."""
+def _stream(fps: float, achieved: float, miss_rate: float, p99: float, j: float) -> dict[str, Any]:
+    """A stream scenario's record: ``achieved`` fps with ``miss_rate`` of its frames late."""
+    return _group(
+        scenario="stream",
+        target_fps=fps,
+        frames_per_trial=64,
+        deadline_miss_rate=miss_rate,
+        deadline_misses=round(64 * miss_rate),
+        fps_achieved={"n": 2, "mean": achieved},
+        latency_ms={"p99": p99, "n": 64, "mean": p99 / 2},
+        energy_per_item_j=_energy(j),
+        measured_energy_per_item_j=_energy(j),
+    )
+
+
+def _run(name: str = "r1", streams: dict[str, dict[str, Any]] | None = None) -> RunData:
+    """Two entries measured under load: 'big' (better quality, slower, dearer), 'small'
+    (``streams``: an entry's stream scenario instead of a 25 fps one that keeps its rate)."""
+    streams = streams or {}
     entries = {
         "big": (
             0.90,
@@ -102,17 +119,7 @@ def _run(name: str = "r1") -> RunData:
                 "scenarios": {
                     "load": sc,
                     "throughput": {"scenario": "throughput", "batch_sizes": [], "by_batch": {}},
-                    "stream": _group(
-                        scenario="stream",
-                        target_fps=25.0,
-                        frames_per_trial=64,
-                        deadline_miss_rate=0.0,
-                        deadline_misses=0,
-                        fps_achieved=None,
-                        latency_ms={"p99": 20.0, "n": 64, "mean": 10.0},
-                        energy_per_item_j=_energy(5.0),
-                        measured_energy_per_item_j=_energy(5.0),
-                    ),
+                    "stream": streams.get(e, _stream(25.0, 25.0, 0.0, 20.0, 5.0)),
                 },
             },
             "evaluate": {
@@ -178,6 +185,57 @@ def test_a_rate_above_every_measured_point_is_not_measured() -> None:
     res = plan([_run()], p99_ms=100, rate_per_s=500)
     assert res.status == "not-measured" and not res.meets and res.nearest_miss is None
     assert any("measured only up to 120/s" in s for s in res.not_measured)
+
+
+#: 'small' streams 30 fps cheaply but delivers 22.5 fps with 37.5 % of frames late: its frames
+#: queue behind each other, yet its p99 (300 ms) is under a loose 500 ms target
+LAGGING = {
+    "big": _stream(30.0, 29.9, 0.0, 25.0, 5.0),
+    "small": _stream(30.0, 22.5, 0.375, 300.0, 1.0),
+}
+
+
+def test_a_stream_that_missed_its_rate_is_rejected_with_the_reason() -> None:
+    res = plan([_run(streams=LAGGING)], p99_ms=500, rate_per_s=30)
+    assert [a.point.entry for a in res.meets if a.point.scenario == "stream"] == ["big"]
+    lag = next(a for a in res.misses if a.point.entry == "small" and a.point.scenario == "stream")
+    assert lag.meets_latency and not lag.meets_rate and not lag.meets
+    assert any("achieved 22.5 fps of 30 asked" in r for r in lag.reasons)
+    assert any("37.5 % of frames missed their deadline" in r for r in lag.reasons)
+    assert lag.to_dict()["rejected_because"] == lag.reasons
+
+
+@pytest.mark.parametrize(
+    ("achieved", "miss_rate", "meets"),
+    [(28.6, 0.0, True), (28.4, 0.0, False), (30.0, 0.01, True), (30.0, 0.011, False)],
+)
+def test_stream_rate_and_miss_limits(achieved: float, miss_rate: float, meets: bool) -> None:
+    streams = {"small": _stream(30.0, achieved, miss_rate, 20.0, 1.0)}
+    res = plan([_run(streams=streams)], p99_ms=500, rate_per_s=30)
+    streaming = [a.point.entry for a in res.meets if a.point.scenario == "stream"]
+    assert ("small" in streaming) is meets
+
+
+def test_every_rejected_candidate_says_why() -> None:
+    res = plan([_run()], p99_ms=40, rate_per_s=40, min_quality=0.85)
+    assert res.misses and all(a.reasons for a in res.misses)
+    small = next(a for a in res.misses if a.point.entry == "small")
+    assert any("< 0.85" in r for r in small.reasons)
+    big = next(a for a in res.misses if a.point.entry == "big")
+    assert big.reasons == ["p99 90 ms > 40 ms"]
+
+
+def test_cli_prints_why_each_candidate_was_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "_runs", lambda dirs: [_run(str(d), LAGGING) for d in dirs])
+    args = ["plan", "r1", "--p99-ms", "500", "--rate", "30"]
+    res = CliRunner().invoke(cli.app, args)
+    assert res.exit_code == 0 and "rejected:" in res.output
+    assert "small / stream" in res.output and "achieved 22.5 fps" in res.output
+    res = CliRunner().invoke(cli.app, [*args, "--format", "json"])
+    misses = json.loads(res.stdout)["misses"]
+    lag = next(m for m in misses if m["entry"] == "small" and m["scenario"] == "stream")
+    assert lag["meets"] is False and lag["meets_latency"] is True
+    assert any("missed their deadline" in r for r in lag["rejected_because"])
 
 
 @pytest.fixture
