@@ -301,6 +301,45 @@ def _check_origin(reg: Any, name: str, suite: Suite, at: Path_, add: Callable[..
         )
 
 
+def _raw_reference_problems(data: dict[str, Any], marks: _Marks, file: str) -> list[Problem]:
+    """Registry names and entry references checked on the raw mapping, for a suite the schema
+    refused (so ``validate`` reports every problem in one pass, not stage by stage)."""
+    from energybench.data import DATASETS
+    from energybench.models import MODELS
+    from energybench.plugins.registry import UnknownNameError
+
+    entries = data.get("entries")
+    if not isinstance(entries, list):
+        return []
+    names = [e.get("name") for e in entries if isinstance(e, dict)]
+    problems: list[Problem] = []
+
+    def add(path: Path_, msg: str) -> None:
+        line, col = marks.locate(path)
+        problems.append(Problem(file, line, col, ".".join(map(str, path)), msg, loc=path))
+
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            continue
+        for key, reg in (("model", MODELS), ("dataset", DATASETS)):
+            spec = e.get(key)
+            name = spec.get("name") if isinstance(spec, dict) else None
+            if isinstance(name, str):
+                try:
+                    reg.get(name)
+                except UnknownNameError as exc:
+                    add(("entries", i, key, "name"), str(exc))
+        refs = [(("inherit",), e.get("inherit"))] + [
+            (("uses", k), u) for k, u in enumerate(e.get("uses") or [])
+        ]
+        for at, target in refs:
+            if isinstance(target, str) and target not in names:
+                close = difflib.get_close_matches(target, [n for n in names if n], n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                add(("entries", i, *at), f"no entry named '{target}'{hint}")
+    return problems
+
+
 def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list[Problem]:
     """Cross-field checks: registry names, model params, inherit/uses targets, unique names."""
     from energybench.data import DATASETS
@@ -629,8 +668,6 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
         return blame_overrides(blame_defaults(problems, own, defaults, marks, file), overridden)
 
     plugin_problems = _load_declared_plugins(data, marks, file)
-    if plugin_problems:
-        raise SuiteError(plugin_problems)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
@@ -639,7 +676,12 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
         for prob in problems:
             if hint and prob.message.startswith("unknown kind"):
                 prob.message += hint
-        raise SuiteError(blame(problems)) from None
+        # one pass: the names the schema could not reach are checked on the raw mapping too
+        seen = {prob.path for prob in problems}
+        problems += [q for q in _raw_reference_problems(data, marks, file) if q.path not in seen]
+        raise SuiteError(plugin_problems + blame(problems)) from None
+    if plugin_problems:
+        raise SuiteError(plugin_problems)
     problems = blame(_check_references(suite, data, marks, file))
     if problems:
         raise SuiteError(problems)

@@ -243,3 +243,27 @@ def test_an_adaptive_entry_reruns_when_a_variant_changes(tmp_path: Path) -> None
     assert a["adaptive"]["serve"] != b["adaptive"]["serve"]
     good = phase_hashes(load_suite(write(tmp_path, GOOD)).suite)
     assert good["base"] == a["base"]  # entries without adaptive scenarios keep their hashes
+
+
+def test_validate_reports_schema_and_name_problems_in_one_pass(tmp_path: Path) -> None:
+    """Field typos, an unknown model and a dangling reference: all four in one report."""
+    from energybench.suite.load import SuiteError, load_suite
+
+    suite = tmp_path / "typos.yaml"
+    suite.write_text(
+        "name: typos\nentries:\n"
+        "  - name: a\n    model: {name: espcnn}\n"
+        "    serve:\n      - {scenario: throughput, batch_sizez: [1]}\n"
+        "  - name: b\n    model: {name: bicubic}\n    inherit: aa\n    train: {stepz: 3}\n"
+    )
+    with pytest.raises(SuiteError) as info:
+        load_suite(suite)
+    text = str(info.value)
+    assert "4 problems" in text
+    for where, what in [
+        ("typos.yaml:6:", "'batch_sizez'"),
+        ("typos.yaml:10:", "'stepz'"),
+        ("typos.yaml:4:", "unknown model 'espcnn'"),
+        ("typos.yaml:9:", "no entry named 'aa'"),
+    ]:
+        assert any(where in line and what in line for line in text.splitlines()), (where, text)
