@@ -149,7 +149,9 @@ def run(
     report_path: Annotated[
         Path | None,
         typer.Option(
-            "--report", help="Where to write the HTML report (default: reports/<suite>-<run>.html)."
+            "--report",
+            help="Where to write the HTML report (default: <out>/reports/<suite>-<run>.html "
+            "with --out, else reports/<suite>-<run>.html).",
         ),
     ] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write a report.")] = False,
@@ -182,7 +184,9 @@ def run(
     from energybench.run.runner import run_suite
 
     loaded = _load(suite, set_)
-    reports = None if no_report or report_path else Path("reports")
+    out_given = out != Path("results")  # the report follows an explicit --out
+    report_root = out / "reports" if out_given else Path("reports")
+    reports = None if no_report or report_path else report_root
     _check_outputs(
         {"--report": None if no_report else report_path},
         {"--out": None if resume else out, "report folder": reports},
@@ -227,7 +231,7 @@ def run(
 
         try:
             run_data = load_run(outcome.run_dir)
-            path = report_path or _default_output(run_data, "html")
+            path = report_path or _default_output(run_data, "html", report_root)
             write_report([run_data], path)
         except Exception as exc:  # noqa: BLE001 - the run's work is saved: never lose it here
             where = escape(str(outcome.run_dir))
@@ -269,8 +273,8 @@ def _print_glance(run_dir: Path) -> None:
         )
 
 
-def _default_output(run: RunData, ext: str) -> Path:
-    return Path("reports") / f"{run.suite.get('name', 'run')}-{run.root.name}.{ext}"
+def _default_output(run: RunData, ext: str, folder: Path = Path("reports")) -> Path:
+    return folder / f"{run.suite.get('name', 'run')}-{run.root.name}.{ext}"
 
 
 @app.command()

@@ -119,3 +119,32 @@ def test_a_crash_report_that_cannot_be_saved_shows_the_traceback(
     res = CliRunner().invoke(app, ["run", str(SUITE), "--out", str(tmp_path)])
     assert res.exit_code == 1
     assert "Traceback" in res.stderr and "could not be saved" in res.stderr
+
+
+def test_the_default_report_follows_out(tmp_path: Path) -> None:
+    """``run --out X`` without ``--report`` writes its report under X, not ./reports."""
+    from typer.testing import CliRunner
+
+    from energybench.cli import app
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: tiny\nenergy: {meters: [estimate], idle_baseline_s: 0, min_window_s: 0,\n"
+        "  min_window_iters: 2, trials: 1, max_trials: 1}\n"
+        "defaults:\n  dataset: {name: photos, params: {patch_size: 16, test_crop: 32x32,\n"
+        "    serve_lr: 16x16, seq_size: 48x48, seq_frames: 4}}\n  evaluate: {max_items: 1}\n"
+        "entries:\n  - name: bicubic\n    model: {name: bicubic}\n"
+    )
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    import os
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp_path / "out")])
+    finally:
+        os.chdir(old)
+    assert res.exit_code == 0, res.output
+    assert list((tmp_path / "out" / "reports").glob("tiny-*.html"))
+    assert not (cwd / "reports").exists()
