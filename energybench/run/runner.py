@@ -182,7 +182,10 @@ class Runner:
             )
             return self._load(base, device)
         torch.manual_seed(e.train.seed if e.train else 0)
-        model = self._build_model(e, device, task)
+        # DDP ranks build their own models on their GPUs: the parent's copy (to count its
+        # parameters) stays on the CPU, so the parent creates no CUDA context on a rank's GPU
+        ranks = self._ranks_train(e, "train")
+        model = self._build_model(e, torch.device("cpu") if ranks else device, task)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = self._train_steps(e, task)
         if trainable == 0 or steps == 0:
@@ -197,7 +200,7 @@ class Runner:
                 model=describe_model(model),
                 checkpoint=saved,
             )
-            return model
+            return model.to(device)
         tr = e.train
         assert tr is not None
         if tr.distributed is not None:  # DDP ranks, each metering its own device
