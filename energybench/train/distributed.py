@@ -60,6 +60,7 @@ from energybench.meters.base import DeviceEnergy, Measurement
 from energybench.models.sr.base import online
 from energybench.records.store import atomic_write_json, read_json
 from energybench.tasks.base import Task
+from energybench.train.loop import task_batches
 
 if TYPE_CHECKING:
     from energybench.run.runner import Runner
@@ -121,8 +122,10 @@ class ShardedTask(Task):
         self.task, self.rank, self.world, self.view = task, rank, world, view
         self.quality_keys = task.quality_keys
 
-    def train_batches(self, model: nn.Module, batch_size: int, seed: int) -> Iterator[Any]:
-        for batch in self.task.train_batches(model, batch_size, seed):
+    def train_batches(
+        self, model: nn.Module, batch_size: int, seed: int, device: torch.device | None = None
+    ) -> Iterator[Any]:
+        for batch in task_batches(self.task, model, batch_size, seed, device):
             yield shard(batch, self.rank, self.world)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
