@@ -391,6 +391,7 @@ class Runner:
         served models are released unless an entry in ``remaining`` serves them as adaptive
         variants (None: keep them all)."""
         placement = self.placements[e.name]
+        self._peaks = MemoryPeaks()  # nothing of an earlier entry's phases
         try:
             with self.meter.charging(placement.gpus):
                 self._run_phases(e, placement.device)
