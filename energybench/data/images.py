@@ -13,6 +13,7 @@ Nothing here trains, measures energy or knows about models beyond :class:`ImageS
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from energybench.data.clipset import DatasetConfigError
+from energybench.data.loader import LoaderPlan, batch_loader, loader_plan
 from energybench.data.safe_unpickle import UnpicklingError, load_restricted
 
 SPLITS = ("train", "val", "test")
@@ -128,9 +130,13 @@ class ImageClassDataset(ABC):
         return len(self.labels["train"])
 
     def train_batches(
-        self, batch_size: int, seed: int
+        self, batch_size: int, seed: int, device: torch.device | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless (images, labels) batches: shuffled epochs of the train split, augmented."""
+        """Endless (images, labels) batches: shuffled epochs of the train split, augmented.
+
+        ``device``: where the batches go (on-disk datasets load them for it: workers, pinned
+        memory on CUDA; :mod:`energybench.data.loader`); in-memory datasets ignore it.
+        """
         gen = torch.Generator().manual_seed(seed)
         n = self.train_items
         if n == 0:
@@ -251,6 +257,9 @@ class ImageFolderDataset(ImageClassDataset):
     one pool under ``root`` is split class-stratified by ``seed``. Images are decoded with
     Pillow, converted to RGB (``channels: 3``) or grey (``channels: 1``), resized to
     ``image_size`` squared (aspect ratio not kept: a centre crop would drop labelled content).
+    Training batches are decoded by ``workers`` DataLoader worker processes (None: auto, i.e.
+    up to 8 on a CUDA device, 0 on the CPU) into pinned memory on CUDA
+    (:mod:`energybench.data.loader`).
     """
 
     def __init__(
@@ -263,8 +272,12 @@ class ImageFolderDataset(ImageClassDataset):
         seed: int = 0,
         pad_crop_px: int = 0,
         hflip: bool = True,
+        workers: int | None = None,
     ) -> None:
         super().__init__(pad_crop_px, hflip)
+        if workers is not None and not 0 <= workers <= 256:
+            raise DatasetConfigError(f"workers must be between 0 and 256, got {workers}")
+        self.workers = workers
         base = Path(root).expanduser()
         if not base.is_dir():
             raise DatasetConfigError(
@@ -311,6 +324,35 @@ class ImageFolderDataset(ImageClassDataset):
         self.classes = classes
         self.spec = ImageSpec(channels, image_size, len(classes))
 
+    def loader_plan(self, device: torch.device | None) -> LoaderPlan:
+        """How training batches are decoded for ``device`` (workers, pinned memory)."""
+        return loader_plan(device, self.workers)
+
+    def train_batches(
+        self, batch_size: int, seed: int, device: torch.device | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless augmented (images, labels) batches of the train split, decoded by DataLoader
+        workers (``workers``; auto: several on a CUDA device, none on the CPU) into pinned memory
+        on CUDA. The same batches whatever the number of workers (seeded order and
+        augmentation, both drawn in this process)."""
+        n = self.train_items
+        if n == 0:
+            raise DatasetConfigError("the train split is empty")
+        labels = torch.as_tensor(self.labels["train"], dtype=torch.long)
+        aug = torch.Generator().manual_seed(seed + 1)
+        plan = self.loader_plan(device)
+        for idx, x in batch_loader(
+            functools.partial(self.load, "train"), n, batch_size, seed, plan
+        ):
+            yield augment_batch(x, self.pad_crop_px, self.hflip, aug), labels[idx]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "source": f"image folders under {self.root}",
+            "workers": "auto" if self.workers is None else self.workers,
+        }
+
     def _set(self, split: str, files: list[Path], targets: list[int]) -> None:
         self._files[split] = list(files)
         self.labels[split] = np.asarray(targets, dtype=np.int64)
@@ -328,9 +370,6 @@ class ImageFolderDataset(ImageClassDataset):
                 a = np.asarray(im, dtype=np.uint8)
             out.append(torch.from_numpy(a.copy()).reshape(self.image_size, self.image_size, -1))
         return torch.stack(out).permute(0, 3, 1, 2).float().div_(255.0)
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "source": f"image folders under {self.root}"}
 
 
 # ----------------------------------------------------------------------------- cifar

@@ -40,6 +40,16 @@ class Checkpoint(Record):
     sha256: str
 
 
+class PhaseMemory(Record):
+    """Peak CUDA memory of one phase on its device (the caching allocator's figures, reset when
+    the phase starts): tensors allocated, and what the allocator reserved for them. Absent (None)
+    for a phase on the CPU, a simulated GPU or DDP ranks: no figure is made up."""
+
+    device: str | None = None
+    peak_allocated_bytes: int | None = None
+    peak_reserved_bytes: int | None = None
+
+
 class PhaseRecord(Record):
     """What every phase record has: which phase of which entry, how it ended, and (when it
     measured one) its window."""
@@ -55,6 +65,7 @@ class PhaseRecord(Record):
     started_unix_s: float | None = None
     duration_s: float | None = None
     measurement: Window | None = None
+    memory: PhaseMemory | None = None  # runs before CUDA memory was recorded: None
 
     @property
     def done(self) -> bool:

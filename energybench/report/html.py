@@ -35,7 +35,7 @@ from energybench.report.tables import (
     phase_rows,
     usage_intensities,
 )
-from energybench.report.units import eng
+from energybench.report.units import bytes_text, eng
 
 ESTIMATE_MARK = "≈"
 
@@ -400,6 +400,28 @@ def _output_table(run: RunData) -> list[dict[str, Any]]:
     return out
 
 
+def memory_rows(run: RunData) -> list[dict[str, Any]]:
+    """Peak CUDA memory of each phase that recorded it (entry, phase, device, bytes)."""
+    out = []
+    for entry, phases in run.phases.items():
+        for phase, rec in phases.items():
+            mem = rec.memory
+            if mem is None or mem.peak_allocated_bytes is None:
+                continue
+            out.append(
+                {
+                    "entry": entry,
+                    "phase": phase,
+                    "device": mem.device,
+                    "allocated": mem.peak_allocated_bytes,
+                    "reserved": mem.peak_reserved_bytes,
+                    "allocated_text": bytes_text(mem.peak_allocated_bytes),
+                    "reserved_text": bytes_text(mem.peak_reserved_bytes),
+                }
+            )
+    return out
+
+
 def _adaptive(run: RunData) -> list[dict[str, Any]]:
     """Each ``adaptive`` scenario: its timeline plot and each policy run against the static one."""
     out = []
@@ -495,6 +517,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "scenarios": _scenario_table(run),
         "outputs": _output_table(run),
         "adaptive": _adaptive(run),
+        "memory": memory_rows(run),
         "break_even": be.to_dict("records"),
         "entries": _entry_specs(run),
         "created": dt.datetime.fromtimestamp(m.get("created_unix_s", 0)).isoformat(

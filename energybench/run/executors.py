@@ -79,7 +79,7 @@ class JobRunner(Runner):
         self.entry = entry
         self.idle_path = job_dir(store, entry) / "idle.json"
 
-    def run_entry(self, e: Entry) -> None:
+    def run_entry(self, e: Entry, remaining: list[Entry] | None = None) -> None:
         if e.name != self.entry:  # a dependency: reuse it, never run it in this job
             if not all(self.store.phase_done(e.name, p, self.hashes[e.name][p]) for p in PHASES):
                 raise EntryFailedError(
@@ -87,7 +87,7 @@ class JobRunner(Runner):
                 )
             self.outcome.reused.extend(f"{e.name}/{p}" for p in PHASES)
             return
-        super().run_entry(e)
+        super().run_entry(e, remaining)
 
     def _write_manifest(self, finished: bool = False) -> None:
         from energybench.run.environment import snapshot

@@ -54,7 +54,8 @@ def place(name: str, simulate: str | None = None, simulated_gpus: int = 0) -> Pl
     if dev.type != "cuda":
         return Placement(dev, frozenset(), dev.type)
     index = dev.index if dev.index is not None else torch.cuda.current_device()
-    return Placement(dev, frozenset({index}), f"cuda:{index}")
+    # the index spelled out: the runner makes it the current device for the entry's phases
+    return Placement(torch.device("cuda", index), frozenset({index}), f"cuda:{index}")
 
 
 def placements(suite: Suite, simulate: str | None = None) -> dict[str, Placement]:

@@ -25,6 +25,7 @@ from torch import nn
 from energybench import __version__
 from energybench.compress.common import CompressContext, describe_model
 from energybench.compress.methods import apply_method
+from energybench.devices import MemoryPeaks, device_scope, memory_peaks, release_memory
 from energybench.errors import SetupError
 from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
@@ -119,6 +120,7 @@ class Runner:
         self.progress: RunProgress | None = None
         self.cooldowns: dict[str, dict[str, Any]] = {}
         self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
+        self._peaks = MemoryPeaks()  # the running phase's CUDA memory peaks
         self.idle_path = store.root / "idle.json"  # a cluster job keeps its node's own
         # every process that measures (in-process runs, executor jobs) serves the same way:
         # serving figures measure the model, not the allocator's history
@@ -149,6 +151,8 @@ class Runner:
             "config_hash": self.hashes[e.name][phase],
             **fields_,
         }
+        if status != "skipped":  # this process's peaks (ranks of a DDP phase: their own)
+            rec.setdefault("memory", self._peaks.read())
         self.store.write_phase(e.name, phase, rec)
         return rec
 
@@ -191,7 +195,10 @@ class Runner:
             )
             return self._load(base, device)
         torch.manual_seed(e.train.seed if e.train else 0)
-        model = self._build_model(e, device, task)
+        # DDP ranks build their own models on their GPUs: the parent's copy (to count its
+        # parameters) stays on the CPU, so the parent creates no CUDA context on a rank's GPU
+        ranks = self._ranks_train(e, "train")
+        model = self._build_model(e, torch.device("cpu") if ranks else device, task)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = self._train_steps(e, task)
         if trainable == 0 or steps == 0:
@@ -207,7 +214,7 @@ class Runner:
                 checkpoint=saved,
                 weights=self.weights.get(e.name),
             )
-            return model
+            return model.to(device)
         tr = e.train
         assert tr is not None
         if tr.distributed is not None:  # DDP ranks, each metering its own device
@@ -433,11 +440,31 @@ class Runner:
             self.progress.update(step, total, loss)
 
     # ------------------------------------------------------------------ entry and run
-    def run_entry(self, e: Entry) -> None:
-        """Run the phases of ``e`` that are not finished yet, charged for its GPUs only."""
+    def run_entry(self, e: Entry, remaining: list[Entry] | None = None) -> None:
+        """Run the phases of ``e`` that are not finished yet, charged for its GPUs only, each
+        phase with the entry's device as the current CUDA device (kernels, streams, events and
+        synchronises go to that GPU; a DDP train phase: to the ranks' own). Afterwards its
+        served models are released unless an entry in ``remaining`` serves them as adaptive
+        variants (None: keep them all)."""
         placement = self.placements[e.name]
-        with self.meter.charging(placement.gpus):
-            self._run_phases(e, placement.device)
+        self._peaks = MemoryPeaks()  # nothing of an earlier entry's phases
+        try:
+            with self.meter.charging(placement.gpus):
+                self._run_phases(e, placement.device)
+        finally:
+            if remaining is not None:
+                self.release_served(remaining, placement.device)
+
+    def release_served(self, remaining: list[Entry], device: torch.device) -> list[str]:
+        """Drop the served models (sessions, engines) no entry in ``remaining`` needs, then free
+        the CUDA cache of ``device``; returns the entries whose models were dropped."""
+        needed = {v for r in remaining for sc in r.serve if isinstance(sc, Adaptive)
+                  for v in sc.variants} | {r.name for r in remaining}  # fmt: skip
+        dropped = [name for name in self._served if name not in needed]
+        for name in dropped:
+            del self._served[name]
+        release_memory(device)
+        return dropped
 
     def _run_phases(self, e: Entry, device: torch.device) -> None:
         task = self._task(e)
@@ -455,19 +482,33 @@ class Runner:
             elif state is None:
                 self._note(f"{key}: redoing it, because {', '.join(redone)} was redone")
             test_hold(key)
-            if phase == "train":
-                model = self._train(e, task, device)
-                self.outcome.ran.append(key)
-                continue
-            if model is None:
-                model = self._resume_model(e, phase, device)
-            if phase == "compress":
-                model = self._compress(e, model, task, device)
-            elif phase == "serve":
-                self._serve(e, model, task, device)
-            else:
-                self._evaluate(e, model, task, device)
+            # a DDP train phase's ranks own their GPUs: the parent must not touch them
+            here = torch.device("cpu") if self._ranks_train(e, phase) else device
+            with device_scope(here), memory_peaks(here) as self._peaks:
+                model = self._run_phase(e, phase, model, task, device)
+            self._peaks = MemoryPeaks()
             self.outcome.ran.append(key)
+
+    @staticmethod
+    def _ranks_train(e: Entry, phase: str) -> bool:
+        """Whether ``phase`` of ``e`` runs in DDP rank processes (not in this one)."""
+        return phase == "train" and e.train is not None and e.train.distributed is not None
+
+    def _run_phase(
+        self, e: Entry, phase: str, model: nn.Module | None, task: Task, device: torch.device
+    ) -> nn.Module | None:
+        """Run one phase of ``e``; returns the model the next phase starts from."""
+        if phase == "train":
+            return self._train(e, task, device)
+        if model is None:
+            model = self._resume_model(e, phase, device)
+        if phase == "compress":
+            return self._compress(e, model, task, device)
+        if phase == "serve":
+            self._serve(e, model, task, device)
+        else:
+            self._evaluate(e, model, task, device)
+        return model
 
     def _resume_model(self, e: Entry, phase: str, device: torch.device) -> nn.Module:
         """The model a phase after training starts from when earlier phases finished in a
@@ -519,7 +560,7 @@ class Runner:
                     self.outcome.failed[e.name] = blocked[e.name]
                     continue
                 try:
-                    self.run_entry(e)
+                    self.run_entry(e, entries[i + 1 :])
                 except DiskFullError:
                     raise  # nothing more can be saved: stop the run, finished records are intact
                 except Exception as exc:  # noqa: BLE001 - one entry failing must not stop the run

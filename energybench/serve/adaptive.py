@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from energybench.devices import on_cuda, synchronize
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
 from energybench.serve.contention import Contention
@@ -54,8 +55,7 @@ class Variant:
             out = self.model(x)
         else:
             out, self.state = self.step(x, self.state)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)  # the frame is served when its output exists
         return out
 
 
@@ -65,6 +65,17 @@ def _frames(task: Task) -> tuple[torch.Tensor, torch.Tensor]:
     shape = clips[0].lr.shape[1:]
     same = [c for c in clips if c.lr.shape[1:] == shape]
     return torch.cat([c.lr for c in same]), torch.cat([c.hr for c in same])
+
+
+def contention_target(setting: str, device: torch.device) -> str:
+    """Where the contention generator runs: on a GPU, the served entry's own GPU (``cuda:N``,
+    never "the first GPU"); ``setting`` is the scenario's ``contention_device``."""
+    kind = device.type if setting == "auto" else setting
+    if kind != "cuda":
+        return kind
+    if device.type == "cuda":
+        return str(on_cuda(device))
+    return "cuda"  # a CPU entry asking for GPU contention: the first GPU (as configured)
 
 
 def threads_at(schedule: list[tuple[float, int]], t_s: float) -> int:
@@ -93,7 +104,7 @@ def stream_once(
     period = 1.0 / sc.fps
     n = max(1, math.ceil(sc.duration_s * sc.fps))
     schedule = [(c.at_s, c.threads) for c in sc.contention]
-    dev = sc.contention_device if sc.contention_device != "auto" else device.type
+    dev = contention_target(sc.contention_device, device)
     for v in variants:
         v.reset(lr[0])
     current = 0

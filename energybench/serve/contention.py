@@ -108,6 +108,7 @@ def _worker(stop: threading.Event, device: str) -> None:  # pragma: no cover - c
         import torch
 
         dev = torch.device(device)
+        torch.cuda.set_device(dev)  # this thread's context: the served entry's GPU, no other
         a = torch.randn(1024, 1024, device=dev)
         b = torch.randn(1024, 1024, device=dev)
         while not stop.is_set():

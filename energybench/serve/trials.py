@@ -15,20 +15,28 @@ from typing import Any
 
 import torch
 
+from energybench.devices import current_stream
 from energybench.meters.base import Measurement
 from energybench.metrics.latency import summarize
 from energybench.suite.schema import EnergySettings
 
 
 def make_timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
-    """A function that runs ``fn`` and returns its latency in seconds (CUDA events on GPUs)."""
+    """A function that runs ``fn`` and returns its latency in seconds, waiting for it to finish.
+
+    On a GPU the latency comes from CUDA events recorded on the current stream of ``device``
+    itself (not of whichever GPU is current), and the end event is waited for: each call is
+    complete when it returns (the stream scenario needs that: a frame is served when its
+    output exists). Closed-loop throughput uses :class:`WindowTimer` instead.
+    """
     if device.type == "cuda":
+        stream = current_stream(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
         def timed_cuda(fn: Callable[[], Any]) -> float:
-            start.record()
+            start.record(stream)
             fn()
-            end.record()
+            end.record(stream)
             end.synchronize()
             return start.elapsed_time(end) / 1e3
 
@@ -40,6 +48,50 @@ def make_timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
         return time.perf_counter() - t0
 
     return timed
+
+
+class WindowTimer:
+    """Times closed-loop iterations without waiting for each one (events each iteration, one
+    synchronise per window).
+
+    On a GPU, :meth:`run` records a start and an end CUDA event around ``fn`` on the current
+    stream of ``device`` and returns at once, so the host keeps queueing work and the GPU never
+    idles between iterations waiting for the host; :meth:`latencies_s` waits for the last event
+    (the one synchronise) and returns each iteration's GPU time. On the CPU the work is done when
+    ``fn`` returns, so each latency is a ``perf_counter`` difference.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.stream = current_stream(device) if self.cuda else None
+        self._events: list[tuple[Any, Any]] = []
+        self._cpu_s: list[float] = []
+
+    def run(self, fn: Callable[[], Any]) -> None:
+        """Run one iteration (on a GPU: queue it)."""
+        if self.cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record(self.stream)
+            fn()
+            end.record(self.stream)
+            self._events.append((start, end))
+            return
+        t0 = time.perf_counter()
+        fn()
+        self._cpu_s.append(time.perf_counter() - t0)
+
+    @property
+    def iterations(self) -> int:
+        return len(self._events) if self.cuda else len(self._cpu_s)
+
+    def latencies_s(self) -> list[float]:
+        """Every iteration's latency (s), after waiting once for the last one to finish."""
+        if not self.cuda:
+            return list(self._cpu_s)
+        if self._events:
+            self._events[-1][1].synchronize()
+        return [s.elapsed_time(e) / 1e3 for s, e in self._events]
 
 
 def _per_item(energy_j: float | None, items: int) -> float | None:

@@ -195,14 +195,41 @@ class MetricSettings(Strict):
 
 
 # --------------------------------------------------------------------------- entry parts
+#: Seconds a collective may wait (``timeout_s`` unset): torch's default for NCCL process groups.
+DEFAULT_DIST_TIMEOUT_S = 600.0
+
+
 class DistributedSettings(Strict):
     """A train phase run by ``nproc_per_node`` DDP ranks under torch's elastic launcher."""
 
     nproc_per_node: int = Field(2, ge=1, le=64, description="ranks (one GPU each on GPUs)")
-    nnodes: int = Field(1, ge=1, le=1, description="nodes (only 1 is supported for now)")
+    nnodes: int = Field(1, ge=1, le=1024, description="nodes (only 1 is supported)")
     backend: Literal["auto", "gloo", "nccl"] = Field(
         "auto", description="auto: nccl on GPUs, gloo on the CPU"
     )
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="seconds a collective (NCCL/gloo) may wait before the ranks fail; default "
+        f"{DEFAULT_DIST_TIMEOUT_S:g} s (torch's NCCL default): a hung rank fails the phase "
+        "instead of holding the GPUs",
+    )
+
+    @field_validator("nnodes")
+    @classmethod
+    def _one_node(cls, v: int) -> int:
+        if v > 1:  # refused before any work: every rank would silently run on this node
+            raise ValueError(
+                f"nnodes {v}: multi-node training is not supported (every rank would run on "
+                "this node); use nnodes: 1 and up to one rank per GPU of the node "
+                "(nproc_per_node)"
+            )
+        return v
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _drop_unset(handler, self, "timeout_s")
 
 
 def _drop_unset(handler: SerializerFunctionWrapHandler, obj: BaseModel, *keys: str) -> Any:

@@ -72,8 +72,11 @@ class ClassificationTask(Task):
         for m, mom in zip(norms, saved, strict=True):
             m.momentum = mom
 
-    def train_batches(self, model: nn.Module, batch_size: int, seed: int) -> Iterator[Any]:
-        return self.dataset.train_batches(batch_size, seed)
+    def train_batches(
+        self, model: nn.Module, batch_size: int, seed: int, device: torch.device | None = None
+    ) -> Iterator[Any]:
+        """The dataset's training batches, loaded for ``device`` (workers, pinned memory)."""
+        return self.dataset.train_batches(batch_size, seed, device)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         x, y = batch

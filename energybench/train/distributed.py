@@ -11,8 +11,9 @@ gets the parent's ``sys.path`` as ``PYTHONPATH``.
 
 Each worker (rank):
 
-- joins the process group (``nccl`` on GPUs, ``gloo`` on the CPU or simulated GPUs) and wraps the
-  model in :class:`~torch.nn.parallel.DistributedDataParallel`;
+- joins the process group (``nccl`` on GPUs, ``gloo`` on the CPU or simulated GPUs; a
+  collective that waits longer than ``timeout_s``, default 600 s, fails the rank and so the
+  phase) and wraps the model in :class:`~torch.nn.parallel.DistributedDataParallel`;
 - takes its equal contiguous share of every global batch (the suite's ``batch_size``), which is
   what a :class:`~torch.utils.data.DistributedSampler` over the same shuffled order gives: the
   averaged gradient equals the single-process one, so the model trains like a one-process run
@@ -27,6 +28,13 @@ The parent then writes one phase record: the devices of every rank (energy summe
 never averaged), the longest rank's duration, and ``ranks: [...]`` with each rank's figures. Rank
 0 saves the trained model as the phase's checkpoint (the usual format). A rank that dies fails
 the phase with the path of its log; earlier phases stay, and ``--resume`` runs the phase again.
+
+The parent touches no GPU while the ranks run: it does not enter the entry's device, reset
+memory peaks or load a model for this phase until the ranks have finished (it loads the
+checkpoint afterwards), so it creates no CUDA context on a rank's GPU. (A context an earlier
+entry of the same run created stays: CUDA contexts cannot be destroyed in-process; its cached
+memory is given back after every entry.) ``nnodes > 1`` is refused when the suite is
+validated.
 
 With ``--simulate 2xh100`` every rank builds its own simulated server (a simulated meter per
 process) and charges only its rank's GPU: that GPU's load model follows the rank process's own
@@ -52,10 +60,11 @@ from energybench.meters.base import DeviceEnergy, Measurement
 from energybench.models.sr.base import online
 from energybench.records.store import atomic_write_json, read_json
 from energybench.tasks.base import Task
+from energybench.train.loop import task_batches
 
 if TYPE_CHECKING:
     from energybench.run.runner import Runner
-    from energybench.suite.schema import Entry
+    from energybench.suite.schema import DistributedSettings, Entry
 
 #: Test hook: a rank number; that rank exits with code 17 just before its window (fault tests).
 TEST_RANK_EXIT_ENV = "ENERGYBENCH_TEST_RANK_EXIT"
@@ -113,8 +122,10 @@ class ShardedTask(Task):
         self.task, self.rank, self.world, self.view = task, rank, world, view
         self.quality_keys = task.quality_keys
 
-    def train_batches(self, model: nn.Module, batch_size: int, seed: int) -> Iterator[Any]:
-        for batch in self.task.train_batches(model, batch_size, seed):
+    def train_batches(
+        self, model: nn.Module, batch_size: int, seed: int, device: torch.device | None = None
+    ) -> Iterator[Any]:
+        for batch in task_batches(self.task, model, batch_size, seed, device):
             yield shard(batch, self.rank, self.world)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
@@ -127,6 +138,13 @@ class ShardedTask(Task):
 
 
 # ------------------------------------------------------------------------- parent side
+def dist_timeout_s(d: DistributedSettings) -> float:
+    """Seconds a collective may wait before the ranks fail (the suite's, else the default)."""
+    from energybench.suite.schema import DEFAULT_DIST_TIMEOUT_S
+
+    return float(d.timeout_s) if d.timeout_s is not None else DEFAULT_DIST_TIMEOUT_S
+
+
 def rank_gpus(runner: Runner, e: Entry, nproc: int) -> list[int]:
     """GPU positions of the ranks (``[]`` on the CPU): the entry's GPU and the next ones."""
     gpus = runner.placements[e.name].gpus
@@ -212,6 +230,7 @@ def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, 
         "steps": steps,
         "nproc": nproc,
         "backend": backend,
+        "timeout_s": dist_timeout_s(d),
         "gpus": gpus,
         "real_cuda": real_cuda,
         "simulate": runner.simulate,
@@ -253,6 +272,7 @@ def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, 
         "nnodes": d.nnodes,
         "world_size": nproc,
         "backend": backend,
+        "timeout_s": dist_timeout_s(d),
         "launcher": "torch.distributed.launcher.api.elastic_launch",
         "logs": str(log_dir),
     }

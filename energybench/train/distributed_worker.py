@@ -8,6 +8,7 @@ imports one-way.
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import sys
@@ -17,6 +18,7 @@ import torch
 
 from energybench.plugins.entrypoints import load_plugins
 from energybench.records.store import atomic_write_json, read_json
+from energybench.suite.schema import DEFAULT_DIST_TIMEOUT_S
 from energybench.train.distributed import (
     TEST_RANK_EXIT_ENV,
     ShardedTask,
@@ -48,7 +50,11 @@ def worker(spec_path: Path) -> None:
     device = device or torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(spec["backend"], device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(
+        spec["backend"],
+        device_id=device if device.type == "cuda" else None,
+        timeout=datetime.timedelta(seconds=float(spec.get("timeout_s", DEFAULT_DIST_TIMEOUT_S))),
+    )
     try:
         load_plugins(spec["suite"].get("plugins") or [])  # declared plug-ins, as load_suite does
         suite = Suite.model_validate(spec["suite"])

@@ -5,9 +5,10 @@ It trains; it never measures energy (the caller wraps it in a measurement window
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,18 @@ def settings_kwargs(settings: Any) -> dict[str, Any]:
     }
 
 
+def task_batches(
+    task: Task, model: nn.Module, batch_size: int, seed: int, device: torch.device | None
+) -> Iterator[Any]:
+    """``task``'s training batches, loaded for ``device`` when the task takes one (on-disk
+    images: decoding workers and pinned memory on CUDA); plug-in tasks without a ``device``
+    parameter are called as before."""
+    params = inspect.signature(task.train_batches).parameters
+    if "device" in params:
+        return task.train_batches(model, batch_size, seed, device=device)  # type: ignore[call-arg]
+    return task.train_batches(model, batch_size, seed)
+
+
 def train_steps(
     model: nn.Module,
     task: Task,
@@ -89,7 +102,7 @@ def train_steps(
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
         )
-    batches = task.train_batches(model, batch_size, seed)
+    batches = task_batches(task, model, batch_size, seed, device)
     curve: list[tuple[int, float]] = []
     loss_val = float("nan")
     t0 = time.perf_counter()

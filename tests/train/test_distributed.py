@@ -20,6 +20,7 @@ from energybench.records.store import RunStore, load_run
 from energybench.run.checkpoint import load_checkpoint
 from energybench.run.runner import Runner
 from energybench.suite import load_suite
+from energybench.suite.schema import DEFAULT_DIST_TIMEOUT_S
 from energybench.train.distributed import TEST_RANK_EXIT_ENV, merge_measurements, shard
 from energybench.train.loop import train_steps
 
@@ -75,6 +76,10 @@ def test_a_dead_rank_fails_the_phase_then_two_cpu_ranks_sum_and_train_like_one_p
     assert [r["rank"] for r in ranks] == [0, 1]
     assert rec["train"]["distributed"]["backend"] == "gloo"
     assert rec["train"]["distributed"]["world_size"] == 2
+    # collectives fail after the documented default instead of hanging (the ranks' spec)
+    assert rec["train"]["distributed"]["timeout_s"] == DEFAULT_DIST_TIMEOUT_S == 600.0
+    spec = json.loads((run_dir / "entries/teacher/ranks/train.launch.json").read_text())
+    assert spec["timeout_s"] == 600.0
     # host devices (CPU/RAM) are metered once per node, by local rank 0 only
     assert ranks[0]["meters_host"] and ranks[0]["host_energy_j"] > 0
     assert not ranks[1]["meters_host"] and ranks[1]["host_energy_j"] is None
@@ -140,3 +145,28 @@ def test_merge_sums_charged_devices_and_keeps_uncharged_ones_once() -> None:
     m = merge_measurements("t", [meas(2.0, "a", "b", 5.0), meas(3.0, "b", "a", 7.0)])
     assert m.energy_j == 12.0 and m.duration_s == 3.0 and m.start_unix_s == 12.0
     assert sorted(d.device for d in m.devices) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("{nproc_per_node: 2, nnodes: 2}", "multi-node training is not supported"),
+        ("{nproc_per_node: 2, timeout_s: 0}", "timeout_s"),
+    ],
+)
+def test_multi_node_and_a_bad_timeout_are_refused_at_validate(setting: str, expected: str) -> None:
+    """Before: nnodes > 1 ran every rank on this node; now validate refuses it (exit 2, located)."""
+    res = CliRunner().invoke(
+        app, ["validate", str(SMOKE), "--set", f"entries.teacher.train.distributed={setting}"]
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert expected in res.output and "distributed" in res.output
+
+
+def test_a_timeout_reaches_the_ranks_spec() -> None:
+    from energybench.suite.schema import DistributedSettings
+    from energybench.train.distributed import dist_timeout_s
+
+    assert dist_timeout_s(DistributedSettings(timeout_s=30)) == 30.0
+    assert dist_timeout_s(DistributedSettings()) == 600.0
+    assert "timeout_s" not in DistributedSettings().model_dump()  # older hashes unchanged
