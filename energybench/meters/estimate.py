@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, MeterStatus
-from energybench.meters.plugins import MeterContext, MeterUnavailable, Source
+from energybench.meters.plugins import MeterContext, MeterUnavailableError, Source
 from energybench.meters.sampler import Poller
 
 CPU_REL_UNCERTAINTY = 0.5
@@ -262,11 +262,11 @@ class EstimateMeter(Meter):
 
 
 def build(ctx: MeterContext) -> EstimateMeter:
-    """The estimate plug-in's meter (:class:`MeterUnavailable` without codecarbon's model)."""
+    """The estimate plug-in's meter (:class:`MeterUnavailableError` without codecarbon's model)."""
     try:
         spec = codecarbon_spec()
     except Exception as exc:  # codecarbon missing or broken
-        raise MeterUnavailable(
+        raise MeterUnavailableError(
             f"codecarbon's model is unavailable ({exc!r})", "pip install codecarbon"
         ) from exc
     return EstimateMeter(spec=spec, clock=ctx.clock, background=ctx.background)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from energybench.errors import UserError
 from energybench.meters.base import (
     SYSTEM_CLOCK,
     Clock,
@@ -31,7 +30,7 @@ from energybench.meters.plugins import (
     METERS,
     MeterContext,
     MeterPlugin,
-    MeterUnavailable,
+    MeterUnavailableError,
     Source,
 )
 from energybench.meters.rapl import RaplFs
@@ -54,10 +53,6 @@ __all__ = [
     "probe_meters",
     "simulated_gpu_count",
 ]
-
-
-class MeterUnavailableError(UserError, RuntimeError):
-    """A meter named in ``energy.meters`` cannot work here; ``str()`` says why and what to do."""
 
 
 class UnmeasuredMeter(Meter):
@@ -210,7 +205,7 @@ def build_monitor(
 def _forced(plugin: MeterPlugin, ctx: MeterContext) -> Meter:
     try:
         return plugin.make(ctx.with_forced(True))
-    except MeterUnavailable as exc:
+    except MeterUnavailableError as exc:
         raise MeterUnavailableError(f"energy.meters asks for '{plugin.name}', but {exc}") from exc
 
 
@@ -227,7 +222,7 @@ def _gpu_meter(ctx: MeterContext, names: set[str], auto: bool) -> Meter | None:
     for plugin in (p for p in plugins if p.auto):
         try:
             return plugin.make(ctx)
-        except MeterUnavailable as exc:
+        except MeterUnavailableError as exc:
             reasons.append(str(exc))
     if not ctx.cuda_devices:
         return None
@@ -251,7 +246,7 @@ def _host_meters(ctx: MeterContext, names: set[str], auto: bool) -> list[Meter]:
     for plugin in (p for p in plugins if p.auto):
         try:
             return [plugin.make(ctx)]
-        except MeterUnavailable as exc:
+        except MeterUnavailableError as exc:
             reasons.append(f"{plugin.name}: {exc}")
     raise MeterUnavailableError(
         "no meter can measure or estimate the CPU and memory here (" + "; ".join(reasons) + ")"

@@ -27,7 +27,7 @@ from energybench.meters.nvml_device import (
 )
 from energybench.meters.nvml_probe import probe_update_periods
 from energybench.meters.pidns import pid_view, run_keys
-from energybench.meters.plugins import MeterContext, MeterUnavailable
+from energybench.meters.plugins import MeterContext, MeterUnavailableError
 
 
 def _torch_uuids() -> list[str] | None:
@@ -64,11 +64,11 @@ def _meter(ctx: MeterContext, targets: list[GpuTarget], backend: GpuBackend) -> 
 
 
 def build(ctx: MeterContext) -> NvmlMeter:
-    """The NVML meter for ``ctx`` (:class:`MeterUnavailable` with NVML's reason)."""
+    """The NVML meter for ``ctx`` (:class:`MeterUnavailableError` with NVML's reason)."""
     try:
         backend: GpuBackend = ctx.gpu_backend or PynvmlBackend()
     except NvmlUnavailableError as exc:
-        raise MeterUnavailable(exc.reason, exc.fix) from exc
+        raise MeterUnavailableError(exc.reason, exc.fix) from exc
     torch_uuids = ctx.torch_uuids
     if ctx.gpu_backend is None and torch_uuids is None and ctx.cuda_devices:
         torch_uuids = _torch_uuids()
@@ -95,7 +95,7 @@ def build(ctx: MeterContext) -> NvmlMeter:
         return _meter(ctx, targets, backend)
     except GpuError as exc:
         backend.close()
-        raise MeterUnavailable(str(exc)) from exc
+        raise MeterUnavailableError(str(exc)) from exc
 
 
 def probe(ctx: MeterContext) -> MeterStatus:

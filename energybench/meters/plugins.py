@@ -11,7 +11,7 @@ energy figure names one (:class:`Source`), and only these are accepted.
 Adding a meter::
 
     # energybench/meters/toy.py
-    def build(ctx: MeterContext) -> Meter: ...          # raise MeterUnavailable(reason, fix)
+    def build(ctx: MeterContext) -> Meter: ...          # raise MeterUnavailableError(reason, fix)
     def probe(ctx: MeterContext) -> MeterStatus: ...
 
     METERS.register(MeterPlugin("toy", "host", "energybench.meters.toy:build",
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from energybench.errors import UserError
 from energybench.plugins.registry import CURRENT_ORIGIN, UnknownNameError, resolve
 
 if TYPE_CHECKING:
@@ -66,8 +67,10 @@ class Source(str):
         return METERS.sources[str(self)]
 
 
-class MeterUnavailable(Exception):  # noqa: N818 (a condition a plug-in reports, not a bug)
-    """Raised by a plug-in's ``build``: it cannot work here; ``reason`` why, ``fix`` what to do."""
+class MeterUnavailableError(UserError, RuntimeError):
+    """A meter cannot work here: raised by a plug-in's ``build`` (``reason`` why, ``fix`` what
+    to do; ``auto`` then tries the next meter) and by the factory for a meter that
+    ``energy.meters`` names (bad input, exit 2)."""
 
     def __init__(self, reason: str, fix: str = "") -> None:
         super().__init__(f"{reason}. {fix}" if fix else reason)
@@ -124,7 +127,7 @@ class MeterPlugin:
     help: str = ""
 
     def make(self, ctx: MeterContext) -> Meter:
-        """The meter (:class:`MeterUnavailable` when it cannot work here)."""
+        """The meter (:class:`MeterUnavailableError` when it cannot work here)."""
         fn: Callable[[MeterContext], Meter] = resolve(self.build)
         return fn(ctx)
 

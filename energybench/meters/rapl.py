@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, MeterStatus
-from energybench.meters.plugins import MeterContext, MeterUnavailable, Source
+from energybench.meters.plugins import MeterContext, MeterUnavailableError, Source
 from energybench.meters.sampler import Poller
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
@@ -45,7 +45,7 @@ RAPL = Source("rapl")
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 
 
-class RaplUnavailableError(MeterUnavailable):
+class RaplUnavailableError(MeterUnavailableError):
     """RAPL cannot be used; ``reason`` says why and ``fix`` how to make it work."""
 
 

@@ -31,10 +31,9 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from energybench.meters.sampler import TRACE_COLUMNS  # noqa: E402
+from energybench.records.phases import PHASE_ORDER
 from energybench.records.types import AdaptiveResult  # noqa: E402
 from energybench.report.units import eng  # noqa: E402
-
-PHASE_ORDER = ("train", "compress", "serve", "evaluate")
 
 #: rcParams every figure is drawn with: user strings are never parsed as math or LaTeX
 PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}

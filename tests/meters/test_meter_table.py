@@ -22,7 +22,7 @@ from energybench.meters.plugins import (
     MeterContext,
     MeterPlugin,
     MeterRegistry,
-    MeterUnavailable,
+    MeterUnavailableError,
     Source,
 )
 from energybench.meters.rapl import RaplFs
@@ -145,17 +145,17 @@ def test_torch_is_asked_for_uuids_only_for_a_real_backend_and_used_gpus(monkeypa
 
 def test_nvml_build_explains_why_it_cannot_work(monkeypatch):
     plain = _backend(FakeGpu())
-    with pytest.raises(MeterUnavailable, match="no superchip module is visible") as exc:
+    with pytest.raises(MeterUnavailableError, match="no superchip module is visible") as exc:
         nvml_plugin.build(_ctx(plain, env="0"))
     assert exc.value.reason == str(exc.value)
     assert plain.lib._init_count == 0  # closed
     module = _backend(FakeGpu(module=True, name="NVIDIA GH200"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert nvml_plugin.build(_ctx(module, env="0")).module_devices  # the context's env wins
-    with pytest.raises(MeterUnavailable, match="no GPU is visible"):
+    with pytest.raises(MeterUnavailableError, match="no GPU is visible"):
         nvml_plugin.build(_ctx(_backend(FakeGpu()), forced=True, env=""))
     monkeypatch.setattr(nvml_plugin, "PynvmlBackend", NoNvml)
-    with pytest.raises(MeterUnavailable) as missing:
+    with pytest.raises(MeterUnavailableError) as missing:
         nvml_plugin.build(MeterContext(settings=EnergySettings(), cuda_devices=(0,)))
     assert missing.value.fix == "install a driver"
 
@@ -296,13 +296,13 @@ def test_built_in_sources_and_unavailability_messages():
     assert [p.name for p in METERS.role("host")] == ["rapl", "estimate"]
     assert Source("estimate").is_estimate and not Source("rapl").is_estimate
     assert not Source("unmeasured").is_estimate and Source("rapl").value == "rapl"
-    assert str(MeterUnavailable("no zones", "load the driver")) == "no zones. load the driver"
-    assert str(MeterUnavailable("no zones")) == "no zones"
+    assert str(MeterUnavailableError("no zones", "load the driver")) == "no zones. load the driver"
+    assert str(MeterUnavailableError("no zones")) == "no zones"
 
 
 def test_auto_finds_no_host_meter_and_says_why(tmp_path: Path, monkeypatch):
     def broken(ctx):
-        raise MeterUnavailable("codecarbon is broken", "reinstall it")
+        raise MeterUnavailableError("codecarbon is broken", "reinstall it")
 
     # the table names the plug-in's build lazily ("energybench.meters.estimate:build")
     monkeypatch.setattr(estimate, "build", broken)

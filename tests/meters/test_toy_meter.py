@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 from energybench.cli import app
 from energybench.meters.base import SYSTEM_CLOCK, DeviceEnergy, Meter, MeterStatus
-from energybench.meters.factory import MeterUnavailableError, build_monitor
+from energybench.meters.factory import build_monitor
 from energybench.meters.plugins import (
     MEASURED,
     METERS,
     MeterContext,
     MeterPlugin,
-    MeterUnavailable,
+    MeterUnavailableError,
     Source,
 )
 from energybench.suite.schema import EnergySettings
@@ -57,7 +57,7 @@ class WallPlug(Meter):
 
 def build_wallplug(ctx: MeterContext) -> Meter:
     if ctx.settings is not None and ctx.settings.sample_period_s > 1:
-        raise MeterUnavailable("the plug reports every second", "sample faster")
+        raise MeterUnavailableError("the plug reports every second", "sample faster")
     return WallPlug(ctx)
 
 

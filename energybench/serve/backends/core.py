@@ -65,7 +65,10 @@ BACKENDS: dict[str, Backend] = {}
 
 
 def register(backend: Backend) -> Backend:
-    """Add (or replace) a backend in the registry."""
+    """Add a backend to the registry (a name registered twice is an error, as in every other
+    registry: a plug-in cannot silently replace a built-in runtime)."""
+    if backend.name in BACKENDS:
+        raise ValueError(f"serving backend '{backend.name}' is registered twice")
     BACKENDS[backend.name] = backend
     return backend
 
