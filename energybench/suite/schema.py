@@ -86,7 +86,6 @@ from energybench.suite.scenarios import (
 __all__ = [
     "Adaptive",
     "BackendSpec",
-    "CLASSIFICATION_QUALITY",
     "COMPRESS_METHODS",
     "CarbonSettings",
     "CompressSettings",
@@ -129,7 +128,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "SERVE_SCENARIOS",
     "SIZE_PARAMS",
-    "SR_QUALITY",
     "ScenarioSettings",
     "ServeScenario",
     "Stream",
@@ -148,12 +146,9 @@ class UsageIntensity(Strict):
     weight: float = Field(1.0, ge=0, le=1e6)
 
 
-QualityFigure = Literal["psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db", "top1", "top5"]
-"""Every quality figure a task's evaluation produces (``metric.quality`` names one)."""
-SR_QUALITY: tuple[QualityFigure, ...] = ("psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db")
-"""The figures of the super-resolution task (:class:`energybench.tasks.base.SRTask`)."""
-CLASSIFICATION_QUALITY: tuple[QualityFigure, ...] = ("top1", "top5")
-"""The figures of the classification task (:mod:`energybench.tasks.classification`)."""
+QualityFigure = str
+"""A quality figure some registered task produces (``metric.quality`` names one; checked against
+:data:`energybench.tasks.registry.TASKS`)."""
 
 
 class MetricSettings(Strict):
@@ -162,8 +157,9 @@ class MetricSettings(Strict):
     tau: float = Field(1.0, ge=0, le=100)
     quality: QualityFigure = Field(
         "ssim",
+        max_length=MAX_NAME,
         description="which quality figure is Q (SR: psnr_db, ssim, psnr_gain_db, "
-        "bicubic_psnr_db; classification: top1, top5)",
+        "bicubic_psnr_db; classification: top1, top5; or a registered task's figure)",
     )
     iec_scenario: str | None = Field(
         None,
@@ -184,6 +180,13 @@ class MetricSettings(Strict):
         max_length=1000,
         description="extra (a, b) entry pairs for break-even analysis",
     )
+
+    @field_validator("quality")
+    @classmethod
+    def _quality(cls, v: str) -> str:
+        from energybench.tasks.registry import TASKS  # a leaf table: imports no runtime
+
+        return TASKS.check_quality(v)
 
     @model_validator(mode="after")
     def _some_weight(self) -> MetricSettings:

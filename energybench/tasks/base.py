@@ -16,7 +16,8 @@ from torch import nn
 
 from energybench.data.base import SRDataset
 from energybench.models.sr.base import online
-from energybench.suite.schema import SR_QUALITY, EvaluateSettings
+from energybench.suite.schema import EvaluateSettings
+from energybench.tasks.registry import SR_QUALITY
 
 
 class Task:

@@ -17,8 +17,9 @@ from torch import nn
 
 from energybench.data.images import ImageClassDataset
 from energybench.metrics.accuracy import topk_correct
-from energybench.suite.schema import CLASSIFICATION_QUALITY, EvaluateSettings
+from energybench.suite.schema import EvaluateSettings
 from energybench.tasks.base import Task, model_dtype
+from energybench.tasks.registry import CLASSIFICATION_QUALITY
 
 EVAL_BATCH = 250
 PRECISE_BN_BATCHES = 16  # x PRECISE_BN_BATCH training images after every training run

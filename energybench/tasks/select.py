@@ -1,23 +1,15 @@
-"""The task adaptor for a dataset object: super-resolution or classification.
-
-Separate from :mod:`energybench.tasks.base` (the base and the SR task), which the
-classification task imports, so that neither imports the other.
-"""
+"""The task adaptor for a dataset object, chosen from the task table
+(:data:`energybench.tasks.registry.TASKS`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from energybench.data.base import SRDataset
-from energybench.data.images import ImageClassDataset
-from energybench.tasks.base import SRTask, Task
-from energybench.tasks.classification import ClassificationTask
+from energybench.tasks.base import Task
+from energybench.tasks.registry import TASKS
 
 
 def make_task(dataset: Any) -> Task:
-    """The task adaptor for a dataset object."""
-    if isinstance(dataset, SRDataset):
-        return SRTask(dataset)
-    if isinstance(dataset, ImageClassDataset):
-        return ClassificationTask(dataset)
-    raise TypeError(f"no task adaptor for dataset type {type(dataset).__name__}")
+    """The task adaptor for a dataset object (:class:`TypeError` when no task serves it)."""
+    task: Task = TASKS.make(dataset)
+    return task

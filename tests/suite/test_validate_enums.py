@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.suite.schema import QualityFigure
 from energybench.tasks.base import SRTask
 from energybench.tasks.classification import ClassificationTask
+from energybench.tasks.registry import TASKS
 
 SUITE = Path(__file__).resolve().parents[2] / "suites" / "smoke.yaml"
 
@@ -25,7 +24,7 @@ def validate(*args: str) -> tuple[int, str]:
 
 def test_the_quality_enumeration_is_exactly_what_the_tasks_produce() -> None:
     produced = set(SRTask.quality_keys) | set(ClassificationTask.quality_keys)
-    assert set(get_args(QualityFigure)) == produced
+    assert set(TASKS.quality_figures()) == produced
 
 
 def test_an_unknown_quality_figure_from_set_exits_2_and_says_what_is_expected() -> None:
@@ -33,7 +32,7 @@ def test_an_unknown_quality_figure_from_set_exits_2_and_says_what_is_expected() 
     assert code == 2
     assert "--set metric.quality=sssim" in out and "at 'metric.quality'" in out
     assert "found 'sssim'; did you mean 'ssim'?" in out
-    for figure in get_args(QualityFigure):
+    for figure in TASKS.quality_figures():
         assert f"'{figure}'" in out
 
 
@@ -48,7 +47,7 @@ def test_an_unknown_quality_figure_in_the_file_names_file_and_line(tmp_path: Pat
     assert "expected one of 'psnr_db'," in out and "found 'top-1'; did you mean 'top1'?" in out
 
 
-@pytest.mark.parametrize("figure", get_args(QualityFigure))
+@pytest.mark.parametrize("figure", TASKS.quality_figures())
 def test_every_known_quality_figure_validates(figure: str) -> None:
     code, out = validate(str(SUITE), "--set", f"metric.quality={figure}")
     assert code == 0, out
