@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--blocks", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the step")
     ap.add_argument("--compile-mode", default="default", help="default | max-autotune | ...")
+    ap.add_argument("--models", default=None, help="comma list of substrings (e.g. merged)")
     ap.add_argument("--dtypes", default=None, help="comma list (default: what the device has)")
     args = ap.parse_args(argv)
     harness.apply_smoke(args)
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     peaks = harness.attainable_peaks(device, dtypes, (h, w), args.channels, args.smoke)
     configs = configurations(dtypes, args.compile_mode if args.compile else None)
     models = variants(args.channels, args.blocks)
+    if args.models:  # the multi-branch model stays: the other rows are compared with it
+        keep = args.models.split(",")
+        models = {n: m for n, m in models.items() if "multi" in n or any(k in n for k in keep)}
     results = {
         n: harness.bench_model(m, smoke_configs(n, configs) if args.smoke else configs, args,
                                device, peaks)

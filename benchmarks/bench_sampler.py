@@ -154,6 +154,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.smoke:
         args.seconds, args.pairs, args.iters = 1.0, 2, 20
+        args.threads = 1  # a loaded CI machine makes multi-threaded spin waits crawl
     if args.threads:
         torch.set_num_threads(args.threads)
     targets, what, backend = gpu_targets()

@@ -67,9 +67,10 @@ def add_common_args(ap: argparse.ArgumentParser, seconds: float, rounds: int) ->
 
 
 def apply_smoke(args: argparse.Namespace) -> None:
-    """Tiny sizes and short timings: the code paths run, the figures mean nothing."""
+    """Tiny sizes, short timings, one thread (a loaded CI machine makes multi-threaded spin
+    waits crawl): the code paths run, the figures mean nothing."""
     if args.smoke:
-        args.lr, args.rounds, args.seconds = "24x32", 1, 0.05
+        args.lr, args.rounds, args.seconds, args.threads = "24x32", 1, 0.05, 1
 
 
 def resolve_device(name: str) -> torch.device:
