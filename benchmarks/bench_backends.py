@@ -45,9 +45,9 @@ def configurations(
     for dt in dtypes:
         if dt == "fp32":
             continue
-        out[f"eager+{dt}"] = BackendSpec(autocast=dt)  # type: ignore[arg-type]
+        out[f"eager+{dt}"] = BackendSpec(autocast=dt)
         if with_compile:
-            out[f"compile+{dt}"] = BackendSpec(name="compile", autocast=dt)  # type: ignore[arg-type]
+            out[f"compile+{dt}"] = BackendSpec(name="compile", autocast=dt)
     threads_opt = threads if device_type == "cpu" else None
     if importlib.util.find_spec("onnxruntime"):
         out["onnxruntime"] = BackendSpec(name="onnxruntime", intra_op_threads=threads_opt)

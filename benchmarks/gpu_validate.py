@@ -317,7 +317,9 @@ def render(steps: list[Step], args: argparse.Namespace, started: str, total_s: f
         "",
     ]
     for s in steps[1:]:
-        status = f"skipped: {s.skipped}" if s.skipped else ("passed" if s.ok else f"FAILED ({s.rc})")
+        status = (
+            f"skipped: {s.skipped}" if s.skipped else ("passed" if s.ok else f"FAILED ({s.rc})")
+        )
         lines += [f"## {s.name}: {status}", "", f"`{s.command}` ({s.seconds:.1f} s)", ""]
         for k, v in s.figures.items():
             if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
@@ -361,7 +363,9 @@ def preflight(args: argparse.Namespace) -> list[str]:
         )
     opt = missing(OPTIONAL)
     if opt and not args.simulate:
-        lines.append(f"optional, not installed (their backends are not validated): {', '.join(opt)}")
+        lines.append(
+            f"optional, not installed (their backends are not validated): {', '.join(opt)}"
+        )
     return lines
 
 
@@ -386,8 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory() as tmp:
         for step, argv_, limit in command_steps(args, Path(tmp)):
-            if lacking_cli and "energybench" in step.command or "pytest" in step.command and (
-                importlib.util.find_spec("pytest") is None
+            if (
+                lacking_cli
+                and "energybench" in step.command
+                or "pytest" in step.command
+                and (importlib.util.find_spec("pytest") is None)
             ):
                 step.skipped = f"missing packages: {', '.join(lacking_cli)}"
             else:

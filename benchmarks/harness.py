@@ -245,7 +245,7 @@ def attainable_peaks(
         dt = DTYPES[name]
         a, b = (torch.rand(n, n, device=device, dtype=dt) for _ in range(2))
         c = torch.empty(n, n, device=device, dtype=dt)
-        gemm = _peak_rate(lambda: torch.mm(a, b, out=c), seconds, device) * 2 * n**3
+        gemm = _peak_rate(lambda a=a, b=b, c=c: torch.mm(a, b, out=c), seconds, device) * 2 * n**3
         x = torch.rand(1, channels, h, w, device=device, dtype=dt)
         wt = torch.rand(channels, channels, 3, 3, device=device, dtype=dt)
         conv_flops = 2 * channels * channels * 9 * h * w

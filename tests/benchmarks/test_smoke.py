@@ -36,9 +36,9 @@ def test_bench_backends_reports_peaks_and_fraction_of_peak() -> None:
     for r in got.values():
         assert "error" not in r, r
         if r["dtype"] in out["peaks"]:
-            assert r["frac_gemm_peak"] == r["achieved_flops"] / out["peaks"][r["dtype"]][
-                "gemm_flops"
-            ]
+            assert (
+                r["frac_gemm_peak"] == r["achieved_flops"] / out["peaks"][r["dtype"]]["gemm_flops"]
+            )
     assert out["best_fraction_of_gemm_peak"] > 0
 
 
