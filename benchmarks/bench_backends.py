@@ -1,15 +1,20 @@
-"""Serving backends side by side: FPS of CKBG merged and ESPCN on every available backend.
+"""Serving backends side by side, against the machine's measured limit: CKBG merged and ESPCN.
 
-Run: ``python benchmarks/bench_backends.py [--lr 180x320] [--rounds 5] [--seconds 2] [--json]``
-(``--no-compile`` skips torch.compile; ``--default-allocator`` leaves glibc's allocator as it is
-instead of tuning it as ``energybench run`` does).
-Default: LR 320×180 → HR 1280×720 (×4), batch 1, fp32, online (one ``step`` per frame with the
-hidden state carried), random weights (speed does not depend on them). Each backend is
-prepared through :func:`energybench.serve.backends.core.prepare_serving` — the same code the
-runner uses, outputs checked against eager — then all are timed in alternating rounds
-(round r: every backend for ``--seconds``), so a noisy, shared machine slows them alike; the
-figure is the median FPS over rounds, the spread its min–max. ``--json`` prints one object:
-``eager_fps``, ``best_backend``, ``best_fps`` (CKBG merged) and per-model, per-backend figures.
+Run: ``python benchmarks/bench_backends.py [--device cpu|cuda] [--lr 180x320] [--rounds 5]
+[--seconds 2] [--json] [--smoke]`` (``--no-compile`` skips torch.compile; ``--default-allocator``
+leaves glibc's allocator as it is instead of tuning it as ``energybench run`` does).
+Default: LR 320×180 → HR 1280×720 (×4), batch 1, online (one ``step`` per frame with the hidden
+state carried), random weights (speed does not depend on them). First the attainable compute
+(GEMM, a 3×3 convolution of the served width, per dtype) and copy bandwidth are measured at the
+same thread count; then each backend is prepared through
+:func:`energybench.serve.backends.core.prepare_serving` (the runner's code, outputs checked
+against eager) and all are timed in alternating rounds (:mod:`harness`). Every backend is
+reported as FPS, ratio vs eager, achieved FLOP/s (FLOPs per frame from
+:func:`energybench.models.sr.complexity.count_flops`) and fraction of its dtype's GEMM and
+convolution peaks. fp32 everywhere; bf16 (autocast) rows where the hardware has bf16 units
+(CUDA; CPUs with AMX or AVX512-BF16 — elsewhere the output says so), fp16 on CUDA.
+``--json`` prints one object: ``environment``, ``peaks``, ``eager_fps``, ``best_backend``,
+``best_fps``, ``best_fraction_of_gemm_peak`` (CKBG merged, fp32) and per-model figures.
 """
 
 from __future__ import annotations
@@ -17,179 +22,112 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import harness  # noqa: E402
 
 from energybench.models import MODELS  # noqa: E402
-from energybench.run.allocator import keep_freed_memory  # noqa: E402
-from energybench.serve.backends.core import PrepareContext, prepare_serving  # noqa: E402
-from energybench.serve.backends.onnx_export import is_recurrent  # noqa: E402
 from energybench.suite.schema import BackendSpec  # noqa: E402
 
 
-class RandomFrames:
-    """A stand-in task for int8 calibration: random LR training clips (speed only)."""
-
-    def __init__(self, h: int, w: int) -> None:
-        self.h, self.w = h, w
-
-    def train_batches(self, model: nn.Module, batch_size: int, seed: int) -> Iterator[Any]:
-        g = torch.Generator().manual_seed(seed)
-        t = 4 if getattr(model, "temporal", False) else 1
-        while True:
-            lr = torch.rand(batch_size, t, 3, 32, 32, generator=g)
-            yield (lr if t > 1 else lr[:, 0]), None
-
-
-def configurations(threads: int, with_compile: bool) -> dict[str, BackendSpec]:
-    """Every backend configuration that can run here."""
-    out = {
-        "eager": BackendSpec(),
-        "eager+channels_last": BackendSpec(channels_last=True),
-    }
+def configurations(
+    threads: int, with_compile: bool, device_type: str, dtypes: list[str]
+) -> dict[str, BackendSpec]:
+    """Every backend configuration that can run on this device."""
+    out = {"eager": BackendSpec(), "eager+channels_last": BackendSpec(channels_last=True)}
     if with_compile:
         out["compile"] = BackendSpec(name="compile")
         out["compile+channels_last"] = BackendSpec(name="compile", channels_last=True)
+    for dt in dtypes:
+        if dt == "fp32":
+            continue
+        out[f"eager+{dt}"] = BackendSpec(autocast=dt)
+        if with_compile:
+            out[f"compile+{dt}"] = BackendSpec(name="compile", autocast=dt)
+    threads_opt = threads if device_type == "cpu" else None
     if importlib.util.find_spec("onnxruntime"):
-        out["onnxruntime"] = BackendSpec(name="onnxruntime", intra_op_threads=threads)
-        out["onnxruntime-int8"] = BackendSpec(
-            name="onnxruntime", intra_op_threads=threads, quantize="int8", calibration_batches=4
-        )
-    if importlib.util.find_spec("openvino"):
+        out["onnxruntime"] = BackendSpec(name="onnxruntime", intra_op_threads=threads_opt)
+        if device_type == "cpu":
+            out["onnxruntime-int8"] = BackendSpec(
+                name="onnxruntime", intra_op_threads=threads, quantize="int8",
+                calibration_batches=4,
+            )  # fmt: skip
+    if importlib.util.find_spec("openvino") and device_type == "cpu":
         out["openvino"] = BackendSpec(name="openvino", intra_op_threads=threads)
     return out
 
 
-def online(model: nn.Module, lr: torch.Tensor) -> Callable[[], None]:
-    """One served frame, the state carried across calls."""
-    if not is_recurrent(model):
-        return lambda: model(lr)
-    state = {"s": model.init_state(lr)}
-
-    def step() -> None:
-        _, state["s"] = model.step(lr, state["s"])
-
-    return step
-
-
-def rate(fn: Callable[[], None], seconds: float) -> float:
-    n, t0 = 0, time.perf_counter()
-    while n < 3 or time.perf_counter() - t0 < seconds:
-        fn()
-        n += 1
-    return n / (time.perf_counter() - t0)
-
-
-def bench_model(
-    model: nn.Module, h: int, w: int, configs: dict[str, BackendSpec], args: argparse.Namespace
-) -> dict[str, Any]:
-    frames = torch.rand(4, 3, h, w, generator=torch.Generator().manual_seed(0))
-    ctx = PrepareContext(frames, torch.device("cpu"), RandomFrames(h, w), batch_size=4)
-    fns: dict[str, Callable[[], None]] = {}
-    out: dict[str, Any] = {}
-    for label, spec in configs.items():
-        try:
-            t0 = time.perf_counter()
-            served, rec = prepare_serving(spec, model, ctx)
-            fn = online(served, frames[:1])
-            with torch.inference_mode():
-                for _ in range(3):  # warm-up (and compilation) outside the timed rounds
-                    fn()
-            parity = ((rec.get("export") or {}).get("parity") or {}).get("max_abs_diff")
-            out[label] = {"prepare_s": time.perf_counter() - t0, "max_abs_diff": parity, "fps": []}
-            fns[label] = fn
-        except Exception as exc:  # noqa: BLE001 - a backend that fails is reported, not fatal
-            out[label] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    with torch.inference_mode():
-        for _ in range(args.rounds):
-            for label, fn in fns.items():
-                out[label]["fps"].append(rate(fn, args.seconds))
-    eager = statistics.median(out["eager"]["fps"])
-    for label in fns:
-        f = out[label]["fps"]
-        med = statistics.median(f)
-        out[label].update(
-            median_fps=med,
-            spread_fps=[min(f), max(f)],
-            vs_eager=med / eager,
-            vs_eager_per_round=[a / b for a, b in zip(f, out["eager"]["fps"], strict=True)],
-        )
-    return out
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--lr", default="180x320", help="LR frame HxW (HR is x4)")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per round")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
-    ap.add_argument(
-        "--default-allocator",
-        action="store_true",
-        help="leave glibc's allocator as it is (energybench run tunes it; see allocator.py)",
-    )
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    args = ap.parse_args()
-    h, w = (int(v) for v in args.lr.lower().split("x"))
-    allocator = None if args.default_allocator else keep_freed_memory()
-    torch.manual_seed(0)
-    teacher = MODELS.create("espcn", channels=24, layers=4, first_kernel=3).eval()
-    # an untrained grafted CKBG as a suite builds it (grafts from the teacher, small main
-    # branches): outputs near bicubic in [0, 1], as a trained model's are, so the fp32 parity
-    # check sees realistic magnitudes
-    grafted = MODELS.create("ckbg", channels=24, blocks=2, grafts=True, upstream={"t": teacher})
-    models = {"ckbg-merged": grafted.eval().reparameterize(), "espcn": teacher}
-    configs = configurations(args.threads, args.compile)
-    results = {name: bench_model(m, h, w, configs, args) for name, m in models.items()}
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """Best fp32 backend of CKBG merged, its FPS and fraction of the fp32 GEMM peak."""
     ck = results["ckbg-merged"]
-    timed = {k: v for k, v in ck.items() if "median_fps" in v}
+    timed = {k: v for k, v in ck.items() if "median_fps" in v and v["dtype"] == "fp32"}
     best = max(timed, key=lambda k: timed[k]["median_fps"])
-    versions = {"torch": torch.__version__, "python": platform.python_version()}
-    for mod in ("onnxruntime", "onnx", "openvino"):
-        if importlib.util.find_spec(mod):
-            versions[mod] = __import__(mod).__version__
-    summary = {
-        "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "threads": args.threads,
-        "allocator": allocator or "glibc default (not tuned)",
-        "versions": versions,
-        "input": f"LR {h}x{w} -> HR {4 * h}x{4 * w}, batch 1, fp32, online",
-        "rounds": args.rounds,
-        "seconds_per_round": args.seconds,
+    return {
         "eager_fps": ck["eager"]["median_fps"],
         "best_backend": best,
         "best_fps": timed[best]["median_fps"],
         "best_vs_eager": timed[best]["vs_eager"],
+        "best_fraction_of_gemm_peak": timed[best]["frac_gemm_peak"],
+        "best_fraction_of_conv_peak": timed[best]["frac_conv_peak"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    harness.add_common_args(ap, seconds=2.0, rounds=5)
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip compile")
+    ap.add_argument("--channels", type=int, default=24)
+    args = ap.parse_args(argv)
+    harness.apply_smoke(args)
+    device = harness.resolve_device(args.device)
+    env = harness.prepare_process(args, device)
+    h, w = harness.lr_size(args)
+    dtypes = harness.dtypes_for(device)
+    peaks = harness.attainable_peaks(device, dtypes, (h, w), args.channels, args.smoke)
+    teacher = MODELS.create("espcn", channels=args.channels, layers=4, first_kernel=3).eval()
+    # an untrained grafted CKBG as a suite builds it (grafts from the teacher, small main
+    # branches): outputs near bicubic in [0, 1], as a trained model's are, so the fp32 parity
+    # check sees realistic magnitudes
+    grafted = MODELS.create(
+        "ckbg", channels=args.channels, blocks=2, grafts=True, upstream={"t": teacher}
+    )
+    models = {"ckbg-merged": grafted.eval().reparameterize(), "espcn": teacher}
+    configs = configurations(args.threads, args.compile, device.type, dtypes)
+    if args.smoke:  # every kind of backend once, on one model
+        models.pop("espcn")
+        keep = ("eager", "eager+channels_last", "compile", "eager+bf16", "eager+fp16")
+        configs = {k: v for k, v in configs.items() if k in keep or k.startswith("onnx")}
+    results = {n: harness.bench_model(m, configs, args, device, peaks) for n, m in models.items()}
+    what = (
+        f"LR {h}x{w} -> HR {4 * h}x{4 * w}, batch 1, online; {args.rounds} alternating rounds "
+        f"of {args.seconds} s" + (" (SMOKE: sizes and timings too small to mean anything)"
+                                  if args.smoke else "")
+    )  # fmt: skip
+    out = {
+        "environment": env,
+        "input": what,
+        "rounds": args.rounds,
+        "seconds_per_round": args.seconds,
+        "smoke": args.smoke,
+        "peaks": peaks,
+        **summary(results),
         "models": results,
     }
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(json.dumps(out, indent=1, default=str))
         return
-    print(f"{summary['device']}; {versions}; {summary['input']}; {args.rounds} alternating rounds")
-    print(f"{'model':12} {'backend':22} {'FPS':>7} {'min-max':>13} {'x eager':>8} {'max|d|':>8}")
-    for name, res in results.items():
-        for label, r in res.items():
-            if "error" in r:
-                print(f"{name:12} {label:22} failed: {r['error']}")
-                continue
-            lo, hi = r["spread_fps"]
-            d = r["max_abs_diff"]
-            print(
-                f"{name:12} {label:22} {r['median_fps']:7.1f} {lo:6.1f}-{hi:<6.1f} "
-                f"{r['vs_eager']:7.2f}x {'' if d is None else f'{d:.1e}':>8}"
-            )
+    harness.print_header(env, peaks, what)
+    harness.print_rows(results)
+    s = summary(results)
+    print(
+        f"CKBG merged, best fp32: {s['best_backend']} {s['best_fps']:.1f} FPS = "
+        f"{s['best_fraction_of_gemm_peak']:.0%} of the fp32 GEMM peak, "
+        f"{s['best_fraction_of_conv_peak']:.0%} of the conv3x3 peak"
+    )
 
 
 if __name__ == "__main__":

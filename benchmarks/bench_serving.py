@@ -1,11 +1,12 @@
 """Serving-latency overhead of energybench, and what pruning and int8 buy on this machine.
 
-Run: ``python benchmarks/bench_serving.py [--lr 64] [--seconds 0.5] [--rounds 15] [--threads N]``.
+Run: ``python benchmarks/bench_serving.py [--lr 64] [--seconds 0.5] [--rounds 15] [--threads N]
+[--smoke]`` (``--smoke``: tiny timings, two rounds; CI checks it runs, the figures mean nothing).
 Compares, for espcn (batch 1, one ``--lr``×``--lr`` LR frame, CPU unless a GPU is present):
 
 1. energybench's throughput scenario (``run_throughput``, with a no-op monitor) against a bare
    ``torch.utils.benchmark.Timer`` loop on the same model and input: median latency ratio
-   (target ≤ 1.02); and its items/s against a bare closed loop that synchronises once at the
+   (target ≤ 1.01); and its items/s against a bare closed loop that synchronises once at the
    end (target ≥ 0.98). The scenario queues iterations back to back (CUDA events each
    iteration, one synchronise per window), so on a GPU the ratio stays near 1 as well; a
    synchronise per iteration (the scenario before issue 23) leaves the GPU idle for the launch
@@ -116,7 +117,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--channels", type=int, default=32)
+    ap.add_argument("--smoke", action="store_true", help="a few seconds (CI)")
     args = ap.parse_args()
+    if args.smoke:
+        args.lr, args.seconds, args.rounds = 16, 0.05, 1
+        args.threads = 1  # a loaded CI machine makes multi-threaded spin waits crawl
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -138,7 +143,9 @@ def main() -> None:
     )
     print(
         f"1. energybench {eb:.3f} ms vs bare torch Timer {bare:.3f} ms (means): "
-        f"ratio {ratio:.4f} (target <= 1.02); {SPREAD[-1]}"
+        f"ratio {ratio:.4f} (target <= 1.01: "
+        f"{'not judged (smoke)' if args.smoke else 'met' if ratio <= 1.01 else 'MISSED'}); "
+        f"{SPREAD[-1]}"
     )
     eb, bare, ratio = paired(
         lambda: energybench_items_per_s(model, task, device, s),
