@@ -123,6 +123,12 @@ class Registry(Generic[T]):
         self._help[name] = help
         self._origins[name] = CURRENT_ORIGIN.get()
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (tests that register a toy plug-in clean up with this)."""
+        self._entries.pop(name, None)
+        self._help.pop(name, None)
+        self._origins.pop(name, None)
+
     def origin(self, name: str) -> str:
         """Who registered ``name``: "energybench", or the plug-in that did (``prefix:`` names a
         family)."""

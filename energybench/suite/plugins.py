@@ -65,8 +65,7 @@ class SettingsRegistry(Registry[Any]):
 
     def unregister(self, name: str) -> None:
         """Forget plug-in ``name`` (tests that register a toy plug-in clean up with this)."""
-        self._entries.pop(name, None)
-        self._help.pop(name, None)
+        super().unregister(name)
         self._settings.pop(name, None)
         self._hooks = {k: v for k, v in self._hooks.items() if k[0] != name}
 
