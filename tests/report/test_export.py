@@ -95,7 +95,18 @@ def test_schema_names_carry_units() -> None:
         "energy_scope",
         "trials_without_energy",
         "rel_ci",
+        "rel_stat_ci",
         "target_ci_reached",
+        "iec_basis",
+        "energy_basis",
+        "energy_gaps",
+        "greenness_lo",
+        "greenness_hi",
+        "score_lo",
+        "score_hi",
+        "rank_lo",
+        "rank_hi",
+        "tie_group",
         "charged",
         "is_shared",
         "is_simulated",
@@ -117,7 +128,7 @@ def test_csv_round_trips_with_documented_dtypes(frame: pd.DataFrame) -> None:
         assert str(frame[col].dtype) == dtype, col
     assert set(frame["table"]) == set(TABLES)
     assert set(frame["entry"].dropna()) == set(ENTRIES)
-    assert (frame["schema_version"] == 2).all()
+    assert (frame["schema_version"] == 3).all()
 
 
 def test_tables_content(frame: pd.DataFrame) -> None:
