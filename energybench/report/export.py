@@ -40,6 +40,7 @@ from energybench.report.tables import (
     leaderboard,
     metric_rows,
     phase_rows,
+    rank_label,
 )
 
 FORMATS = ("csv", "json", "parquet", "latex")
@@ -307,7 +308,8 @@ def _run_latex(run: RunData) -> str:
     ]
     lines = [
         f"% energybench leaderboard: suite {latex_escape(run.suite.get('name', '?'))}, "
-        f"run {latex_escape(run.root.name)}; $\\approx$ marks estimates",
+        f"run {latex_escape(run.root.name)}; $\\approx$ marks estimates; a rank (lo--hi): "
+        "the score intervals overlap, the order is not settled",
         "\\begin{tabular}{rlrrrrrrr}",
         "\\toprule",
         " & ".join(head) + " \\\\",
@@ -318,7 +320,9 @@ def _run_latex(run: RunData) -> str:
     for r in board.to_dict("records"):
         est = bool(r["is_estimate"])
         cells = [
-            "--" if r["rank"] is None or pd.isna(r["rank"]) else str(int(r["rank"])),
+            latex_escape(rank_label(r["rank"], r.get("rank_lo"), r.get("rank_hi"))).replace(
+                "–", "--"
+            ),
             latex_escape(r["entry"]),
             _tex_num(r["quality"], 4),
             _tex_int(r["params"]),

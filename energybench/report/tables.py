@@ -528,6 +528,24 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: How ranks and ties are decided, in one sentence (terminal, report and exports say it).
+TIE_METHOD = (
+    "a rank range (lo–hi) means the entries' score intervals (TEC ± 2σ, IEC 95 % CI) overlap: "
+    "their order is not settled by the measurement"
+)
+
+
+def rank_label(rank_: Any, lo: Any = None, hi: Any = None) -> str:
+    """A rank for display: "2", or "2 (1–3)" when the intervals allow ranks 1 to 3; "–" when
+    unranked."""
+    if rank_ is None or pd.isna(rank_):
+        return "–"
+    text = str(int(rank_))
+    if lo is not None and hi is not None and not pd.isna(lo) and not pd.isna(hi) and lo != hi:
+        text += f" ({int(lo)}–{int(hi)})"
+    return text
+
+
 def _status(recs: EntryPhases) -> str:
     states = [recs.status(p) for p in ("train", "compress", "serve", "evaluate")]
     if "failed" in states:

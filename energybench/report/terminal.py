@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from energybench.records.store import RunData
-from energybench.report.tables import break_even_rows, leaderboard
+from energybench.report.tables import TIE_METHOD, break_even_rows, leaderboard, rank_label
 from energybench.report.units import eng
 
 ESTIMATE_MARK = "≈"
@@ -86,7 +86,7 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
         if _missing(r.get("rank")):
             note = ", ".join(x for x in (note, "unranked") if x)
         table.add_row(
-            "–" if _missing(r.get("rank")) else str(int(r["rank"])),
+            rank_label(r.get("rank"), r.get("rank_lo"), r.get("rank_hi")),
             str(r["entry"]),
             *((str(r.get("backend")),) if backends else ()),
             _num(r.get("quality")),
@@ -96,6 +96,21 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
             note,
         )
     return table
+
+
+def basis_lines(board: pd.DataFrame) -> list[str]:
+    """What the ranking is on (the IEC basis) and, when some ranks are tied, what that means."""
+    if board.empty:
+        return []
+    out = []
+    bases = sorted({str(b) for b in board.get("iec_basis", []) if isinstance(b, str)})
+    if bases:
+        out.append("ranked on: " + "; ".join(bases))
+    if "rank_lo" in board and bool((board["rank_lo"] != board["rank_hi"]).any()):
+        groups = board.dropna(subset=["tie_group"]).groupby("tie_group")["entry"]
+        tied = [", ".join(map(str, g)) for _, g in groups if len(g) > 1]
+        out.append(f"tied: {' | '.join(tied)} ({TIE_METHOD})")
+    return out
 
 
 def unranked_lines(board: pd.DataFrame) -> list[str]:
@@ -146,6 +161,7 @@ def glance(run: RunData) -> RenderableType:
     """The leaderboard table, then the break-even lines (what a user reads first)."""
     board = leaderboard(run)
     parts: list[RenderableType] = [leaderboard_table(run, board)]
+    parts += [Text(line) for line in basis_lines(board)]
     notes = unranked_lines(board)
     if notes:
         parts.append(Text("not ranked:", style="bold"))
