@@ -250,3 +250,48 @@ def plan_text(result: Any) -> RenderableType:
         )
     )
     return Group(*parts)
+
+
+def _span(c: Any) -> str:
+    if c is None or c.a is None or c.b is None:
+        return "–"
+    if c.figure == "rank":
+        return f"{c.a:.0f} / {c.b:.0f}"
+    unit = "J" if c.figure in ("IEC", "TEC") else ""
+
+    def one(v: float, r: tuple[float, float] | None) -> str:
+        text = eng(v, unit) if unit else f"{v:.3g}"
+        if r and r[0] != r[1]:
+            lo, hi = (eng(x, unit) if unit else f"{x:.3g}" for x in r)
+            text += f" [{lo}, {hi}]"
+        return text
+
+    return f"{one(c.a, c.a_range)} / {one(c.b, c.b_range)}"
+
+
+def compare_table(rows: list[Any], name_a: str, name_b: str) -> RenderableType:
+    """Entry by entry: IEC, TEC, score and rank in run A / run B, and whether they agree."""
+    table = Table(
+        title=f"compare: A = {name_a}, B = {name_b}",
+        box=None,
+        header_style="bold underline",
+        pad_edge=False,
+    )
+    for col in ("entry", "verdict", "IEC A / B", "TEC A / B", "score A / B", "rank A / B", "note"):
+        table.add_column(col, no_wrap=col not in ("note",))
+    for r in rows:
+        figs = {c.figure: c for c in r.figures}
+        style = {"agree": "green", "differ": "red"}.get(r.verdict, "yellow")
+        table.add_row(
+            r.entry,
+            Text(r.verdict, style=style),
+            *(_span(figs.get(f)) for f in ("IEC", "TEC", "score", "rank")),
+            r.note,
+        )
+    differ = sum(1 for r in rows if r.verdict == "differ")
+    agree = sum(1 for r in rows if r.verdict == "agree")
+    summary = (
+        f"{agree} entr{'y' if agree == 1 else 'ies'} agree within their uncertainty"
+        f" (95 % intervals overlap), {differ} differ"
+    )
+    return Group(table, Text(summary))
