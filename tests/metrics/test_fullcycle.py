@@ -377,3 +377,27 @@ def test_rank_needs_exactly_one_of_mui_or_intensities() -> None:
         rank(es)
     with pytest.raises(ValueError):
         rank(es, mui=1.0, intensities=[(1.0, 1.0)])
+
+
+def test_break_even_cancels_the_gain_error_only_for_the_same_devices() -> None:
+    from energybench.metrics.breakeven import same_meters
+
+    def e(name: str, tec: float, iec: float, devices: tuple[str, ...]) -> EntryCost:
+        return EntryCost(
+            name,
+            items=[CostItem("t", "train", name, tec, 1.0)],
+            iec_j=iec,
+            iec_ci_j=(iec - 0.5, iec + 0.5),
+            iec_stat_ci_j=(iec - 0.1, iec + 0.1),
+            quality=1.0,
+            devices=devices,
+        )
+
+    one = ("gpu:a@nvml-counter",)
+    a, b = e("a", 200.0, 1.0, one), e("b", 100.0, 2.0, one)
+    assert same_meters(a, b) and break_even(a, b).hi == pytest.approx(break_even(a, b, same_device=True).hi)
+    c = e("b", 100.0, 2.0, ("gpu:b@nvml-counter",))
+    assert not same_meters(a, c)
+    assert break_even(a, c).hi == pytest.approx(break_even(a, c, same_device=False).hi)
+    assert break_even(a, c).hi > break_even(a, b).hi  # wider band across devices
+    assert not same_meters(e("x", 1, 1, ()), e("y", 1, 1, ()))  # nothing read: never the same

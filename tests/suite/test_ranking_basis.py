@@ -81,3 +81,23 @@ def pd_isna(v: Any) -> bool:
     import pandas as pd
 
     return v is None or bool(pd.isna(v))
+
+
+def test_break_even_across_devices_keeps_the_meters_gain_error() -> None:
+    # the suite placed both on "cuda:0", but the variant's figures were read from another GPU:
+    # its meter's gain error differs from base's and must not be cancelled
+    run = make_run(allow_estimates=False, variant_gpu="gpu:c")
+    costs = {c.name: c for c in entry_costs(run)}
+    assert costs["base"].devices == ("gpu:a@nvml-counter",)
+    assert costs["variant"].devices == ("gpu:c@nvml-counter",)
+    be = break_even_rows(run).iloc[0]
+    assert "gain error cancels" not in be["note"]
+    same = break_even_rows(make_run(allow_estimates=False)).iloc[0]
+    # on one device the band is narrower (trial spread only): across devices it is wider
+    assert (same["mui_lo"], same["mui_hi"]) != (be["mui_lo"], be["mui_hi"])
+
+
+def test_break_even_on_one_device_ignores_placement_labels() -> None:
+    run = make_run(allow_estimates=False)
+    run.manifest["placements"] = {"base": "cuda:0", "variant": "cuda:1"}  # labels only
+    assert "gain error cancels" in break_even_rows(run).iloc[0]["note"]
