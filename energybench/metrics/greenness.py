@@ -208,6 +208,7 @@ def score_interval(
             return math.inf
         if any(v == 0.0 for v in values):
             return 0.0
-        return math.exp(sum((w / wsum) * math.log(v) for (_, w), v in zip(pairs, values)))
+        logs = [(w / wsum) * math.log(v) for (_, w), v in zip(pairs, values, strict=True)]
+        return math.exp(sum(logs))
 
     return mean([e[0] for e in ends if e]), mean([e[1] for e in ends if e])

@@ -10,7 +10,6 @@ intervals overlap, directly or through a chain, share a ``tie_group`` (1 = the g
 greenest entry); the point ``rank`` orders within it but is not settled by the measurement.
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

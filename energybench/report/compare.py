@@ -115,7 +115,9 @@ def compare_runs(a: RunData, b: RunData) -> list[EntryComparison]:
         if (_num(ra.get("rank")) is None) != (_num(rb.get("rank")) is None):
             which, other = ("A", rb) if _num(ra.get("rank")) is not None else ("B", ra)
             why = other.get("rank_note") or "no reason recorded"
-            out.append(EntryComparison(name, "differ", checks, f"ranked in run {which} only: {why}"))
+            out.append(
+                EntryComparison(name, "differ", checks, f"ranked in run {which} only: {why}")
+            )
             continue
         differ = [c.figure for c in checks if c.agree is False]
         compared = [c for c in checks if c.agree is not None]

@@ -153,9 +153,7 @@ def break_even_lines(run: RunData) -> list[str]:
             if not _missing(r.get("mui_lo")) and not _missing(r.get("mui_hi")):
                 band = f", not settled by the uncertainty for [{_count(r['mui_lo'])}, "
                 band += f"{_count(r['mui_hi'])}] items"
-            out.append(
-                f"{a} vs {b}: {r.get('cheaper_above')} is cheaper at every usage{band}{est}"
-            )
+            out.append(f"{a} vs {b}: {r.get('cheaper_above')} is cheaper at every usage{band}{est}")
         elif kind == "identical":
             out.append(f"{a} vs {b}: identical energy at every usage{est}")
         else:

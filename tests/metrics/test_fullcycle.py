@@ -395,7 +395,9 @@ def test_break_even_cancels_the_gain_error_only_for_the_same_devices() -> None:
 
     one = ("gpu:a@nvml-counter",)
     a, b = e("a", 200.0, 1.0, one), e("b", 100.0, 2.0, one)
-    assert same_meters(a, b) and break_even(a, b).hi == pytest.approx(break_even(a, b, same_device=True).hi)
+    assert same_meters(a, b) and break_even(a, b).hi == pytest.approx(
+        break_even(a, b, same_device=True).hi
+    )
     c = e("b", 100.0, 2.0, ("gpu:b@nvml-counter",))
     assert not same_meters(a, c)
     assert break_even(a, c).hi == pytest.approx(break_even(a, c, same_device=False).hi)

@@ -15,10 +15,10 @@ import pytest
 from rich.console import Console
 
 from energybench.meters.base import FLAG_METER_ERROR, DeviceEnergy, Measurement, Source
+from energybench.records.types import Window
 from energybench.report.export import _table
 from energybench.report.tables import entry_costs, leaderboard, window_energy
 from energybench.report.terminal import glance
-from energybench.records.types import Window
 from tests.helpers.runs import make_run, window
 
 

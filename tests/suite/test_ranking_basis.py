@@ -7,7 +7,6 @@ server where RAPL is unreadable.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
