@@ -110,17 +110,17 @@ def rank(
         if undefined is None:
             value = greenness(e, mui, tau) if mui is not None else suite_score(e, pairs, tau)  # type: ignore[arg-type]
         if reasons:
-            unranked.append(_row(e, None, value, metric, mui, "; ".join(reasons)))
+            row = _row(e, None, value, metric, mui, "; ".join(reasons))
+            band = _band(e, mui, pairs, tau) if value is not None else None
+            if band is not None:  # shown (and compared between runs), never ranked
+                row = replace(row, value_lo=band[0], value_hi=band[1])
+            unranked.append(row)
         else:
             assert value is not None
             scored.append((value, idx, e))
 
     scored.sort(key=lambda t: (-t[0], t[1]))
-    bands = [
-        (greenness_interval(e, mui, tau) if mui is not None else score_interval(e, pairs, tau))  # type: ignore[arg-type]
-        or (v, v)
-        for v, _, e in scored
-    ]
+    bands = [_band(e, mui, pairs, tau) or (v, v) for v, _, e in scored]
     groups = tie_groups(bands)
     rows: list[RankRow] = []
     prev: float | None = None
@@ -141,6 +141,16 @@ def rank(
             )
         )
     return rows + unranked
+
+
+def _band(
+    e: EntryCost, mui: float | None, pairs: list[tuple[float, float]] | None, tau: float
+) -> tuple[float, float] | None:
+    """The interval of G at ``mui`` (or of S over ``pairs``); None when undefined."""
+    if mui is not None:
+        return greenness_interval(e, mui, tau)
+    assert pairs is not None
+    return score_interval(e, pairs, tau)
 
 
 def tie_groups(bands: Sequence[tuple[float, float]]) -> list[int]:

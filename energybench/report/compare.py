@@ -126,8 +126,13 @@ def compare_runs(a: RunData, b: RunData) -> list[EntryComparison]:
             note = f"{', '.join(differ)} outside each other's interval"
         elif compared:
             verdict = "agree"
+            unranked = _num(ra.get("rank")) is None  # in both runs (checked above)
             missing = [c.figure for c in checks if c.agree is None]
-            note = f"not in both runs: {', '.join(missing)}" if missing else ""
+            if unranked:
+                missing = [m for m in missing if m != "rank"]
+            note = "unranked in both runs" if unranked else ""
+            if missing:
+                note = "; ".join(x for x in (note, f"not in both runs: {', '.join(missing)}") if x)
         else:
             verdict, note = "not compared", "no figure in both runs"
         out.append(EntryComparison(name, verdict, checks, note))

@@ -257,20 +257,17 @@ def plan_text(result: Any) -> RenderableType:
 
 
 def _span(c: Any) -> str:
+    """"A / B" of one compared figure (points; "=" when their intervals overlap, "≠" not)."""
     if c is None or c.a is None or c.b is None:
         return "–"
-    if c.figure == "rank":
-        return f"{c.a:.0f} / {c.b:.0f}"
     unit = "J" if c.figure in ("IEC", "TEC") else ""
 
-    def one(v: float, r: tuple[float, float] | None) -> str:
-        text = eng(v, unit) if unit else f"{v:.3g}"
-        if r and r[0] != r[1]:
-            lo, hi = (eng(x, unit) if unit else f"{x:.3g}" for x in r)
-            text += f" [{lo}, {hi}]"
-        return text
+    def one(v: float) -> str:
+        if c.figure == "rank":
+            return f"{v:.0f}"
+        return eng(v, unit) if unit else f"{v:.2g}"
 
-    return f"{one(c.a, c.a_range)} / {one(c.b, c.b_range)}"
+    return f"{one(c.a)} {'=' if c.agree else '≠'} {one(c.b)}"
 
 
 def compare_table(rows: list[Any], name_a: str, name_b: str) -> RenderableType:
@@ -281,8 +278,8 @@ def compare_table(rows: list[Any], name_a: str, name_b: str) -> RenderableType:
         header_style="bold underline",
         pad_edge=False,
     )
-    for col in ("entry", "verdict", "IEC A / B", "TEC A / B", "score A / B", "rank A / B", "note"):
-        table.add_column(col, no_wrap=col not in ("note",))
+    for col in ("entry", "verdict", "IEC A/B", "TEC A/B", "score A/B", "rank A/B"):
+        table.add_column(col, no_wrap=col != "entry", overflow="fold")
     for r in rows:
         figs = {c.figure: c for c in r.figures}
         style = {"agree": "green", "differ": "red"}.get(r.verdict, "yellow")
@@ -290,12 +287,13 @@ def compare_table(rows: list[Any], name_a: str, name_b: str) -> RenderableType:
             r.entry,
             Text(r.verdict, style=style),
             *(_span(figs.get(f)) for f in ("IEC", "TEC", "score", "rank")),
-            r.note,
         )
+    notes = [Text(f"  {r.entry}: {r.note}") for r in rows if r.note]
     differ = sum(1 for r in rows if r.verdict == "differ")
     agree = sum(1 for r in rows if r.verdict == "agree")
     summary = (
-        f"{agree} entr{'y' if agree == 1 else 'ies'} agree within their uncertainty"
-        f" (95 % intervals overlap), {differ} differ"
+        f"{agree} entr{'y' if agree == 1 else 'ies'} agree within their uncertainty, "
+        f"{differ} differ (=: the two intervals overlap: IEC 95 % CI, TEC ± 2σ, score and rank "
+        "ranges; --format json gives the intervals)"
     )
-    return Group(table, Text(summary))
+    return Group(table, *notes, Text(summary))

@@ -82,3 +82,10 @@ def test_suite_score_ranking_has_intervals_too_and_unranked_rows_have_none() -> 
     rows = {r.name: r for r in rank([a, b, bad], intensities=[(10, 1), (100, 1)])}
     assert (rows["a"].tie_group, rows["b"].tie_group) == (1, 2)
     assert rows["q"].rank is None and rows["q"].tie_group is None and rows["q"].rank_lo is None
+
+
+def test_an_unranked_entry_keeps_its_interval_for_display_and_compare() -> None:
+    est = EntryCost("e", iec_j=2.0, iec_ci_j=(1.5, 2.5), quality=1.0, is_estimate=True)
+    (row,) = rank([est], mui=10)
+    assert row.rank is None and row.tie_group is None
+    assert (row.value_lo, row.value_hi) == pytest.approx((1 / 25, 1 / 15))
