@@ -121,3 +121,12 @@ def test_an_iec_whose_every_trial_has_a_gap_is_unranked_with_the_reason() -> Non
     note = board.loc["variant", "rank_note"]
     assert "IEC: 2 of 2 trial(s) without a whole figure" in note and "gpu:a: no figure" in note
     assert board.loc["base", "rank"] == 1
+
+
+def test_the_html_report_says_why_an_incomplete_entry_is_unranked(tmp_path) -> None:
+    from energybench.report.html import write_report
+
+    out = tmp_path / "r.html"
+    write_report([make_run(allow_estimates=False, train=gpu_lost())], out)
+    html = out.read_text()
+    assert "energy incomplete, never summed as if whole" in html and "GPU lost after 3.0 s" in html
