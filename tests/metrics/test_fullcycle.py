@@ -403,3 +403,31 @@ def test_break_even_cancels_the_gain_error_only_for_the_same_devices() -> None:
     assert break_even(a, c).hi == pytest.approx(break_even(a, c, same_device=False).hi)
     assert break_even(a, c).hi > break_even(a, b).hi  # wider band across devices
     assert not same_meters(e("x", 1, 1, ()), e("y", 1, 1, ()))  # nothing read: never the same
+
+
+def test_roundtrip_dict_keeps_every_field_and_a_bare_dict_gets_the_defaults() -> None:
+    item = CostItem("t", "upstream", "b", 5.0, 0.5, "rapl", True, True, "gpu:a: lost")
+    e = EntryCost(
+        "a", [item], 0.5, (0.4, 0.6), "main", 2.0, True, (0.45, 0.55), True,
+        "why not", "GPU only", "IEC gap", ("gpu:a@nvml-counter", "cpu:0@rapl"),
+    )  # fmt: skip
+    d = e.to_dict()
+    assert d["iec_ci_j"] == [0.4, 0.6] and d["iec_stat_ci_j"] == [0.45, 0.55]
+    assert d["devices"] == ["gpu:a@nvml-counter", "cpu:0@rapl"]
+    assert d["tec_j"] == 5.0 and d["tec_uncertainty_j"] == 0.5
+    assert d["items"][0] == item.to_dict() and CostItem.from_dict(item.to_dict()) == item
+    assert EntryCost.from_dict(d) == e
+    bare = EntryCost.from_dict({"name": "b"})
+    assert bare == EntryCost("b")
+    assert bare.to_dict()["iec_ci_j"] is None and bare.to_dict()["iec_stat_ci_j"] is None
+
+
+def test_by_phase_sums_items_of_a_phase_and_an_unmeasured_one_makes_it_unknown() -> None:
+    items = [
+        CostItem("a", "train", "x", 2.0),
+        CostItem("b", "train", "x", 3.0),
+        CostItem("c", "compress", "x", None),
+        CostItem("d", "compress", "x", 1.0),
+        CostItem("e", "export", "x", 4.0),
+    ]
+    assert EntryCost("x", items).by_phase() == {"train": 5.0, "compress": None, "export": 4.0}
