@@ -431,3 +431,19 @@ def test_by_phase_sums_items_of_a_phase_and_an_unmeasured_one_makes_it_unknown()
         CostItem("e", "export", "x", 4.0),
     ]
     assert EntryCost("x", items).by_phase() == {"train": 5.0, "compress": None, "export": 4.0}
+
+
+def test_le_zero_covers_every_sign_case() -> None:
+    from energybench.metrics.breakeven import _le_zero
+
+    assert _le_zero(1.0, 1.0) is None  # c0 > 0 and rising: never <= 0
+    assert _le_zero(0.0, 1.0) == (0.0, 0.0)  # only at m = 0
+    assert _le_zero(-2.0, 1.0) == (0.0, 2.0)
+    assert _le_zero(1.0, 0.0) is None and _le_zero(0.0, 0.0) == (0.0, math.inf)
+    assert _le_zero(-1.0, 0.0) == (0.0, math.inf)
+    assert _le_zero(2.0, -1.0) == (2.0, math.inf) and _le_zero(-2.0, -1.0) == (0.0, math.inf)
+
+
+def test_energy_split_adds_a_serve_phase_item_to_the_serving_energy() -> None:
+    e = EntryCost("x", [CostItem("warm cache", "serve", "x", 10.0)], iec_j=0.5)
+    assert energy_split(e, 100) == {"serve": 60.0}
