@@ -186,9 +186,16 @@ def _phase_items(
     recs = run.entry(entry)
     for phase in ("train", "compress"):
         rec = recs.record(phase)
-        if (entry, phase) in seen or rec is None or not rec.done:
+        if (entry, phase) in seen or (rec is not None and rec.status == "skipped"):
             continue
         seen.add((entry, phase))
+        if rec is None or not rec.done:  # a cost that was never measured is not 0 J
+            why = "not run (no record)" if rec is None else f"{rec.status}"
+            why += f": {rec.reason or rec.error}" if rec and (rec.reason or rec.error) else ""
+            label = f"{phase} of {entry}" + (f" ({relation})" if shared else "")
+            gap = CostItem(label, phase if not shared else "upstream", entry, None, gap=why)
+            items.append((gap, window_energy(_NO_WINDOW, allow)))
+            continue
         w = window_energy(rec.measurement or _NO_WINDOW, allow)
         item = CostItem(
             label=f"{phase} of {entry}" + (f" ({relation})" if shared else ""),

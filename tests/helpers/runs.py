@@ -103,6 +103,7 @@ def make_run(
     phases = {
         "base": {
             "train": phase("base", "train", train or window(990.0, 26.0, 65.0)),
+            "compress": phase("base", "compress", None) | {"status": "skipped"},
             "serve": phase(
                 "base", "serve", None,
                 scenarios={"main": scenario(kinds[0], list(base_frames), allow=allow_estimates)},

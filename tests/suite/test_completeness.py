@@ -130,3 +130,13 @@ def test_the_html_report_says_why_an_incomplete_entry_is_unranked(tmp_path) -> N
     write_report([make_run(allow_estimates=False, train=gpu_lost())], out)
     html = out.read_text()
     assert "energy incomplete, never summed as if whole" in html and "GPU lost after 3.0 s" in html
+
+
+def test_a_phase_that_never_ran_or_failed_is_not_zero_joules() -> None:
+    run = make_run(allow_estimates=False)
+    run.phases["base"].compress = None  # never ran: no record at all
+    costs = {c.name: c for c in entry_costs(run)}
+    assert costs["base"].tec_j is None
+    assert "compress of base: not run (no record)" in costs["base"].gaps
+    board = leaderboard(run).set_index("entry")
+    assert pd.isna(board.loc["base", "rank"]) and "not run" in board.loc["base", "rank_note"]
