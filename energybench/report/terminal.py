@@ -257,7 +257,7 @@ def plan_text(result: Any) -> RenderableType:
 
 
 def _span(c: Any) -> str:
-    """"A / B" of one compared figure (points; "=" when their intervals overlap, "≠" not)."""
+    """ "A / B" of one compared figure (points; "=" when their intervals overlap, "≠" not)."""
     if c is None or c.a is None or c.b is None:
         return "–"
     unit = "J" if c.figure in ("IEC", "TEC") else ""
