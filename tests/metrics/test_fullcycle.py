@@ -447,3 +447,34 @@ def test_le_zero_covers_every_sign_case() -> None:
 def test_energy_split_adds_a_serve_phase_item_to_the_serving_energy() -> None:
     e = EntryCost("x", [CostItem("warm cache", "serve", "x", 10.0)], iec_j=0.5)
     assert energy_split(e, 100) == {"serve": 60.0}
+
+
+def test_break_even_band_and_note_exactly() -> None:
+    common = CostItem("base training", "train", "base", 100.0, 10.0, "nvml-counter", shared=True)
+    a = EntryCost(
+        "a",
+        [common, CostItem("p", "compress", "a", 50.0), CostItem("q", "export", "a", 30.0)],
+        iec_j=1.0,
+        iec_ci_j=(0.9, 1.1),
+        quality=1.0,
+    )
+    b = EntryCost("b", [common], iec_j=2.0, iec_ci_j=(1.9, 2.1), quality=1.0)
+    be = break_even(a, b)
+    assert be.kind == "at" and be.mui == pytest.approx(80.0) and be.cheaper_above == "a"
+    assert (be.lo, be.hi) == pytest.approx((80 / 1.2, 100.0))
+    assert be.note == (
+        "'a' is cheaper than 'b' above MUI* = 80 items ('b' below it); "
+        "1 cost item(s) common to both cancel in the difference; "
+        "TEC uncertainty of 'a' unknown for 2 item(s): taken as exact; "
+        "cheaper entry uncertain for MUI in [66.67, 100]"
+        " (TEC ± 2σ, IEC 95 % CI, interval arithmetic)"
+    )
+    # a cost counted twice in a is cancelled once only: the second stays a's own
+    twice = EntryCost("a", [common, common], iec_j=1.0, quality=1.0)
+    once = EntryCost("b", [common], iec_j=2.0, quality=1.0)
+    be = break_even(twice, once)
+    assert (be.lo, be.hi) == pytest.approx((80.0, 120.0))
+    # a verdict the uncertainties cannot overturn has no band at all
+    y = EntryCost("y", [CostItem("t", "train", "y", 10.0)], 2.0, quality=1.0)
+    settled = break_even(EntryCost("x", [], 1.0, quality=1.0), y)
+    assert settled.kind == "always" and settled.lo is None and settled.hi is None
