@@ -89,3 +89,15 @@ def test_an_unranked_entry_keeps_its_interval_for_display_and_compare() -> None:
     (row,) = rank([est], mui=10)
     assert row.rank is None and row.tie_group is None
     assert (row.value_lo, row.value_hi) == pytest.approx((1 / 25, 1 / 15))
+
+
+def test_intervals_follow_quality_tau_and_sub_joule_energies() -> None:
+    e = EntryCost("q", iec_j=0.02, iec_ci_j=(0.01, 0.03), quality=4.0)
+    lo, hi = greenness_interval(e, 10.0, tau=0.5)  # type: ignore[misc]
+    assert (lo, hi) == pytest.approx((2.0 / 0.3, 2.0 / 0.1))  # Q^0.5 = 2, E in [0.1, 0.3] J
+    assert greenness_interval(e, 10.0, tau=0.0) == pytest.approx((1 / 0.3, 1 / 0.1))
+    s_lo, s_hi = score_interval(e, [(10.0, 1.0), (20.0, 3.0)], tau=0.5)  # type: ignore[misc]
+    assert s_lo == pytest.approx(math.exp(0.25 * math.log(2 / 0.3) + 0.75 * math.log(2 / 0.6)))
+    assert s_hi == pytest.approx(math.exp(0.25 * math.log(2 / 0.1) + 0.75 * math.log(2 / 0.2)))
+    rows = rank([e, EntryCost("r", iec_j=0.05, quality=4.0)], mui=10.0, tau=0.5)
+    assert rows[0].name == "q" and rows[0].value == pytest.approx(2 / 0.2)
