@@ -41,7 +41,8 @@ def test_a_named_scenario_and_batch_size() -> None:
         e("c", {"scenario": "throughput"}, rank=False),
     )
     ref = iec_reference(s)
-    assert ref is not None and (ref.kind, ref.batch_size, ref.name) == ("throughput", 1, "throughput")
+    assert ref is not None
+    assert (ref.kind, ref.batch_size, ref.name) == ("throughput", 1, "throughput")
     assert ref.describe() == "throughput scenario 'throughput' at batch size 1"
     ch = iec_choices(s)
     assert (ch["a"].scenario, ch["a"].batch_size) == ("throughput", 1)
