@@ -446,6 +446,35 @@ def export(
 
 
 @app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_b: Annotated[Path, typer.Argument(help="Another run directory of the same suite.")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Entry by entry, whether two runs agree within their uncertainty (IEC, TEC, score, rank).
+
+    Exit 0: no entry differs; 1: at least one differs (an interval outside the other's);
+    2: bad input.
+    """
+    import json
+
+    from energybench.report.compare import compare_runs
+
+    if format_ not in ("text", "json"):
+        raise _fail(f"unknown format '{format_}' (known: text, json)")
+    a, b = _runs([run_a, run_b])
+    rows = compare_runs(a, b)
+    if format_ == "json":
+        sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
+    else:
+        from energybench.report.terminal import compare_table
+
+        console.print(compare_table(rows, a.root.name, b.root.name), highlight=False)
+    if any(r.verdict == "differ" for r in rows):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
 def plan(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
     p99_ms: Annotated[

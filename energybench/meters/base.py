@@ -149,13 +149,34 @@ class Measurement:
         """Devices this window is charged for (others were only seen)."""
         return [d for d in self.devices if d.charged]
 
+    def gaps(self, estimate: bool | None = None) -> list[str]:
+        """Why the charged figures (all: None; meters only: False; estimates only: True) do not
+        cover the whole window: a device with no figure, a figure flagged incomplete, a meter
+        that failed (its devices are missing). Empty when the sum is whole."""
+        out = []
+        for d in self.charged:
+            if estimate is not None and d.is_estimate != estimate:
+                continue
+            why = "; ".join(d.issues[:2]) or "no reason recorded"
+            if d.energy_j is None:
+                out.append(f"{d.device}: no figure ({why})")
+            elif not d.complete:
+                out.append(f"{d.device}: figure covers part of the window only ({why})")
+        out += [f for f in self.flags if f.startswith(FLAG_METER_ERROR + ":")]
+        return out
+
     def _sum(self, estimate: bool | None) -> float | None:
+        """Sum over the charged devices selected by ``estimate``; None when there is none or when
+        one of them has no figure or an incomplete one (see :meth:`gaps`): a partial sum is
+        never reported as if whole."""
         vals = [
             d.energy_j
             for d in self.charged
             if d.energy_j is not None and (estimate is None or d.is_estimate == estimate)
         ]
-        return sum(vals) if vals else None
+        if not vals or self.gaps(estimate):
+            return None
+        return sum(vals)
 
     def _rss(self, estimate: bool | None) -> float | None:
         vals = [
@@ -165,11 +186,13 @@ class Measurement:
             and d.energy_j is not None
             and (estimate is None or d.is_estimate == estimate)
         ]
-        return sum(v * v for v in vals) ** 0.5 if vals else None
+        if not vals or self.gaps(estimate):
+            return None
+        return sum(v * v for v in vals) ** 0.5
 
     @property
     def energy_j(self) -> float | None:
-        """Sum over charged devices with a figure, measured and estimated; None if none."""
+        """Sum over charged devices, measured and estimated; None if none or any has a gap."""
         return self._sum(None)
 
     @property
@@ -178,7 +201,8 @@ class Measurement:
 
     @property
     def measured_energy_j(self) -> float | None:
-        """Sum over charged devices read from a meter (never an estimate); None if none."""
+        """Sum over charged devices read from a meter (never an estimate); None if none or any
+        has a gap (see :meth:`gaps`)."""
         return self._sum(False)
 
     @property
@@ -240,6 +264,7 @@ class Measurement:
             "is_shared": self.is_shared,
             "is_simulated": self.is_simulated,
             "complete": self.complete,
+            "gaps": self.gaps(),
             "flags": list(self.flags),
             "devices": [d.to_dict() for d in self.devices],
         }

@@ -58,12 +58,18 @@ def _item_key(item: CostItem) -> tuple[str, str, str, float | None]:
     return (item.origin, item.phase, item.label, item.energy_j)
 
 
+def same_meters(a: EntryCost, b: EntryCost) -> bool:
+    """Whether both entries' own figures were read from the same devices with the same meters
+    (so one gain error scales both): equal, non-empty :attr:`EntryCost.devices`."""
+    return bool(a.devices) and set(a.devices) == set(b.devices)
+
+
 def _fmt(x: float) -> str:
     return "∞" if x == math.inf else f"{x:.4g}"
 
 
 def break_even(
-    a: EntryCost, b: EntryCost, coverage_k: float = 2.0, *, same_device: bool = False
+    a: EntryCost, b: EntryCost, coverage_k: float = 2.0, *, same_device: bool | None = None
 ) -> BreakEven:
     """Break-even usage intensity of ``a`` against ``b``: MUI* = (TEC_b − TEC_a)/(IEC_a − IEC_b).
 
@@ -80,7 +86,10 @@ def break_even(
     - Each IEC lies in its 95 % CI (the point value when no CI is stored; the note says so).
       With ``same_device`` (both entries measured on the same device) the CI from trial spread
       alone is used where known: a sensor gain error scales both IECs and both TECs alike, and
-      MUI* = ΔTEC/ΔIEC does not change when all energies are multiplied by one factor.
+      MUI* = ΔTEC/ΔIEC does not change when all energies are multiplied by one factor. By
+      default (None) it is decided from the devices actually read: both entries' own figures
+      come from the same non-empty set of devices and sources (:attr:`EntryCost.devices`),
+      never from where the suite placed them.
 
     E_a − E_b at MUI m then lies between two straight lines, and [lo, hi] is the set of m >= 0
     where that band contains 0, i.e. where the cheaper entry is not settled. For kind "at" it
@@ -93,6 +102,8 @@ def break_even(
     ta, ia = require_tec_iec(a)
     tb, ib = require_tec_iec(b)
     notes: list[str] = []
+    if same_device is None:
+        same_device = same_meters(a, b)
 
     # Point verdict from D(m) = E_a(m) − E_b(m) = d0 + d1·m.
     d0, d1 = ta - tb, ia - ib

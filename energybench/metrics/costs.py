@@ -32,6 +32,8 @@ class CostItem:
     ``uncertainty_j``: absolute, ~1 sigma, in J (None when unknown).
     ``source``: provenance ("nvml-counter", "rapl", "estimate", ...).
     ``shared``: True when another entry paid this cost and it is counted fully here as well.
+    ``gap``: why the figure is missing or covers part of its window only (then ``energy_j`` is
+    None: a partial sum is never counted as if whole).
     """
 
     label: str
@@ -42,6 +44,7 @@ class CostItem:
     source: str = ""
     is_estimate: bool = False
     shared: bool = False
+    gap: str | None = None
 
     def __post_init__(self) -> None:
         _check_energy(f"CostItem {self.label!r}: energy_j", self.energy_j)
@@ -69,6 +72,10 @@ class EntryCost:
     ``is_shared``: a figure comes from a device shared with other work (MIG, another process).
     ``unranked_reason``: why the caller already knows the entry cannot be ranked (e.g. its IEC
     scenario differs from the others'); ``scope``: what the energy covers, in words.
+    ``iec_gap``: why IEC is missing because its windows had gaps (a charged device without a
+    figure or with an incomplete one). ``devices``: the charged devices (``id@source``) the
+    entry's own figures (its distinct TEC items and IEC) were read from; two entries with the
+    same non-empty set share their meters' gain error (break-even cancels it).
     """
 
     name: str
@@ -82,6 +89,8 @@ class EntryCost:
     is_shared: bool = False
     unranked_reason: str | None = None
     scope: str | None = None
+    iec_gap: str | None = None
+    devices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_energy(f"entry {self.name!r}: iec_j", self.iec_j)
@@ -127,6 +136,14 @@ class EntryCost:
         return None if any(v is None for v in vals) else float(sum(v for v in vals if v))
 
     @property
+    def gaps(self) -> list[str]:
+        """Why a figure of the entry is missing or partial (items and IEC), in words."""
+        out = [f"{i.label}: {i.gap}" for i in self.items if i.gap]
+        if self.iec_gap:
+            out.append(f"IEC: {self.iec_gap}")
+        return out
+
+    @property
     def has_estimates(self) -> bool:
         """True when the entry or any of its items is an estimate rather than a measurement."""
         return self.is_estimate or any(i.is_estimate for i in self.items)
@@ -145,6 +162,7 @@ class EntryCost:
         d = asdict(self)
         d["iec_ci_j"] = list(self.iec_ci_j) if self.iec_ci_j is not None else None
         d["iec_stat_ci_j"] = list(self.iec_stat_ci_j) if self.iec_stat_ci_j is not None else None
+        d["devices"] = list(self.devices)
         d["tec_j"] = self.tec_j
         d["tec_uncertainty_j"] = self.tec_uncertainty_j
         return d
@@ -165,4 +183,6 @@ class EntryCost:
             is_shared=bool(d.get("is_shared", False)),
             unranked_reason=d.get("unranked_reason"),
             scope=d.get("scope"),
+            iec_gap=d.get("iec_gap"),
+            devices=tuple(d.get("devices", ())),
         )

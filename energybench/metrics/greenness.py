@@ -162,3 +162,53 @@ def suite_score(
             return 0.0
         acc += (w / wsum) * math.log(g)
     return math.exp(acc)
+
+
+def energy_interval(entry: EntryCost, mui: float, coverage_k: float = 2.0) -> tuple[float, float]:
+    """The range of E(MUI) (J) the uncertainties allow: TEC ± ``coverage_k``·σ (clipped at 0 J;
+    exact when no item reports σ) plus MUI times IEC's 95 % CI (its point value without a CI).
+
+    Interval arithmetic, like the break-even band; the point value always lies inside.
+    Raises :class:`IncompleteCostError` when TEC or IEC is unknown.
+    """
+    mui = check_mui(mui)
+    tec, iec = require_tec_iec(entry)
+    u = coverage_k * (entry.tec_uncertainty_j or 0.0)
+    lo_i, hi_i = entry.iec_ci_j if entry.iec_ci_j is not None else (iec, iec)
+    lo_i, hi_i = min(lo_i, iec), max(hi_i, iec)
+    return max(tec - u, 0.0) + mui * lo_i, tec + u + mui * hi_i
+
+
+def greenness_interval(
+    entry: EntryCost, mui: float, tau: float = 1.0, coverage_k: float = 2.0
+) -> tuple[float, float] | None:
+    """The range of G(MUI) over :func:`energy_interval` (Q taken as exact); None when G is
+    undefined. An E range reaching 0 J gives an upper end of ``math.inf``."""
+    tau = check_tau(tau)
+    if undefined_reason(entry, tau) is not None:
+        return None
+    e_lo, e_hi = energy_interval(entry, mui, coverage_k)
+    q_term = 1.0 if tau == 0 else float(entry.quality) ** tau  # type: ignore[arg-type]
+    return (q_term / e_hi if e_hi > 0 else math.inf), (q_term / e_lo if e_lo > 0 else math.inf)
+
+
+def score_interval(
+    entry: EntryCost, intensities: Iterable[IntensityLike], tau: float = 1.0
+) -> tuple[float, float] | None:
+    """The range of the suite score S: the weighted geometric mean of the ends of
+    :func:`greenness_interval` (S is increasing in every G); None when S is undefined."""
+    pairs = usage_intensities(intensities)
+    ends = [greenness_interval(entry, mui, tau) for mui, _ in pairs]
+    if any(e is None for e in ends):
+        return None
+    wsum = sum(w for _, w in pairs)
+
+    def mean(values: list[float]) -> float:
+        if any(v == math.inf for v in values):
+            return math.inf
+        if any(v == 0.0 for v in values):
+            return 0.0
+        logs = [(w / wsum) * math.log(v) for (_, w), v in zip(pairs, values, strict=True)]
+        return math.exp(sum(logs))
+
+    return mean([e[0] for e in ends if e]), mean([e[1] for e in ends if e])

@@ -1,11 +1,19 @@
 """Ranking entries by greenness G at one usage intensity or by the suite score; entries that
 cannot be ranked fairly are listed last, each with its reason.
+
+Ranks carry their uncertainty. Each ranked entry's figure has an interval
+(:func:`~energybench.metrics.greenness.greenness_interval`: TEC ± 2σ and IEC's 95 % CI, by
+interval arithmetic; for S, the weighted geometric mean of those ends). ``rank_lo``/``rank_hi``
+are the best and worst rank the intervals allow: 1 + the number of entries certainly greener,
+and the number of entries (itself included) whose interval reaches its lower end. Entries whose
+intervals overlap, directly or through a chain, share a ``tie_group`` (1 = the group holding the
+greenest entry); the point ``rank`` orders within it but is not settled by the measurement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from energybench.metrics.costs import EntryCost
@@ -15,6 +23,8 @@ from energybench.metrics.greenness import (
     check_tau,
     energy_at,
     greenness,
+    greenness_interval,
+    score_interval,
     suite_score,
     undefined_reason,
     usage_intensities,
@@ -28,6 +38,8 @@ class RankRow:
     ``rank``: 1 = greenest; ties share a rank (1, 1, 3); None when unranked, with ``reason``.
     ``metric``: "greenness" (``value`` = G at ``mui``) or "score" (``value`` = suite score S).
     ``energy_j``: E at ``mui`` (J) for a greenness ranking, None for a suite score.
+    ``value_lo``/``value_hi``: the interval of ``value``; ``rank_lo``/``rank_hi``: the best and
+    worst rank it allows; ``tie_group``: entries whose intervals overlap share one (module doc).
     """
 
     name: str
@@ -41,6 +53,11 @@ class RankRow:
     quality: float | None
     is_estimate: bool
     reason: str | None = None
+    value_lo: float | None = None
+    value_hi: float | None = None
+    rank_lo: int | None = None
+    rank_hi: int | None = None
+    tie_group: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +92,8 @@ def rank(
     unranked: list[RankRow] = []
     for idx, e in enumerate(entries):
         reasons = []
+        if e.gaps:
+            reasons.append("energy incomplete, never summed as if whole: " + "; ".join(e.gaps))
         if e.unranked_reason:
             reasons.append(e.unranked_reason)
         if e.has_estimates and not allow_estimates:
@@ -91,20 +110,69 @@ def rank(
         if undefined is None:
             value = greenness(e, mui, tau) if mui is not None else suite_score(e, pairs, tau)  # type: ignore[arg-type]
         if reasons:
-            unranked.append(_row(e, None, value, metric, mui, "; ".join(reasons)))
+            row = _row(e, None, value, metric, mui, "; ".join(reasons))
+            band = _band(e, mui, pairs, tau) if value is not None else None
+            if band is not None:  # shown (and compared between runs), never ranked
+                row = replace(row, value_lo=band[0], value_hi=band[1])
+            unranked.append(row)
         else:
             assert value is not None
             scored.append((value, idx, e))
 
     scored.sort(key=lambda t: (-t[0], t[1]))
+    bands = [_band(e, mui, pairs, tau) or (v, v) for v, _, e in scored]
+    groups = tie_groups(bands)
     rows: list[RankRow] = []
     prev: float | None = None
     current = 0
     for pos, (value, _, e) in enumerate(scored, start=1):
         if value != prev:
             current, prev = pos, value
-        rows.append(_row(e, current, value, metric, mui, None))
+        lo, hi = bands[pos - 1]
+        row = _row(e, current, value, metric, mui, None)
+        rows.append(
+            replace(
+                row,
+                value_lo=lo,
+                value_hi=hi,
+                rank_lo=1 + sum(1 for b in bands if b[0] > hi),
+                rank_hi=sum(1 for b in bands if b[1] >= lo),
+                tie_group=groups[pos - 1],
+            )
+        )
     return rows + unranked
+
+
+def _band(
+    e: EntryCost, mui: float | None, pairs: list[tuple[float, float]] | None, tau: float
+) -> tuple[float, float] | None:
+    """The interval of G at ``mui`` (or of S over ``pairs``); None when undefined."""
+    if mui is not None:
+        return greenness_interval(e, mui, tau)
+    assert pairs is not None
+    return score_interval(e, pairs, tau)
+
+
+def tie_groups(bands: Sequence[tuple[float, float]]) -> list[int]:
+    """Tie group per interval (``bands`` in ranked order, best first): intervals that overlap,
+    directly or through a chain, share a group; groups are numbered 1, 2, ... best first.
+
+    Since each point value lies in its own interval, a group is a run of adjacent entries.
+    """
+    parent = list(range(len(bands)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, (lo_i, hi_i) in enumerate(bands):
+        for j in range(i + 1, len(bands)):
+            lo_j, hi_j = bands[j]
+            if lo_i <= hi_j and lo_j <= hi_i:
+                parent[root(j)] = root(i)
+    numbers: dict[int, int] = {}
+    return [numbers.setdefault(root(i), len(numbers) + 1) for i in range(len(bands))]
 
 
 def _row(

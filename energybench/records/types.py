@@ -93,6 +93,7 @@ class Window(Record):
     is_shared: bool = False
     is_simulated: bool = False
     complete: bool = True
+    gaps: list[str] = []  # why the sum is not whole (``Measurement.gaps``); older runs: absent
     energy_j: float | None = None
     uncertainty_j: float | None = None
     measured_energy_j: float | None = None
@@ -122,10 +123,12 @@ class Trial(Record):
 class Precision(Record):
     """Whether a group's trials reached the suite's ``target_ci`` (``trials.precision``)."""
 
-    basis: str | None = None
+    basis: str | None = None  # "measured" (meters only) or "all" (estimates included)
     target_ci: float | None = None
-    rel_ci: float | None = None
+    rel_ci: float | None = None  # the ranked 95 % interval's half-width / mean
+    rel_stat_ci: float | None = None  # its trial-spread part (what ``reached`` is judged on)
     reached: bool | None = None
+    trials_without_energy: int | None = None
 
 
 class Group(Record):
@@ -139,6 +142,7 @@ class Group(Record):
     estimated_energy_per_item_j: EnergyStat | None = None
     trials_total: int
     trials_without_energy: int
+    basis: str | None = None  # the ranking basis (``trials.ranking_basis``); None: older runs
     measured_kinds: list[str] = []
     estimated_kinds: list[str] = []
     sources: list[str]

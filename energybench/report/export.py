@@ -40,6 +40,7 @@ from energybench.report.tables import (
     leaderboard,
     metric_rows,
     phase_rows,
+    rank_label,
 )
 
 FORMATS = ("csv", "json", "parquet", "latex")
@@ -137,9 +138,19 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "iec_estimated_j": _col("float64", "CPU/RAM estimate beside a measured-only IEC, J", _L),
     "measured_energy_per_item_j": _col("float64", "mean J/item of measured devices only", _S),
     "estimated_energy_per_item_j": _col("float64", "mean J/item of estimated devices only", _S),
-    "trials_without_energy": _col("Int64", "trials whose window lost its energy figure", _S),
-    "rel_ci": _col("float64", "95% CI half-width of J/item over the mean (trial spread)", _S),
-    "target_ci_reached": _col("boolean", "rel_ci reached energy.target_ci", _S),
+    "iec_basis": _col("string", "what every ranked IEC is (scenario kind, batch size)", _L),
+    "energy_basis": _col(
+        "string", "J/item basis: measured (meters only) or all (estimates included)", _S + _L
+    ),
+    "energy_gaps": _col("string", "why a figure is missing or partial (then unranked)", _L),
+    "trials_without_energy": _col(
+        "Int64", "trials left out: no whole energy figure on the ranking basis", _S + _L
+    ),
+    "rel_ci": _col(
+        "float64", "ranked 95% CI half-width of J/item over the mean (spread + meter)", _S
+    ),
+    "rel_stat_ci": _col("float64", "trial-spread part of rel_ci (judged against target)", _S),
+    "target_ci_reached": _col("boolean", "rel_stat_ci reached energy.target_ci", _S),
     "charged": _col("boolean", "the device is charged to the entry (else only seen)", _P),
     "is_shared": _col("boolean", "a GPU in MIG mode or shared with another process", _P + _L),
     "is_simulated": _col("boolean", "figures come from a simulated device (--simulate)", _P + _L),
@@ -153,11 +164,18 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "mui_items": _col("float64", "usage intensity MUI, items over the model's life", _M + _B),
     "weight": _col("float64", "weight of this MUI in the suite score", _M),
     "greenness": _col("float64", "G(MUI) = Q^tau / E(MUI), quality units per J", _M),
+    "greenness_lo": _col("float64", "low end of G: TEC + 2 sigma, IEC 95% CI high", _M),
+    "greenness_hi": _col("float64", "high end of G: TEC - 2 sigma, IEC 95% CI low", _M),
     "carbon_kgco2e": _col("float64", "carbon of E(MUI): kWh x PUE x grid intensity, kgCO2e", _M),
     "grid_intensity_g_per_kwh": _col("float64", "grid carbon intensity, gCO2e/kWh", _M),
     "pue": _col("float64", "data-centre power usage effectiveness", _M),
     "score": _col("float64", "suite score S (weighted geometric mean of G)", _L),
     "rank": _col("Int64", "rank, 1 = greenest (metric: by G at this MUI; else by S)", _M + _L),
+    "score_lo": _col("float64", "low end of S (geometric mean of greenness_lo)", _L),
+    "score_hi": _col("float64", "high end of S (geometric mean of greenness_hi)", _L),
+    "rank_lo": _col("Int64", "best rank the intervals allow", _M + _L),
+    "rank_hi": _col("Int64", "worst rank the intervals allow", _M + _L),
+    "tie_group": _col("Int64", "entries whose intervals overlap share it (1 = greenest)", _M + _L),
     "rank_note": _col("string", "why the entry is unranked", _M + _L),
     "other": _col("string", "the entry compared against (e.g. the base model)", _B),
     "kind": _col("string", "break-even kind: at, always, never, identical, undefined", _B),
@@ -175,6 +193,8 @@ _RENAMES = {
     "mui_lo": "mui_lo_items",
     "mui_hi": "mui_hi_items",
     "g": "greenness",
+    "g_lo": "greenness_lo",
+    "g_hi": "greenness_hi",
 }
 
 _BUILDERS: dict[str, Callable[[RunData], pd.DataFrame]] = {
@@ -295,7 +315,8 @@ def _run_latex(run: RunData) -> str:
     ]
     lines = [
         f"% energybench leaderboard: suite {latex_escape(run.suite.get('name', '?'))}, "
-        f"run {latex_escape(run.root.name)}; $\\approx$ marks estimates",
+        f"run {latex_escape(run.root.name)}; $\\approx$ marks estimates; a rank (lo--hi): "
+        "the score intervals overlap, the order is not settled",
         "\\begin{tabular}{rlrrrrrrr}",
         "\\toprule",
         " & ".join(head) + " \\\\",
@@ -306,7 +327,9 @@ def _run_latex(run: RunData) -> str:
     for r in board.to_dict("records"):
         est = bool(r["is_estimate"])
         cells = [
-            "--" if r["rank"] is None or pd.isna(r["rank"]) else str(int(r["rank"])),
+            latex_escape(rank_label(r["rank"], r.get("rank_lo"), r.get("rank_hi"))).replace(
+                "–", "--"
+            ),
             latex_escape(r["entry"]),
             _tex_num(r["quality"], 4),
             _tex_int(r["params"]),

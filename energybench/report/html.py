@@ -29,10 +29,12 @@ from energybench.records.types import AdaptiveResult
 from energybench.report import plots
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
+    TIE_METHOD,
     break_even_rows,
     carbon_factors,
     leaderboard,
     phase_rows,
+    rank_label,
     usage_intensities,
 )
 from energybench.report.units import bytes_text, eng
@@ -140,7 +142,10 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     fps_kind = "stream" if not _missing(row.get("fps_achieved")) else "throughput"
     backend = str(row.get("backend") or "eager")
     cells = [
-        Cell(fmt(row["rank"]), sort_value(row["rank"])),
+        Cell(
+            rank_label(row["rank"], row.get("rank_lo"), row.get("rank_hi")),
+            sort_value(row["rank"]),
+        ),
         Cell(str(row["entry"]), str(row["entry"]), sub=desc, badge=status),
         Cell(backend, backend, sub=_parity(row)),
         Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
@@ -192,6 +197,18 @@ def _ranks(row: dict[str, Any], muis: list[float]) -> dict[str, str]:
     return out
 
 
+def _ties(row: dict[str, Any], muis: list[float]) -> dict[str, str]:
+    """Per view, the rank range its intervals allow ("1–3"), empty when the rank is settled."""
+
+    def span(lo: Any, hi: Any) -> str:
+        return "" if _missing(lo) or _missing(hi) or lo == hi else f"{int(lo)}–{int(hi)}"
+
+    out = {"score": span(row.get("rank_lo"), row.get("rank_hi"))}
+    for i, m in enumerate(muis):
+        out[_mui_key(i)] = span(row.get(f"rank_lo@{m:g}"), row.get(f"rank_hi@{m:g}"))
+    return out
+
+
 def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[dict[str, Any]]:
     desc = {e["name"]: e.get("description") or "" for e in run.suite.get("entries", [])}
     rows = []
@@ -204,6 +221,7 @@ def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[di
                 "p99_ms": sort_value(row.get("latency_p99_ms")),
                 "quality": sort_value(row.get("quality")),
                 "ranks": _ranks(row, muis),
+                "ties": _ties(row, muis),
                 "cells": _row_cells(row, muis, desc.get(row["entry"], "")),
             }
         )
@@ -552,7 +570,9 @@ def _iec_reference_text(run: RunData) -> str:
     from energybench.suite.ranking import iec_reference
 
     ref = iec_reference(run.suite)
-    return f"IEC of every ranked entry: the {ref.describe()}." if ref else ""
+    if ref is None:
+        return ""
+    return f"Ranked on: {ref.basis_label()}. Ranks: {TIE_METHOD} (all entries counted)."
 
 
 def simulation_banner(contexts: list[dict[str, Any]]) -> str | None:

@@ -33,9 +33,9 @@ from energybench.records.types import (
     Window,
 )
 from energybench.suite.devices import device_kind, mixed_devices
-from energybench.suite.ranking import IecChoice, iec_choices
+from energybench.suite.ranking import IecChoice, iec_choices, iec_reference
 
-EXPORT_SCHEMA_VERSION = 2  # 2: the outputs table (declared scenario outputs)
+EXPORT_SCHEMA_VERSION = 3  # 2: the outputs table; 3: rank intervals, tie groups, energy basis
 NOT_RANKED = "not ranked (rank: false in the suite)"
 _NO_WINDOW = Window(duration_s=0.0, devices=[])  # a finished phase that recorded no window
 
@@ -111,7 +111,11 @@ def phase_rows(run: RunData) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class WindowEnergy:
-    """The energy of one window on the ranking basis, with what it covers (J)."""
+    """The energy of one window on the ranking basis, with what it covers (J).
+
+    ``gap``: why ``energy_j`` is None although the window was measured (a charged device on the
+    basis had no figure or an incomplete one); ``devices``: the charged devices on the basis,
+    as ``id@source``."""
 
     energy_j: float | None
     uncertainty_j: float | None
@@ -121,23 +125,33 @@ class WindowEnergy:
     estimated_j: float | None  # the estimate kept beside a measured-only figure
     is_shared: bool
     sources: tuple[str, ...]
+    gap: str | None = None
+    devices: tuple[str, ...] = ()
 
 
 def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
     """A stored measurement's energy on the ranking basis.
 
     With ``allow_estimates`` every charged device counts and any estimated joule makes the figure
-    an estimate. Without, only measured devices count (the estimate is kept beside, never summed
-    in); a window with no measured device falls back to its estimate, marked as such.
+    an estimate. Without, only devices read by a meter count (the estimate is kept beside, never
+    summed in); a window where no meter covers a charged device falls back to its estimate,
+    marked as such. A charged device on the basis with no figure, or an incomplete one, leaves
+    the window without energy (``gap`` says why): a partial sum is never reported as whole.
     """
     meas = Measurement.from_dict(m.model_dump())
-    measured = meas.measured_energy_j
+    has_meter = any(not d.is_estimate for d in meas.charged)
+    measured_only = not allow_estimates and has_meter
+    basis: bool | None = False if measured_only else None
+    gaps = meas.gaps(basis)
+    chosen = [d for d in meas.charged if basis is None or d.is_estimate == basis]
     common: dict[str, Any] = {
         "measured_kinds": tuple(meas.measured_kinds),
         "estimated_kinds": tuple(meas.estimated_kinds),
         "is_shared": meas.is_shared,
+        "gap": "; ".join(gaps) or None,
+        "devices": tuple(sorted({f"{d.device}@{d.source.value}" for d in chosen})),
     }
-    if allow_estimates or measured is None:
+    if not measured_only:
         return WindowEnergy(
             meas.energy_j,
             meas.uncertainty_j,
@@ -146,9 +160,9 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
             sources=tuple(meas.sources),
             **common,
         )
-    sources = sorted({d.source.value for d in meas.charged if not d.is_estimate})
+    sources = sorted({d.source.value for d in chosen})
     return WindowEnergy(
-        measured,
+        meas.measured_energy_j,
         meas.measured_uncertainty_j,
         False,
         estimated_j=meas.estimated_energy_j,
@@ -174,9 +188,16 @@ def _phase_items(
     recs = run.entry(entry)
     for phase in ("train", "compress"):
         rec = recs.record(phase)
-        if (entry, phase) in seen or rec is None or not rec.done:
+        if (entry, phase) in seen or (rec is not None and rec.status == "skipped"):
             continue
         seen.add((entry, phase))
+        if rec is None or not rec.done:  # a cost that was never measured is not 0 J
+            why = "not run (no record)" if rec is None else f"{rec.status}"
+            why += f": {rec.reason or rec.error}" if rec and (rec.reason or rec.error) else ""
+            label = f"{phase} of {entry}" + (f" ({relation})" if shared else "")
+            gap = CostItem(label, phase if not shared else "upstream", entry, None, gap=why)
+            items.append((gap, window_energy(_NO_WINDOW, allow)))
+            continue
         w = window_energy(rec.measurement or _NO_WINDOW, allow)
         item = CostItem(
             label=f"{phase} of {entry}" + (f" ({relation})" if shared else ""),
@@ -187,6 +208,7 @@ def _phase_items(
             source="+".join(w.sources) or "none",
             is_estimate=w.is_estimate,
             shared=shared,
+            gap=w.gap,
         )
         items.append((item, w))
     items += _upstream_items(entry, spec, shared, seen, relation)
@@ -204,6 +226,7 @@ def _phase_items(
             uncertainty_j=w.uncertainty_j,
             source="+".join(w.sources) or "none",
             is_estimate=w.is_estimate,
+            gap=w.gap,
         )
         items.append((item, w))
     if spec.get("inherit"):
@@ -297,7 +320,11 @@ def iec_group(run: RunData, entry: str, choice: IecChoice | None = None) -> Grou
 
 @dataclass(frozen=True)
 class IecFigure:
-    """IEC on the ranking basis: J/item with its 95 % CIs (combined, trial spread only)."""
+    """IEC on the ranking basis: J/item with its 95 % CIs (combined, trial spread only).
+
+    ``basis``: "measured" or "all" (``trials.ranking_basis``); ``trials_without_energy``: trials
+    left out because their window had a gap on that basis (``gap`` says why, when every trial
+    was); ``devices``: the charged devices on the basis (``id@source``)."""
 
     mean_j: float | None
     ci_j: tuple[float, float] | None
@@ -308,21 +335,34 @@ class IecFigure:
     measured_kinds: tuple[str, ...]
     estimated_kinds: tuple[str, ...]
     sources: tuple[str, ...]
+    basis: str | None = None
+    trials_without_energy: int = 0
+    gap: str | None = None
+    devices: tuple[str, ...] = ()
 
 
 def iec_figure(g: Group | None, allow_estimates: bool) -> IecFigure:
-    """IEC from a scenario group: measured devices only unless estimates are allowed."""
+    """IEC from a scenario group, on the basis the run judged its precision on (stored in the
+    group; older runs: measured devices only unless estimates are allowed or none was measured)."""
     if g is None:
         return IecFigure(None, None, None, False, None, False, (), (), ())
     measured = g.measured_energy_per_item_j
     estimated = g.estimated_energy_per_item_j
+    basis = g.basis or ("all" if allow_estimates or measured is None else "measured")
     stats: EnergyStat | None
-    if allow_estimates or measured is None:
+    if basis == "all":
         stats, est, beside = g.energy_per_item_j, g.is_estimate, None
         sources = tuple(g.sources)
     else:
         stats, est, beside = measured, False, estimated.mean if estimated else None
         sources = tuple(s for s in g.sources if s != "estimate")
+    windows = [window_energy(t.measurement, basis == "all") for t in g.trials]
+    gaps = sorted({w.gap for w in windows if w.gap})
+    lost = g.trials_without_energy
+    gap = None
+    if stats is None or stats.mean is None:
+        if gaps:
+            gap = f"{lost} of {g.trials_total} trial(s) without a whole figure: " + "; ".join(gaps)
     return IecFigure(
         mean_j=stats.mean if stats else None,
         ci_j=_energy_ci(stats.ci_low, stats.ci_high) if stats else None,
@@ -333,6 +373,10 @@ def iec_figure(g: Group | None, allow_estimates: bool) -> IecFigure:
         measured_kinds=tuple(g.measured_kinds),
         estimated_kinds=tuple(g.estimated_kinds),
         sources=sources,
+        basis=basis,
+        trials_without_energy=lost,
+        gap=gap,
+        devices=tuple(sorted({d for w in windows for d in w.devices})),
     )
 
 
@@ -394,6 +438,10 @@ def entry_figures(run: RunData) -> list[EntryFigures]:
             is_shared=iec.is_shared or any(w.is_shared for _, w in pairs),
             unranked_reason=choice.reason if spec.get("rank", True) else NOT_RANKED,
             scope=energy_scope(measured, estimated, allow),
+            iec_gap=iec.gap,
+            devices=tuple(
+                sorted({d for i, w in pairs if not i.shared for d in w.devices} | set(iec.devices))
+            ),
         )
         out.append(
             EntryFigures(
@@ -454,7 +502,8 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     costs = [f.cost for f in figures]
     factors = carbon_factors(run)
     ranked = {r.name: r for r in rank(costs, intensities=intensities, **kw)}
-    by_mui = {mui: {r.name: r.rank for r in rank(costs, mui=mui, **kw)} for mui, _w in intensities}
+    by_mui = {mui: {r.name: r for r in rank(costs, mui=mui, **kw)} for mui, _w in intensities}
+    ref = iec_reference(run.suite)
     placed = run.manifest.get("placements") or {}
     mixed = mixed_devices([f.cost.name for f in figures], device_kinds(run))
     rows = []
@@ -488,6 +537,10 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "iec_ci_high_j": c.iec_ci_j[1] if c.iec_ci_j else None,
             "iec_scenario": c.iec_scenario,
             "iec_batch_size": choices[c.name].batch_size,
+            "iec_basis": ref.basis_label() if ref else None,
+            "energy_basis": f.iec.basis,
+            "trials_without_energy": f.iec.trials_without_energy,
+            "energy_gaps": "; ".join(c.gaps) or None,
             "energy_scope": c.scope,
             "tec_estimated_j": f.tec_estimated_j,
             "iec_estimated_j": f.iec.estimated_j,
@@ -518,12 +571,21 @@ def leaderboard(run: RunData) -> pd.DataFrame:
                 else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"])
             )
             row[f"g@{mui:g}"] = greenness(c, mui, tau) if c.iec_j is not None else None
-            row[f"rank@{mui:g}"] = by_mui[mui].get(c.name)
+            at = by_mui[mui].get(c.name)
+            row[f"rank@{mui:g}"] = at.rank if at else None
+            row[f"rank_lo@{mui:g}"] = at.rank_lo if at else None
+            row[f"rank_hi@{mui:g}"] = at.rank_hi if at else None
+            row[f"tie_group@{mui:g}"] = at.tie_group if at else None
         row["placement"] = placed.get(c.name)
         row["is_mixed_devices"] = mixed
         r = ranked.get(c.name)
         row["score"] = r.value if r else None
+        row["score_lo"] = r.value_lo if r else None
+        row["score_hi"] = r.value_hi if r else None
         row["rank"] = r.rank if r else None
+        row["rank_lo"] = r.rank_lo if r else None
+        row["rank_hi"] = r.rank_hi if r else None
+        row["tie_group"] = r.tie_group if r else None
         row["rank_note"] = r.reason if r else None
         rows.append(row)
     return pd.DataFrame(rows)
@@ -543,6 +605,24 @@ def _mixed_note(note: str | None, a: str, b: str, kinds: dict[str, str]) -> str:
         "charged for no GPU; its idle GPUs are recorded, not counted)"
     )
     return f"{text}; {note}" if note else text
+
+
+#: How ranks and ties are decided, in one sentence (terminal, report and exports say it).
+TIE_METHOD = (
+    "a rank range (lo–hi) means the entries' score intervals (TEC ± 2σ, IEC 95 % CI) overlap: "
+    "their order is not settled by the measurement"
+)
+
+
+def rank_label(rank_: Any, lo: Any = None, hi: Any = None) -> str:
+    """A rank for display: "2", or "2 (1–3)" when the intervals allow ranks 1 to 3; "–" when
+    unranked."""
+    if rank_ is None or pd.isna(rank_):
+        return "–"
+    text = str(int(rank_))
+    if lo is not None and hi is not None and not pd.isna(lo) and not pd.isna(hi) and lo != hi:
+        text += f" ({int(lo)}–{int(hi)})"
+    return text
 
 
 def _status(recs: EntryPhases) -> str:
@@ -568,11 +648,10 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
             continue
         seen.add(frozenset((a, b)))
         if a in costs and b in costs:
-            same = placed.get(a) is not None and placed.get(a) == placed.get(b)
             mixed = mixed_devices([a, b], kinds)
             where = {"placement": placed.get(a), "is_mixed_devices": mixed}
             try:
-                be = break_even(costs[a], costs[b], same_device=same)
+                be = break_even(costs[a], costs[b])
             except ValueError as exc:
                 note = _mixed_note(str(exc), a, b, kinds) if mixed else str(exc)
                 rows.append({"entry": a, "other": b, "kind": "undefined", **where, "note": note})
@@ -643,7 +722,12 @@ def metric_rows(run: RunData) -> pd.DataFrame:
                     else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"]),
                     "grid_intensity_g_per_kwh": factors["grid_intensity_g_per_kwh"],
                     "pue": factors["pue"],
+                    "g_lo": r.value_lo,
+                    "g_hi": r.value_hi,
                     "rank": r.rank,
+                    "rank_lo": r.rank_lo,
+                    "rank_hi": r.rank_hi,
+                    "tie_group": r.tie_group,
                     "rank_note": r.reason,
                     "is_estimate": r.is_estimate,
                 }

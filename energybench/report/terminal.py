@@ -17,7 +17,7 @@ from rich.text import Text
 
 from energybench.records.store import RunData
 from energybench.records.types import LoadResult
-from energybench.report.tables import break_even_rows, leaderboard
+from energybench.report.tables import TIE_METHOD, break_even_rows, leaderboard, rank_label
 from energybench.report.units import eng
 
 ESTIMATE_MARK = "≈"
@@ -90,7 +90,7 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
         if _missing(r.get("rank")):
             note = ", ".join(x for x in (note, "unranked") if x)
         table.add_row(
-            "–" if _missing(r.get("rank")) else str(int(r["rank"])),
+            rank_label(r.get("rank"), r.get("rank_lo"), r.get("rank_hi")),
             str(r["entry"]),
             *((str(r.get("backend")),) if backends else ()),
             _num(r.get("quality")),
@@ -100,6 +100,21 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
             note,
         )
     return table
+
+
+def basis_lines(board: pd.DataFrame) -> list[str]:
+    """What the ranking is on (the IEC basis) and, when some ranks are tied, what that means."""
+    if board.empty:
+        return []
+    out = []
+    bases = sorted({str(b) for b in board.get("iec_basis", []) if isinstance(b, str)})
+    if bases:
+        out.append("ranked on: " + "; ".join(bases))
+    if "rank_lo" in board and bool((board["rank_lo"] != board["rank_hi"]).any()):
+        groups = board.dropna(subset=["tie_group"]).groupby("tie_group")["entry"]
+        tied = [", ".join(map(str, g)) for _, g in groups if len(g) > 1]
+        out.append(f"tied: {' | '.join(tied)} ({TIE_METHOD})")
+    return out
 
 
 def unranked_lines(board: pd.DataFrame) -> list[str]:
@@ -138,7 +153,11 @@ def break_even_lines(run: RunData) -> list[str]:
                 f"{r.get('cheaper_above')} is cheaper above{est}"
             )
         elif kind in ("always", "never"):
-            out.append(f"{a} vs {b}: {r.get('cheaper_above')} is cheaper at every usage{est}")
+            band = ""
+            if not _missing(r.get("mui_lo")) and not _missing(r.get("mui_hi")):
+                band = f", not settled by the uncertainty for [{_count(r['mui_lo'])}, "
+                band += f"{_count(r['mui_hi'])}] items"
+            out.append(f"{a} vs {b}: {r.get('cheaper_above')} is cheaper at every usage{band}{est}")
         elif kind == "identical":
             out.append(f"{a} vs {b}: identical energy at every usage{est}")
         else:
@@ -176,6 +195,7 @@ def glance(run: RunData) -> RenderableType:
     """The leaderboard table, then the break-even lines (what a user reads first)."""
     board = leaderboard(run)
     parts: list[RenderableType] = [leaderboard_table(run, board)]
+    parts += [Text(line) for line in basis_lines(board)]
     notes = unranked_lines(board)
     if notes:
         parts.append(Text("not ranked:", style="bold"))
@@ -276,3 +296,46 @@ def plan_text(result: Any) -> RenderableType:
         )
     )
     return Group(*parts)
+
+
+def _span(c: Any) -> str:
+    """ "A / B" of one compared figure (points; "=" when their intervals overlap, "≠" not)."""
+    if c is None or c.a is None or c.b is None:
+        return "–"
+    unit = "J" if c.figure in ("IEC", "TEC") else ""
+
+    def one(v: float) -> str:
+        if c.figure == "rank":
+            return f"{v:.0f}"
+        return eng(v, unit) if unit else f"{v:.2g}"
+
+    return f"{one(c.a)} {'=' if c.agree else '≠'} {one(c.b)}"
+
+
+def compare_table(rows: list[Any], name_a: str, name_b: str) -> RenderableType:
+    """Entry by entry: IEC, TEC, score and rank in run A / run B, and whether they agree."""
+    table = Table(
+        title=f"compare: A = {name_a}, B = {name_b}",
+        box=None,
+        header_style="bold underline",
+        pad_edge=False,
+    )
+    for col in ("entry", "verdict", "IEC A/B", "TEC A/B", "score A/B", "rank A/B"):
+        table.add_column(col, no_wrap=col != "entry", overflow="fold")
+    for r in rows:
+        figs = {c.figure: c for c in r.figures}
+        style = {"agree": "green", "differ": "red"}.get(r.verdict, "yellow")
+        table.add_row(
+            r.entry,
+            Text(r.verdict, style=style),
+            *(_span(figs.get(f)) for f in ("IEC", "TEC", "score", "rank")),
+        )
+    notes = [Text(f"  {r.entry}: {r.note}") for r in rows if r.note]
+    differ = sum(1 for r in rows if r.verdict == "differ")
+    agree = sum(1 for r in rows if r.verdict == "agree")
+    summary = (
+        f"{agree} entr{'y' if agree == 1 else 'ies'} agree within their uncertainty, "
+        f"{differ} differ (=: the two intervals overlap: IEC 95 % CI, TEC ± 2σ, score and rank "
+        "ranges; --format json gives the intervals)"
+    )
+    return Group(table, *notes, Text(summary))

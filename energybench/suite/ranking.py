@@ -38,6 +38,14 @@ class IecReference:
         named = f" '{self.name}'" if self.name else ""
         return f"{self.kind} scenario{named} at batch size {self.batch_size}"
 
+    def basis_label(self) -> str:
+        """What every ranked IEC is, in words, for tables ("J/item of the throughput ...")."""
+        what = {
+            "throughput": "closed-loop J/item (the model's own cost per item)",
+            "stream": "J/frame of a paced stream (idle time between frames included)",
+        }.get(self.kind, f"J/item of the {self.kind} scenario")
+        return f"{what}: {self.describe()}"
+
 
 def _name(sc: dict[str, Any]) -> str:
     return sc.get("name") or sc["scenario"]

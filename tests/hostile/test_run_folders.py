@@ -462,9 +462,11 @@ OUTPUTS = {
         "is a file, not a folder",
     ),
     "run-default-reports-is-a-file": (  # the default report folder follows --out
-        lambda s, r, t: (t / "new").mkdir()
-        or (t / "new" / "reports").write_text("x")
-        and ["run", s, "--out", t / "new"],
+        lambda s, r, t: (
+            (t / "new").mkdir()
+            or (t / "new" / "reports").write_text("x")
+            and ["run", s, "--out", t / "new"]
+        ),
         lambda t: f"report folder {t / 'new' / 'reports'}",
         "is a file, not a folder",
     ),

@@ -377,3 +377,104 @@ def test_rank_needs_exactly_one_of_mui_or_intensities() -> None:
         rank(es)
     with pytest.raises(ValueError):
         rank(es, mui=1.0, intensities=[(1.0, 1.0)])
+
+
+def test_break_even_cancels_the_gain_error_only_for_the_same_devices() -> None:
+    from energybench.metrics.breakeven import same_meters
+
+    def e(name: str, tec: float, iec: float, devices: tuple[str, ...]) -> EntryCost:
+        return EntryCost(
+            name,
+            items=[CostItem("t", "train", name, tec, 1.0)],
+            iec_j=iec,
+            iec_ci_j=(iec - 0.5, iec + 0.5),
+            iec_stat_ci_j=(iec - 0.1, iec + 0.1),
+            quality=1.0,
+            devices=devices,
+        )
+
+    one = ("gpu:a@nvml-counter",)
+    a, b = e("a", 200.0, 1.0, one), e("b", 100.0, 2.0, one)
+    assert same_meters(a, b) and break_even(a, b).hi == pytest.approx(
+        break_even(a, b, same_device=True).hi
+    )
+    c = e("b", 100.0, 2.0, ("gpu:b@nvml-counter",))
+    assert not same_meters(a, c)
+    assert break_even(a, c).hi == pytest.approx(break_even(a, c, same_device=False).hi)
+    assert break_even(a, c).hi > break_even(a, b).hi  # wider band across devices
+    assert not same_meters(e("x", 1, 1, ()), e("y", 1, 1, ()))  # nothing read: never the same
+
+
+def test_roundtrip_dict_keeps_every_field_and_a_bare_dict_gets_the_defaults() -> None:
+    item = CostItem("t", "upstream", "b", 5.0, 0.5, "rapl", True, True, "gpu:a: lost")
+    e = EntryCost(
+        "a", [item], 0.5, (0.4, 0.6), "main", 2.0, True, (0.45, 0.55), True,
+        "why not", "GPU only", "IEC gap", ("gpu:a@nvml-counter", "cpu:0@rapl"),
+    )  # fmt: skip
+    d = e.to_dict()
+    assert d["iec_ci_j"] == [0.4, 0.6] and d["iec_stat_ci_j"] == [0.45, 0.55]
+    assert d["devices"] == ["gpu:a@nvml-counter", "cpu:0@rapl"]
+    assert d["tec_j"] == 5.0 and d["tec_uncertainty_j"] == 0.5
+    assert d["items"][0] == item.to_dict() and CostItem.from_dict(item.to_dict()) == item
+    assert EntryCost.from_dict(d) == e
+    bare = EntryCost.from_dict({"name": "b"})
+    assert bare == EntryCost("b")
+    assert bare.to_dict()["iec_ci_j"] is None and bare.to_dict()["iec_stat_ci_j"] is None
+
+
+def test_by_phase_sums_items_of_a_phase_and_an_unmeasured_one_makes_it_unknown() -> None:
+    items = [
+        CostItem("a", "train", "x", 2.0),
+        CostItem("b", "train", "x", 3.0),
+        CostItem("c", "compress", "x", None),
+        CostItem("d", "compress", "x", 1.0),
+        CostItem("e", "export", "x", 4.0),
+    ]
+    assert EntryCost("x", items).by_phase() == {"train": 5.0, "compress": None, "export": 4.0}
+
+
+def test_le_zero_covers_every_sign_case() -> None:
+    from energybench.metrics.breakeven import _le_zero
+
+    assert _le_zero(1.0, 1.0) is None  # c0 > 0 and rising: never <= 0
+    assert _le_zero(0.0, 1.0) == (0.0, 0.0)  # only at m = 0
+    assert _le_zero(-2.0, 1.0) == (0.0, 2.0)
+    assert _le_zero(1.0, 0.0) is None and _le_zero(0.0, 0.0) == (0.0, math.inf)
+    assert _le_zero(-1.0, 0.0) == (0.0, math.inf)
+    assert _le_zero(2.0, -1.0) == (2.0, math.inf) and _le_zero(-2.0, -1.0) == (0.0, math.inf)
+
+
+def test_energy_split_adds_a_serve_phase_item_to_the_serving_energy() -> None:
+    e = EntryCost("x", [CostItem("warm cache", "serve", "x", 10.0)], iec_j=0.5)
+    assert energy_split(e, 100) == {"serve": 60.0}
+
+
+def test_break_even_band_and_note_exactly() -> None:
+    common = CostItem("base training", "train", "base", 100.0, 10.0, "nvml-counter", shared=True)
+    a = EntryCost(
+        "a",
+        [common, CostItem("p", "compress", "a", 50.0), CostItem("q", "export", "a", 30.0)],
+        iec_j=1.0,
+        iec_ci_j=(0.9, 1.1),
+        quality=1.0,
+    )
+    b = EntryCost("b", [common], iec_j=2.0, iec_ci_j=(1.9, 2.1), quality=1.0)
+    be = break_even(a, b)
+    assert be.kind == "at" and be.mui == pytest.approx(80.0) and be.cheaper_above == "a"
+    assert (be.lo, be.hi) == pytest.approx((80 / 1.2, 100.0))
+    assert be.note == (
+        "'a' is cheaper than 'b' above MUI* = 80 items ('b' below it); "
+        "1 cost item(s) common to both cancel in the difference; "
+        "TEC uncertainty of 'a' unknown for 2 item(s): taken as exact; "
+        "cheaper entry uncertain for MUI in [66.67, 100]"
+        " (TEC ± 2σ, IEC 95 % CI, interval arithmetic)"
+    )
+    # a cost counted twice in a is cancelled once only: the second stays a's own
+    twice = EntryCost("a", [common, common], iec_j=1.0, quality=1.0)
+    once = EntryCost("b", [common], iec_j=2.0, quality=1.0)
+    be = break_even(twice, once)
+    assert (be.lo, be.hi) == pytest.approx((80.0, 120.0))
+    # a verdict the uncertainties cannot overturn has no band at all
+    y = EntryCost("y", [CostItem("t", "train", "y", 10.0)], 2.0, quality=1.0)
+    settled = break_even(EntryCost("x", [], 1.0, quality=1.0), y)
+    assert settled.kind == "always" and settled.lo is None and settled.hi is None

@@ -239,3 +239,15 @@ def test_log_tick_labels_stay_short() -> None:
         "100k",
         "10M",
     ]
+
+
+def test_tied_ranks_show_their_range_and_the_basis_is_named(page: Path, run_dir: Path) -> None:
+    board = leaderboard(load_run(run_dir)).dropna(subset=["rank"])
+    html = page.read_text()
+    assert "Ranked on: " in html and "score intervals" in html
+    for r in board.to_dict("records"):
+        span = "" if r["rank_lo"] == r["rank_hi"] else f"{int(r['rank_lo'])}–{int(r['rank_hi'])}"
+        row = re.search(rf'<tr[^>]*data-entry="{r["entry"]}"[^>]*>', html)
+        assert row is not None and f'data-tie-score="{span}"' in row.group(0)
+        if span:
+            assert f">{int(r['rank'])} ({span})<" in html

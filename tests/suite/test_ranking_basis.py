@@ -7,100 +7,12 @@ server where RAPL is unreadable.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from energybench.meters.base import DeviceEnergy, Measurement, Source
-from energybench.records.store import RunData
 from energybench.report.tables import break_even_rows, entry_costs, leaderboard
-from energybench.serve.trials import aggregate_trials, trial_summary
-from energybench.suite.schema import EnergySettings, Suite
-
-
-def window(gpu_j: float, cpu_j: float, ram_j: float, *, shared: bool = False) -> Measurement:
-    return Measurement(
-        "w",
-        0.0,
-        10.0,
-        [
-            DeviceEnergy(
-                "gpu:a", "gpu", "H100", Source("nvml-counter"), gpu_j, 0.05 * gpu_j,
-                cuda_position=0, shared=shared,
-            ),
-            DeviceEnergy("gpu:b", "gpu", "H100", Source("nvml-counter"), 700.0, charged=False),
-            DeviceEnergy("cpu:estimate", "cpu", "cpu", Source("estimate"), cpu_j, 0.5 * cpu_j),
-            DeviceEnergy("ram:estimate", "ram", "ram", Source("estimate"), ram_j, 0.5 * ram_j),
-        ],
-    )  # fmt: skip
-
-
-def scenario(kind: str, per_frame_gpu: list[float], shared: bool = False) -> dict[str, Any]:
-    trials = [
-        trial_summary(window(g * 10, 2.0, 5.0, shared=shared), 10, [0.01]) for g in per_frame_gpu
-    ]
-    agg = aggregate_trials(trials, [0.01], 1, "frame", EnergySettings())
-    if kind == "throughput":
-        return {"scenario": kind, "batch_sizes": [1], "by_batch": {"1": agg}}
-    stream = {"target_fps": 30.0, "frames_per_trial": 10, "deadline_miss_rate": 0.0}
-    stream |= {"deadline_misses": 0, "fps_achieved": None}
-    return {"scenario": kind, **stream, **agg}
-
-
-def make_run(
-    allow_estimates: bool, *, shared: bool = False, kinds: tuple[str, str] = ("stream", "stream")
-) -> RunData:
-    suite = Suite.model_validate(
-        {
-            "name": "t",
-            "energy": {"allow_estimates_in_ranking": allow_estimates},
-            "metric": {"quality": "psnr_db", "usage_intensities": [{"mui": 1000}]},
-            "entries": [
-                {
-                    "name": "base",
-                    "model": {"name": "espcn"},
-                    "train": {"steps": 1},
-                    "serve": [{"scenario": kinds[0], "name": "main"}],
-                },
-                {
-                    "name": "variant",
-                    "model": {"name": "espcn"},
-                    "inherit": "base",
-                    "compress": [{"method": "reparameterize"}],
-                    "serve": [{"scenario": kinds[1], "name": "main"}],
-                },
-            ],
-        }
-    ).model_dump(mode="json")
-
-    def phase(entry: str, name: str, meas: Measurement | None, **kw: Any) -> dict[str, Any]:
-        rec = {"entry": entry, "phase": name, "status": "done", "config_hash": "h", **kw}
-        rec["measurement"] = meas.to_dict() if meas else None
-        return rec
-
-    def evaluate(entry: str, q: float) -> dict[str, Any]:
-        return phase(entry, "evaluate", None, quality={"psnr_db": q})
-
-    phases = {
-        "base": {
-            "train": phase("base", "train", window(990.0, 26.0, 65.0)),
-            "serve": phase(
-                "base", "serve", None, scenarios={"main": scenario(kinds[0], [3.0, 3.0])}
-            ),
-            "evaluate": evaluate("base", 30.0),
-        },
-        "variant": {
-            "train": phase("variant", "train", None) | {"status": "skipped"},
-            "compress": phase("variant", "compress", window(100.0, 5.0, 7.0)),
-            "serve": phase(
-                "variant", "serve", None, scenarios={"main": scenario(kinds[1], [2.0, 2.0], shared)}
-            ),
-            "evaluate": evaluate("variant", 30.0),
-        },
-    }  # fmt: skip
-    manifest = {"suite": suite, "placements": {"base": "cuda:0", "variant": "cuda:0"}}
-    return RunData.from_records(Path("/nonexistent/run"), manifest, phases)
+from tests.helpers.runs import make_run
 
 
 def test_without_estimates_in_ranking_tec_and_iec_cover_measured_devices_only() -> None:
@@ -168,3 +80,23 @@ def pd_isna(v: Any) -> bool:
     import pandas as pd
 
     return v is None or bool(pd.isna(v))
+
+
+def test_break_even_across_devices_keeps_the_meters_gain_error() -> None:
+    # the suite placed both on "cuda:0", but the variant's figures were read from another GPU:
+    # its meter's gain error differs from base's and must not be cancelled
+    run = make_run(allow_estimates=False, variant_gpu="gpu:c")
+    costs = {c.name: c for c in entry_costs(run)}
+    assert costs["base"].devices == ("gpu:a@nvml-counter",)
+    assert costs["variant"].devices == ("gpu:c@nvml-counter",)
+    be = break_even_rows(run).iloc[0]
+    assert "gain error cancels" not in be["note"]
+    same = break_even_rows(make_run(allow_estimates=False)).iloc[0]
+    # on one device the band is narrower (trial spread only): across devices it is wider
+    assert (same["mui_lo"], same["mui_hi"]) != (be["mui_lo"], be["mui_hi"])
+
+
+def test_break_even_on_one_device_ignores_placement_labels() -> None:
+    run = make_run(allow_estimates=False)
+    run.manifest["placements"] = {"base": "cuda:0", "variant": "cuda:1"}  # labels only
+    assert "gain error cancels" in break_even_rows(run).iloc[0]["note"]
