@@ -579,6 +579,8 @@ def run_suite(
         store = RunStore(Path(resume))
         if not store.exists():
             raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
+        store.check_links()  # a link where the run writes: refused before anything is written
+        store.read_manifest()  # damaged or of a later store version: refused, never rewritten
         lock = RunLock(store.root).acquire()
     try:
         labels = {k: p.label for k, p in check_devices(loaded.suite, only, simulate).items()}
