@@ -293,13 +293,14 @@ def validate(
 
 
 def _runs(run_dirs: list[Path]):  # noqa: ANN202
-    from energybench.records.check import RunFileError
-    from energybench.records.store import NotARunError, load_run
+    """Every run folder loaded and checked (a damaged file or a link in it: exit 2, named)."""
+    from energybench.errors import UserError
+    from energybench.records.store import load_run
 
     try:
         return [load_run(d) for d in run_dirs]
-    except (NotARunError, RunFileError) as exc:
-        raise _user_error(exc) from None
+    except UserError as exc:
+        raise _user_error(exc, exc.exit_code) from None
 
 
 @app.command()

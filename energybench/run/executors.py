@@ -306,6 +306,8 @@ def _open_store(
     store = RunStore(Path(resume))
     if not store.exists():
         raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
+    store.check_links()  # a link where the run writes: refused before anything is written
+    store.read_manifest()  # damaged or of a later store version: refused, never rewritten
     if labels is not None:
         require_resumable(store, loaded.suite, phase_hashes(loaded.suite, labels), resume)
     return store

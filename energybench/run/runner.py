@@ -29,6 +29,7 @@ from energybench.errors import SetupError
 from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
 from energybench.records.check import RunFileError, read_record
+from energybench.records.safefs import LinkInRunError
 from energybench.records.store import (
     PHASES,
     STORE_VERSION,
@@ -461,7 +462,7 @@ class Runner:
                     continue
                 try:
                     self.run_entry(e)
-                except DiskFullError:
+                except (DiskFullError, LinkInRunError):
                     raise  # nothing more can be saved: stop the run, finished records are intact
                 except Exception as exc:  # noqa: BLE001 - one entry failing must not stop the run
                     self.outcome.failed[e.name] = f"{type(exc).__name__}: {exc}"
