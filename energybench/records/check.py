@@ -116,7 +116,9 @@ def _energy(value: Any, where: str) -> None:
     if value < 0:
         raise _Bad(where, f"is {value} J; an energy cannot be negative")
     if value > MAX_ENERGY_J:
-        raise _Bad(where, f"is {value:g} J, more than any benchmark phase uses ({MAX_ENERGY_J:g} J)")
+        raise _Bad(
+            where, f"is {value:g} J, more than any benchmark phase uses ({MAX_ENERGY_J:g} J)"
+        )
 
 
 def _finite(value: Any, where: str, what: str, lo: float = 0.0, hi: float = math.inf) -> None:
