@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -276,10 +276,16 @@ def validate(
     set_: Annotated[list[str] | None, typer.Option("--set", help="key.path=value")] = None,
 ) -> None:
     """Check a suite without running it."""
+    from energybench.errors import UserError
+    from energybench.run.preflight import check_datasets
     from energybench.suite.ranking import iec_reference, unrankable
 
     loaded = _load(suite, set_)
     s = loaded.suite
+    try:
+        check_datasets(s, None)  # dataset roots: exist, readable, the expected layout (as run)
+    except UserError as exc:
+        raise _user_error(exc, exc.exit_code) from None
     console.print(
         f"[green]ok[/green]: suite '{s.name}' with {len(s.entries)} entries "
         f"({', '.join(e.name for e in s.entries)}); config hash {loaded.config_hash}"
@@ -373,6 +379,17 @@ def export(
     console.print(f"export: [bold]{path}[/bold]")
 
 
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 @app.command()
 def plan(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
@@ -392,6 +409,7 @@ def plan(
     nearest miss is printed) or the rate was not measured; 2: bad input.
     """
     import json
+    import math
 
     from energybench.plan import plan as make_plan
 
@@ -402,10 +420,13 @@ def plan(
             raise _fail(
                 f"{name} must be a positive number of {'ms' if 'p99' in name else '/s'}, got {v}"
             )
+    if min_quality is not None and not math.isfinite(min_quality):
+        raise _fail(f"--min-quality must be a finite number (a quality floor), got {min_quality}")
     runs = _runs(run_dirs)
     result = make_plan(runs, p99_ms=p99_ms, rate_per_s=rate, min_quality=min_quality)
-    if format_ == "json":
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    if format_ == "json":  # strict JSON: a non-finite figure is null, never -Infinity
+        text = json.dumps(_finite_json(result.to_dict()), indent=2, default=str, allow_nan=False)
+        sys.stdout.write(text + "\n")
     else:
         from energybench.report.terminal import plan_text
 

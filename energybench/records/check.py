@@ -150,10 +150,7 @@ def _figure(value: Any, where: str, what: str, hi: float = math.inf) -> None:
 
 
 def _quality(key: str, value: Any, where: str) -> None:
-    """A quality figure: a number (PSNR of identical images is +Infinity, as BasicSR gives it;
-    nothing else may be non-finite)."""
-    if key.startswith(("psnr", "bicubic_psnr")) and value == math.inf:
-        return
+    """A quality figure: a finite number or null (the metric needs a finite Q)."""
     _finite(value, where, "a quality figure", lo=-math.inf)
 
 
@@ -178,7 +175,7 @@ def _check_key(key: str, value: Any, where: str) -> bool:
         if isinstance(value, list):
             return False
         _count(value, where)
-    elif key in QUALITY_KEYS and not isinstance(value, dict | list):
+    elif key in QUALITY_KEYS:
         _quality(key, value, where)
     else:
         return False
@@ -282,6 +279,46 @@ def check_manifest(data: Any) -> None:
     check_store_version(data.get("store_version", 1))
     if suite.get("metric") is not None:
         _metric(suite["metric"])
+    names = {e["name"] for e in entries}
+    for i, e in enumerate(entries):
+        _entry(e, f"suite.entries[{i}]", names)
+    energy = suite.get("energy") or {}
+    for key, value in energy.items():
+        if str(key).startswith("allow_") or key in ("idle_after",):
+            _want(value, (bool,), f"suite.energy.{key}", "true or false")
+    for key in ("placements", "failed"):
+        for k, v in (data.get(key) or {}).items():
+            _want(v, (str,), f"{key}.{k}", "a string")
+    if suite.get("carbon") is not None:
+        _want(suite["carbon"], (dict,), "suite.carbon", "an object")
+
+
+def _entry(e: dict[str, Any], where: str, names: set[str]) -> None:
+    """The fields of a suite entry that reports read."""
+    for key in ("inherit", "description", "device"):
+        if e.get(key) is not None:
+            _want(e[key], (str,), f"{where}.{key}", "a string")
+    if e.get("inherit") is not None and e["inherit"] not in names:
+        raise _Bad(f"{where}.inherit", f"names '{e['inherit'][:60]}', not an entry of this run")
+    if "rank" in e:
+        _want(e["rank"], (bool,), f"{where}.rank", "true or false")
+    for u in _want(e.get("uses") or [], (list,), f"{where}.uses", "a list of entry names"):
+        _want(u, (str,), f"{where}.uses", "a list of entry names (strings)")
+    for key in ("model", "dataset", "train", "evaluate", "backend"):
+        if e.get(key) is not None:
+            _want(e[key], (dict,), f"{where}.{key}", "an object")
+    for i, c in enumerate(_want(e.get("compress") or [], (list,), f"{where}.compress", "a list")):
+        _want(c, (dict,), f"{where}.compress[{i}]", "an object (a compress method)")
+    for i, sc in enumerate(_want(e.get("serve") or [], (list,), f"{where}.serve", "a list")):
+        here = f"{where}.serve[{i}]"
+        _want(sc, (dict,), here, "an object (a serving scenario)")
+        _want(sc.get("scenario"), (str,), f"{here}.scenario", "a string (the scenario kind)")
+        if sc.get("name") is not None:
+            _want(sc["name"], (str,), f"{here}.name", "a string")
+        if sc.get("batch_sizes") is not None:
+            sizes = _want(sc["batch_sizes"], (list,), f"{here}.batch_sizes", "a list")
+            for j, b in enumerate(sizes):
+                _count(b, f"{here}.batch_sizes[{j}]")
 
 
 def check_store_version(version: Any) -> int:
