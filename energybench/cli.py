@@ -7,6 +7,7 @@ line pointing to its crash report (traceback, command line, versions), exit 1.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -482,12 +483,31 @@ def models() -> None:
         console.print(table)
 
 
+def _exit_interrupted() -> None:
+    """Exit 130 at once after a Ctrl-C: everything worth keeping is written and synced (records,
+    the released lock, the message), so the interpreter's teardown (seconds of native clean-up
+    in torch's thread pools on a loaded machine) is skipped: Ctrl-C ends a run promptly."""
+    import logging
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(130)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        _exit_interrupted()
+    except SystemExit as exc:
+        if exc.code == 130:
+            _exit_interrupted()
+        raise
 
 
 if __name__ == "__main__":

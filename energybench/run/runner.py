@@ -37,9 +37,11 @@ from energybench.records.store import (
     RunStore,
     atomic_write_json,
 )
+from energybench.run import interrupt
 from energybench.run.allocator import keep_freed_memory
 from energybench.run.checkpoint import CheckpointLoader, build_model, save_checkpoint
 from energybench.run.environment import snapshot
+from energybench.run.interrupt import CtrlC
 from energybench.run.lock import RunLock
 from energybench.run.placement import placements
 from energybench.run.preflight import (
@@ -75,7 +77,7 @@ def test_hold(point: str) -> None:
     path = Path(spec[len(point) + 1 :])
     Path(f"{path}.ready").write_text(point)
     while path.exists():
-        time.sleep(0.01)
+        interrupt.sleep(0.01)  # a Ctrl-C dropped by a finaliser still ends the wait
 
 
 @dataclass
@@ -399,6 +401,7 @@ class Runner:
                 self._note(f"{key}: {state}; redoing it")
             elif state is None:
                 self._note(f"{key}: redoing it, because {', '.join(redone)} was redone")
+            interrupt.check()
             test_hold(key)
             if phase == "train":
                 model = self._train(e, task, device)
@@ -446,12 +449,13 @@ class Runner:
         self.monitor = build_monitor(
             self.suite.energy, devices or None, self.store.trace_dir, simulate=self.simulate
         )
-        with self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
+        with CtrlC(), self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
             self.progress = prog
             self._write_manifest()
             self._idle_baseline("before")
             blocked: dict[str, str] = {}
             for i, e in enumerate(entries):
+                interrupt.check()
                 if i > 0:
                     self._cool_down(e)
                 deps = ([e.inherit] if e.inherit else []) + e.uses

@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,13 +65,14 @@ class Watched:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
         )
         self.lines: list[str] = []
+        self.t0 = time.monotonic()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
+        for line in self.proc.stdout:  # each line with when it came (for a slow exit's story)
+            self.lines.append(f"[{time.monotonic() - self.t0:7.2f} s] {line}")
 
     def wait_for(self, ready: Path | None = None, text: str | None = None) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -85,6 +87,7 @@ class Watched:
     def interrupt(self) -> tuple[int, float, str]:
         """SIGINT; the exit code, how long it took and the whole output."""
         t0 = time.monotonic()
+        self.lines.append(f"[{t0 - self.t0:7.2f} s] (SIGINT sent)\n")
         self.proc.send_signal(signal.SIGINT)
         try:
             code = self.proc.wait(timeout=60)
@@ -94,6 +97,7 @@ class Watched:
             pytest.fail("the run did not end within 60 s of Ctrl-C:\n" + "".join(self.lines))
         took = time.monotonic() - t0
         self._reader.join(timeout=10)
+        self.lines.append(f"[{time.monotonic() - self.t0:7.2f} s] (exited {code})\n")
         return code, took, "".join(self.lines)
 
 
@@ -150,3 +154,33 @@ def test_ctrl_c_ends_the_run_promptly(tmp_path: Path, point: str, repeat: int) -
         assert "second/train" not in recs  # the interrupted phase left no record
     else:
         assert recs == {}
+
+
+class _Dropper:
+    """Receives Ctrl-C inside its finaliser, where Python prints the exception and drops it."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here, inside __del__
+
+
+def test_the_premise_a_finaliser_drops_a_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    dropped: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    _Dropper()  # without CtrlC the interrupt is gone: execution goes on
+    assert [d.exc_type for d in dropped] == [KeyboardInterrupt]
+
+
+def test_a_ctrl_c_dropped_by_a_finaliser_still_ends_a_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    from energybench.run import interrupt
+
+    dropped: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+
+    t0 = time.monotonic()
+    with interrupt.CtrlC(), pytest.raises(KeyboardInterrupt):
+        _Dropper()
+        interrupt.sleep(30)  # the run's waits check for a recorded interrupt
+    assert time.monotonic() - t0 < 5
+    assert [d.exc_type for d in dropped] == [KeyboardInterrupt]
+    interrupt.check()  # leaving CtrlC forgets it: the next run starts clean
