@@ -343,8 +343,9 @@ def _unpickle(path: Path) -> dict[bytes, Any]:
         data = load_restricted(path)  # arrays and lists only: a crafted batch runs no code
     except UnpicklingError as exc:
         raise DatasetConfigError(
-            f"{path}: refused, not a CIFAR python batch ({exc}); only point 'root' at the "
-            "batches you downloaded"
+            f"{path}: not a CIFAR python batch ({exc}); it is truncated, damaged or not a batch "
+            "(a pickle that would run code is refused); point 'root' at the batches you "
+            "downloaded"
         ) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as exc:
         raise DatasetConfigError(

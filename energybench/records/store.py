@@ -162,13 +162,13 @@ def _component(name: str, what: str) -> str:
 def _inside(path: Path, base: Path, what: str) -> Path:
     """``path`` if it resolves strictly inside ``base`` (the run root, or ``--out`` for a new
     run), and no folder or file on the way below ``base`` is a link; else refuse."""
+    safefs.check_write_path(path)  # a link on the way is named as such
     resolved, root = path.resolve(), base.resolve()
     if resolved == root or not resolved.is_relative_to(root):
         raise UnsafePathError(
             f"{what} {path} resolves to {resolved}, outside {root}; refusing to read or write "
             "there (check the names in the suite or manifest, and symlinks in the folder)"
         )
-    safefs.check_write_path(path)
     return path
 
 
