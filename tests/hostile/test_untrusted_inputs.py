@@ -176,7 +176,7 @@ def test_a_truncated_gzip_idx_file_is_bad_input_naming_it(tmp_path: Path) -> Non
     assert str(path) in str(info.value)
 
 
-# --------------------------------------------------------------------------- links planted while a run goes on
+# ------------------------------------------------------------- links planted while a run goes on
 def test_a_lock_file_planted_as_a_link_is_never_truncated(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
