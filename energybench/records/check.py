@@ -150,7 +150,12 @@ def _figure(value: Any, where: str, what: str, hi: float = math.inf) -> None:
 
 
 def _quality(key: str, value: Any, where: str) -> None:
-    """A quality figure: a finite number or null (the metric needs a finite Q)."""
+    """A quality figure (or a list of them, one per frame): finite numbers or null (the metric
+    needs a finite Q)."""
+    if isinstance(value, list):
+        for i, v in enumerate(value[:100_000]):
+            _finite(v, f"{where}[{i}]", "a quality figure", lo=-math.inf)
+        return
     _finite(value, where, "a quality figure", lo=-math.inf)
 
 
@@ -302,14 +307,14 @@ def _entry(e: dict[str, Any], where: str, names: set[str]) -> None:
         raise _Bad(f"{where}.inherit", f"names '{e['inherit'][:60]}', not an entry of this run")
     if "rank" in e:
         _want(e["rank"], (bool,), f"{where}.rank", "true or false")
-    for u in _want(e.get("uses") or [], (list,), f"{where}.uses", "a list of entry names"):
+    for u in _want(e.get("uses", []), (list,), f"{where}.uses", "a list of entry names"):
         _want(u, (str,), f"{where}.uses", "a list of entry names (strings)")
     for key in ("model", "dataset", "train", "evaluate", "backend"):
         if e.get(key) is not None:
             _want(e[key], (dict,), f"{where}.{key}", "an object")
-    for i, c in enumerate(_want(e.get("compress") or [], (list,), f"{where}.compress", "a list")):
+    for i, c in enumerate(_want(e.get("compress", []), (list,), f"{where}.compress", "a list")):
         _want(c, (dict,), f"{where}.compress[{i}]", "an object (a compress method)")
-    for i, sc in enumerate(_want(e.get("serve") or [], (list,), f"{where}.serve", "a list")):
+    for i, sc in enumerate(_want(e.get("serve", []), (list,), f"{where}.serve", "a list")):
         here = f"{where}.serve[{i}]"
         _want(sc, (dict,), here, "an object (a serving scenario)")
         _want(sc.get("scenario"), (str,), f"{here}.scenario", "a string (the scenario kind)")

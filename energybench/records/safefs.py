@@ -98,7 +98,7 @@ def check_write_path(path: Path | str) -> None:
     except FileNotFoundError:
         return
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-        raise _refuse(p, st.st_mode, "a regular file")
+        raise _refuse(p, st.st_mode, "a regular file or a folder")
 
 
 def safe_mkdirs(path: Path | str) -> None:
