@@ -7,10 +7,11 @@ line pointing to its crash report (traceback, command line, versions), exit 1.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -296,12 +297,16 @@ def validate(
     from rich.markup import escape
 
     from energybench.errors import UserError
-    from energybench.run.preflight import host_report
+    from energybench.run.preflight import check_datasets, host_report
     from energybench.suite.ranking import iec_reference, unrankable
 
     loaded = _load(suite, set_)
     s = loaded.suite
     _check_weights(s, loaded.path.parent)
+    try:
+        check_datasets(s, None)  # dataset roots: exist, readable, the expected layout (as run)
+    except UserError as exc:
+        raise _user_error(exc, exc.exit_code) from None
     console.print(
         f"[green]ok[/green]: suite '{s.name}' with {len(s.entries)} entries "
         f"({', '.join(e.name for e in s.entries)}); config hash {loaded.config_hash}"
@@ -338,14 +343,14 @@ def _check_weights(suite: Suite, base: Path) -> None:
 
 
 def _runs(run_dirs: list[Path]):  # noqa: ANN202
+    """Every run folder loaded and checked (a damaged file or a link in it: exit 2, named)."""
+    from energybench.errors import UserError
     from energybench.plugins.entrypoints import load_run
-    from energybench.records.check import RunFileError
-    from energybench.records.store import NotARunError
 
     try:
         return [load_run(d) for d in run_dirs]
-    except (NotARunError, RunFileError) as exc:
-        raise _user_error(exc) from None
+    except UserError as exc:
+        raise _user_error(exc, exc.exit_code) from None
 
 
 @app.command()
@@ -445,6 +450,17 @@ def export(
     console.print(f"export: [bold]{path}[/bold]")
 
 
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 @app.command()
 def compare(
     run_a: Annotated[Path, typer.Argument(help="A run directory.")],
@@ -493,6 +509,7 @@ def plan(
     nearest miss is printed) or the rate was not measured; 2: bad input.
     """
     import json
+    import math
 
     from energybench.plan import plan as make_plan
 
@@ -503,10 +520,13 @@ def plan(
             raise _fail(
                 f"{name} must be a positive number of {'ms' if 'p99' in name else '/s'}, got {v}"
             )
+    if min_quality is not None and not math.isfinite(min_quality):
+        raise _fail(f"--min-quality must be a finite number (a quality floor), got {min_quality}")
     runs = _runs(run_dirs)
     result = make_plan(runs, p99_ms=p99_ms, rate_per_s=rate, min_quality=min_quality)
-    if format_ == "json":
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    if format_ == "json":  # strict JSON: a non-finite figure is null, never -Infinity
+        text = json.dumps(_finite_json(result.to_dict()), indent=2, default=str, allow_nan=False)
+        sys.stdout.write(text + "\n")
     else:
         from energybench.report.terminal import plan_text
 
@@ -584,12 +604,31 @@ def _load_installed_plugins(load_all: Callable[[], dict[str, str]]) -> None:
         err.print(f"warning: {exc}", highlight=False, markup=False)
 
 
+def _exit_interrupted() -> None:
+    """Exit 130 at once after a Ctrl-C: everything worth keeping is written and synced (records,
+    the released lock, the message), so the interpreter's teardown (seconds of native clean-up
+    in torch's thread pools on a loaded machine) is skipped: Ctrl-C ends a run promptly."""
+    import logging
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(130)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        _exit_interrupted()
+    except SystemExit as exc:
+        if exc.code == 130:
+            _exit_interrupted()
+        raise
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 A run can take hours; finding out at the end that its report cannot be written (a directory in
 the way, a parent that is a file, a read-only folder) wastes them. These checks create nothing:
-they look for the nearest existing ancestor and ask whether it is a writable folder.
+they look for the nearest existing ancestor and ask whether it is a writable folder on a file
+system that holds files (not ``/proc``, ``/sys``, ``/dev`` and the like, where a "write" changes
+kernel settings or fails half-way).
 """
 
 from __future__ import annotations
@@ -17,6 +19,35 @@ class OutputPathError(UserError, ValueError):
     """An output path that cannot be written (user error, exit 2)."""
 
 
+#: kernel file systems: no place for results
+SPECIAL_FS = frozenset(
+    {
+        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+        "securityfs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs",
+        "binfmt_misc", "efivarfs", "autofs", "rpc_pipefs", "nsfs",
+    }
+)  # fmt: skip
+
+
+def _fs_type(path: Path) -> str | None:
+    """The type of the file system ``path`` (an existing path) is on (None: not known)."""
+    try:
+        real = os.path.realpath(path)
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+            mounts = [line.split() for line in fh]
+    except OSError:
+        return None
+    best, kind = "", None
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
 def _writable_ancestor(path: Path, what: str, target: Path) -> None:
     """The nearest existing ancestor of ``path`` (inclusive) is a folder this user can write."""
     probe = path
@@ -24,6 +55,12 @@ def _writable_ancestor(path: Path, what: str, target: Path) -> None:
         if probe.parent == probe:
             break
         probe = probe.parent
+    kind = _fs_type(probe)
+    if kind in SPECIAL_FS:
+        raise OutputPathError(
+            f"{what} {target}: {probe} is on the kernel's {kind} file system, not a place for "
+            "files; choose a folder on a disk"
+        )
     if not probe.is_dir():
         raise OutputPathError(
             f"{what} {target}: {probe} is a file, not a folder, so nothing can be written "

@@ -144,7 +144,7 @@ def test_the_store_and_the_metrics_import_nothing_else_of_energybench(leaf: str)
     graph = import_graph()
     allowed = {m for m in graph if m.startswith("energybench.metrics")}
     allowed |= {"energybench.records.check", "energybench.records.types", "energybench.errors"}
-    allowed |= {"energybench.records.phases"}
+    allowed |= {"energybench.records.phases", "energybench.records.safefs"}
     assert reachable(graph, leaf) <= allowed
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import struct
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -118,10 +119,18 @@ class DigitsDataset(TensorClassDataset):
 def read_idx(path: Path) -> np.ndarray:
     """An idx file (MNIST format, optionally gzipped) as a numpy array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a truncated or damaged archive
+        raise DatasetConfigError(
+            f"{path}: cannot be decompressed ({exc}); the archive is truncated or damaged, "
+            "download it again"
+        ) from None
+    if len(data) < 4:
+        raise DatasetConfigError(f"{path} is not an idx file ({len(data)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
+    if zero != 0 or dtype_code != 0x08 or len(data) < 4 + 4 * ndim:
         raise DatasetConfigError(f"{path} is not an unsigned-byte idx file")
     dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)

@@ -376,7 +376,24 @@ class ImageFolderDataset(ImageClassDataset):
 
 
 def _unpickle(path: Path) -> dict[bytes, Any]:
-    return load_restricted(path)  # arrays and lists only: a crafted batch runs no code
+    """A CIFAR batch (arrays and lists only: a crafted batch runs no code); one that cannot be
+    decoded is bad input naming the file (:class:`DatasetConfigError`, exit 2)."""
+    try:
+        data = load_restricted(path)  # arrays and lists only: a crafted batch runs no code
+    except UnpicklingError as exc:
+        raise DatasetConfigError(
+            f"{path}: not a CIFAR python batch ({exc}); it is truncated, damaged or not a batch "
+            "(a pickle that would run code is refused); point 'root' at the batches you "
+            "downloaded"
+        ) from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as exc:
+        raise DatasetConfigError(
+            f"{path}: cannot be decoded as a CIFAR python batch ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); the file is truncated or damaged, download it again"
+        ) from None
+    if not isinstance(data, dict):
+        raise DatasetConfigError(f"{path}: not a CIFAR python batch (not a dictionary)")
+    return data
 
 
 class CifarDataset(TensorClassDataset):
@@ -418,8 +435,18 @@ class CifarDataset(TensorClassDataset):
 
         def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
             parts = [_unpickle(base / f) for f in files]
-            x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32)
-            y = np.concatenate([np.asarray(p[key]) for p in parts])
+            try:
+                x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32)
+                y = np.concatenate([np.asarray(p[key]) for p in parts])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise DatasetConfigError(
+                    f"{', '.join(str(base / f) for f in files)}: not CIFAR python batches "
+                    f"({type(exc).__name__}: {str(exc)[:120]}); download them again"
+                ) from None
+            if len(x) != len(y):
+                raise DatasetConfigError(
+                    f"{base}: the batches have {len(x)} images, {len(y)} labels"
+                )
             return x, y
 
         x_tr, y_tr = read(train_files)
@@ -436,7 +463,7 @@ class CifarDataset(TensorClassDataset):
             m = _unpickle(base / meta)
             label_key = b"label_names" if variant == "cifar10" else b"fine_label_names"
             classes = [c.decode() for c in m[label_key]]
-        except (OSError, KeyError, UnpicklingError):
+        except (OSError, KeyError, DatasetConfigError):
             classes = [str(c) for c in range(int(labels.max()) + 1)]
         test = shuffled(np.arange(n_tr, len(labels)), seed)
         splits = {"train": train, "val": shuffled(val, seed), "test": test}

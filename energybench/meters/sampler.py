@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from energybench.meters.base import SYSTEM_CLOCK, Clock
+from energybench.records import safefs
 
 #: Columns of a trace CSV, in order. ``unix_s`` is the read time (s), ``power_w`` in W.
 TRACE_COLUMNS = ("unix_s", "device", "power_w", "temp_c", "sm_clock_mhz", "util_pct")
@@ -101,9 +103,10 @@ class TraceWriter:
 
     def __init__(self, path: Path, flush_rows: int = 256, flush_s: float = 2.0) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists() or path.stat().st_size == 0
-        self._fh: IO[str] | None = path.open("a", newline="")
+        safefs.safe_mkdirs(path.parent)  # in a run folder: no link followed (records.safefs)
+        fd = safefs.open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        new = os.fstat(fd).st_size == 0
+        self._fh: IO[str] | None = os.fdopen(fd, "a", newline="")
         self._csv = csv.writer(self._fh)
         if new:
             self._csv.writerow(TRACE_COLUMNS)

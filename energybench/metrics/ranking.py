@@ -12,6 +12,7 @@ greenest entry); the point ``rank`` orders within it but is not settled by the m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
@@ -109,6 +110,10 @@ def rank(
         value = None
         if undefined is None:
             value = greenness(e, mui, tau) if mui is not None else suite_score(e, pairs, tau)  # type: ignore[arg-type]
+        implausible = _implausible(e, value, mui)
+        if implausible:
+            reasons += implausible
+            value = value if value is None or math.isfinite(value) else None
         if reasons:
             row = _row(e, None, value, metric, mui, "; ".join(reasons))
             band = _band(e, mui, pairs, tau) if value is not None else None
@@ -173,6 +178,18 @@ def tie_groups(bands: Sequence[tuple[float, float]]) -> list[int]:
                 parent[root(j)] = root(i)
     numbers: dict[int, int] = {}
     return [numbers.setdefault(root(i), len(numbers) + 1) for i in range(len(bands))]
+
+
+def _implausible(e: EntryCost, value: float | None, mui: float | None) -> list[str]:
+    """Why ``e``'s figures cannot be ranked although G is defined: serving is never free (an
+    IEC <= 0 J per item is a damaged or hand-edited record), and a non-finite G or score says
+    nothing (at MUI = 0 with TEC = 0 it is infinite by definition and ranked)."""
+    out = []
+    if e.iec_j is not None and not (math.isfinite(e.iec_j) and e.iec_j > 0):
+        out.append(f"IEC = {e.iec_j:g} J per item is not a plausible measurement")
+    if value is not None and not math.isfinite(value) and mui != 0:
+        out.append(f"the value {value:g} is not finite, so it cannot be compared")
+    return out
 
 
 def _row(

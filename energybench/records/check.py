@@ -5,7 +5,9 @@ copy cut short), edited by hand, or replaced. Readers never trust it: :func:`rea
 the parsed object only when it has the shape the reports, exports and ``--resume`` rely on, and
 otherwise raises :class:`RunFileError` whose message is ``<file>: <what is wrong>`` (a user error,
 exit 2). The checks cover structure (objects, lists, strings where readers navigate), phase
-statuses, and energies (finite and >= 0); they never look at values a reader does not use.
+statuses, the store version, the metric settings (within the suite schema's bounds), energies
+(finite, >= 0 and small enough that any sum of them stays finite), qualities, latencies, rates,
+fractions and counts; they never look at values a reader does not use.
 """
 
 from __future__ import annotations
@@ -33,6 +35,38 @@ ENERGY_KEYS = frozenset(
     }
 )
 _STAT_KEYS = ("mean", "min", "max", "p50")  # a statistic of an energy: these are energies too
+#: an energy above this (about 280 GWh) is not a measurement of one benchmark phase; the cap also
+#: keeps every sum a report takes over a run's energies finite
+MAX_ENERGY_J = 1e15
+#: 2 (energybench 0.2.0); a manifest without one was written by 0.1.0 (version 1)
+STORE_VERSION = 2
+#: the quality figures a task's evaluation writes (``metric.quality`` names one)
+QUALITY_KEYS = frozenset({"psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db", "top1", "top5"})
+#: counts: whole numbers >= 0 wherever they appear in a record
+COUNT_KEYS = frozenset(
+    {
+        "items",
+        "iterations",
+        "requests",
+        "frames",
+        "dropped",
+        "trials_total",
+        "trials_without_energy",
+        "requests_per_trial",
+        "frames_per_trial",
+        "deadline_misses",
+        "samples",
+        "steps",
+        "max_batch",
+    }
+)
+#: rates (per second) that are not named ``*_per_s``
+RATE_KEYS = frozenset({"fps", "target_fps", "fps_achieved", "items_per_s"})
+#: statistics of a latency or a rate that cannot be negative (confidence bounds can)
+_SUMMARY_KEYS = ("mean", "min", "max", "p50", "p90", "p99")
+#: the suite schema's bounds on metric settings (``suite.schema.MetricSettings``; a test keeps
+#: them equal): tau in [0, 100]; MUI in (0, 1e18]; weight in [0, 1e6]; 1 to 100 intensities
+TAU_MAX, MUI_MAX, WEIGHT_MAX, INTENSITIES_MAX = 100.0, 1e18, 1e6, 100
 
 
 class RunFileError(UserError, ValueError):
@@ -81,18 +115,87 @@ def _energy(value: Any, where: str) -> None:
         raise _Bad(where, f"is {json.dumps(value)}; an energy must be a finite number of joules")
     if value < 0:
         raise _Bad(where, f"is {value} J; an energy cannot be negative")
+    if value > MAX_ENERGY_J:
+        raise _Bad(
+            where, f"is {value:g} J, more than any benchmark phase uses ({MAX_ENERGY_J:g} J)"
+        )
+
+
+def _finite(value: Any, where: str, what: str, lo: float = 0.0, hi: float = math.inf) -> None:
+    """``value`` is null or a finite number in [lo, hi] (``what``: e.g. "a latency in ms")."""
+    if value is None:
+        return
+    if not _is_number(value):
+        raise _Bad(where, f"must be {what} (a number), found {_kind(value)}")
+    if not math.isfinite(value):
+        raise _Bad(where, f"is {json.dumps(value)}; {what} must be a finite number")
+    if not lo <= value <= hi:
+        bound = f">= {lo:g}" if hi == math.inf else f"between {lo:g} and {hi:g}"
+        raise _Bad(where, f"is {value:g}; {what} must be {bound}")
+
+
+def _figure(value: Any, where: str, what: str, hi: float = math.inf) -> None:
+    """A latency, rate or fraction: a number, a list of them, or a summary of them."""
+    if isinstance(value, dict):
+        for k in _SUMMARY_KEYS:
+            if k in value:
+                _finite(value[k], f"{where}.{k}", what, hi=hi)
+        if "n" in value:
+            _count(value["n"], f"{where}.n")
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:100_000]):
+            _finite(v, f"{where}[{i}]", what, hi=hi)
+    else:
+        _finite(value, where, what, hi=hi)
+
+
+def _quality(key: str, value: Any, where: str) -> None:
+    """A quality figure (or a list of them, one per frame): finite numbers or null (the metric
+    needs a finite Q)."""
+    if isinstance(value, list):
+        for i, v in enumerate(value[:100_000]):
+            _finite(v, f"{where}[{i}]", "a quality figure", lo=-math.inf)
+        return
+    _finite(value, where, "a quality figure", lo=-math.inf)
+
+
+def _count(value: Any, where: str) -> None:
+    if value is None:
+        return
+    if not (_is_number(value) and math.isfinite(value) and value >= 0 and value == int(value)):
+        raise _Bad(where, f"must be a count (a whole number >= 0), found {json.dumps(value)[:40]}")
+
+
+def _check_key(key: str, value: Any, where: str) -> bool:
+    """Check ``value`` if ``key`` names a figure this module knows; True when it did."""
+    if key in ENERGY_KEYS:
+        _energy(value, where)
+    elif key.endswith("_ms"):
+        _figure(value, where, "a latency in ms")
+    elif key.endswith("_per_s") or key in RATE_KEYS:
+        _figure(value, where, "a rate per second")
+    elif key.endswith("_rate") and not isinstance(value, dict):
+        _figure(value, where, "a fraction", hi=1.0)
+    elif key in COUNT_KEYS:
+        if isinstance(value, list):
+            return False
+        _count(value, where)
+    elif key in QUALITY_KEYS:
+        _quality(key, value, where)
+    else:
+        return False
+    return isinstance(value, int | float | str | type(None)) or key in ENERGY_KEYS
 
 
 def _walk_energies(value: Any, where: str = "", depth: int = 0) -> None:
-    """Every energy key at any depth is a finite number >= 0 (or null)."""
+    """Every figure key at any depth (energy, latency, rate, fraction, count, quality) holds a
+    plausible value: finite, in its range (or null)."""
     if depth > 64:
         raise _Bad(where, "nests deeper than a record ever does")
     if isinstance(value, dict):
         for k, v in value.items():
             here = f"{where}.{k}" if where else str(k)
-            if k in ENERGY_KEYS:
-                _energy(v, here)
-            else:
+            if not _check_key(str(k), v, here):
                 _walk_energies(v, here, depth + 1)
     elif isinstance(value, list):
         for i, v in enumerate(value):
@@ -178,6 +281,100 @@ def check_manifest(data: Any) -> None:
         container = suite if key in ("energy", "metric", "defaults") else data
         if container.get(key) is not None:
             _want(container[key], (dict,), key, "an object")
+    check_store_version(data.get("store_version", 1))
+    if suite.get("metric") is not None:
+        _metric(suite["metric"])
+    names = {e["name"] for e in entries}
+    for i, e in enumerate(entries):
+        _entry(e, f"suite.entries[{i}]", names)
+    energy = suite.get("energy") or {}
+    for key, value in energy.items():
+        if str(key).startswith("allow_") or key in ("idle_after",):
+            _want(value, (bool,), f"suite.energy.{key}", "true or false")
+    for key in ("placements", "failed"):
+        for k, v in (data.get(key) or {}).items():
+            _want(v, (str,), f"{key}.{k}", "a string")
+    if suite.get("carbon") is not None:
+        _want(suite["carbon"], (dict,), "suite.carbon", "an object")
+
+
+def _entry(e: dict[str, Any], where: str, names: set[str]) -> None:
+    """The fields of a suite entry that reports read."""
+    for key in ("inherit", "description", "device"):
+        if e.get(key) is not None:
+            _want(e[key], (str,), f"{where}.{key}", "a string")
+    if e.get("inherit") is not None and e["inherit"] not in names:
+        raise _Bad(f"{where}.inherit", f"names '{e['inherit'][:60]}', not an entry of this run")
+    if "rank" in e:
+        _want(e["rank"], (bool,), f"{where}.rank", "true or false")
+    for u in _want(e.get("uses", []), (list,), f"{where}.uses", "a list of entry names"):
+        _want(u, (str,), f"{where}.uses", "a list of entry names (strings)")
+    for key in ("model", "dataset", "train", "evaluate", "backend"):
+        if e.get(key) is not None:
+            _want(e[key], (dict,), f"{where}.{key}", "an object")
+    for i, c in enumerate(_want(e.get("compress", []), (list,), f"{where}.compress", "a list")):
+        _want(c, (dict,), f"{where}.compress[{i}]", "an object (a compress method)")
+    for i, sc in enumerate(_want(e.get("serve", []), (list,), f"{where}.serve", "a list")):
+        here = f"{where}.serve[{i}]"
+        _want(sc, (dict,), here, "an object (a serving scenario)")
+        _want(sc.get("scenario"), (str,), f"{here}.scenario", "a string (the scenario kind)")
+        if sc.get("name") is not None:
+            _want(sc["name"], (str,), f"{here}.name", "a string")
+        if sc.get("batch_sizes") is not None:
+            sizes = _want(sc["batch_sizes"], (list,), f"{here}.batch_sizes", "a list")
+            for j, b in enumerate(sizes):
+                _count(b, f"{here}.batch_sizes[{j}]")
+
+
+def check_store_version(version: Any) -> int:
+    """The manifest's ``store_version``: a whole number this energybench can read."""
+    if not (_is_number(version) and math.isfinite(version) and version == int(version)):
+        raise _Bad("store_version", f"must be a whole number, found {json.dumps(version)[:40]}")
+    if version < 1:
+        raise _Bad("store_version", f"is {version}; store versions start at 1")
+    if version > STORE_VERSION:
+        raise _Bad(
+            "store_version",
+            f"is {int(version)}: written by a newer energybench; this one reads store versions up "
+            f"to {STORE_VERSION} and changes nothing in the run (upgrade energybench to use it)",
+        )
+    return int(version)
+
+
+def _metric(metric: dict[str, Any]) -> None:
+    """``suite.metric``: tau, usage intensities and weights within the suite schema's bounds."""
+    w = "suite.metric"
+    if "tau" in metric:
+        _finite(metric["tau"], f"{w}.tau", "tau", hi=TAU_MAX)
+    for key in ("quality", "iec_scenario"):
+        if metric.get(key) is not None:
+            _want(metric[key], (str,), f"{w}.{key}", "a string")
+    if metric.get("iec_batch_size") is not None:
+        _count(metric["iec_batch_size"], f"{w}.iec_batch_size")
+    if "usage_intensities" not in metric:
+        return
+    uis = _want(metric["usage_intensities"], (list,), f"{w}.usage_intensities", "a list")
+    if not 1 <= len(uis) <= INTENSITIES_MAX:
+        raise _Bad(
+            f"{w}.usage_intensities",
+            f"has {len(uis)} usage intensities; a suite has 1 to {INTENSITIES_MAX}",
+        )
+    for i, u in enumerate(uis):
+        here = f"{w}.usage_intensities[{i}]"
+        _want(u, (dict,), here, "an object with mui and weight")
+        mui = u.get("mui")
+        _finite(mui, f"{here}.mui", "a usage intensity (MUI)", hi=MUI_MAX)
+        if mui is None or mui <= 0:
+            raise _Bad(f"{here}.mui", f"is {json.dumps(mui)}; MUI must be a number > 0")
+        _finite(u.get("weight", 1.0), f"{here}.weight", "a weight", hi=WEIGHT_MAX)
+    if not any(_is_number(u.get("weight", 1.0)) and u.get("weight", 1.0) > 0 for u in uis):
+        raise _Bad(f"{w}.usage_intensities", "every weight is 0; at least one must be > 0")
+    if metric.get("pairs") is not None:
+        for i, pair in enumerate(_want(metric["pairs"], (list,), f"{w}.pairs", "a list")):
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise _Bad(f"{w}.pairs[{i}]", "must be a pair of entry names")
+            for name in pair:
+                _want(name, (str,), f"{w}.pairs[{i}]", "a pair of entry names (strings)")
 
 
 def check_idle(data: Any) -> None:

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from energybench.errors import UserError
-from energybench.records.check import RunFileError, read_record
+from energybench.records import safefs
+from energybench.records.check import STORE_VERSION, RunFileError, read_record
 from energybench.records.phases import (
     EntryPhases,
     IdleRecord,
@@ -45,25 +46,35 @@ from energybench.records.phases import (
 )
 from energybench.records.types import RecordShapeError, ScenarioResult, parse_scenarios
 
-#: 2 (energybench 0.2.0): serve records without duplicate keys, scenarios read as typed records;
-#: 1 (0.1.0): read through :func:`upgrade_phase`
-STORE_VERSION = 2
+#: STORE_VERSION 2 (energybench 0.2.0): serve records without duplicate keys, scenarios read as
+#: typed records; 1 (0.1.0): read through :func:`upgrade_phase`. Defined in ``records.check``,
+#: which refuses a manifest of a later version.
+__all__ = ["STORE_VERSION"]
 #: keys a store-version-1 ``load`` scenario wrote beside the ones it keeps (same figures)
 _V1_LOAD_DUPLICATES = ("p50_ms", "p90_ms", "p99_ms", "energy_per_request_j", "requests_per_s")
 PHASES = ("train", "compress", "serve", "evaluate")
 
 
-class DiskFullError(OSError):
-    """A write into the run folder failed because the disk is full (the run stops, exit 1)."""
+#: errno -> what ran out, for :class:`DiskFullError`
+_RAN_OUT = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file size limit (ulimit -f) or the file system's largest file was reached",
+}
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(errno.ENOSPC, "no space left on device", str(path))
+
+class DiskFullError(OSError):
+    """A write into the run folder failed because space ran out: the disk is full, the quota is
+    used up or the file size limit was reached (the run stops, exit 1)."""
+
+    def __init__(self, path: Path, code: int = errno.ENOSPC) -> None:
+        super().__init__(code, _RAN_OUT.get(code, _RAN_OUT[errno.ENOSPC]), str(path))
         self.path = path
 
     def __str__(self) -> str:
         return (
-            f"{self.path}: no space left on device, so it was not written (earlier records are "
-            "intact); free some space, then continue with --resume"
+            f"{self.path}: {self.strerror}, so it was not written (earlier records are "
+            "intact); make room, then continue with --resume"
         )
 
 
@@ -75,9 +86,12 @@ def _sync(fh: Any, path: Path) -> None:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Write-then-rename; inside a run folder no link is followed (:mod:`records.safefs`): each
+    folder below the run root is real, the file is a regular one, the temporary file is new."""
     tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        safefs.safe_mkdirs(path.parent)
+        safefs.check_write_path(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, mode) as fh:
             write(fh)
@@ -86,8 +100,8 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> 
     except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(path) from None
+        if isinstance(exc, OSError) and exc.errno in _RAN_OUT:
+            raise DiskFullError(path, exc.errno) from None
         raise
 
 
@@ -146,7 +160,9 @@ def _component(name: str, what: str) -> str:
 
 
 def _inside(path: Path, base: Path, what: str) -> Path:
-    """``path`` if it resolves strictly inside ``base`` (symlinks followed), else refuse."""
+    """``path`` if it resolves strictly inside ``base`` (the run root, or ``--out`` for a new
+    run), and no folder or file on the way below ``base`` is a link; else refuse."""
+    safefs.check_write_path(path)  # a link on the way is named as such
     resolved, root = path.resolve(), base.resolve()
     if resolved == root or not resolved.is_relative_to(root):
         raise UnsafePathError(
@@ -163,6 +179,9 @@ class RunStore:
     root: Path
     _hashes: dict[Path, tuple[int, int, str]] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        safefs.register_root(self.root)  # every later write under it follows no link
+
     @classmethod
     def create(cls, out_root: Path, suite_name: str, config_hash: str) -> RunStore:
         """A new, empty run directory ``<out_root>/<suite_name>/<run-id>`` (never outside it)."""
@@ -177,6 +196,11 @@ class RunStore:
         root.mkdir(parents=True)
         return cls(root)
 
+    def check_links(self) -> None:
+        """Refuse a run folder holding a link (or FIFO, device) anywhere: nothing is read or
+        written in it (:class:`safefs.LinkInRunError`, exit 2)."""
+        safefs.check_run_folder(self.root)
+
     @property
     def manifest_path(self) -> Path:
         return self.root / "manifest.json"
@@ -184,7 +208,7 @@ class RunStore:
     @property
     def trace_dir(self) -> Path:
         d = self.root / "traces"
-        d.mkdir(parents=True, exist_ok=True)
+        safefs.safe_mkdirs(d)
         return d
 
     def exists(self) -> bool:
@@ -201,15 +225,15 @@ class RunStore:
     def entry_dir(self, entry: str) -> Path:
         """``entries/<entry>``; refuses a name that would leave ``entries/``."""
         entries = self.root / "entries"
-        return _inside(entries / _component(entry, "entry name"), entries, "entry folder")
+        return _inside(entries / _component(entry, "entry name"), self.root, "entry folder")
 
     def phase_path(self, entry: str, phase: str) -> Path:
         d = self.entry_dir(entry)
-        return _inside(d / f"{_component(phase, 'phase')}.json", d, "phase record")
+        return _inside(d / f"{_component(phase, 'phase')}.json", self.root, "phase record")
 
     def checkpoint_path(self, entry: str, name: str) -> Path:
         d = self.entry_dir(entry) / "checkpoints"
-        return _inside(d / f"{_component(name, 'checkpoint')}.pt", d, "checkpoint")
+        return _inside(d / f"{_component(name, 'checkpoint')}.pt", self.root, "checkpoint")
 
     def read_phase(self, entry: str, phase: str) -> dict[str, Any] | None:
         """The checked phase record; None if there is none (:class:`RunFileError` if damaged)."""
@@ -319,7 +343,7 @@ class RunData:
 
     @property
     def store_version(self) -> int:
-        return int(self.manifest.get("store_version", 1))
+        return int(self.manifest.get("store_version", 1))  # checked when read
 
     @property
     def suite(self) -> dict[str, Any]:
@@ -347,14 +371,9 @@ def load_run(run_dir: str | Path) -> RunData:
             f"{root}: not an energybench run directory (no manifest.json); "
             "pass a folder like results/<suite>/<run-id>"
         )
-    run = RunData(root=root, manifest=store.read_manifest())
+    store.check_links()
+    run = RunData(root=root, manifest=store.read_manifest())  # a later store version: refused
     version = run.store_version
-    if version > STORE_VERSION:
-        raise RunFileError(
-            store.manifest_path,
-            f"written with store version {version}; this energybench reads versions up to "
-            f"{STORE_VERSION} (upgrade energybench to read it)",
-        )
     idle = root / "idle.json"
     if idle.exists() or idle.is_symlink():
         run.idle = _typed_idle(idle, read_record(idle, "idle"))

@@ -40,6 +40,7 @@ from rich.console import Console
 
 from energybench.errors import SetupError
 from energybench.plugins.entrypoints import load_plugins
+from energybench.records import safefs
 from energybench.records.store import PHASES, STORE_VERSION, RunStore, atomic_write_json, read_json
 from energybench.run.preflight import check_datasets, check_devices, needed_entries
 from energybench.run.resume import (
@@ -128,8 +129,10 @@ class EntryJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         store = RunStore(Path(self.run_dir))
         jd = job_dir(store, self.entry)
-        jd.mkdir(parents=True, exist_ok=True)
-        with open(jd / "attempts.jsonl", "a") as fh:  # provenance; fault tests read the pid
+        safefs.safe_mkdirs(jd)  # inside the run folder: no link followed
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        attempts = safefs.open_nofollow(jd / "attempts.jsonl", flags)
+        with os.fdopen(attempts, "a") as fh:  # provenance; fault tests read the pid
             attempt = {"pid": os.getpid(), "node": socket.gethostname(), "job_id": _job_id()}
             fh.write(json.dumps({**attempt, "started_unix_s": time.time()}) + "\n")
         manifest = store.read_manifest()
@@ -310,6 +313,8 @@ def _open_store(
     store = RunStore(Path(resume))
     if not store.exists():
         raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
+    store.check_links()  # a link where the run writes: refused before anything is written
+    store.read_manifest()  # damaged or of a later store version: refused, never rewritten
     if labels is not None:
         require_resumable(store, loaded.suite, phase_hashes(loaded.suite, labels), resume)
     return store

@@ -4,7 +4,9 @@ The lock file says who holds it (pid, host, start time) so that a second writer 
 ``run --resume`` of the same folder) is refused with exit 2 naming the holder. The kernel drops
 an ``flock`` when its process dies, however it dies, so a lock left by a killed run is stale by
 construction: the next writer takes it over and says whose it was. Readers (report, export,
-plan) never take the lock: every record is written atomically.
+plan) never take the lock: every record is written atomically. The lock file is opened without
+following a link (``O_NOFOLLOW``) and must be a regular file: a ``run.lock`` planted as a link
+to another file is refused, never truncated.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from energybench.errors import UserError
+from energybench.records import safefs
 
 LOCK_NAME = "run.lock"
 
@@ -39,7 +42,9 @@ class Holder:
     def read(cls, path: Path) -> Holder | None:
         """The holder recorded in ``path`` (None when the file is empty or unreadable)."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            fd = safefs.open_nofollow(path, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as fh:
+                data = json.loads(fh.read(65536).decode("utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict):
@@ -84,7 +89,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Take the lock or raise :class:`RunLockedError` naming the holder."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = safefs.open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

@@ -31,6 +31,7 @@ from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
 from energybench.numerics import apply_numerics
 from energybench.records.check import RunFileError, read_record
+from energybench.records.safefs import LinkInRunError
 from energybench.records.seal import write_seal
 from energybench.records.store import (
     PHASES,
@@ -39,10 +40,12 @@ from energybench.records.store import (
     RunStore,
     atomic_write_json,
 )
+from energybench.run import interrupt
 from energybench.run.allocator import keep_freed_memory
 from energybench.run.checkpoint import CheckpointLoader, build_model, save_checkpoint
 from energybench.run.environment import snapshot
 from energybench.run.idle import measure_baselines, restore
+from energybench.run.interrupt import CtrlC
 from energybench.run.lock import RunLock
 from energybench.run.placement import placements
 from energybench.run.preflight import (
@@ -80,7 +83,7 @@ def test_hold(point: str) -> None:
     path = Path(spec[len(point) + 1 :])
     Path(f"{path}.ready").write_text(point)
     while path.exists():
-        time.sleep(0.01)
+        interrupt.sleep(0.01)  # a Ctrl-C dropped by a finaliser still ends the wait
 
 
 @dataclass
@@ -481,6 +484,7 @@ class Runner:
                 self._note(f"{key}: {state}; redoing it")
             elif state is None:
                 self._note(f"{key}: redoing it, because {', '.join(redone)} was redone")
+            interrupt.check()
             test_hold(key)
             # a DDP train phase's ranks own their GPUs: the parent must not touch them
             here = torch.device("cpu") if self._ranks_train(e, phase) else device
@@ -545,12 +549,13 @@ class Runner:
         apply_numerics(self.suite.numerics)  # declared, before any work (manifest: environment)
         for name, note in placement_notes(entries).items():
             self.console.print(f"[yellow]note: entry '{name}': {note}[/yellow]", highlight=False)
-        with self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
+        with CtrlC(), self.monitor, RunProgress(self.console, self.monitor.live_power) as prog:
             self.progress = prog
             self._write_manifest()
             self._idle_baseline("before", devices)
             blocked: dict[str, str] = {}
             for i, e in enumerate(entries):
+                interrupt.check()
                 if i > 0:
                     self._cool_down(e)
                 deps = ([e.inherit] if e.inherit else []) + e.uses
@@ -561,7 +566,7 @@ class Runner:
                     continue
                 try:
                     self.run_entry(e, entries[i + 1 :])
-                except DiskFullError:
+                except (DiskFullError, LinkInRunError):
                     raise  # nothing more can be saved: stop the run, finished records are intact
                 except Exception as exc:  # noqa: BLE001 - one entry failing must not stop the run
                     self.outcome.failed[e.name] = f"{type(exc).__name__}: {exc}"
@@ -686,6 +691,8 @@ def run_suite(
         store = RunStore(Path(resume))
         if not store.exists():
             raise ResumeError(f"--resume {resume}: not a run directory (no manifest.json)")
+        store.check_links()  # a link where the run writes: refused before anything is written
+        store.read_manifest()  # damaged or of a later store version: refused, never rewritten
         lock = RunLock(store.root).acquire()
     try:
         labels = {k: p.label for k, p in check_devices(loaded.suite, only, simulate).items()}

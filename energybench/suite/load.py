@@ -91,6 +91,22 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, _Marks]:
                 )
             ]
         ) from None
+    except yaml.reader.ReaderError as exc:  # NUL and other unacceptable characters
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1])
+        raise SuiteError(
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    "",
+                    f"malformed YAML: unacceptable character U+{code:04X} ({exc.reason}); "
+                    "a suite is plain text: remove it",
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise SuiteError([Problem(file, None, None, "", f"malformed YAML: {exc}")]) from None
     return data, _Marks(root)
@@ -607,7 +623,12 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     p = Path(path)
     file = str(path)
     if not p.is_file():
-        raise SuiteError([Problem(file, None, None, "", "no such suite file")])
+        what = "no such suite file"
+        if p.is_dir():
+            what = "is a folder, not a suite file"
+        elif p.exists():  # a FIFO, a device, a socket: reading it could block or never end
+            what = "not a regular file (a FIFO, device or socket); give a suite YAML file"
+        raise SuiteError([Problem(file, None, None, "", what)])
     try:
         size = p.stat().st_size
         if size > MAX_BYTES:

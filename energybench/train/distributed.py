@@ -58,6 +58,7 @@ from torch import nn
 
 from energybench.meters.base import DeviceEnergy, Measurement
 from energybench.models.sr.base import online
+from energybench.records import safefs
 from energybench.records.store import atomic_write_json, read_json
 from energybench.tasks.base import Task
 from energybench.train.loop import task_batches
@@ -214,7 +215,7 @@ def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, 
         raise ValueError(f"entry '{e.name}': backend nccl needs CUDA GPUs (use gloo or auto)")
     store = runner.store
     ranks_dir = store.entry_dir(e.name) / "ranks"
-    ranks_dir.mkdir(parents=True, exist_ok=True)
+    safefs.safe_mkdirs(ranks_dir)  # inside the run folder: no link followed
     for old in ranks_dir.glob("train-rank*.json"):  # a previous, failed attempt
         old.unlink()
     log_dir = ranks_dir / "logs" / time.strftime("%Y%m%d-%H%M%S")
@@ -247,7 +248,8 @@ def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, 
     env = {**os.environ, "PYTHONPATH": _pythonpath(), "ENERGYBENCH_RUN_PID": str(os.getpid())}
     launcher_log = ranks_dir / "train.launcher.log"
     t0 = time.time()
-    with open(launcher_log, "wb") as log:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    with os.fdopen(safefs.open_nofollow(launcher_log, flags), "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "energybench.train.distributed", "launch", str(spec_path)],
             env=env,

@@ -4,7 +4,12 @@ a checked record or a ``RunFileError`` naming the file, never another exception.
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
+import math
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -175,3 +180,71 @@ def test_each_check_fires_with_its_location(kind: str, change: Any, problem: str
     with pytest.raises(RunFileError, match=problem) as info:
         parse_record(json.dumps(record).encode(), kind, "run/x.json")
     _located(info.value, "run/x.json")
+
+
+# --------------------------------------------------------------------------- a real run, fuzzed
+#: every record kind of a real run: the manifest, the idle baseline, each phase of each entry
+REAL_FILES = (
+    "manifest.json",
+    "idle.json",
+    "entries/teacher/train.json",
+    "entries/teacher/compress.json",
+    "entries/teacher/serve.json",
+    "entries/teacher/evaluate.json",
+    "entries/child/train.json",
+    "entries/child/serve.json",
+    "entries/child/evaluate.json",
+)
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-entry run (the hostile run-folder tests' tiny suite)."""
+    from typer.testing import CliRunner
+
+    from energybench.cli import app
+    from tests.hostile.test_run_folders import SUITE
+
+    tmp = tmp_path_factory.mktemp("fuzz-run")
+    (tmp / "tiny.yaml").write_text(SUITE)
+    res = CliRunner().invoke(
+        app, ["run", str(tmp / "tiny.yaml"), "--out", str(tmp / "out"), "--no-report"]
+    )
+    assert res.exit_code == 0, res.output
+    (manifest,) = (tmp / "out").glob("tiny/*/manifest.json")
+    return manifest.parent
+
+
+@settings(FUZZ, max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")))
+@given(data=st.data(), rel=st.sampled_from(REAL_FILES))
+def test_a_real_run_with_one_value_replaced_loads_and_exports_or_names_the_file(
+    real_run: Path, data: st.DataObject, rel: str
+) -> None:
+    """Any record kind of a real run, one value anywhere replaced by anything: loading the run
+    and computing every table of its export (sums, rankings) either works or raises a user
+    error naming the file; never another exception, never a non-finite score ranked."""
+    from energybench.errors import UserError
+    from energybench.report.export import export_text
+
+    record = json.loads((real_run / rel).read_text())
+    where = data.draw(st.sampled_from(_paths(record)[1:]))
+    target = record
+    for step in where[:-1]:
+        target = target[step]
+    target[where[-1]] = data.draw(json_values)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "run"
+        shutil.copytree(real_run, root)
+        (root / rel).write_text(json.dumps(record))
+        try:
+            run = load_run(root)
+        except RunFileError as exc:
+            _located(exc, root / rel)
+            return
+        except UserError as exc:  # e.g. an entry name that would leave the run folder
+            assert "manifest" in str(exc) or str(root) in str(exc), exc
+            return
+        text = export_text([run], "csv")
+        for row in csv.DictReader(io.StringIO(text)):
+            if row["rank"]:
+                assert math.isfinite(float(row["score"] or row["greenness"] or 0)), row

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from energybench.records.safefs import LinkInRunError
 from energybench.records.store import NotARunError, RunStore, UnsafePathError, load_run
 
 
@@ -38,7 +39,7 @@ def test_a_symlinked_entry_folder_pointing_outside_is_refused(tmp_path: Path) ->
     (tmp_path / "run/entries").mkdir(parents=True)
     (tmp_path / "run/entries/evil").symlink_to(outside)
     store = RunStore(tmp_path / "run")
-    with pytest.raises(UnsafePathError, match="resolves to"):
+    with pytest.raises(LinkInRunError, match="entries/evil: is a symbolic link"):
         store.write_phase("evil", "train", {"status": "done"})
     assert list(outside.iterdir()) == []
 
