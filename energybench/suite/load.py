@@ -327,7 +327,7 @@ def _raw_reference_problems(data: dict[str, Any], marks: _Marks, file: str) -> l
     entries = data.get("entries")
     if not isinstance(entries, list):
         return []
-    names = [e.get("name") for e in entries if isinstance(e, dict)]
+    names = [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
     problems: list[Problem] = []
 
     def add(path: Path_, msg: str) -> None:
@@ -345,12 +345,13 @@ def _raw_reference_problems(data: dict[str, Any], marks: _Marks, file: str) -> l
                     reg.get(name)
                 except UnknownNameError as exc:
                     add(("entries", i, key, "name"), str(exc))
+        uses = e.get("uses")
         refs = [(("inherit",), e.get("inherit"))] + [
-            (("uses", k), u) for k, u in enumerate(e.get("uses") or [])
+            (("uses", k), u) for k, u in enumerate(uses if isinstance(uses, list) else [])
         ]
         for at, target in refs:
             if isinstance(target, str) and target not in names:
-                close = difflib.get_close_matches(target, [n for n in names if n], n=1)
+                close = difflib.get_close_matches(target, names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(("entries", i, *at), f"no entry named '{target}'{hint}")
     return problems

@@ -40,7 +40,7 @@ entries:
 @pytest.fixture(autouse=True)
 def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The manifest's environment snapshot asks the (absent) driver for GPU names."""
-    monkeypatch.setattr("energybench.run.runner.snapshot", lambda: {})
+    monkeypatch.setattr("energybench.run.runner.snapshot", lambda *a, **k: {})
 
 
 def _runner(tmp_path: Path, device: str = "cuda:1", train: str = "{steps: 1}") -> Runner:
