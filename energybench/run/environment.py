@@ -189,7 +189,7 @@ def snapshot(simulate: str | None = None, gpus: list[int] | None = None) -> dict
     torch indices of the GPUs the run uses (their NVML settings are recorded)."""
     import torch
 
-    from energybench.numerics import read_numerics
+    from energybench.run.numerics import read_numerics
 
     return {
         "os": platform.platform(),

@@ -25,11 +25,9 @@ from torch import nn
 from energybench import __version__
 from energybench.compress.common import CompressContext, describe_model
 from energybench.compress.methods import apply_method
-from energybench.devices import MemoryPeaks, device_scope, memory_peaks, release_memory
 from energybench.errors import SetupError
 from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
-from energybench.numerics import apply_numerics
 from energybench.records.check import RunFileError, read_record
 from energybench.records.safefs import LinkInRunError
 from energybench.records.seal import write_seal
@@ -43,10 +41,12 @@ from energybench.records.store import (
 from energybench.run import interrupt
 from energybench.run.allocator import keep_freed_memory
 from energybench.run.checkpoint import CheckpointLoader, build_model, save_checkpoint
+from energybench.run.devices import MemoryPeaks, device_scope, memory_peaks, release_memory
 from energybench.run.environment import snapshot
 from energybench.run.idle import measure_baselines, restore
 from energybench.run.interrupt import CtrlC
 from energybench.run.lock import RunLock
+from energybench.run.numerics import apply_numerics
 from energybench.run.placement import placements
 from energybench.run.preflight import (
     check_datasets,

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from energybench.devices import on_cuda, synchronize
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
+from energybench.run.devices import on_cuda, synchronize
 from energybench.serve.contention import Contention
 from energybench.serve.policies import POLICIES, FrameObservation
 from energybench.serve.trials import aggregate_trials, trial_summary

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from energybench.devices import current_stream
 from energybench.meters.base import Measurement
 from energybench.metrics.latency import summarize
+from energybench.run.devices import current_stream
 from energybench.suite.schema import EnergySettings
 
 

@@ -101,7 +101,7 @@ def test_train_serve_compile_and_autocast_run_on_the_gpu(tmp_path: Path) -> None
 
 SCRIPT = """
 import sys, torch
-from energybench.devices import device_scope, memory_peaks
+from energybench.run.devices import device_scope, memory_peaks
 from energybench.serve.trials import WindowTimer
 dev = torch.device("cuda", 1)
 with device_scope(dev), memory_peaks(dev) as peaks:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from energybench.meters.sim.profiles import simulated_nvml
-from energybench.numerics import apply_numerics, read_numerics
 from energybench.run.environment import gpu_settings, snapshot
+from energybench.run.numerics import apply_numerics, read_numerics
 from energybench.suite.schema import NumericsSettings, Suite
 
 

@@ -252,7 +252,7 @@ def online_outputs(model: nn.Module, frames: torch.Tensor) -> list[torch.Tensor]
 def max_abs_diff(reference: nn.Module, served: nn.Module, frames: torch.Tensor) -> float:
     """Largest |served - reference| over the frames' outputs (state carried); the reference
     runs in exact fp32 (TF32 off), the served model under the run's numerics."""
-    from energybench.numerics import exact_fp32
+    from energybench.run.numerics import exact_fp32
 
     with exact_fp32():
         ref = online_outputs(reference, frames)
