@@ -31,8 +31,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+# Piped into a log (nohup, CI, `| tee`), rich would cut tables at 80 columns: print them whole.
+_PIPED_WIDTH = 200
+console = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED_WIDTH)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -79,3 +79,26 @@ def test_quality_vs_iec_labels_do_not_overlap() -> None:
     ]
     assert overlapping == []
     assert all(fig.bbox.contains(b.x0, b.y0) and fig.bbox.contains(b.x1, b.y1) for b in boxes)
+
+
+def test_piped_output_prints_the_leaderboard_whole() -> None:
+    """Under nohup, CI or ``| tee`` (stdout not a terminal) the leaderboard and break-even lines
+    are not cut or wrapped at 80 columns."""
+    import subprocess
+    import sys
+
+    from tests.helpers.report import tiny_run
+
+    run_dir = tiny_run()
+    code = (
+        "import sys; from pathlib import Path; from energybench import cli; "
+        f"cli._print_glance(Path({str(run_dir)!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "COLUMNS": "80"}, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) > 80  # a whole row, not cut at the terminal default
+    for line in lines:  # a break-even line is one line, never continued mid-number
+        if "break-even at" in line:
+            assert "cheaper" in line or "never" in line or "always" in line, line
