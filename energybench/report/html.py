@@ -211,6 +211,8 @@ def _ties(row: dict[str, Any], muis: list[float]) -> dict[str, str]:
 
 def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[dict[str, Any]]:
     desc = {e["name"]: e.get("description") or "" for e in run.suite.get("entries", [])}
+    if "rank" in board and len(board):  # rank order (tied ranks adjacent), unranked last
+        board = board.sort_values("rank", na_position="last", kind="stable")
     rows = []
     for row in board.to_dict("records"):
         rows.append(

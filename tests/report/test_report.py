@@ -251,3 +251,13 @@ def test_tied_ranks_show_their_range_and_the_basis_is_named(page: Path, run_dir:
         assert row is not None and f'data-tie-score="{span}"' in row.group(0)
         if span:
             assert f">{int(r['rank'])} ({span})<" in html
+
+
+@needs_chromium
+def test_the_leaderboard_opens_in_rank_order(page: Path, run_dir: Path, tmp_path: Path) -> None:
+    """With no view selected, rows read 1, 2, 3, ... with unranked entries last."""
+    res = _chromium(page.as_uri(), tmp_path, "--dump-dom")
+    assert not _console_lines(res.stderr), _console_lines(res.stderr)
+    board = leaderboard(load_run(run_dir))
+    expected = board.sort_values("rank", na_position="last", kind="stable")["entry"]
+    assert _tbody_order(res.stdout) == list(expected)
