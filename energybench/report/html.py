@@ -51,6 +51,8 @@ def fmt_energy(j: Any) -> str:
     if _missing(j):
         return "–"
     j = float(j)
+    if j == 0:
+        return "0 J"  # never "0 µJ": nothing was paid, not a tiny amount
     for unit, scale in (("MJ", 1e6), ("kJ", 1e3), ("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6)):
         if abs(j) >= scale or unit == "µJ":
             return f"{j / scale:.3g} {unit}"
@@ -102,6 +104,8 @@ def _mui_key(i: int) -> str:
 
 def _columns(run: RunData, muis: list[float]) -> list[Column]:
     q = run.suite.get("metric", {}).get("quality", "Q")
+    tau = run.suite.get("metric", {}).get("tau", 1.0)
+    g_unit = f"{q}/J" if tau == 1 else f"{q}^{tau:g}/J"  # G = Q^τ / E: its unit
     cols = [
         Column("rank", "rank", title="rank in the selected view"),
         Column("entry", "entry", name=True),
@@ -117,8 +121,8 @@ def _columns(run: RunData, muis: list[float]) -> list[Column]:
     for i, m in enumerate(muis):
         k = _mui_key(i)
         cols.append(Column(f"e-{k}", f"E @ {eng(m)}", mui=k, title=ENERGY_FORMULA))
-        cols.append(Column(f"g-{k}", f"G @ {eng(m)}", mui=k, title=GREENNESS_FORMULA))
-    cols.append(Column("score", "score S", mui="score", title=SCORE_FORMULA))
+        cols.append(Column(f"g-{k}", f"G @ {eng(m)} ({g_unit})", mui=k, title=GREENNESS_FORMULA))
+    cols.append(Column("score", f"score S ({g_unit})", mui="score", title=SCORE_FORMULA))
     cols.append(Column("provenance", "provenance", name=True))
     return cols
 
@@ -134,9 +138,11 @@ def _ci_text(lo: Any, hi: Any) -> str:
 def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     est = bool(row["is_estimate"])
     status = "" if row["status"] == "done" else row["status"]
-    tec_sub = (
-        "" if _missing(row["tec_uncertainty_j"]) else f"± {fmt_energy(row['tec_uncertainty_j'])}"
-    )
+    unc = row["tec_uncertainty_j"]
+    nothing_paid = not _missing(row["tec_j"]) and row["tec_j"] == 0 and (_missing(unc) or unc == 0)
+    tec_sub = "" if _missing(unc) or nothing_paid else f"± {fmt_energy(unc)}"
+    # an entry that did not finish has no TEC yet: "–", never a zero that reads as free
+    tec = None if status and nothing_paid else row["tec_j"]
     if row.get("shared_j"):
         tec_sub += f" (incl. {fmt_energy(row['shared_j'])} shared)"
     fps_kind = "stream" if not _missing(row.get("fps_achieved")) else "throughput"
@@ -151,7 +157,7 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
         Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
         Cell(eng(row["params"]), sort_value(row["params"])),
         Cell(eng(row["flops_per_item"], "FLOP"), sort_value(row["flops_per_item"])),
-        _energy_cell(row["tec_j"], bool(row["tec_is_estimate"]), tec_sub.strip()),
+        _energy_cell(tec, bool(row["tec_is_estimate"]), tec_sub.strip()),
         _energy_cell(
             row["iec_j"],
             bool(row["iec_is_estimate"]),

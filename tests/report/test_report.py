@@ -261,3 +261,12 @@ def test_the_leaderboard_opens_in_rank_order(page: Path, run_dir: Path, tmp_path
     board = leaderboard(load_run(run_dir))
     expected = board.sort_values("rank", na_position="last", kind="stable")["entry"]
     assert _tbody_order(res.stdout) == list(expected)
+
+
+def test_zero_is_zero_joules_and_g_and_s_carry_their_unit(page: Path) -> None:
+    from energybench.report.html import fmt_energy
+
+    assert fmt_energy(0.0) == "0 J" and fmt_energy(None) == "–" and fmt_energy(2e-6) == "2 µJ"
+    html = page.read_text()
+    assert "µJ ± 0" not in html and "0 µJ" not in html
+    assert re.search(r"G @ [^<]+ \([\w^.]+/J\)", html) and re.search(r"score S \([\w^.]+/J\)", html)
