@@ -538,7 +538,7 @@ class Runner:
         if self.progress is not None:
             self.progress.log(line)
         else:
-            self.console.print(line, highlight=False)
+            self.console.print(line, highlight=False, soft_wrap=True)
 
     def run(self, only: list[str] | None = None) -> RunOutcome:
         entries = needed_entries(self.suite, only)
@@ -708,7 +708,9 @@ def run_suite(
         if lock is not None and lock.note:  # the lock is held here (taken above)
             from rich.markup import escape
 
-            console.print(f"[yellow]note: {escape(lock.note)}[/yellow]", highlight=False)
+            console.print(
+                f"[yellow]note: {escape(lock.note)}[/yellow]", highlight=False, soft_wrap=True
+            )
         return Runner(loaded, store, console, tasks, simulate=simulate).run(only)
     finally:
         if lock is not None:
