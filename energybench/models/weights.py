@@ -15,11 +15,11 @@ safetensors or as a plain state dict with ``weights_only=True`` (never pickled c
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from energybench.errors import UserError
+from energybench.records.store import file_sha256
 
 
 class WeightsError(UserError, ValueError):
@@ -89,19 +89,10 @@ def _torchvision_file(spec: Any, model_name: str) -> Path:
     return path
 
 
-def sha256_of(path: Path) -> str:
-    """The file's sha256 (hex), read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_weights(spec: Any, model_name: str, base: Path | None = None) -> Path:
     """The file, after checking it is there and has the pinned hash (:class:`WeightsError`)."""
     path = weights_file(spec, model_name, base)
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     if digest != spec.sha256:
         raise WeightsError(
             f"weights {path} have sha256 {digest}, not the pinned {spec.sha256}: the file "

@@ -4,27 +4,20 @@
 with its sha256. ``energybench site --check`` compares the folder with it, so a record edited,
 added or removed after the run finished is caught. A seal is not a signature: whoever can write
 the folder can write a new seal; it detects hand edits and accidents, not a determined forger.
-A leaf: standard library only.
+It reads files through the store's hashing only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from energybench.records.store import file_sha256
+
 SEAL_NAME = "seal.json"
 #: What is sealed: records and traces (checkpoints carry their own hashes in their records).
 SEALED_GLOBS = ("manifest.json", "idle.json", "entries/*/*.json", "traces/*")
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sealed_files(root: Path) -> dict[str, str]:
@@ -33,7 +26,7 @@ def sealed_files(root: Path) -> dict[str, str]:
     for pattern in SEALED_GLOBS:
         for path in sorted(root.glob(pattern)):
             if path.is_file() and not path.is_symlink():
-                out[path.relative_to(root).as_posix()] = _digest(path)
+                out[path.relative_to(root).as_posix()] = file_sha256(path)
     return out
 
 
