@@ -151,20 +151,23 @@ class EstimateMeter(Meter):
         self._poller = Poller(self.poll, poll_s, name="energybench-estimate")
         self.poll()
 
-    def poll(self) -> None:
-        """Evaluate the model now and add power x elapsed time to the software counters."""
+    def poll(self) -> float:
+        """Evaluate the model now and add power x elapsed time to the software counters.
+
+        Returns the time the poll stands for (read before the model is evaluated)."""
         with self._lock:
             t = self.clock.monotonic()
             try:
                 cpu_w, ram_w = self.power_fn()
             except Exception as exc:
                 self._cum.errors.append(f"{type(exc).__name__}: {exc}")
-                return
+                return t
             c = self._cum
             if c.last_t is not None and t > c.last_t:
                 c.cpu_j += cpu_w * (t - c.last_t)
                 c.ram_j += ram_w * (t - c.last_t)
             c.last_t, c.cpu_w, c.ram_w = t, cpu_w, ram_w
+            return t
 
     def start(self) -> None:
         if self.background:
@@ -173,11 +176,19 @@ class EstimateMeter(Meter):
     def close(self) -> None:
         self._poller.stop()
 
+    def _energy_at(self, t: float) -> tuple[float, float]:
+        """Cumulative (cpu, ram) joules at ``t``: the counters plus the latest power since the
+        last poll, so a window's figure covers its own span exactly, not from poll to poll."""
+        c = self._cum
+        if c.last_t is None or c.cpu_w is None or c.ram_w is None or t <= c.last_t:
+            return c.cpu_j, c.ram_j
+        return c.cpu_j + c.cpu_w * (t - c.last_t), c.ram_j + c.ram_w * (t - c.last_t)
+
     def begin(self, key: str) -> None:
-        self.poll()
+        t0 = self.poll()  # the window opens when the monitor asked, not after the model ran
         with self._lock:
-            c = self._cum
-            self._windows[key] = (self.clock.monotonic(), c.cpu_j, c.ram_j, len(c.errors))
+            cpu0, ram0 = self._energy_at(t0)
+            self._windows[key] = (t0, cpu0, ram0, len(self._cum.errors))
 
     def _names(self) -> tuple[str, str]:
         if self.spec is None:
@@ -214,9 +225,10 @@ class EstimateMeter(Meter):
             t0, cpu0, ram0, nerr = win
             duration = max(t1 - t0, 0.0)
             failed = self._cum.errors[nerr:]
+            cpu1, ram1 = self._energy_at(t1)
             for rec, e, rel in (
-                (recs[0], self._cum.cpu_j - cpu0, self.cpu_rel),
-                (recs[1], self._cum.ram_j - ram0, self.ram_rel),
+                (recs[0], cpu1 - cpu0, self.cpu_rel),
+                (recs[1], ram1 - ram0, self.ram_rel),
             ):
                 rec.energy_j = e
                 rec.uncertainty_j = rel * e

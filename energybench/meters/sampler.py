@@ -172,7 +172,7 @@ class Poller:
     ``cpu_s`` is the CPU time the thread has used (s), for overhead measurements.
     """
 
-    def __init__(self, fn: Callable[[], None], period_s: float, name: str = "energybench-poll"):
+    def __init__(self, fn: Callable[[], object], period_s: float, name: str = "energybench-poll"):
         self.fn, self.period_s, self.name = fn, period_s, name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

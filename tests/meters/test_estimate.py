@@ -28,6 +28,27 @@ def test_estimate_is_labelled_and_integrates_model_power():
     assert any("not a measurement" in i for i in cpu.issues)
 
 
+def test_window_energy_covers_the_whole_window_when_evaluating_the_model_takes_time():
+    # The model's evaluation (psutil, codecarbon) takes time, and the thread can be preempted
+    # between the last poll and the window's end: the figure still spans the whole window.
+    clock = ManualClock()
+
+    def slow_model() -> tuple[float, float]:
+        clock.sleep(0.25)  # time passes after the poll's timestamp, before the window closes
+        return 10.0, 2.0
+
+    meter = EstimateMeter(slow_model, clock=clock, background=False)
+    mon = EnergyMonitor([meter], clock=clock)
+    mon.begin_window("w")
+    clock.sleep(1.0)
+    m = mon.end_window("w")
+    cpu, ram = m.devices
+    assert m.duration_s == pytest.approx(1.5)  # the evaluation at the end falls inside
+    assert cpu.energy_j == pytest.approx(10.0 * m.duration_s)
+    assert ram.energy_j == pytest.approx(2.0 * m.duration_s)
+    assert cpu.mean_power_w == pytest.approx(10.0)
+
+
 def test_model_failure_is_incomplete_not_raised():
     clock = ManualClock()
     calls = {"n": 0}
@@ -57,7 +78,7 @@ def test_codecarbon_model_runs_here_offline_and_writes_nothing(tmp_path, monkeyp
     meter = EstimateMeter(poll_s=0.05)
     mon = EnergyMonitor([meter])
     with mon, mon.window("w") as w:
-        sum(i * i for i in range(200_000))
+        sum(i * i for i in range(2_000_000))  # long enough that scheduling jitter is < 1 %
     m = w.measurement
     assert m.is_estimate and m.energy_j is not None and m.energy_j > 0
     # codecarbon's floor is 10 % of TDP: the CPU figure is at least that over the window
