@@ -77,10 +77,24 @@ class PhaseRecord(Record):
         return [(self.phase, self.measurement)] if self.measurement is not None else []
 
 
+class BatchSizingRecord(Record):
+    """How ``train.batch_size: auto`` was resolved (:mod:`energybench.train.sizing`)."""
+
+    batch_size: int
+    rule: str
+    device: str
+    device_total_bytes: int | None = None
+    fixed_bytes: int | None = None
+    per_item_bytes: int | None = None
+    predicted_peak_bytes: int | None = None
+
+
 class TrainStats(Record):
     steps: int | None = None
     seconds: float | None = None
     final_loss: float | None = None
+    batch_size: int | None = None
+    batch_sizing: BatchSizingRecord | None = None
 
 
 class TrainRecord(PhaseRecord):

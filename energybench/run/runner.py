@@ -68,6 +68,7 @@ from energybench.suite.load import LoadedSuite
 from energybench.suite.schema import SCHEMA_VERSION, Adaptive, Entry
 from energybench.tasks.base import Task, model_kwargs
 from energybench.train.loop import settings_kwargs, train_steps
+from energybench.train.sizing import MAX_AUTO_BATCH, BatchSizing, auto_batch_size
 
 #: Test hook (documented in tests/test_runner.py): ``ENTRY/PHASE:PATH`` holds the run just before
 #: that phase starts, after writing ``PATH.ready``, for as long as the file ``PATH`` exists. Fault
@@ -123,6 +124,7 @@ class Runner:
         self.progress: RunProgress | None = None
         self.cooldowns: dict[str, dict[str, Any]] = {}
         self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
+        self._sizing: dict[str, BatchSizing] = {}  # entry -> its resolved batch_size: auto
         self._peaks = MemoryPeaks()  # the running phase's CUDA memory peaks
         self.idle_path = store.root / "idle.json"  # a cluster job keeps its node's own
         # every process that measures (in-process runs, executor jobs) serves the same way:
@@ -203,7 +205,7 @@ class Runner:
         ranks = self._ranks_train(e, "train")
         model = self._build_model(e, torch.device("cpu") if ranks else device, task)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        steps = self._train_steps(e, task)
+        steps = self._train_steps(e, task, 1)  # only whether there is anything to train
         if trainable == 0 or steps == 0:
             saved = save_checkpoint(model, ckpt)
             why = "model has no trainable parameters" if trainable == 0 else "0 training steps"
@@ -227,23 +229,26 @@ class Runner:
             model, done = train_distributed(self, e, steps)
             self._record(e, "train", "done", **done)
             return model
-        self._phase_bar(f"{e.name}: train", steps)
         t0 = time.time()
-        with self.meter.window(f"{e.name}/train") as w:
+        with self.meter.window(f"{e.name}/train") as w:  # an auto batch's probe is training's
+            batch = self._batch_size(e, model, task, device)
+            steps = self._train_steps(e, task, batch)
+            self._phase_bar(f"{e.name}: train", steps)
             res = train_steps(
                 model,
                 task,
                 steps=steps,
                 device=device,
-                **settings_kwargs(tr),
+                **{**settings_kwargs(tr), "batch_size": batch},
                 progress=self._update,
             )
         saved = save_checkpoint(model, ckpt)
+        sizing = self._sizing.get(e.name)
         self._record(
             e,
             "train",
             "done",
-            train=res.to_dict(),
+            train={**res.to_dict(), "batch_sizing": sizing.to_dict() if sizing else None},
             model=describe_model(model),
             checkpoint=saved,
             weights=self.weights.get(e.name),
@@ -251,7 +256,25 @@ class Runner:
         )
         return model
 
-    def _train_steps(self, e: Entry, task: Task) -> int:
+    def _batch_size(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> int:
+        """``e``'s training batch: the suite's number, or ``auto`` resolved once per entry from
+        its device (:mod:`energybench.train.sizing`) and, on resume, the size training used."""
+        tr = e.train
+        if tr is None:
+            return 16
+        if tr.batch_size != "auto":
+            return int(tr.batch_size)
+        if e.name not in self._sizing:
+            rec = self.store.read_phase(e.name, "train")
+            sizing = ((rec or {}).get("train") or {}).get("batch_sizing")  # our own record
+            if isinstance(sizing, dict) and isinstance(sizing.get("batch_size"), int):
+                self._sizing[e.name] = BatchSizing(**sizing)
+            else:
+                cap = tr.max_batch_size or MAX_AUTO_BATCH
+                self._sizing[e.name] = auto_batch_size(model, task, device, tr.optimizer, cap=cap)
+        return self._sizing[e.name].batch_size
+
+    def _train_steps(self, e: Entry, task: Task, batch_size: int) -> int:
         tr = e.train
         if tr is None:
             return 0
@@ -262,7 +285,7 @@ class Runner:
         items = getattr(getattr(task, "dataset", None), "train_items", None)
         if not items:
             raise ValueError(f"dataset of entry '{e.name}' has no epoch size; use train.steps")
-        return tr.epochs * math.ceil(items / tr.batch_size)
+        return tr.epochs * math.ceil(items / batch_size)
 
     def _compress(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> nn.Module:
         if not e.compress:
@@ -279,7 +302,7 @@ class Runner:
             task=task,
             device=device,
             seed=e.train.seed if e.train else 0,
-            batch_size=e.train.batch_size if e.train else 16,
+            batch_size=self._batch_size(e, model, task, device),
             progress=self._update,
         )
         methods = []
@@ -322,7 +345,7 @@ class Runner:
             raise SetupError(f"entry '{e.name}': backend '{e.backend.name}' needs sample inputs")
         ctx = PrepareContext(
             frames, device, task, e.train.seed if e.train else 0,
-            e.train.batch_size if e.train else 16, serving_batches(e),
+            self._batch_size(e, model, task, device), serving_batches(e),
             self.store.root / "engines" / e.name, self.suite.numerics,
         )  # fmt: skip
         self._phase_bar(f"{e.name}: prepare backend {e.backend.name}", None)

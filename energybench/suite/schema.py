@@ -17,7 +17,7 @@ they become folder names in the run directory.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -249,7 +249,19 @@ class TrainSettings(Strict):
     steps: int | None = Field(None, ge=0, le=MAX_STEPS)
     epochs: int | None = Field(None, ge=0, le=MAX_EPOCHS)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] | Literal["auto"] = Field(
+        16,
+        description="items per optimiser step, or auto: on a GPU the largest power of two "
+        "whose measured training-step memory fits 60 % of the device (energybench.train.sizing)"
+        "; on the CPU 16",
+    )
+    max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_BATCH,
+        description="with batch_size: auto, the largest batch it may pick (default 1024): "
+        "keeps the time of a fixed number of steps bounded on a large GPU",
+    )
     lr: float = Field(1e-3, gt=0, le=100)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     weight_decay: float = Field(0.0, ge=0, le=100)
@@ -264,6 +276,12 @@ class TrainSettings(Strict):
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give either 'steps' or 'epochs', not both")
         d = self.distributed
+        if self.max_batch_size is not None and self.batch_size != "auto":
+            raise ValueError("max_batch_size applies to batch_size: auto only")
+        if d is not None and self.batch_size == "auto":
+            raise ValueError(
+                "batch_size: auto is sized on one device; give a number with distributed training"
+            )
         if d is not None and self.batch_size % (d.nproc_per_node * d.nnodes):
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of the ranks "
