@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from energybench.records.types import Record, RecordShapeError, Window, problems
 
@@ -77,10 +77,10 @@ class PhaseRecord(Record):
         return [(self.phase, self.measurement)] if self.measurement is not None else []
 
 
-class BatchSizingRecord(Record):
+class BatchSizing(Record):
     """How ``train.batch_size: auto`` was resolved (:mod:`energybench.train.sizing`)."""
 
-    batch_size: int
+    batch_size: int = Field(ge=1, le=65_536)
     rule: str
     device: str
     device_total_bytes: int | None = None
@@ -94,7 +94,7 @@ class TrainStats(Record):
     seconds: float | None = None
     final_loss: float | None = None
     batch_size: int | None = None
-    batch_sizing: BatchSizingRecord | None = None
+    batch_sizing: BatchSizing | None = None
 
 
 class TrainRecord(PhaseRecord):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from rich.console import Console
 from torch import nn
 
@@ -29,6 +30,7 @@ from energybench.errors import SetupError
 from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
 from energybench.records.check import RunFileError, read_record
+from energybench.records.phases import BatchSizing
 from energybench.records.safefs import LinkInRunError
 from energybench.records.seal import write_seal
 from energybench.records.store import (
@@ -68,7 +70,7 @@ from energybench.suite.load import LoadedSuite
 from energybench.suite.schema import SCHEMA_VERSION, Adaptive, Entry
 from energybench.tasks.base import Task, model_kwargs
 from energybench.train.loop import settings_kwargs, train_steps
-from energybench.train.sizing import MAX_AUTO_BATCH, BatchSizing, auto_batch_size
+from energybench.train.sizing import MAX_AUTO_BATCH, auto_batch_size
 
 #: Test hook (documented in tests/test_runner.py): ``ENTRY/PHASE:PATH`` holds the run just before
 #: that phase starts, after writing ``PATH.ready``, for as long as the file ``PATH`` exists. Fault
@@ -248,7 +250,7 @@ class Runner:
             e,
             "train",
             "done",
-            train={**res.to_dict(), "batch_sizing": sizing.to_dict() if sizing else None},
+            train={**res.to_dict(), "batch_sizing": sizing.model_dump() if sizing else None},
             model=describe_model(model),
             checkpoint=saved,
             weights=self.weights.get(e.name),
@@ -266,10 +268,11 @@ class Runner:
             return int(tr.batch_size)
         if e.name not in self._sizing:
             rec = self.store.read_phase(e.name, "train")
-            sizing = ((rec or {}).get("train") or {}).get("batch_sizing")  # our own record
-            if isinstance(sizing, dict) and isinstance(sizing.get("batch_size"), int):
-                self._sizing[e.name] = BatchSizing(**sizing)
-            else:
+            train = (rec or {}).get("train")  # our own record, as written (maybe hand-edited)
+            sizing = train.get("batch_sizing") if isinstance(train, dict) else None
+            try:  # a hand-edited or damaged figure is measured again, never trusted or raised
+                self._sizing[e.name] = BatchSizing.model_validate(sizing)
+            except ValidationError:
                 cap = tr.max_batch_size or MAX_AUTO_BATCH
                 self._sizing[e.name] = auto_batch_size(model, task, device, tr.optimizer, cap=cap)
         return self._sizing[e.name].batch_size

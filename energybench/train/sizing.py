@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
 
+from energybench.records.phases import BatchSizing  # the train record's own type
 from energybench.tasks.base import Task
 
 PROBE_BATCHES = (1, 2)
@@ -31,22 +31,6 @@ MEMORY_FRACTION = 0.6
 MAX_AUTO_BATCH = 1024
 CPU_BATCH = 16
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}  # per-parameter state tensors
-
-
-@dataclass(frozen=True)
-class BatchSizing:
-    """How ``batch_size: auto`` was resolved for one entry (recorded with the train phase)."""
-
-    batch_size: int
-    rule: str
-    device: str
-    device_total_bytes: int | None = None
-    fixed_bytes: int | None = None
-    per_item_bytes: int | None = None
-    predicted_peak_bytes: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class DeviceMemory(Protocol):
@@ -117,7 +101,8 @@ def auto_batch_size(
     """
     if device.type != "cuda" and memory is None:
         b = min(CPU_BATCH, cap)
-        return BatchSizing(b, f"cpu: memory does not bound the batch; the fixed {b}", str(device))
+        rule = f"cpu: memory does not bound the batch; the fixed {b}"
+        return BatchSizing(batch_size=b, rule=rule, device=str(device))
     mem = memory if memory is not None else CudaMemory(device)
     probe = copy.deepcopy(model).to(device).train()
     peaks = []
@@ -133,10 +118,10 @@ def auto_batch_size(
     total = mem.total_bytes()
     chosen = choose_batch_size(fixed, per_item, total, cap=cap)
     return BatchSizing(
-        chosen,
-        f"largest power of two within {MEMORY_FRACTION:.0%} of the device's memory, measured "
-        f"at batches {PROBE_BATCHES[0]} and {PROBE_BATCHES[1]} (at most {cap})",
-        str(device),
+        batch_size=chosen,
+        rule=f"largest power of two within {MEMORY_FRACTION:.0%} of the device's memory, "
+        f"measured at batches {PROBE_BATCHES[0]} and {PROBE_BATCHES[1]} (at most {cap})",
+        device=str(device),
         device_total_bytes=total,
         fixed_bytes=fixed,
         per_item_bytes=per_item,

@@ -12,6 +12,7 @@ from rich.console import Console
 from torch import nn
 
 from energybench.errors import UserError
+from energybench.records.phases import BatchSizing
 from energybench.records.store import load_run
 from energybench.run import runner as runner_mod
 from energybench.run.checkpoint import build_model
@@ -19,7 +20,7 @@ from energybench.run.preflight import task_for
 from energybench.run.runner import run_suite
 from energybench.suite.load import load_suite
 from energybench.train import sizing
-from energybench.train.sizing import BatchSizing, auto_batch_size, choose_batch_size
+from energybench.train.sizing import auto_batch_size, choose_batch_size
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -191,7 +192,7 @@ def test_a_run_records_the_resolved_batch_and_epochs_use_it(tmp_path: Path, monk
         model: nn.Module, task: object, device: torch.device, optimizer: str, cap: int
     ) -> BatchSizing:
         calls.append(f"{optimizer} {cap}")
-        return BatchSizing(4, "test rule", str(device), per_item_bytes=1)
+        return BatchSizing(batch_size=4, rule="test rule", device=str(device), per_item_bytes=1)
 
     monkeypatch.setattr(runner_mod, "auto_batch_size", fake_auto)
     loaded = load_suite(
@@ -251,3 +252,28 @@ def test_cuda_memory_reads_the_entrys_own_gpu(monkeypatch) -> None:
     dev = torch.device("cuda:1")
     # synchronised before each reading, so queued kernels' memory is counted
     assert calls == [("sync", dev), ("reset", dev), ("sync", dev), ("peak", dev), ("props", dev)]
+
+
+@pytest.mark.parametrize("edited", [0, -5, "abc", None, [4]])
+def test_a_hand_edited_recorded_batch_is_measured_again(
+    tmp_path: Path, monkeypatch, edited: object
+) -> None:
+    import json
+
+    sizes = iter([4, 2])
+
+    def fake_auto(*a: object, **k: object) -> BatchSizing:
+        return BatchSizing(batch_size=next(sizes), rule="test rule", device="cpu")
+
+    monkeypatch.setattr(runner_mod, "auto_batch_size", fake_auto)
+    loaded = load_suite(write(tmp_path, "steps: 2, batch_size: auto"))
+    null = Console(file=open("/dev/null", "w"))
+    out = run_suite(loaded, tmp_path / "results", console=null)
+    train_json = out.run_dir / "entries" / "small" / "train.json"
+    rec = json.loads(train_json.read_text())
+    rec["train"]["batch_sizing"]["batch_size"] = edited
+    train_json.write_text(json.dumps(rec))  # the train phase stays reused (its hash is the same)
+    (out.run_dir / "entries" / "small" / "compress.json").unlink()
+    again = run_suite(loaded, resume=out.run_dir, console=null)
+    assert not again.failed and "small/compress" in again.ran
+    assert next(sizes, None) is None  # measured again (2), not trusted and not raised
