@@ -374,17 +374,19 @@ def _iec_interval(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _energy_axis(axis: Any, lo: float, hi: float, unit: str) -> None:
-    """An energy axis over [lo, hi]: log when it spans a decade and stays above 0, else linear
+def _energy_x_axis(ax: Any, lo: float, hi: float, unit: str) -> None:
+    """An energy x axis over [lo, hi]: log when it spans a decade and stays above 0, else linear
     from 0; ticks in engineering notation with ``unit``, at least three of them."""
+    axis = ax.xaxis
     if lo > 0 and hi / lo >= 10:
-        axis.set_scale("log")
+        ax.set_xscale("log")
         decades = math.log10(hi / lo)
         subs = (1.0,) if decades > 3 else (1.0, 2.0, 5.0)
         axis.set_major_locator(LogLocator(base=10, subs=subs))
         axis.set_minor_formatter(NullFormatter())
     else:
         axis.set_major_locator(MaxNLocator(5))
+        ax.set_xlim(left=0)
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: eng(v, unit) if v else f"0 {unit}"))
 
 
@@ -417,9 +419,7 @@ def quality_vs_iec_figure(
     if front:
         fx, fy = zip(*front, strict=True)
         ax.step(fx, fy, where="post", color="k", lw=1, alpha=0.6)
-    _energy_axis(ax.xaxis, float(lo.min()), float(hi.max()), "J")
-    if ax.get_xscale() == "linear":
-        ax.set_xlim(left=0)
+    _energy_x_axis(ax, float(lo.min()), float(hi.max()), "J")
     ax.set_xlabel("IEC, energy per item (J/item), bars: 95 % CI")
     ax.set_ylabel(f"quality ({quality_name})")
     ax.grid(True, alpha=0.3)
