@@ -370,7 +370,8 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Render a self-contained HTML leaderboard (several runs: side by side, then each run)."""
+    """Render a self-contained HTML leaderboard (several runs: side by side, then each run) and
+    print each run's leaderboard as `run` does."""
     from energybench.report.figures import write_figures
     from energybench.report.html import write_report
 
@@ -381,6 +382,8 @@ def report(
         write_report(runs, path)
     except OSError as exc:
         raise _write_failed(exc, path) from None
+    for run in runs:  # what `run` printed at its end: the leaderboard and break-even lines
+        _print_glance(run.root)
     console.print(f"report: [bold]{path}[/bold]")
     if figures is not None:
         try:
