@@ -93,6 +93,11 @@ def short_tick(v: float) -> str:
     return eng(v, "").replace(" ", "") if abs(v) >= 1000 else f"{v:g}"
 
 
+def mui_text(mui: float) -> str:
+    """A usage intensity in a label: three significant digits (``0.777``, ``14.9``, ``2k``)."""
+    return short_tick(mui) if abs(mui) >= 1000 else f"{mui:.3g}"
+
+
 def _plain_log_ticks(fig: Figure) -> None:
     """Log axes label their ticks in plain text (``1k``, ``0.01``): matplotlib's default log
     labels are mathtext (``$\\mathdefault{10^{3}}$``), shown raw under :data:`PLAIN_TEXT`.
@@ -223,7 +228,7 @@ def energy_vs_mui_figure(
         band = lifecycle_band(r, x)
         if band is not None:
             b_lo = np.maximum(band[0], floor) if floor else band[0]
-            ax.fill_between(x, b_lo, band[1], color=st["color"], alpha=0.13, lw=0)
+            ax.fill_between(x, b_lo, band[1], color=st["color"], alpha=0.1, lw=0)
         ax.plot(
             x, y, color=st["color"], ls=st["ls"], marker=st["marker"], ms=3.5, lw=1.2,
             markevery=(3 * i % 25, 25), mfc="none" if bool(r["is_estimate"]) else st["color"],
@@ -246,7 +251,7 @@ def energy_vs_mui_figure(
     _legend_below(fig, handles, labels, width_in)
     if marks:
         _freeze_layout(fig)
-        place_labels(ax, marks, [f"MUI* {short_tick(m)}" for m, _ in marks])
+        place_labels(ax, marks, [f"MUI* {mui_text(m)}" for m, _ in marks])
     return fig
 
 
