@@ -5,7 +5,8 @@ titles, captions and why one is missing), short device names, and ``energybench 
 The drawing itself is in :mod:`energybench.report.plots`; this module decides what to draw from
 a run and where it goes. Files are named ``<slug>-<width>.<svg|pdf>`` (``width``: ``1col``,
 3.5 in; ``2col``, 7.16 in), in a folder per run (its run id) when there are several runs, with a
-``figures.md`` beside them listing each figure's caption and the devices the figures name.
+``figures.md`` beside them listing each figure's caption and the devices the figures name (a
+run id given twice gets ``-2``, ``-3``, ... on its folder).
 """
 
 from __future__ import annotations
@@ -234,8 +235,15 @@ def write_figures(runs: list[RunData], directory: Path) -> list[Path]:
     returns the figure files written."""
     written: list[Path] = []
     index = ["# Figures", ""]
+    used: set[str] = set()
     for run in runs:
-        folder = directory / _slug(run.root.name) if len(runs) > 1 else directory
+        base = name = _slug(run.root.name)
+        copy = 1
+        while name in used:  # the same run id twice (copies of one run): -2, -3, ...
+            copy += 1
+            name = f"{base}-{copy}"
+        used.add(name)
+        folder = directory / name if len(runs) > 1 else directory
         folder.mkdir(parents=True, exist_ok=True)
         index += [f"## {run.suite.get('name', '?')} / {run.root.name}", ""]
         for spec in run_figures(run):

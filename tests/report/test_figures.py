@@ -209,3 +209,24 @@ def test_figure_text_is_never_parsed_as_math() -> None:
             ):
                 assert fig is not None
                 assert "$\\undefined$" in plots.to_svg(fig)
+
+
+def test_several_runs_get_a_folder_each(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "figs"
+    res = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(run_dir),
+            str(run_dir),
+            "-o",
+            str(tmp_path / "r.html"),
+            "--figures",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == [run_dir.name, f"{run_dir.name}-2"]
+    for f in folders:
+        assert (out / f / "quality-vs-iec-1col.pdf").exists()
