@@ -25,7 +25,7 @@ import functools
 import io
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -300,13 +300,19 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 _LABEL_DIRECTIONS = ((1, 0.3), (-1, 0.3), (0, 1), (0, -1.4), (1, 1), (-1, 1), (1, -1), (-1, -1))
 
 
-def place_labels(ax: Any, points: list[tuple[float, float]], labels: list[str]) -> list[Any]:
+def place_labels(
+    ax: Any,
+    points: list[tuple[float, float]],
+    labels: list[str],
+    hbars: Sequence[tuple[float, float, float]] = (),
+) -> list[Any]:
     """Annotate ``points`` (data coordinates) with ``labels`` so that no two labels overlap.
 
     Greedy: each label takes the first candidate offset (8 directions at growing distances)
-    whose box overlaps neither a label placed before it nor a marker, and stays in the figure;
-    a label with no free place falls back to a leader line at the first free farther offset.
-    Call after the axes' limits and layout are final (positions are in display space).
+    whose box overlaps neither a label placed before it, a marker nor a horizontal error bar
+    (``hbars``: (x_lo, x_hi, y) in data coordinates), and stays in the figure; a label with no
+    free place falls back to a leader line at the first free farther offset. Call after the
+    axes' limits and layout are final (positions are in display space).
     """
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
@@ -317,6 +323,9 @@ def place_labels(ax: Any, points: list[tuple[float, float]], labels: list[str]) 
     taken: list[tuple[float, float, float, float]] = [
         (x - marker_r, y - marker_r, x + marker_r, y + marker_r) for x, y in markers
     ]
+    for x_lo, x_hi, y in hbars:
+        (a, b), (c, _d) = ax.transData.transform([(x_lo, y), (x_hi, y)])
+        taken.append((min(a, c), b - 1.5, max(a, c), b + 1.5))
     texts = []
 
     def free(box: tuple[float, float, float, float]) -> bool:
@@ -433,6 +442,7 @@ def quality_vs_iec_figure(
     place_labels(
         ax, [(float(a), float(b)) for a, b in zip(x, y, strict=True)],
         [_point_label(r) for _, r in rows.iterrows()],
+        [(float(a), float(b), float(c)) for a, b, c in zip(lo, hi, y, strict=True) if b > a],
     )  # fmt: skip
     return fig
 
