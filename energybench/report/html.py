@@ -27,6 +27,7 @@ from energybench.metrics.fullcycle import (
 from energybench.records.store import RunData
 from energybench.records.types import AdaptiveResult
 from energybench.report import plots
+from energybench.report.figures import device_footnote, phase_energy, run_figures
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
     TIE_METHOD,
@@ -139,7 +140,7 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     est = bool(row["is_estimate"])
     status = "" if row["status"] == "done" else row["status"]
     unc = row["tec_uncertainty_j"]
-    nothing_paid = not _missing(row["tec_j"]) and row["tec_j"] == 0 and (_missing(unc) or unc == 0)
+    nothing_paid = _missing(row["tec_j"]) or (row["tec_j"] == 0 and (_missing(unc) or unc == 0))
     tec_sub = "" if _missing(unc) or nothing_paid else f"± {fmt_energy(unc)}"
     # an entry that did not finish has no TEC yet: "–", never a zero that reads as free
     tec = None if status and nothing_paid else row["tec_j"]
@@ -234,28 +235,6 @@ def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[di
             }
         )
     return rows
-
-
-def _phase_energy(phases: pd.DataFrame) -> pd.DataFrame:
-    """Energy per entry, phase, device and source over the phase's top-level windows (J)."""
-    if phases.empty or "energy_j" not in phases:
-        return pd.DataFrame()
-    phases = phases.dropna(subset=["device", "energy_j"])  # skipped phases: nothing measured
-    if "charged" in phases:  # another entry's GPU, seen in the window: recorded, not charged
-        phases = phases[phases["charged"].astype("boolean").fillna(True).astype(bool)]
-    top = phases[
-        ~phases["window"].str.contains("/t[0-9]+$", regex=True) | (phases["phase"] == "serve")
-    ]
-    return (
-        top.groupby(["entry", "phase", "device", "source"], dropna=False)
-        .agg(
-            energy_j=("energy_j", "sum"),
-            static_j=("static_j", "sum"),
-            dynamic_j=("dynamic_j", "sum"),
-            duration_s=("duration_s", "sum"),
-        )
-        .reset_index()
-    )
 
 
 def _scenario_table(run: RunData) -> list[dict[str, Any]]:
@@ -358,51 +337,14 @@ def _entry_specs(run: RunData) -> list[dict[str, str]]:
     return out
 
 
-def _plots(run: RunData, board: pd.DataFrame, muis: list[float], ctx: dict[str, Any]) -> list:
-    """(title, svg or None, why-not, caption) for each figure."""
-    phases = phase_rows(run)
-    windows = (
-        phases.drop_duplicates(["entry", "phase", "window"])
-        if not phases.empty and "start_unix_s" in phases
-        else pd.DataFrame()
-    )
-    traces = plots.read_traces(run.root)
-    trace_why = (
-        f"no power trace in {run.root.name}/traces: traces are written by the sampling meters "
-        "(NVML); CPU-only runs with RAPL counters or an estimate have none"
-        if traces.empty
-        else "traces exist but no samples fall inside a phase window"
-    )
-    q = run.suite.get("metric", {}).get("quality", "Q")
+def _plots(run: RunData, board: pd.DataFrame, ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each figure of the run (see :func:`energybench.report.figures.run_figures`): slug,
+    title, svg or None, why-not, caption."""
+    specs = run_figures(run, board, ctx["break_even_df"], ctx["by_phase_df"])
     return [
-        (
-            "Lifecycle energy vs usage intensity",
-            plots.energy_vs_mui_svg(board, muis, ctx["break_even_df"]),
-            "no entry has a measured IEC, or the suite lists no usage intensities",
-            f"{ENERGY_FORMULA}, log-log; dashed lines are estimates; dots mark break-even points;"
-            " grey verticals are the suite's usage intensities.",
-        ),
-        (
-            "Quality vs IEC",
-            plots.quality_vs_iec_svg(board, q),
-            "no entry has both a quality figure and an IEC above 0 J",
-            "Hollow markers are estimates; the step line is the Pareto front "
-            "(no other entry has both lower IEC and higher quality).",
-        ),
-        (
-            "Energy by phase and device",
-            plots.energy_by_phase_svg(ctx["by_phase_df"]),
-            "no phase window recorded any energy",
-            "Each entry's own measurement windows; hatched = static (idle-baseline) part.",
-        ),
-        ("Power traces", plots.power_traces_svg(traces, windows), trace_why, "Sampled power."),
-        (
-            "Latency per scenario",
-            plots.latency_svg(scenario_rows(run)),
-            "no serving scenario recorded latency percentiles",
-            "From recorded percentiles (raw latencies are not stored): box p50–p90, median at "
-            "p50, whiskers min–p99, circle at the maximum; log scale.",
-        ),
+        {"slug": f.slug, "title": f.title, "svg": f.svg(), "why": f.why, "caption": f.caption}
+        for f in specs
+        if not f.slug.startswith("adaptive-")  # drawn beside their own tables
     ]
 
 
@@ -519,7 +461,7 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
     board = leaderboard(run)
     muis = [mui for mui, _w in usage_intensities(run)]
     be = break_even_rows(run)
-    by_phase = _phase_energy(phase_rows(run))
+    by_phase = phase_energy(phase_rows(run))
     ctx: dict[str, Any] = {
         "index": index,
         "run": run,
@@ -552,7 +494,8 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "break_even_df": be,
         "by_phase_df": by_phase,
     }
-    ctx["plots"] = _plots(run, board, muis, ctx)
+    ctx["plots"] = _plots(run, board, ctx)
+    ctx["figure_devices"] = device_footnote(run)
     return ctx
 
 

@@ -529,7 +529,7 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "params": model.params if model else None,
             "flops_per_item": model.flops_per_item if model else None,
             "size_bytes": model.size_bytes if model else None,
-            "tec_j": c.tec_j if c.items else 0.0,
+            "tec_j": tec_shown(c, _status(recs)),
             "tec_uncertainty_j": c.tec_uncertainty_j,
             "shared_j": c.shared_j if c.items else 0.0,
             "iec_j": c.iec_j,
@@ -589,6 +589,15 @@ def leaderboard(run: RunData) -> pd.DataFrame:
         row["rank_note"] = r.reason if r else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def tec_shown(c: EntryCost, status: str) -> float | None:
+    """The TEC a table shows (J): None (printed "–", an empty CSV cell) for an entry that did
+    not finish and paid nothing yet, never a 0 J that reads as free; 0 J for a finished entry
+    with nothing to pay (no training, no compression)."""
+    tec = c.tec_j if c.items else 0.0
+    unpaid = tec == 0 and not c.tec_uncertainty_j
+    return None if status != "done" and unpaid else tec
 
 
 def device_kinds(run: RunData) -> dict[str, str]:

@@ -113,7 +113,8 @@ def basis_lines(board: pd.DataFrame) -> list[str]:
     if "rank_lo" in board and bool((board["rank_lo"] != board["rank_hi"]).any()):
         groups = board.dropna(subset=["tie_group"]).groupby("tie_group")["entry"]
         tied = [", ".join(map(str, g)) for _, g in groups if len(g) > 1]
-        out.append(f"tied: {' | '.join(tied)} ({TIE_METHOD})")
+        if tied:  # unranked entries (NaN ranks) are no tie
+            out.append(f"tied: {' | '.join(tied)} ({TIE_METHOD})")
     return out
 
 
