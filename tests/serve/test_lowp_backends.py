@@ -233,7 +233,9 @@ def test_compile_bf16_is_compiled_and_close_to_fp32() -> None:
     model = _model()
     frames = torch.rand(4, 3, 12, 16, generator=torch.Generator().manual_seed(1))
     served, rec = prepare_serving(
-        BackendSpec(name="compile", dtype="bf16"), model, PrepareContext(frames, torch.device("cpu"))
+        BackendSpec(name="compile", dtype="bf16"),
+        model,
+        PrepareContext(frames, torch.device("cpu")),
     )
     assert rec["export"]["compile_s"] > 0 and rec["export"]["parity"]["dtype"] == "bf16"
     assert 1e-6 < rec["export"]["parity"]["max_abs_diff"] < 0.05
