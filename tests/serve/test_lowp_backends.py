@@ -240,3 +240,15 @@ def test_compile_bf16_is_compiled_and_close_to_fp32() -> None:
     assert rec["export"]["compile_s"] > 0 and rec["export"]["parity"]["dtype"] == "bf16"
     assert 1e-6 < rec["export"]["parity"]["max_abs_diff"] < 0.05
     assert hasattr(served.step, "_torchdynamo_orig_callable")
+
+
+def test_leaderboard_names_the_bf16_backend() -> None:
+    from types import SimpleNamespace
+
+    from energybench.report.tables import backend_name
+
+    serve = SimpleNamespace(backend=SimpleNamespace(name="compile", settings={"dtype": "bf16"}))
+    run: Any = SimpleNamespace(
+        entry=lambda name: SimpleNamespace(serve=serve), suite={"entries": []}
+    )
+    assert backend_name(run, "x") == "compile+bf16"
