@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     harness.add_common_args(ap, seconds=2.0, rounds=5)
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip compile")
     ap.add_argument("--channels", type=int, default=24)
+    ap.add_argument("--only-ckbg", action="store_true", help="CKBG merged only (skip ESPCN)")
     args = ap.parse_args(argv)
     harness.apply_smoke(args)
     device = harness.resolve_device(args.device)
@@ -131,8 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     models = {"ckbg-merged": grafted.eval().reparameterize(), "espcn": teacher}
     configs = configurations(args.threads, args.compile, device.type, dtypes)
-    if args.smoke:  # every kind of backend once, on one model
+    if args.smoke or args.only_ckbg:
         models.pop("espcn")
+    if args.smoke:  # every kind of backend once, on one model
         keep = ("eager", "eager+channels_last", "compile", "eager+bf16", "eager+autocast-fp16",
                 "eager+int8")  # fmt: skip
         configs = {k: v for k, v in configs.items() if k in keep or k.startswith("onnx")}
