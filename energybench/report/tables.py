@@ -300,6 +300,8 @@ def backend_name(run: RunData, entry: str) -> str:
     name = str((rec.name if rec else None) or settings.get("name") or "eager")
     if settings.get("quantize", "none") != "none":
         name += f"+{settings['quantize']}"
+    if settings.get("dtype", "fp32") != "fp32":
+        name += f"+{settings['dtype']}"
     if settings.get("channels_last"):
         name += "+channels_last"
     return name

@@ -414,19 +414,31 @@ class Runner:
         if e.variants():
             self._evaluate_delivered(e)
             return
-        model, _ = self._served_model(e, model, task, device, metered=False)
+        served, _ = self._served_model(e, model, task, device, metered=False)
         self._phase_bar(f"{e.name}: evaluate", None)
         t0 = time.time()
         with torch.inference_mode(), self.meter.window(f"{e.name}/evaluate") as w:
-            quality = task.evaluate(model, e.evaluate, device)
-        self._record(
-            e,
-            "evaluate",
-            "done",
-            split=e.evaluate.split,
-            quality=quality,
-            **self._window_fields(w.measurement, t0),
-        )
+            quality = task.evaluate(served, e.evaluate, device)
+        fields = self._window_fields(w.measurement, t0)
+        if served is not model:
+            fields.update(self._quality_vs_fp32(e, model, task, device, quality))
+        self._record(e, "evaluate", "done", split=e.evaluate.split, quality=quality, **fields)
+
+    def _quality_vs_fp32(
+        self, e: Entry, model: nn.Module, task: Task, device: torch.device, quality: dict
+    ) -> dict[str, Any]:
+        """A reduced-precision backend (bf16, fp16, int8): the fp32 model scored on the same
+        clips, outside the metered window (a check, not part of the entry's cost), and the
+        difference (``precision`` in the evaluate record; see serve/backends/lowp.py)."""
+        from energybench.serve.backends.lowp import quality_vs_fp32, reduced_dtype
+
+        dtype = reduced_dtype(e.backend)
+        if dtype is None:
+            return {}
+        self._phase_bar(f"{e.name}: evaluate fp32 reference", None)
+        with torch.inference_mode():
+            fp32 = task.evaluate(model, e.evaluate, device)
+        return {"precision": quality_vs_fp32(dtype, quality, fp32)}
 
     def _evaluate_delivered(self, e: Entry) -> None:
         """Quality of the frames the entry's first adaptive scenario served: its variants' own

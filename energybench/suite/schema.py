@@ -316,6 +316,13 @@ class BackendSpec(Strict):
         "bf16 also on CPUs); outputs differ from fp32, so the difference is recorded, not "
         "checked against parity_tolerance",
     )
+    dtype: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="eager/compile: bf16 serves a bf16 copy of the model (weights, activations "
+        "and recurrent state in bf16, NHWC: oneDNN's AMX/AVX512-BF16 kernels on CPUs); outputs "
+        "are returned in fp32; refused on a CPU without bf16 units; the PSNR drop against fp32 "
+        "is recorded at evaluate",
+    )
     freeze: bool = Field(
         True,
         description="backend 'compile': inductor freezing (weights as constants: convolutions "
@@ -345,8 +352,9 @@ class BackendSpec(Strict):
     dynamic_batch: bool = Field(True, description="export with a dynamic batch axis")
     quantize: Literal["none", "int8"] = Field(
         "none",
-        description="onnxruntime: static QDQ int8 (quantize_static), calibrated on the same "
-        "training batches as the FX int8 compress method",
+        description="int8, calibrated on the same training batches as the FX int8 compress "
+        "method: onnxruntime: static QDQ (quantize_static); eager: FX static int8 on oneDNN "
+        "(AMX/VNNI int8 convolutions; CPU only, refused on a CPU without them)",
     )
     calibration_batches: int = Field(
         8, ge=1, le=MAX_ITEMS, description="quantize: int8 calibration batches"

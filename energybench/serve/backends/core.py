@@ -34,6 +34,7 @@ from torch import nn
 
 from energybench.models.sr.base import SRModel, online
 from energybench.serve.backends.context import PrepareContext
+from energybench.serve.backends.lowp import hardware_units_needed, reduced_dtype
 from energybench.serve.backends.onnx_export import is_recurrent, serve_once
 from energybench.suite.methods import Quantize
 from energybench.suite.schema import BackendSpec, Entry
@@ -141,9 +142,27 @@ class Autocast(ServedWrapper):
         return out.to(lr.dtype)
 
 
+class Bf16(ServedWrapper):
+    """A bf16 NHWC copy of a model (weights, activations and state in bf16: oneDNN's AMX or
+    AVX512-BF16 convolutions on CPUs); inputs cast to bf16 NHWC, outputs to the input's dtype
+    (:mod:`energybench.serve.backends.lowp`)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        cast = copy.deepcopy(model).to(torch.bfloat16)
+        super().__init__(cast.to(memory_format=torch.channels_last))
+
+    def _input(self, lr: torch.Tensor) -> torch.Tensor:
+        x = lr.to(torch.bfloat16)
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+    def _output(self, out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        return out.to(lr.dtype)
+
+
 def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
-    """The PyTorch backends' model: NHWC weights (``channels_last``), then ``autocast``."""
-    served = _channels_last(model, spec)
+    """The PyTorch backends' model: a bf16 NHWC copy (``dtype: bf16``), else NHWC weights
+    (``channels_last``); then ``autocast``."""
+    served = Bf16(model).eval() if spec.dtype == "bf16" else _channels_last(model, spec)
     if spec.autocast != "none":
         served = Autocast(served, AUTOCAST_DTYPES[spec.autocast]).eval()
     return served
@@ -152,10 +171,22 @@ def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
 def _prepare_eager(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
-    return _pytorch_served(model, spec), {
-        "channels_last": spec.channels_last,
-        "autocast": spec.autocast,
-    }
+    if spec.quantize == "int8":
+        from energybench.serve.backends.lowp import prepare_int8
+
+        served, info = prepare_int8(model, spec, ctx)
+        return served, {**info, "units": _units("int8", ctx)}
+    info = {"channels_last": spec.channels_last, "autocast": spec.autocast, "dtype": spec.dtype}
+    if spec.dtype == "bf16":
+        info["units"] = _units("bf16", ctx)
+    return _pytorch_served(model, spec), info
+
+
+def _units(dtype: str, ctx: PrepareContext) -> list[str] | None:
+    """The CPU flags giving ``dtype`` its matrix units (recorded; None on a GPU)."""
+    from energybench.serve.backends.cpu_units import units
+
+    return units(dtype) if ctx.device.type == "cpu" else None
 
 
 def _prepare_compile(
@@ -177,6 +208,8 @@ def _prepare_compile(
         "channels_last": spec.channels_last,
         "compile_mode": spec.compile_mode,
         "autocast": spec.autocast,
+        "dtype": spec.dtype,
+        **({"units": _units("bf16", ctx)} if spec.dtype == "bf16" else {}),
         "freeze": spec.freeze,
         "compile_s": time.perf_counter() - t0,
     }
@@ -300,10 +333,13 @@ def prepare_serving(
     if why:
         raise RuntimeError(f"backend '{spec.name}' is unavailable: {why}")
     record: dict[str, Any] = {"name": spec.name, "settings": spec.model_dump(mode="json")}
-    if not backend.one_off and not spec.channels_last and spec.autocast == "none":
+    reduced = reduced_dtype(spec)
+    if not backend.one_off and not spec.channels_last and reduced is None:
         return model, {**record, "export": None}
+    # int8 calibration is a one-off step on any backend (metered, counted in TEC)
+    one_off = backend.one_off or spec.quantize != "none"
     t0 = time.time()
-    if monitor is not None and backend.one_off:
+    if monitor is not None and one_off:
         with monitor.window(window) as w:
             served, info = backend.prepare(model, spec, ctx)
         meas = w.measurement.to_dict() if w.measurement is not None else None
@@ -311,13 +347,13 @@ def prepare_serving(
         served, info = backend.prepare(model, spec, ctx)
         meas = None
     export = {**info, "started_unix_s": t0, "duration_s": time.time() - t0}
-    if backend.one_off:
+    if one_off:
         export["measurement"] = meas
     frames = ctx.frames[: spec.parity_frames].to(ctx.device)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     frames = frames.to(dtype) if dtype is not None else frames
     diff = max_abs_diff(model, served, frames)
-    exact = spec.quantize == "none" and spec.autocast == "none" and dtype in (None, torch.float32)
+    exact = reduced is None and dtype in (None, torch.float32)
     tolerance, source = parity_tolerance(spec, ctx)
     export["parity"] = {
         "max_abs_diff": diff,
@@ -333,7 +369,9 @@ def prepare_serving(
             f"{frames.shape[0]} frames (fp32 tolerance {tolerance:g}, {source}); the served "
             "outputs would not be the model's"
         )
-    return served, {**record, "export": export if backend.one_off or info else None}
+    if reduced is not None:
+        export["parity"]["dtype"] = reduced
+    return served, {**record, "export": export if one_off or info else None}
 
 
 def serving_batches(e: Entry) -> tuple[int, ...]:
@@ -363,6 +401,39 @@ def model_class(e: Entry) -> type | None:
         return None
     cls = hints.get("return")
     return cls if isinstance(cls, type) else None
+
+
+def _on_cpu(e: Entry) -> bool:
+    """Whether ``e`` will run on the CPU (its device, or ``auto`` on a host without CUDA)."""
+    from energybench.suite.devices import effective_device
+
+    device = effective_device(e)
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
+def _reduced_precision_problems(e: Entry, dtypes: list[str]) -> list[tuple[tuple[str, ...], str]]:
+    """``dtype: bf16`` and eager int8: where they apply, and the CPU units they need."""
+    from energybench.serve.backends.cpu_units import missing_units
+
+    spec = e.backend
+    out: list[tuple[tuple[str, ...], str]] = []
+    if spec.dtype != "fp32":
+        if spec.name not in ("eager", "compile"):
+            out.append((("backend", "dtype"), f"backend.dtype: {spec.dtype} applies to eager "
+                        f"and compile (backend '{spec.name}' serves the fp32 export)"))  # fmt: skip
+        if spec.autocast != "none" or spec.quantize != "none" or dtypes:
+            out.append((("backend", "dtype"), f"backend.dtype: {spec.dtype} casts an fp32 "
+                        "model; drop autocast, backend.quantize or the compress quantize "
+                        "step"))  # fmt: skip
+    if spec.quantize == "int8" and spec.name == "eager" and (dtypes or spec.channels_last):
+        out.append((("backend", "quantize"), "eager int8 quantises the fp32 model itself; drop "
+                    "the compress quantize step and channels_last"))  # fmt: skip
+    if _on_cpu(e):
+        for field, dtype in hardware_units_needed(spec):
+            why = missing_units(dtype)
+            if why:
+                out.append((("backend", field), f"backend.{field}: {dtype} refused: {why}"))
+    return out
 
 
 def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
@@ -445,10 +516,15 @@ def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
                 f"quantised (quantize dtype {dtypes[0]}): drop one of the two",
             )
         )
-    if spec.quantize != "none" and spec.name != "onnxruntime":
+    if spec.quantize != "none" and spec.name not in ("onnxruntime", "eager"):
         out.append(
-            (("backend", "quantize"), f"backend.quantize: {spec.quantize} needs onnxruntime")
+            (
+                ("backend", "quantize"),
+                f"backend.quantize: {spec.quantize} needs onnxruntime (QDQ) or eager (FX int8 "
+                "on oneDNN)",
+            )
         )
+    out.extend(_reduced_precision_problems(e, dtypes))
     for k, sc in enumerate(e.serve):
         if sc.compile != "none" and spec.name != "eager":
             out.append(
