@@ -217,7 +217,7 @@ def _table(run: RunData, table: str) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"export table {table}: columns missing from SCHEMA: {sorted(unknown)}")
     frame.insert(0, "table", table)
-    frame["suite"] = run.suite.get("name")
+    frame["suite"] = run.suite.name
     frame["run_id"] = run.root.name
     frame["schema_version"] = EXPORT_SCHEMA_VERSION
     return frame
@@ -272,7 +272,7 @@ _LATEX_SPECIAL = {
 
 def latex_escape(text: str) -> str:
     """``text`` with LaTeX special characters escaped."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))  # a plain map
 
 
 def _tex_num(v: Any, digits: int = 3, est: bool = False) -> str:
@@ -301,7 +301,7 @@ def leaderboard_latex(runs: list[RunData]) -> str:
 
 def _run_latex(run: RunData) -> str:
     board = leaderboard(run)
-    q = latex_escape(run.suite.get("metric", {}).get("quality", "Q"))
+    q = latex_escape(run.suite.metric.quality)
     head = [
         "Rank",
         "Entry",
@@ -314,7 +314,7 @@ def _run_latex(run: RunData) -> str:
         "Score $S$",
     ]
     lines = [
-        f"% energybench leaderboard: suite {latex_escape(run.suite.get('name', '?'))}, "
+        f"% energybench leaderboard: suite {latex_escape(run.suite.name)}, "
         f"run {latex_escape(run.root.name)}; $\\approx$ marks estimates; a rank (lo--hi): "
         "the score intervals overlap, the order is not settled",
         "\\begin{tabular}{rlrrrrrrr}",
@@ -327,9 +327,7 @@ def _run_latex(run: RunData) -> str:
     for r in board.to_dict("records"):
         est = bool(r["is_estimate"])
         cells = [
-            latex_escape(rank_label(r["rank"], r.get("rank_lo"), r.get("rank_hi"))).replace(
-                "–", "--"
-            ),
+            latex_escape(rank_label(r["rank"], r["rank_lo"], r["rank_hi"])).replace("–", "--"),
             latex_escape(r["entry"]),
             _tex_num(r["quality"], 4),
             _tex_int(r["params"]),

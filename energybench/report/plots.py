@@ -31,7 +31,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from energybench.meters.sampler import TRACE_COLUMNS  # noqa: E402
-from energybench.records.phases import PHASE_ORDER
+from energybench.records.phases import PHASES
 from energybench.records.types import AdaptiveResult  # noqa: E402
 from energybench.report.units import eng  # noqa: E402
 
@@ -124,14 +124,8 @@ def _break_even_points(
     costs = rows.set_index("entry")
     out = []
     for _, b in be.iterrows():
-        m = b.get("mui")
-        if (
-            b.get("kind") != "at"
-            or m is None
-            or pd.isna(m)
-            or m <= 0
-            or b["entry"] not in costs.index
-        ):
+        m = b["mui"]
+        if b["kind"] != "at" or m is None or pd.isna(m) or m <= 0 or b["entry"] not in costs.index:
             continue
         c = costs.loc[b["entry"]]
         tec = c["tec_j"] if pd.notna(c["tec_j"]) else 0.0
@@ -254,7 +248,7 @@ def quality_vs_iec_figure(board: pd.DataFrame, quality_name: str = "Q") -> Figur
 
 def _point_label(r: pd.Series) -> str:
     """The entry's name, with its serving backend unless it is eager PyTorch (or already named)."""
-    name, backend = str(r["entry"]), str(r.get("backend") or "eager")
+    name, backend = str(r["entry"]), str(r["backend"] or "eager")
     return name if backend == "eager" else f"{name} [{backend}]"
 
 
@@ -278,7 +272,7 @@ def energy_by_phase_svg(by_phase: pd.DataFrame) -> str | None:
     entries = list(dict.fromkeys(df["entry"]))
     keys = sorted(
         {(p, d) for p, d in zip(df["phase"], df["device"], strict=True)},
-        key=lambda k: (PHASE_ORDER.index(k[0]) if k[0] in PHASE_ORDER else 9, str(k[1])),
+        key=lambda k: (PHASES.index(k[0]) if k[0] in PHASES else 9, str(k[1])),
     )
     colors = plt.get_cmap("tab20")
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(entries) + 0.2 * len(keys)))
@@ -349,7 +343,7 @@ def power_traces_svg(traces: pd.DataFrame, windows: pd.DataFrame) -> str | None:
                 panels.setdefault(w["phase"], []).append((label, g))
     if not panels:
         return None
-    names = [p for p in PHASE_ORDER if p in panels] + [p for p in panels if p not in PHASE_ORDER]
+    names = [p for p in PHASES if p in panels] + [p for p in panels if p not in PHASES]
     fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.3 * len(names)), squeeze=False)
     for ax, phase in zip(axes[:, 0], names, strict=True):
         for label, g in panels[phase][:12]:
@@ -375,9 +369,9 @@ def latency_svg(scenarios: pd.DataFrame) -> str | None:
         return None
     stats = []
     for _, r in rows.iterrows():
-        b = f" b{int(r['batch_size'])}" if pd.notna(r.get("batch_size")) else ""
-        lo = r["latency_min_ms"] if pd.notna(r.get("latency_min_ms")) else r["latency_p50_ms"]
-        hi = r["latency_max_ms"] if pd.notna(r.get("latency_max_ms")) else r["latency_p99_ms"]
+        b = f" b{int(r['batch_size'])}" if pd.notna(r["batch_size"]) else ""
+        lo = r["latency_min_ms"] if pd.notna(r["latency_min_ms"]) else r["latency_p50_ms"]
+        hi = r["latency_max_ms"] if pd.notna(r["latency_max_ms"]) else r["latency_p99_ms"]
         stats.append(
             {
                 "label": f"{r['entry']}\n{r['scenario']}{b}",
@@ -387,7 +381,7 @@ def latency_svg(scenarios: pd.DataFrame) -> str | None:
                 "q3": r["latency_p90_ms"],
                 "whishi": r["latency_p99_ms"],
                 "fliers": [hi],
-                "mean": r.get("latency_mean_ms"),
+                "mean": r["latency_mean_ms"],
             }
         )
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(stats) + 1), 4))
