@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from energybench.meters.base import KIND_LABELS, Measurement
+from energybench.meters.plugins import is_estimated_source
 from energybench.metrics.carbon import kg_co2e
 from energybench.metrics.fullcycle import (
     CostItem,
@@ -359,7 +360,7 @@ def iec_figure(g: Group | None, allow_estimates: bool) -> IecFigure:
         sources = tuple(g.sources)
     else:
         stats, est, beside = measured, False, estimated.mean if estimated else None
-        sources = tuple(s for s in g.sources if s != "estimate")
+        sources = tuple(s for s in g.sources if not is_estimated_source(s))
     windows = [window_energy(t.measurement, basis == "all") for t in g.trials]
     gaps = sorted({w.gap for w in windows if w.gap})
     lost = g.trials_without_energy
