@@ -248,7 +248,7 @@ def quality_vs_iec_figure(board: pd.DataFrame, quality_name: str = "Q") -> Figur
 
 def _point_label(r: pd.Series) -> str:
     """The entry's name, with its serving backend unless it is eager PyTorch (or already named)."""
-    name, backend = str(r["entry"]), str(r["backend"] or "eager")
+    name, backend = str(r["entry"]), str(r.get("backend") or "eager")  # a plain map: may lack it
     return name if backend == "eager" else f"{name} [{backend}]"
 
 
