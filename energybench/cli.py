@@ -277,7 +277,7 @@ def _print_glance(run_dir: Path) -> None:
 
 
 def _default_output(run: RunData, ext: str, folder: Path = Path("reports")) -> Path:
-    return folder / f"{run.suite.get('name', 'run')}-{run.root.name}.{ext}"
+    return folder / f"{run.suite.name}-{run.root.name}.{ext}"
 
 
 @app.command()
@@ -313,11 +313,10 @@ def validate(
         f"[green]ok[/green]: suite '{s.name}' with {len(s.entries)} entries "
         f"({', '.join(e.name for e in s.entries)}); config hash {loaded.config_hash}"
     )
-    data = s.model_dump(mode="json")
-    ref = iec_reference(data)
+    ref = iec_reference(s)
     if ref is not None:
         console.print(f"IEC (ranking): the {ref.describe()}", highlight=False)
-    for name, why in unrankable(data).items():
+    for name, why in unrankable(s).items():
         console.print(f"[yellow]entry '{name}' cannot be ranked: {why}[/yellow]", highlight=False)
     try:
         errors, notes = host_report(s, simulate)

@@ -220,7 +220,7 @@ def _table(run: RunData, table: str) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"export table {table}: columns missing from SCHEMA: {sorted(unknown)}")
     frame.insert(0, "table", table)
-    frame["suite"] = run.suite.get("name")
+    frame["suite"] = run.suite.name
     frame["run_id"] = run.root.name
     frame["schema_version"] = EXPORT_SCHEMA_VERSION
     return frame

@@ -64,17 +64,17 @@ def device_names(run: RunData) -> dict[str, str]:
     """Device id -> short name for figures: ``GPU0 H100 80GB HBM3`` (kind, index, model without
     the vendor), from the manifest's meters; devices with no index keep their id."""
     names: dict[str, str] = {}
-    for m in _meters(run):
-        device, index, model = m.get("device"), m.get("index"), m.get("name") or m.get("model")
+    for m in run.info.meters:
+        device, index, model = m.device, getattr(m, "index", None), m.name or m.model
         if not device or index is None or not model:
             continue
-        kind = str(m.get("kind") or "gpu").upper()
-        mig = " MIG" if m.get("mig") else ""
+        kind = str(m.kind or "gpu").upper()
+        mig = " MIG" if getattr(m, "mig", None) else ""
         name = re.sub(r"^(NVIDIA|AMD|Intel)\s+", "", str(model))
         names[str(device)] = f"{kind}{index}{mig} {name}"
     seen: dict[str, int] = {}
     for device, label in sorted(names.items()):  # two MIG slices of one GPU: GPU0 MIG ... #2
-        seen[label] = seen.get(label, 0) + 1
+        seen[label] = seen.get(label, 0) + 1  # a plain counter
         if seen[label] > 1:
             names[device] = f"{label} #{seen[label]}"
     return names
@@ -85,23 +85,18 @@ def device_footnote(run: RunData) -> list[dict[str, str]]:
     report prints this table under the figures)."""
     names = device_names(run)
     out = []
-    for m in _meters(run):
-        device = str(m.get("device"))
+    for m in run.info.meters:  # index, uuid and mig are the NVML meter's own details
+        device = str(m.device)
         if device in names:
             out.append(
                 {
                     "label": names[device],
-                    "model": str(m.get("name") or m.get("model")),
-                    "uuid": str(m.get("mig") or m.get("uuid") or "–"),
+                    "model": str(m.name or m.model),
+                    "uuid": str(getattr(m, "mig", None) or getattr(m, "uuid", None) or "–"),
                     "device": device,
                 }
             )
     return out
-
-
-def _meters(run: RunData) -> list[dict[str, Any]]:
-    meters = run.manifest.get("meters") or []
-    return [m for m in meters if isinstance(m, dict)]
 
 
 def phase_energy(phases: pd.DataFrame) -> pd.DataFrame:
@@ -115,8 +110,9 @@ def phase_energy(phases: pd.DataFrame) -> pd.DataFrame:
     top = phases[
         ~phases["window"].str.contains("/t[0-9]+$", regex=True) | (phases["phase"] == "serve")
     ]
+    keys = ["entry", "phase", "device", "source"] + (["is_estimate"] if "is_estimate" in top else [])
     return (
-        top.groupby(["entry", "phase", "device", "source"], dropna=False)
+        top.groupby(keys, dropna=False)
         .agg(
             energy_j=("energy_j", "sum"),
             static_j=("static_j", "sum"),
@@ -147,7 +143,7 @@ def run_figures(
     by_phase = phase_energy(phase_rows(run)) if by_phase is None else by_phase
     muis = [mui for mui, _w in usage_intensities(run)]
     devices = device_names(run)
-    quality = str(run.suite.get("metric", {}).get("quality", "Q"))
+    quality = run.suite.metric.quality
     traces = plots.read_traces(run.root)
     windows = _windows(run)
     scenarios = scenario_rows(run)
@@ -245,7 +241,7 @@ def write_figures(runs: list[RunData], directory: Path) -> list[Path]:
         used.add(name)
         folder = directory / name if len(runs) > 1 else directory
         folder.mkdir(parents=True, exist_ok=True)
-        index += [f"## {run.suite.get('name', '?')} / {run.root.name}", ""]
+        index += [f"## {run.suite.name} / {run.root.name}", ""]
         for spec in run_figures(run):
             files = _write_one(spec, folder)
             written += files

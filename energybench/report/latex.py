@@ -96,9 +96,9 @@ def _iec_cell(r: dict[str, Any]) -> str:
 
 
 def _header(run: RunData, muis: list[float]) -> list[str]:
-    metric = run.suite.get("metric", {})
-    q = latex_escape(metric.get("quality", "Q"))
-    tau = metric.get("tau", 1.0)
+    metric = run.suite.metric
+    q = latex_escape(metric.quality)
+    tau = metric.tau
     g_unit = f"{q}/J" if tau == 1 else f"{q}$^{{{tau:g}}}$/J"
     head = ["Rank", "Entry", f"Q ({q})", "TEC (J)", "IEC (J/item)", "p99 (ms)"]
     head += [f"G@{tex_num(m)} ({g_unit})" for m in muis]
@@ -126,7 +126,7 @@ def run_latex(run: RunData, caption: str | None = None, label: str | None = None
     board = leaderboard(run)
     muis = [m for m, _w in usage_intensities(run)]
     head = _header(run, muis)
-    suite = latex_escape(run.suite.get("name", "?"))
+    suite = latex_escape(run.suite.name)
     text = latex_escape(caption.strip()) if caption and caption.strip() else (
         f"energybench leaderboard of suite {suite} (run {latex_escape(run.root.name)}), best "
         "first; a rank range (lo--hi) means the entries' score intervals overlap."

@@ -41,7 +41,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from energybench.meters.sampler import TRACE_COLUMNS  # noqa: E402
-from energybench.records.phases import PHASE_ORDER  # noqa: E402
+from energybench.records.phases import PHASES
 from energybench.records.types import AdaptiveResult  # noqa: E402
 from energybench.report.units import eng  # noqa: E402
 
@@ -185,14 +185,14 @@ def _num(v: Any) -> float | None:
 
 def _entry_label(r: Mapping[str, Any]) -> str:
     """An entry's legend text: its name, ``≈`` first when its figures are estimates."""
-    return ("≈ " if bool(r.get("is_estimate")) else "") + str(r["entry"])
+    return ("≈ " if bool(r.get("is_estimate")) else "") + str(r["entry"])  # a board row (plain map)
 
 
 # --------------------------------------------------------------------------- lifecycle energy
 def lifecycle_band(r: Mapping[str, Any], mui: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The 95 % band of E(MUI) = TEC + MUI·IEC: TEC ± 2σ with the IEC 95 % CI (J), the lower
     edge clipped at 0 J; None when neither TEC's σ nor the IEC interval is known."""
-    tec = _num(r.get("tec_j")) or 0.0
+    tec = _num(r.get("tec_j")) or 0.0  # a board row: a plain map
     sigma = _num(r.get("tec_uncertainty_j"))
     lo_i, hi_i = _num(r.get("iec_ci_low_j")), _num(r.get("iec_ci_high_j"))
     if sigma is None and (lo_i is None or hi_i is None):
@@ -280,7 +280,7 @@ def _break_even_points(
     out = []
     for _, b in be.iterrows():
         m = _num(b["mui"])
-        if b.get("kind") != "at" or m is None or m <= 0 or b["entry"] not in costs.index:
+        if b["kind"] != "at" or m is None or m <= 0 or b["entry"] not in costs.index:
             continue
         c = costs.loc[b["entry"]]
         out.append((m, (_num(c["tec_j"]) or 0.0) + m * float(c["iec_j"])))
@@ -478,7 +478,7 @@ def energy_by_phase_figure(
     entries = list(dict.fromkeys(df["entry"]))
     keys = sorted(
         {(p, d) for p, d in zip(df["phase"], df["device"], strict=True)},
-        key=lambda k: (PHASE_ORDER.index(k[0]) if k[0] in PHASE_ORDER else 9, str(k[1])),
+        key=lambda k: (PHASES.index(k[0]) if k[0] in PHASES else 9, str(k[1])),
     )
     colors = plt.get_cmap("tab20")
     legend_rows = math.ceil((len(keys) + 1) / (1 if width_in < 5 else 2))
@@ -574,7 +574,7 @@ def power_traces_figure(
                 panels.setdefault(w["phase"], []).append((label, g))
     if not panels:
         return None
-    names = [p for p in PHASE_ORDER if p in panels] + [p for p in panels if p not in PHASE_ORDER]
+    names = [p for p in PHASES if p in panels] + [p for p in panels if p not in PHASES]
     narrow = width_in < 5
     shown = {p: panels[p][:12] for p in names}
     heights = [1.5 + (0.13 * len(shown[p]) + 0.2 if narrow else 0.0) for p in names]
