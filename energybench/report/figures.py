@@ -110,7 +110,8 @@ def phase_energy(phases: pd.DataFrame) -> pd.DataFrame:
     top = phases[
         ~phases["window"].str.contains("/t[0-9]+$", regex=True) | (phases["phase"] == "serve")
     ]
-    keys = ["entry", "phase", "device", "source"] + (["is_estimate"] if "is_estimate" in top else [])
+    keys = ["entry", "phase", "device", "source"]
+    keys += ["is_estimate"] if "is_estimate" in top else []
     return (
         top.groupby(keys, dropna=False)
         .agg(

@@ -249,6 +249,6 @@ def test_leaderboard_names_the_bf16_backend() -> None:
 
     serve = SimpleNamespace(backend=SimpleNamespace(name="compile", settings={"dtype": "bf16"}))
     run: Any = SimpleNamespace(
-        entry=lambda name: SimpleNamespace(serve=serve), suite={"entries": []}
+        entry=lambda name: SimpleNamespace(serve=serve), suite=SimpleNamespace(entries=[])
     )
     assert backend_name(run, "x") == "compile+bf16"
