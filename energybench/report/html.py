@@ -39,7 +39,7 @@ from energybench.report.tables import (
     rank_label,
     usage_intensities,
 )
-from energybench.report.units import bytes_text, eng
+from energybench.report.units import bytes_text, eng, greenness_unit
 
 ESTIMATE_MARK = "≈"
 
@@ -79,7 +79,8 @@ def sort_value(v: Any) -> str:
 
 @dataclass
 class Cell:
-    """One table cell: display text, sort value, estimate mark, optional note under the text."""
+    """One table cell: display text, sort value, estimate mark, optional note under the text,
+    optional tooltip (``title``: shown on hover, so long texts do not make rows tall)."""
 
     text: str
     v: str = ""
@@ -87,6 +88,7 @@ class Cell:
     sub: str = ""
     badge: str = ""
     mui: str = ""
+    title: str = ""
 
 
 @dataclass
@@ -106,7 +108,7 @@ def _mui_key(i: int) -> str:
 
 def _columns(run: RunData, muis: list[float]) -> list[Column]:
     q, tau = run.suite.metric.quality, run.suite.metric.tau
-    g_unit = f"{q}/J" if tau == 1 else f"{q}^{tau:g}/J"  # G = Q^τ / E: its unit
+    g_unit = greenness_unit(q, tau)
     cols = [
         Column("rank", "rank", title="rank in the selected view"),
         Column("entry", "entry", name=True),
@@ -153,7 +155,7 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
             rank_label(row["rank"], row["rank_lo"], row["rank_hi"]),
             sort_value(row["rank"]),
         ),
-        Cell(str(row["entry"]), str(row["entry"]), sub=desc, badge=status),
+        Cell(str(row["entry"]), str(row["entry"]), badge=status, title=desc),  # see "Entries"
         Cell(backend, backend, sub=_parity(row)),
         Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
         Cell(eng(row["params"]), sort_value(row["params"])),
@@ -174,7 +176,8 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
         cells.append(_energy_cell(row[f"energy_j@{m:g}"], est, sub, mui=k))
         g = row[f"g@{m:g}"]
         cells.append(Cell(fmt(g), sort_value(g), est and not _missing(g), mui=k))
-    cells.append(Cell(fmt(row["score"]), sort_value(row["score"]), est, mui="score"))
+    score = row["score"]
+    cells.append(Cell(fmt(score), sort_value(score), est and not _missing(score), mui="score"))
     prov = "estimate" if est else "measured"
     if row["is_simulated"]:
         prov = f"simulated {prov}"

@@ -18,7 +18,7 @@ from rich.text import Text
 from energybench.records.store import RunData
 from energybench.records.types import LoadResult
 from energybench.report.tables import TIE_METHOD, break_even_rows, leaderboard, rank_label
-from energybench.report.units import eng
+from energybench.report.units import eng, greenness_unit
 
 ESTIMATE_MARK = "≈"
 
@@ -67,7 +67,7 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
         (f"Q ({q})", "right"),
         ("TEC", "right"),
         (iec, "right"),
-        ("score", "right"),
+        (f"score ({greenness_unit(q, run.suite.metric.tau)})", "right"),
         ("marks", "left"),
     ):
         table.add_column(

@@ -50,3 +50,8 @@ def eng(value: Any, unit: str = "", digits: int = 3) -> str:
 def bytes_text(n: Any) -> str:
     """A size in bytes with a binary-free SI prefix: ``eng(n, "B")`` (1 kB = 1000 B)."""
     return eng(n, "B")
+
+
+def greenness_unit(quality: str, tau: float) -> str:
+    """The unit of G = Q^τ / E and of the score S: ``psnr_db/J`` (τ = 1), ``ssim^2/J``."""
+    return f"{quality}/J" if tau == 1 else f"{quality}^{tau:g}/J"

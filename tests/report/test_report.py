@@ -327,3 +327,24 @@ def test_browser_figures_have_error_bars_short_device_names_and_downloads(
     links = re.findall(r'<a class="fig-dl" download="([^"]+)" href="([^"]+)"', dom)
     assert len(figures) == len(links) >= 5
     assert all(name.endswith(".svg") and href.startswith("blob:") for name, href in links)
+
+
+def test_entry_descriptions_are_tooltips_in_the_leaderboard_not_row_text(page: Path) -> None:
+    html = page.read_text()
+    board = html[html.index('id="lb-1"') :]
+    board = board[: board.index("</table>")]
+    row = board[board.index('data-entry="teacher"') :]
+    row = row[: row.index("</tr>")]
+    # the description is on hover (title), escaped, and not a line under the name
+    assert '<span class="described" title="the teacher' in row
+    assert "&lt;" in row.split('title="', 1)[1].split('"', 1)[0]  # user text, escaped
+    assert '<span class="note">the teacher' not in row
+    assert "the teacher" in html[html.index('class="entries"') :]  # still in the Entries table
+
+
+def test_no_estimate_mark_on_a_missing_figure() -> None:
+    # the 0.2.0 fixture: an unranked entry with estimated energy and no score
+    run = load_run(Path(__file__).parents[1] / "fixtures" / "run-0.2.0")
+    html = render_report([run])
+    assert re.search(r'<span class="est-mark"[^>]*>[^<]*</span>[0-9]', html)  # marks exist
+    assert not re.search(r'<span class="est-mark"[^>]*>[^<]*</span>–<', html)
