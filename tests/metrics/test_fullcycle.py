@@ -478,3 +478,29 @@ def test_break_even_band_and_note_exactly() -> None:
     y = EntryCost("y", [CostItem("t", "train", "y", 10.0)], 2.0, quality=1.0)
     settled = break_even(EntryCost("x", [], 1.0, quality=1.0), y)
     assert settled.kind == "always" and settled.lo is None and settled.hi is None
+
+
+def test_an_unbounded_break_even_band_is_written_with_infinity() -> None:
+    # IEC CIs overlap: the IEC difference may be 0, so no MUI settles which entry is cheaper
+    a = EntryCost("a", [CostItem("t", "train", "a", 100.0, 1.0)], 1.0, (0.5, 2.5), quality=1.0)
+    b = EntryCost("b", [CostItem("t", "train", "b", 10.0, 1.0)], 2.0, (1.5, 2.5), quality=1.0)
+    be = break_even(a, b)
+    assert be.kind == "at" and be.hi == math.inf
+    assert be.note.endswith(
+        f"cheaper entry uncertain for MUI in [{be.lo:.4g}, ∞] (TEC ± 2σ, IEC 95 % CI, "
+        "interval arithmetic)"
+    )
+
+
+def test_what_is_missing_is_named_item_by_item() -> None:
+    e = EntryCost(
+        "x",
+        [CostItem("base", "train", "x", 5.0), CostItem("prune", "compress", "x", None)],
+        iec_j=None,
+    )
+    with pytest.raises(IncompleteCostError) as err:
+        energy_at(e, 10)
+    assert str(err.value) == (
+        "entry 'x': TEC not measured (items: prune); IEC not measured; "
+        "E(MUI) needs both TEC and IEC"
+    )

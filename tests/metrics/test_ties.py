@@ -7,7 +7,12 @@ import math
 import pytest
 
 from energybench.metrics.costs import CostItem, EntryCost
-from energybench.metrics.greenness import energy_interval, greenness_interval, score_interval
+from energybench.metrics.greenness import (
+    energy_interval,
+    greenness_interval,
+    score_interval,
+    suite_score,
+)
 from energybench.metrics.ranking import rank, tie_groups
 
 
@@ -101,3 +106,23 @@ def test_intervals_follow_quality_tau_and_sub_joule_energies() -> None:
     assert s_hi == pytest.approx(math.exp(0.25 * math.log(2 / 0.1) + 0.75 * math.log(2 / 0.2)))
     rows = rank([e, EntryCost("r", iec_j=0.05, quality=4.0)], mui=10.0, tau=0.5)
     assert rows[0].name == "q" and rows[0].value == pytest.approx(2 / 0.2)
+
+
+def test_score_interval_defaults_to_tau_1_and_a_g_of_exactly_one_is_kept() -> None:
+    e = EntryCost("q", iec_j=0.02, iec_ci_j=(0.01, 0.03), quality=4.0)
+    lo, hi = score_interval(e, [(10.0, 1.0)])  # type: ignore[misc]
+    assert (lo, hi) == pytest.approx((4.0 / 0.3, 4.0 / 0.1))
+    # G = 1 / 1 J at MUI 1: ln G = 0 is a figure like any other, not an underflow
+    one = EntryCost("one", iec_j=1.0, quality=1.0)
+    assert score_interval(one, [(1.0, 1.0)]) == (1.0, 1.0)
+    both = math.sqrt(1.0 * 1 / 3.0)
+    assert score_interval(one, [(1.0, 1.0), (3.0, 1.0)]) == pytest.approx((both, both))
+
+
+def test_suite_score_uses_tau_and_needs_no_quality_at_tau_0() -> None:
+    e = EntryCost("q", iec_j=0.5, quality=4.0)
+    assert suite_score(e, [(10.0, 1.0)], tau=0.5) == pytest.approx(2.0 / 5.0)
+    assert suite_score(e, [(10.0, 1.0)]) == pytest.approx(4.0 / 5.0)
+    blind = EntryCost("b", iec_j=0.5, quality=None)
+    assert suite_score(blind, [(10.0, 1.0)], tau=0.0) == pytest.approx(1 / 5.0)
+    assert suite_score(blind, [(10.0, 1.0)]) is None

@@ -64,3 +64,14 @@ def test_a_stream_is_batch_one_and_a_missing_name_is_said() -> None:
         "IEC not defined: no entry has a scenario named 'nope'"
     )
     assert iec_choices(suite({}, e("a")))["a"].reason == "IEC not defined: no entry serves"
+
+
+def test_unrankable_takes_entries_ranked_by_default_and_skips_rank_false() -> None:
+    bare = {"name": "a", "serve": []}  # no "rank" key: ranked by default
+    s = suite({}, bare, e("b", TP), e("c", ST, rank=False))
+    out = unrankable(s)
+    assert set(out) == {"a"}  # c has no like scenario either, but is not to be ranked
+    assert "its scenarios: none" in out["a"]
+    assert iec_choices(s)["c"].reason is not None
+    assert unrankable({"metric": {}}) == {} and iec_choices({}) == {}
+    assert iec_reference({}) is None
