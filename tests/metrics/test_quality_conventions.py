@@ -11,7 +11,13 @@ import torch
 
 from energybench.data.base import Clip
 from energybench.metrics.accuracy import topk_accuracy
-from energybench.metrics.quality import evaluate_clips, psnr, ssim, to_uint8_scale
+from energybench.metrics.quality import (
+    evaluate_clips,
+    evaluate_model,
+    psnr,
+    ssim,
+    to_uint8_scale,
+)
 
 
 def _noisy(seed: int, shape: tuple[int, ...], noise: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,3 +109,22 @@ def test_top_k_accuracy_defaults_to_top_1() -> None:
     labels = torch.tensor([1, 2])  # both second-best: top-2 correct, top-1 wrong
     assert topk_accuracy(logits, labels) == 0.0
     assert topk_accuracy(logits, labels, 2) == 1.0
+
+
+class _Upscale(torch.nn.Module):
+    """Nearest-neighbour x4 per frame (a model with no ``forward_clip``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+
+
+def test_evaluate_model_scores_with_the_same_defaults_and_restores_the_mode() -> None:
+    _, clips = _clips()
+    clips = [Clip(c.name, c.hr[..., ::4, ::4], c.hr) for c in clips]  # LR 4x4 of the 16x16 HR
+    model = _Upscale().train()
+    res = evaluate_model(model, clips)
+    assert model.training
+    outs = [_Upscale()(c.lr) for c in clips]
+    ref = evaluate_clips(outs, clips, crop_border=0, y_channel=True, with_ssim=True)
+    assert res["convention"] == ref["convention"]
+    assert (res["psnr"], res["ssim"]) == pytest.approx((ref["psnr"], ref["ssim"]))

@@ -67,7 +67,7 @@ def test_a_stream_is_batch_one_and_a_missing_name_is_said() -> None:
 
 
 def test_unrankable_takes_entries_ranked_by_default_and_skips_rank_false() -> None:
-    bare = {"name": "a", "serve": []}  # no "rank" key: ranked by default
+    bare = {"name": "a"}  # no "rank" and no "serve" key: ranked, serves nothing
     s = suite({}, bare, e("b", TP), e("c", ST, rank=False))
     out = unrankable(s)
     assert set(out) == {"a"}  # c has no like scenario either, but is not to be ranked
@@ -75,3 +75,13 @@ def test_unrankable_takes_entries_ranked_by_default_and_skips_rank_false() -> No
     assert iec_choices(s)["c"].reason is not None
     assert unrankable({"metric": {}}) == {} and iec_choices({}) == {}
     assert iec_reference({}) is None
+
+
+def test_every_entry_is_told_when_no_scenario_has_the_name_and_other_kinds_are_labelled() -> None:
+    s = suite({"iec_scenario": "nope"}, e("a", ST), e("b", TP), e("c"))
+    assert {n: c.reason for n, c in iec_choices(s).items()} == dict.fromkeys(
+        "abc", "IEC not defined: no entry has a scenario named 'nope'"
+    )
+    load = iec_reference(suite({}, e("a", {"scenario": "load", "batch_sizes": [8]})))
+    assert load is not None and load.batch_size == 1  # only throughput has batch sizes
+    assert load.basis_label() == "J/item of the load scenario: load scenario at batch size 1"
