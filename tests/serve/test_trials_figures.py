@@ -175,13 +175,13 @@ def test_aggregate_trials_figures_and_labels() -> None:
     m2 = {"sources": ["rapl"], "is_estimate": False, "flags": ["a", "b"], "is_shared": True,
           "is_simulated": True, "measured_kinds": ["cpu", "gpu"]}  # fmt: skip
     m3 = {"sources": [], "is_estimate": False, "flags": []}
-    trials = [t(1.0, 2.0, m1), t(3.0, 4.0, m2), t(None, 0.0, m3)]
+    trials = [t(1.0, 2.0, m1), t(3.0, 0.5, m2), t(None, 0.0, m3)]
     agg = aggregate_trials(trials, [0.001, 0.003], 4, "image")
     assert (agg["unit"], agg["items_per_iteration"], agg["trials_total"]) == ("image", 4, 3)
     assert agg["latency_ms"]["mean"] == pytest.approx(2.0)
     assert agg["latency_ms"]["n"] == 2
     assert agg["items_per_s"]["n"] == 2  # the 0 s window has no rate
-    assert agg["items_per_s"]["mean"] == pytest.approx((10 / 2.0 + 10 / 4.0) / 2)
+    assert agg["items_per_s"]["mean"] == pytest.approx((10 / 2.0 + 10 / 0.5) / 2)
     assert agg["measured_energy_per_item_j"]["mean"] == pytest.approx(2.0)
     assert agg["energy_per_item_j"]["mean"] == pytest.approx(3.0)
     assert agg["estimated_energy_per_item_j"]["mean"] == pytest.approx(1.0)
