@@ -200,11 +200,17 @@ def test_aggregate_trials_figures_and_labels() -> None:
 
 
 def test_aggregate_trials_ranks_on_the_suites_basis() -> None:
-    trials = [_trial(1.0, 2.0), _trial(None, 2.5), _trial(1.1, None)]
+    trials = [_trial(1.0, 2.0), _trial(None, 2.5), _trial(None, 2.4), _trial(1.1, None)]
     own = aggregate_trials(trials, [], 1, "item", EnergySettings(trials=1))
-    assert own["basis"] == "measured" and own["trials_without_energy"] == 1
+    assert own["basis"] == "measured" and own["trials_without_energy"] == 2
     assert own["precision"]["basis"] == "measured"
     allow = EnergySettings(trials=1, allow_estimates_in_ranking=True)
     agg = aggregate_trials(trials, [], 1, "item", allow)
     assert agg["basis"] == "all" and agg["trials_without_energy"] == 1
     assert agg["precision"]["basis"] == "all"
+
+
+def test_a_mean_of_exactly_one_joule_per_item_has_a_relative_interval() -> None:
+    p = precision([_trial(0.5, 0.5), _trial(1.5, 1.5)], EnergySettings(target_ci=0.5))
+    assert p["rel_ci"] is not None and p["rel_ci"] == pytest.approx(p["rel_stat_ci"])
+    assert p["rel_ci"] > 1.0 and not p["reached"]
