@@ -504,3 +504,26 @@ def test_what_is_missing_is_named_item_by_item() -> None:
         "entry 'x': TEC not measured (items: prune); IEC not measured; "
         "E(MUI) needs both TEC and IEC"
     )
+
+
+def test_break_even_names_the_cheaper_entry_for_a_small_iec_difference() -> None:
+    # a: no TEC, IEC 2.5 J; b: 100 J TEC, IEC 2.0 J: b pays back above 200 items (d1 = 0.5)
+    a = EntryCost("a", [], 2.5, quality=1.0)
+    b = EntryCost("b", [CostItem("t", "train", "b", 100.0, 5.0)], 2.0, quality=1.0)
+    be = break_even(a, b)
+    assert be.kind == "at" and be.mui == pytest.approx(200.0) and be.cheaper_above == "b"
+    assert be.note.startswith("'b' is cheaper than 'a' above MUI* = 200 items ('a' below it)")
+    # every item has a sigma: no "taken as exact" note for TEC
+    assert "TEC uncertainty" not in be.note
+
+
+def test_break_even_band_with_common_items_twice_and_a_tec_clipped_at_zero() -> None:
+    c = CostItem("base", "train", "base", 100.0, 10.0, "nvml-counter", shared=True)
+    # a: the base twice (both common) plus its own 10 ± 10 J (range clipped to [0, 30] J)
+    a = EntryCost("a", [c, c, CostItem("p", "compress", "a", 10.0, 10.0)], 2.0, quality=1.0)
+    b = EntryCost("b", [c, c, CostItem("q", "compress", "b", 100.0, 0.0)], 1.0, quality=1.0)
+    be = break_even(a, b)
+    assert be.kind == "at" and be.mui == pytest.approx(90.0) and be.cheaper_above == "b"
+    assert "2 cost item(s) common to both cancel" in be.note
+    # D(m) = TEC_a' − 100 + m, TEC_a' in [0, 30]: D <= 0 possible up to 100, D >= 0 from 70
+    assert (be.lo, be.hi) == pytest.approx((70.0, 100.0))

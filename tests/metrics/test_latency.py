@@ -89,3 +89,9 @@ def test_t_interval_coverage_is_nominal() -> None:
         lo, hi = ci_of_mean(row)
         hits += lo <= 5.0 <= hi
     assert 0.93 <= hits / len(draws) <= 0.97
+
+
+def test_the_confidence_used_is_recorded() -> None:
+    assert summarize([1.0, 2.0, 4.0]).confidence == 0.95
+    s = summarize([1.0, 2.0, 4.0], confidence=0.8)
+    assert s.confidence == 0.8 and s.to_dict()["confidence"] == 0.8

@@ -126,3 +126,34 @@ def test_suite_score_uses_tau_and_needs_no_quality_at_tau_0() -> None:
     blind = EntryCost("b", iec_j=0.5, quality=None)
     assert suite_score(blind, [(10.0, 1.0)], tau=0.0) == pytest.approx(1 / 5.0)
     assert suite_score(blind, [(10.0, 1.0)]) is None
+
+
+def test_greenness_interval_follows_tau_its_default_and_coverage() -> None:
+    e = EntryCost(
+        "q", [CostItem("t", "train", "q", 10.0, 1.0)], iec_j=1.0, iec_ci_j=(0.5, 1.5), quality=9.0
+    )
+    # E at MUI 10: TEC 10 ± k·1 J plus 10 × [0.5, 1.5] J
+    assert greenness_interval(e, 10.0) == pytest.approx((9.0 / 27.0, 9.0 / 13.0))
+    assert greenness_interval(e, 10.0, tau=1.0) == pytest.approx((9.0 / 27.0, 9.0 / 13.0))
+    assert greenness_interval(e, 10.0, tau=0.5) == pytest.approx((3.0 / 27.0, 3.0 / 13.0))
+    assert greenness_interval(e, 10.0, coverage_k=1.0) == pytest.approx((9.0 / 26.0, 9.0 / 14.0))
+    blind = EntryCost("b", iec_j=1.0, iec_ci_j=(0.5, 1.5), quality=None)
+    assert greenness_interval(blind, 10.0, tau=0.0) == pytest.approx((1 / 15.0, 1 / 5.0))
+    assert greenness_interval(blind, 10.0) is None
+
+
+def test_rank_intervals_use_tau_at_one_mui_and_over_intensities() -> None:
+    e = EntryCost("q", iec_j=1.0, iec_ci_j=(0.5, 1.5), quality=9.0)
+    (row,) = rank([e], mui=10.0, tau=0.5)
+    assert (row.value_lo, row.value_hi) == pytest.approx((3.0 / 15.0, 3.0 / 5.0))
+    (row,) = rank([e], intensities=[(10.0, 1.0)], tau=0.5)
+    assert (row.value_lo, row.value_hi) == pytest.approx((3.0 / 15.0, 3.0 / 5.0))
+
+
+def test_bad_usage_intensity_weights_are_refused() -> None:
+    e = entry("a", 0, 2.0)
+    for w in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="weight must be finite and >= 0"):
+            suite_score(e, [(10.0, w)])
+    with pytest.raises(ValueError, match="at least one usage intensity with a weight > 0"):
+        suite_score(e, [(10.0, 0.0)])
