@@ -52,7 +52,9 @@ def test_a_trial_with_no_items_or_no_figure_has_no_j_per_item() -> None:
     lost = trial_summary(meas(None, 40.0), 10, [0.01])
     assert lost["energy_per_item_j"] is None and lost["measured_energy_per_item_j"] is None
     assert lost["estimated_energy_per_item_j"] == pytest.approx(4.0)
-    with pytest.raises(RuntimeError, match="closed window"):
+    single = trial_summary(meas(300.0, 40.0), 1, [0.01])
+    assert single["energy_per_item_j"] == pytest.approx(340.0)
+    with pytest.raises(RuntimeError, match="^trial_summary needs the measurement of a closed"):
         trial_summary(None, 10, [])
 
 
@@ -175,13 +177,13 @@ def test_aggregate_trials_figures_and_labels() -> None:
     m2 = {"sources": ["rapl"], "is_estimate": False, "flags": ["a", "b"], "is_shared": True,
           "is_simulated": True, "measured_kinds": ["cpu", "gpu"]}  # fmt: skip
     m3 = {"sources": [], "is_estimate": False, "flags": []}
-    trials = [t(1.0, 2.0, m1), t(3.0, 0.5, m2), t(None, 0.0, m3)]
+    trials = [t(1.0, 2.0, m1), t(3.0, 0.25, m2), t(None, 0.0, m3)]
     agg = aggregate_trials(trials, [0.001, 0.003], 4, "image")
     assert (agg["unit"], agg["items_per_iteration"], agg["trials_total"]) == ("image", 4, 3)
     assert agg["latency_ms"]["mean"] == pytest.approx(2.0)
     assert agg["latency_ms"]["n"] == 2
     assert agg["items_per_s"]["n"] == 2  # the 0 s window has no rate
-    assert agg["items_per_s"]["mean"] == pytest.approx((10 / 2.0 + 10 / 0.5) / 2)
+    assert agg["items_per_s"]["mean"] == pytest.approx((10 / 2.0 + 10 / 0.25) / 2)
     assert agg["measured_energy_per_item_j"]["mean"] == pytest.approx(2.0)
     assert agg["energy_per_item_j"]["mean"] == pytest.approx(3.0)
     assert agg["estimated_energy_per_item_j"]["mean"] == pytest.approx(1.0)
