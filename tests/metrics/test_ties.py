@@ -157,3 +157,52 @@ def test_bad_usage_intensity_weights_are_refused() -> None:
             suite_score(e, [(10.0, w)])
     with pytest.raises(ValueError, match="at least one usage intensity with a weight > 0"):
         suite_score(e, [(10.0, 0.0)])
+
+
+def test_equal_exact_values_are_one_tie_group() -> None:
+    assert tie_groups([(1.0, 1.0), (1.0, 1.0), (0.5, 0.5)]) == [1, 1, 2]
+    rows = rank([entry("a", 10.0, 1.0), entry("b", 10.0, 1.0)], mui=10)
+    assert [(r.rank, r.tie_group, r.rank_lo, r.rank_hi) for r in rows] == [(1, 1, 1, 2)] * 2
+
+
+def test_rank_rows_carry_the_entrys_figures() -> None:
+    e = EntryCost("a", [CostItem("t", "train", "a", 30.0)], iec_j=2.0, quality=0.5)
+    (row,) = rank([e], mui=10)
+    figures = (row.mui, row.tec_j, row.iec_j, row.quality, row.energy_j)
+    assert figures == (10.0, 30.0, 2.0, 0.5, 50.0)
+    assert row.value == pytest.approx(0.5 / 50.0) and row.metric == "greenness"
+    (row,) = rank([e], intensities=[(10, 1)])
+    assert row.mui is None and row.energy_j is None and row.metric == "score"
+
+
+def test_rank_refuses_both_or_neither_of_mui_and_intensities() -> None:
+    e = entry("a", 0, 2.0)
+    for kw in ({}, {"mui": 10.0, "intensities": [(10.0, 1.0)]}):
+        with pytest.raises(ValueError, match=r"^rank\(\) needs exactly one of mui= or intensit"):
+            rank([e], **kw)  # type: ignore[arg-type]
+
+
+def test_shared_zero_iec_and_incomplete_entries_are_unranked_with_the_reason() -> None:
+    shared = EntryCost("s", iec_j=1.0, quality=1.0, is_shared=True)
+    free = EntryCost("z", [CostItem("t", "train", "z", 10.0)], iec_j=0.0, quality=1.0)
+    gaps = EntryCost(
+        "g",
+        [CostItem("t", "train", "g", 5.0, gap="GPU lost"), CostItem("u", "export", "g", 1.0)],
+        iec_j=1.0,
+        quality=1.0,
+        iec_gap="window 2 had no GPU figure",
+    )
+    rows = {r.name: r for r in rank([shared, free, gaps], mui=10)}
+    assert rows["s"].rank is None and "measured on a shared device" in rows["s"].reason
+    assert rank([shared], mui=10, allow_shared=True)[0].rank == 1
+    assert rows["z"].rank is None
+    assert rows["z"].reason == "IEC = 0 J per item is not a plausible measurement"
+    assert rows["g"].reason == (
+        "energy incomplete, never summed as if whole: t: GPU lost; IEC: window 2 had no GPU figure"
+    )
+
+
+def test_at_tau_0_an_entry_without_quality_is_ranked_on_energy() -> None:
+    blind = EntryCost("b", iec_j=0.5, quality=None)
+    (row,) = rank([blind], mui=10, tau=0.0)
+    assert row.rank == 1 and row.value == pytest.approx(1 / 5.0)
