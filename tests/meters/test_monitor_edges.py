@@ -185,3 +185,52 @@ def test_a_measurement_read_back_keeps_its_name_and_flags() -> None:
     m = Measurement("train", 1.0, 2.0, [dev], ["short-window"])
     back = Measurement.from_dict(m.to_dict())
     assert (back.name, back.flags, back.energy_j) == ("train", ["short-window"], 5.0)
+
+
+def _window() -> Measurement:
+    gpu = DeviceEnergy("gpu:a", "gpu", "H100", Source("nvml-counter"), 300.0, 30.0, shared=True)
+    cpu = DeviceEnergy("cpu:estimate", "cpu", "cpu", Source("estimate"), 40.0, 40.0)
+    return Measurement("w", 5.0, 10.0, [gpu, cpu], ["estimate"])
+
+
+def test_a_measurement_record_has_every_figure_under_its_name() -> None:
+    d = _window().to_dict()
+    assert {k: d[k] for k in d if k not in ("devices", "gaps")} == {
+        "name": "w",
+        "start_unix_s": 5.0,
+        "duration_s": 10.0,
+        "energy_j": 340.0,
+        "uncertainty_j": pytest.approx(50.0),
+        "measured_energy_j": 300.0,
+        "measured_uncertainty_j": pytest.approx(30.0),
+        "estimated_energy_j": 40.0,
+        "measured_kinds": ["gpu"],
+        "estimated_kinds": ["cpu"],
+        "sources": ["estimate", "nvml-counter"],
+        "is_estimate": True,
+        "is_shared": True,
+        "is_simulated": False,
+        "complete": True,
+        "flags": ["estimate"],
+    }
+    assert d["gaps"] == [] and d["devices"][0]["source"] == "nvml-counter"
+    bare = Measurement.from_dict({"name": "b", "start_unix_s": 0.0, "duration_s": 1.0})
+    assert bare.devices == [] and bare.flags == [] and bare.energy_j is None
+
+
+def test_a_gap_says_why_with_at_most_two_issues() -> None:
+    m = _window()
+    m.devices[1].energy_j = None
+    m.devices[1].issues = ["model failed", "no CPU power", "third"]
+    m.devices[0].complete = False
+    assert m.gaps() == [
+        "gpu:a: figure covers part of the window only (no reason recorded)",
+        "cpu:estimate: no figure (model failed; no CPU power)",
+    ]
+
+
+def test_a_gap_in_an_estimate_leaves_the_measured_figures_whole() -> None:
+    m = _window()
+    m.devices[1].energy_j = None
+    assert m.energy_j is None and m.uncertainty_j is None
+    assert m.measured_energy_j == 300.0 and m.measured_uncertainty_j == pytest.approx(30.0)
