@@ -234,3 +234,38 @@ def test_a_gap_in_an_estimate_leaves_the_measured_figures_whole() -> None:
     m.devices[1].energy_j = None
     assert m.energy_j is None and m.uncertainty_j is None
     assert m.measured_energy_j == 300.0 and m.measured_uncertainty_j == pytest.approx(30.0)
+
+
+def test_device_and_window_records_read_back_exactly() -> None:
+    m = _window()
+    dev = m.devices[0].to_dict()
+    assert dev["source"] == "nvml-counter" and type(dev["source"]) is str
+    assert set(dev) == set(DeviceEnergy.__dataclass_fields__)
+    back = Measurement.from_dict(m.to_dict())
+    assert (back.start_unix_s, back.duration_s) == (5.0, 10.0)
+
+
+class Stuck(Devices):
+    """Device a stays at a fixed temperature; device b has a sensor but no idle figure."""
+
+    def temperatures_c(self) -> dict[str, float]:
+        return {"gpu:a": self.temps["gpu:a"], "gpu:b": 90.0}
+
+
+def test_cool_down_gives_up_at_max_s_and_ignores_devices_without_an_idle_figure() -> None:
+    clock = ManualClock()
+    meter = Stuck(clock, {})
+    meter.temps = {"gpu:a": 58.0}
+    mon = EnergyMonitor([meter], clock=clock)
+    assert mon.cool_down(5.0, 10.0) == {"skipped": "no idle temperature"}
+    mon.set_idle({}, {"gpu:a": 50.0})
+    res = mon.cool_down(tolerance_c=5.0, max_s=3.0)
+    assert res == {
+        "waited_s": 3.0,
+        "reached": False,
+        "idle_c": {"gpu:a": 50.0},
+        "start_c": {"gpu:a": 58.0},
+        "end_c": {"gpu:a": 58.0},
+    }
+    meter.temps = {"gpu:a": 55.0}  # exactly idle + tolerance: cool enough
+    assert mon.cool_down(tolerance_c=5.0, max_s=3.0)["waited_s"] == 0.0
