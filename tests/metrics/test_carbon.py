@@ -92,3 +92,26 @@ def test_world_average_comes_from_codecarbons_data_with_its_source(monkeypatch):
     monkeypatch.setattr(carbon, "_codecarbon_json", lambda name: {})
     g, src = carbon.world_average()
     assert g == 475.0 and "(IEA Global Energy & CO2 Status Report 2019)" in src
+
+
+def test_a_country_with_only_an_energy_mix_is_converted_with_codecarbons_factors(monkeypatch):
+    from energybench.metrics import carbon
+
+    mix = json.loads(
+        files("codecarbon").joinpath("data", "private_infra", "global_energy_mix.json").read_text()
+    )["FRA"]
+    nuclear = {k: (0.0 if k.endswith("_TWh") else v) for k, v in mix.items()}
+    del nuclear["carbon_intensity"]
+    nuclear |= {"country_name": "Nukeland", "total_TWh": 100.0, "nuclear_TWh": 100.0}
+    nuclear |= {"low_carbon_TWh": 100.0}
+    monkeypatch.setattr(carbon, "_codecarbon_json", lambda name: {"NUK": nuclear})
+    g, src = grid_intensity(CarbonSettings(country="NUK"))
+    assert g == pytest.approx(29.0)  # codecarbon's factor for nuclear, gCO2e/kWh
+    assert src.startswith("codecarbon offline data for Nukeland (NUK, ")
+
+
+def test_the_suite_value_is_labelled_as_such():
+    assert grid_intensity(CarbonSettings(grid_intensity_g_per_kwh=10.0)) == (
+        10.0,
+        "suite value (carbon.grid_intensity_g_per_kwh)",
+    )

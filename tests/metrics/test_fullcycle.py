@@ -527,3 +527,25 @@ def test_break_even_band_with_common_items_twice_and_a_tec_clipped_at_zero() -> 
     assert "2 cost item(s) common to both cancel" in be.note
     # D(m) = TEC_a' − 100 + m, TEC_a' in [0, 30]: D <= 0 possible up to 100, D >= 0 from 70
     assert (be.lo, be.hi) == pytest.approx((70.0, 100.0))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: CostItem("t", "train", "x", -1.0), "CostItem 't': energy_j must be a finite"),
+        (lambda: CostItem("t", "train", "x", 1.0, -0.5), "CostItem 't': uncertainty_j must be"),
+        (lambda: EntryCost("x", iec_j=-2.0), "entry 'x': iec_j must be a finite energy >= 0 J"),
+        (lambda: EntryCost("x", iec_j=1.0, iec_ci_j=(-1.0, 2.0)), "entry 'x': iec_ci_j low must"),
+        (
+            lambda: EntryCost("x", iec_j=1.0, iec_ci_j=(0.5, math.inf)),
+            "entry 'x': iec_ci_j high must be a finite energy >= 0 J or None, got inf",
+        ),
+        (
+            lambda: EntryCost("x", iec_j=1.0, iec_ci_j=(2.0, 1.0)),
+            r"entry 'x': iec_ci_j low > high: \(2.0, 1.0\)",
+        ),
+    ],
+)
+def test_bad_cost_figures_are_refused_naming_the_field(make, message) -> None:
+    with pytest.raises(ValueError, match="^" + message):
+        make()

@@ -148,6 +148,7 @@ def test_rank_intervals_use_tau_at_one_mui_and_over_intensities() -> None:
     assert (row.value_lo, row.value_hi) == pytest.approx((3.0 / 15.0, 3.0 / 5.0))
     (row,) = rank([e], intensities=[(10.0, 1.0)], tau=0.5)
     assert (row.value_lo, row.value_hi) == pytest.approx((3.0 / 15.0, 3.0 / 5.0))
+    assert row.value == pytest.approx(3.0 / 10.0)
 
 
 def test_bad_usage_intensity_weights_are_refused() -> None:
@@ -206,3 +207,26 @@ def test_at_tau_0_an_entry_without_quality_is_ranked_on_energy() -> None:
     blind = EntryCost("b", iec_j=0.5, quality=None)
     (row,) = rank([blind], mui=10, tau=0.0)
     assert row.rank == 1 and row.value == pytest.approx(1 / 5.0)
+
+
+def test_a_free_or_infinite_figure_is_shown_but_never_ranked() -> None:
+    free = EntryCost("z", [CostItem("t", "train", "z", 10.0)], iec_j=0.0, quality=1.0)
+    (row,) = rank([free], mui=10)
+    assert row.rank is None and row.value == pytest.approx(0.1)  # finite: still shown
+    nothing = EntryCost("n", iec_j=0.0, quality=1.0)  # E = 0 J at MUI 10: G infinite
+    (row,) = rank([nothing], mui=10)
+    assert row.rank is None and row.value is None
+    assert row.reason == (
+        "IEC = 0 J per item is not a plausible measurement; "
+        "the value inf is not finite, so it cannot be compared"
+    )
+
+
+def test_messages_of_bad_mui_tau_and_undefined_g() -> None:
+    e = EntryCost("q", iec_j=None, quality=-1.0)
+    with pytest.raises(ValueError, match=r"^MUI must be a finite count of items >= 0, got -1.0$"):
+        rank([e], mui=-1)
+    with pytest.raises(ValueError, match=r"^tau must be finite and >= 0, got -2.0$"):
+        rank([e], mui=1, tau=-2)
+    (row,) = rank([e], mui=1)
+    assert row.reason == "G undefined: IEC not measured; quality Q = -1 <= 0, so Q^τ/E is undefined"

@@ -29,6 +29,8 @@ def test_without_iec_scenario_the_first_served_scenario_and_its_first_batch() ->
     assert (ch["a"].scenario, ch["a"].batch_size, ch["a"].reason) == ("throughput", 4, None)
     assert ch["b"].scenario is None and "no throughput scenario at batch size 4" in ch["b"].reason
     assert "its scenarios: live (stream)" in ch["b"].reason
+    two = iec_choices(suite({}, e("a", TP), e("b", ST, {"scenario": "load", "name": "q"})))
+    assert two["b"].reason.endswith("its scenarios: live (stream), q (load))")
     assert "its scenarios: none" in ch["nothing"].reason
     assert set(unrankable(s)) == {"nothing", "b"}
 
