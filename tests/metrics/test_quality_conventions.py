@@ -128,3 +128,13 @@ def test_evaluate_model_scores_with_the_same_defaults_and_restores_the_mode() ->
     ref = evaluate_clips(outs, clips, crop_border=0, y_channel=True, with_ssim=True)
     assert res["convention"] == ref["convention"]
     assert (res["psnr"], res["ssim"]) == pytest.approx((ref["psnr"], ref["ssim"]))
+
+
+def test_evaluate_model_passes_its_convention_on() -> None:
+    _, clips = _clips()
+    clips = [Clip(c.name, c.hr[..., ::4, ::4], c.hr) for c in clips]
+    res = evaluate_model(_Upscale(), clips, crop_border=1, y_channel=False, with_ssim=False)
+    outs = [_Upscale()(c.lr) for c in clips]
+    ref = evaluate_clips(outs, clips, crop_border=1, y_channel=False, with_ssim=False)
+    assert res["convention"] == {"crop_border": 1, "y_channel": False, "uint8": True}
+    assert res["psnr"] == pytest.approx(ref["psnr"]) and "ssim" not in res
