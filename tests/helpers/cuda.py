@@ -44,6 +44,7 @@ class CudaRecorder:
             def __init__(self, enable_timing: bool = False) -> None:
                 self.index: int | None = None
                 self.order = 0
+                self.timing = enable_timing is True
 
             def record(self, stream: Any = None) -> None:
                 self.index = rec.note("Event.record", stream)
@@ -54,13 +55,20 @@ class CudaRecorder:
                 assert self.index is not None, "synchronize on an event never recorded"
                 rec.note("Event.synchronize", self.index)
                 rec.event_syncs += 1
+                rec.completed = max(rec.completed, self.order)  # and all queued before it
 
             def elapsed_time(self, end: Event) -> float:
+                # as CUDA: both events need enable_timing=True, and the end must have completed
+                if not (self.timing and end.timing):
+                    raise RuntimeError("Both events must be created with enable_timing=True")
+                if end.order > rec.completed:
+                    raise RuntimeError("CUDA error: device not ready")
                 assert self.index == end.index, "events of two GPUs compared"
                 return float(end.order - self.order)
 
         self.event_clock = 0
         self.event_syncs = 0
+        self.completed = 0  # order of the last event known complete (synchronised)
         cuda = torch.cuda
         patch = monkeypatch.setattr
         patch(cuda, "is_available", lambda: True)
@@ -69,7 +77,7 @@ class CudaRecorder:
         patch(cuda, "set_device", self._set_device)
         patch(cuda, "device", self._device_cm)
         patch(cuda, "current_stream", lambda device=None: FakeStream(self.note("stream", device)))
-        patch(cuda, "synchronize", lambda device=None: self.note("synchronize", device) and None)
+        patch(cuda, "synchronize", self._synchronize)
         patch(cuda, "Event", Event)
         patch(cuda, "reset_peak_memory_stats", lambda d=None: self.note("reset_peak", d) and None)
         patch(cuda, "max_memory_allocated", self._peak("max_memory_allocated", 1))
@@ -100,6 +108,10 @@ class CudaRecorder:
         return index
 
     # ------------------------------------------------------------------ patched functions
+    def _synchronize(self, device: Any = None) -> None:
+        self.note("synchronize", device)
+        self.completed = self.event_clock  # every event recorded so far has completed
+
     def _set_device(self, device: Any) -> None:
         self.current = self.note("set_device", device)
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from energybench.meters.base import EnergyMonitor, Source
-from energybench.meters.estimate import EstimateMeter, codecarbon_spec
+from energybench.meters.estimate import CpuSpec, EstimateMeter, codecarbon_spec
 from energybench.meters.sim.doubles import ManualClock
 
 
@@ -85,3 +85,95 @@ def test_codecarbon_model_runs_here_offline_and_writes_nothing(tmp_path, monkeyp
     assert m.devices[0].energy_j >= 0.099 * spec.max_power_w * m.duration_s
     assert meter.describe()[0]["tdp_w"] == spec.tdp_w
     assert os.listdir(tmp_path) == []
+
+
+def _spec(generic: bool) -> CpuSpec:
+    return CpuSpec("Xeon Test", 120.0, 2, 240.0, generic, 10.0, 32.0)
+
+
+def test_records_name_the_model_and_its_uncertainty():
+    clock = ManualClock()
+    for generic, rel in ((False, 0.5), (True, 1.0)):
+        spec = _spec(generic)
+        meter = EstimateMeter(lambda: (30.0, 4.0), spec=spec, clock=clock, background=False)
+        meter.begin("w")
+        clock.sleep(2.0)
+        cpu, ram = meter.end("w")
+        tdp = "120 W generic TDP" if generic else "120 W TDP"
+        assert cpu.name == f"Xeon Test ({tdp}, codecarbon cpu-load model)"
+        assert ram.name == "32 GB RAM (codecarbon model)"
+        assert (cpu.energy_j, cpu.uncertainty_j, cpu.mean_power_w) == (60.0, 60.0 * rel, 30.0)
+        assert (ram.energy_j, ram.uncertainty_j, ram.mean_power_w) == (8.0, 4.0, 4.0)
+        assert cpu.complete and ram.complete and ram.constant_power and not cpu.constant_power
+        assert cpu.issues == [f"estimate from a power model, not a measurement (+/-{rel:.0%})"]
+    bare = EstimateMeter(lambda: (1.0, 1.0), clock=clock, background=False)
+    bare.begin("w")
+    cpu, ram = bare.end("w")  # no time passed: no mean power
+    assert (cpu.name, ram.name) == ("CPU (power model)", "RAM (power model)")
+    assert cpu.energy_j == 0.0 and cpu.mean_power_w is None and cpu.uncertainty_j == 0.0
+
+
+def test_a_window_never_opened_or_a_failing_model_is_incomplete_with_the_reason():
+    clock = ManualClock()
+    meter = EstimateMeter(lambda: (10.0, 2.0), clock=clock, background=False)
+    cpu, ram = meter.end("nope")
+    assert cpu.energy_j is None and ram.energy_j is None
+    assert not cpu.complete and not ram.complete and ram.constant_power
+    assert cpu.issues == ["window 'nope' was not opened on the estimate meter"]
+    calls = iter([(10.0, 2.0), (10.0, 2.0), RuntimeError("a"), RuntimeError("b"), (10.0, 2.0)])
+
+    def flaky() -> tuple[float, float]:
+        x = next(calls)
+        if isinstance(x, Exception):
+            raise x
+        return x
+
+    meter = EstimateMeter(flaky, clock=clock, background=False)
+    meter.begin("w")
+    meter.poll()
+    meter.poll()
+    cpu, _ = meter.end("w")
+    assert not cpu.complete
+    assert cpu.issues[-1] == "power model failed 2 time(s): RuntimeError: b"
+
+
+def test_live_power_and_description():
+    clock = ManualClock()
+    meter = EstimateMeter(lambda: (30.0, 4.0), spec=_spec(True), clock=clock, background=False)
+    assert meter.live_power_w() == 34.0 and meter.live_power_is_estimate()
+    cpu, ram = meter.describe()
+    assert cpu == {
+        "device": "cpu:estimate",
+        "model": "codecarbon cpu_load (machine)",
+        "source": "estimate",
+        "rel_uncertainty": 1.0,
+        "cpu_model": "Xeon Test",
+        "tdp_w": 120.0,
+        "sockets": 2,
+        "max_power_w": 240.0,
+        "generic_tdp": True,
+        "note": (
+            "'Xeon Test' is not in codecarbon's TDP table: using its fallback of 4 W per thread"
+        ),
+    }
+    assert ram == {
+        "device": "ram:estimate",
+        "model": "codecarbon cpu_load (machine)",
+        "source": "estimate",
+        "rel_uncertainty": 0.5,
+        "ram_gb": 32.0,
+        "ram_w": 10.0,
+    }
+    plain = EstimateMeter(lambda: (1.0, 1.0), clock=clock, background=False).describe()
+    assert plain[0] == {
+        "device": "cpu:estimate",
+        "model": "injected power function",
+        "source": "estimate",
+        "rel_uncertainty": 0.5,
+    }
+    assert (
+        "note"
+        not in EstimateMeter(
+            lambda: (1.0, 1.0), spec=_spec(False), clock=clock, background=False
+        ).describe()[0]
+    )

@@ -103,3 +103,45 @@ def test_missing_powercap_says_why(tmp_path):
     assert not st.ok and "does not exist" in st.reason and "estimate" in st.fix
     ok = rapl_status(RaplFs(FakeRaplTree(tmp_path / "pc").root))
     assert not ok.ok and "no package" in ok.reason
+
+
+def test_a_later_window_counts_only_its_own_joules_and_its_live_power(tmp_path):
+    tree = FakeRaplTree(tmp_path)
+    zone = tree.add_package(0, dram=False)
+    clock = ManualClock()
+    meter = RaplMeter(RaplFs(tree.root), clock=clock, background=False)
+    meter.begin("first")
+    tree.add_energy(zone, 500.0)
+    clock.sleep(1.0)
+    meter.end("first")
+    meter.begin("second")
+    tree.add_energy(zone, 30.0)
+    clock.sleep(0.5)
+    meter.poll()
+    assert meter.live_power_w() == 60.0  # 30 J over the 0.5 s since the last read
+    (d,) = meter.end("second")
+    assert d.energy_j == 30.0 and d.mean_power_w == 60.0  # exact: 30 J in 0.5 s
+    assert (d.device, d.kind, d.complete) == ("cpu:package-0", "cpu", True)
+    assert d.name and d.name == meter.domains[0].name
+
+
+def test_failed_reads_are_counted_per_window_and_stop_the_live_power(tmp_path):
+    tree = FakeRaplTree(tmp_path)
+    zone = tree.add_package(0, dram=False)
+    clock = ManualClock()
+    fs = DeniedRaplFs(tree.root, after_reads=10**9)
+    meter = RaplMeter(fs, clock=clock, background=False)
+    meter.begin("w")
+    tree.add_energy(zone, 10.0)
+    clock.sleep(1.0)
+    meter.poll()  # 10 J in 1 s
+    assert meter.live_power_w() == 10.0
+    fs.after_reads = fs.reads  # every later read is denied
+    meter.poll()  # fails
+    assert meter.live_power_w() is None
+    (d,) = meter.end("w")  # fails again
+    assert d.energy_j == 10.0 and not d.complete
+    assert d.issues[0].startswith("2 failed read(s) of ")
+    (nope,) = meter.end("never")
+    assert nope.energy_j is None and not nope.complete
+    assert nope.issues == ["window 'never' was not opened on the RAPL meter"]

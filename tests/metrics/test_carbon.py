@@ -48,3 +48,70 @@ def test_world_average_default_is_labelled():
     assert g == pytest.approx(475.0) and "world-average default" in src
     g2, src2 = grid_intensity(CarbonSettings(country="XXX"))
     assert g2 == g and "XXX" in src2 and "world-average" in src2
+
+
+def test_country_label_names_the_country_its_code_and_the_datas_year():
+    data = json.loads(
+        files("codecarbon").joinpath("data", "private_infra", "global_energy_mix.json").read_text()
+    )
+    year = data["FRA"]["year"]
+    g, src = grid_intensity(CarbonSettings(country="fra"))
+    assert src == f"codecarbon offline data for France (FRA, {year})"
+
+
+def test_a_countrys_own_intensity_is_used_and_missing_labels_fall_back(monkeypatch):
+    from energybench.metrics import carbon
+
+    mixes = {"ZZZ": {"carbon_intensity": 321.5}}  # no energy mix, name or year
+    monkeypatch.setattr(carbon, "_codecarbon_json", lambda name: mixes)
+    g, src = grid_intensity(CarbonSettings(country="zzz"))
+    assert g == 321.5 and src == "codecarbon offline data for zzz (ZZZ, ?)"
+
+
+def test_world_average_comes_from_codecarbons_data_with_its_source(monkeypatch):
+    from energybench.metrics import carbon
+
+    g, src = carbon.world_average()
+    data = json.loads(
+        files("codecarbon")
+        .joinpath("data", "private_infra", "carbon_intensity_per_source.json")
+        .read_text()
+    )
+    assert g == float(data["world_average"])
+    assert src.startswith(f"world-average default ({data['world_average_source']});")
+    seen = []
+
+    def fake(name):
+        seen.append(name)
+        return {"world_average": 400.0}
+
+    monkeypatch.setattr(carbon, "_codecarbon_json", fake)
+    assert carbon.world_average()[0] == 400.0
+    assert carbon.world_average()[1].startswith("world-average default (IEA);")
+    assert seen[0] == "carbon_intensity_per_source.json"
+    monkeypatch.setattr(carbon, "_codecarbon_json", lambda name: {})
+    g, src = carbon.world_average()
+    assert g == 475.0 and "(IEA Global Energy & CO2 Status Report 2019)" in src
+
+
+def test_a_country_with_only_an_energy_mix_is_converted_with_codecarbons_factors(monkeypatch):
+    from energybench.metrics import carbon
+
+    mix = json.loads(
+        files("codecarbon").joinpath("data", "private_infra", "global_energy_mix.json").read_text()
+    )["FRA"]
+    nuclear = {k: (0.0 if k.endswith("_TWh") else v) for k, v in mix.items()}
+    del nuclear["carbon_intensity"]
+    nuclear |= {"country_name": "Nukeland", "total_TWh": 100.0, "nuclear_TWh": 100.0}
+    nuclear |= {"low_carbon_TWh": 100.0}
+    monkeypatch.setattr(carbon, "_codecarbon_json", lambda name: {"NUK": nuclear})
+    g, src = grid_intensity(CarbonSettings(country="NUK"))
+    assert g == pytest.approx(29.0)  # codecarbon's factor for nuclear, gCO2e/kWh
+    assert src.startswith("codecarbon offline data for Nukeland (NUK, ")
+
+
+def test_the_suite_value_is_labelled_as_such():
+    assert grid_intensity(CarbonSettings(grid_intensity_g_per_kwh=10.0)) == (
+        10.0,
+        "suite value (carbon.grid_intensity_g_per_kwh)",
+    )

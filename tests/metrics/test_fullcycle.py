@@ -478,3 +478,74 @@ def test_break_even_band_and_note_exactly() -> None:
     y = EntryCost("y", [CostItem("t", "train", "y", 10.0)], 2.0, quality=1.0)
     settled = break_even(EntryCost("x", [], 1.0, quality=1.0), y)
     assert settled.kind == "always" and settled.lo is None and settled.hi is None
+
+
+def test_an_unbounded_break_even_band_is_written_with_infinity() -> None:
+    # IEC CIs overlap: the IEC difference may be 0, so no MUI settles which entry is cheaper
+    a = EntryCost("a", [CostItem("t", "train", "a", 100.0, 1.0)], 1.0, (0.5, 2.5), quality=1.0)
+    b = EntryCost("b", [CostItem("t", "train", "b", 10.0, 1.0)], 2.0, (1.5, 2.5), quality=1.0)
+    be = break_even(a, b)
+    assert be.kind == "at" and be.hi == math.inf
+    assert be.note.endswith(
+        f"cheaper entry uncertain for MUI in [{be.lo:.4g}, ∞] (TEC ± 2σ, IEC 95 % CI, "
+        "interval arithmetic)"
+    )
+
+
+def test_what_is_missing_is_named_item_by_item() -> None:
+    e = EntryCost(
+        "x",
+        [CostItem("base", "train", "x", 5.0), CostItem("prune", "compress", "x", None)],
+        iec_j=None,
+    )
+    with pytest.raises(IncompleteCostError) as err:
+        energy_at(e, 10)
+    assert str(err.value) == (
+        "entry 'x': TEC not measured (items: prune); IEC not measured; "
+        "E(MUI) needs both TEC and IEC"
+    )
+
+
+def test_break_even_names_the_cheaper_entry_for_a_small_iec_difference() -> None:
+    # a: no TEC, IEC 2.5 J; b: 100 J TEC, IEC 2.0 J: b pays back above 200 items (d1 = 0.5)
+    a = EntryCost("a", [], 2.5, quality=1.0)
+    b = EntryCost("b", [CostItem("t", "train", "b", 100.0, 5.0)], 2.0, quality=1.0)
+    be = break_even(a, b)
+    assert be.kind == "at" and be.mui == pytest.approx(200.0) and be.cheaper_above == "b"
+    assert be.note.startswith("'b' is cheaper than 'a' above MUI* = 200 items ('a' below it)")
+    # every item has a sigma: no "taken as exact" note for TEC
+    assert "TEC uncertainty" not in be.note
+
+
+def test_break_even_band_with_common_items_twice_and_a_tec_clipped_at_zero() -> None:
+    c = CostItem("base", "train", "base", 100.0, 10.0, "nvml-counter", shared=True)
+    # a: the base twice (both common) plus its own 10 ± 10 J (range clipped to [0, 30] J)
+    a = EntryCost("a", [c, c, CostItem("p", "compress", "a", 10.0, 10.0)], 2.0, quality=1.0)
+    b = EntryCost("b", [c, c, CostItem("q", "compress", "b", 100.0, 0.0)], 1.0, quality=1.0)
+    be = break_even(a, b)
+    assert be.kind == "at" and be.mui == pytest.approx(90.0) and be.cheaper_above == "b"
+    assert "2 cost item(s) common to both cancel" in be.note
+    # D(m) = TEC_a' − 100 + m, TEC_a' in [0, 30]: D <= 0 possible up to 100, D >= 0 from 70
+    assert (be.lo, be.hi) == pytest.approx((70.0, 100.0))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: CostItem("t", "train", "x", -1.0), "CostItem 't': energy_j must be a finite"),
+        (lambda: CostItem("t", "train", "x", 1.0, -0.5), "CostItem 't': uncertainty_j must be"),
+        (lambda: EntryCost("x", iec_j=-2.0), "entry 'x': iec_j must be a finite energy >= 0 J"),
+        (lambda: EntryCost("x", iec_j=1.0, iec_ci_j=(-1.0, 2.0)), "entry 'x': iec_ci_j low must"),
+        (
+            lambda: EntryCost("x", iec_j=1.0, iec_ci_j=(0.5, math.inf)),
+            "entry 'x': iec_ci_j high must be a finite energy >= 0 J or None, got inf",
+        ),
+        (
+            lambda: EntryCost("x", iec_j=1.0, iec_ci_j=(2.0, 1.0)),
+            r"entry 'x': iec_ci_j low > high: \(2.0, 1.0\)",
+        ),
+    ],
+)
+def test_bad_cost_figures_are_refused_naming_the_field(make, message) -> None:
+    with pytest.raises(ValueError, match="^" + message):
+        make()

@@ -89,3 +89,18 @@ def test_t_interval_coverage_is_nominal() -> None:
         lo, hi = ci_of_mean(row)
         hits += lo <= 5.0 <= hi
     assert 0.93 <= hits / len(draws) <= 0.97
+
+
+def test_the_confidence_used_is_recorded() -> None:
+    assert summarize([1.0, 2.0, 4.0]).confidence == 0.95
+    s = summarize([1.0, 2.0, 4.0], confidence=0.8)
+    assert s.confidence == 0.8 and s.to_dict()["confidence"] == 0.8
+
+
+def test_bad_samples_are_refused_with_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="^no samples: statistics need at least one value$"):
+        summarize([])
+    with pytest.raises(ValueError, match="^samples must be finite; got 2 NaN/inf$"):
+        summarize([1.0, math.nan, 2.0, math.inf, 3.0])
+    with pytest.raises(ValueError, match=r"^confidence must be in \(0, 1\), got 1.5$"):
+        summarize([1.0, 2.0], confidence=1.5)

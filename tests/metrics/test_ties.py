@@ -7,7 +7,12 @@ import math
 import pytest
 
 from energybench.metrics.costs import CostItem, EntryCost
-from energybench.metrics.greenness import energy_interval, greenness_interval, score_interval
+from energybench.metrics.greenness import (
+    energy_interval,
+    greenness_interval,
+    score_interval,
+    suite_score,
+)
 from energybench.metrics.ranking import rank, tie_groups
 
 
@@ -101,3 +106,128 @@ def test_intervals_follow_quality_tau_and_sub_joule_energies() -> None:
     assert s_hi == pytest.approx(math.exp(0.25 * math.log(2 / 0.1) + 0.75 * math.log(2 / 0.2)))
     rows = rank([e, EntryCost("r", iec_j=0.05, quality=4.0)], mui=10.0, tau=0.5)
     assert rows[0].name == "q" and rows[0].value == pytest.approx(2 / 0.2)
+
+
+def test_score_interval_defaults_to_tau_1_and_a_g_of_exactly_one_is_kept() -> None:
+    e = EntryCost("q", iec_j=0.02, iec_ci_j=(0.01, 0.03), quality=4.0)
+    lo, hi = score_interval(e, [(10.0, 1.0)])  # type: ignore[misc]
+    assert (lo, hi) == pytest.approx((4.0 / 0.3, 4.0 / 0.1))
+    # G = 1 / 1 J at MUI 1: ln G = 0 is a figure like any other, not an underflow
+    one = EntryCost("one", iec_j=1.0, quality=1.0)
+    assert score_interval(one, [(1.0, 1.0)]) == (1.0, 1.0)
+    both = math.sqrt(1.0 * 1 / 3.0)
+    assert score_interval(one, [(1.0, 1.0), (3.0, 1.0)]) == pytest.approx((both, both))
+
+
+def test_suite_score_uses_tau_and_needs_no_quality_at_tau_0() -> None:
+    e = EntryCost("q", iec_j=0.5, quality=4.0)
+    assert suite_score(e, [(10.0, 1.0)], tau=0.5) == pytest.approx(2.0 / 5.0)
+    assert suite_score(e, [(10.0, 1.0)]) == pytest.approx(4.0 / 5.0)
+    blind = EntryCost("b", iec_j=0.5, quality=None)
+    assert suite_score(blind, [(10.0, 1.0)], tau=0.0) == pytest.approx(1 / 5.0)
+    assert suite_score(blind, [(10.0, 1.0)]) is None
+
+
+def test_greenness_interval_follows_tau_its_default_and_coverage() -> None:
+    e = EntryCost(
+        "q", [CostItem("t", "train", "q", 10.0, 1.0)], iec_j=1.0, iec_ci_j=(0.5, 1.5), quality=9.0
+    )
+    # E at MUI 10: TEC 10 ± k·1 J plus 10 × [0.5, 1.5] J
+    assert greenness_interval(e, 10.0) == pytest.approx((9.0 / 27.0, 9.0 / 13.0))
+    assert greenness_interval(e, 10.0, tau=1.0) == pytest.approx((9.0 / 27.0, 9.0 / 13.0))
+    assert greenness_interval(e, 10.0, tau=0.5) == pytest.approx((3.0 / 27.0, 3.0 / 13.0))
+    assert greenness_interval(e, 10.0, coverage_k=1.0) == pytest.approx((9.0 / 26.0, 9.0 / 14.0))
+    blind = EntryCost("b", iec_j=1.0, iec_ci_j=(0.5, 1.5), quality=None)
+    assert greenness_interval(blind, 10.0, tau=0.0) == pytest.approx((1 / 15.0, 1 / 5.0))
+    assert greenness_interval(blind, 10.0) is None
+
+
+def test_rank_intervals_use_tau_at_one_mui_and_over_intensities() -> None:
+    e = EntryCost("q", iec_j=1.0, iec_ci_j=(0.5, 1.5), quality=9.0)
+    (row,) = rank([e], mui=10.0, tau=0.5)
+    assert (row.value_lo, row.value_hi) == pytest.approx((3.0 / 15.0, 3.0 / 5.0))
+    (row,) = rank([e], intensities=[(10.0, 1.0)], tau=0.5)
+    assert (row.value_lo, row.value_hi) == pytest.approx((3.0 / 15.0, 3.0 / 5.0))
+    assert row.value == pytest.approx(3.0 / 10.0)
+
+
+def test_bad_usage_intensity_weights_are_refused() -> None:
+    e = entry("a", 0, 2.0)
+    for w in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="weight must be finite and >= 0"):
+            suite_score(e, [(10.0, w)])
+    none_left = "^suite score needs at least one usage intensity with a weight > 0$"
+    with pytest.raises(ValueError, match=none_left):
+        suite_score(e, [(10.0, 0.0)])
+
+
+def test_equal_exact_values_are_one_tie_group() -> None:
+    assert tie_groups([(1.0, 1.0), (1.0, 1.0), (0.5, 0.5)]) == [1, 1, 2]
+    rows = rank([entry("a", 10.0, 1.0), entry("b", 10.0, 1.0)], mui=10)
+    assert [(r.rank, r.tie_group, r.rank_lo, r.rank_hi) for r in rows] == [(1, 1, 1, 2)] * 2
+
+
+def test_rank_rows_carry_the_entrys_figures() -> None:
+    e = EntryCost("a", [CostItem("t", "train", "a", 30.0)], iec_j=2.0, quality=0.5)
+    (row,) = rank([e], mui=10)
+    figures = (row.mui, row.tec_j, row.iec_j, row.quality, row.energy_j)
+    assert figures == (10.0, 30.0, 2.0, 0.5, 50.0)
+    assert row.value == pytest.approx(0.5 / 50.0) and row.metric == "greenness"
+    (row,) = rank([e], intensities=[(10, 1)])
+    assert row.mui is None and row.energy_j is None and row.metric == "score"
+
+
+def test_rank_refuses_both_or_neither_of_mui_and_intensities() -> None:
+    e = entry("a", 0, 2.0)
+    for kw in ({}, {"mui": 10.0, "intensities": [(10.0, 1.0)]}):
+        with pytest.raises(ValueError, match=r"^rank\(\) needs exactly one of mui= or intensit"):
+            rank([e], **kw)  # type: ignore[arg-type]
+
+
+def test_shared_zero_iec_and_incomplete_entries_are_unranked_with_the_reason() -> None:
+    shared = EntryCost("s", iec_j=1.0, quality=1.0, is_shared=True)
+    free = EntryCost("z", [CostItem("t", "train", "z", 10.0)], iec_j=0.0, quality=1.0)
+    gaps = EntryCost(
+        "g",
+        [CostItem("t", "train", "g", 5.0, gap="GPU lost"), CostItem("u", "export", "g", 1.0)],
+        iec_j=1.0,
+        quality=1.0,
+        iec_gap="window 2 had no GPU figure",
+    )
+    rows = {r.name: r for r in rank([shared, free, gaps], mui=10)}
+    assert rows["s"].rank is None and "measured on a shared device" in rows["s"].reason
+    assert rank([shared], mui=10, allow_shared=True)[0].rank == 1
+    assert rows["z"].rank is None
+    assert rows["z"].reason == "IEC = 0 J per item is not a plausible measurement"
+    assert rows["g"].reason == (
+        "energy incomplete, never summed as if whole: t: GPU lost; IEC: window 2 had no GPU figure"
+    )
+
+
+def test_at_tau_0_an_entry_without_quality_is_ranked_on_energy() -> None:
+    blind = EntryCost("b", iec_j=0.5, quality=None)
+    (row,) = rank([blind], mui=10, tau=0.0)
+    assert row.rank == 1 and row.value == pytest.approx(1 / 5.0)
+
+
+def test_a_free_or_infinite_figure_is_shown_but_never_ranked() -> None:
+    free = EntryCost("z", [CostItem("t", "train", "z", 10.0)], iec_j=0.0, quality=1.0)
+    (row,) = rank([free], mui=10)
+    assert row.rank is None and row.value == pytest.approx(0.1)  # finite: still shown
+    nothing = EntryCost("n", iec_j=0.0, quality=1.0)  # E = 0 J at MUI 10: G infinite
+    (row,) = rank([nothing], mui=10)
+    assert row.rank is None and row.value is None
+    assert row.reason == (
+        "IEC = 0 J per item is not a plausible measurement; "
+        "the value inf is not finite, so it cannot be compared"
+    )
+
+
+def test_messages_of_bad_mui_tau_and_undefined_g() -> None:
+    e = EntryCost("q", iec_j=None, quality=-1.0)
+    with pytest.raises(ValueError, match=r"^MUI must be a finite count of items >= 0, got -1.0$"):
+        rank([e], mui=-1)
+    with pytest.raises(ValueError, match=r"^tau must be finite and >= 0, got -2.0$"):
+        rank([e], mui=1, tau=-2)
+    (row,) = rank([e], mui=1)
+    assert row.reason == "G undefined: IEC not measured; quality Q = -1 <= 0, so Q^τ/E is undefined"

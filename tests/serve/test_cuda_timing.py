@@ -97,3 +97,32 @@ def test_cpu_window_timer_times_each_call():
 )
 def test_contention_runs_on_the_entrys_gpu(setting: str, device: torch.device, target: str):
     assert contention_target(setting, device) == target
+
+
+def test_timers_wait_for_the_last_event_before_reading_times(monkeypatch: pytest.MonkeyPatch):
+    """Event times are read only once the end event has completed (the fake, like CUDA, refuses
+    a time from an event not yet waited for or created without ``enable_timing``)."""
+    cuda = CudaRecorder(monkeypatch, count=2, expect=1)
+    timer = WindowTimer(GPU1)
+    for _ in range(3):
+        timer.run(lambda: None)
+    assert timer.iterations == 3
+    assert timer.latencies_s() == pytest.approx([1e-3] * 3)
+    assert cuda.completed == cuda.event_clock == 6  # the last end event was the one waited for
+    one = make_timer(GPU1)
+    assert [one(lambda: None) for _ in range(2)] == pytest.approx([1e-3, 1e-3])
+    bad = torch.cuda.Event()
+    with torch.cuda.device(1):
+        bad.record()
+        bad.synchronize()
+    with pytest.raises(RuntimeError, match="enable_timing"):
+        bad.elapsed_time(bad)
+
+
+def test_cpu_timers_measure_the_call_itself(monkeypatch: pytest.MonkeyPatch):
+    ticks = iter([100.0, 100.25, 200.0, 200.5])
+    monkeypatch.setattr("energybench.serve.trials.time.perf_counter", lambda: next(ticks))
+    timer = WindowTimer(torch.device("cpu"))
+    timer.run(lambda: None)
+    assert make_timer(torch.device("cpu"))(lambda: None) == pytest.approx(0.5)
+    assert timer.latencies_s() == [0.25] and timer.iterations == 1

@@ -30,6 +30,8 @@ def test_without_iec_scenario_the_first_served_scenario_and_its_first_batch() ->
     assert (ch["a"].scenario, ch["a"].batch_size, ch["a"].reason) == ("throughput", 4, None)
     assert ch["b"].scenario is None and "no throughput scenario at batch size 4" in ch["b"].reason
     assert "its scenarios: live (stream)" in ch["b"].reason
+    two = iec_choices(suite({}, e("a", TP), e("b", ST, {"scenario": "load", "name": "q"})))
+    assert two["b"].reason.endswith("its scenarios: live (stream), q (load))")
     assert "its scenarios: none" in ch["nothing"].reason
     assert set(unrankable(s)) == {"nothing", "b"}
 
@@ -65,3 +67,24 @@ def test_a_stream_is_batch_one_and_a_missing_name_is_said() -> None:
         "IEC not defined: no entry has a scenario named 'nope'"
     )
     assert iec_choices(suite({}, e("a")))["a"].reason == "IEC not defined: no entry serves"
+
+
+def test_unrankable_takes_entries_ranked_by_default_and_skips_rank_false() -> None:
+    bare = {"name": "a"}  # no "rank" and no "serve" key: ranked, serves nothing
+    s = suite({}, bare, e("b", TP), e("c", ST, rank=False))
+    out = unrankable(s)
+    assert set(out) == {"a"}  # c has no like scenario either, but is not to be ranked
+    assert "its scenarios: none" in out["a"]
+    assert iec_choices(s)["c"].reason is not None
+    assert unrankable({"metric": {}}) == {} and iec_choices({}) == {}
+    assert iec_reference({}) is None
+
+
+def test_every_entry_is_told_when_no_scenario_has_the_name_and_other_kinds_are_labelled() -> None:
+    s = suite({"iec_scenario": "nope"}, e("a", ST), e("b", TP), e("c"))
+    assert {n: c.reason for n, c in iec_choices(s).items()} == dict.fromkeys(
+        "abc", "IEC not defined: no entry has a scenario named 'nope'"
+    )
+    load = iec_reference(suite({}, e("a", {"scenario": "load", "batch_sizes": [8]})))
+    assert load is not None and load.batch_size == 1  # only throughput has batch sizes
+    assert load.basis_label() == "J/item of the load scenario: load scenario at batch size 1"
