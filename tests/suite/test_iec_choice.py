@@ -70,14 +70,17 @@ def test_a_stream_is_batch_one_and_a_missing_name_is_said() -> None:
 
 
 def test_unrankable_takes_entries_ranked_by_default_and_skips_rank_false() -> None:
-    bare = {"name": "a"}  # no "rank" and no "serve" key: ranked, serves nothing
+    bare = {
+        "name": "a",
+        "model": {"name": "bicubic"},
+    }  # no "rank", no "serve": ranked, serves nothing
     s = suite({}, bare, e("b", TP), e("c", ST, rank=False))
     out = unrankable(s)
     assert set(out) == {"a"}  # c has no like scenario either, but is not to be ranked
     assert "its scenarios: none" in out["a"]
     assert iec_choices(s)["c"].reason is not None
-    assert unrankable({"metric": {}}) == {} and iec_choices({}) == {}
-    assert iec_reference({}) is None
+    nothing = suite({}, e("x"))  # an entry that serves nothing: no reference, no choice
+    assert iec_reference(nothing) is None and iec_choices(nothing)["x"].scenario is None
 
 
 def test_every_entry_is_told_when_no_scenario_has_the_name_and_other_kinds_are_labelled() -> None:
@@ -85,6 +88,6 @@ def test_every_entry_is_told_when_no_scenario_has_the_name_and_other_kinds_are_l
     assert {n: c.reason for n, c in iec_choices(s).items()} == dict.fromkeys(
         "abc", "IEC not defined: no entry has a scenario named 'nope'"
     )
-    load = iec_reference(suite({}, e("a", {"scenario": "load", "batch_sizes": [8]})))
+    load = iec_reference(suite({}, e("a", {"scenario": "load"})))
     assert load is not None and load.batch_size == 1  # only throughput has batch sizes
     assert load.basis_label() == "J/item of the load scenario: load scenario at batch size 1"
