@@ -98,42 +98,60 @@ def _basis_note(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def compare_runs(a: RunData, b: RunData) -> list[EntryComparison]:
     """Entry by entry (run A's order, then entries only in B): do the runs agree?"""
-    rows_a = {str(r["entry"]): r for r in leaderboard(a).to_dict("records")}
-    rows_b = {str(r["entry"]): r for r in leaderboard(b).to_dict("records")}
+    return compare_boards(leaderboard(a), leaderboard(b))
+
+
+def compare_boards(
+    board_a: pd.DataFrame, board_b: pd.DataFrame, name_a: str = "A", name_b: str = "B"
+) -> list[EntryComparison]:
+    """:func:`compare_runs` on two leaderboards already built; ``name_a``/``name_b`` name the
+    runs in the notes ("only in run A")."""
+    rows_a = {str(r["entry"]): r for r in board_a.to_dict("records")}
+    rows_b = {str(r["entry"]): r for r in board_b.to_dict("records")}
     out = []
     for name in [*rows_a, *(n for n in rows_b if n not in rows_a)]:
         if name not in rows_a or name not in rows_b:
-            only = "A" if name in rows_a else "B"
+            only = name_a if name in rows_a else name_b
             out.append(EntryComparison(name, "not compared", note=f"only in run {only}"))
             continue
-        ra, rb = rows_a[name], rows_b[name]
-        note = _basis_note(ra, rb)
-        if note:
-            out.append(EntryComparison(name, "not compared", note=note))
-            continue
-        checks = _check(ra, rb)
-        if (_num(ra["rank"]) is None) != (_num(rb["rank"]) is None):
-            which, other = ("A", rb) if _num(ra["rank"]) is not None else ("B", ra)
-            why = other["rank_note"] or "no reason recorded"
-            out.append(
-                EntryComparison(name, "differ", checks, f"ranked in run {which} only: {why}")
-            )
-            continue
-        differ = [c.figure for c in checks if c.agree is False]
-        compared = [c for c in checks if c.agree is not None]
-        if differ:
-            verdict: Verdict = "differ"
-            note = f"{', '.join(differ)} outside each other's interval"
-        elif compared:
-            verdict = "agree"
-            unranked = _num(ra["rank"]) is None  # in both runs (checked above)
-            missing = [c.figure for c in checks if c.agree is None]
-            if unranked:
-                missing = [m for m in missing if m != "rank"]
-            note = "unranked in both runs" if unranked else ""
-            if missing:
-                note = "; ".join(x for x in (note, f"not in both runs: {', '.join(missing)}") if x)
-        else:
-            verdict, note = "not compared", "no figure in both runs"
-        out.append(EntryComparison(name, verdict, checks, note))
+        out.append(_compare_entry(name, rows_a[name], rows_b[name], name_a, name_b))
     return out
+
+
+def _compare_entry(
+    name: str, ra: dict[str, Any], rb: dict[str, Any], name_a: str, name_b: str
+) -> EntryComparison:
+    note = _basis_note(ra, rb)
+    if note:
+        return EntryComparison(name, "not compared", note=note)
+    checks = _check(ra, rb)
+    if (_num(ra["rank"]) is None) != (_num(rb["rank"]) is None):
+        which, other = (name_a, rb) if _num(ra["rank"]) is not None else (name_b, ra)
+        why = other["rank_note"] or "no reason recorded"
+        return EntryComparison(name, "differ", checks, f"ranked in run {which} only: {why}")
+    differ = [c.figure for c in checks if c.agree is False]
+    compared = [c for c in checks if c.agree is not None]
+    if differ:
+        return EntryComparison(
+            name, "differ", checks, f"{', '.join(differ)} outside each other's interval"
+        )
+    if not compared:
+        return EntryComparison(name, "not compared", checks, "no figure in both runs")
+    unranked = _num(ra["rank"]) is None  # in both runs (checked above)
+    missing = [c.figure for c in checks if c.agree is None]
+    if unranked:
+        missing = [m for m in missing if m != "rank"]
+    note = "unranked in both runs" if unranked else ""
+    if missing:
+        note = "; ".join(x for x in (note, f"not in both runs: {', '.join(missing)}") if x)
+    return EntryComparison(name, "agree", checks, note)
+
+
+def relative_change(a: float | None, b: float | None) -> float | None:
+    """(b − a) / a: run B's figure against run A's (0 when both are 0; None when either is
+    missing or only A's is 0)."""
+    if a is None or b is None:
+        return None
+    if a == 0:
+        return 0.0 if b == 0 else None
+    return (b - a) / abs(a)

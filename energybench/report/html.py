@@ -28,6 +28,7 @@ from energybench.records.manifest import MeterInfo
 from energybench.records.store import RunData
 from energybench.records.types import AdaptiveResult
 from energybench.report import plots
+from energybench.report.compare import EntryComparison, compare_boards, relative_change
 from energybench.report.figures import device_footnote, phase_energy, run_figures
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
@@ -138,8 +139,8 @@ def _ci_text(lo: Any, hi: Any) -> str:
     return "" if _missing(lo) or _missing(hi) else f"[{fmt_energy(lo)}, {fmt_energy(hi)}]"
 
 
-def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
-    est = bool(row["is_estimate"])
+def _tec_cell(row: dict[str, Any]) -> Cell:
+    """TEC ± 1σ of a leaderboard row ("–" for an unfinished entry that paid nothing yet)."""
     status = "" if row["status"] == "done" else row["status"]
     unc = row["tec_uncertainty_j"]
     nothing_paid = _missing(row["tec_j"]) or (row["tec_j"] == 0 and (_missing(unc) or unc == 0))
@@ -148,6 +149,18 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     tec = None if status and nothing_paid else row["tec_j"]
     if row["shared_j"]:
         tec_sub += f" (incl. {fmt_energy(row['shared_j'])} shared)"
+    return _energy_cell(tec, bool(row["tec_is_estimate"]), tec_sub.strip())
+
+
+def _iec_cell(row: dict[str, Any]) -> Cell:
+    """IEC of a leaderboard row with its 95 % CI."""
+    ci = _ci_text(row["iec_ci_low_j"], row["iec_ci_high_j"])
+    return _energy_cell(row["iec_j"], bool(row["iec_is_estimate"]), ci)
+
+
+def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
+    est = bool(row["is_estimate"])
+    status = "" if row["status"] == "done" else row["status"]
     fps_kind = "stream" if not _missing(row["fps_achieved"]) else "throughput"
     backend = str(row["backend"] or "eager")
     cells = [
@@ -160,12 +173,8 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
         Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
         Cell(eng(row["params"]), sort_value(row["params"])),
         Cell(eng(row["flops_per_item"], "FLOP"), sort_value(row["flops_per_item"])),
-        _energy_cell(tec, bool(row["tec_is_estimate"]), tec_sub.strip()),
-        _energy_cell(
-            row["iec_j"],
-            bool(row["iec_is_estimate"]),
-            _ci_text(row["iec_ci_low_j"], row["iec_ci_high_j"]),
-        ),
+        _tec_cell(row),
+        _iec_cell(row),
         Cell(fmt(row["latency_p99_ms"]), sort_value(row["latency_p99_ms"])),
         Cell(fmt(row["fps"]), sort_value(row["fps"]), sub="" if _missing(row["fps"]) else fps_kind),
     ]
@@ -535,25 +544,90 @@ def simulation_banner(contexts: list[dict[str, Any]]) -> str | None:
     return text
 
 
+#: the figures whose change against the baseline the comparison shows, in order
+_CHANGED = (("score", "S"), ("IEC", "IEC"), ("TEC", "TEC"))
+
+
+def change_text(rel: float | None) -> str:
+    """A relative change for display: "+4.1 %", "−52.0 %", "±0 %"; "×3.2" beyond a factor of 2
+    either way; "–" when there is none."""
+    if rel is None:
+        return "–"
+    ratio = 1.0 + rel
+    if ratio >= 2 or 0 < ratio <= 0.5:
+        return f"×{ratio:.2g}"
+    if abs(rel) < 5e-4:
+        return "±0 %"
+    return f"{100 * rel:+.1f} %".replace("-", "−")
+
+
+def _vs_baseline_cell(c: EntryComparison | None, present: bool) -> Cell:
+    """The "vs run 1" cell: the verdict of :func:`compare_boards`, each figure's change (≠ when
+    outside the baseline's interval) and the comparison's note."""
+    if c is None or not present:
+        return Cell("–", sub="" if c is None else c.note)
+    figs = {f.figure: f for f in c.figures}
+    parts = []
+    for key, label in _CHANGED:
+        f = figs.get(key)
+        if f is None or f.a is None or f.b is None:
+            continue
+        mark = " ≠" if f.agree is False else ""
+        parts.append(f"{label} {change_text(relative_change(f.a, f.b))}{mark}")
+    score = figs.get("score")
+    rel = None if score is None else relative_change(score.a, score.b)
+    return Cell(" · ".join(parts) or "–", sort_value(rel), sub=c.note, badge=c.verdict)
+
+
+def _run_cells(row: dict[str, Any] | None) -> list[Cell]:
+    """Rank (with its tie range), Q, S, TEC ± σ and IEC [95 % CI] of one entry in one run."""
+    if row is None:
+        return [Cell("–") for _ in range(5)]
+    est = bool(row["is_estimate"])
+    score = row["score"]
+    return [
+        Cell(rank_label(row["rank"], row["rank_lo"], row["rank_hi"]), sort_value(row["rank"])),
+        Cell(fmt(row["quality"], 4), sort_value(row["quality"])),
+        Cell(fmt(score), sort_value(score), est and not _missing(score)),
+        _tec_cell(row),
+        _iec_cell(row),
+    ]
+
+
 def comparison(runs: list[RunData]) -> dict[str, Any] | None:
-    """Entry x run table of TEC, IEC and quality for several runs (None for a single run)."""
+    """Entry x run table for several runs (None for a single run): per run the rank, Q, score S,
+    TEC and IEC as the leaderboard shows them, and per run after the first (the baseline) each
+    figure's change against it and whether the two agree within their uncertainty
+    (:func:`energybench.report.compare.compare_boards`, as ``energybench compare``)."""
     if len(runs) < 2:
         return None
     boards = [leaderboard(r) for r in runs]
-    boards = [b.set_index("entry") if "entry" in b else pd.DataFrame() for b in boards]
-    names = list(dict.fromkeys(n for b in boards for n in b.index))
-    heads = [f"{r.suite.name} / {r.root.name} ({_hardware(r)['host']})" for r in runs]
+    rows_by_run = [{str(r["entry"]): r for r in b.to_dict("records")} for b in boards]
+    checks = [
+        {c.entry: c for c in compare_boards(boards[0], b, "1", str(i))}
+        for i, b in enumerate(boards[1:], start=2)
+    ]
+    names = list(dict.fromkeys(n for rows in rows_by_run for n in rows))
+    heads = []
+    for i, r in enumerate(runs, start=1):
+        metric = r.suite.metric
+        heads.append(
+            {
+                "label": f"{r.suite.name} / {r.root.name} ({_hardware(r)['host']})",
+                "baseline": i == 1,
+                "quality": metric.quality,
+                "unit": greenness_unit(metric.quality, metric.tau),
+            }
+        )
     rows = []
     for name in names:
-        cells = []
-        for b in boards:
-            if name not in b.index:
-                cells += [Cell("–"), Cell("–"), Cell("–")]
-                continue
-            r = b.loc[name]
-            cells.append(_energy_cell(r["tec_j"], bool(r["tec_is_estimate"])))
-            cells.append(_energy_cell(r["iec_j"], bool(r["iec_is_estimate"])))
-            cells.append(Cell(fmt(r["quality"], 4), sort_value(r["quality"])))
+        base = rows_by_run[0].get(name)
+        cells = _run_cells(base)
+        for rows_i, checks_i in zip(rows_by_run[1:], checks, strict=True):
+            row = rows_i.get(name)
+            cells += _run_cells(row)
+            present = base is not None and row is not None
+            cells.append(_vs_baseline_cell(checks_i.get(name), present))
         rows.append({"entry": name, "cells": cells})
     return {"heads": heads, "rows": rows}
 
