@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from energybench import __version__
+from energybench.version import __version__
 
 if TYPE_CHECKING:
     from energybench.records.store import RunData
@@ -562,7 +562,7 @@ def meters(
         raise _fail(str(exc)) from None
     for status in statuses:
         mark = "[green]ok[/green]" if status.ok else "[red]unavailable[/red]"
-        origin = METERS.origins.get(status.name, "energybench")
+        origin = METERS.origin(status.name)
         by = "" if origin == "energybench" else f" ({origin})"
         console.print(f"[bold]{status.name}[/bold]{by}: {mark}", highlight=False)
         if status.reason:

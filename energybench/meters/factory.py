@@ -24,11 +24,11 @@ from energybench.meters.base import (
     Meter,
     MeterStatus,
 )
+from energybench.meters.context import MeterContext
 from energybench.meters.nvml_device import GpuBackend, PynvmlBackend
 from energybench.meters.pidns import ProcView
 from energybench.meters.plugins import (
     METERS,
-    MeterContext,
     MeterPlugin,
     MeterUnavailableError,
     Source,

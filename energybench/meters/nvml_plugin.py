@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from energybench.meters.base import MeterStatus
+from energybench.meters.context import MeterContext
 from energybench.meters.gpu_select import GpuTarget, run_pids, select_gpus, visible_gpus
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import (
@@ -27,7 +28,7 @@ from energybench.meters.nvml_device import (
 )
 from energybench.meters.nvml_probe import probe_update_periods
 from energybench.meters.pidns import pid_view, run_keys
-from energybench.meters.plugins import MeterContext, MeterUnavailableError
+from energybench.meters.plugins import MeterUnavailableError
 
 
 def _torch_uuids() -> list[str] | None:

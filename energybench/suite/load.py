@@ -417,7 +417,7 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                 close = difflib.get_close_matches(target, names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(path, f"no entry named '{target}'{hint}")
-        from energybench.serve.backends.core import backend_problems
+        from energybench.suite.backends import backend_problems
         from energybench.suite.devices import device_problem
 
         refused = device_problem(e)
@@ -454,7 +454,7 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
                         add(path, refused)
             policy = getattr(sc, "policy", None)
             if policy is not None:
-                from energybench.serve.policies import POLICIES
+                from energybench.suite.policies import POLICIES
 
                 if policy not in POLICIES:
                     add(

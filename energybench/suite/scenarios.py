@@ -213,7 +213,7 @@ class ScenarioRegistry(SettingsRegistry):
 
     def unregister(self, name: str) -> None:
         super().unregister(name)
-        RESULT_KINDS.pop(name, None)
+        RESULT_KINDS.unregister(name)
 
 
 SERVE_SCENARIOS = ScenarioRegistry("serving scenario", "scenario", ScenarioSettings)

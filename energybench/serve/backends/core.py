@@ -15,8 +15,8 @@ scenario and the quality evaluation run unchanged on it. Registry: name → :cla
 measurement window — its energy is counted in TEC like a compression step — and checks the
 served outputs against eager over several frames with the state carried (max |diff| recorded;
 above the backend's fp32 tolerance, :data:`PARITY_TOLERANCE`, the phase fails).
-:func:`backend_problems` is what ``energybench validate`` reports when a backend cannot run an
-entry's model.
+The table of backends and :func:`backend_problems` (what ``energybench validate`` reports when a
+backend cannot run an entry's model) live in :mod:`energybench.suite.backends`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,42 +33,31 @@ from torch import nn
 from energybench.models.sr.base import SRModel, online
 from energybench.serve.backends.context import PrepareContext
 from energybench.serve.backends.onnx_export import is_recurrent, serve_once
-from energybench.suite.methods import Quantize
+from energybench.suite.backends import (
+    BACKENDS,
+    Backend,
+    backend_problems,
+    model_class,
+    register,
+)
 from energybench.suite.schema import BackendSpec, Entry
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendParityError",
+    "PrepareContext",
+    "backend_problems",
+    "model_class",
+    "online_outputs",
+    "prepare_serving",
+    "register",
+    "serving_batches",
+]
 
 
 class BackendParityError(RuntimeError):
     """The backend's outputs differ from eager PyTorch by more than the tolerance."""
-
-
-Prepare = Callable[[nn.Module, BackendSpec, PrepareContext], tuple[nn.Module, dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class Backend:
-    """A serving runtime. ``torch_module``: serves the PyTorch module itself (so it runs int8
-    FX graphs and fp16/bf16 casts); ``recurrent``: can carry an online model's state;
-    ``one_off``: has an export/compile step (metered, counted in TEC)."""
-
-    name: str
-    prepare: Prepare
-    description: str
-    torch_module: bool = False
-    recurrent: bool = True
-    one_off: bool = True
-    unavailable: Callable[[], str | None] = lambda: None
-
-
-BACKENDS: dict[str, Backend] = {}
-
-
-def register(backend: Backend) -> Backend:
-    """Add a backend to the registry (a name registered twice is an error, as in every other
-    registry: a plug-in cannot silently replace a built-in runtime)."""
-    if backend.name in BACKENDS:
-        raise ValueError(f"serving backend '{backend.name}' is registered twice")
-    BACKENDS[backend.name] = backend
-    return backend
 
 
 # ----------------------------------------------------------------------------- PyTorch backends
@@ -149,7 +136,7 @@ def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
     return served
 
 
-def _prepare_eager(
+def prepare_eager(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
     return _pytorch_served(model, spec), {
@@ -158,7 +145,7 @@ def _prepare_eager(
     }
 
 
-def _prepare_compile(
+def prepare_compile(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
     import torch._inductor.config as inductor_config
@@ -182,7 +169,7 @@ def _prepare_compile(
     }
 
 
-def _prepare_onnxruntime(
+def prepare_onnxruntime(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
     from energybench.serve.backends.ort import prepare_onnxruntime
@@ -190,45 +177,12 @@ def _prepare_onnxruntime(
     return prepare_onnxruntime(model, spec, ctx)
 
 
-def _prepare_openvino(
+def prepare_openvino(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
     from energybench.serve.backends.openvino import prepare_openvino
 
     return prepare_openvino(model, spec, ctx)
-
-
-def _missing(module: str, install: str) -> Callable[[], str | None]:
-    def check() -> str | None:
-        import importlib.util
-
-        if importlib.util.find_spec(module) is None:
-            return f"'{module}' is not installed ({install})"
-        return None
-
-    return check
-
-
-register(Backend("eager", _prepare_eager, "PyTorch eager", torch_module=True, one_off=False))
-register(Backend("compile", _prepare_compile, "torch.compile", torch_module=True))
-register(
-    Backend(
-        "onnxruntime",
-        _prepare_onnxruntime,
-        "ONNX Runtime on a torch.onnx export",
-        unavailable=_missing(
-            "onnxruntime", "pip install onnxruntime, or for GPUs: pip install 'energybench[gpu]'"
-        ),
-    )
-)
-register(
-    Backend(
-        "openvino",
-        _prepare_openvino,
-        "OpenVINO on a torch.onnx export",
-        unavailable=_missing("openvino", "pip install 'energybench[openvino]'"),
-    )
-)
 
 
 # ----------------------------------------------------------------------------- parity
@@ -295,7 +249,7 @@ def prepare_serving(
     ``spec.parity_frames`` frames (fp32: more than :func:`parity_tolerance` raises
     :class:`BackendParityError`).
     """
-    backend = BACKENDS[spec.name]
+    backend = BACKENDS.get(spec.name)
     why = backend.unavailable()
     if why:
         raise RuntimeError(f"backend '{spec.name}' is unavailable: {why}")
@@ -305,10 +259,10 @@ def prepare_serving(
     t0 = time.time()
     if monitor is not None and backend.one_off:
         with monitor.window(window) as w:
-            served, info = backend.prepare(model, spec, ctx)
+            served, info = backend.prepared(model, spec, ctx)
         meas = w.measurement.to_dict() if w.measurement is not None else None
     else:
-        served, info = backend.prepare(model, spec, ctx)
+        served, info = backend.prepared(model, spec, ctx)
         meas = None
     export = {**info, "started_unix_s": t0, "duration_s": time.time() - t0}
     if backend.one_off:
@@ -345,135 +299,3 @@ def serving_batches(e: Entry) -> tuple[int, ...]:
         if sc.scenario == "load":
             out.add(int(getattr(sc, "max_batch", 1)))
     return tuple(sorted(out))
-
-
-def _step_dtypes(e: Entry) -> list[str]:
-    return [s.dtype for s in e.compress if s.method == "quantize" and isinstance(s, Quantize)]
-
-
-def model_class(e: Entry) -> type | None:
-    """The class the entry's model factory returns (from its annotation), when it says."""
-    import typing
-
-    from energybench.models import MODELS
-
-    try:
-        hints = typing.get_type_hints(MODELS.get(e.model.name))
-    except Exception:  # noqa: BLE001 - unknown names are reported elsewhere
-        return None
-    cls = hints.get("return")
-    return cls if isinstance(cls, type) else None
-
-
-def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
-    """(field path within the entry, message) for each reason ``e.backend`` cannot serve ``e``:
-    unknown or uninstalled backend, a recurrent model on a backend without state, a compressed
-    form the runtime cannot run, conflicting serve options."""
-    import difflib
-
-    spec = e.backend
-    out: list[tuple[tuple[str, ...], str]] = []
-    backend = BACKENDS.get(spec.name)
-    if backend is None:
-        close = difflib.get_close_matches(spec.name, list(BACKENDS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return [(("backend", "name"), f"unknown backend '{spec.name}'{hint} (known: "
-                 f"{', '.join(BACKENDS)})")]  # fmt: skip
-    why = backend.unavailable()
-    if why:
-        out.append((("backend", "name"), f"backend '{spec.name}' is unavailable here: {why}"))
-    if spec.providers and spec.name == "onnxruntime" and not why:
-        import onnxruntime as ort
-
-        from energybench.suite.devices import GPU_PROVIDERS
-
-        have = ort.get_available_providers()
-        for k, p in enumerate(spec.providers):
-            # GPU providers are checked against the host where the entry lands on a GPU
-            # (run preflight, validate): a CPU or simulated placement does not use them
-            if p not in have and p not in GPU_PROVIDERS:
-                close = difflib.get_close_matches(p, [*have, *GPU_PROVIDERS], n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                out.append(
-                    (
-                        ("backend", "providers", str(k)),
-                        f"onnxruntime execution provider '{p}' is not installed here{hint} "
-                        f"(available: {', '.join(have)})",
-                    )
-                )
-    cls = model_class(e)
-    if not backend.recurrent and cls is not None and getattr(cls, "temporal", False):
-        out.append(
-            (
-                ("backend", "name"),
-                f"backend '{spec.name}' cannot carry the recurrent state of model "
-                f"'{e.model.name}' across frames; serve it on eager, compile or onnxruntime",
-            )
-        )
-    dtypes = _step_dtypes(e)
-    if not backend.torch_module:
-        if "int8" in dtypes:
-            out.append(
-                (
-                    ("backend", "name"),
-                    f"backend '{spec.name}' cannot run PyTorch's FX int8 graph (compress "
-                    "quantize int8); drop that step and set backend.quantize: int8 for ONNX "
-                    "Runtime's static QDQ int8",
-                )
-            )
-        if {"fp16", "bf16"} & set(dtypes):
-            out.append(
-                (
-                    ("backend", "name"),
-                    f"backend '{spec.name}' serves the fp32 export; remove the fp16/bf16 "
-                    "cast (quantize dtype fp16/bf16) or serve on eager",
-                )
-            )
-    if spec.autocast != "none" and not backend.torch_module:
-        out.append(
-            (
-                ("backend", "autocast"),
-                f"backend '{spec.name}' serves the fp32 export; autocast applies to eager and "
-                "compile",
-            )
-        )
-    if spec.autocast != "none" and dtypes:
-        out.append(
-            (
-                ("backend", "autocast"),
-                "autocast runs an fp32 model in lower precision; the entry is already cast or "
-                f"quantised (quantize dtype {dtypes[0]}): drop one of the two",
-            )
-        )
-    if spec.quantize != "none" and spec.name != "onnxruntime":
-        out.append(
-            (("backend", "quantize"), f"backend.quantize: {spec.quantize} needs onnxruntime")
-        )
-    for k, sc in enumerate(e.serve):
-        if sc.compile != "none" and spec.name != "eager":
-            out.append(
-                (
-                    ("serve", str(k), "compile"),
-                    f"scenario 'compile: {sc.compile}' only applies to the eager backend; with "
-                    f"backend '{spec.name}' remove it (use backend: {{name: compile, "
-                    f"compile_mode: {sc.compile}}} for torch.compile)",
-                )
-            )
-        batched = sc.scenario == "load" or max(getattr(sc, "batch_sizes", [1])) > 1
-        if batched and not spec.dynamic_batch and not backend.torch_module:
-            out.append(
-                (
-                    ("backend", "dynamic_batch"),
-                    f"scenario '{sc.name or sc.scenario}' serves batches of more than one, "
-                    "but the export has a fixed batch of 1 (dynamic_batch: false)",
-                )
-            )
-        if sc.scenario == "adaptive" and not spec.is_default():
-            out.append(
-                (
-                    ("backend",),
-                    "an adaptive scenario serves its variants on their own backends; "
-                    "give the backend to the variant entries instead",
-                )
-            )
-    return out
