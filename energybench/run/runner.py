@@ -366,20 +366,10 @@ class Runner:
             info["input_shape"] = list(sample.shape)
         for sc, name in zip(e.serve, e.scenario_names(), strict=True):
             self._phase_bar(f"{e.name}: serve {name}", None)
-            if isinstance(sc, Adaptive):  # its variants are other entries' final models
-                from energybench.serve.adaptive import run_adaptive
-
-                models = {v: self._variant(v, device) for v in sc.variants}
-                scenarios[name] = run_adaptive(
-                    sc, models, task, device, self.meter, self.suite.energy,
-                    f"{e.name}/serve/{name}",
-                )  # fmt: skip
-                scenarios[name]["compile"] = sc.compile
-            else:
-                scenarios[name] = run_scenario(
-                    sc, served, task, device, self.meter, self.suite.energy,
-                    f"{e.name}/serve/{name}",
-                )  # fmt: skip
+            scenarios[name] = run_scenario(
+                sc, served, task, device, self.meter, self.suite.energy,
+                f"{e.name}/serve/{name}", variant=lambda v: self._variant(v, device),
+            )  # fmt: skip
             scenarios[name]["name"] = name
         self._record(
             e,

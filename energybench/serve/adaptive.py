@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -28,6 +28,9 @@ from energybench.run.devices import on_cuda, synchronize
 from energybench.serve.contention import Contention
 from energybench.serve.policies import POLICIES, FrameObservation
 from energybench.serve.trials import aggregate_trials, trial_summary
+
+if TYPE_CHECKING:
+    from energybench.serve.scenarios import ScenarioContext
 from energybench.suite.schema import Adaptive, EnergySettings
 from energybench.tasks.base import Task, model_dtype
 
@@ -381,3 +384,10 @@ def delivered_quality(
         "frames not scored; served_outputs_psnr_db: PSNR (Y) of the outputs actually served",
     }
     return quality, basis
+
+
+def serve_adaptive(sc: Adaptive, ctx: ScenarioContext) -> dict[str, Any]:
+    """The registered ``adaptive`` scenario: its variants (other entries' final models, each
+    on its own backend) come from ``ctx.variant``, like anything else a scenario uses."""
+    models = {name: ctx.variant(name) for name in sc.variants}
+    return run_adaptive(sc, models, ctx.task, ctx.device, ctx.monitor, ctx.energy, ctx.window)
