@@ -39,7 +39,7 @@ from energybench.records.store import (
 )
 from energybench.run import interrupt
 from energybench.run.allocator import keep_freed_memory
-from energybench.run.checkpoint import CheckpointLoader, build_model, save_checkpoint
+from energybench.run.checkpoint import CheckpointLoader, save_checkpoint
 from energybench.run.context import PhaseContext
 from energybench.run.devices import MemoryPeaks, device_scope, memory_peaks, release_memory
 from energybench.run.environment import snapshot
@@ -67,7 +67,7 @@ from energybench.serve.scenarios import run_scenario
 from energybench.suite.devices import placement_notes
 from energybench.suite.load import LoadedSuite
 from energybench.suite.schema import Adaptive, Entry
-from energybench.tasks.base import Task, model_kwargs
+from energybench.tasks.base import Task
 from energybench.train.loop import settings_kwargs, train_steps
 
 #: Test hook (documented in tests/test_runner.py): ``ENTRY/PHASE:PATH`` holds the run just before
@@ -179,20 +179,10 @@ class Runner:
 
     # ------------------------------------------------------------------ phases
     def _build_model(self, e: Entry, device: torch.device, task: Task | None = None) -> nn.Module:
-        def upstream(name: str) -> nn.Module:  # a teacher's trained model, loaded safely
-            return self._load(self.store.checkpoint_path(name, "train"), device)
-
-        # the task's context (input channels, size, classes) is part of the recorded spec, so a
-        # checkpoint recipe rebuilds exactly this architecture
-        spec = {"name": e.model.name, "params": model_kwargs(e.model.name, e.model.params, task)}
-        model = build_model(spec, e.uses, upstream)
-        if e.model.weights is not None:  # pretrained: training fine-tunes from these
-            from energybench.models.weights import load_weights
-
-            self.weights[e.name] = load_weights(
-                model, e.model.weights, e.model.name, self.loaded.path.parent
-            )
-        return model.to(device)
+        model, weights = self.context().build_model(e, device, task)
+        if weights is not None:
+            self.weights[e.name] = weights
+        return model
 
     def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
         ckpt = self.store.checkpoint_path(e.name, "train")
