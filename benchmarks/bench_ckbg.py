@@ -46,14 +46,19 @@ def variants(channels: int, blocks: int) -> dict[str, nn.Module]:
 
 
 def configurations(dtypes: list[str], compile_mode: str | None) -> dict[str, BackendSpec]:
-    """eager (and compile) per dtype: fp32 as is, fp16/bf16 under autocast."""
+    """eager (and compile) per dtype: fp32 as is, bf16 as a bf16 NHWC model (``dtype: bf16``),
+    fp16 under autocast (int8 is bench_backends.py's: it needs calibration)."""
     out: dict[str, BackendSpec] = {}
     for dt in dtypes:
-        cast: Any = "none" if dt == "fp32" else dt
-        out["eager" if dt == "fp32" else f"eager+{dt}"] = BackendSpec(autocast=cast)
+        if dt == "int8":
+            continue
+        opts: dict[str, Any] = {"dtype": "bf16"} if dt == "bf16" else {}
+        if dt == "fp16":
+            opts["autocast"] = "fp16"
+        out["eager" if dt == "fp32" else f"eager+{dt}"] = BackendSpec(**opts)
         if compile_mode is not None:
             out["compile" if dt == "fp32" else f"compile+{dt}"] = BackendSpec(
-                name="compile", autocast=cast, compile_mode=compile_mode
+                name="compile", compile_mode=compile_mode, **opts
             )
     return out
 

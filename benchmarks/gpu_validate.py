@@ -64,6 +64,7 @@ class Step:
     figures: dict[str, Any] = field(default_factory=dict)
     output: str = ""
     skipped: str | None = None
+    results_dir: Path | None = None  # a suite run's --out: its records are summarised
 
     @property
     def ok(self) -> bool:
@@ -216,8 +217,10 @@ def suite_command(args: argparse.Namespace, out_dir: Path) -> tuple[list[str], s
     sim = ["--simulate", args.simulate] if args.simulate else []
     short = ["--set", "energy.trials=1", "--set", "energy.max_trials=1"]
     gpu_suite = ROOT / "suites" / "vsr-gpu.yaml"
-    if gpu_suite.exists() and not args.simulate:
-        return [*base, "suites/vsr-gpu.yaml", *short, *sim], None
+    if gpu_suite.exists() and not args.simulate:  # two served entries, training shortened
+        only = ["--only", "ckbg-merged-ort", "--only", "ckbg-merged-bf16"]
+        return [*base, "suites/vsr-gpu.yaml", *short, *only,
+                "--set", "defaults.train.steps=100"], None  # fmt: skip
     why = (
         "suites/vsr-gpu.yaml is absent here: suites/vsr.yaml with overrides instead"
         if not gpu_suite.exists()
@@ -256,7 +259,16 @@ def command_steps(args: argparse.Namespace, work: Path) -> list[tuple[Step, list
         (Step("pytest -m gpu", ""), pytest, 120),
         (Step("energybench meters", ""), [py, "-m", "energybench", "meters", *sim], 60),
         (Step("CKBG benchmark", ""), bench, 150),
-        (Step("short suite run", "", figures={"note": note} if note else {}), suite, 200),
+        (
+            Step(
+                "short suite run",
+                "",
+                figures={"note": note} if note else {},
+                results_dir=work / "results",
+            ),
+            suite,
+            200,
+        ),  # fmt: skip
     ]
     for step, argv, _ in out:
         step.command = " ".join(a if re.fullmatch(r"[\w./:=,-]+", a) else repr(a) for a in argv)
@@ -280,11 +292,29 @@ def summarise(step: Step) -> None:
             for c, r in res.items()
         }
         step.output = ""  # the figures carry it
+    elif step.results_dir is not None:
+        step.figures.update(suite_figures(step.results_dir))
     elif step.name == "pytest -m gpu":
         tally = re.findall(r"\d+ (?:passed|failed|skipped|deselected|error)", step.output)
         step.figures["tally"] = ", ".join(tally)
         if step.rc == 5:  # nothing selected or everything deselected: not a failure here
             step.rc = 0
+
+
+def suite_figures(results: Path) -> dict[str, Any]:
+    """Per entry of the suite run: the training batch (``auto``: as sized on this device) and
+    the ranked IEC (J per item), read back from its records."""
+    out: dict[str, Any] = {}
+    for train in sorted(results.glob("*/*/entries/*/train.json")):
+        rec = json.loads(train.read_text())
+        stats = rec.get("train") or {}
+        sizing = stats.get("batch_sizing") or {}
+        if stats.get("batch_size") is not None:
+            per_item = sizing.get("per_item_bytes")
+            out[f"{rec.get('entry')} batch"] = f"{stats['batch_size']}" + (
+                f" (auto: {per_item / 2**20:.0f} MiB/item measured)" if per_item else ""
+            )
+    return out
 
 
 # ----------------------------------------------------------------------------- report

@@ -40,7 +40,9 @@ from torch import nn  # noqa: E402
 
 from energybench.models.sr.complexity import count_flops  # noqa: E402
 from energybench.run.allocator import keep_freed_memory  # noqa: E402
+from energybench.serve.backends import cpu_units  # noqa: E402
 from energybench.serve.backends.core import PrepareContext, prepare_serving  # noqa: E402
+from energybench.serve.backends.lowp import QUALITY_DROP_BOUND_DB, reduced_dtype  # noqa: E402
 from energybench.serve.backends.onnx_export import is_recurrent  # noqa: E402
 from energybench.suite.schema import BackendSpec  # noqa: E402
 
@@ -85,15 +87,9 @@ def resolve_device(name: str) -> torch.device:
 
 # ----------------------------------------------------------------------------- environment
 def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    """The CPU's feature flags (:func:`energybench.serve.backends.cpu_units.cpu_flags`: from
+    /proc/cpuinfo, or ``ENERGYBENCH_CPU_FLAGS`` to simulate another CPU)."""
+    return cpu_units.cpu_flags()
 
 
 def cpu_model() -> str:
@@ -108,16 +104,19 @@ def cpu_model() -> str:
 def cpu_capability() -> dict[str, Any]:
     """What the CPU's matrix units can do: bf16 (AMX/AVX512-BF16), int8 (AMX/VNNI)."""
     flags = cpu_flags()
-    bf16 = sorted(flags & {"amx_bf16", "avx512_bf16"})
-    int8 = sorted(flags & {"amx_int8", "avx512_vnni", "avx_vnni"})
+    bf16, int8 = (cpu_units.units(dt, flags) for dt in ("bf16", "int8"))
+    missing = [dt for dt, u in (("bf16", bf16), ("int8", int8)) if not u]
     return {
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_units": bf16,
         "int8_units": int8,
         "bf16": bool(bf16),
+        "int8": bool(int8),
         "note": None
-        if bf16
-        else "no AMX or AVX512-BF16 on this CPU: bf16 would be emulated; fp32 only",
+        if not missing
+        else f"no {' or '.join(missing)} matrix units on this CPU (AMX, AVX512-BF16, VNNI): "
+        f"{' and '.join(missing)} would be emulated; "
+        + ("fp32 only" if len(missing) == 2 else f"no {missing[0]} rows"),
     }
 
 
@@ -162,10 +161,11 @@ def versions() -> dict[str, str]:
 
 def dtypes_for(device: torch.device) -> list[str]:
     """The dtypes with hardware support: fp32 always; CUDA fp16 and bf16; CPU bf16 on AMX or
-    AVX512-BF16."""
+    AVX512-BF16, int8 on AMX or VNNI."""
     if device.type == "cuda":
         return ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
-    return ["fp32"] + (["bf16"] if cpu_capability()["bf16"] else [])
+    cap = cpu_capability()
+    return ["fp32"] + [dt for dt in ("bf16", "int8") if cap[dt]]
 
 
 # ----------------------------------------------------------------------------- timing
@@ -242,6 +242,9 @@ def attainable_peaks(
     h, w = lr_hw
     out: dict[str, Any] = {"gemm_n": n, "conv": f"{channels}->{channels} 3x3 at {h}x{w}"}
     for name in dtypes:
+        if name == "int8":
+            out[name] = _int8_peaks(n, channels, (h, w), seconds)
+            continue
         dt = DTYPES[name]
         a, b = (torch.rand(n, n, device=device, dtype=dt) for _ in range(2))
         c = torch.empty(n, n, device=device, dtype=dt)
@@ -268,11 +271,41 @@ def attainable_peaks(
     return out
 
 
+def _int8_peaks(n: int, channels: int, hw: tuple[int, int], seconds: float) -> dict[str, Any]:
+    """int8 on the CPU: ``torch._int_mm`` (s8 x s8 -> s32 GEMM) and a 3×3 u8s8 convolution
+    packed for oneDNN (the kernels the eager int8 backend runs), in op/s."""
+    import warnings
+
+    import torch.ao.nn.quantized as nnq
+
+    from energybench.serve.backends.lowp import quantized_engine
+
+    h, w = hw
+    a, b = (torch.randint(-128, 127, (n, n), dtype=torch.int8) for _ in range(2))
+    gemm = _peak_rate(lambda: torch._int_mm(a, b), seconds, torch.device("cpu")) * 2 * n**3
+    with warnings.catch_warnings(), quantized_engine("onednn"):
+        warnings.simplefilter("ignore")  # quantized tensor creation is deprecated in torch
+        conv = nnq.Conv2d(channels, channels, 3, padding=1)
+        scales = torch.full((channels,), 0.01)
+        wq = torch.quantize_per_channel(
+            torch.randn(channels, channels, 3, 3) * 0.1, scales,
+            torch.zeros(channels, dtype=torch.long), 0, torch.qint8,
+        )  # fmt: skip
+        conv.set_weight_bias(wq, torch.zeros(channels))
+        conv.scale, conv.zero_point = 0.05, 0
+        x = torch.quantize_per_tensor(torch.rand(1, channels, h, w), 0.01, 0, torch.quint8)
+        x = x.contiguous(memory_format=torch.channels_last)
+        rate = _peak_rate(lambda: conv(x), seconds, torch.device("cpu"))
+    return {
+        "gemm_flops": gemm,
+        "conv3x3_flops": rate * 2 * channels * channels * 9 * h * w,
+        "unit": "int8 op/s (torch._int_mm; oneDNN u8s8 convolution)",
+    }
+
+
 def backend_dtype(spec: BackendSpec) -> str:
-    """The dtype whose peak a backend is held to (int8: none measured)."""
-    if spec.quantize == "int8":
-        return "int8"
-    return "fp32" if spec.autocast == "none" else spec.autocast
+    """The dtype whose peak a backend is held to (its reduced precision, else fp32)."""
+    return reduced_dtype(spec) or "fp32"
 
 
 # ----------------------------------------------------------------------------- the benchmark
@@ -295,9 +328,14 @@ def prepare_all(
     configs: dict[str, BackendSpec],
     frames: torch.Tensor,
     device: torch.device,
+    task: Any = None,
+    served_models: dict[str, nn.Module] | None = None,
 ) -> tuple[dict[str, Callable[[], None]], dict[str, dict[str, Any]]]:
-    """Each configuration served and warmed up; a failing one is recorded, not fatal."""
-    ctx = PrepareContext(frames, device, RandomFrames(*frames.shape[-2:]), batch_size=4)
+    """Each configuration served and warmed up; a failing one is recorded, not fatal.
+    ``task``: int8 calibration batches (default: random frames); ``served_models`` collects
+    the served models by label."""
+    task = task or RandomFrames(*frames.shape[-2:])
+    ctx = PrepareContext(frames, device, task, batch_size=4)
     fns: dict[str, Callable[[], None]] = {}
     out: dict[str, dict[str, Any]] = {}
     for label, spec in configs.items():
@@ -322,6 +360,8 @@ def prepare_all(
             if spec.name == "compile" and not out[label]["compiled"]:
                 raise RuntimeError("the served step is not compiled (a compile row would be eager)")
             fns[label] = fn
+            if served_models is not None:
+                served_models[label] = served
         except Exception as exc:  # noqa: BLE001 - a backend that fails is reported, not fatal
             out[label] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             fns.pop(label, None)
@@ -340,7 +380,10 @@ def bench_model(
     h, w = lr_size(args)
     model = model.to(device).eval()
     frames = torch.rand(4, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
-    fns, out = prepare_all(model, configs, frames, device)
+    reduced = any(backend_dtype(spec) != "fp32" for spec in configs.values())
+    task = photo_task(smoke=getattr(args, "smoke", False)) if reduced else None
+    served: dict[str, nn.Module] = {}
+    fns, out = prepare_all(model, configs, frames, device, task, served)
     with torch.inference_mode():
         for _ in range(args.rounds):
             for label, fn in fns.items():
@@ -361,7 +404,54 @@ def bench_model(
             frac_gemm_peak=med * flops / peak["gemm_flops"] if peak else None,
             frac_conv_peak=med * flops / peak["conv3x3_flops"] if peak else None,
         )
+    if task is not None:
+        quality_deltas(model, served, out, task, device)
     return out
+
+
+def photo_task(smoke: bool) -> Any:
+    """Held-out clips and calibration batches: the ``photos`` dataset (scikit-image's bundled
+    photographs, no download), whole test photos centre-cropped (smaller in ``--smoke``)."""
+    from energybench.data.photos import PhotosDataset
+    from energybench.tasks.select import make_task
+
+    crop = "64x64" if smoke else "256x256"
+    return make_task(PhotosDataset(test_crop=crop, patch_size=32 if smoke else 96))
+
+
+def quality_deltas(
+    model: nn.Module,
+    served: dict[str, nn.Module],
+    out: dict[str, dict[str, Any]],
+    task: Any,
+    device: torch.device,
+) -> None:
+    """PSNR-Y (BasicSR convention) of each reduced-precision row against the fp32 model on the
+    task's held-out test clips: ``quality`` in its row (drop, bound, within the bound)."""
+    from energybench.serve.backends.lowp import quality_vs_fp32
+    from energybench.suite.schema import EvaluateSettings
+
+    settings = EvaluateSettings(max_items=4)
+    with torch.inference_mode():
+        fp32 = task.evaluate(model, settings, device)
+        for label, m in served.items():
+            dtype = out[label]["dtype"]
+            if dtype == "fp32":
+                continue
+            try:
+                q = quality_vs_fp32(dtype, task.evaluate(m, settings, device), fp32)
+            except Exception as exc:  # noqa: BLE001 - reported in the row, never fatal
+                out[label]["quality"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                continue
+            out[label]["quality"] = {
+                "psnr_y_db": fp32["psnr_db"] + q["delta"]["psnr_db"],
+                "fp32_psnr_y_db": fp32["psnr_db"],
+                "psnr_drop_db": q["psnr_drop_db"],
+                "bound_db": QUALITY_DROP_BOUND_DB.get(dtype),
+                "within_bound": q["within_bound"],
+                "clips": fp32["frames"],
+                "convention": fp32["convention"],
+            }
 
 
 def lr_size(args: argparse.Namespace) -> tuple[int, int]:
@@ -415,9 +505,12 @@ def print_rows(results: dict[str, dict[str, Any]]) -> None:
             lo, hi = r["spread_fps"]
             d = r["max_abs_diff"]
             vs = "-" if r["vs_eager"] is None else f"{r['vs_eager']:.2f}x"
+            q = r.get("quality") or {}
+            drop = q.get("psnr_drop_db")
+            tail = "" if drop is None else f"  PSNR-Y drop {drop:+.3f} dB (bound {q['bound_db']})"
             print(
                 f"{name:28} {label:24} {r['dtype']:5} {r['median_fps']:7.1f} "
                 f"{lo:6.1f}-{hi:<6.1f} {vs:>8} {_g(r['achieved_flops']):>8} "
                 f"{_g(r['frac_gemm_peak'], 0.01):>6} {_g(r['frac_conv_peak'], 0.01):>6} "
-                f"{'' if d is None else f'{d:.1e}':>8}"
+                f"{'' if d is None else f'{d:.1e}':>8}{tail}"
             )

@@ -36,7 +36,7 @@ from typing import Any
 
 from energybench.errors import UserError
 from energybench.meters.base import EnergyMonitor, Measurement
-from energybench.records.phases import PHASE_ORDER
+from energybench.records.phases import PHASES
 from energybench.records.seal import write_seal
 from energybench.suite.schema import EnergySettings, Suite
 
@@ -195,9 +195,9 @@ class measure(ContextDecorator):  # noqa: N801 - used like a function, as codeca
     ) -> None:
         self.name = name
         self.phase = phase or PHASE_ALIASES.get(name, name)
-        if run is not None and self.phase not in PHASE_ORDER:
+        if run is not None and self.phase not in PHASES:
             raise UserError(
-                f"measure({name!r}, run=...): a run records phases {', '.join(PHASE_ORDER)}; "
+                f"measure({name!r}, run=...): a run records phases {', '.join(PHASES)}; "
                 f"pass phase= (e.g. phase='train')"
             )
         self.devices = devices
@@ -354,7 +354,7 @@ class Run:
             suite_file=None,
             config_hash=_hash(typed.model_dump_json()),
             phase_hashes={
-                e.name: {p: _hash(f"{e.name}/{p}") for p in PHASE_ORDER} for e in typed.entries
+                e.name: {p: _hash(f"{e.name}/{p}") for p in PHASES} for e in typed.entries
             },
             environment=old.get("environment") or snapshot(),
             meters=old.get("meters", []),

@@ -296,7 +296,7 @@ def _print_glance(run_dir: Path) -> None:
 
 
 def _default_output(run: RunData, ext: str, folder: Path = Path("reports")) -> Path:
-    return folder / f"{run.suite.get('name', 'run')}-{run.root.name}.{ext}"
+    return folder / f"{run.suite.name}-{run.root.name}.{ext}"
 
 
 @app.command()
@@ -332,11 +332,10 @@ def validate(
         f"[green]ok[/green]: suite '{s.name}' with {len(s.entries)} entries "
         f"({', '.join(e.name for e in s.entries)}); config hash {loaded.config_hash}"
     )
-    data = s.model_dump(mode="json")
-    ref = iec_reference(data)
+    ref = iec_reference(s)
     if ref is not None:
         console.print(f"IEC (ranking): the {ref.describe()}", highlight=False)
-    for name, why in unrankable(data).items():
+    for name, why in unrankable(s).items():
         console.print(f"[yellow]entry '{name}' cannot be ranked: {why}[/yellow]", highlight=False)
     try:
         errors, notes = host_report(s, simulate)
@@ -380,18 +379,36 @@ def report(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="HTML file to write.")
     ] = None,
+    figures: Annotated[
+        Path | None,
+        typer.Option(
+            "--figures",
+            help="Also write every figure as SVG and PDF, 3.5 in (one paper column) and 7.16 in "
+            "(two columns) wide, into this folder, with figures.md listing captions and devices.",
+        ),
+    ] = None,
 ) -> None:
-    """Render a self-contained HTML leaderboard (several runs: side by side, then each run)."""
+    """Render a self-contained HTML leaderboard (several runs: side by side, then each run) and
+    print each run's leaderboard as `run` does."""
+    from energybench.report.figures import write_figures
     from energybench.report.html import write_report
 
     runs = _runs(run_dirs)
     path = output or _default_output(runs[0], "html")
-    _check_outputs({"-o/--output": path}, {})
+    _check_outputs({"-o/--output": path}, {"--figures": figures})
     try:
         write_report(runs, path)
     except OSError as exc:
         raise _write_failed(exc, path) from None
+    for run in runs:  # what `run` printed at its end: the leaderboard and break-even lines
+        _print_glance(run.root)
     console.print(f"report: [bold]{path}[/bold]")
+    if figures is not None:
+        try:
+            files = write_figures(runs, figures)
+        except OSError as exc:
+            raise _write_failed(exc, figures) from None
+        console.print(f"figures: {len(files)} files in [bold]{figures}[/bold]")
 
 
 @app.command()
@@ -436,16 +453,29 @@ def export(
     split: Annotated[
         bool, typer.Option("--split", help="Write one file per table into the -o folder.")
     ] = False,
+    caption: Annotated[
+        str | None,
+        typer.Option(
+            "--caption",
+            help="latex: the table's caption (plain text, escaped); the uncertainty convention "
+            "is appended to it.",
+        ),
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="latex: the table's \\label, e.g. tab:energy.")
+    ] = None,
 ) -> None:
     """Export tidy long-format tables (phases, scenarios, metric, break_even, leaderboard).
 
-    Columns and dtypes: docs/export-schema.md. --format latex writes a booktabs tabular of the
-    leaderboard to \\input in a paper.
+    Columns and dtypes: docs/export-schema.md. --format latex writes a booktabs table of the
+    leaderboard (TEC ± 1σ, IEC [95 % CI], G at each usage intensity) to \\input in a paper.
     """
     from energybench.report.export import FORMATS, export_text, write_export, write_split
 
     if format_ not in FORMATS:
         raise _fail(f"unknown format '{format_}' (known: {', '.join(FORMATS)})")
+    if format_ != "latex" and (caption is not None or label is not None):
+        raise _fail("--caption and --label apply to --format latex only")
     runs = _runs(run_dirs)
     try:
         if split:
@@ -458,12 +488,12 @@ def export(
         if str(output) == "-":
             if format_ == "parquet":
                 raise _fail("parquet is binary: give a file with -o")
-            sys.stdout.write(export_text(runs, format_))
+            sys.stdout.write(export_text(runs, format_, caption, label))
             return
         ext = "tex" if format_ == "latex" else format_
         path = output or _default_output(runs[0], ext)
         _check_outputs({"-o/--output": path}, {})
-        write_export(runs, path, format_)
+        write_export(runs, path, format_, caption, label)
     except ValueError as exc:
         raise _user_error(exc) from None
     except OSError as exc:

@@ -130,10 +130,6 @@ class Plan:
         }
 
 
-def _allow_estimates(run: RunData) -> bool:
-    return bool(run.suite.get("energy", {}).get("allow_estimates_in_ranking", False))
-
-
 def _finite(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
@@ -165,7 +161,7 @@ def _sweep_energy(
     else:
         mean, sigma = p.energy_per_item_j, p.sigma_per_item_j
         m = p.measurement
-        est = Measurement.from_dict(m.model_dump()).is_estimate if m else mean is not None
+        est = Measurement.from_window(m).is_estimate if m else mean is not None
     mean, sigma = _finite(mean), _finite(sigma)
     ci = None
     if mean is not None and sigma is not None:
@@ -186,8 +182,8 @@ def _load_p99_all(sc: LoadResult) -> float | None:
 
 def points(run: RunData) -> tuple[list[Point], list[str]]:
     """Every measured rate point of a run, and a sentence per scenario that cannot answer."""
-    allow = _allow_estimates(run)
-    qname = run.suite.get("metric", {}).get("quality", "ssim")
+    allow = run.suite.energy.allow_estimates_in_ranking
+    qname = run.suite.metric.quality
     out: list[Point] = []
     skipped: list[str] = []
     for entry, phases in run.phases.items():
@@ -201,7 +197,7 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
             served = backend_name(run, entry)  # the entry's runtime; else a scenario's compile
             how = served if served != "eager" or mode == "none" else f"compile {mode}"
             backend = f"{device}, {how}"
-            common = {
+            common: dict[str, Any] = {
                 "run_id": run.root.name,
                 "entry": entry,
                 "scenario": name,

@@ -117,8 +117,11 @@ def _non_traceable_classes(model: nn.Module) -> list[type]:
     )
 
 
-def _prepare(model: nn.Module, sample: torch.Tensor) -> tuple[fx.GraphModule, bool]:
-    """FX-prepare (observers inserted) one step of a float copy of ``model``."""
+def _prepare(
+    model: nn.Module, sample: torch.Tensor, backend: str = BACKEND
+) -> tuple[fx.GraphModule, bool]:
+    """FX-prepare (observers inserted, ``backend``'s qconfig) one step of a float copy of
+    ``model``."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import prepare_fx
@@ -131,7 +134,7 @@ def _prepare(model: nn.Module, sample: torch.Tensor) -> tuple[fx.GraphModule, bo
         warnings.simplefilter("ignore")  # torch.ao prints deprecation notices on some builds
         prepared = prepare_fx(
             wrapper,
-            get_default_qconfig_mapping(BACKEND),
+            get_default_qconfig_mapping(backend),
             example_inputs=example,
             prepare_custom_config=custom,
         )
@@ -169,12 +172,16 @@ def rebuild_int8(
     return QuantizedSR(converted, float_model, tuple(example_shape)).eval()
 
 
-def quantize_fx(model: nn.Module, inputs: list[torch.Tensor]) -> QuantizedSR:
-    """FX graph-mode static int8 quantisation of one step of ``model`` (see module doc)."""
+def quantize_fx(
+    model: nn.Module, inputs: list[torch.Tensor], backend: str = BACKEND
+) -> QuantizedSR:
+    """FX graph-mode static int8 quantisation of one step of ``model`` (see module doc) with
+    ``backend``'s qconfig (``x86``; ``onednn`` for the int8 serving backend); the weights are
+    packed for the quantized engine active at conversion."""
     from torch.ao.quantization.quantize_fx import convert_fx
 
     sample = (inputs[0][:, 0] if inputs[0].dim() == 5 else inputs[0])[:1]
-    prepared, temporal = _prepare(model, sample)
+    prepared, temporal = _prepare(model, sample, backend)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
 

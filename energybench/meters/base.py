@@ -12,10 +12,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from energybench.meters.plugins import Source
+from energybench.records.types import DeviceEnergy, Window
+
+__all__ = ["DeviceEnergy", "Measurement", "Source"]
 
 #: Measurement flags set by :class:`EnergyMonitor` (``Measurement.flags``). Flags that name a
 #: device carry it after a colon, e.g. ``"incomplete:gpu:GPU-1234..."``.
@@ -74,64 +77,6 @@ KIND_LABELS = {
     "ram": "RAM",
     "system": "system",
 }
-
-
-@dataclass
-class DeviceEnergy:
-    """Energy of one device over one window. ``energy_j`` is None when it could not be measured.
-
-    ``charged`` is False for a device that was seen during the window but is not used by the
-    work measured (another entry's GPU): it is recorded, never summed. ``shared`` marks a GPU in
-    MIG mode or running another process's work (its energy is not the run's alone).
-    ``constant_power`` marks a power *model* without a load term (codecarbon's RAM): its
-    static/dynamic split is not applicable. ``cuda_position`` is the torch index of a GPU;
-    ``cuda_positions`` every torch index a record covers where it is more than one (a GB200
-    module: two GPUs, one Grace). ``sharing_checked`` is False where other processes' work on
-    the GPU could not be checked (process list unreadable, or pids unmatchable in a
-    container): not shared, with the reason in ``issues``. ``cpu_side`` marks a superchip
-    module charged to CPU-only windows (see :func:`_charged`).
-    """
-
-    device: str  # stable id: "gpu:<uuid>", "cpu:package-0", "dram:0", "cpu:estimate", ...
-    kind: str  # "gpu" | "module" (GH200/GB200: GPU + CPU + memory) | "cpu" | "dram" | "ram"
-    name: str  # human name: "NVIDIA H100 80GB HBM3", "package-0", ...
-    source: Source
-    energy_j: float | None
-    uncertainty_j: float | None = None  # absolute, ~1 sigma
-    mean_power_w: float | None = None
-    peak_power_w: float | None = None
-    samples: int = 0
-    idle_power_w: float | None = None
-    static_j: float | None = None  # idle power x duration
-    dynamic_j: float | None = None  # gross - static
-    complete: bool = True
-    issues: list[str] = field(default_factory=list)
-    cross_check: dict[str, Any] | None = None  # e.g. {"integrated_j":..,"rel_diff":..,"flag":..}
-    charged: bool = True
-    shared: bool = False
-    simulated: bool = False
-    constant_power: bool = False
-    cuda_position: int | None = None
-    cuda_positions: list[int] = field(default_factory=list)
-    sharing_checked: bool = True
-    cpu_side: bool = True
-
-    @property
-    def is_estimate(self) -> bool:
-        """Whether this figure comes from a power model rather than a meter."""
-        return self.source.is_estimate
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["source"] = self.source.value
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DeviceEnergy:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        kw["source"] = Source(kw["source"])
-        return cls(**kw)
 
 
 @dataclass
@@ -227,7 +172,7 @@ class Measurement:
 
     @property
     def sources(self) -> list[str]:
-        return sorted({d.source.value for d in self.charged})
+        return sorted({str(d.source) for d in self.charged})
 
     @property
     def is_estimate(self) -> bool:
@@ -278,6 +223,11 @@ class Measurement:
             devices=[DeviceEnergy.from_dict(x) for x in d.get("devices", [])],
             flags=list(d.get("flags", [])),
         )
+
+    @classmethod
+    def from_window(cls, w: Window) -> Measurement:
+        """The window a store read back (its devices are the same records, not copies)."""
+        return cls(w.name or "", w.start_unix_s or 0.0, w.duration_s, w.devices, list(w.flags))
 
 
 @dataclass

@@ -59,7 +59,15 @@ class Source(str):
     @property
     def is_estimate(self) -> bool:
         """Whether figures with this label come from a power model, not a meter."""
-        return METERS.sources[str(self)]
+        return is_estimated_source(self)
+
+
+def is_estimated_source(label: str) -> bool:
+    """Whether figures labelled ``label`` come from a power model: the meter table's answer, the
+    one place this is decided (writers, the store's records and every report table ask here).
+    A label no installed meter declares (a run read where its plug-in is not installed) counts
+    as an estimate: a figure of unknown provenance is never shown as a measurement."""
+    return METERS.sources.get(str(label), ESTIMATED)
 
 
 class MeterUnavailableError(UserError, RuntimeError):

@@ -7,7 +7,7 @@ carries only ``error`` and ``traceback`` beside the common fields, so every phas
 has a default. Serving scenarios stay raw in :attr:`ServeRecord.scenarios`: the store types them
 per kind (:func:`energybench.records.types.parse_scenario`, ``RunData.results``).
 
-A leaf module: it imports only the standard library, pydantic and :mod:`record_types`.
+A leaf module: it imports only the standard library, pydantic and :mod:`records.types`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from energybench.records.types import Record, RecordShapeError, Window, problems
 
-PHASE_ORDER = ("train", "compress", "serve", "evaluate")
+#: the lifecycle's phases in order: the one list (the store, runner and report read it)
+PHASES = ("train", "compress", "serve", "evaluate")
 
 
 class ModelInfo(Record):
@@ -77,10 +78,24 @@ class PhaseRecord(Record):
         return [(self.phase, self.measurement)] if self.measurement is not None else []
 
 
+class BatchSizing(Record):
+    """How ``train.batch_size: auto`` was resolved (:mod:`energybench.train.sizing`)."""
+
+    batch_size: int = Field(ge=1, le=65_536)
+    rule: str
+    device: str
+    device_total_bytes: int | None = None
+    fixed_bytes: int | None = None
+    per_item_bytes: int | None = None
+    predicted_peak_bytes: int | None = None
+
+
 class TrainStats(Record):
     steps: int | None = None
     seconds: float | None = None
     final_loss: float | None = None
+    batch_size: int | None = None
+    batch_sizing: BatchSizing | None = None
 
 
 class TrainRecord(PhaseRecord):
@@ -189,7 +204,7 @@ class EntryPhases:
     evaluate: EvaluateRecord | None = None
 
     def record(self, phase: str) -> PhaseRecord | None:
-        rec = getattr(self, phase, None) if phase in PHASE_ORDER else None
+        rec = getattr(self, phase, None) if phase in PHASES else None
         return rec if isinstance(rec, PhaseRecord) else None
 
     def set(self, rec: PhaseRecord) -> None:
@@ -197,7 +212,7 @@ class EntryPhases:
 
     def items(self) -> Iterator[tuple[str, PhaseRecord]]:
         """(phase, record) of each recorded phase, in lifecycle order."""
-        for phase in PHASE_ORDER:
+        for phase in PHASES:
             rec = self.record(phase)
             if rec is not None:
                 yield phase, rec
@@ -212,7 +227,7 @@ def parse_phase(phase: str, data: dict[str, Any]) -> PhaseRecord:
     what is missing or wrong."""
     cls = PHASE_KINDS.get(phase)
     if cls is None:
-        raise RecordShapeError(f"unknown phase {phase!r} (known: {', '.join(PHASE_ORDER)})")
+        raise RecordShapeError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

@@ -33,10 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from energybench.errors import UserError
 from energybench.records import safefs
 from energybench.records.check import STORE_VERSION, RunFileError, read_record
+from energybench.records.manifest import RunInfo, parse_run_info
 from energybench.records.phases import (
+    PHASES,
     EntryPhases,
     IdleRecord,
     PhaseRecord,
@@ -44,15 +48,15 @@ from energybench.records.phases import (
     parse_idle,
     parse_phase,
 )
-from energybench.records.types import RecordShapeError, ScenarioResult, parse_scenarios
+from energybench.records.types import RecordShapeError, ScenarioResult, parse_scenarios, problems
+from energybench.suite.schema import Suite
 
 #: STORE_VERSION 2 (energybench 0.2.0): serve records without duplicate keys, scenarios read as
 #: typed records; 1 (0.1.0): read through :func:`upgrade_phase`. Defined in ``records.check``,
 #: which refuses a manifest of a later version.
-__all__ = ["STORE_VERSION"]
+__all__ = ["PHASES", "STORE_VERSION"]
 #: keys a store-version-1 ``load`` scenario wrote beside the ones it keeps (same figures)
 _V1_LOAD_DUPLICATES = ("p50_ms", "p90_ms", "p99_ms", "energy_per_request_j", "requests_per_s")
-PHASES = ("train", "compress", "serve", "evaluate")
 
 
 #: errno -> what ran out, for :class:`DiskFullError`
@@ -305,13 +309,16 @@ class RunStore:
 
 @dataclass
 class RunData:
-    """A run as loaded for reports and exports: every record typed (:mod:`phase_records`)."""
+    """A run as loaded for reports and exports: every record typed (:mod:`records.phases`), the
+    suite as the typed :class:`Suite` it was written from (``manifest`` keeps the file's JSON)."""
 
     root: Path
     manifest: dict[str, Any]
     phases: dict[str, EntryPhases] = field(default_factory=dict)  # entries with a record
     idle: IdleRecord = field(default_factory=IdleRecord)
     _results: dict[str, dict[str, ScenarioResult]] = field(default_factory=dict, repr=False)
+    _suite: Suite | None = field(default=None, repr=False)
+    _info: RunInfo | None = field(default=None, repr=False)
 
     @classmethod
     def from_records(
@@ -343,15 +350,39 @@ class RunData:
 
     @property
     def store_version(self) -> int:
-        return int(self.manifest.get("store_version", 1))  # checked when read
+        return self.info.store_version  # checked when read
 
     @property
-    def suite(self) -> dict[str, Any]:
-        return self.manifest.get("suite", {})
+    def suite(self) -> Suite:
+        """The suite as it ran, typed (its defaults are the schema's); :class:`RunFileError`
+        naming the manifest when the stored suite is not a valid one."""
+        if self._suite is None:
+            self._suite = parse_suite(self.manifest.get("suite"), self.root / "manifest.json")
+        return self._suite
+
+    @property
+    def info(self) -> RunInfo:
+        """The manifest's account of the run (machine, meters, placements), typed;
+        :class:`RunFileError` naming the manifest when a field has the wrong shape."""
+        if self._info is None:
+            self._info = _typed_info(self.root / "manifest.json", self.manifest)
+        return self._info
+
+    def result(self, entry: str, scenario: str) -> ScenarioResult | None:
+        """The typed result of ``entry``'s scenario ``scenario`` (None: not recorded)."""
+        return self.results(entry).get(scenario)
 
     @property
     def entries(self) -> list[str]:
-        return [e["name"] for e in self.suite.get("entries", [])]
+        return [e.name for e in self.suite.entries]
+
+
+def parse_suite(data: Any, path: Path) -> Suite:
+    """The typed suite stored in a manifest at ``path`` (:class:`RunFileError` naming it)."""
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as exc:
+        raise RunFileError(path, f"suite: not a valid suite: {problems(exc)}") from None
 
 
 class NotARunError(UserError, ValueError):
@@ -372,7 +403,8 @@ def load_run(run_dir: str | Path) -> RunData:
             "pass a folder like results/<suite>/<run-id>"
         )
     store.check_links()
-    run = RunData(root=root, manifest=store.read_manifest())  # a later store version: refused
+    manifest = store.read_manifest()  # a later store version: refused
+    run = RunData(root=root, manifest=manifest, _info=_typed_info(store.manifest_path, manifest))
     version = run.store_version
     idle = root / "idle.json"
     if idle.exists() or idle.is_symlink():
@@ -412,6 +444,13 @@ def _typed_phase(path: Path, phase: str, rec: dict[str, Any]) -> PhaseRecord:
         return parse_phase(phase, rec)
     except RecordShapeError as exc:
         raise RunFileError(path, f"not a valid phase record: {exc}") from None
+
+
+def _typed_info(path: Path, manifest: dict[str, Any]) -> RunInfo:
+    try:
+        return parse_run_info(manifest)
+    except RecordShapeError as exc:
+        raise RunFileError(path, str(exc)) from None
 
 
 def _typed_idle(path: Path, rec: dict[str, Any]) -> IdleRecord:

@@ -6,18 +6,20 @@ instead of leaving a blank cell in a report. Each scenario kind declares its own
 (:class:`Output`): the report and the export render declared outputs generically, so a new
 scenario kind's figures reach both with no change to either.
 
-A leaf module: it imports only the standard library and pydantic.
+A leaf module: it imports only the standard library, pydantic and the meter table
+(:mod:`energybench.meters.plugins`, which says whether a source is an estimate).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from energybench.meters.plugins import is_estimated_source
 from energybench.plugins.registry import Registry
 
 
@@ -52,41 +54,72 @@ class EnergyStat(Record):
     stat_ci_high: float | None = None
 
 
-class DeviceRecord(Record):
-    """One device's energy over one window (``DeviceEnergy.to_dict``). ``source`` is the
-    meters' ``Source`` value as a string (``"estimate"``, ``"nvml-counter"``, ...)."""
+@dataclass
+class DeviceEnergy:
+    """Energy of one device over one window: what a meter returns and what the store reads
+    back (one type, declared once). ``energy_j`` is None when it could not be measured.
 
-    device: str
-    kind: str
-    name: str
-    source: str
+    ``source`` is the provenance label a meter declared (``"nvml-counter"``, ``"estimate"``,
+    a plug-in's own): whether it is an estimate is the meter table's answer
+    (:attr:`is_estimate`). ``charged`` is False for a device that was seen during the window
+    but is not used by the work measured (another entry's GPU): it is recorded, never summed.
+    ``shared`` marks a GPU in MIG mode or running another process's work (its energy is not the
+    run's alone). ``constant_power`` marks a power *model* without a load term (codecarbon's
+    RAM): its static/dynamic split is not applicable. ``cuda_position`` is the torch index of a
+    GPU; ``cuda_positions`` every torch index a record covers where it is more than one (a GB200
+    module: two GPUs, one Grace). ``sharing_checked`` is False where other processes' work on
+    the GPU could not be checked (process list unreadable, or pids unmatchable in a
+    container): not shared, with the reason in ``issues``. ``cpu_side`` marks a superchip
+    module charged to CPU-only windows (``meters.base._charged``).
+    """
+
+    device: str  # stable id: "gpu:<uuid>", "cpu:package-0", "dram:0", "cpu:estimate", ...
+    kind: str  # "gpu" | "module" (GH200/GB200: GPU + CPU + memory) | "cpu" | "dram" | "ram"
+    name: str  # human name: "NVIDIA H100 80GB HBM3", "package-0", ...
+    source: str  # a meter's ``Source`` label (meters pass the ``Source`` itself)
     energy_j: float | None
-    uncertainty_j: float | None = None
+    uncertainty_j: float | None = None  # absolute, ~1 sigma
     mean_power_w: float | None = None
     peak_power_w: float | None = None
     samples: int = 0
     idle_power_w: float | None = None
-    static_j: float | None = None
-    dynamic_j: float | None = None
+    static_j: float | None = None  # idle power x duration
+    dynamic_j: float | None = None  # gross - static
     complete: bool = True
-    issues: list[str] = []
-    cross_check: dict[str, Any] | None = None
+    issues: list[str] = field(default_factory=list)
+    cross_check: dict[str, Any] | None = None  # e.g. {"integrated_j":..,"rel_diff":..,"flag":..}
     charged: bool = True
     shared: bool = False
     simulated: bool = False
     constant_power: bool = False
     cuda_position: int | None = None
+    cuda_positions: list[int] = field(default_factory=list)
+    sharing_checked: bool = True
+    cpu_side: bool = True
 
     @property
     def is_estimate(self) -> bool:
-        return self.source == "estimate"
+        """Whether this figure comes from a power model rather than a meter (the meter table
+        decides: :func:`energybench.meters.plugins.is_estimated_source`)."""
+        return is_estimated_source(self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["source"] = str(self.source)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeviceEnergy:
+        """The record from its JSON object (keys it does not declare are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class Window(Record):
     """One measured window (``Measurement.to_dict``): energy per device and provenance."""
 
     duration_s: float
-    devices: list[DeviceRecord]
+    devices: list[DeviceEnergy]
     name: str | None = None
     start_unix_s: float | None = None
     sources: list[str] = []
@@ -191,6 +224,12 @@ class ScenarioResult(Record):
     def groups(self) -> dict[str, Group]:
         """Statistics per batch size (``""``: a scenario without batch sizes)."""
         raise NotImplementedError
+
+    def group(self, batch_size: int | None) -> Group | None:
+        """The statistics at ``batch_size`` (a scenario without batch sizes: its only group);
+        None where it was not measured at that size."""
+        groups = self.groups()
+        return groups[""] if "" in groups else groups.get(str(batch_size))
 
     def output_values(self) -> list[tuple[Output, float | str | None]]:
         """Every declared output with its value (None: not applicable in this run)."""

@@ -68,19 +68,19 @@ class EntryComparison:
 
 
 def _range(row: dict[str, Any], point: str, spec: tuple[str, str] | str) -> tuple[float, float]:
-    v = _num(row.get(point))
+    v = _num(row[point])
     assert v is not None
     if isinstance(spec, str):
-        u = 2.0 * (_num(row.get(spec)) or 0.0)
+        u = 2.0 * (_num(row[spec]) or 0.0)
         return max(v - u, 0.0), v + u
-    lo, hi = _num(row.get(spec[0])), _num(row.get(spec[1]))
+    lo, hi = _num(row[spec[0]]), _num(row[spec[1]])
     return (v if lo is None else min(lo, v)), (v if hi is None else max(hi, v))
 
 
 def _check(a: dict[str, Any], b: dict[str, Any]) -> list[FigureCheck]:
     out = []
     for figure, point, spec in _FIGURES:
-        va, vb = _num(a.get(point)), _num(b.get(point))
+        va, vb = _num(a[point]), _num(b[point])
         if va is None or vb is None:
             out.append(FigureCheck(figure, va, vb, None, None, None))
             continue
@@ -91,8 +91,8 @@ def _check(a: dict[str, Any], b: dict[str, Any]) -> list[FigureCheck]:
 
 def _basis_note(a: dict[str, Any], b: dict[str, Any]) -> str:
     for key, what in (("iec_basis", "IEC basis"), ("energy_basis", "energy basis")):
-        if a.get(key) != b.get(key) and not (pd.isna(a.get(key)) and pd.isna(b.get(key))):
-            return f"{what} differs: {a.get(key)} vs {b.get(key)}"
+        if a[key] != b[key] and not (pd.isna(a[key]) and pd.isna(b[key])):
+            return f"{what} differs: {a[key]} vs {b[key]}"
     return ""
 
 
@@ -102,19 +102,19 @@ def compare_runs(a: RunData, b: RunData) -> list[EntryComparison]:
     rows_b = {str(r["entry"]): r for r in leaderboard(b).to_dict("records")}
     out = []
     for name in [*rows_a, *(n for n in rows_b if n not in rows_a)]:
-        ra, rb = rows_a.get(name), rows_b.get(name)
-        if ra is None or rb is None:
-            only = "A" if rb is None else "B"
+        if name not in rows_a or name not in rows_b:
+            only = "A" if name in rows_a else "B"
             out.append(EntryComparison(name, "not compared", note=f"only in run {only}"))
             continue
+        ra, rb = rows_a[name], rows_b[name]
         note = _basis_note(ra, rb)
         if note:
             out.append(EntryComparison(name, "not compared", note=note))
             continue
         checks = _check(ra, rb)
-        if (_num(ra.get("rank")) is None) != (_num(rb.get("rank")) is None):
-            which, other = ("A", rb) if _num(ra.get("rank")) is not None else ("B", ra)
-            why = other.get("rank_note") or "no reason recorded"
+        if (_num(ra["rank"]) is None) != (_num(rb["rank"]) is None):
+            which, other = ("A", rb) if _num(ra["rank"]) is not None else ("B", ra)
+            why = other["rank_note"] or "no reason recorded"
             out.append(
                 EntryComparison(name, "differ", checks, f"ranked in run {which} only: {why}")
             )
@@ -126,7 +126,7 @@ def compare_runs(a: RunData, b: RunData) -> list[EntryComparison]:
             note = f"{', '.join(differ)} outside each other's interval"
         elif compared:
             verdict = "agree"
-            unranked = _num(ra.get("rank")) is None  # in both runs (checked above)
+            unranked = _num(ra["rank"]) is None  # in both runs (checked above)
             missing = [c.figure for c in checks if c.agree is None]
             if unranked:
                 missing = [m for m in missing if m != "rank"]

@@ -13,7 +13,9 @@ One table with a ``table`` column naming which table a row belongs to:
 Every column, its dtype and its meaning are in :data:`SCHEMA` (also ``docs/export-schema.md``);
 names carry units; columns are always the same, in the same order, whatever the runs hold
 (a column that does not apply to a table is empty there). ``schema_version`` says which version
-of this layout a file uses. ``--format latex`` writes a booktabs tabular of the leaderboard.
+of this layout a file uses. ``--format latex`` writes a booktabs table of the leaderboard
+(:mod:`energybench.report.latex`). A figure that was not run or does not apply is an empty
+cell in CSV (null in JSON and parquet), never 0.
 
 CSV cells are safe to open in a spreadsheet: a text cell that starts with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return (a formula to Excel, LibreOffice and Google Sheets) gets a
@@ -24,7 +26,6 @@ parquet and LaTeX keep the text as it is (LaTeX escapes it).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from energybench.records.store import RunData
+from energybench.report.latex import latex_escape, leaderboard_latex
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
     EXPORT_SCHEMA_VERSION,
@@ -40,8 +42,9 @@ from energybench.report.tables import (
     leaderboard,
     metric_rows,
     phase_rows,
-    rank_label,
 )
+
+__all__ = ["latex_escape", "leaderboard_latex"]  # the LaTeX table: energybench.report.latex
 
 FORMATS = ("csv", "json", "parquet", "latex")
 TABLES = ("phases", "scenarios", "outputs", "metric", "break_even", "leaderboard")
@@ -217,7 +220,7 @@ def _table(run: RunData, table: str) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"export table {table}: columns missing from SCHEMA: {sorted(unknown)}")
     frame.insert(0, "table", table)
-    frame["suite"] = run.suite.get("name")
+    frame["suite"] = run.suite.name
     frame["run_id"] = run.root.name
     frame["schema_version"] = EXPORT_SCHEMA_VERSION
     return frame
@@ -255,100 +258,13 @@ def table_columns(table: str) -> list[str]:
     return [c for c, spec in SCHEMA.items() if table in spec["tables"]]
 
 
-# --------------------------------------------------------------------------- LaTeX
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def latex_escape(text: str) -> str:
-    """``text`` with LaTeX special characters escaped."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-
-
-def _tex_num(v: Any, digits: int = 3, est: bool = False) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return "--"
-    text = f"{float(v):.{digits}g}"
-    if "e" in text:
-        mant, exp = text.split("e")
-        text = f"${mant}\\times10^{{{int(exp)}}}$"
-    return ("$\\approx$" if est else "") + text
-
-
-def _tex_int(v: Any) -> str:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return "--"
-    return f"{int(v):,}".replace(",", "{,}")
-
-
-def leaderboard_latex(runs: list[RunData]) -> str:
-    """A booktabs tabular of each run's leaderboard, as a fragment to ``\\input``.
-
-    Needs ``\\usepackage{booktabs}``. Estimated energy figures carry ``$\\approx$``.
-    """
-    return "\n".join(_run_latex(run) for run in runs)
-
-
-def _run_latex(run: RunData) -> str:
-    board = leaderboard(run)
-    q = latex_escape(run.suite.get("metric", {}).get("quality", "Q"))
-    head = [
-        "Rank",
-        "Entry",
-        f"Q ({q})",
-        "Params",
-        "FLOPs/item",
-        "TEC (J)",
-        "IEC (J/item)",
-        "p99 (ms)",
-        "Score $S$",
-    ]
-    lines = [
-        f"% energybench leaderboard: suite {latex_escape(run.suite.get('name', '?'))}, "
-        f"run {latex_escape(run.root.name)}; $\\approx$ marks estimates; a rank (lo--hi): "
-        "the score intervals overlap, the order is not settled",
-        "\\begin{tabular}{rlrrrrrrr}",
-        "\\toprule",
-        " & ".join(head) + " \\\\",
-        "\\midrule",
-    ]
-    if not board.empty:
-        board = board.assign(_r=board["rank"].fillna(math.inf)).sort_values("_r", kind="stable")
-    for r in board.to_dict("records"):
-        est = bool(r["is_estimate"])
-        cells = [
-            latex_escape(rank_label(r["rank"], r.get("rank_lo"), r.get("rank_hi"))).replace(
-                "–", "--"
-            ),
-            latex_escape(r["entry"]),
-            _tex_num(r["quality"], 4),
-            _tex_int(r["params"]),
-            _tex_num(r["flops_per_item"]),
-            _tex_num(r["tec_j"], est=bool(r["tec_is_estimate"])),
-            _tex_num(r["iec_j"], est=bool(r["iec_is_estimate"])),
-            _tex_num(r["latency_p99_ms"]),
-            _tex_num(r["score"], est=est),
-        ]
-        lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", ""]
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- writing
-def export_text(runs: list[RunData], fmt: str = "csv") -> str:
-    """The export of ``runs`` as text (csv, json or latex)."""
+def export_text(
+    runs: list[RunData], fmt: str = "csv", caption: str | None = None, label: str | None = None
+) -> str:
+    """The export of ``runs`` as text (csv, json or latex; caption and label: latex only)."""
     if fmt == "latex":
-        return leaderboard_latex(runs)
+        return leaderboard_latex(runs, caption, label)
     return _frame_text(export_frame(runs), fmt)
 
 
@@ -404,13 +320,19 @@ def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
         path.write_text(_frame_text(frame, fmt), encoding="utf-8")
 
 
-def write_export(runs: list[RunData], path: Path, fmt: str = "csv") -> Path:
-    """Write the export of ``runs`` to ``path`` in ``fmt``."""
+def write_export(
+    runs: list[RunData],
+    path: Path,
+    fmt: str = "csv",
+    caption: str | None = None,
+    label: str | None = None,
+) -> Path:
+    """Write the export of ``runs`` to ``path`` in ``fmt`` (caption and label: latex only)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "latex":
-        path.write_text(leaderboard_latex(runs), encoding="utf-8")
+        path.write_text(leaderboard_latex(runs, caption, label), encoding="utf-8")
     else:
         _write_frame(export_frame(runs), path, fmt)
     return path

@@ -24,9 +24,11 @@ from energybench.metrics.fullcycle import (
     GREENNESS_FORMULA,
     SCORE_FORMULA,
 )
+from energybench.records.manifest import MeterInfo
 from energybench.records.store import RunData
 from energybench.records.types import AdaptiveResult
 from energybench.report import plots
+from energybench.report.figures import device_footnote, phase_energy, run_figures
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
     TIE_METHOD,
@@ -103,8 +105,7 @@ def _mui_key(i: int) -> str:
 
 
 def _columns(run: RunData, muis: list[float]) -> list[Column]:
-    q = run.suite.get("metric", {}).get("quality", "Q")
-    tau = run.suite.get("metric", {}).get("tau", 1.0)
+    q, tau = run.suite.metric.quality, run.suite.metric.tau
     g_unit = f"{q}/J" if tau == 1 else f"{q}^{tau:g}/J"  # G = Q^τ / E: its unit
     cols = [
         Column("rank", "rank", title="rank in the selected view"),
@@ -139,17 +140,17 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     est = bool(row["is_estimate"])
     status = "" if row["status"] == "done" else row["status"]
     unc = row["tec_uncertainty_j"]
-    nothing_paid = not _missing(row["tec_j"]) and row["tec_j"] == 0 and (_missing(unc) or unc == 0)
+    nothing_paid = _missing(row["tec_j"]) or (row["tec_j"] == 0 and (_missing(unc) or unc == 0))
     tec_sub = "" if _missing(unc) or nothing_paid else f"± {fmt_energy(unc)}"
     # an entry that did not finish has no TEC yet: "–", never a zero that reads as free
     tec = None if status and nothing_paid else row["tec_j"]
-    if row.get("shared_j"):
+    if row["shared_j"]:
         tec_sub += f" (incl. {fmt_energy(row['shared_j'])} shared)"
-    fps_kind = "stream" if not _missing(row.get("fps_achieved")) else "throughput"
-    backend = str(row.get("backend") or "eager")
+    fps_kind = "stream" if not _missing(row["fps_achieved"]) else "throughput"
+    backend = str(row["backend"] or "eager")
     cells = [
         Cell(
-            rank_label(row["rank"], row.get("rank_lo"), row.get("rank_hi")),
+            rank_label(row["rank"], row["rank_lo"], row["rank_hi"]),
             sort_value(row["rank"]),
         ),
         Cell(str(row["entry"]), str(row["entry"]), sub=desc, badge=status),
@@ -168,38 +169,38 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
     ]
     for i, m in enumerate(muis):
         k = _mui_key(i)
-        co2 = row.get(f"carbon_kgco2e@{m:g}")
+        co2 = row[f"carbon_kgco2e@{m:g}"]
         sub = "" if _missing(co2) else f"{co2:.3g} kgCO2e"
         cells.append(_energy_cell(row[f"energy_j@{m:g}"], est, sub, mui=k))
         g = row[f"g@{m:g}"]
         cells.append(Cell(fmt(g), sort_value(g), est and not _missing(g), mui=k))
     cells.append(Cell(fmt(row["score"]), sort_value(row["score"]), est, mui="score"))
     prov = "estimate" if est else "measured"
-    if row.get("is_simulated"):
+    if row["is_simulated"]:
         prov = f"simulated {prov}"
-    notes = [row.get("energy_scope")]
+    notes = [row["energy_scope"]]
     notes += [
-        f"{what} estimate beside: {fmt_energy(row.get(key))}"
+        f"{what} estimate beside: {fmt_energy(row[key])}"
         for what, key in (("TEC", "tec_estimated_j"), ("IEC", "iec_estimated_j"))
-        if not _missing(row.get(key))
+        if not _missing(row[key])
     ]
-    if row.get("is_mixed_devices") is True:
-        notes.append(f"on {row.get('placement')}: this ranking mixes CPU and GPU entries")
-    notes.append(row.get("rank_note"))
+    if row["is_mixed_devices"] is True:
+        notes.append(f"on {row['placement']}: this ranking mixes CPU and GPU entries")
+    notes.append(row["rank_note"])
     sub = "; ".join(str(n) for n in notes if isinstance(n, str) and n)
     cells.append(Cell(f"{prov}: {row['sources'] or '–'}", prov, sub=sub))
     return cells
 
 
 def _parity(row: dict[str, Any]) -> str:
-    d = row.get("backend_max_abs_diff")
+    d = row["backend_max_abs_diff"]
     return "" if _missing(d) else f"max |Δ| vs eager {d:.2g}"
 
 
 def _ranks(row: dict[str, Any], muis: list[float]) -> dict[str, str]:
     out = {"score": sort_value(row["rank"])}
     for i, m in enumerate(muis):
-        out[_mui_key(i)] = sort_value(row.get(f"rank@{m:g}"))
+        out[_mui_key(i)] = sort_value(row[f"rank@{m:g}"])
     return out
 
 
@@ -209,14 +210,14 @@ def _ties(row: dict[str, Any], muis: list[float]) -> dict[str, str]:
     def span(lo: Any, hi: Any) -> str:
         return "" if _missing(lo) or _missing(hi) or lo == hi else f"{int(lo)}–{int(hi)}"
 
-    out = {"score": span(row.get("rank_lo"), row.get("rank_hi"))}
+    out = {"score": span(row["rank_lo"], row["rank_hi"])}
     for i, m in enumerate(muis):
-        out[_mui_key(i)] = span(row.get(f"rank_lo@{m:g}"), row.get(f"rank_hi@{m:g}"))
+        out[_mui_key(i)] = span(row[f"rank_lo@{m:g}"], row[f"rank_hi@{m:g}"])
     return out
 
 
 def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[dict[str, Any]]:
-    desc = {e["name"]: e.get("description") or "" for e in run.suite.get("entries", [])}
+    desc = {e.name: e.description for e in run.suite.entries}
     if "rank" in board and len(board):  # rank order (tied ranks adjacent), unranked last
         board = board.sort_values("rank", na_position="last", kind="stable")
     rows = []
@@ -224,38 +225,16 @@ def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[di
         rows.append(
             {
                 "entry": row["entry"],
-                "backend": row.get("backend") or "eager",
+                "backend": row["backend"] or "eager",
                 "est": bool(row["is_estimate"]),
-                "p99_ms": sort_value(row.get("latency_p99_ms")),
-                "quality": sort_value(row.get("quality")),
+                "p99_ms": sort_value(row["latency_p99_ms"]),
+                "quality": sort_value(row["quality"]),
                 "ranks": _ranks(row, muis),
                 "ties": _ties(row, muis),
-                "cells": _row_cells(row, muis, desc.get(row["entry"], "")),
+                "cells": _row_cells(row, muis, desc[row["entry"]]),
             }
         )
     return rows
-
-
-def _phase_energy(phases: pd.DataFrame) -> pd.DataFrame:
-    """Energy per entry, phase, device and source over the phase's top-level windows (J)."""
-    if phases.empty or "energy_j" not in phases:
-        return pd.DataFrame()
-    phases = phases.dropna(subset=["device", "energy_j"])  # skipped phases: nothing measured
-    if "charged" in phases:  # another entry's GPU, seen in the window: recorded, not charged
-        phases = phases[phases["charged"].astype("boolean").fillna(True).astype(bool)]
-    top = phases[
-        ~phases["window"].str.contains("/t[0-9]+$", regex=True) | (phases["phase"] == "serve")
-    ]
-    return (
-        top.groupby(["entry", "phase", "device", "source"], dropna=False)
-        .agg(
-            energy_j=("energy_j", "sum"),
-            static_j=("static_j", "sum"),
-            dynamic_j=("dynamic_j", "sum"),
-            duration_s=("duration_s", "sum"),
-        )
-        .reset_index()
-    )
 
 
 def _scenario_table(run: RunData) -> list[dict[str, Any]]:
@@ -263,11 +242,11 @@ def _scenario_table(run: RunData) -> list[dict[str, Any]]:
     rows = scenario_rows(run)
     out = []
     for r in rows.to_dict("records") if not rows.empty else []:
-        lost = r.get("trials_without_energy")
+        lost = r["trials_without_energy"]
         trials = str(r["trials"])
         if not _missing(lost) and lost > 0:
             trials += f" ({int(lost)} lost energy)"
-        rel, reached = r.get("rel_ci"), r.get("target_ci_reached")
+        rel, reached = r["rel_ci"], r["target_ci_reached"]
         prec = "–" if _missing(rel) else f"±{100 * rel:.1f} %"
         if not _missing(rel) and not bool(reached):
             prec += " (target missed)"
@@ -276,62 +255,56 @@ def _scenario_table(run: RunData) -> list[dict[str, Any]]:
                 "entry": r["entry"],
                 "scenario": r["scenario"],
                 "kind": r["scenario_kind"],
-                "batch": "–" if _missing(r.get("batch_size")) else int(r["batch_size"]),
+                "batch": "–" if _missing(r["batch_size"]) else int(r["batch_size"]),
                 "trials": trials,
                 "jpi": r["energy_per_item_j"],
                 "ci": _ci_text(r["energy_per_item_ci_low_j"], r["energy_per_item_ci_high_j"]),
-                "measured": r.get("measured_energy_per_item_j"),
+                "measured": r["measured_energy_per_item_j"],
                 "est": bool(r["is_estimate"]),
                 "precision": prec,
-                "p99": r.get("latency_p99_ms"),
-                "flags": r.get("flags") if isinstance(r.get("flags"), str) else "",
+                "p99": r["latency_p99_ms"],
+                "flags": r["flags"] if isinstance(r["flags"], str) else "",
             }
         )
     return out
 
 
 def _hardware(run: RunData) -> dict[str, Any]:
-    env = run.manifest.get("environment", {})
-    meters = run.manifest.get("meters", [])
-    drivers = sorted({str(m["driver"]) for m in meters if m.get("driver")})
-    cpu = env.get("cpu") or {}
+    env = run.info.environment
+    drivers = sorted({str(m.driver) for m in run.info.meters if m.driver})
+    cpu = env.cpu
+    cores = "?" if cpu is None or cpu.logical_cores is None else cpu.logical_cores
     return {
-        "cpu": f"{cpu.get('name', '?')} ({cpu.get('logical_cores', '?')} logical cores)",
-        "gpus": [
-            g.get("name", "?") if isinstance(g, dict) else str(g) for g in env.get("gpus", [])
-        ],
+        "cpu": f"{cpu.name if cpu else '?'} ({cores} logical cores)",
+        "gpus": env.gpu_names,
         "driver": ", ".join(drivers) or "–",
-        "host": env.get("hostname", "?"),
-        "os": env.get("os", "?"),
+        "host": env.hostname,
+        "os": env.os,
     }
 
 
-def _meter_source(m: dict[str, Any]) -> str:
+def _meter_source(m: MeterInfo) -> str:
     """Provenance of a meter description without a ``source`` (the NVML meter's channels)."""
-    if m.get("meter") != "nvml":
+    if m.meter != "nvml":
         return "?"
-    channels = ["nvml-counter"] if m.get("counter_supported") else []
-    if m.get("power_channel"):
+    channels = ["nvml-counter"] if m.counter_supported else []
+    if m.power_channel:
         channels.append("nvml-power-integrated")
-    sim = " (simulated)" if m.get("simulated") else ""
+    sim = " (simulated)" if m.simulated else ""
     return " + ".join(channels) + sim if channels else "none"
 
 
 def _meter_rows(run: RunData) -> list[dict[str, str]]:
     out = []
-    for m in run.manifest.get("meters", []):
-        known = {"meter", "device", "source", "model", "name", "note", "notes"}
-        detail = ", ".join(
-            f"{k}={v}" for k, v in m.items() if k not in known and not isinstance(v, (dict, list))
-        )
-        notes = m.get("notes") or []
-        note = "; ".join([*([m["note"]] if m.get("note") else []), *map(str, notes)])
+    for m in run.info.meters:
+        detail = ", ".join(f"{k}={v}" for k, v in m.details if not isinstance(v, (dict, list)))
+        note = "; ".join([*([m.note] if m.note else []), *map(str, m.notes)])
         out.append(
             {
-                "meter": str(m.get("meter", "?")),
-                "device": str(m.get("device", "")),
-                "source": str(m.get("source") or _meter_source(m)),
-                "model": str(m.get("model") or m.get("name") or ""),
+                "meter": str(m.meter or "?"),
+                "device": str(m.device or ""),
+                "source": str(m.source or _meter_source(m)),
+                "model": str(m.model or m.name or ""),
                 "detail": detail,
                 "note": note,
             }
@@ -341,68 +314,30 @@ def _meter_rows(run: RunData) -> list[dict[str, str]]:
 
 def _entry_specs(run: RunData) -> list[dict[str, str]]:
     out = []
-    for e in run.suite.get("entries", []):
-        model = e.get("model") or {}
-        deps = [*([f"inherits {e['inherit']}"] if e.get("inherit") else [])]
-        deps += [f"uses {u}" for u in e.get("uses", [])]
+    for e in run.suite.entries:
+        deps = [*([f"inherits {e.inherit}"] if e.inherit else [])]
+        deps += [f"uses {u}" for u in e.uses]
         out.append(
             {
-                "name": e["name"],
-                "description": e.get("description") or "",
-                "model": str(model.get("name", "?")),
-                "params": json.dumps(model.get("params", {}), sort_keys=True),
+                "name": e.name,
+                "description": e.description,
+                "model": e.model.name,
+                "params": json.dumps(e.model.params, sort_keys=True),
                 "deps": ", ".join(deps),
-                "compress": ", ".join(str(c.get("method")) for c in e.get("compress", [])),
+                "compress": ", ".join(c.method for c in e.compress),
             }
         )
     return out
 
 
-def _plots(run: RunData, board: pd.DataFrame, muis: list[float], ctx: dict[str, Any]) -> list:
-    """(title, svg or None, why-not, caption) for each figure."""
-    phases = phase_rows(run)
-    windows = (
-        phases.drop_duplicates(["entry", "phase", "window"])
-        if not phases.empty and "start_unix_s" in phases
-        else pd.DataFrame()
-    )
-    traces = plots.read_traces(run.root)
-    trace_why = (
-        f"no power trace in {run.root.name}/traces: traces are written by the sampling meters "
-        "(NVML); CPU-only runs with RAPL counters or an estimate have none"
-        if traces.empty
-        else "traces exist but no samples fall inside a phase window"
-    )
-    q = run.suite.get("metric", {}).get("quality", "Q")
+def _plots(run: RunData, board: pd.DataFrame, ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each figure of the run (see :func:`energybench.report.figures.run_figures`): slug,
+    title, svg or None, why-not, caption."""
+    specs = run_figures(run, board, ctx["break_even_df"], ctx["by_phase_df"])
     return [
-        (
-            "Lifecycle energy vs usage intensity",
-            plots.energy_vs_mui_svg(board, muis, ctx["break_even_df"]),
-            "no entry has a measured IEC, or the suite lists no usage intensities",
-            f"{ENERGY_FORMULA}, log-log; dashed lines are estimates; dots mark break-even points;"
-            " grey verticals are the suite's usage intensities.",
-        ),
-        (
-            "Quality vs IEC",
-            plots.quality_vs_iec_svg(board, q),
-            "no entry has both a quality figure and an IEC above 0 J",
-            "Hollow markers are estimates; the step line is the Pareto front "
-            "(no other entry has both lower IEC and higher quality).",
-        ),
-        (
-            "Energy by phase and device",
-            plots.energy_by_phase_svg(ctx["by_phase_df"]),
-            "no phase window recorded any energy",
-            "Each entry's own measurement windows; hatched = static (idle-baseline) part.",
-        ),
-        ("Power traces", plots.power_traces_svg(traces, windows), trace_why, "Sampled power."),
-        (
-            "Latency per scenario",
-            plots.latency_svg(scenario_rows(run)),
-            "no serving scenario recorded latency percentiles",
-            "From recorded percentiles (raw latencies are not stored): box p50–p90, median at "
-            "p50, whiskers min–p99, circle at the maximum; log scale.",
-        ),
+        {"slug": f.slug, "title": f.title, "svg": f.svg(), "why": f.why, "caption": f.caption}
+        for f in specs
+        if not f.slug.startswith("adaptive-")  # drawn beside their own tables
     ]
 
 
@@ -515,17 +450,16 @@ def _idle_rows(run: RunData) -> list[dict[str, Any]]:
 
 
 def _run_context(run: RunData, index: int) -> dict[str, Any]:
-    m = run.manifest
     board = leaderboard(run)
     muis = [mui for mui, _w in usage_intensities(run)]
     be = break_even_rows(run)
-    by_phase = _phase_energy(phase_rows(run))
+    by_phase = phase_energy(phase_rows(run))
     ctx: dict[str, Any] = {
         "index": index,
         "run": run,
         "run_id": run.root.name,
-        "manifest": m,
-        "env": m.get("environment", {}),
+        "manifest": run.info,
+        "env": run.info.environment,
         "suite": run.suite,
         "hardware": _hardware(run),
         "meters": _meter_rows(run),
@@ -546,13 +480,12 @@ def _run_context(run: RunData, index: int) -> dict[str, Any]:
         "memory": memory_rows(run),
         "break_even": be.to_dict("records"),
         "entries": _entry_specs(run),
-        "created": dt.datetime.fromtimestamp(m.get("created_unix_s", 0)).isoformat(
-            timespec="seconds"
-        ),
+        "created": dt.datetime.fromtimestamp(run.info.created_unix_s).isoformat(timespec="seconds"),
         "break_even_df": be,
         "by_phase_df": by_phase,
     }
-    ctx["plots"] = _plots(run, board, muis, ctx)
+    ctx["plots"] = _plots(run, board, ctx)
+    ctx["figure_devices"] = device_footnote(run)
     return ctx
 
 
@@ -560,15 +493,15 @@ def _scopes(run: RunData, board: pd.DataFrame) -> list[str]:
     """What the ranked energy covers, over the entries that take part in the ranking."""
     if board.empty or "energy_scope" not in board:
         return []
-    ranked = {e["name"] for e in run.suite.get("entries", []) if e.get("rank", True)}
+    ranked = {e.name for e in run.suite.entries if e.rank}
     rows = board[board["entry"].isin(ranked)]
     return sorted({str(x) for x in rows["energy_scope"] if isinstance(x, str)})
 
 
 def _simulated(run: RunData, board: pd.DataFrame) -> str | None:
     """The simulated-GPU profile of a run ("figures" when only its records say so), or None."""
-    if run.manifest.get("simulate"):
-        return str(run.manifest["simulate"])
+    if run.info.simulate:
+        return run.info.simulate
     if not board.empty and "is_simulated" in board and bool(board["is_simulated"].any()):
         return "unknown profile"
     return None
@@ -589,7 +522,7 @@ def simulation_banner(contexts: list[dict[str, Any]]) -> str | None:
     sims = [c for c in contexts if c["simulated"]]
     if not sims:
         return None
-    which = ", ".join(f"{c['suite'].get('name')}/{c['run_id']} ({c['simulated']})" for c in sims)
+    which = ", ".join(f"{c['suite'].name}/{c['run_id']} ({c['simulated']})" for c in sims)
     text = (
         f"SIMULATED: the GPU energy of {which} comes from simulated NVIDIA GPUs "
         "(--simulate), not from hardware. Use it to dry-run a suite, never as a result."
@@ -606,7 +539,7 @@ def comparison(runs: list[RunData]) -> dict[str, Any] | None:
     boards = [leaderboard(r) for r in runs]
     boards = [b.set_index("entry") if "entry" in b else pd.DataFrame() for b in boards]
     names = list(dict.fromkeys(n for b in boards for n in b.index))
-    heads = [f"{r.suite.get('name')} / {r.root.name} ({_hardware(r)['host']})" for r in runs]
+    heads = [f"{r.suite.name} / {r.root.name} ({_hardware(r)['host']})" for r in runs]
     rows = []
     for name in names:
         cells = []

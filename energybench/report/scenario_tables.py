@@ -62,7 +62,7 @@ def scenario_row(entry: str, name: str, sc: ScenarioResult, batch: str, g: Group
         "rel_stat_ci": prec.rel_stat_ci if prec else None,
         "target_ci_reached": prec.reached if prec else None,
         "items_per_s": _mean(g.items_per_s),
-        **{c: declared.get(c) for c in SCENARIO_COLUMNS},
+        **{c: declared.get(c) for c in SCENARIO_COLUMNS},  # a plain map: declared by the kind
         "is_estimate": g.is_estimate,
         "sources": ";".join(g.sources),
         "flags": ";".join(g.flags),

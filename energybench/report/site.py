@@ -22,7 +22,7 @@ from jinja2 import Environment, select_autoescape
 from energybench.errors import UserError
 from energybench.plugins.entrypoints import load_run
 from energybench.records.check import RunFileError
-from energybench.records.phases import PHASE_ORDER
+from energybench.records.phases import PHASES
 from energybench.records.seal import seal_problems
 from energybench.records.store import NotARunError, RunData, RunStore
 from energybench.report.tables import leaderboard, phase_rows, usage_intensities
@@ -40,12 +40,12 @@ def check_run(run_dir: Path) -> list[str]:
     except (NotARunError, RunFileError, UserError) as exc:
         return [f"damaged or unreadable: {exc}"]
     problems = []
-    if not run.manifest.get("finished"):
+    if not run.info.finished:
         problems.append(f"{run_dir}: incomplete: the run did not finish (resume it)")
     store = RunStore(Path(run_dir))
     for entry in run.entries:
         phases = run.entry(entry)
-        for phase in PHASE_ORDER:
+        for phase in PHASES:
             status = phases.status(phase)
             if status not in ("done", "skipped"):
                 problems.append(f"{run_dir}: incomplete: entry '{entry}' {phase} is {status}")
@@ -69,13 +69,18 @@ def _num(v: Any) -> float | None:
     return f if f == f and abs(f) != float("inf") else None
 
 
+def _at(row: dict[str, Any], column: str) -> float | None:
+    """A per-MUI figure of a leaderboard row; None where this run has no such usage intensity
+    (the runs of one suite page may use different ones)."""
+    return _num(row[column]) if column in row else None
+
+
 def _machine(run: RunData) -> dict[str, str]:
-    env = run.manifest.get("environment") or {}
-    cpu = (env.get("cpu") or {}).get("name", "?") if isinstance(env.get("cpu"), dict) else "?"
-    gpus = [g.get("name", "?") if isinstance(g, dict) else str(g) for g in env.get("gpus") or []]
-    sim = run.manifest.get("simulate")
+    env = run.info.environment
+    cpu = env.cpu.name if env.cpu else "?"
+    gpus, sim = env.gpu_names, run.info.simulate
     gpu = f"{len(gpus)}× {gpus[0]}" if gpus else (f"simulated {sim}" if sim else "no GPU")
-    return {"host": str(env.get("hostname", "?")), "cpu": str(cpu), "gpu": gpu}
+    return {"host": env.hostname, "cpu": cpu, "gpu": gpu}
 
 
 @dataclass
@@ -109,7 +114,6 @@ class SuitePage:
 
 def _rows(run: RunData, muis: list[tuple[str, str]]) -> list[SiteRow]:
     board = leaderboard(run)
-    placements = run.manifest.get("placements") or {}
     machine = _machine(run)
     out = []
     for r in board.to_dict("records"):
@@ -117,14 +121,14 @@ def _rows(run: RunData, muis: list[tuple[str, str]]) -> list[SiteRow]:
         marks = "".join(
             m
             for m, key in (("e", "is_estimate"), ("s", "is_simulated"), ("x", "is_shared"))
-            if r.get(key)  # plain map from the leaderboard frame
+            if r[key]
         )
         out.append(
             SiteRow(
                 run_id=run.root.name,
                 entry=entry,
-                page=f"{_slug(str(run.suite.get('name')))}/{_slug(run.root.name)}/{entry}.html",
-                device=str(placements.get(entry, "?")),
+                page=f"{_slug(run.suite.name)}/{_slug(run.root.name)}/{entry}.html",
+                device=run.info.placement(entry) or "?",
                 backend=str(r["backend"]),
                 machine=f"{machine['host']} · {machine['gpu']}",
                 quality=_num(r["quality"]),
@@ -133,11 +137,8 @@ def _rows(run: RunData, muis: list[tuple[str, str]]) -> list[SiteRow]:
                 iec=eng(_num(r["iec_j"]), "J") if _num(r["iec_j"]) is not None else "–",
                 status=str(r["status"]),
                 marks=marks,
-                ranks={k: _num(r.get(f"rank@{mui}")) for k, mui in muis},
-                scores={
-                    k: (f"{_num(r.get(f'g@{mui}')):.4g}" if _num(r.get(f"g@{mui}")) else "–")
-                    for k, mui in muis
-                },
+                ranks={k: _at(r, f"rank@{mui}") for k, mui in muis},
+                scores={k: (f"{g:.4g}" if (g := _at(r, f"g@{mui}")) else "–") for k, mui in muis},
             )
         )
     return out
@@ -146,7 +147,7 @@ def _rows(run: RunData, muis: list[tuple[str, str]]) -> list[SiteRow]:
 def _pages(runs: list[RunData]) -> list[SuitePage]:
     by_suite: dict[str, list[RunData]] = {}
     for run in runs:
-        by_suite.setdefault(str(run.suite.get("name")), []).append(run)
+        by_suite.setdefault(run.suite.name, []).append(run)
     pages = []
     for name, suite_runs in sorted(by_suite.items()):
         keys: dict[str, str] = {}
@@ -177,19 +178,20 @@ def _entry_context(run: RunData, entry: str) -> dict[str, Any]:
         r["mean_power_w"] = eng(p, "W") if p is not None else "–"
         d = _num(r["duration_s"])
         r["duration_s"] = f"{d:.3g} s" if d is not None else "–"
-    spec: dict[str, Any] = next(
-        (e for e in run.suite.get("entries", []) if e.get("name") == entry), {}
-    )
+    spec = run.suite.entry(entry).model_dump(mode="json")
     return {
         "run_id": run.root.name,
-        "suite": run.suite.get("name"),
-        "suite_slug": _slug(str(run.suite.get("name"))),
+        "suite": run.suite.name,
+        "suite_slug": _slug(run.suite.name),
         "entry": entry,
         "phases": rows,
         "columns": cols,
         "spec": json.dumps(spec, indent=1, sort_keys=True, default=str),
         "machine": _machine(run),
-        "meters": run.manifest.get("meters") or [],
+        "meters": [
+            (m.meter or m.kind or "?", m.name or m.device or "?", m.model_dump(exclude_unset=True))
+            for m in run.info.meters
+        ],
     }
 
 
@@ -342,8 +344,8 @@ ENTRY_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 {% endfor %}</tr>{% endfor %}</tbody></table>
 <h2>Provenance</h2>
 <table><thead><tr><th>meter</th><th>device</th><th>details</th></tr></thead><tbody>
-{% for m in meters %}<tr><td>{{ m.get("meter", m.get("kind", "?")) }}</td>
-<td>{{ m.get("name", m.get("device", "?")) }}</td><td><code>{{ m|tojson }}</code></td></tr>
+{% for meter, name, m in meters %}<tr><td>{{ meter }}</td>
+<td>{{ name }}</td><td><code>{{ m|tojson }}</code></td></tr>
 {% endfor %}</tbody></table>
 <h2>Power traces</h2>
 {% if traces %}<ul>{% for t in traces %}<li><a href="traces/{{ t }}">{{ t }}</a></li>{% endfor %}

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from energybench.meters.base import KIND_LABELS, Measurement
+from energybench.meters.plugins import is_estimated_source
 from energybench.metrics.carbon import kg_co2e
 from energybench.metrics.fullcycle import (
     CostItem,
@@ -22,7 +23,13 @@ from energybench.metrics.fullcycle import (
     greenness,
     rank,
 )
-from energybench.records.phases import BackendExport, EntryPhases, PhaseRecord, ServeRecord
+from energybench.records.phases import (
+    PHASES,
+    BackendExport,
+    EntryPhases,
+    PhaseRecord,
+    ServeRecord,
+)
 from energybench.records.store import RunData
 from energybench.records.types import (
     AdaptiveResult,
@@ -34,6 +41,8 @@ from energybench.records.types import (
 )
 from energybench.suite.devices import device_kind, mixed_devices
 from energybench.suite.ranking import IecChoice, iec_choices, iec_reference
+from energybench.suite.scenarios import Adaptive
+from energybench.suite.schema import BackendSpec, Entry
 
 EXPORT_SCHEMA_VERSION = 3  # 2: the outputs table; 3: rank intervals, tie groups, energy basis
 NOT_RANKED = "not ranked (rank: false in the suite)"
@@ -55,7 +64,7 @@ def _measurements(run: RunData, entry: str, rec: PhaseRecord) -> list[tuple[str,
 def phase_rows(run: RunData) -> pd.DataFrame:
     """One row per entry x phase window x device, with energy and its provenance."""
     rows = []
-    suite, run_id = run.suite.get("name"), run.root.name
+    suite, run_id = run.suite.name, run.root.name
     for entry, phases in run.phases.items():
         for phase, rec in phases.items():
             base = {
@@ -138,7 +147,7 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
     marked as such. A charged device on the basis with no figure, or an incomplete one, leaves
     the window without energy (``gap`` says why): a partial sum is never reported as whole.
     """
-    meas = Measurement.from_dict(m.model_dump())
+    meas = Measurement.from_window(m)
     has_meter = any(not d.is_estimate for d in meas.charged)
     measured_only = not allow_estimates and has_meter
     basis: bool | None = False if measured_only else None
@@ -149,7 +158,7 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
         "estimated_kinds": tuple(meas.estimated_kinds),
         "is_shared": meas.is_shared,
         "gap": "; ".join(gaps) or None,
-        "devices": tuple(sorted({f"{d.device}@{d.source.value}" for d in chosen})),
+        "devices": tuple(sorted({f"{d.device}@{d.source}" for d in chosen})),
     }
     if not measured_only:
         return WindowEnergy(
@@ -160,7 +169,7 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
             sources=tuple(meas.sources),
             **common,
         )
-    sources = sorted({d.source.value for d in chosen})
+    sources = sorted({str(d.source) for d in chosen})
     return WindowEnergy(
         meas.measured_energy_j,
         meas.measured_uncertainty_j,
@@ -171,19 +180,15 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
     )
 
 
-def _allow(run: RunData, key: str) -> bool:
-    return bool(run.suite.get("energy", {}).get(key, False))
-
-
 def _phase_items(
     run: RunData, entry: str, shared: bool, seen: set[tuple[str, str]], relation: str
 ) -> list[tuple[CostItem, WindowEnergy]]:
     """Cost items paid by ``entry`` and, recursively, by what it inherits, uses or switches
     among (an adaptive scenario's variants), those counted as shared."""
-    spec = next((e for e in run.suite.get("entries", []) if e["name"] == entry), None)
+    spec = next((e for e in run.suite.entries if e.name == entry), None)
     if spec is None:
         return []
-    allow = _allow(run, "allow_estimates_in_ranking")
+    allow = run.suite.energy.allow_estimates_in_ranking
     items: list[tuple[CostItem, WindowEnergy]] = []
     recs = run.entry(entry)
     for phase in ("train", "compress"):
@@ -229,9 +234,9 @@ def _phase_items(
             gap=w.gap,
         )
         items.append((item, w))
-    if spec.get("inherit"):
-        items += _phase_items(run, spec["inherit"], True, seen, f"inherited by {entry}")
-    for u in spec.get("uses", []):
+    if spec.inherit:
+        items += _phase_items(run, spec.inherit, True, seen, f"inherited by {entry}")
+    for u in spec.uses:
         items += _phase_items(run, u, True, seen, f"used by {entry}")
     for v in adaptive_variants(spec):  # models an adaptive scenario switches among
         items += _phase_items(run, v, True, seen, f"served by {entry}'s adaptive scenario")
@@ -239,17 +244,17 @@ def _phase_items(
 
 
 def _upstream_items(
-    entry: str, spec: dict[str, Any], shared: bool, seen: set[tuple[str, str]], relation: str
+    entry: str, spec: Entry, shared: bool, seen: set[tuple[str, str]], relation: str
 ) -> list[tuple[CostItem, WindowEnergy]]:
     """The declared energy that produced an entry's pretrained weights (``model.weights``):
     a cost paid before this suite, counted in TEC as declared (an estimate to this run, never a
     measurement). An "unknown" figure adds nothing; the TEC table says so."""
-    weights = (spec.get("model") or {}).get("weights") or {}
-    energy = weights.get("upstream_energy_j")
-    if not isinstance(energy, int | float) or (entry, "upstream") in seen:
+    weights = spec.model.weights
+    energy = weights.upstream_energy_j if weights is not None else None
+    if not isinstance(energy, int | float) or weights is None or (entry, "upstream") in seen:
         return []
     seen.add((entry, "upstream"))
-    source = str(weights.get("upstream_source") or "no source given")
+    source = weights.upstream_source or "no source given"
     item = CostItem(
         label=f"upstream training of {entry}'s weights (declared: {source})"
         + (f" ({relation})" if shared else ""),
@@ -274,14 +279,9 @@ def _upstream_items(
     return [(item, w)]
 
 
-def adaptive_variants(spec: dict[str, Any]) -> list[str]:
+def adaptive_variants(spec: Entry) -> list[str]:
     """Entries whose models an entry's adaptive scenarios switch among (suite spec order)."""
-    names = [
-        v
-        for sc in spec.get("serve") or []
-        if sc.get("scenario") == "adaptive"
-        for v in sc.get("variants") or []
-    ]
+    names = [v for sc in spec.serve if isinstance(sc, Adaptive) for v in sc.variants]
     return list(dict.fromkeys(names))
 
 
@@ -295,27 +295,34 @@ def backend_name(run: RunData, entry: str) -> str:
     variant: ``onnxruntime``, ``onnxruntime+int8``, ``eager+channels_last``, ..."""
     serve = run.entry(entry).serve
     rec = serve.backend if serve is not None else None
-    spec: dict[str, Any] = next((e for e in run.suite.get("entries", []) if e["name"] == entry), {})
-    settings = (rec.settings if rec else None) or spec.get("backend") or {}
-    name = str((rec.name if rec else None) or settings.get("name") or "eager")
-    if settings.get("quantize", "none") != "none":
-        name += f"+{settings['quantize']}"
-    if settings.get("channels_last"):
+    spec = next((e for e in run.suite.entries if e.name == entry), None)
+    settings = _backend_spec(rec.settings if rec else None) or (spec.backend if spec else None)
+    if settings is None:
+        return (rec.name if rec else None) or "eager"
+    name = (rec.name if rec else None) or settings.name
+    if settings.quantize != "none":
+        name += f"+{settings.quantize}"
+    if settings.dtype != "fp32":
+        name += f"+{settings.dtype}"
+    if settings.channels_last:
         name += "+channels_last"
     return name
+
+
+def _backend_spec(stored: dict[str, Any] | None) -> BackendSpec | None:
+    """The backend settings a serve record stored (``BackendSpec.model_dump``), typed; None
+    when there are none."""
+    return BackendSpec.model_validate(stored) if stored else None
 
 
 def iec_group(run: RunData, entry: str, choice: IecChoice | None = None) -> Group | None:
     """The stored statistics (one batch size of one scenario) behind this entry's IEC
     (``choice``: the entry's :class:`IecChoice`, when the caller already has it)."""
-    choice = choice or iec_choices(run.suite).get(entry)
-    if choice is None or choice.scenario is None:
+    choice = choice or iec_choices(run.suite)[entry]
+    if choice.scenario is None:
         return None
-    sc = run.results(entry).get(choice.scenario)
-    if sc is None:
-        return None
-    groups = sc.groups()
-    return groups[""] if "" in groups else groups.get(str(choice.batch_size))
+    sc = run.result(entry, choice.scenario)
+    return sc.group(choice.batch_size) if sc is not None else None
 
 
 @dataclass(frozen=True)
@@ -355,7 +362,7 @@ def iec_figure(g: Group | None, allow_estimates: bool) -> IecFigure:
         sources = tuple(g.sources)
     else:
         stats, est, beside = measured, False, estimated.mean if estimated else None
-        sources = tuple(s for s in g.sources if s != "estimate")
+        sources = tuple(s for s in g.sources if not is_estimated_source(s))
     windows = [window_energy(t.measurement, basis == "all") for t in g.trials]
     gaps = sorted({w.gap for w in windows if w.gap})
     lost = g.trials_without_energy
@@ -384,7 +391,7 @@ def energy_scope(measured: set[str], estimated: set[str], allow_estimates: bool)
     """What an entry's ranked energy covers, in words ("GPU only; CPU/RAM not measured")."""
 
     def names(kinds: set[str]) -> str:
-        return "/".join(KIND_LABELS.get(k, k) for k in sorted(kinds))
+        return "/".join(KIND_LABELS.get(k, k) for k in sorted(kinds))  # a plain map
 
     if not measured and not estimated:
         return "nothing measured"
@@ -410,12 +417,12 @@ class EntryFigures:
 
 def entry_figures(run: RunData) -> list[EntryFigures]:
     """Per entry: itemised TEC, IEC with CIs and quality, on the ranking basis."""
-    quality_key = run.suite.get("metric", {}).get("quality", "ssim")
-    allow = _allow(run, "allow_estimates_in_ranking")
+    quality_key = run.suite.metric.quality
+    allow = run.suite.energy.allow_estimates_in_ranking
     choices = iec_choices(run.suite)
     out = []
-    for spec in run.suite.get("entries", []):
-        name = spec["name"]
+    for spec in run.suite.entries:
+        name = spec.name
         recs = run.entry(name)
         pairs = _phase_items(run, name, False, set(), "")
         items = [i for i, _ in pairs]
@@ -436,7 +443,7 @@ def entry_figures(run: RunData) -> list[EntryFigures]:
             is_estimate=iec.is_estimate or any(i.is_estimate for i in items),
             iec_stat_ci_j=iec.stat_ci_j,
             is_shared=iec.is_shared or any(w.is_shared for _, w in pairs),
-            unranked_reason=choice.reason if spec.get("rank", True) else NOT_RANKED,
+            unranked_reason=choice.reason if spec.rank else NOT_RANKED,
             scope=energy_scope(measured, estimated, allow),
             iec_gap=iec.gap,
             devices=tuple(
@@ -481,9 +488,9 @@ def _stat(v: float | None) -> float | None:
 
 def _rank_kw(run: RunData) -> dict[str, Any]:
     return {
-        "tau": run.suite.get("metric", {}).get("tau", 1.0),
-        "allow_estimates": _allow(run, "allow_estimates_in_ranking"),
-        "allow_shared": _allow(run, "allow_shared_devices"),
+        "tau": run.suite.metric.tau,
+        "allow_estimates": run.suite.energy.allow_estimates_in_ranking,
+        "allow_shared": run.suite.energy.allow_shared_devices,
     }
 
 
@@ -504,13 +511,12 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     ranked = {r.name: r for r in rank(costs, intensities=intensities, **kw)}
     by_mui = {mui: {r.name: r for r in rank(costs, mui=mui, **kw)} for mui, _w in intensities}
     ref = iec_reference(run.suite)
-    placed = run.manifest.get("placements") or {}
     mixed = mixed_devices([f.cost.name for f in figures], device_kinds(run))
     rows = []
     for f in figures:
         c = f.cost
         recs = run.entry(c.name)
-        sc = run.results(c.name).get(c.iec_scenario) if c.iec_scenario else None
+        sc = run.result(c.name, c.iec_scenario) if c.iec_scenario else None
         g = iec_group(run, c.name, choices[c.name])
         lat, rate = (g.latency_ms, g.items_per_s) if g else (None, None)
         fps = sc.fps_achieved if isinstance(sc, StreamResult | AdaptiveResult) else None
@@ -529,7 +535,7 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "params": model.params if model else None,
             "flops_per_item": model.flops_per_item if model else None,
             "size_bytes": model.size_bytes if model else None,
-            "tec_j": c.tec_j if c.items else 0.0,
+            "tec_j": tec_shown(c, _status(recs)),
             "tec_uncertainty_j": c.tec_uncertainty_j,
             "shared_j": c.shared_j if c.items else 0.0,
             "iec_j": c.iec_j,
@@ -571,31 +577,39 @@ def leaderboard(run: RunData) -> pd.DataFrame:
                 else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"])
             )
             row[f"g@{mui:g}"] = greenness(c, mui, tau) if c.iec_j is not None else None
-            at = by_mui[mui].get(c.name)
-            row[f"rank@{mui:g}"] = at.rank if at else None
-            row[f"rank_lo@{mui:g}"] = at.rank_lo if at else None
-            row[f"rank_hi@{mui:g}"] = at.rank_hi if at else None
-            row[f"tie_group@{mui:g}"] = at.tie_group if at else None
-        row["placement"] = placed.get(c.name)
+            at = by_mui[mui][c.name]  # ``rank`` returns every entry, ranked or not
+            row[f"rank@{mui:g}"] = at.rank
+            row[f"rank_lo@{mui:g}"] = at.rank_lo
+            row[f"rank_hi@{mui:g}"] = at.rank_hi
+            row[f"tie_group@{mui:g}"] = at.tie_group
+        row["placement"] = run.info.placement(c.name)
         row["is_mixed_devices"] = mixed
-        r = ranked.get(c.name)
-        row["score"] = r.value if r else None
-        row["score_lo"] = r.value_lo if r else None
-        row["score_hi"] = r.value_hi if r else None
-        row["rank"] = r.rank if r else None
-        row["rank_lo"] = r.rank_lo if r else None
-        row["rank_hi"] = r.rank_hi if r else None
-        row["tie_group"] = r.tie_group if r else None
-        row["rank_note"] = r.reason if r else None
+        r = ranked[c.name]
+        row["score"] = r.value
+        row["score_lo"] = r.value_lo
+        row["score_hi"] = r.value_hi
+        row["rank"] = r.rank
+        row["rank_lo"] = r.rank_lo
+        row["rank_hi"] = r.rank_hi
+        row["tie_group"] = r.tie_group
+        row["rank_note"] = r.reason
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def tec_shown(c: EntryCost, status: str) -> float | None:
+    """The TEC a table shows (J): None (printed "–", an empty CSV cell) for an entry that did
+    not finish and paid nothing yet, never a 0 J that reads as free; 0 J for a finished entry
+    with nothing to pay (no training, no compression)."""
+    tec = c.tec_j if c.items else 0.0
+    unpaid = tec == 0 and not c.tec_uncertainty_j
+    return None if status != "done" and unpaid else tec
 
 
 def device_kinds(run: RunData) -> dict[str, str]:
     """entry -> ``cpu`` or ``cuda`` (simulated GPUs count as GPUs), from the manifest's
     placements (older runs without them: empty, nothing marked)."""
-    placed = run.manifest.get("placements") or {}
-    return {k: device_kind(str(v)) for k, v in placed.items()}
+    return {k: device_kind(v) for k, v in run.info.placements.items()}
 
 
 def _mixed_note(note: str | None, a: str, b: str, kinds: dict[str, str]) -> str:
@@ -626,7 +640,7 @@ def rank_label(rank_: Any, lo: Any = None, hi: Any = None) -> str:
 
 
 def _status(recs: EntryPhases) -> str:
-    states = [recs.status(p) for p in ("train", "compress", "serve", "evaluate")]
+    states = [recs.status(p) for p in PHASES]
     if "failed" in states:
         return "failed"
     if "missing" in states:
@@ -637,10 +651,9 @@ def _status(recs: EntryPhases) -> str:
 def break_even_rows(run: RunData) -> pd.DataFrame:
     """Break-even MUI of each compressed/inheriting variant vs its base, and suite pairs."""
     costs = {c.name: c for c in entry_costs(run)}
-    placed = run.manifest.get("placements") or {}
     kinds = device_kinds(run)
-    pairs = [(e["name"], e["inherit"]) for e in run.suite.get("entries", []) if e.get("inherit")]
-    pairs += [tuple(p) for p in run.suite.get("metric", {}).get("pairs", [])]
+    pairs = [(e.name, e.inherit) for e in run.suite.entries if e.inherit]
+    pairs += [(a, b) for a, b in run.suite.metric.pairs]
     seen: set[frozenset[str]] = set()
     rows = []
     for a, b in pairs:
@@ -649,12 +662,13 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
         seen.add(frozenset((a, b)))
         if a in costs and b in costs:
             mixed = mixed_devices([a, b], kinds)
-            where = {"placement": placed.get(a), "is_mixed_devices": mixed}
+            where = {"placement": run.info.placement(a), "is_mixed_devices": mixed}
             try:
                 be = break_even(costs[a], costs[b])
             except ValueError as exc:
                 note = _mixed_note(str(exc), a, b, kinds) if mixed else str(exc)
-                rows.append({"entry": a, "other": b, "kind": "undefined", **where, "note": note})
+                rows.append({"entry": a, "other": b, "kind": "undefined", **_UNDEFINED})
+                rows[-1] |= {**where, "note": note}  # every row has every column
                 continue
             d = be.to_dict()
             rows.append(
@@ -674,25 +688,23 @@ def break_even_rows(run: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: the figures of a break-even pair whose break-even is undefined
+_UNDEFINED = dict.fromkeys(("mui", "mui_lo", "mui_hi", "cheaper_above", "is_estimate"))
+
+
 def usage_intensities(run: RunData) -> list[tuple[float, float]]:
     """The suite's (MUI, weight) pairs."""
-    return [
-        (u["mui"], u["weight"]) for u in run.suite.get("metric", {}).get("usage_intensities", [])
-    ]
+    return [(u.mui, u.weight) for u in run.suite.metric.usage_intensities]
 
 
 def carbon_factors(run: RunData) -> dict[str, Any]:
     """Grid intensity (gCO2e/kWh) and PUE of the run, each with where it comes from."""
     from energybench.metrics.carbon import grid_intensity
-    from energybench.suite.schema import CarbonSettings
 
-    raw = run.suite.get("carbon") or {}
-    try:
-        settings = CarbonSettings(**raw)
-    except ValueError:
-        settings = CarbonSettings()
+    settings = run.suite.carbon
     g, source = grid_intensity(settings)
-    pue_source = "suite value (carbon.pue)" if "pue" in raw else "default (no data centre overhead)"
+    given = "pue" in settings.model_fields_set
+    pue_source = "suite value (carbon.pue)" if given else "default (no data centre overhead)"
     return {
         "grid_intensity_g_per_kwh": g,
         "grid_source": source,

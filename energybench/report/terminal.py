@@ -35,13 +35,13 @@ def marks(row: dict[str, Any]) -> str:
     """Provenance marks of a leaderboard row: estimate, simulated, shared device, and the kind
     of device when the ranking mixes CPU and GPU entries."""
     out = []
-    if row.get("is_estimate"):
+    if row["is_estimate"]:
         out.append("est.")
-    if row.get("is_simulated"):
+    if row["is_simulated"]:
         out.append("simulated")
-    if row.get("is_shared"):
+    if row["is_shared"]:
         out.append("shared")
-    if row.get("is_mixed_devices") is True and isinstance(row.get("placement"), str):
+    if row["is_mixed_devices"] is True and isinstance(row["placement"], str):
         out.append("on CPU" if row["placement"] == "cpu" else "on GPU")
     return ", ".join(out)
 
@@ -49,14 +49,14 @@ def marks(row: dict[str, Any]) -> str:
 def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
     """Rank, entry, Q, TEC, IEC, score and estimate marks, best first (unranked last)."""
     board = leaderboard(run) if board is None else board
-    q = run.suite.get("metric", {}).get("quality", "Q")
+    q = run.suite.metric.quality
     table = Table(
-        title=f"leaderboard: {run.suite.get('name', 'run')} ({run.root.name})",
+        title=f"leaderboard: {run.suite.name} ({run.root.name})",
         box=None,
         header_style="bold underline",
         pad_edge=False,
     )
-    units = sorted({_unit(run, str(e)) for e in board.get("entry", [])}) if not board.empty else []
+    units = sorted({_unit(run, str(e)) for e in board["entry"]}) if not board.empty else []
     iec = f"IEC /{units[0]}" if len(units) == 1 else "IEC /item"
     # the serving backend, shown once any entry is served on something other than eager
     backends = "backend" in board and bool((board["backend"] != "eager").any())
@@ -79,24 +79,24 @@ def leaderboard_table(run: RunData, board: pd.DataFrame | None = None) -> Table:
     if board.empty:
         return table
     rows = board.to_dict("records")
-    rows.sort(key=lambda r: (_missing(r.get("rank")), r.get("rank") or 0, str(r["entry"])))
+    rows.sort(key=lambda r: (_missing(r["rank"]), r["rank"] or 0, str(r["entry"])))
     for r in rows:
-        est = ESTIMATE_MARK if r.get("is_estimate") else ""
+        est = ESTIMATE_MARK if r["is_estimate"] else ""
 
         def cell(v: Any, text: str, est: str = est) -> str:
             return "–" if _missing(v) else est + text
 
         note = marks(r)
-        if _missing(r.get("rank")):
+        if _missing(r["rank"]):
             note = ", ".join(x for x in (note, "unranked") if x)
         table.add_row(
-            rank_label(r.get("rank"), r.get("rank_lo"), r.get("rank_hi")),
+            rank_label(r["rank"], r["rank_lo"], r["rank_hi"]),
             str(r["entry"]),
-            *((str(r.get("backend")),) if backends else ()),
-            _num(r.get("quality")),
-            cell(r.get("tec_j"), eng(r.get("tec_j"), "J")),
-            cell(r.get("iec_j"), eng(r.get("iec_j"), "J")),
-            cell(r.get("score"), _num(r.get("score"), 3)),
+            *((str(r["backend"]),) if backends else ()),
+            _num(r["quality"]),
+            cell(r["tec_j"], eng(r["tec_j"], "J")),
+            cell(r["iec_j"], eng(r["iec_j"], "J")),
+            cell(r["score"], _num(r["score"], 3)),
             note,
         )
     return table
@@ -107,13 +107,14 @@ def basis_lines(board: pd.DataFrame) -> list[str]:
     if board.empty:
         return []
     out = []
-    bases = sorted({str(b) for b in board.get("iec_basis", []) if isinstance(b, str)})
+    bases = sorted({str(b) for b in board["iec_basis"] if isinstance(b, str)})
     if bases:
         out.append("ranked on: " + "; ".join(bases))
     if "rank_lo" in board and bool((board["rank_lo"] != board["rank_hi"]).any()):
         groups = board.dropna(subset=["tie_group"]).groupby("tie_group")["entry"]
         tied = [", ".join(map(str, g)) for _, g in groups if len(g) > 1]
-        out.append(f"tied: {' | '.join(tied)} ({TIE_METHOD})")
+        if tied:  # unranked entries (NaN ranks) are no tie
+            out.append(f"tied: {' | '.join(tied)} ({TIE_METHOD})")
     return out
 
 
@@ -122,7 +123,7 @@ def unranked_lines(board: pd.DataFrame) -> list[str]:
     if board.empty or "rank" not in board:
         return []
     rows = board[board["rank"].isna()].to_dict("records")
-    return [f"{r['entry']}: {r['rank_note']}" for r in rows if r.get("rank_note")]
+    return [f"{r['entry']}: {r['rank_note']}" for r in rows if r["rank_note"]]
 
 
 def _unit(run: RunData, entry: str) -> str:
@@ -142,26 +143,26 @@ def break_even_lines(run: RunData) -> list[str]:
     be = break_even_rows(run)
     out = []
     for r in be.to_dict("records") if not be.empty else []:
-        a, b, kind = r["entry"], r["other"], r.get("kind")
-        est = f" ({ESTIMATE_MARK} estimate)" if r.get("is_estimate") else ""
+        a, b, kind = r["entry"], r["other"], r["kind"]
+        est = f" ({ESTIMATE_MARK} estimate)" if r["is_estimate"] else ""
         if kind == "at":
             band = ""
-            if not _missing(r.get("mui_lo")) and not _missing(r.get("mui_hi")):
+            if not _missing(r["mui_lo"]) and not _missing(r["mui_hi"]):
                 band = f" (uncertain in [{_count(r['mui_lo'])}, {_count(r['mui_hi'])}])"
             out.append(
                 f"{a} vs {b}: break-even at {_count(r['mui'])} items{band}; "
-                f"{r.get('cheaper_above')} is cheaper above{est}"
+                f"{r['cheaper_above']} is cheaper above{est}"
             )
         elif kind in ("always", "never"):
             band = ""
-            if not _missing(r.get("mui_lo")) and not _missing(r.get("mui_hi")):
+            if not _missing(r["mui_lo"]) and not _missing(r["mui_hi"]):
                 band = f", not settled by the uncertainty for [{_count(r['mui_lo'])}, "
                 band += f"{_count(r['mui_hi'])}] items"
-            out.append(f"{a} vs {b}: {r.get('cheaper_above')} is cheaper at every usage{band}{est}")
+            out.append(f"{a} vs {b}: {r['cheaper_above']} is cheaper at every usage{band}{est}")
         elif kind == "identical":
             out.append(f"{a} vs {b}: identical energy at every usage{est}")
         else:
-            out.append(f"{a} vs {b}: break-even undefined ({r.get('note')})")
+            out.append(f"{a} vs {b}: break-even undefined ({r['note']})")
     return out
 
 
@@ -324,11 +325,11 @@ def compare_table(rows: list[Any], name_a: str, name_b: str) -> RenderableType:
         table.add_column(col, no_wrap=col != "entry", overflow="fold")
     for r in rows:
         figs = {c.figure: c for c in r.figures}
-        style = {"agree": "green", "differ": "red"}.get(r.verdict, "yellow")
+        style = {"agree": "green", "differ": "red"}.get(r.verdict, "yellow")  # a plain map
         table.add_row(
             r.entry,
             Text(r.verdict, style=style),
-            *(_span(figs.get(f)) for f in ("IEC", "TEC", "score", "rank")),
+            *(_span(figs.get(f)) for f in ("IEC", "TEC", "score", "rank")),  # a plain map
         )
     notes = [Text(f"  {r.entry}: {r.note}") for r in rows if r.note]
     differ = sum(1 for r in rows if r.verdict == "differ")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from rich.console import Console
 from torch import nn
 
@@ -28,6 +29,7 @@ from energybench.errors import SetupError
 from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
 from energybench.records.check import RunFileError, read_record
+from energybench.records.phases import BatchSizing
 from energybench.records.safefs import LinkInRunError
 from energybench.records.seal import write_seal
 from energybench.records.store import (
@@ -69,6 +71,7 @@ from energybench.suite.load import LoadedSuite
 from energybench.suite.schema import Adaptive, Entry
 from energybench.tasks.base import Task
 from energybench.train.loop import settings_kwargs, train_steps
+from energybench.train.sizing import MAX_AUTO_BATCH, auto_batch_size
 
 #: Test hook (documented in tests/test_runner.py): ``ENTRY/PHASE:PATH`` holds the run just before
 #: that phase starts, after writing ``PATH.ready``, for as long as the file ``PATH`` exists. Fault
@@ -124,6 +127,7 @@ class Runner:
         self.progress: RunProgress | None = None
         self.cooldowns: dict[str, dict[str, Any]] = {}
         self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
+        self._sizing: dict[str, BatchSizing] = {}  # entry -> its resolved batch_size: auto
         self._peaks = MemoryPeaks()  # the running phase's CUDA memory peaks
         self.idle_path = store.root / "idle.json"  # a cluster job keeps its node's own
         # every process that measures (in-process runs, executor jobs) serves the same way:
@@ -204,7 +208,7 @@ class Runner:
         ranks = self._ranks_train(e, "train")
         model = self._build_model(e, torch.device("cpu") if ranks else device, task)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        steps = self._train_steps(e, task)
+        steps = self._train_steps(e, task, 1)  # only whether there is anything to train
         if trainable == 0 or steps == 0:
             saved = save_checkpoint(model, ckpt)
             why = "model has no trainable parameters" if trainable == 0 else "0 training steps"
@@ -228,23 +232,26 @@ class Runner:
             model, done = train_distributed(self.context(), e, steps)
             self._record(e, "train", "done", **done)
             return model
-        self._phase_bar(f"{e.name}: train", steps)
         t0 = time.time()
-        with self.meter.window(f"{e.name}/train") as w:
+        with self.meter.window(f"{e.name}/train") as w:  # an auto batch's probe is training's
+            batch = self._batch_size(e, model, task, device)
+            steps = self._train_steps(e, task, batch)
+            self._phase_bar(f"{e.name}: train", steps)
             res = train_steps(
                 model,
                 task,
                 steps=steps,
                 device=device,
-                **settings_kwargs(tr),
+                **{**settings_kwargs(tr), "batch_size": batch},
                 progress=self._update,
             )
         saved = save_checkpoint(model, ckpt)
+        sizing = self._sizing.get(e.name)
         self._record(
             e,
             "train",
             "done",
-            train=res.to_dict(),
+            train={**res.to_dict(), "batch_sizing": sizing.model_dump() if sizing else None},
             model=describe_model(model),
             checkpoint=saved,
             weights=self.weights.get(e.name),
@@ -252,7 +259,26 @@ class Runner:
         )
         return model
 
-    def _train_steps(self, e: Entry, task: Task) -> int:
+    def _batch_size(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> int:
+        """``e``'s training batch: the suite's number, or ``auto`` resolved once per entry from
+        its device (:mod:`energybench.train.sizing`) and, on resume, the size training used."""
+        tr = e.train
+        if tr is None:
+            return 16
+        if tr.batch_size != "auto":
+            return int(tr.batch_size)
+        if e.name not in self._sizing:
+            rec = self.store.read_phase(e.name, "train")
+            train = (rec or {}).get("train")  # our own record, as written (maybe hand-edited)
+            sizing = train.get("batch_sizing") if isinstance(train, dict) else None
+            try:  # a hand-edited or damaged figure is measured again, never trusted or raised
+                self._sizing[e.name] = BatchSizing.model_validate(sizing)
+            except ValidationError:
+                cap = tr.max_batch_size or MAX_AUTO_BATCH
+                self._sizing[e.name] = auto_batch_size(model, task, device, tr.optimizer, cap=cap)
+        return self._sizing[e.name].batch_size
+
+    def _train_steps(self, e: Entry, task: Task, batch_size: int) -> int:
         tr = e.train
         if tr is None:
             return 0
@@ -263,7 +289,7 @@ class Runner:
         items = getattr(getattr(task, "dataset", None), "train_items", None)
         if not items:
             raise ValueError(f"dataset of entry '{e.name}' has no epoch size; use train.steps")
-        return tr.epochs * math.ceil(items / tr.batch_size)
+        return tr.epochs * math.ceil(items / batch_size)
 
     def _compress(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> nn.Module:
         if not e.compress:
@@ -280,7 +306,7 @@ class Runner:
             task=task,
             device=device,
             seed=e.train.seed if e.train else 0,
-            batch_size=e.train.batch_size if e.train else 16,
+            batch_size=self._batch_size(e, model, task, device),
             progress=self._update,
         )
         methods = []
@@ -323,7 +349,7 @@ class Runner:
             raise SetupError(f"entry '{e.name}': backend '{e.backend.name}' needs sample inputs")
         ctx = PrepareContext(
             frames, device, task, e.train.seed if e.train else 0,
-            e.train.batch_size if e.train else 16, serving_batches(e),
+            self._batch_size(e, model, task, device), serving_batches(e),
             self.store.root / "engines" / e.name, self.suite.numerics,
         )  # fmt: skip
         self._phase_bar(f"{e.name}: prepare backend {e.backend.name}", None)
@@ -379,19 +405,31 @@ class Runner:
         if e.variants():
             self._evaluate_delivered(e)
             return
-        model, _ = self._served_model(e, model, task, device, metered=False)
+        served, _ = self._served_model(e, model, task, device, metered=False)
         self._phase_bar(f"{e.name}: evaluate", None)
         t0 = time.time()
         with torch.inference_mode(), self.meter.window(f"{e.name}/evaluate") as w:
-            quality = task.evaluate(model, e.evaluate, device)
-        self._record(
-            e,
-            "evaluate",
-            "done",
-            split=e.evaluate.split,
-            quality=quality,
-            **self._window_fields(w.measurement, t0),
-        )
+            quality = task.evaluate(served, e.evaluate, device)
+        fields = self._window_fields(w.measurement, t0)
+        if served is not model:
+            fields.update(self._quality_vs_fp32(e, model, task, device, quality))
+        self._record(e, "evaluate", "done", split=e.evaluate.split, quality=quality, **fields)
+
+    def _quality_vs_fp32(
+        self, e: Entry, model: nn.Module, task: Task, device: torch.device, quality: dict
+    ) -> dict[str, Any]:
+        """A reduced-precision backend (bf16, fp16, int8): the fp32 model scored on the same
+        clips, outside the metered window (a check, not part of the entry's cost), and the
+        difference (``precision`` in the evaluate record; see serve/backends/lowp.py)."""
+        from energybench.serve.backends.lowp import quality_vs_fp32, reduced_dtype
+
+        dtype = reduced_dtype(e.backend)
+        if dtype is None:
+            return {}
+        self._phase_bar(f"{e.name}: evaluate fp32 reference", None)
+        with torch.inference_mode():
+            fp32 = task.evaluate(model, e.evaluate, device)
+        return {"precision": quality_vs_fp32(dtype, quality, fp32)}
 
     def _evaluate_delivered(self, e: Entry) -> None:
         """Quality of the frames the entry's first adaptive scenario served: its variants' own

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from energybench.meters.base import Measurement
+from energybench.meters.plugins import is_estimated_source
 from energybench.metrics.latency import summarize
 from energybench.run.devices import current_stream
 from energybench.suite.schema import EnergySettings
@@ -156,7 +157,9 @@ def _has_meter(trial: dict[str, Any]) -> bool:
     if trial.get("measured_energy_per_item_j") is not None:
         return True
     devices = (trial.get("measurement") or {}).get("devices") or []
-    return any(d.get("charged", True) and d.get("source") != "estimate" for d in devices)
+    return any(
+        d.get("charged", True) and not is_estimated_source(str(d.get("source"))) for d in devices
+    )
 
 
 def ranking_basis(trials: list[dict[str, Any]], allow_estimates: bool) -> str:

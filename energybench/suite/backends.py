@@ -93,6 +93,10 @@ register(
 
 Found = list[tuple[tuple[str, ...], str]]  # (field path within the entry, message)
 
+#: What this host's hardware refuses of an entry's serving precision (CPU matrix units): the
+#: serving runtime answers it, reached by name when an entry is checked, like a registry entry
+HARDWARE = "energybench.serve.backends.lowp:hardware_problems"
+
 
 def step_dtypes(e: Entry) -> list[str]:
     """The dtypes ``e``'s quantize steps cast to."""
@@ -185,11 +189,49 @@ def _model_problems(e: Entry, backend: Backend) -> Found:
                 f"{dtypes[0]}): drop one of the two",
             )
         )
-    if spec.quantize != "none" and name != "onnxruntime":
+    if spec.quantize != "none" and name not in ("onnxruntime", "eager"):
         out.append(
-            (("backend", "quantize"), f"backend.quantize: {spec.quantize} needs onnxruntime")
+            (
+                ("backend", "quantize"),
+                f"backend.quantize: {spec.quantize} needs "
+                "onnxruntime (QDQ) or eager (FX int8 on oneDNN)",
+            )
         )
-    return out
+    return out + _reduced_precision_problems(e, dtypes)
+
+
+def _reduced_precision_problems(e: Entry, dtypes: list[str]) -> Found:
+    """``dtype: bf16`` and eager int8: where they apply, and (by name, from the serving
+    runtime: :data:`HARDWARE`) the CPU units they need."""
+    spec = e.backend
+    out: Found = []
+    if spec.dtype != "fp32":
+        if spec.name not in ("eager", "compile"):
+            out.append(
+                (
+                    ("backend", "dtype"),
+                    f"backend.dtype: {spec.dtype} applies to eager "
+                    f"and compile (backend '{spec.name}' serves the fp32 export)",
+                )
+            )
+        if spec.autocast != "none" or spec.quantize != "none" or dtypes:
+            out.append(
+                (
+                    ("backend", "dtype"),
+                    f"backend.dtype: {spec.dtype} casts an fp32 "
+                    "model; drop autocast, backend.quantize or the compress quantize step",
+                )
+            )
+    if spec.quantize == "int8" and spec.name == "eager" and (dtypes or spec.channels_last):
+        out.append(
+            (
+                ("backend", "quantize"),
+                "eager int8 quantises the fp32 model itself; drop "
+                "the compress quantize step and channels_last",
+            )
+        )
+    hardware: Callable[[Entry], Found] = resolve(HARDWARE)
+    return out + hardware(e)
 
 
 def _scenario_problems(e: Entry, backend: Backend) -> Found:

@@ -36,6 +36,8 @@ def cpu_only_reason(e: Entry) -> str | None:
         if isinstance(step, Quantize) and step.dtype == "int8":
             return "FX int8 (compress: quantize int8) runs on PyTorch's CPU kernels only"
     spec = e.backend
+    if spec.name == "eager" and spec.quantize == "int8":
+        return "PyTorch int8 serving (backend.quantize: int8 on eager) runs on oneDNN's CPU kernels"
     if spec.name == "openvino":
         return "OpenVINO runs on the CPU here (its GPU plugin is for Intel GPUs, not NVIDIA)"
     if spec.name == "onnxruntime":

@@ -7,14 +7,20 @@ name) at ``metric.iec_batch_size`` (default: the reference scenario's first batc
 ``iec_scenario``, the first scenario of the first entry that serves. An entry with no scenario of
 that kind and batch size gets no IEC and a reason, never another scenario's figure.
 
-Works on the suite as plain JSON data (``Suite.model_dump(mode="json")``, as stored in a run's
-manifest), so ``validate`` and the report agree. It must not read run results.
+Works on the typed :class:`~energybench.suite.schema.Suite` (the one ``validate`` checked, or
+the one a run's manifest stores), so ``validate`` and the report agree. It must not read run
+results.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+from energybench.suite.scenarios import ScenarioSettings, Throughput
+
+if TYPE_CHECKING:
+    from energybench.suite.schema import Suite
 
 
 @dataclass(frozen=True)
@@ -47,49 +53,48 @@ class IecReference:
         return f"{what}: {self.describe()}"
 
 
-def _name(sc: dict[str, Any]) -> str:
-    return sc.get("name") or sc["scenario"]
+def _name(sc: ScenarioSettings) -> str:
+    return sc.name or sc.scenario
 
 
-def _batches(sc: dict[str, Any]) -> list[int]:
-    return list(sc.get("batch_sizes") or [1]) if sc["scenario"] == "throughput" else [1]
+def _batches(sc: ScenarioSettings) -> list[int]:
+    return list(sc.batch_sizes or [1]) if isinstance(sc, Throughput) else [1]
 
 
-def iec_reference(suite: dict[str, Any]) -> IecReference | None:
+def iec_reference(suite: Suite) -> IecReference | None:
     """The reference scenario kind and batch size (None when no entry serves)."""
-    metric = suite.get("metric", {})
-    want, batch = metric.get("iec_scenario"), metric.get("iec_batch_size")
-    for e in suite.get("entries", []):
-        for sc in e.get("serve", []):
+    want, batch = suite.metric.iec_scenario, suite.metric.iec_batch_size
+    for e in suite.entries:
+        for sc in e.serve:
             if want is None or _name(sc) == want:
                 b = batch if batch is not None else _batches(sc)[0]
-                return IecReference(sc["scenario"], int(b), want)
+                return IecReference(sc.scenario, int(b), want)
     return None
 
 
-def iec_choices(suite: dict[str, Any]) -> dict[str, IecChoice]:
+def iec_choices(suite: Suite) -> dict[str, IecChoice]:
     """Per entry, which scenario (by name) and batch size give its IEC, or the reason none does."""
     ref = iec_reference(suite)
-    want = suite.get("metric", {}).get("iec_scenario")
+    want = suite.metric.iec_scenario
     out: dict[str, IecChoice] = {}
-    for e in suite.get("entries", []):
-        scenarios = e.get("serve", [])
+    for e in suite.entries:
+        scenarios = e.serve
         if ref is None:
             why = f"no entry has a scenario named '{want}'" if want else "no entry serves"
-            out[e["name"]] = IecChoice(None, None, f"IEC not defined: {why}")
+            out[e.name] = IecChoice(None, None, f"IEC not defined: {why}")
             continue
         match = [
             sc
             for sc in scenarios
-            if sc["scenario"] == ref.kind
+            if sc.scenario == ref.kind
             and ref.batch_size in _batches(sc)
             and (want is None or _name(sc) == want)
         ]
         if match:
-            out[e["name"]] = IecChoice(_name(match[0]), ref.batch_size)
+            out[e.name] = IecChoice(_name(match[0]), ref.batch_size)
         else:
-            have = ", ".join(f"{_name(s)} ({s['scenario']})" for s in scenarios) or "none"
-            out[e["name"]] = IecChoice(
+            have = ", ".join(f"{_name(s)} ({s.scenario})" for s in scenarios) or "none"
+            out[e.name] = IecChoice(
                 None,
                 None,
                 f"no {ref.describe()} (IEC must come from the same scenario kind and batch "
@@ -98,11 +103,11 @@ def iec_choices(suite: dict[str, Any]) -> dict[str, IecChoice]:
     return out
 
 
-def unrankable(suite: dict[str, Any]) -> dict[str, str]:
+def unrankable(suite: Suite) -> dict[str, str]:
     """Entries (with ``rank: true``) that cannot be ranked, with the reason."""
     choices = iec_choices(suite)
     return {
-        e["name"]: choices[e["name"]].reason  # type: ignore[misc]
-        for e in suite.get("entries", [])
-        if e.get("rank", True) and choices[e["name"]].reason
+        e.name: reason
+        for e in suite.entries
+        if e.rank and (reason := choices[e.name].reason) is not None
     }

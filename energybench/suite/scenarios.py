@@ -209,7 +209,7 @@ class ScenarioRegistry(SettingsRegistry):
     ) -> None:
         """Register scenario ``name``: its runner, settings class and ``result`` type (default:
         :class:`~energybench.records.types.FlatResult`, statistics at the record's top level and
-        no outputs of its own; the built-in kinds have theirs in ``record_types``)."""
+        no outputs of its own; the built-in kinds have theirs in ``records.types``)."""
         super().register(name, target, help, settings=settings, **hooks)
         if result is not None or name not in RESULT_KINDS:
             register_result(name, result or FlatResult)

@@ -17,7 +17,7 @@ they become folder names in the run directory.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -249,7 +249,19 @@ class TrainSettings(Strict):
     steps: int | None = Field(None, ge=0, le=MAX_STEPS)
     epochs: int | None = Field(None, ge=0, le=MAX_EPOCHS)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] | Literal["auto"] = Field(
+        16,
+        description="items per optimiser step, or auto: on a GPU the largest power of two "
+        "whose measured training-step memory fits 60 % of the device (energybench.train.sizing)"
+        "; on the CPU 16",
+    )
+    max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_BATCH,
+        description="with batch_size: auto, the largest batch it may pick (default 1024): "
+        "keeps the time of a fixed number of steps bounded on a large GPU",
+    )
     lr: float = Field(1e-3, gt=0, le=100)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     weight_decay: float = Field(0.0, ge=0, le=100)
@@ -264,6 +276,12 @@ class TrainSettings(Strict):
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give either 'steps' or 'epochs', not both")
         d = self.distributed
+        if self.max_batch_size is not None and self.batch_size != "auto":
+            raise ValueError("max_batch_size applies to batch_size: auto only")
+        if d is not None and self.batch_size == "auto":
+            raise ValueError(
+                "batch_size: auto is sized on one device; give a number with distributed training"
+            )
         if d is not None and self.batch_size % (d.nproc_per_node * d.nnodes):
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of the ranks "
@@ -298,6 +316,13 @@ class BackendSpec(Strict):
         "bf16 also on CPUs); outputs differ from fp32, so the difference is recorded, not "
         "checked against parity_tolerance",
     )
+    dtype: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="eager/compile: bf16 serves a bf16 copy of the model (weights, activations "
+        "and recurrent state in bf16, NHWC: oneDNN's AMX/AVX512-BF16 kernels on CPUs); outputs "
+        "are returned in fp32; refused on a CPU without bf16 units; the PSNR drop against fp32 "
+        "is recorded at evaluate",
+    )
     freeze: bool = Field(
         True,
         description="backend 'compile': inductor freezing (weights as constants: convolutions "
@@ -327,8 +352,9 @@ class BackendSpec(Strict):
     dynamic_batch: bool = Field(True, description="export with a dynamic batch axis")
     quantize: Literal["none", "int8"] = Field(
         "none",
-        description="onnxruntime: static QDQ int8 (quantize_static), calibrated on the same "
-        "training batches as the FX int8 compress method",
+        description="int8, calibrated on the same training batches as the FX int8 compress "
+        "method: onnxruntime: static QDQ (quantize_static); eager: FX static int8 on oneDNN "
+        "(AMX/VNNI int8 convolutions; CPU only, refused on a CPU without them)",
     )
     calibration_batches: int = Field(
         8, ge=1, le=MAX_ITEMS, description="quantize: int8 calibration batches"

@@ -26,10 +26,12 @@ class TrainResult:
     seconds: float
     final_loss: float | None
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    batch_size: int | None = None  # items per step, as the loop drew them
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
+            "batch_size": self.batch_size,
             "seconds": self.seconds,
             "final_loss": self.final_loss,
             "loss_curve": self.loss_curve,
@@ -124,5 +126,9 @@ def train_steps(
         finish(model, device, seed)
     model.eval()
     return TrainResult(
-        steps=steps, seconds=time.perf_counter() - t0, final_loss=loss_val, loss_curve=curve
+        steps=steps,
+        seconds=time.perf_counter() - t0,
+        final_loss=loss_val,
+        loss_curve=curve,
+        batch_size=batch_size,
     )

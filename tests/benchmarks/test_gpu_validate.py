@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,19 @@ def test_real_mode_asks_cuda_for_every_dtype_and_compile(tmp_path: Path) -> None
     assert "--device cuda:1" in bench and "--compile" in bench and "fp32,fp16,bf16" in bench
     assert steps["pytest -m gpu"][-1] == "tests"
     assert sum(limit for _, _, limit in gpu_validate.command_steps(args, tmp_path)) <= 540
+    suite = " ".join(steps["short suite run"])
+    assert "suites/vsr-gpu.yaml" in suite and "--only ckbg-merged-ort" in suite
+    assert "defaults.train.steps=100" in suite  # minutes, not the suite's quarter hour
+
+
+def test_the_suite_run_reports_the_batch_sized_on_the_device(tmp_path: Path) -> None:
+    entry = tmp_path / "vsr-gpu" / "run1" / "entries" / "ckbg-grafted"
+    entry.mkdir(parents=True)
+    sizing = {"batch_size": 128, "rule": "r", "device": "cuda:0", "per_item_bytes": 90 * 2**20}
+    rec = {"entry": "ckbg-grafted", "train": {"batch_size": 128, "batch_sizing": sizing}}
+    (entry / "train.json").write_text(json.dumps(rec))
+    figs = gpu_validate.suite_figures(tmp_path)
+    assert figs == {"ckbg-grafted batch": "128 (auto: 90 MiB/item measured)"}
 
 
 def test_missing_packages_are_named_with_how_to_bring_them(

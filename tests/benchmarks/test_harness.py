@@ -77,8 +77,11 @@ def test_cpu_without_bf16_units_reports_fp32_only(monkeypatch: pytest.MonkeyPatc
     assert not cap["bf16"] and "fp32 only" in cap["note"]
     assert harness.dtypes_for(torch.device("cpu")) == ["fp32"]
     monkeypatch.setattr(harness, "cpu_flags", lambda: {"avx512f", "amx_bf16", "amx_int8"})
-    assert harness.dtypes_for(torch.device("cpu")) == ["fp32", "bf16"]
+    assert harness.dtypes_for(torch.device("cpu")) == ["fp32", "bf16", "int8"]
     assert harness.cpu_capability()["int8_units"] == ["amx_int8"]
+    monkeypatch.setattr(harness, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    assert harness.dtypes_for(torch.device("cpu")) == ["fp32", "int8"]
+    assert "no bf16 rows" in harness.cpu_capability()["note"]
 
 
 def test_peaks_are_per_dtype_and_fractions_use_the_backends_dtype(
@@ -102,6 +105,12 @@ def test_peaks_are_per_dtype_and_fractions_use_the_backends_dtype(
     assert b["frac_gemm_peak"] == pytest.approx(b["achieved_flops"] / 4e9)
     assert b["frac_conv_peak"] == pytest.approx(b["achieved_flops"] / 2e9)
     assert harness.backend_dtype(BackendSpec(name="onnxruntime", quantize="int8")) == "int8"
+    assert harness.backend_dtype(BackendSpec(dtype="bf16")) == "bf16"
+    # the reduced-precision row is scored against fp32 on held-out photos
+    q = b["quality"]
+    assert q["bound_db"] == 0.05 and q["clips"] > 0
+    assert q["psnr_drop_db"] == pytest.approx(q["fp32_psnr_y_db"] - q["psnr_y_db"])
+    assert "quality" not in e
 
 
 def test_preparation_tunes_the_allocator_as_a_run_does_and_says_so() -> None:

@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run(script: str, *args: str, flags: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if flags is not None:  # simulate a CPU with these flags (energybench's CPU-unit probe)
+        env["ENERGYBENCH_CPU_FLAGS"] = flags
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *args],
         capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
@@ -40,6 +44,30 @@ def test_bench_backends_reports_peaks_and_fraction_of_peak() -> None:
                 r["frac_gemm_peak"] == r["achieved_flops"] / out["peaks"][r["dtype"]]["gemm_flops"]
             )
     assert out["best_fraction_of_gemm_peak"] > 0
+    cap = out["environment"]["cpu_capability"]
+    lowp = {c: r for (m, c), r in got.items() if r["dtype"] in ("bf16", "int8")}
+    if cap["bf16"] and cap["int8"]:
+        assert {"eager+bf16", "eager+int8"} <= set(lowp)
+        assert out["peaks"]["int8"]["conv3x3_flops"] > 0
+        for r in lowp.values():
+            assert r["quality"]["bound_db"] == {"bf16": 0.05, "int8": 0.1}[r["dtype"]]
+            assert r["quality"]["psnr_drop_db"] == pytest.approx(
+                r["quality"]["fp32_psnr_y_db"] - r["quality"]["psnr_y_db"]
+            )
+            assert r["frac_gemm_peak"] == pytest.approx(
+                r["achieved_flops"] / out["peaks"][r["dtype"]]["gemm_flops"]
+            )
+        assert out["best_reduced_backend"] in lowp and "goals" in out
+
+
+def test_bench_backends_on_a_cpu_without_the_units_reports_fp32_only() -> None:
+    out = json.loads(run("bench_backends.py", "--json", flags="fpu avx2 fma").stdout)
+    cap = out["environment"]["cpu_capability"]
+    assert not cap["bf16"] and not cap["int8"] and "fp32 only" in cap["note"]
+    assert {r["dtype"] for r in rows(out).values()} == {"fp32"}
+    assert set(out["peaks"]) & {"bf16", "int8"} == set()
+    assert out["best_reduced_backend"] is None
+    assert out["goals"]["reduced_at_least_2x_best_fp32"] is None
 
 
 def test_bench_ckbg_compile_rows_are_compiled() -> None:

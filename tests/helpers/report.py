@@ -64,14 +64,18 @@ entries:
 ENTRIES = ("teacher", "grafted_v1", "merged")
 
 
-@lru_cache(maxsize=1)
-def tiny_run() -> Path:
-    """Run the tiny suite once (about 5 s on 2 CPU cores); returns the run directory."""
+@lru_cache(maxsize=2)
+def tiny_run(simulate: str | None = None) -> Path:
+    """Run the tiny suite once (about 5 s on 2 CPU cores; ``simulate``: on a simulated GPU
+    profile such as ``h100``, measured through the fake NVML); returns the run directory."""
     tmp = Path(tempfile.mkdtemp(prefix="eb-report-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     suite = tmp / "tiny.yaml"
     suite.write_text(textwrap.dedent(SUITE))
-    res = CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp / "results"), "--no-report"])
+    sim = ["--simulate", simulate] if simulate else []
+    res = CliRunner().invoke(
+        app, ["run", str(suite), "--out", str(tmp / "results"), "--no-report", *sim]
+    )
     assert res.exit_code == 0, res.output
     (manifest,) = (tmp / "results").glob("tiny-report/*/manifest.json")
     return manifest.parent

@@ -73,7 +73,13 @@ RECORDS: dict[str, Any] = {
             }
         },
     },
-    "manifest": {"suite": {"name": "s", "entries": [{"name": "a"}], "energy": {}}},
+    "manifest": {
+        "suite": {
+            "name": "s",
+            "entries": [{"name": "a", "model": {"name": "bicubic"}}],
+            "energy": {},
+        }
+    },
     "idle": {"before": {"seconds": 0, "power_w": {"gpu:0": 60.0}}},
 }
 

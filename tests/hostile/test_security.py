@@ -325,6 +325,27 @@ def test_report_command_with_mathtext_names(hostile_run: tuple[Path, Path], tmp_
     assert "<svg" in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="no pdflatex (texlive-latex-recommended)"
+)
+def test_latex_table_of_hostile_names_compiles(
+    hostile_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import subprocess
+
+    from energybench.report.latex import latex_document
+
+    _, run_dir = hostile_run
+    res = CliRunner().invoke(app, ["export", str(run_dir), "--format", "latex", "-o", "-"])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "doc.tex").write_text(latex_document(res.stdout))
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "doc.tex"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
 # --------------------------------------------------------------------------- paths
 def _suite_with(tmp_path: Path, suite_name: str, entry_name: str) -> Path:
     path = tmp_path / "s.yaml"

@@ -7,6 +7,8 @@ label reaches the records, the CSV export and the HTML report with no other chan
 
 from __future__ import annotations
 
+import json
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from energybench.meters.base import SYSTEM_CLOCK, DeviceEnergy, Meter, MeterStat
 from energybench.meters.context import MeterContext
 from energybench.meters.factory import build_monitor
 from energybench.meters.plugins import (
+    ESTIMATED,
     MEASURED,
     METERS,
     MeterPlugin,
@@ -146,3 +149,61 @@ def test_a_toy_meter_measures_a_run_and_reaches_the_export_and_the_report(
     board = frame[frame["table"] == "leaderboard"]
     assert board["iec_j"].notna().all() and not board["is_estimate"].any()
     assert "wall-plug" in text and "wallplug" in text
+
+
+class WallModel(WallPlug):
+    """The same plug read through a power model: its own source, declared an estimate."""
+
+    def end(self, key: str) -> list[DeviceEnergy]:
+        dt = self.clock.monotonic() - self._open.pop(key)
+        return [
+            DeviceEnergy("system:model", "system", "wall model", Source("wall-model"), PLUG_W * dt)
+        ]
+
+
+@pytest.fixture
+def wallmodel() -> Iterator[None]:
+    METERS.register(
+        MeterPlugin(
+            "wallmodel",
+            "host",
+            WallModel,
+            probe_wallplug,
+            sources={"wall-model": ESTIMATED},
+            auto=False,
+        )
+    )
+    yield
+    METERS.unregister("wallmodel")
+
+
+def _phases_rows_marked(html: str, source: str) -> list[bool]:
+    """For each row of the report's phases table showing ``source``: is it marked estimated?"""
+    marked = []
+    for m in re.finditer(r"<tr class=\"([^\"]*)\">((?:(?!</tr>).)*)</tr>", html, re.S):
+        if f'<td class="name">{source}</td>' in m.group(2):
+            marked.append("estimate" in m.group(1).split() and "est-mark" in m.group(2))
+    return marked
+
+
+def test_a_plug_in_meter_s_estimated_source_shows_as_an_estimate_in_every_table(
+    tmp_path: Path, wallmodel: None
+) -> None:
+    suite = SUITE.replace("meters: [wallplug]", "meters: [wallmodel]").replace(
+        "max_trials: 1", "max_trials: 1\n  allow_estimates_in_ranking: true"
+    )
+    run_dir, frame, html = run_export_report(suite, tmp_path)
+    phases = frame[(frame["table"] == "phases") & frame["device"].notna()]
+    assert set(phases["source"]) == {"wall-model"} and phases["is_estimate"].all()
+    sc = frame[frame["table"] == "scenarios"]
+    assert (sc["sources"] == "wall-model").all() and sc["is_estimate"].all()
+    board = frame[frame["table"] == "leaderboard"]
+    assert board["iec_j"].notna().all() and board["is_estimate"].all()
+    marked = _phases_rows_marked(html, "wall-model")
+    assert marked and all(marked)  # the report's phases table marks every such row
+    exp = CliRunner().invoke(app, ["export", str(run_dir), "--format", "json", "-o", "-"])
+    assert exp.exit_code == 0, exp.output
+    rows = json.loads(exp.stdout)
+    ours = [r for r in rows if "wall-model" in (str(r.get("source")), str(r.get("sources")))]
+    assert {r["table"] for r in ours} >= {"phases", "scenarios", "leaderboard"}
+    assert all(r["is_estimate"] for r in ours)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from energybench.records.check import RunFileError
 from energybench.records.safefs import LinkInRunError
-from energybench.records.store import NotARunError, RunStore, UnsafePathError, load_run
+from energybench.records.store import RunStore, UnsafePathError, load_run
 
 
 @pytest.mark.parametrize("name", ["..", ".", "", "../x", "a/b", "a\\b", ".hidden", "x\0"])
@@ -62,7 +63,9 @@ def test_a_crafted_manifest_cannot_make_reports_read_outside(tmp_path: Path) -> 
     run.mkdir()
     secret = tmp_path / "train.json"
     secret.write_text(json.dumps({"status": "done", "secret": 1}))
-    manifest = {"suite": {"name": "s", "entries": [{"name": "../.."}]}}
+    manifest = {"suite": {"name": "s", "entries": [{"name": "../..", "model": {"name": "x"}}]}}
     (run / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(NotARunError, match="unsafe entry"):
+    # the typed suite refuses the name, naming the manifest, before any path is built from it
+    refused = r"manifest.json: suite: .*entry name '\.\./\.\.'.*outside"
+    with pytest.raises(RunFileError, match=refused):
         load_run(run)

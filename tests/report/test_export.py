@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import subprocess
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from energybench.cli import app
+from energybench.records.store import load_run
 from energybench.report.export import SCHEMA, TABLES, latex_escape, table_columns
-from tests.helpers.report import ENTRIES, tiny_run
+from energybench.report.latex import latex_document, tex_num
+from energybench.report.tables import leaderboard
+from tests.helpers.report import ENTRIES, SUITE, tiny_run
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "export-schema.md"
 DTYPES = {c: spec["dtype"] for c, spec in SCHEMA.items()}
@@ -190,25 +196,97 @@ def test_bad_format_is_a_user_error(run_dir: Path) -> None:
     assert res.exit_code == 2 and "unknown format" in res.output
 
 
-def test_latex_fragment(run_dir: Path) -> None:
-    tex = _export(run_dir, "--format", "latex", "-o", "-")
-    assert "\\documentclass" not in tex and "\\begin{document}" not in tex
-    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 1
+def _tabular(tex: str) -> tuple[list[str], list[str]]:
+    """(header cells, body rows) of the one tabular in ``tex``."""
     lines = tex.splitlines()
     top, mid, bottom = (lines.index(r) for r in ("\\toprule", "\\midrule", "\\bottomrule"))
-    assert lines.index("\\begin{tabular}{rlrrrrrrr}") < top < mid < bottom
-    assert lines.index("\\end{tabular}") == bottom + 1
-    body = lines[mid + 1 : bottom]
+    assert top < mid < bottom and lines.index("\\end{tabular}") == bottom + 1
+    return lines[top + 1].removesuffix(" \\\\").split(" & "), lines[mid + 1 : bottom]
+
+
+def test_latex_table(run_dir: Path) -> None:
+    tex = _export(run_dir, "--format", "latex", "-o", "-", "--caption", "Energy_1 & more",
+                  "--label", "tab:energy")  # fmt: skip
+    assert "\\documentclass" not in tex and "\\begin{document}" not in tex
+    assert tex.count("\\begin{table*}") == tex.count("\\end{table*}") == 1
+    # caption (escaped) with the report's uncertainty convention, and the label
+    (caption,) = [ln for ln in tex.splitlines() if ln.startswith("\\caption{")]
+    assert caption.startswith("\\caption{Energy\\_1 \\& more. TEC: value $\\pm$ 1$\\sigma$; IEC: ")
+    assert "[95\\,\\% confidence interval]" in caption
+    assert "\\label{tab:energy}" in tex
+    head, body = _tabular(tex)
+    assert head[:6] == ["Rank", "Entry", "Q (psnr\\_db)", "TEC (J)", "IEC (J/item)", "p99 (ms)"]
+    assert head[6:] == ["G@1000 (psnr\\_db/J)", "G@$10^{7}$ (psnr\\_db/J)",
+                        "Score $S$ (psnr\\_db/J)"]  # fmt: skip
+    assert f"\\begin{{tabular}}{{rl{'r' * (len(head) - 2)}}}" in tex
     assert len(body) == len(ENTRIES)
-    ncols = len("rlrrrrrrr")
-    for row in [lines[top + 1], *body]:
-        assert row.endswith("\\\\") and len(re.findall(r"(?<!\\)&", row)) == ncols - 1, row
-    assert any(r.split(" & ")[1] == "grafted\\_v1" for r in body)  # escaped underscore
-    assert "psnr\\_db" in lines[top + 1]
+    for row in body:
+        assert row.endswith("\\\\") and len(re.findall(r"(?<!\\)&", row)) == len(head) - 1, row
+    cells = {r.split(" & ")[1]: r.removesuffix(" \\\\").split(" & ") for r in body}
+    assert "grafted\\_v1" in cells  # escaped underscore
+    board = leaderboard(load_run(run_dir)).set_index("entry")
+    for entry, c in cells.items():
+        r = board.loc[entry.replace("\\_", "_")]
+        # TEC value ± 1σ, IEC value [95 % CI], each marked when estimated
+        assert re.fullmatch(
+            rf"{re.escape(tex_num(r['tec_j']))}( \$\\pm\$ \S+)?(\$\^{{\*}}\$)?", c[3]
+        )
+        assert f"{tex_num(r['iec_j'])} [{tex_num(r['iec_ci_low_j'], 2)}, " in c[4]
+        assert c[4].endswith("$^{*}$") == bool(r["iec_is_estimate"])
+    assert "$^{*}$Estimated from a power model" in tex  # the footnote under the table
     assert [r.split(" & ")[0].split(" ")[0] for r in body] == ["1", "2", "3"]  # sorted by rank
-    # the tiny run's intervals overlap: each rank shows the range they allow
-    assert all(r.split(" & ")[0].endswith("(1--3)") for r in body)
+    assert all(r.split(" & ")[0].endswith("(1--3)") for r in body)  # overlapping intervals
     assert tex.count("{") == tex.count("}")
+
+
+def test_latex_numbers() -> None:
+    assert [tex_num(v) for v in (1120.4, 0.6334, 26.72, 0.0, None, float("nan"))] == [
+        "1120", "0.633", "26.7", "0", "--", "--",
+    ]  # fmt: skip
+    assert tex_num(4.21e-5) == "$4.21\\times10^{-5}$" and tex_num(1e6) == "$10^{6}$"
+
+
+def test_caption_and_label_are_for_latex_only(run_dir: Path) -> None:
+    res = CliRunner().invoke(app, ["export", str(run_dir), "-o", "-", "--caption", "x"])
+    assert res.exit_code == 2 and "--format latex only" in res.output
+
+
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="no pdflatex (texlive-latex-recommended)"
+)
+def test_latex_table_compiles_with_pdflatex(run_dir: Path, tmp_path: Path) -> None:
+    hostile = "Entry #1: 100% of $x_i$ & {y} ~ ^ \\ end"
+    tex = _export(run_dir, "--format", "latex", "-o", "-", "--caption", hostile, "--label", "t:1")
+    (tmp_path / "doc.tex").write_text(latex_document(tex))
+    res = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "Undefined control sequence" not in res.stdout
+
+
+def test_not_run_is_a_dash_in_terminal_csv_and_latex(tmp_path: Path) -> None:
+    """Entries an --only run left out: "–" in the terminal, empty CSV cells, "--" in LaTeX."""
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(textwrap.dedent(SUITE))
+    out = tmp_path / "res"
+    res = CliRunner().invoke(app, ["run", str(suite), "--only", "teacher", "--out", str(out),
+                                   "--no-report"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run,) = out.glob("tiny-report/*/")
+    rows = {ln.split()[1]: ln.split() for ln in res.stdout.splitlines()
+            if ln.split()[1:2] and ln.split()[1] in ENTRIES}  # fmt: skip
+    assert rows["merged"][:6] == ["–", "merged", "–", "–", "–", "–"]  # rank Q TEC IEC score
+    assert "tied: " not in res.stdout  # one ranked entry: no tie to explain
+    board = pd.read_csv(io.StringIO(_export(run, "-o", "-")), dtype=DTYPES)
+    board = board[board["table"] == "leaderboard"].set_index("entry")
+    assert board.loc[["grafted_v1", "merged"], ["tec_j", "iec_j", "score"]].isna().all().all()
+    assert board.loc["teacher", "tec_j"] > 0
+    _head, body = _tabular(_export(run, "--format", "latex", "-o", "-"))
+    (merged,) = [r for r in body if r.split(" & ")[1] == "merged"]
+    assert set(merged.removesuffix(" \\\\").split(" & ")[2:]) == {"--"}
 
 
 def test_latex_escape() -> None:

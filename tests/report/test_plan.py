@@ -132,7 +132,11 @@ def _run(name: str = "r1", streams: dict[str, dict[str, Any]] | None = None) -> 
         }
         for e, (q, sc) in entries.items()
     }
-    suite = {"name": "s", "metric": {"quality": "ssim"}, "entries": [{"name": e} for e in entries]}
+    suite = {
+        "name": "s",
+        "metric": {"quality": "ssim"},
+        "entries": [{"name": e, "model": {"name": "bicubic"}} for e in entries],
+    }
     return RunData.from_records(Path(name), {"suite": suite}, phases)
 
 

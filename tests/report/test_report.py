@@ -81,7 +81,7 @@ def test_header_leaderboard_and_plots(page: Path, run_dir: Path) -> None:
     assert '<select class="mui-select"' in html and 'value="m1"' in html
     assert html.count("data-rank-m1=") == len(ENTRIES)
     # four plots have data; a CPU run has no power traces, and the page says so
-    assert html.count('<figure class="plot"><svg') == 4
+    assert len(re.findall(r'<figure class="plot"[^>]*><svg', html)) == 4
     assert "No data because no power trace" in html
     # log axes (energy vs MUI, latency) label their ticks in plain text, not raw mathtext
     assert "mathdefault" not in html and "10^{" not in html
@@ -116,7 +116,7 @@ def test_power_trace_plot_from_trace_csv(run_dir: Path, tmp_path: Path) -> None:
     (copy / "traces").mkdir(exist_ok=True)
     pd.DataFrame(rows).to_csv(copy / "traces" / "power-nvml.csv", index=False)
     html = render_report([load_run(copy)])
-    assert html.count('<figure class="plot"><svg') == 5
+    assert len(re.findall(r'<figure class="plot"[^>]*><svg', html)) == 5
     assert "No data because" not in html
 
 
@@ -142,7 +142,7 @@ def test_browser_renders_without_errors(page: Path, tmp_path: Path) -> None:
     assert not _console_lines(res.stderr), _console_lines(res.stderr)
     dom = res.stdout
     assert all(f'data-entry="{e}"' in dom for e in ENTRIES)
-    assert dom.count('<figure class="plot"><svg') == 4
+    assert len(re.findall(r'<figure class="plot"[^>]*><svg', dom)) == 4
     assert XSS not in dom
 
 
@@ -270,3 +270,60 @@ def test_zero_is_zero_joules_and_g_and_s_carry_their_unit(page: Path) -> None:
     html = page.read_text()
     assert "µJ ± 0" not in html and "0 µJ" not in html
     assert re.search(r"G @ [^<]+ \([\w^.]+/J\)", html) and re.search(r"score S \([\w^.]+/J\)", html)
+
+
+# --------------------------------------------------------------------------- figures in a browser
+def _figure(dom: str, slug: str) -> str:
+    start = dom.index(f'data-figure="{slug}"')
+    return dom[start : dom.index("</figure>", start)]
+
+
+def _legend_texts(svg: str) -> list[str]:
+    """The text of every legend of an inline matplotlib SVG (drawn as glyphs; matplotlib writes
+    each text as a comment before its glyphs)."""
+    texts = []
+    for m in re.finditer(r'<g id="legend_\d+">', svg):
+        depth, i = 1, m.end()
+        while depth:  # the legend group, up to its own closing tag
+            nxt = re.compile(r"<g[\s>]|</g>").search(svg, i)
+            assert nxt is not None
+            depth += 1 if nxt.group(0).startswith("<g") else -1
+            i = nxt.end()
+        texts += re.findall(r"<!-- (.*?) -->", svg[m.end() : i])
+    return texts
+
+
+@pytest.fixture(scope="module")
+def gpu_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny suite's report from a run on a simulated H100 (devices with UUIDs)."""
+    html = tmp_path_factory.mktemp("gpu-report") / "report.html"
+    res = CliRunner().invoke(app, ["report", str(tiny_run("h100")), "-o", str(html)])
+    assert res.exit_code == 0, res.output
+    return html
+
+
+@needs_chromium
+def test_browser_figures_have_error_bars_short_device_names_and_downloads(
+    gpu_page: Path, tmp_path: Path
+) -> None:
+    res = _chromium(gpu_page.as_uri(), tmp_path, "--dump-dom")
+    assert res.returncode == 0 and not _console_lines(res.stderr), res.stderr[-2000:]
+    dom = res.stdout
+    # quality vs IEC: each entry's IEC 95 % CI as a horizontal error bar
+    quality = _figure(dom, "quality-vs-iec")
+    bars = re.search(r'<g id="iec-error-bars">(.*?)</g>', quality, re.S)
+    assert bars is not None and bars.group(1).count("<path") >= 2
+    assert "IEC, energy per item (J/item)" in quality
+    # legends name devices by index and model; the UUIDs are only in the footnote table
+    legends = [t for slug in ("energy-by-phase", "power-traces") for t in
+               _legend_texts(_figure(dom, slug))]  # fmt: skip
+    assert legends and any("GPU0 H100 80GB HBM3" in t for t in legends)
+    assert not [t for t in legends if plots.UUID_RE.search(t)]
+    footnote = dom[dom.index('<table class="figure-devices">') :]
+    footnote = footnote[: footnote.index("</table>")]
+    assert "GPU0 H100 80GB HBM3" in footnote and plots.UUID_RE.search(footnote)
+    # every figure has a link that downloads its SVG (a blob made from the inline figure)
+    figures = re.findall(r'<figure class="plot" data-figure="([^"]+)"', dom)
+    links = re.findall(r'<a class="fig-dl" download="([^"]+)" href="([^"]+)"', dom)
+    assert len(figures) == len(links) >= 5
+    assert all(name.endswith(".svg") and href.startswith("blob:") for name, href in links)

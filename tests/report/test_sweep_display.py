@@ -47,7 +47,11 @@ def _run_with(sweep: dict[str, Any]) -> RunData:
         "device": "cpu",
         "scenarios": {"load": sc},
     }
-    suite = {"name": "s", "metric": {"quality": "ssim"}, "entries": [{"name": "m"}]}
+    suite = {
+        "name": "s",
+        "metric": {"quality": "ssim"},
+        "entries": [{"name": "m", "model": {"name": "bicubic"}}],
+    }
     return RunData.from_records(Path("r"), {"suite": suite}, {"m": {"serve": serve}})
 
 

@@ -190,7 +190,12 @@ def _suite(tmp_path: Path, backend: str, compress: str = "[]", scenario: str = "
         ),
         ("backend: onnxruntime", "[{method: quantize, dtype: bf16}]", "", "fp16/bf16 cast"),
         ("backend: onnxruntime", "[]", "compile: default", "only applies to the eager backend"),
-        ("backend: {quantize: int8}", "[]", "", "backend.quantize: int8 needs onnxruntime"),
+        (
+            "backend: {name: compile, quantize: int8}",
+            "[]",
+            "",
+            "backend.quantize: int8 needs onnxruntime (QDQ) or eager",
+        ),
         ("backend: {name: eager, threads: 2}", "[]", "", "unknown field 'threads'"),
         (
             "backend: {name: onnxruntime, providers: [CPUExecutionProvder]}",

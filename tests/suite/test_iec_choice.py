@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from energybench.suite.ranking import iec_choices, iec_reference, unrankable
+from energybench.suite.schema import Suite
 
 
-def suite(metric: dict[str, Any], *entries: dict[str, Any]) -> dict[str, Any]:
-    return {"metric": metric, "entries": list(entries)}
+def suite(metric: dict[str, Any], *entries: dict[str, Any]) -> Suite:
+    return Suite.model_validate({"name": "s", "metric": metric, "entries": list(entries)})
 
 
 def e(name: str, *serve: dict[str, Any], rank: bool = True) -> dict[str, Any]:
-    return {"name": name, "serve": list(serve), "rank": rank}
+    return {"name": name, "model": {"name": "bicubic"}, "serve": list(serve), "rank": rank}
 
 
 TP = {"scenario": "throughput", "batch_sizes": [4, 1]}

@@ -4,6 +4,7 @@ trials stop exactly at the minimum-trials and maximum-trials boundaries."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from energybench.cli import app
+from energybench.meters.plugins import ESTIMATED, METERS, MeterPlugin, Source
 from energybench.records.store import load_run
-from energybench.report.tables import iec_group, leaderboard
+from energybench.report.tables import iec_figure, iec_group, leaderboard
 from energybench.serve.trials import precision, ranking_basis, run_trials, trial_summary
 from energybench.suite.schema import EnergySettings
 from tests.helpers.runs import make_run, window
@@ -49,6 +51,42 @@ def test_an_estimate_only_machine_is_judged_on_its_estimate() -> None:
         ]
         t["measured_energy_per_item_j"] = None
     assert ranking_basis(ts, allow_estimates=False) == "all"
+
+
+@pytest.fixture
+def plug_in_model() -> Iterator[str]:
+    """A plug-in meter whose source label is declared an estimate (a power model)."""
+    METERS.register(
+        MeterPlugin("toymodel", "host", _no_build, _no_build, {"toy-model": ESTIMATED}, auto=False)
+    )
+    yield "toy-model"
+    METERS.unregister("toymodel")
+
+
+def _no_build(ctx: Any) -> Any:
+    raise AssertionError("never built: only its source label is used")
+
+
+def test_a_plug_in_s_estimated_source_is_no_meter_for_the_basis(plug_in_model: str) -> None:
+    ts = [trial_summary(window(1.0, 5.0, 1.0), 10, [0.01]) for _ in range(2)]
+    for t in ts:  # the only figures come from a plug-in's power model, named its own way
+        t["measurement"]["devices"] = [
+            d | {"source": plug_in_model}
+            for d in t["measurement"]["devices"]
+            if d["source"] == "estimate"
+        ]
+        t["measured_energy_per_item_j"] = None
+    assert ranking_basis(ts, allow_estimates=False) == "all"
+
+
+def test_a_measured_iec_names_no_plug_in_estimate_among_its_sources(plug_in_model: str) -> None:
+    w = window(30.0, 2.0, 5.0)
+    for d in w.devices:
+        if d.source == "estimate":
+            d.source = Source(plug_in_model)
+    run = make_run(False, variant_windows=[w, w])
+    fig = iec_figure(iec_group(run, "variant"), allow_estimates=False)
+    assert fig.basis == "measured" and fig.sources == ("nvml-counter",)
 
 
 @pytest.mark.parametrize("allow", [False, True])

@@ -56,7 +56,7 @@ def test_a_shared_device_is_unranked_unless_allowed() -> None:
     board = leaderboard(run).set_index("entry")
     assert board.loc["variant", "is_shared"] and pd_isna(board.loc["variant", "rank"])
     assert "shared device" in board.loc["variant", "rank_note"]
-    run.manifest["suite"]["energy"]["allow_shared_devices"] = True
+    run.suite.energy.allow_shared_devices = True  # the typed suite the report reads
     assert leaderboard(run).set_index("entry").loc["variant", "rank"] == 1
 
 
@@ -98,5 +98,5 @@ def test_break_even_across_devices_keeps_the_meters_gain_error() -> None:
 
 def test_break_even_on_one_device_ignores_placement_labels() -> None:
     run = make_run(allow_estimates=False)
-    run.manifest["placements"] = {"base": "cuda:0", "variant": "cuda:1"}  # labels only
+    run.info.placements = {"base": "cuda:0", "variant": "cuda:1"}  # labels only
     assert "gain error cancels" in break_even_rows(run).iloc[0]["note"]

@@ -32,6 +32,7 @@ from torch import nn
 
 from energybench.models.sr.base import SRModel, online
 from energybench.serve.backends.context import PrepareContext
+from energybench.serve.backends.lowp import reduced_dtype
 from energybench.serve.backends.onnx_export import is_recurrent, serve_once
 from energybench.suite.backends import (
     BACKENDS,
@@ -128,9 +129,27 @@ class Autocast(ServedWrapper):
         return out.to(lr.dtype)
 
 
+class Bf16(ServedWrapper):
+    """A bf16 NHWC copy of a model (weights, activations and state in bf16: oneDNN's AMX or
+    AVX512-BF16 convolutions on CPUs); inputs cast to bf16 NHWC, outputs to the input's dtype
+    (:mod:`energybench.serve.backends.lowp`)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        cast = copy.deepcopy(model).to(torch.bfloat16)
+        super().__init__(cast.to(memory_format=torch.channels_last))
+
+    def _input(self, lr: torch.Tensor) -> torch.Tensor:
+        x = lr.to(torch.bfloat16)
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+    def _output(self, out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        return out.to(lr.dtype)
+
+
 def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
-    """The PyTorch backends' model: NHWC weights (``channels_last``), then ``autocast``."""
-    served = _channels_last(model, spec)
+    """The PyTorch backends' model: a bf16 NHWC copy (``dtype: bf16``), else NHWC weights
+    (``channels_last``); then ``autocast``."""
+    served = Bf16(model).eval() if spec.dtype == "bf16" else _channels_last(model, spec)
     if spec.autocast != "none":
         served = Autocast(served, AUTOCAST_DTYPES[spec.autocast]).eval()
     return served
@@ -139,10 +158,22 @@ def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
 def prepare_eager(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
-    return _pytorch_served(model, spec), {
-        "channels_last": spec.channels_last,
-        "autocast": spec.autocast,
-    }
+    if spec.quantize == "int8":
+        from energybench.serve.backends.lowp import prepare_int8
+
+        served, info = prepare_int8(model, spec, ctx)
+        return served, {**info, "units": _units("int8", ctx)}
+    info = {"channels_last": spec.channels_last, "autocast": spec.autocast, "dtype": spec.dtype}
+    if spec.dtype == "bf16":
+        info["units"] = _units("bf16", ctx)
+    return _pytorch_served(model, spec), info
+
+
+def _units(dtype: str, ctx: PrepareContext) -> list[str] | None:
+    """The CPU flags giving ``dtype`` its matrix units (recorded; None on a GPU)."""
+    from energybench.serve.backends.cpu_units import units
+
+    return units(dtype) if ctx.device.type == "cpu" else None
 
 
 def prepare_compile(
@@ -164,6 +195,8 @@ def prepare_compile(
         "channels_last": spec.channels_last,
         "compile_mode": spec.compile_mode,
         "autocast": spec.autocast,
+        "dtype": spec.dtype,
+        **({"units": _units("bf16", ctx)} if spec.dtype == "bf16" else {}),
         "freeze": spec.freeze,
         "compile_s": time.perf_counter() - t0,
     }
@@ -254,10 +287,13 @@ def prepare_serving(
     if why:
         raise RuntimeError(f"backend '{spec.name}' is unavailable: {why}")
     record: dict[str, Any] = {"name": spec.name, "settings": spec.model_dump(mode="json")}
-    if not backend.one_off and not spec.channels_last and spec.autocast == "none":
+    reduced = reduced_dtype(spec)
+    if not backend.one_off and not spec.channels_last and reduced is None:
         return model, {**record, "export": None}
+    # int8 calibration is a one-off step on any backend (metered, counted in TEC)
+    one_off = backend.one_off or spec.quantize != "none"
     t0 = time.time()
-    if monitor is not None and backend.one_off:
+    if monitor is not None and one_off:
         with monitor.window(window) as w:
             served, info = backend.prepared(model, spec, ctx)
         meas = w.measurement.to_dict() if w.measurement is not None else None
@@ -265,13 +301,13 @@ def prepare_serving(
         served, info = backend.prepared(model, spec, ctx)
         meas = None
     export = {**info, "started_unix_s": t0, "duration_s": time.time() - t0}
-    if backend.one_off:
+    if one_off:
         export["measurement"] = meas
     frames = ctx.frames[: spec.parity_frames].to(ctx.device)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     frames = frames.to(dtype) if dtype is not None else frames
     diff = max_abs_diff(model, served, frames)
-    exact = spec.quantize == "none" and spec.autocast == "none" and dtype in (None, torch.float32)
+    exact = reduced is None and dtype in (None, torch.float32)
     tolerance, source = parity_tolerance(spec, ctx)
     export["parity"] = {
         "max_abs_diff": diff,
@@ -287,7 +323,9 @@ def prepare_serving(
             f"{frames.shape[0]} frames (fp32 tolerance {tolerance:g}, {source}); the served "
             "outputs would not be the model's"
         )
-    return served, {**record, "export": export if backend.one_off or info else None}
+    if reduced is not None:
+        export["parity"]["dtype"] = reduced
+    return served, {**record, "export": export if one_off or info else None}
 
 
 def serving_batches(e: Entry) -> tuple[int, ...]:
