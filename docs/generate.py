@@ -127,7 +127,7 @@ def suite_fields_markdown() -> str:
     seen: set[type[BaseModel]] = set()
     queue: list[type[BaseModel]] = [Suite]
     parts: list[str] = []
-    plugin_bases = {COMPRESS_METHODS.base, SERVE_SCENARIOS.base}
+    plugin_bases = {COMPRESS_METHODS.settings_base, SERVE_SCENARIOS.settings_base}
     while queue:
         m = queue.pop(0)
         if m in seen or m in plugin_bases:
@@ -138,7 +138,7 @@ def suite_fields_markdown() -> str:
         queue.extend(nested)
     plugins = (("Compression methods", COMPRESS_METHODS), ("Serving scenarios", SERVE_SCENARIOS))
     for title, reg in plugins:
-        anchor = reg.base.__name__.lower()  # where the entry's list of them links
+        anchor = reg.settings_base.__name__.lower()  # where the entry's list of them links
         parts.append(f'<a id="{anchor}"></a>\n\n## {title} (`{reg.tag}:`)\n')
         for name in reg.names():
             model = reg.settings(name)

@@ -34,12 +34,11 @@ from contextlib import ContextDecorator, contextmanager
 from pathlib import Path
 from typing import Any
 
-from energybench import __version__
 from energybench.errors import UserError
 from energybench.meters.base import EnergyMonitor, Measurement
 from energybench.records.phases import PHASES
 from energybench.records.seal import write_seal
-from energybench.suite.schema import SCHEMA_VERSION, EnergySettings, Suite
+from energybench.suite.schema import EnergySettings, Suite
 
 #: Window names that are not phase names but record as one (``measure("finetune", run=...)``).
 PHASE_ALIASES = {"finetune": "train", "fine-tune": "train", "fit": "train", "inference": "serve"}
@@ -331,6 +330,7 @@ class Run:
     def _write_manifest(self) -> None:
         from energybench.records.store import STORE_VERSION
         from energybench.run.environment import snapshot
+        from energybench.run.manifest import build_manifest
 
         old = self.store.read_manifest() if self.store.exists() else {}
         if old and old.get("store_version") != STORE_VERSION:
@@ -348,28 +348,24 @@ class Run:
         entries = [e for e in suite.get("entries", []) if e.get("name") != self.entry]
         suite["entries"] = [*entries, self._entry_spec]
         typed = _validated_suite(suite)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "store_version": STORE_VERSION,
-            "energybench_version": __version__,
-            "suite_file": None,
-            "suite": typed.model_dump(mode="json"),
-            "config_hash": _hash(typed.model_dump_json()),
-            "phase_hashes": {
+        manifest = build_manifest(
+            old,
+            typed,
+            suite_file=None,
+            config_hash=_hash(typed.model_dump_json()),
+            phase_hashes={
                 e.name: {p: _hash(f"{e.name}/{p}") for p in PHASES} for e in typed.entries
             },
-            "environment": old.get("environment") or snapshot(),
-            "meters": old.get("meters", []),
-            "created_unix_s": old.get("created_unix_s", time.time()),
-            "updated_unix_s": time.time(),
-            "finished": True,
-            "failed": {},
-            "cooldowns": {},
-            "simulate": None,
-            "placements": {e.name: "api" for e in typed.entries},
-            "resumes": 0,
-            "source": "python-api",
-        }
+            environment=old.get("environment") or snapshot(),
+            meters=old.get("meters", []),
+            finished=True,
+            failed={},
+            cooldowns={},
+            simulate=None,
+            placements={e.name: "api" for e in typed.entries},
+            resumes=0,
+            source="python-api",
+        )
         self.store.write_manifest(manifest)
 
     def record(

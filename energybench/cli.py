@@ -17,10 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from energybench import __version__
+from energybench.version import __version__
 
 if TYPE_CHECKING:
     from energybench.records.store import RunData
+    from energybench.run.runner import RunOutcome
+    from energybench.suite.load import LoadedSuite
     from energybench.suite.schema import Suite
 
 app = typer.Typer(
@@ -182,10 +184,6 @@ def run(
     ] = None,
 ) -> None:
     """Run a suite: train, compress and serve every entry, measuring energy; then report."""
-    from energybench.errors import UserError
-    from energybench.records.store import DiskFullError
-    from energybench.run.runner import run_suite
-
     loaded = _load(suite, set_)
     out_given = out != Path("results")  # the report follows an explicit --out
     report_root = out / "reports" if out_given else Path("reports")
@@ -194,20 +192,48 @@ def run(
         {"--report": None if no_report else report_path},
         {"--out": None if resume else out, "report folder": reports},
     )
+    outcome = _run_measured(loaded, out, resume, only, simulate, executor)
+    console.print(f"results: [bold]{outcome.run_dir}[/bold]")
+    console.print(f"ran {len(outcome.ran)} phase(s), reused {len(outcome.reused)} finished")
+    _print_glance(outcome.run_dir)
+    report_ok = no_report or _report_after_run(outcome.run_dir, report_path, report_root)
+    if not report_ok and outcome.ok:
+        raise typer.Exit(EXIT_FAILED)
+    if not outcome.ok:
+        for name, why in outcome.failed.items():
+            err.print(f"[red]entry '{name}' failed: {why}[/red]", highlight=False)
+        console.print(f"next: energybench run {suite} --resume {outcome.run_dir}")
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run_measured(
+    loaded: LoadedSuite,
+    out: Path,
+    resume: Path | None,
+    only: list[str] | None,
+    simulate: str | None,
+    executor: str | None,
+) -> RunOutcome:
+    """The run itself (in this process, or one job per entry with ``executor``), every failure
+    turned into its exit: a user error (2), a full disk or an unwritable folder, Ctrl-C (130),
+    a bug (a crash report in the run folder, exit 1)."""
+    from energybench.errors import UserError
+    from energybench.records.store import DiskFullError
+    from energybench.run.runner import run_suite
+
     run_dir: list[Path] = []  # the run folder, once it exists: where a crash report goes
     try:
         if executor is not None:
             from energybench.run.executors import run_with_executor
 
-            outcome = run_with_executor(
+            return run_with_executor(
                 loaded, executor, out_root=out, resume=resume, only=only, console=console,
                 simulate=simulate, on_run_dir=run_dir.append,
             )  # fmt: skip
-        else:
-            outcome = run_suite(
-                loaded, out_root=out, resume=resume, only=only, console=console,
-                simulate=simulate, on_run_dir=run_dir.append,
-            )  # fmt: skip
+        return run_suite(
+            loaded, out_root=out, resume=resume, only=only, console=console,
+            simulate=simulate, on_run_dir=run_dir.append,
+        )  # fmt: skip
     except UserError as exc:
         raise _user_error(exc, exc.exit_code) from None
     except DiskFullError as exc:
@@ -222,41 +248,34 @@ def run(
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - a bug in energybench: a crash report, exit 1
         raise _bug_report(exc, run_dir[-1] if run_dir else None) from None
-    console.print(f"results: [bold]{outcome.run_dir}[/bold]")
-    console.print(f"ran {len(outcome.ran)} phase(s), reused {len(outcome.reused)} finished")
-    report_ok = True
-    _print_glance(outcome.run_dir)
-    if not no_report:
-        from rich.markup import escape
 
-        from energybench.plugins.entrypoints import load_run
-        from energybench.report.html import write_report
 
-        try:
-            run_data = load_run(outcome.run_dir)
-            path = report_path or _default_output(run_data, "html", report_root)
-            write_report([run_data], path)
-        except Exception as exc:  # noqa: BLE001 - the run's work is saved: never lose it here
-            where = escape(str(outcome.run_dir))
-            err.print(
-                f"[red]error: the run finished and its results are saved in {where}, but the "
-                f"report could not be written ({type(exc).__name__}: {escape(str(exc))}); "
-                f"retry with: energybench report {where} "
-                "(and please report this as a bug)[/red]",
-                highlight=False,
-                markup=True,
-                soft_wrap=True,
-            )
-            report_ok = False
-        else:
-            console.print(f"report: [bold]{path}[/bold]")
-    if not report_ok and outcome.ok:
-        raise typer.Exit(EXIT_FAILED)
-    if not outcome.ok:
-        for name, why in outcome.failed.items():
-            err.print(f"[red]entry '{name}' failed: {why}[/red]", highlight=False)
-        console.print(f"next: energybench run {suite} --resume {outcome.run_dir}")
-        raise typer.Exit(EXIT_FAILED)
+def _report_after_run(run_dir: Path, report_path: Path | None, report_root: Path) -> bool:
+    """Write the run's HTML report; False (and a message saying how to retry) when it fails:
+    the run's work is saved and never lost to a report error."""
+    from rich.markup import escape
+
+    from energybench.plugins.entrypoints import load_run
+    from energybench.report.html import write_report
+
+    try:
+        run_data = load_run(run_dir)
+        path = report_path or _default_output(run_data, "html", report_root)
+        write_report([run_data], path)
+    except Exception as exc:  # noqa: BLE001 - the run's work is saved: never lose it here
+        where = escape(str(run_dir))
+        err.print(
+            f"[red]error: the run finished and its results are saved in {where}, but the "
+            f"report could not be written ({type(exc).__name__}: {escape(str(exc))}); "
+            f"retry with: energybench report {where} "
+            "(and please report this as a bug)[/red]",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
+        )
+        return False
+    console.print(f"report: [bold]{path}[/bold]")
+    return True
 
 
 def _print_glance(run_dir: Path) -> None:
@@ -592,7 +611,7 @@ def meters(
         raise _fail(str(exc)) from None
     for status in statuses:
         mark = "[green]ok[/green]" if status.ok else "[red]unavailable[/red]"
-        origin = METERS.origins.get(status.name, "energybench")
+        origin = METERS.origin(status.name)
         by = "" if origin == "energybench" else f" ({origin})"
         console.print(f"[bold]{status.name}[/bold]{by}: {mark}", highlight=False)
         if status.reason:

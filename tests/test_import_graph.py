@@ -162,3 +162,49 @@ def test_the_meter_table_stays_cheap_to_import() -> None:
         "energybench.plugins.registry",
         "energybench.errors",  # a leaf: the one user-error base
     }
+
+
+def _all_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement, ``if TYPE_CHECKING:`` blocks included."""
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+
+
+@functools.cache
+def typed_import_graph() -> dict[str, set[str]]:
+    """:func:`import_graph` counting ``TYPE_CHECKING`` imports too (annotations are arrows)."""
+    mods = _modules()
+    return {
+        mod: set().union(
+            *(_targets(mod, path, n, set(mods)) for n in _all_imports(ast.parse(path.read_text())))
+        )
+        for mod, path in mods.items()
+    }
+
+
+def test_no_cycle_even_counting_type_checking_imports() -> None:
+    assert cycles(typed_import_graph()) == []
+
+
+RUNTIME = ("train", "compress", "serve", "run")
+
+
+def test_the_suite_declarations_never_import_the_runtime() -> None:
+    """``suite/`` (the schema and its tables of names) validates against registries whose
+    entries are lazy: no arrow into training, compression, serving or orchestration, not even
+    for annotations."""
+    graph = typed_import_graph()
+    suite = [m for m in graph if m.startswith("energybench.suite")]
+    assert "energybench.suite.backends" in suite and "energybench.suite.policies" in suite
+    runtime = tuple(f"energybench.{p}" for p in RUNTIME)
+    arrows = sorted((m, t) for m in suite for t in graph[m] if t.startswith(runtime))
+    assert arrows == []
+
+
+def test_the_runtime_check_sees_an_arrow_from_the_suite(tmp_path: Path) -> None:
+    """The arrow check is not vacuous: an import of the serving runtime under
+    ``TYPE_CHECKING`` in a suite module is an edge."""
+    code = "if TYPE_CHECKING:\n    from energybench.serve.backends.core import BACKENDS\n"
+    (node,) = _all_imports(ast.parse(code))
+    mods = {"energybench.serve.backends.core", "energybench.suite.x"}
+    path = tmp_path / "x.py"
+    assert _targets("energybench.suite.x", path, node, mods) == {"energybench.serve.backends.core"}

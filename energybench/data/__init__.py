@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from energybench.plugins.registry import Registry
 
-DATASETS: Registry = Registry("dataset")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset", Callable)
 
 DATASETS.register(
     "photos",

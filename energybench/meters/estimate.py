@@ -28,7 +28,8 @@ from functools import lru_cache
 from typing import Any, cast
 
 from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, MeterStatus
-from energybench.meters.plugins import MeterContext, MeterUnavailableError, Source
+from energybench.meters.context import MeterContext
+from energybench.meters.plugins import MeterUnavailableError, Source
 from energybench.meters.sampler import Poller
 
 CPU_REL_UNCERTAINTY = 0.5

@@ -24,11 +24,11 @@ from energybench.meters.base import (
     Meter,
     MeterStatus,
 )
+from energybench.meters.context import MeterContext
 from energybench.meters.nvml_device import GpuBackend, PynvmlBackend
 from energybench.meters.pidns import ProcView
 from energybench.meters.plugins import (
     METERS,
-    MeterContext,
     MeterPlugin,
     MeterUnavailableError,
     Source,
@@ -111,6 +111,23 @@ def _cuda_sync(cuda_devices: Sequence[int]) -> Callable[[], None] | None:
     return sync
 
 
+class _Simulated:
+    """The seams of a ``--simulate`` profile: the fake NVML behind the real adapter (its
+    ``busy`` state charged by the windows), its ``CUDA_VISIBLE_DEVICES``, its ``/proc`` view and
+    CPU affinity, and the window synchronisation of its streams."""
+
+    def __init__(self, profile: str, clock: Clock | None) -> None:
+        host = simulated_host(profile)
+        self.proc: ProcView | None = host.proc
+        affinity = host.cpus
+        self.cpus = (lambda: affinity) if affinity is not None else None
+        self.busy = BusyGpus()
+        fake = simulated_nvml(profile, clock or SYSTEM_CLOCK, busy=self.busy)
+        self.gpu_backend: GpuBackend = PynvmlBackend(fake)
+        self.env = ",".join(str(i) for i in range(simulated_gpu_count(profile)))
+        self.sync: Callable[[], None] = fake.synchronize
+
+
 def build_monitor(
     settings: EnergySettings,
     cuda_devices: list[int] | None,
@@ -150,16 +167,9 @@ def build_monitor(
     proc: ProcView | None = None
     cpus: Callable[[], frozenset[int] | None] | None = None
     if simulate is not None:
-        sim_host = simulated_host(simulate)
-        proc = sim_host.proc
-        if sim_host.cpus is not None:
-            cpus = lambda: sim_host.cpus  # noqa: E731 - the simulated run's CPU affinity
-        busy = BusyGpus()
-        fake = simulated_nvml(simulate, clock or SYSTEM_CLOCK, busy=busy)
-        gpu_backend = PynvmlBackend(fake)
-        env = ",".join(str(i) for i in range(simulated_gpu_count(simulate)))
-        sync = sync or fake.synchronize
-        torch_uuids = None
+        sim = _Simulated(simulate, clock)
+        busy, env, proc, cpus = sim.busy, sim.env, sim.proc, sim.cpus
+        gpu_backend, sync, torch_uuids = sim.gpu_backend, sync or sim.sync, None
     ctx = MeterContext(
         settings=settings,
         cuda_devices=tuple(cuda_devices or ()),

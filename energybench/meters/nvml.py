@@ -546,67 +546,72 @@ class NvmlMeter(Meter):
             )
         return reasons, unchecked
 
-    def _energy(self, g: _Gpu, win: _Window, t1: float, stats: WindowStats | None) -> DeviceEnergy:
+    def _integrated_j(
+        self, g: _Gpu, win: _Window, t1: float, issues: list[str]
+    ) -> tuple[float | None, bool]:
+        """Integrated sampled power over the window (None: no power channel), and whether the
+        sampling failed during it (the figure then covers only the part before)."""
         assert self.sampler is not None
-        duration = max(t1 - win.t0, 0.0)
         edge = win.edges[g.id]
-        issues = [*g.target.issues, *g.notes]
-        complete = True
-        t_counter = self.counter_period_s(g)
-        t_power = self.effective_power_period_s(g)
-
-        integrated: float | None = None
-        lost_sampling = False
-        if g.power_channel and edge.cum_j is not None:
-            cum1 = self.sampler.cum_energy_j(g.id, t1)
-            if cum1 is not None:
-                integrated = max(cum1 - edge.cum_j, 0.0)
-            if self.sampler.failing(g.id):
-                lost_sampling = True
-                last = self.sampler.last_sample(g.id)
-                when = f" after {last[0] - win.t0:.3f} s" if last else ""
-                issues.append(
-                    f"power sampling failed{when} ({self.sampler.last_error(g.id)}): integrated "
-                    "energy covers only the part of the window before that"
-                )
-                complete = False
-            elif self.sampler.errors(g.id) > edge.read_errors:
-                issues.append(
-                    f"{self.sampler.errors(g.id) - edge.read_errors} power read(s) failed "
-                    f"during the window ({self.sampler.last_error(g.id)}); the integrated "
-                    "channel bridges the gaps linearly"
-                )
-
-        counter: float | None = None
-        if g.counter_ok:
-            c1, err1 = self._read_counter(g)
-            if edge.error or err1:
-                complete = False
-                issues.append(
-                    f"energy counter unreadable at window {'start' if edge.error else 'end'} "
-                    f"({edge.error or err1})"
-                )
-            elif edge.counter_mj is not None and c1 is not None:
-                if c1 < edge.counter_mj:
-                    complete = False
-                    issues.append(
-                        f"energy counter went backwards ({edge.counter_mj} -> {c1} mJ): counter "
-                        "reset (driver reload or GPU reset?); energy from integrated power"
-                    )
-                else:
-                    counter = (c1 - edge.counter_mj) / 1000.0
-
-        if duration < t_counter and g.counter_ok:
+        if not g.power_channel or edge.cum_j is None:
+            return None, False
+        cum1 = self.sampler.cum_energy_j(g.id, t1)
+        integrated = max(cum1 - edge.cum_j, 0.0) if cum1 is not None else None
+        if self.sampler.failing(g.id):
+            last = self.sampler.last_sample(g.id)
+            when = f" after {last[0] - win.t0:.3f} s" if last else ""
             issues.append(
-                f"window of {duration:.3f} s is shorter than the counter update period "
-                f"({t_counter:.3f} s): the figure is mostly edge effects"
+                f"power sampling failed{when} ({self.sampler.last_error(g.id)}): integrated "
+                "energy covers only the part of the window before that"
             )
+            return integrated, True
+        if self.sampler.errors(g.id) > edge.read_errors:
+            issues.append(
+                f"{self.sampler.errors(g.id) - edge.read_errors} power read(s) failed "
+                f"during the window ({self.sampler.last_error(g.id)}); the integrated "
+                "channel bridges the gaps linearly"
+            )
+        return integrated, False
 
-        source, energy, sigma = NVML_COUNTER, None, None
+    def _counter_j(self, g: _Gpu, win: _Window, issues: list[str]) -> tuple[float | None, bool]:
+        """The energy counter's advance over the window (None: not read or not usable), and
+        whether it was read cleanly at both edges without going backwards."""
+        if not g.counter_ok:
+            return None, True
+        edge = win.edges[g.id]
+        c1, err1 = self._read_counter(g)
+        if edge.error or err1:
+            issues.append(
+                f"energy counter unreadable at window {'start' if edge.error else 'end'} "
+                f"({edge.error or err1})"
+            )
+            return None, False
+        if edge.counter_mj is None or c1 is None:
+            return None, True
+        if c1 < edge.counter_mj:
+            issues.append(
+                f"energy counter went backwards ({edge.counter_mj} -> {c1} mJ): counter "
+                "reset (driver reload or GPU reset?); energy from integrated power"
+            )
+            return None, False
+        return (c1 - edge.counter_mj) / 1000.0, True
+
+    def _chosen(
+        self,
+        g: _Gpu,
+        counter: float | None,
+        integrated: float | None,
+        duration: float,
+        stats: WindowStats | None,
+        issues: list[str],
+    ) -> tuple[Source, float | None, float | None]:
+        """The figure the window reports: the counter when it advanced, else integrated power
+        (uncertainty >= 100 % when the counter stood still), else none; its source and sigma."""
+        t_counter = self.counter_period_s(g)
         if counter is not None and counter > 0:
-            energy, sigma = counter, counter_uncertainty_j(counter, duration, t_counter)
-        elif integrated is not None:
-            source, energy = NVML_INTEGRATED, integrated
+            return NVML_COUNTER, counter, counter_uncertainty_j(counter, duration, t_counter)
+        if integrated is not None:
+            t_power = self.effective_power_period_s(g)
             sigma = integrated_uncertainty_j(integrated, duration, t_power, stats)
             if counter == 0.0 and duration > 0:
                 issues.append(
@@ -614,24 +619,45 @@ class NvmlMeter(Meter):
                     f"{t_counter:.3f} s): energy from sampled power, uncertainty >= 100 %"
                 )
                 sigma = max(sigma, integrated)
-        elif counter == 0.0:
-            energy, complete = None, False
+            return NVML_INTEGRATED, integrated, sigma
+        if counter == 0.0:
             issues.append("energy counter did not advance and no power samples: not measured")
         else:
-            complete = False
             issues.append("no usable channel for this window: not measured")
+        return NVML_COUNTER, None, None
 
-        cross: dict[str, Any] | None = None
-        if counter is not None and counter > 0 and integrated is not None and not lost_sampling:
-            rel = abs(integrated - counter) / counter
-            min_s = 2 * max(t_counter, t_power) / self.cross_check_threshold
-            cross = {
-                "integrated_j": integrated,
-                "counter_j": counter,
-                "rel_diff": rel,
-                "flag": bool(rel > self.cross_check_threshold and duration >= min_s),
-                "min_window_s": min_s,
-            }
+    def _cross_check(
+        self, g: _Gpu, counter: float | None, integrated: float | None, duration: float
+    ) -> dict[str, Any] | None:
+        """Counter against integrated power (both usable): their relative difference, flagged
+        above the threshold in windows long enough for it to mean something."""
+        if counter is None or counter <= 0 or integrated is None:
+            return None
+        rel = abs(integrated - counter) / counter
+        t_counter, t_power = self.counter_period_s(g), self.effective_power_period_s(g)
+        min_s = 2 * max(t_counter, t_power) / self.cross_check_threshold
+        return {
+            "integrated_j": integrated,
+            "counter_j": counter,
+            "rel_diff": rel,
+            "flag": bool(rel > self.cross_check_threshold and duration >= min_s),
+            "min_window_s": min_s,
+        }
+
+    def _energy(self, g: _Gpu, win: _Window, t1: float, stats: WindowStats | None) -> DeviceEnergy:
+        duration = max(t1 - win.t0, 0.0)
+        issues = [*g.target.issues, *g.notes]
+        integrated, lost_sampling = self._integrated_j(g, win, t1, issues)
+        counter, counter_clean = self._counter_j(g, win, issues)
+        t_counter = self.counter_period_s(g)
+        if duration < t_counter and g.counter_ok:
+            issues.append(
+                f"window of {duration:.3f} s is shorter than the counter update period "
+                f"({t_counter:.3f} s): the figure is mostly edge effects"
+            )
+        source, energy, sigma = self._chosen(g, counter, integrated, duration, stats, issues)
+        complete = not lost_sampling and counter_clean and energy is not None
+        cross = None if lost_sampling else self._cross_check(g, counter, integrated, duration)
         sharing, unchecked = self._sharing(g, win.t0, t1)
         return DeviceEnergy(
             device=g.id,

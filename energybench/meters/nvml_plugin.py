@@ -16,18 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 from energybench.meters.base import MeterStatus
+from energybench.meters.context import MeterContext
 from energybench.meters.gpu_select import GpuTarget, run_pids, select_gpus, visible_gpus
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import (
     GpuBackend,
+    GpuDevice,
     GpuError,
     GpuNotSupportedError,
     NvmlUnavailableError,
     PynvmlBackend,
 )
 from energybench.meters.nvml_probe import probe_update_periods
-from energybench.meters.pidns import pid_view, run_keys
-from energybench.meters.plugins import MeterContext, MeterUnavailableError
+from energybench.meters.pidns import PidView, pid_view, run_keys
+from energybench.meters.plugins import MeterUnavailableError
 
 
 def _torch_uuids() -> list[str] | None:
@@ -98,6 +100,89 @@ def build(ctx: MeterContext) -> NvmlMeter:
         raise MeterUnavailableError(str(exc)) from exc
 
 
+def _sharing_details(
+    g: GpuDevice, d: dict[str, Any], ctx: MeterContext, view: PidView
+) -> list[str]:
+    """Other processes' compute work on GPU ``g`` (``d["other_processes"]``; None when it
+    cannot be told apart from this run's), and what that means for its windows."""
+    try:
+        others = sorted(set(g.compute_pids()) - run_keys(run_pids(), view, ctx.proc))
+    except GpuError as exc:
+        d["other_processes"] = None
+        return [f"GPU {g.index}: process list not readable ({exc}): sharing not checked"]
+    d["other_processes"] = others
+    if others and not view.matchable:
+        d["other_processes"] = None
+        return [f"GPU {g.index}: {view.note}; windows on it are marked sharing not checked"]
+    if others:
+        return [
+            f"GPU {g.index} runs other processes' compute work (pids "
+            f"{', '.join(map(str, others))}): windows on it would be marked shared"
+        ]
+    return []
+
+
+def _channel_details(g: GpuDevice, d: dict[str, Any], ctx: MeterContext) -> list[str]:
+    """Which energy channels GPU ``g`` supports and how often they update (measured now)."""
+    fixes: list[str] = []
+    counter: Callable[[], float] | None = g.total_energy_mj
+    power: Callable[[], float] | None = g.power_instant_mw
+    for key, fn in (("counter", g.total_energy_mj), ("instant_power", g.power_instant_mw)):
+        try:
+            fn()
+            d[f"{key}_supported"] = True
+        except GpuNotSupportedError:
+            d[f"{key}_supported"] = False
+            if key == "counter":
+                counter = None
+                fixes.append(
+                    f"GPU {g.index} has no energy counter (pre-Volta): energy "
+                    "will be integrated from sampled power (less accurate)"
+                )
+            else:
+                power = g.power_usage_mw
+    periods = probe_update_periods(counter, power, max_s=ctx.probe_s)
+    d["counter_update_period_s"] = periods.counter_s
+    d["power_update_period_s"] = periods.power_s
+    return fixes
+
+
+def _gpu_details(
+    g: GpuDevice, driver: str, visible_uuids: set[str], ctx: MeterContext, view: PidView
+) -> tuple[dict[str, Any], list[str]]:
+    """What ``probe`` reports of one GPU, and the notes for the user about it."""
+    scope = g.scope()
+    d: dict[str, Any] = {
+        "index": g.index,
+        "uuid": g.uuid(),
+        "name": g.name(),
+        "kind": scope,
+        "driver": driver,
+        "architecture": g.architecture(),
+        "visible": g.uuid() in visible_uuids,
+        "mig": g.mig_enabled(),
+    }
+    if ctx.simulated:
+        d["simulated"] = True
+    fixes: list[str] = []
+    if scope == "module":
+        fixes.append(
+            f"GPU {g.index} is a superchip: NVML reports GPU + CPU + memory module "
+            "energy (module scope); no CPU/RAM meter or estimate is added on top of it"
+        )
+    if d["mig"]:
+        fixes.append(
+            f"GPU {g.index} is in MIG mode: its energy is shared by every instance and "
+            "windows on it are marked shared"
+        )
+    limit = g.power_limit_mw()
+    d["power_limit_w"] = limit / 1000 if limit is not None else None
+    d["power_usage_average_s"] = g.power_usage_average_s()
+    fixes += _sharing_details(g, d, ctx, view)
+    fixes += _channel_details(g, d, ctx)
+    return d, fixes
+
+
 def probe(ctx: MeterContext) -> MeterStatus:
     """Each GPU NVML sees: kind, counters, update periods, MIG and other processes."""
     name = "nvml"
@@ -115,70 +200,9 @@ def probe(ctx: MeterContext) -> MeterStatus:
         fixes: list[str] = []
         view = pid_view(ctx.proc)
         for g in gpus:
-            scope = g.scope()
-            d: dict[str, Any] = {
-                "index": g.index,
-                "uuid": g.uuid(),
-                "name": g.name(),
-                "kind": scope,
-                "driver": driver,
-                "architecture": g.architecture(),
-                "visible": g.uuid() in visible_uuids,
-                "mig": g.mig_enabled(),
-            }
-            if ctx.simulated:
-                d["simulated"] = True
-            if scope == "module":
-                fixes.append(
-                    f"GPU {g.index} is a superchip: NVML reports GPU + CPU + memory module "
-                    "energy (module scope); no CPU/RAM meter or estimate is added on top of it"
-                )
-            if d["mig"]:
-                fixes.append(
-                    f"GPU {g.index} is in MIG mode: its energy is shared by every instance and "
-                    "windows on it are marked shared"
-                )
-            limit = g.power_limit_mw()
-            d["power_limit_w"] = limit / 1000 if limit is not None else None
-            d["power_usage_average_s"] = g.power_usage_average_s()
-            try:
-                others = sorted(set(g.compute_pids()) - run_keys(run_pids(), view, ctx.proc))
-                d["other_processes"] = others
-                if others and not view.matchable:
-                    d["other_processes"] = None
-                    fixes.append(
-                        f"GPU {g.index}: {view.note}; windows on it are marked sharing not checked"
-                    )
-                elif others:
-                    fixes.append(
-                        f"GPU {g.index} runs other processes' compute work (pids "
-                        f"{', '.join(map(str, others))}): windows on it would be marked shared"
-                    )
-            except GpuError as exc:
-                d["other_processes"] = None
-                fixes.append(
-                    f"GPU {g.index}: process list not readable ({exc}): sharing not checked"
-                )
-            counter: Callable[[], float] | None = g.total_energy_mj
-            power: Callable[[], float] | None = g.power_instant_mw
-            for key, fn in (("counter", g.total_energy_mj), ("instant_power", g.power_instant_mw)):
-                try:
-                    fn()
-                    d[f"{key}_supported"] = True
-                except GpuNotSupportedError:
-                    d[f"{key}_supported"] = False
-                    if key == "counter":
-                        counter = None
-                        fixes.append(
-                            f"GPU {g.index} has no energy counter (pre-Volta): energy "
-                            "will be integrated from sampled power (less accurate)"
-                        )
-                    else:
-                        power = g.power_usage_mw
-            periods = probe_update_periods(counter, power, max_s=ctx.probe_s)
-            d["counter_update_period_s"] = periods.counter_s
-            d["power_update_period_s"] = periods.power_s
+            d, found = _gpu_details(g, driver, visible_uuids, ctx, view)
             details.append(d)
+            fixes += found
         if not gpus:
             return MeterStatus(
                 name, ok=False, reason="NVML works but sees no GPU", fix="check `nvidia-smi`"

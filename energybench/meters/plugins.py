@@ -23,17 +23,12 @@ nothing else of energybench's meters, so the suite schema can validate meter nam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from energybench.errors import UserError
-from energybench.plugins.registry import CURRENT_ORIGIN, UnknownNameError, resolve
-
-if TYPE_CHECKING:
-    from energybench.meters.base import Clock, Meter, MeterStatus
-    from energybench.suite.energy import EnergySettings
+from energybench.plugins.registry import Registry, resolve
 
 Role = Literal["gpu", "host"]
 MEASURED, ESTIMATED = False, True  # a source's ``estimate`` flag
@@ -86,41 +81,6 @@ class MeterUnavailableError(UserError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class MeterContext:
-    """What a plug-in's ``build`` and ``probe`` get.
-
-    ``cuda_devices``: torch positions the run uses (empty: none). ``forced``: the meter is named
-    in ``energy.meters`` (``build`` then meters all it can see rather than choosing).
-    ``host``: this process meters the host (False for distributed ranks other than local rank
-    0). The remaining fields are seams for tests, the benchmark and ``--simulate``: an NVML
-    backend, its ``CUDA_VISIBLE_DEVICES``, a powercap tree, a clock, torch's GPU UUIDs, the
-    run's own pids, whether the GPUs are simulated, the ``/proc`` view that says whether the
-    run is in a PID namespace (:class:`~energybench.meters.pidns.ProcView`), and the CPUs the
-    run may use (superchip attribution).
-    """
-
-    settings: EnergySettings | None = None
-    cuda_devices: Sequence[int] = ()
-    trace_dir: Path | None = None
-    forced: bool = False
-    host: bool = True
-    background: bool = True
-    probe_s: float = 1.0
-    clock: Clock | None = None
-    gpu_backend: Any = None
-    env: str | None = None
-    rapl_fs: Any = None
-    torch_uuids: Sequence[str] | None = None
-    own_pids: Callable[[], set[int]] | None = None
-    simulated: bool = False
-    proc: Any = None
-    cpu_affinity: Callable[[], frozenset[int] | None] | None = None
-
-    def with_forced(self, forced: bool) -> MeterContext:
-        return replace(self, forced=forced)
-
-
-@dataclass(frozen=True)
 class MeterPlugin:
     """One meter: its name in ``energy.meters``, its role, how to build and probe it, the
     source labels its records carry (label -> :data:`ESTIMATED` or :data:`MEASURED`), and
@@ -128,60 +88,63 @@ class MeterPlugin:
 
     name: str
     role: Role
-    build: Callable[[MeterContext], Meter] | str
-    probe: Callable[[MeterContext], MeterStatus] | str
+    build: Callable[..., Any] | str  # (MeterContext) -> Meter
+    probe: Callable[..., Any] | str  # (MeterContext) -> MeterStatus
     sources: Mapping[str, bool] = field(default_factory=dict)
     auto: bool = True
     help: str = ""
 
-    def make(self, ctx: MeterContext) -> Meter:
+    # The table imports nothing of the meters (the suite schema reads it): ``ctx`` is a
+    # :class:`~energybench.meters.context.MeterContext`, the results a
+    # :class:`~energybench.meters.base.Meter` and a :class:`~energybench.meters.base.MeterStatus`.
+    def make(self, ctx: Any) -> Any:
         """The meter (:class:`MeterUnavailableError` when it cannot work here)."""
-        fn: Callable[[MeterContext], Meter] = resolve(self.build)
-        return fn(ctx)
+        return resolve(self.build)(ctx)
 
-    def status(self, ctx: MeterContext) -> MeterStatus:
+    def status(self, ctx: Any) -> Any:
         """What this meter sees here, and why not and how to fix it when it does not work."""
-        fn: Callable[[MeterContext], MeterStatus] = resolve(self.probe)
-        return fn(ctx)
+        return resolve(self.probe)(ctx)
 
 
-class MeterRegistry:
-    """The meter table: plug-ins in registration order (the order ``auto`` tries them)."""
+class MeterRegistry(Registry[MeterPlugin]):
+    """The meter table: plug-ins in registration order (the order ``auto`` tries them), and the
+    source labels they declare (label -> estimated?)."""
 
     def __init__(self) -> None:
-        self._plugins: dict[str, MeterPlugin] = {}
+        super().__init__("meter", MeterPlugin)
         self.sources: dict[str, bool] = {"unmeasured": MEASURED}
-        self.origins: dict[str, str] = {}  # meter -> "energybench" or the plug-in that added it
 
-    def register(self, plugin: MeterPlugin) -> None:
-        if plugin.name in self._plugins or plugin.name == AUTO:
-            raise ValueError(f"meter '{plugin.name}' is registered twice")
-        self.origins[plugin.name] = CURRENT_ORIGIN.get()
+    def register(
+        self, name: str | MeterPlugin, target: MeterPlugin | str | None = None, help: str = ""
+    ) -> None:
+        """Register a :class:`MeterPlugin` (``register(plugin)``); its sources must agree with
+        those already declared (a label is measured or estimated, never both)."""
+        plugin = name if isinstance(name, MeterPlugin) else target
+        if not isinstance(plugin, MeterPlugin):
+            raise TypeError("a meter registers as a MeterPlugin: METERS.register(MeterPlugin(...))")
+        if plugin.name == AUTO:
+            raise ValueError(f"meter '{AUTO}' is registered twice: the name lets the table choose")
         for label, estimate in plugin.sources.items():
             if self.sources.get(label, estimate) != estimate:
                 raise ValueError(f"source '{label}' is declared measured and estimated")
-        self._plugins[plugin.name] = plugin
+        super().register(plugin.name, plugin, help or plugin.help)
         self.sources.update(plugin.sources)
 
     def unregister(self, name: str) -> None:
         """Forget meter ``name`` and the sources only it declared (tests clean up with this)."""
-        plugin = self._plugins.pop(name, None)
+        plugin = self.get(name) if name in self.ordered() else None
+        super().unregister(name)
         if plugin is not None:
-            kept = {s for p in self._plugins.values() for s in p.sources} | {"unmeasured"}
+            kept = {s for p in self.values() for s in p.sources} | {"unmeasured"}
             for label in set(plugin.sources) - kept:
                 del self.sources[label]
 
-    def get(self, name: str) -> MeterPlugin:
-        if name not in self._plugins:
-            raise UnknownNameError("meter", name, self.names())
-        return self._plugins[name]
-
     def names(self) -> list[str]:
-        """Every name ``energy.meters`` accepts: ``auto`` and each plug-in."""
-        return [AUTO, *self._plugins]
+        """Every name ``energy.meters`` accepts: ``auto`` and each plug-in, in order."""
+        return [AUTO, *self.ordered()]
 
     def role(self, role: Role) -> list[MeterPlugin]:
-        return [p for p in self._plugins.values() if p.role == role]
+        return [p for p in self.values() if p.role == role]
 
 
 METERS = MeterRegistry()

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from energybench.meters.base import SYSTEM_CLOCK, Clock, DeviceEnergy, Meter, MeterStatus
-from energybench.meters.plugins import MeterContext, MeterUnavailableError, Source
+from energybench.meters.context import MeterContext
+from energybench.meters.plugins import MeterUnavailableError, Source
 from energybench.meters.sampler import Poller
 
 DEFAULT_ROOT = Path("/sys/class/powercap")

@@ -68,6 +68,61 @@ def _fmt(x: float) -> str:
     return "∞" if x == math.inf else f"{x:.4g}"
 
 
+def _verdict(
+    a: EntryCost, b: EntryCost, d0: float, d1: float, notes: list[str]
+) -> tuple[BreakEvenKind, str | None, float | None]:
+    """The point verdict from D(m) = E_a(m) − E_b(m) = d0 + d1·m: its kind, the entry cheaper
+    above MUI*, and MUI* itself (kind "at" only)."""
+    if d0 == 0 and d1 == 0:
+        notes.append(f"{a.name!r} and {b.name!r} have the same TEC and IEC")
+        return "identical", None, None
+    if d0 <= 0 and d1 <= 0:
+        notes.append(f"{a.name!r} costs no more than {b.name!r} at every MUI")
+        return "always", a.name, None
+    if d0 >= 0 and d1 >= 0:
+        notes.append(f"{a.name!r} is never cheaper than {b.name!r}")
+        return "never", b.name, None
+    mui = -d0 / d1
+    cheaper = a.name if d1 < 0 else b.name
+    other = b.name if cheaper == a.name else a.name
+    notes.append(
+        f"{cheaper!r} is cheaper than {other!r} above MUI* = {_fmt(mui)} items ({other!r} below it)"
+    )
+    return "at", cheaper, mui
+
+
+def _tec_range(
+    e: EntryCost, common: Counter[Any], coverage_k: float, notes: list[str]
+) -> tuple[float, float]:
+    """Range of the entry's distinct (non-common) TEC, J: ± ``coverage_k``·σ, clipped at 0."""
+    left = common.copy()
+    own, us, n_own = 0.0, [], 0
+    for item in e.items:
+        key = _item_key(item)
+        if left[key] > 0:
+            left[key] -= 1
+            continue
+        n_own += 1
+        own += float(item.energy_j)  # type: ignore[arg-type]  # require_tec_iec checked it
+        if item.uncertainty_j is not None:
+            us.append(item.uncertainty_j)
+    if n_own and len(us) < n_own:
+        notes.append(
+            f"TEC uncertainty of {e.name!r} unknown for {n_own - len(us)} item(s): taken as exact"
+        )
+    u = math.sqrt(sum(x * x for x in us))
+    return max(own - coverage_k * u, 0.0), own + coverage_k * u
+
+
+def _iec_range(e: EntryCost, i: float, same_device: bool, notes: list[str]) -> tuple[float, float]:
+    """Range of the entry's IEC, J: its 95 % CI (trial spread alone on one device)."""
+    ci = e.iec_stat_ci_j if same_device and e.iec_stat_ci_j is not None else e.iec_ci_j
+    if ci is None:
+        notes.append(f"IEC CI of {e.name!r} unknown: taken as exact")
+        return i, i
+    return min(ci[0], i), max(ci[1], i)
+
+
 def break_even(
     a: EntryCost, b: EntryCost, coverage_k: float = 2.0, *, same_device: bool | None = None
 ) -> BreakEven:
@@ -104,72 +159,19 @@ def break_even(
     notes: list[str] = []
     if same_device is None:
         same_device = same_meters(a, b)
-
-    # Point verdict from D(m) = E_a(m) − E_b(m) = d0 + d1·m.
-    d0, d1 = ta - tb, ia - ib
-    mui: float | None = None
-    if d0 == 0 and d1 == 0:
-        kind: BreakEvenKind = "identical"
-        cheaper: str | None = None
-        notes.append(f"{a.name!r} and {b.name!r} have the same TEC and IEC")
-    elif d0 <= 0 and d1 <= 0:
-        kind, cheaper = "always", a.name
-        notes.append(f"{a.name!r} costs no more than {b.name!r} at every MUI")
-    elif d0 >= 0 and d1 >= 0:
-        kind, cheaper = "never", b.name
-        notes.append(f"{a.name!r} is never cheaper than {b.name!r}")
-    else:
-        kind = "at"
-        mui = (tb - ta) / (ia - ib)
-        cheaper = a.name if d1 < 0 else b.name
-        other = b.name if cheaper == a.name else a.name
-        notes.append(
-            f"{cheaper!r} is cheaper than {other!r} above MUI* = {_fmt(mui)} items"
-            f" ({other!r} below it)"
-        )
-
+    kind, cheaper, mui = _verdict(a, b, ta - tb, ia - ib, notes)
     # Uncertainty band of D(m). Costs common to both entries (the same item, e.g. the base
     # training a variant inherits) are one figure: they cancel in E_a − E_b, so only each
     # entry's distinct items widen the band.
     common = Counter(map(_item_key, a.items)) & Counter(map(_item_key, b.items))
     if common:
         notes.append(f"{sum(common.values())} cost item(s) common to both cancel in the difference")
-
-    def tec_range(e: EntryCost) -> tuple[float, float]:
-        """Range of the entry's distinct (non-common) TEC, J."""
-        left = common.copy()
-        own, us, n_own = 0.0, [], 0
-        for item in e.items:
-            key = _item_key(item)
-            if left[key] > 0:
-                left[key] -= 1
-                continue
-            n_own += 1
-            own += float(item.energy_j)  # type: ignore[arg-type]  # require_tec_iec checked it
-            if item.uncertainty_j is not None:
-                us.append(item.uncertainty_j)
-        if n_own and len(us) < n_own:
-            notes.append(
-                f"TEC uncertainty of {e.name!r} unknown for {n_own - len(us)} item(s):"
-                " taken as exact"
-            )
-        u = math.sqrt(sum(x * x for x in us))
-        return max(own - coverage_k * u, 0.0), own + coverage_k * u
-
-    def iec_range(e: EntryCost, i: float) -> tuple[float, float]:
-        ci = e.iec_stat_ci_j if same_device and e.iec_stat_ci_j is not None else e.iec_ci_j
-        if ci is None:
-            notes.append(f"IEC CI of {e.name!r} unknown: taken as exact")
-            return i, i
-        return min(ci[0], i), max(ci[1], i)
-
     if same_device:
         notes.append("same device: the meter's gain error cancels in MUI* (trial-spread CIs)")
-
-    ta_lo, ta_hi = tec_range(a)
-    tb_lo, tb_hi = tec_range(b)
-    ia_lo, ia_hi = iec_range(a, ia)
-    ib_lo, ib_hi = iec_range(b, ib)
+    ta_lo, ta_hi = _tec_range(a, common, coverage_k, notes)
+    tb_lo, tb_hi = _tec_range(b, common, coverage_k, notes)
+    ia_lo, ia_hi = _iec_range(a, ia, same_device, notes)
+    ib_lo, ib_hi = _iec_range(b, ib, same_device, notes)
     below = _le_zero(ta_lo - tb_hi, ia_lo - ib_hi)  # where D can be <= 0
     above = _le_zero(tb_lo - ta_hi, ib_lo - ia_hi)  # where D can be >= 0
     lo: float | None = None

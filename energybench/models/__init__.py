@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from energybench.plugins.registry import Registry
 
-MODELS: Registry[nn.Module] = Registry("model")
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", Callable)
 
 MODELS.register(
     "bicubic",

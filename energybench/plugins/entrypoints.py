@@ -1,7 +1,7 @@
 """Plug-ins from installed packages: the ``energybench.plugins`` entry-point group.
 
-A package adds models, datasets, compression methods, serving scenarios, backends, policies or
-meters by declaring, in its ``pyproject.toml``::
+A package adds models, datasets, compression methods, serving scenarios, backends, policies,
+meters or task types by declaring, in its ``pyproject.toml``::
 
     [project.entry-points."energybench.plugins"]
     toy = "energybench_toy:register"
@@ -47,11 +47,13 @@ class PluginHost:
     scenarios: Any
     policies: Any
     meters: Any
+    backends: Any = None
+    tasks: Any = None
 
     @staticmethod
     def register_backend(backend: Any) -> Any:
-        """Add a serving backend (an :class:`energybench.serve.backends.core.Backend`)."""
-        from energybench.serve.backends.core import register
+        """Add a serving backend (an :class:`energybench.suite.backends.Backend`)."""
+        from energybench.suite.backends import register
 
         return register(backend)
 
@@ -60,11 +62,15 @@ def _host() -> PluginHost:
     from energybench.data import DATASETS
     from energybench.meters.plugins import METERS
     from energybench.models import MODELS
-    from energybench.serve.policies import POLICIES
+    from energybench.suite.backends import BACKENDS
     from energybench.suite.methods import COMPRESS_METHODS
+    from energybench.suite.policies import POLICIES
     from energybench.suite.scenarios import SERVE_SCENARIOS
+    from energybench.tasks.registry import TASKS
 
-    return PluginHost(MODELS, DATASETS, COMPRESS_METHODS, SERVE_SCENARIOS, POLICIES, METERS)
+    return PluginHost(
+        MODELS, DATASETS, COMPRESS_METHODS, SERVE_SCENARIOS, POLICIES, METERS, BACKENDS, TASKS
+    )
 
 
 def installed() -> dict[str, EntryPoint]:

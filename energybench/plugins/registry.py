@@ -1,6 +1,11 @@
-"""A small typed registry: name -> factory, with lazy ``"module:attr"`` entries and did-you-mean.
+"""The one registry class every plug-in table is built on: models, datasets, tasks, compression
+methods, serving scenarios, backends, policies, meters and scenario result kinds.
 
-It only maps names to callables; it never imports heavy modules until an entry is used.
+A :class:`Registry` has a ``kind`` (named in errors), a ``base`` type its entries must be (a
+factory registry's base is ``Callable``), refuses a name registered twice, keeps who registered
+each name (built-in or a plug-in, :data:`CURRENT_ORIGIN`) and its registration order, and takes
+lazy ``"module:attr"`` entries that are imported only when used, so a table of names (what the
+suite schema checks against) never imports the runtime.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-T = TypeVar("T")
+E = TypeVar("E")
 
 #: Who is registering now: "energybench" for built-ins; a plug-in's name while
 #: :func:`energybench.plugins.entrypoints.load_plugins` runs its ``register`` function.
@@ -68,13 +73,19 @@ def resolve(target: Any) -> Any:
     return target
 
 
-class Registry(Generic[T]):
-    """Maps names to factories: callables or lazy ``"package.module:attr"`` strings, plus
-    families of names (``tv:resnet18``) resolved by one factory (:meth:`register_family`)."""
+class Registry(Generic[E]):
+    """Maps names to entries of type ``base`` (objects, classes, or factories when ``base`` is
+    ``Callable``) or to lazy ``"package.module:attr"`` strings naming one; plus families of
+    names (``tv:resnet18``) resolved by one factory (:meth:`register_family`).
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, Callable[..., T] | str] = {}
+    A registered object that has a ``name`` attribute registers under it
+    (``BACKENDS.register(Backend("eager", ...))``); :meth:`values` lists entries in
+    registration order (the order ``auto`` tries meters), :meth:`names` sorted.
+    """
+
+    def __init__(self, kind: str, base: Any = object) -> None:  # a type, or Callable
+        self.kind, self.base = kind, base
+        self._entries: dict[str, E | str] = {}
         self._help: dict[str, str] = {}
         self._families: dict[str, Family] = {}
         self._origins: dict[str, str] = {}
@@ -82,7 +93,7 @@ class Registry(Generic[T]):
     def register_family(
         self,
         prefix: str,
-        factory: Callable[..., T] | str,
+        factory: Callable[..., Any] | str,
         members: Callable[[], list[str]] | str,
         help: str = "",
     ) -> None:
@@ -112,13 +123,34 @@ class Registry(Generic[T]):
                 continue
         return " or ".join(hits)
 
-    def register(self, name: str, target: Callable[..., T] | str, help: str = "") -> None:
-        """Register ``target`` (a factory, or a lazy ``"module:attr"`` path) under ``name``."""
+    def _checked(self, name: str, entry: Any) -> Any:
+        """``entry`` when it is a ``base`` (an instance, or a subclass of it); else TypeError."""
+        ok = isinstance(entry, self.base) or (
+            isinstance(entry, type) and issubclass(entry, self.base)
+        )
+        if not ok:
+            raise TypeError(
+                f"{self.kind} '{name}' must be a {self.base.__name__}, not {type(entry).__name__}"
+            )
+        return entry
+
+    def register(self, name: str | E, target: E | str | None = None, help: str = "") -> None:
+        """Register ``target`` (an entry, or a lazy ``"module:attr"`` path) under ``name``; or
+        a named entry under its own ``name`` (``register(Backend("eager", ...))``).
+
+        A name registered twice is a ValueError naming who registered it first."""
+        if not isinstance(name, str):
+            target, name = name, str(getattr(name, "name"))  # noqa: B009 - any named entry
+            help = help or str(getattr(target, "help", "") or getattr(target, "description", ""))
+        if target is None:
+            raise TypeError(f"{self.kind} '{name}': nothing to register")
         if name in self._entries:
             raise ValueError(
                 f"{self.kind} '{name}' is registered twice (first by {self.origin(name)}, "
                 f"then by {CURRENT_ORIGIN.get()})"
             )
+        if not isinstance(target, str):
+            self._checked(name, target)
         self._entries[name] = target
         self._help[name] = help
         self._origins[name] = CURRENT_ORIGIN.get()
@@ -136,10 +168,10 @@ class Registry(Generic[T]):
         key = f"{fam[0].prefix}:" if fam is not None and name not in self._entries else name
         return self._origins.get(key, "energybench")
 
-    def __call__(self, name: str, help: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def __call__(self, name: str, help: str = "") -> Callable[[Any], Any]:
         """Decorator form of :meth:`register`."""
 
-        def deco(fn: Callable[..., T]) -> Callable[..., T]:
+        def deco(fn: Any) -> Any:
             self.register(name, fn, help or (inspect.getdoc(fn) or "").split("\n")[0])
             return fn
 
@@ -160,7 +192,16 @@ class Registry(Generic[T]):
         return iter(sorted(self._entries))
 
     def names(self) -> list[str]:
+        """Registered names, sorted (families not included)."""
         return sorted(self._entries)
+
+    def ordered(self) -> list[str]:
+        """Registered names in registration order."""
+        return list(self._entries)
+
+    def values(self) -> list[E]:
+        """Every entry in registration order (lazy ones imported now)."""
+        return [self.get(n) for n in self._entries]
 
     def help(self, name: str) -> str:
         fam = self._family_member(name)
@@ -172,8 +213,8 @@ class Registry(Generic[T]):
             self._help[name] = (inspect.getdoc(self.get(name)) or "").split("\n")[0]
         return self._help[name]
 
-    def get(self, name: str) -> Callable[..., T]:
-        """The factory for ``name``; raises :class:`UnknownNameError` with a suggestion."""
+    def get(self, name: str) -> E:
+        """The entry for ``name``; raises :class:`UnknownNameError` with a suggestion."""
         fam = self._family_member(name)
         if fam is not None and name not in self._entries:
             family, member = fam
@@ -187,7 +228,8 @@ class Registry(Generic[T]):
                 raise UnknownNameError(
                     self.kind, name, [f"{family.prefix}:{m}" for m in members], listed=False
                 )
-            return functools.partial(resolve(family.factory), member)
+            part: Any = functools.partial(resolve(family.factory), member)
+            return part
         try:
             target = self._entries[name]
         except KeyError:
@@ -198,16 +240,20 @@ class Registry(Generic[T]):
             ) from None
         if isinstance(target, str):
             module, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module), attr)
+            target = self._checked(name, getattr(importlib.import_module(module), attr))
             self._entries[name] = target
-        return target
+        entry: E = target  # resolved above
+        return entry
 
-    def create(self, name: str, **params: Any) -> T:
-        return self.get(name)(**params)
+    def create(self, name: str, **params: Any) -> Any:
+        """What the factory registered as ``name`` makes from ``params``."""
+        factory: Any = self.get(name)
+        return factory(**params)
 
     def check_params(self, name: str, params: dict[str, Any]) -> list[str]:
         """Sentences describing parameters the factory does not accept (empty when all fit)."""
-        sig = inspect.signature(self.get(name))
+        factory: Any = self.get(name)
+        sig = inspect.signature(factory)
         if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
             return []
         accepted = [p for p in sig.parameters if p != "self"]

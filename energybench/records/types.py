@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from energybench.meters.plugins import is_estimated_source
+from energybench.plugins.registry import Registry
 
 
 class Record(BaseModel):
@@ -464,19 +465,19 @@ class AdaptiveResult(FlatResult):
 
 
 #: scenario kind -> its result class; a new kind registers with :func:`register_result`
-RESULT_KINDS: dict[str, type[ScenarioResult]] = {
-    "throughput": ThroughputResult,
-    "stream": StreamResult,
-    "load": LoadResult,
-    "adaptive": AdaptiveResult,
-}
+RESULT_KINDS: Registry[type[ScenarioResult]] = Registry("scenario result kind", ScenarioResult)
+RESULT_KINDS.register("throughput", ThroughputResult)
+RESULT_KINDS.register("stream", StreamResult)
+RESULT_KINDS.register("load", LoadResult)
+RESULT_KINDS.register("adaptive", AdaptiveResult)
 
 
 def register_result(kind: str, cls: type[ScenarioResult]) -> None:
-    """Make ``kind``'s records parse as ``cls`` (a serving scenario plug-in's result)."""
-    if RESULT_KINDS.get(kind, cls) is not cls:
-        raise ValueError(f"scenario result kind '{kind}' is registered twice")
-    RESULT_KINDS[kind] = cls
+    """Make ``kind``'s records parse as ``cls`` (a serving scenario plug-in's result); the
+    same class again is a no-op, another class a ValueError."""
+    if kind in RESULT_KINDS and RESULT_KINDS.get(kind) is cls:
+        return
+    RESULT_KINDS.register(kind, cls)
 
 
 class RecordShapeError(ValueError):
@@ -496,10 +497,10 @@ def parse_scenario(data: dict[str, Any]) -> ScenarioResult:
     """The typed result of one stored scenario, or :class:`RecordShapeError` saying what is
     missing or wrong (a renamed key fails here, not as a blank cell)."""
     kind = data.get("scenario")
-    cls = RESULT_KINDS.get(str(kind))
-    if cls is None:
-        known = ", ".join(sorted(RESULT_KINDS))
+    if str(kind) not in RESULT_KINDS:
+        known = ", ".join(RESULT_KINDS.names())
         raise RecordShapeError(f"unknown scenario kind {kind!r} (known: {known})")
+    cls = RESULT_KINDS.get(str(kind))
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

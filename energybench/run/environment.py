@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import energybench
+from energybench import version
 from energybench.run.allocator import allocator_settings
 
 
@@ -37,7 +37,7 @@ def _ram_bytes() -> int | None:
 
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the energybench source tree, if it is a git checkout (with '+dirty')."""
-    where = path or Path(energybench.__file__).resolve().parent.parent
+    where = path or Path(version.__file__).resolve().parent.parent
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -205,7 +205,7 @@ def snapshot(simulate: str | None = None, gpus: list[int] | None = None) -> dict
         "gpus": torch_gpus(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "versions": {
-            "energybench": energybench.__version__,
+            "energybench": version.__version__,
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,

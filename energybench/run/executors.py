@@ -41,7 +41,7 @@ from rich.console import Console
 from energybench.errors import SetupError
 from energybench.plugins.entrypoints import load_plugins
 from energybench.records import safefs
-from energybench.records.store import PHASES, STORE_VERSION, RunStore, atomic_write_json, read_json
+from energybench.records.store import PHASES, RunStore, atomic_write_json, read_json
 from energybench.run.preflight import check_datasets, check_devices, needed_entries
 from energybench.run.resume import (
     ResumeError,
@@ -51,7 +51,7 @@ from energybench.run.resume import (
 )
 from energybench.run.runner import Runner, RunOutcome
 from energybench.suite.load import LoadedSuite
-from energybench.suite.schema import SCHEMA_VERSION, Entry, ExecutorSettings, Suite
+from energybench.suite.schema import Entry, ExecutorSettings, Suite
 
 EXECUTORS = ("local", "slurm")
 
@@ -330,10 +330,10 @@ def write_manifest(
     jobs: dict[str, str] | None = None,
 ) -> None:
     """The run's manifest, as an in-process run writes it, with each job's node folded in."""
-    from energybench import __version__
     from energybench.run.environment import snapshot
+    from energybench.run.manifest import build_manifest, previous_manifest
 
-    old = store.read_manifest() if store.exists() else {}
+    old = previous_manifest(store)
     nodes = {}
     for e in loaded.suite.entries:
         p = job_dir(store, e.name) / "node.json"
@@ -344,25 +344,20 @@ def write_manifest(
         for m in n.get("meters", []):
             meters.setdefault(json.dumps(m, sort_keys=True, default=str), m)
     job_ids = {**old.get("executor", {}).get("job_ids", {}), **(jobs or {})}
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "store_version": STORE_VERSION,
-        "energybench_version": __version__,
-        "suite_file": str(loaded.path),
-        "suite": loaded.suite.model_dump(mode="json"),
-        "config_hash": loaded.config_hash,
-        "phase_hashes": {k: n["phase_hashes"] for k, n in nodes.items()},
-        "environment": snapshot(),
-        "meters": list(meters.values()),
-        "updated_unix_s": time.time(),
-        "finished": finished,
-        "failed": failed,
-        "cooldowns": {k: c for n in nodes.values() for k, c in n.get("cooldowns", {}).items()},
-        "simulate": simulate,
-        "placements": {k: n["placement"] for k, n in nodes.items()},
-        "created_unix_s": old.get("created_unix_s", time.time()),
-        "resumes": old.get("resumes", -1) + 1 if not finished else old.get("resumes", 0),
-        "executor": {
+    manifest = build_manifest(
+        old,
+        loaded.suite,
+        suite_file=str(loaded.path),
+        config_hash=loaded.config_hash,
+        phase_hashes={k: n["phase_hashes"] for k, n in nodes.items()},
+        environment=snapshot(),
+        meters=list(meters.values()),
+        finished=finished,
+        failed=failed,
+        cooldowns={k: c for n in nodes.values() for k, c in n.get("cooldowns", {}).items()},
+        simulate=simulate,
+        placements={k: n["placement"] for k, n in nodes.items()},
+        executor={
             "kind": kind,
             "job_ids": job_ids,
             "nodes": {
@@ -370,7 +365,7 @@ def write_manifest(
                 for k, n in nodes.items()
             },
         },
-    }
+    )
     store.write_manifest(manifest)
 
 

@@ -17,33 +17,83 @@ class ResumeError(UserError, ValueError):
     """``--resume`` on a run whose finished phases the suite now contradicts (exit 2)."""
 
 
-def phase_hashes(
-    suite: Suite, placements: dict[str, str] | None = None
-) -> dict[str, dict[str, str]]:
+Hashes = dict[str, dict[str, str]]  # entry -> phase -> hash
+
+
+def _train_hash(e: Entry, out: Hashes, dataset: Any, devices: Any) -> str:
+    """The train phase's hash: an inheriting entry's is its base's."""
+    if e.inherit:
+        return out[e.inherit]["train"]
+    return config_hash(
+        {
+            "model": e.model.model_dump(mode="json"),
+            "dataset": dataset,
+            "train": e.train.model_dump(mode="json") if e.train else None,
+            "uses": {u: out[u]["train"] for u in e.uses},
+            "device": devices,
+        }
+    )
+
+
+def _serve_deps(
+    suite: Suite, e: Entry, out: Hashes, compress: str, dataset: Any, devices: Any
+) -> dict[str, Any]:
+    """What the serve phase depends on: the model, data, scenarios, energy settings, how the
+    model is served, and an adaptive scenario's variants (their final models)."""
+    deps: dict[str, Any] = {
+        "device": devices,
+        "compress": compress,
+        "dataset": dataset,
+        "serve": [s.model_dump(mode="json") for s in e.serve],
+        "energy": suite.energy.model_dump(mode="json"),
+    }
+    if not e.backend.is_default():  # how the model is served (and evaluated)
+        deps["backend"] = e.backend.model_dump(mode="json")
+    if e.variants():  # an adaptive scenario serves these entries' final models
+        deps["variants"] = {
+            v: out[v]["compress"]
+            if suite.entry(v).backend.is_default()
+            else [out[v]["compress"], suite.entry(v).backend.model_dump(mode="json")]
+            for v in e.variants()
+        }
+    return deps
+
+
+def _evaluate_hash(
+    e: Entry, out: Hashes, serve_deps: dict[str, Any], serve: str, dataset: Any, devices: Any
+) -> str:
+    """The evaluate phase's hash; an adaptive entry is scored on the frames it served: its
+    serve phase and its variants' evaluations."""
+    return config_hash(
+        {
+            "device": devices,
+            "compress": serve_deps["compress"],
+            "dataset": dataset,
+            "evaluate": e.evaluate.model_dump(mode="json"),
+            **({} if e.backend.is_default() else {"backend": serve_deps["backend"]}),
+            **(
+                {"served": serve, "variants": {v: out[v]["evaluate"] for v in e.variants()}}
+                if e.variants()
+                else {}
+            ),
+        }
+    )
+
+
+def phase_hashes(suite: Suite, placements: dict[str, str] | None = None) -> Hashes:
     """Per entry and phase, a hash of everything that phase's result depends on.
 
     ``placements`` maps entry names to their device-set label (:attr:`Placement.label`); it is
     part of every phase's hash.
     """
     placements = placements or {}
-    out: dict[str, dict[str, str]] = {}
+    out: Hashes = {}
     for e in dependency_order(suite):
         devices: Any = placements.get(e.name, e.device)
         if suite.numerics is not None:  # TF32 & co change results (unset: old hashes kept)
             devices = [devices, suite.numerics.model_dump(mode="json")]
         dataset = e.dataset.model_dump(mode="json") if e.dataset else None
-        if e.inherit:
-            train = out[e.inherit]["train"]
-        else:
-            train = config_hash(
-                {
-                    "model": e.model.model_dump(mode="json"),
-                    "dataset": dataset,
-                    "train": e.train.model_dump(mode="json") if e.train else None,
-                    "uses": {u: out[u]["train"] for u in e.uses},
-                    "device": devices,
-                }
-            )
+        train = _train_hash(e, out, dataset, devices)
         compress = config_hash(
             {
                 "train": train,
@@ -51,39 +101,9 @@ def phase_hashes(
                 "device": devices,
             }
         )
-        serve_deps: dict[str, Any] = {
-            "device": devices,
-            "compress": compress,
-            "dataset": dataset,
-            "serve": [s.model_dump(mode="json") for s in e.serve],
-            "energy": suite.energy.model_dump(mode="json"),
-        }
-        if not e.backend.is_default():  # how the model is served (and evaluated)
-            serve_deps["backend"] = e.backend.model_dump(mode="json")
-        if e.variants():  # an adaptive scenario serves these entries' final models
-            serve_deps["variants"] = {
-                v: out[v]["compress"]
-                if suite.entry(v).backend.is_default()
-                else [out[v]["compress"], suite.entry(v).backend.model_dump(mode="json")]
-                for v in e.variants()
-            }
+        serve_deps = _serve_deps(suite, e, out, compress, dataset, devices)
         serve = config_hash(serve_deps)
-        evaluate = config_hash(
-            {
-                "device": devices,
-                "compress": compress,
-                "dataset": dataset,
-                "evaluate": e.evaluate.model_dump(mode="json"),
-                **({} if e.backend.is_default() else {"backend": serve_deps["backend"]}),
-                # an adaptive entry is scored on the frames it served: its serve phase and
-                # its variants' evaluations
-                **(
-                    {"served": serve, "variants": {v: out[v]["evaluate"] for v in e.variants()}}
-                    if e.variants()
-                    else {}
-                ),
-            }
-        )
+        evaluate = _evaluate_hash(e, out, serve_deps, serve, dataset, devices)
         out[e.name] = {"train": train, "compress": compress, "serve": serve, "evaluate": evaluate}
     return out
 

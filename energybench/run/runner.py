@@ -23,7 +23,6 @@ from pydantic import ValidationError
 from rich.console import Console
 from torch import nn
 
-from energybench import __version__
 from energybench.compress.common import CompressContext, describe_model
 from energybench.compress.methods import apply_method
 from energybench.errors import SetupError
@@ -42,12 +41,14 @@ from energybench.records.store import (
 )
 from energybench.run import interrupt
 from energybench.run.allocator import keep_freed_memory
-from energybench.run.checkpoint import CheckpointLoader, build_model, save_checkpoint
+from energybench.run.checkpoint import CheckpointLoader, save_checkpoint
+from energybench.run.context import PhaseContext
 from energybench.run.devices import MemoryPeaks, device_scope, memory_peaks, release_memory
 from energybench.run.environment import snapshot
 from energybench.run.idle import measure_baselines, restore
 from energybench.run.interrupt import CtrlC
 from energybench.run.lock import RunLock
+from energybench.run.manifest import build_manifest, previous_manifest
 from energybench.run.numerics import apply_numerics
 from energybench.run.placement import placements
 from energybench.run.preflight import (
@@ -67,8 +68,8 @@ from energybench.run.resume import (
 from energybench.serve.scenarios import run_scenario
 from energybench.suite.devices import placement_notes
 from energybench.suite.load import LoadedSuite
-from energybench.suite.schema import SCHEMA_VERSION, Adaptive, Entry
-from energybench.tasks.base import Task, model_kwargs
+from energybench.suite.schema import Adaptive, Entry
+from energybench.tasks.base import Task
 from energybench.train.loop import settings_kwargs, train_steps
 from energybench.train.sizing import MAX_AUTO_BATCH, auto_batch_size
 
@@ -144,10 +145,20 @@ class Runner:
     def _task(self, e: Entry) -> Task:
         return task_for(self.suite, e, self._datasets)
 
+    def context(self) -> PhaseContext:
+        """What phase code outside the runner may use of this run (not the runner itself)."""
+        return PhaseContext(
+            loaded=self.loaded,
+            store=self.store,
+            placements=self.placements,
+            loader=CheckpointLoader(lambda u: self.store.checkpoint_path(u, "train")),
+            monitor=self.monitor,
+            simulate=self.simulate,
+        )
+
     def _load(self, path: Path, device: torch.device) -> nn.Module:
         """A checkpoint of this run: tensors only, the module rebuilt from its recipe."""
-        loader = CheckpointLoader(lambda u: self.store.checkpoint_path(u, "train"))
-        return loader.load(path, device)
+        return self.context().load(path, device)
 
     def _record(self, e: Entry, phase: str, status: str, **fields_: Any) -> dict[str, Any]:
         rec = {
@@ -172,20 +183,10 @@ class Runner:
 
     # ------------------------------------------------------------------ phases
     def _build_model(self, e: Entry, device: torch.device, task: Task | None = None) -> nn.Module:
-        def upstream(name: str) -> nn.Module:  # a teacher's trained model, loaded safely
-            return self._load(self.store.checkpoint_path(name, "train"), device)
-
-        # the task's context (input channels, size, classes) is part of the recorded spec, so a
-        # checkpoint recipe rebuilds exactly this architecture
-        spec = {"name": e.model.name, "params": model_kwargs(e.model.name, e.model.params, task)}
-        model = build_model(spec, e.uses, upstream)
-        if e.model.weights is not None:  # pretrained: training fine-tunes from these
-            from energybench.models.weights import load_weights
-
-            self.weights[e.name] = load_weights(
-                model, e.model.weights, e.model.name, self.loaded.path.parent
-            )
-        return model.to(device)
+        model, weights = self.context().build_model(e, device, task)
+        if weights is not None:
+            self.weights[e.name] = weights
+        return model
 
     def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
         ckpt = self.store.checkpoint_path(e.name, "train")
@@ -228,7 +229,7 @@ class Runner:
             from energybench.train.distributed import train_distributed
 
             self._phase_bar(f"{e.name}: train ({tr.distributed.nproc_per_node} ranks)", None)
-            model, done = train_distributed(self, e, steps)
+            model, done = train_distributed(self.context(), e, steps)
             self._record(e, "train", "done", **done)
             return model
         t0 = time.time()
@@ -381,20 +382,10 @@ class Runner:
             info["input_shape"] = list(sample.shape)
         for sc, name in zip(e.serve, e.scenario_names(), strict=True):
             self._phase_bar(f"{e.name}: serve {name}", None)
-            if isinstance(sc, Adaptive):  # its variants are other entries' final models
-                from energybench.serve.adaptive import run_adaptive
-
-                models = {v: self._variant(v, device) for v in sc.variants}
-                scenarios[name] = run_adaptive(
-                    sc, models, task, device, self.meter, self.suite.energy,
-                    f"{e.name}/serve/{name}",
-                )  # fmt: skip
-                scenarios[name]["compile"] = sc.compile
-            else:
-                scenarios[name] = run_scenario(
-                    sc, served, task, device, self.meter, self.suite.energy,
-                    f"{e.name}/serve/{name}",
-                )  # fmt: skip
+            scenarios[name] = run_scenario(
+                sc, served, task, device, self.meter, self.suite.energy,
+                f"{e.name}/serve/{name}", variant=lambda v: self._variant(v, device),
+            )  # fmt: skip
             scenarios[name]["name"] = name
         self._record(
             e,
@@ -681,29 +672,22 @@ class Runner:
         atomic_write_json(path, idle)
 
     def _write_manifest(self, finished: bool = False) -> None:
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "store_version": STORE_VERSION,
-            "energybench_version": __version__,
-            "suite_file": str(self.loaded.path),
-            "suite": self.suite.model_dump(mode="json"),
-            "config_hash": self.loaded.config_hash,
-            "phase_hashes": self.hashes,
-            "environment": snapshot(
-                self.simulate, sorted({g for p in self.placements.values() for g in p.gpus})
-            ),
-            "meters": self.monitor.describe() if self.monitor else [],
-            "updated_unix_s": time.time(),
-            "finished": finished,
-            "failed": self.outcome.failed,
-            "cooldowns": self.cooldowns,
-            "simulate": self.simulate,
-            "placements": {k: p.label for k, p in self.placements.items()},
-        }
-        old = self.store.read_manifest() if self.store.exists() else {}
-        manifest["created_unix_s"] = old.get("created_unix_s", time.time())
-        manifest["cooldowns"] = {**old.get("cooldowns", {}), **self.cooldowns}
-        manifest["resumes"] = old.get("resumes", -1) + 1 if not finished else old.get("resumes", 0)
+        old = previous_manifest(self.store)
+        gpus = sorted({g for p in self.placements.values() for g in p.gpus})
+        manifest = build_manifest(
+            old,
+            self.suite,
+            suite_file=str(self.loaded.path),
+            config_hash=self.loaded.config_hash,
+            phase_hashes=self.hashes,
+            environment=snapshot(self.simulate, gpus),
+            meters=self.monitor.describe() if self.monitor else [],
+            finished=finished,
+            failed=self.outcome.failed,
+            cooldowns={**old.get("cooldowns", {}), **self.cooldowns},
+            simulate=self.simulate,
+            placements={k: p.label for k, p in self.placements.items()},
+        )
         self.store.write_manifest(manifest)
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -28,6 +29,9 @@ from energybench.run.devices import on_cuda, synchronize
 from energybench.serve.contention import Contention
 from energybench.serve.policies import POLICIES, FrameObservation
 from energybench.serve.trials import aggregate_trials, trial_summary
+
+if TYPE_CHECKING:
+    from energybench.serve.scenarios import ScenarioContext
 from energybench.suite.schema import Adaptive, EnergySettings
 from energybench.tasks.base import Task, model_dtype
 
@@ -84,6 +88,63 @@ def threads_at(schedule: list[tuple[float, int]], t_s: float) -> int:
     return due[-1] if due else 0
 
 
+@dataclass
+class _StreamLog:
+    """What happened to each frame of one stream (arrival, latency, variant, miss) and each
+    switch, as :func:`stream_once` serves it."""
+
+    t_arr: list[float] = field(default_factory=list)
+    lat_ms: list[float | None] = field(default_factory=list)
+    used: list[int] = field(default_factory=list)
+    missed: list[bool] = field(default_factory=list)
+    done_at: list[float] = field(default_factory=list)
+    switches: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[torch.Tensor | None] = field(default_factory=list)
+    served_lat: list[float] = field(default_factory=list)
+
+    def frame(self, t_s: float, latency: float | None, variant: int, period: float) -> bool:
+        """Log one frame (``latency`` None: dropped); whether it missed its deadline."""
+        miss = latency is None or latency > period
+        self.t_arr.append(t_s)
+        self.lat_ms.append(None if latency is None else latency * 1e3)
+        self.used.append(variant)
+        self.missed.append(miss)
+        return miss
+
+
+def _serve_frame(
+    variant: Variant, frame: torch.Tensor, arrival: float, t0: float, log: _StreamLog, clock: Any
+) -> float | None:
+    """Serve one frame that arrived at ``arrival`` (its latency), or drop it when its deadline
+    passed before the server got to it (None)."""
+    out = variant(frame)
+    fin = clock.perf_counter()
+    latency = fin - arrival
+    log.served_lat.append(latency)
+    log.done_at.append(fin - t0)
+    log.outputs.append(out.detach().float().clamp(0, 1).mul(255).round().byte().cpu())
+    return latency
+
+
+def _switch(
+    variants: list[Variant], i: int, period: float, current: int, nxt: int, frame: torch.Tensor,
+    log: _StreamLog, clock: Any,
+) -> None:  # fmt: skip
+    """Switch from variant ``current`` to ``nxt`` before frame ``i + 1``: reset the new
+    variant's state on ``frame`` and log how long that took."""
+    s0 = clock.perf_counter()
+    variants[nxt].reset(frame)
+    log.switches.append(
+        {
+            "frame": i,
+            "t_s": i * period,
+            "from": variants[current].name,
+            "to": variants[nxt].name,
+            "switch_ms": (clock.perf_counter() - s0) * 1e3,
+        }
+    )
+
+
 def stream_once(
     sc: Adaptive,
     policy_name: str,
@@ -108,14 +169,7 @@ def stream_once(
     for v in variants:
         v.reset(lr[0])
     current = 0
-    t_arr: list[float] = []
-    lat_ms: list[float | None] = []
-    used: list[int] = []
-    missed: list[bool] = []
-    done_at: list[float] = []
-    switches: list[dict[str, Any]] = []
-    outputs: list[torch.Tensor | None] = []
-    served_lat: list[float] = []
+    log = _StreamLog()
     with Contention(schedule, device=dev, end_s=sc.duration_s + 1.0) as gen:
         gen.launch()
         with monitor.window(window) as w:
@@ -129,47 +183,29 @@ def stream_once(
                 frame = lr[i % lr.shape[0]]
                 if clock.perf_counter() > arrival + period:  # already too late: drop it
                     latency = None
-                    outputs.append(None)
+                    log.outputs.append(None)
                 else:
-                    out = variants[current](frame)
-                    fin = clock.perf_counter()
-                    latency = fin - arrival
-                    served_lat.append(latency)
-                    done_at.append(fin - t0)
-                    outputs.append(out.detach().float().clamp(0, 1).mul(255).round().byte().cpu())
-                miss = latency is None or latency > period
-                t_arr.append(i * period)
-                lat_ms.append(None if latency is None else latency * 1e3)
-                used.append(current)
-                missed.append(miss)
+                    latency = _serve_frame(variants[current], frame, arrival, t0, log, clock)
+                miss = log.frame(i * period, latency, current, period)
                 nxt = policy.decide(FrameObservation(i, current, latency, period, miss))
                 if not 0 <= nxt < len(variants):
                     raise ValueError(f"policy '{policy_name}' chose variant {nxt} of {len(names)}")
                 if nxt != current:
-                    s0 = clock.perf_counter()
-                    variants[nxt].reset(frame)
-                    switches.append(
-                        {
-                            "frame": i,
-                            "t_s": i * period,
-                            "from": names[current],
-                            "to": names[nxt],
-                            "switch_ms": (clock.perf_counter() - s0) * 1e3,
-                        }
-                    )
+                    _switch(variants, i, period, current, nxt, frame, log, clock)
                     current = nxt
             tail = t0 + n * period - clock.perf_counter()
             if tail > 0:
                 clock.sleep(tail)
-    trial = trial_summary(w.measurement, n, served_lat)
-    rec = _summary(sc, names, schedule, period, n, t_arr, lat_ms, used, missed, done_at, switches)
+    trial = trial_summary(w.measurement, n, log.served_lat)
+    rec = _summary(sc, names, schedule, period, n, log.t_arr, log.lat_ms, log.used, log.missed,
+                   log.done_at, log.switches)  # fmt: skip
     rec["policy"] = policy_name
     rec["trial"] = trial
     rec["energy_per_frame_j"] = trial["energy_per_item_j"]
     rec["measured_energy_per_frame_j"] = trial["measured_energy_per_item_j"]
     rec["is_estimate"] = trial["measurement"]["is_estimate"]
     rec["contention_stopped"] = gen.proc is None
-    return rec, served_lat, outputs
+    return rec, log.served_lat, log.outputs
 
 
 def _summary(
@@ -381,3 +417,10 @@ def delivered_quality(
         "frames not scored; served_outputs_psnr_db: PSNR (Y) of the outputs actually served",
     }
     return quality, basis
+
+
+def serve_adaptive(sc: Adaptive, ctx: ScenarioContext) -> dict[str, Any]:
+    """The registered ``adaptive`` scenario: its variants (other entries' final models, each
+    on its own backend) come from ``ctx.variant``, like anything else a scenario uses."""
+    models = {name: ctx.variant(name) for name in sc.variants}
+    return run_adaptive(sc, models, ctx.task, ctx.device, ctx.monitor, ctx.energy, ctx.window)

@@ -176,7 +176,7 @@ def run_point(
     queue: list[Request] = []
     latencies: list[float] = []
     batch_sizes: list[int] = []
-    served = late = rejected_admission = dropped = 0
+    late = rejected_admission = dropped = 0
     nxt = 0
     busy_until = 0.0  # estimated time the server becomes free (for admission)
     t0 = time.perf_counter()
@@ -209,9 +209,26 @@ def run_point(
         batch_sizes.append(len(batch))
         for r in batch:
             latencies.append(done - r.arrival)
-            served += 1
             late += done > r.deadline
     span = time.perf_counter() - t0
+    return _point_record(
+        rate_per_s, arrivals, latencies, batch_sizes, (rejected_admission, dropped), late, span
+    )
+
+
+def _point_record(
+    rate_per_s: float,
+    arrivals: list[float],
+    latencies: list[float],
+    batch_sizes: list[int],
+    rejected: tuple[int, int],
+    late: int,
+    span: float,
+) -> dict[str, Any]:
+    """One load point's record: what was served, rejected (at admission, in the queue) and
+    late, latency percentiles (``p99_all`` counts a rejected request as infinitely late)."""
+    n, served = len(arrivals), len(latencies)
+    rejected_admission, dropped = rejected
     rejected_total = rejected_admission + dropped
     everyone = sorted(latencies) + [math.inf] * rejected_total  # rejected: infinitely late
     p99_all = everyone[min(len(everyone) - 1, math.ceil(0.99 * len(everyone)) - 1)]

@@ -21,7 +21,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from energybench.plugins.registry import Registry
+from energybench.suite.policies import POLICIES
+
+__all__ = ["POLICIES", "DeadlinePolicy", "FrameObservation", "Policy", "StaticPolicy"]
 
 
 @dataclass(frozen=True)
@@ -118,17 +120,17 @@ class DeadlinePolicy:
         return self.current
 
 
-POLICIES: Registry[Any] = Registry("policy")
-POLICIES.register("static", lambda sc: StaticPolicy(), help="no switching (the baseline)")
-POLICIES.register(
-    "deadline",
-    lambda sc: DeadlinePolicy(
+def static_policy(sc: Any) -> StaticPolicy:
+    """The ``static`` policy (the scenario settings are not used)."""
+    return StaticPolicy()
+
+
+def deadline_policy(sc: Any) -> DeadlinePolicy:
+    """The ``deadline`` policy with the scenario's window, thresholds and back-off."""
+    return DeadlinePolicy(
         window=sc.miss_window,
         k=sc.down_after_misses,
         m=sc.up_after_on_time,
         headroom=sc.headroom,
         max_backoff=sc.max_backoff,
-    ),
-    help="down after k misses in a window, up after m on-time frames with headroom "
-    "(m doubled after each failed probe up, up to max_backoff x m)",
-)
+    )

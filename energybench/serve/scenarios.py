@@ -9,9 +9,11 @@ This module times and schedules; energy comes only from the monitor's windows.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -188,6 +190,33 @@ def _graph_safe(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _no_variants(name: str) -> nn.Module:
+    raise LookupError(f"this scenario has no variant '{name}' (only adaptive serving has any)")
+
+
+@dataclass(frozen=True)
+class ScenarioContext:
+    """What a serving scenario gets besides its settings: the served model, the task, the
+    device, the run's monitor and energy settings, the measurement window's name, and
+    ``variant(name)``: another entry's final model on its own backend (the ``adaptive``
+    scenario's variants, loaded when asked)."""
+
+    model: nn.Module
+    task: Task
+    device: torch.device
+    monitor: EnergyMonitor
+    energy: EnergySettings
+    window: str
+    variant: Callable[[str], nn.Module] = _no_variants
+
+
+def takes_context(fn: Callable[..., Any]) -> bool:
+    """Whether a registered scenario function is ``fn(settings, ctx)`` (a
+    :class:`ScenarioContext`) rather than the seven-argument form
+    ``fn(settings, model, task, device, monitor, energy, window)``."""
+    return len(inspect.signature(fn).parameters) == 2
+
+
 def run_scenario(
     sc: ScenarioSettings,
     model: nn.Module,
@@ -196,17 +225,23 @@ def run_scenario(
     monitor: EnergyMonitor,
     energy: EnergySettings,
     window: str,
+    variant: Callable[[str], nn.Module] = _no_variants,
 ) -> dict[str, Any]:
     """Run one serving scenario; returns its record (latency, throughput, J/item with CIs).
 
     With ``compile`` set, the model is served through ``torch.compile``; compilation happens in
-    the scenario's warm-up (at least one iteration), outside every measured window.
+    the scenario's warm-up (at least one iteration), outside every measured window. Every
+    scenario, ``adaptive`` included, runs through its registered function; ``variant`` gives
+    the other entries' models to those that take a :class:`ScenarioContext`.
     """
     if sc.compile != "none":
         model = compiled_for_serving(model, sc.compile)
         if sc.warmup == 0:
             sc = sc.model_copy(update={"warmup": 1})
     runner = SERVE_SCENARIOS.get(sc.scenario)  # the registered scenario's runner
-    record = runner(sc, model, task, device, monitor, energy, window)
+    if takes_context(runner):
+        record = runner(sc, ScenarioContext(model, task, device, monitor, energy, window, variant))
+    else:
+        record = runner(sc, model, task, device, monitor, energy, window)
     record["compile"] = sc.compile
     return record

@@ -351,124 +351,126 @@ def _raw_reference_problems(data: dict[str, Any], marks: _Marks, file: str) -> l
         ]
         for at, target in refs:
             if isinstance(target, str) and target not in names:
-                close = difflib.get_close_matches(target, names, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                add(("entries", i, *at), f"no entry named '{target}'{hint}")
+                add(("entries", i, *at), _no_entry(target, names))
     return problems
 
 
-def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list[Problem]:
-    """Cross-field checks: registry names, model params, inherit/uses targets, unique names."""
+Add = Callable[..., None]  # add(path, message, key=False): one located problem
+
+
+def _no_entry(target: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(target, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"no entry named '{target}'{hint}"
+
+
+def _registry_problems(e: Entry, base: Path_, suite: Suite, add: Add) -> None:
+    """Model and dataset names (and their params) of the entry and its compress steps, and
+    names that come from plug-ins the suite does not declare."""
     from energybench.data import DATASETS
     from energybench.models import MODELS
     from energybench.plugins.registry import UnknownNameError
 
-    problems: list[Problem] = []
+    specs: list[tuple[Any, Any, Path_]] = [
+        (MODELS, e.model, base + ("model",)),
+        (DATASETS, e.dataset, base + ("dataset",)),
+    ] + [
+        (MODELS, spec, base + ("compress", j, field))
+        for j, step in enumerate(e.compress)
+        for field, spec in step
+        if isinstance(spec, ModelSpec)
+    ]
+    for reg, spec, at in specs:
+        if spec is None:
+            continue
+        try:
+            for param, msg in param_problems(reg, spec.name, spec.params):
+                where = at + ("params", param) if param else at + ("params",)
+                add(where, msg, key=bool(param))
+        except UnknownNameError as exc:
+            add(at + ("name",), str(exc) + _undeclared_hint(suite.plugins))
+            continue
+        _check_origin(reg, spec.name, suite, at + ("name",), add)
+    for j, step in enumerate(e.compress):
+        _check_origin(COMPRESS_METHODS, step.method, suite, base + ("compress", j), add)
+    for j, sc in enumerate(e.serve):
+        _check_origin(SERVE_SCENARIOS, sc.scenario, suite, base + ("serve", j), add)
 
-    def add(path: Path_, msg: str, key: bool = False) -> None:
-        line, col = marks.locate(path, key=key)
-        problems.append(Problem(file, line, col, ".".join(map(str, path)), msg, loc=path))
 
+def _dependency_problems(e: Entry, base: Path_, names: list[str], add: Add) -> None:
+    """``inherit`` and ``uses`` targets: existing entries other than ``e``."""
+    refs = ([("inherit", e.inherit)] if e.inherit else []) + [
+        (("uses", k), u) for k, u in enumerate(e.uses)
+    ]
+    for ref, target in refs:
+        path = base + ((ref,) if isinstance(ref, str) else ref)
+        if target == e.name:
+            add(path, f"entry '{e.name}' cannot depend on itself")
+        elif target not in names:
+            add(path, _no_entry(target, names))
+
+
+def _scenario_problems(e: Entry, base: Path_, suite: Suite, add: Add) -> None:
+    """Adaptive variants (other entries, placed compatibly), policy names, and scenario names
+    used twice."""
+    from energybench.suite.devices import variant_problem
+    from energybench.suite.policies import POLICIES
+
+    names = [x.name for x in suite.entries]
+    for k, sc in enumerate(e.serve):
+        for m, v in enumerate(getattr(sc, "variants", [])):
+            path = base + ("serve", k, "variants", m)
+            if v not in names:
+                add(path, f"adaptive variant: {_no_entry(v, names)}")
+            elif v == e.name:
+                add(path, f"entry '{e.name}' cannot switch to itself; name other entries")
+            elif refused := variant_problem(e, suite.entry(v)):
+                add(path, refused)
+        policy = getattr(sc, "policy", None)
+        if policy is not None and policy not in POLICIES:
+            add(
+                base + ("serve", k, "policy"),
+                f"unknown policy '{policy}' (known: {', '.join(POLICIES)}); user "
+                "policies are registered from Python (see README, adaptive serving)",
+            )
+    scen = e.scenario_names()
+    for dup in {s for s in scen if scen.count(s) > 1}:
+        add(
+            base + ("serve",),
+            f"serving scenario name '{dup}' is used twice; give each a distinct 'name'",
+        )
+
+
+def _runtime_problems(e: Entry, base: Path_, add: Add) -> None:
+    """What the entry's device and serving backend refuse of it."""
+    from energybench.suite.backends import backend_problems
+    from energybench.suite.devices import device_problem
+
+    refused = device_problem(e)
+    if refused:
+        add(base + ("device",), refused)
+    for sub, msg in backend_problems(e):
+        add(base + tuple(int(x) if x.isdigit() else x for x in sub), msg)
+
+
+def _shape_problems(e: Entry, base: Path_, raw: Any, add: Add) -> None:
+    """A dataset to evaluate on, and no training of an inherited model (``raw``: the entry's
+    mapping as written, before defaults)."""
+    if e.inherit is None and e.dataset is None:
+        add(base, "entry has no 'dataset' (set one here or in 'defaults')")
+    if e.inherit and e.train is not None and "train" in (raw or {}):
+        add(
+            base + ("train",),
+            "an entry that inherits a trained model cannot also train; remove 'train' or 'inherit'",
+            key=True,
+        )
+
+
+def _suite_problems(suite: Suite, add: Add, clean: bool) -> None:
+    """Suite-level references: the dependency order (only when ``clean``: no problem so far),
+    the IEC scenario, the compared pairs, the carbon country."""
     names = [e.name for e in suite.entries]
-    seen: dict[str, str] = {}
-    for i, e in enumerate(suite.entries):
-        base: Path_ = ("entries", i)
-        if e.name.lower() in seen:
-            same = "" if seen[e.name.lower()] == e.name else f" (as '{seen[e.name.lower()]}')"
-            add(
-                base + ("name",),
-                f"entry name '{e.name}' is used twice{same}; names are folder names, unique "
-                "ignoring case",
-            )
-        seen.setdefault(e.name.lower(), e.name)
-        n_before = len(problems)
-        specs: list[tuple[Any, Any, Path_]] = [
-            (MODELS, e.model, base + ("model",)),
-            (DATASETS, e.dataset, base + ("dataset",)),
-        ] + [
-            (MODELS, spec, base + ("compress", j, field))
-            for j, step in enumerate(e.compress)
-            for field, spec in step
-            if isinstance(spec, ModelSpec)
-        ]
-        for reg, spec, at in specs:
-            if spec is None:
-                continue
-            try:
-                for param, msg in param_problems(reg, spec.name, spec.params):
-                    where = at + ("params", param) if param else at + ("params",)
-                    add(where, msg, key=bool(param))
-            except UnknownNameError as exc:
-                add(at + ("name",), str(exc) + _undeclared_hint(suite.plugins))
-                continue
-            _check_origin(reg, spec.name, suite, at + ("name",), add)
-        for j, step in enumerate(e.compress):
-            _check_origin(COMPRESS_METHODS, step.method, suite, base + ("compress", j), add)
-        for j, sc in enumerate(e.serve):
-            _check_origin(SERVE_SCENARIOS, sc.scenario, suite, base + ("serve", j), add)
-        refs = ([("inherit", e.inherit)] if e.inherit else []) + [
-            (("uses", k), u) for k, u in enumerate(e.uses)
-        ]
-        for ref, target in refs:
-            path = base + ((ref,) if isinstance(ref, str) else ref)
-            if target == e.name:
-                add(path, f"entry '{e.name}' cannot depend on itself")
-            elif target not in names:
-                close = difflib.get_close_matches(target, names, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                add(path, f"no entry named '{target}'{hint}")
-        from energybench.serve.backends.core import backend_problems
-        from energybench.suite.devices import device_problem
-
-        refused = device_problem(e)
-        if refused:
-            add(base + ("device",), refused)
-        for sub, msg in backend_problems(e):
-            add(base + tuple(int(x) if x.isdigit() else x for x in sub), msg)
-        if len(problems) == n_before:  # builds the model: only with params that passed
-            for j, msg in _compress_problems(e):
-                add(base + ("compress", j, "method"), msg)
-        if e.inherit is None and e.dataset is None:
-            add(base, "entry has no 'dataset' (set one here or in 'defaults')")
-        if e.inherit and e.train is not None and "train" in (data["entries"][i] or {}):
-            add(
-                base + ("train",),
-                "an entry that inherits a trained model cannot also train; "
-                "remove 'train' or 'inherit'",
-                key=True,
-            )
-        for k, sc in enumerate(e.serve):
-            for m, v in enumerate(getattr(sc, "variants", [])):
-                path = base + ("serve", k, "variants", m)
-                if v not in names:
-                    close = difflib.get_close_matches(v, names, n=1)
-                    hint = f"; did you mean '{close[0]}'?" if close else ""
-                    add(path, f"adaptive variant: no entry named '{v}'{hint}")
-                elif v == e.name:
-                    add(path, f"entry '{e.name}' cannot switch to itself; name other entries")
-                else:
-                    from energybench.suite.devices import variant_problem
-
-                    refused = variant_problem(e, suite.entry(v))
-                    if refused:
-                        add(path, refused)
-            policy = getattr(sc, "policy", None)
-            if policy is not None:
-                from energybench.serve.policies import POLICIES
-
-                if policy not in POLICIES:
-                    add(
-                        base + ("serve", k, "policy"),
-                        f"unknown policy '{policy}' (known: {', '.join(POLICIES)}); user "
-                        "policies are registered from Python (see README, adaptive serving)",
-                    )
-        scen = e.scenario_names()
-        for dup in {s for s in scen if scen.count(s) > 1}:
-            add(
-                base + ("serve",),
-                f"serving scenario name '{dup}' is used twice; give each a distinct 'name'",
-            )
-    if not problems:
+    if clean:
         try:
             dependency_order(suite)
         except ValueError as exc:
@@ -490,6 +492,37 @@ def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list
             f"no grid-intensity data for country '{country}'{hint} (expected an ISO 3166 "
             "alpha-3 code in codecarbon's offline data, such as DEU, FRA or USA)",
         )
+
+
+def _check_references(suite: Suite, data: Any, marks: _Marks, file: str) -> list[Problem]:
+    """Cross-field checks: registry names, model params, inherit/uses targets, unique names."""
+    problems: list[Problem] = []
+
+    def add(path: Path_, msg: str, key: bool = False) -> None:
+        line, col = marks.locate(path, key=key)
+        problems.append(Problem(file, line, col, ".".join(map(str, path)), msg, loc=path))
+
+    seen: dict[str, str] = {}
+    for i, e in enumerate(suite.entries):
+        if e.name.lower() in seen:
+            same = "" if seen[e.name.lower()] == e.name else f" (as '{seen[e.name.lower()]}')"
+            add(
+                ("entries", i, "name"),
+                f"entry name '{e.name}' is used twice{same}; names are folder names, unique "
+                "ignoring case",
+            )
+        seen.setdefault(e.name.lower(), e.name)
+        base: Path_ = ("entries", i)
+        n_before = len(problems)
+        _registry_problems(e, base, suite, add)
+        _dependency_problems(e, base, [x.name for x in suite.entries], add)
+        _runtime_problems(e, base, add)
+        if len(problems) == n_before:  # builds the model: only with params that passed
+            for j, msg in _compress_problems(e):
+                add(base + ("compress", j, "method"), msg)
+        _shape_problems(e, base, data["entries"][i], add)
+        _scenario_problems(e, base, suite, add)
+    _suite_problems(suite, add, clean=not problems)
     return problems
 
 
@@ -619,10 +652,8 @@ def _check_merge_size(
         )
 
 
-def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSuite:
-    """Read, merge defaults, apply ``key.path=value`` overrides, and validate a suite file."""
-    p = Path(path)
-    file = str(path)
+def _read_suite_text(p: Path, file: str) -> str:
+    """The suite file's text: a regular file of at most :data:`MAX_BYTES`, in UTF-8."""
     if not p.is_file():
         what = "no such suite file"
         if p.is_dir():
@@ -633,58 +664,68 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     try:
         size = p.stat().st_size
         if size > MAX_BYTES:
-            raise SuiteError(
-                [
-                    Problem(
-                        file,
-                        None,
-                        None,
-                        "",
-                        f"suite file is {size} bytes; at most {MAX_BYTES} bytes (1 MB) are read",
-                    )
-                ]
-            )
+            what = f"suite file is {size} bytes; at most {MAX_BYTES} bytes (1 MB) are read"
+            raise SuiteError([Problem(file, None, None, "", what)])
         with p.open("rb") as fh:
             blob = fh.read(MAX_BYTES + 1)  # never more, even if the file grows meanwhile
         if len(blob) > MAX_BYTES:
             raise SuiteError([Problem(file, None, None, "", f"suite file over {MAX_BYTES} bytes")])
-        text = blob.decode("utf-8")
+        return blob.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError([Problem(file, None, None, "", f"cannot read: {exc}")]) from None
-    data, marks = _parse_yaml(text, file)
-    if not isinstance(data, dict):
-        raise SuiteError(
-            [
-                Problem(
-                    file,
-                    1,
-                    1,
-                    "",
-                    f"expected a mapping at the top level; found "
-                    f"{type(data).__name__ if data is not None else 'an empty file'}",
-                )
-            ]
-        )
-    overridden = {apply_override(data, a): a for a in overrides or []}
+
+
+def _merge_defaults(data: dict[str, Any], marks: _Marks, file: str) -> None:
+    """Each entry mapping laid over ``defaults`` (an entry that inherits takes no default
+    ``train``), in place."""
     defaults = data.get("defaults") or {}
     entries = data.get("entries")
-    if isinstance(defaults, dict) and isinstance(entries, list):
-        _check_merge_size(defaults, entries, marks, file)
-        data["entries"] = [
-            deep_merge(
-                {
-                    k: v
-                    for k, v in defaults.items()
-                    if not (k == "train" and isinstance(e, dict) and e.get("inherit"))
-                },
-                e,
-            )
-            if isinstance(e, dict)
-            else e
-            for e in entries
-        ]
-    own = entries if isinstance(entries, list) else []
-    defaults = defaults if isinstance(defaults, dict) else {}
+    if not (isinstance(defaults, dict) and isinstance(entries, list)):
+        return
+    _check_merge_size(defaults, entries, marks, file)
+    data["entries"] = [
+        deep_merge(
+            {
+                k: v
+                for k, v in defaults.items()
+                if not (k == "train" and isinstance(e, dict) and e.get("inherit"))
+            },
+            e,
+        )
+        if isinstance(e, dict)
+        else e
+        for e in entries
+    ]
+
+
+def _schema_problems(
+    exc: ValidationError, data: dict[str, Any], marks: _Marks, file: str
+) -> list[Problem]:
+    """The schema's errors, located, plus the names it could not reach checked on the raw
+    mapping (one pass reports every problem)."""
+    problems = [_problem_from_error(err, data, marks, file) for err in exc.errors()]
+    hint = _undeclared_hint(data.get("plugins"))
+    for prob in problems:
+        if hint and prob.message.startswith("unknown kind"):
+            prob.message += hint
+    seen = {prob.path for prob in problems}
+    return problems + [q for q in _raw_reference_problems(data, marks, file) if q.path not in seen]
+
+
+def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSuite:
+    """Read, merge defaults, apply ``key.path=value`` overrides, and validate a suite file."""
+    p = Path(path)
+    file = str(path)
+    data, marks = _parse_yaml(_read_suite_text(p, file), file)
+    if not isinstance(data, dict):
+        found = type(data).__name__ if data is not None else "an empty file"
+        what = f"expected a mapping at the top level; found {found}"
+        raise SuiteError([Problem(file, 1, 1, "", what)])
+    overridden = {apply_override(data, a): a for a in overrides or []}
+    raw_defaults, raw_entries = data.get("defaults") or {}, data.get("entries")
+    own = raw_entries if isinstance(raw_entries, list) else []
+    defaults = raw_defaults if isinstance(raw_defaults, dict) else {}
+    _merge_defaults(data, marks, file)
 
     def blame(problems: list[Problem]) -> list[Problem]:
         return blame_overrides(blame_defaults(problems, own, defaults, marks, file), overridden)
@@ -693,14 +734,7 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> LoadedSu
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        problems = [_problem_from_error(err, data, marks, file) for err in exc.errors()]
-        hint = _undeclared_hint(data.get("plugins"))
-        for prob in problems:
-            if hint and prob.message.startswith("unknown kind"):
-                prob.message += hint
-        # one pass: the names the schema could not reach are checked on the raw mapping too
-        seen = {prob.path for prob in problems}
-        problems += [q for q in _raw_reference_problems(data, marks, file) if q.path not in seen]
+        problems = _schema_problems(exc, data, marks, file)
         raise SuiteError(plugin_problems + blame(problems)) from None
     if plugin_problems:
         raise SuiteError(plugin_problems)

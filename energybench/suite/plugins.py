@@ -32,12 +32,13 @@ class SettingsRegistry(Registry[Any]):
     """Plug-in name -> its function (:meth:`get`), settings class and optional named hooks.
 
     ``tag`` is the settings field that names the plug-in (``method``, ``scenario``); every
-    registered class declares it as ``Literal[name]`` and derives from ``base``.
+    registered class declares it as ``Literal[name]`` and derives from ``base``
+    (:attr:`settings_base`; the registry's own ``base`` is ``Callable``: entries are functions).
     """
 
     def __init__(self, kind: str, tag: str, base: type[BaseModel]) -> None:
-        super().__init__(kind)
-        self.tag, self.base = tag, base
+        super().__init__(kind, Callable)  # entries: the plug-ins' functions
+        self.tag, self.settings_base = tag, base
         self._settings: dict[str, type[BaseModel]] = {}
         self._hooks: dict[tuple[str, str], Hook] = {}
 
@@ -52,8 +53,8 @@ class SettingsRegistry(Registry[Any]):
     ) -> None:
         """Register plug-in ``name``: its function ``target``, its ``settings`` class (whose tag
         field is ``Literal[name]``) and optional ``hooks`` (e.g. ``recipe=``, ``check=``)."""
-        if not issubclass(settings, self.base):
-            raise ValueError(f"{settings.__name__} must derive from {self.base.__name__}")
+        if not issubclass(settings, self.settings_base):
+            raise ValueError(f"{settings.__name__} must derive from {self.settings_base.__name__}")
         field = settings.model_fields.get(self.tag)
         if field is None or get_args(field.annotation) != (name,):
             raise ValueError(f"{settings.__name__}.{self.tag} must be Literal['{name}']")
@@ -83,7 +84,7 @@ class SettingsRegistry(Registry[Any]):
     def validate(self, value: Any) -> BaseModel:
         """``value`` validated by the settings class its tag names (pydantic errors shaped like
         a discriminated union's, so the loader locates and explains them the same way)."""
-        if isinstance(value, self.base):
+        if isinstance(value, self.settings_base):
             return value
         known = ", ".join(f"'{n}'" for n in self.names())
         if not isinstance(value, dict):

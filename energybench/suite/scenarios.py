@@ -1,8 +1,11 @@
 """Serving scenarios as plug-ins: a settings class, a runner, one registry line each.
 
 A scenario is a :class:`ScenarioSettings` subclass whose ``scenario`` field is ``Literal`` of
-its name, and a runner ``run(sc, model, task, device, monitor, energy, window) -> record``
-(the record: :mod:`energybench.serve.trials` builds its statistics), registered in
+its name, and a runner ``run(sc, ctx) -> record`` (``ctx``: a
+:class:`~energybench.serve.scenarios.ScenarioContext` with the model, task, device, monitor,
+energy settings, window name and ``variant(name)``, other entries' models) or, the older form,
+``run(sc, model, task, device, monitor, energy, window) -> record`` (the record:
+:mod:`energybench.serve.trials` builds its statistics), registered in
 :data:`SERVE_SCENARIOS`::
 
     class Toy(ScenarioSettings):
@@ -213,7 +216,7 @@ class ScenarioRegistry(SettingsRegistry):
 
     def unregister(self, name: str) -> None:
         super().unregister(name)
-        RESULT_KINDS.pop(name, None)
+        RESULT_KINDS.unregister(name)
 
 
 SERVE_SCENARIOS = ScenarioRegistry("serving scenario", "scenario", ScenarioSettings)
@@ -222,8 +225,8 @@ SERVE_SCENARIOS.register(
 )
 SERVE_SCENARIOS.register("stream", "energybench.serve.scenarios:run_stream", settings=Stream)
 SERVE_SCENARIOS.register("load", "energybench.serve.load:serve_open_loop", settings=Load)
-# the runner serves ``adaptive`` itself (its variants are other entries' models)
-SERVE_SCENARIOS.register("adaptive", "energybench.serve.adaptive:run_adaptive", settings=Adaptive)
+# ``adaptive`` takes a ScenarioContext: its variants (other entries' models) come through it
+SERVE_SCENARIOS.register("adaptive", "energybench.serve.adaptive:serve_adaptive", settings=Adaptive)
 
 ServeScenario = Annotated[ScenarioSettings, Registered(SERVE_SCENARIOS)]
 """One ``serve`` scenario: the settings of a scenario registered in :data:`SERVE_SCENARIOS`."""

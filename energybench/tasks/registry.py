@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from energybench.plugins.registry import CURRENT_ORIGIN, resolve
+from energybench.plugins.registry import Registry, resolve
 
 #: The figures of the super-resolution task (:class:`energybench.tasks.base.SRTask`).
 SR_QUALITY: tuple[str, ...] = ("psnr_db", "ssim", "psnr_gain_db", "bicubic_psnr_db")
@@ -31,32 +31,15 @@ class TaskPlugin:
     help: str = ""
 
 
-class TaskRegistry:
+class TaskRegistry(Registry[TaskPlugin]):
     """Task types in registration order; a dataset gets the most specific matching adaptor."""
 
-    kind = "task"
-
     def __init__(self) -> None:
-        self._plugins: dict[str, TaskPlugin] = {}
-        self.origins: dict[str, str] = {}
-
-    def register(self, plugin: TaskPlugin) -> None:
-        if plugin.name in self._plugins:
-            raise ValueError(f"task '{plugin.name}' is registered twice")
-        self._plugins[plugin.name] = plugin
-        self.origins[plugin.name] = CURRENT_ORIGIN.get()
-
-    def unregister(self, name: str) -> None:
-        """Forget task ``name`` (tests that register a toy task clean up with this)."""
-        self._plugins.pop(name, None)
-        self.origins.pop(name, None)
-
-    def names(self) -> list[str]:
-        return list(self._plugins)
+        super().__init__("task", TaskPlugin)
 
     def quality_figures(self) -> list[str]:
         """Every figure some task produces, in registration order."""
-        return list(dict.fromkeys(q for p in self._plugins.values() for q in p.quality))
+        return list(dict.fromkeys(q for p in self.values() for q in p.quality))
 
     def check_quality(self, figure: str) -> str:
         """``figure`` if some task produces it; else the error an enumeration gives (pydantic's
@@ -74,7 +57,7 @@ class TaskRegistry:
     def make(self, dataset: Any) -> Any:
         """The task adaptor for a dataset object (the most derived matching dataset type)."""
         matches = []
-        for plugin in self._plugins.values():
+        for plugin in self.values():
             cls = resolve(plugin.dataset)
             if isinstance(dataset, cls):
                 matches.append((len(cls.__mro__), plugin))

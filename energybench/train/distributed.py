@@ -64,7 +64,7 @@ from energybench.tasks.base import Task
 from energybench.train.loop import task_batches
 
 if TYPE_CHECKING:
-    from energybench.run.runner import Runner
+    from energybench.run.context import PhaseContext
     from energybench.suite.schema import DistributedSettings, Entry
 
 #: Test hook: a rank number; that rank exits with code 17 just before its window (fault tests).
@@ -146,16 +146,16 @@ def dist_timeout_s(d: DistributedSettings) -> float:
     return float(d.timeout_s) if d.timeout_s is not None else DEFAULT_DIST_TIMEOUT_S
 
 
-def rank_gpus(runner: Runner, e: Entry, nproc: int) -> list[int]:
+def rank_gpus(ctx: PhaseContext, e: Entry, nproc: int) -> list[int]:
     """GPU positions of the ranks (``[]`` on the CPU): the entry's GPU and the next ones."""
-    gpus = runner.placements[e.name].gpus
+    gpus = ctx.placement(e.name).gpus
     if not gpus:
         return []
     base = min(gpus)
-    if runner.simulate:
+    if ctx.simulate:
         from energybench.meters.sim.profiles import simulated_gpu_count
 
-        have = simulated_gpu_count(runner.simulate)
+        have = simulated_gpu_count(ctx.simulate)
     else:
         have = torch.cuda.device_count()
     if base + nproc > have:
@@ -202,31 +202,26 @@ def _tail(path: Path, lines: int = 6) -> str:
     return "\n".join(text[-lines:])
 
 
-def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, dict[str, Any]]:
-    """Run ``e``'s train phase with DDP ranks; the trained model and the phase record fields."""
-    tr = e.train
-    assert tr is not None and tr.distributed is not None
-    d = tr.distributed
+def _launch_spec(
+    ctx: PhaseContext, e: Entry, steps: int, log_dir: Path
+) -> tuple[dict[str, Any], str]:
+    """What the launcher and its ranks need (JSON), and the process-group backend chosen."""
+    assert e.train is not None and e.train.distributed is not None
+    d = e.train.distributed
     nproc = d.nproc_per_node * d.nnodes
-    gpus = rank_gpus(runner, e, nproc)
-    real_cuda = bool(gpus) and not runner.simulate
+    gpus = rank_gpus(ctx, e, nproc)
+    real_cuda = bool(gpus) and not ctx.simulate
     backend = d.backend if d.backend != "auto" else ("nccl" if real_cuda else "gloo")
     if backend == "nccl" and not real_cuda:
         raise ValueError(f"entry '{e.name}': backend nccl needs CUDA GPUs (use gloo or auto)")
-    store = runner.store
-    ranks_dir = store.entry_dir(e.name) / "ranks"
-    safefs.safe_mkdirs(ranks_dir)  # inside the run folder: no link followed
-    for old in ranks_dir.glob("train-rank*.json"):  # a previous, failed attempt
-        old.unlink()
-    log_dir = ranks_dir / "logs" / time.strftime("%Y%m%d-%H%M%S")
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
     spec = {
-        "run_dir": str(store.root.resolve()),
-        "suite_file": str(runner.loaded.path),
-        "suite": runner.suite.model_dump(mode="json"),
+        "run_dir": str(ctx.store.root.resolve()),
+        "suite_file": str(ctx.loaded.path),
+        "suite": ctx.suite.model_dump(mode="json"),
         "entry": e.name,
         "steps": steps,
         "nproc": nproc,
@@ -234,20 +229,20 @@ def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, 
         "timeout_s": dist_timeout_s(d),
         "gpus": gpus,
         "real_cuda": real_cuda,
-        "simulate": runner.simulate,
-        "idle_w": dict(runner.monitor.idle_w) if runner.monitor is not None else {},
+        "simulate": ctx.simulate,
+        "idle_w": dict(ctx.monitor.idle_w) if ctx.monitor is not None else {},
         "parent_pid": os.getpid(),
         "threads": max(1, cpus // nproc),
         "log_dir": str(log_dir),
         "run_id": uuid.uuid4().hex[:12],
     }
-    spec_path = ranks_dir / "train.launch.json"
-    atomic_write_json(spec_path, spec)
-    result_path = ranks_dir / "train.launch-result.json"
-    result_path.unlink(missing_ok=True)
+    return spec, backend
+
+
+def _run_launcher(spec_path: Path, launcher_log: Path) -> int:
+    """Run the launcher process (its own process group, killed as a whole if this process is
+    interrupted); its exit code."""
     env = {**os.environ, "PYTHONPATH": _pythonpath(), "ENERGYBENCH_RUN_PID": str(os.getpid())}
-    launcher_log = ranks_dir / "train.launcher.log"
-    t0 = time.time()
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     with os.fdopen(safefs.open_nofollow(launcher_log, flags), "wb") as log:
         proc = subprocess.Popen(
@@ -258,21 +253,41 @@ def train_distributed(runner: Runner, e: Entry, steps: int) -> tuple[nn.Module, 
             start_new_session=True,  # its own process group: killed as a whole
         )
         try:
-            rc = proc.wait()
+            return proc.wait()
         except BaseException:
             _kill_group(proc)
             raise
+
+
+def train_distributed(ctx: PhaseContext, e: Entry, steps: int) -> tuple[nn.Module, dict[str, Any]]:
+    """Run ``e``'s train phase with DDP ranks (the run's store, monitor, placement and checkpoint
+    loader from ``ctx``); the trained model and the phase record fields."""
+    assert e.train is not None and e.train.distributed is not None
+    d = e.train.distributed
+    ranks_dir = ctx.store.entry_dir(e.name) / "ranks"
+    log_dir = ranks_dir / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    spec, backend = _launch_spec(ctx, e, steps, log_dir)  # refuses before writing anything
+    safefs.safe_mkdirs(ranks_dir)  # inside the run folder: no link followed
+    for old in ranks_dir.glob("train-rank*.json"):  # a previous, failed attempt
+        old.unlink()
+    spec_path = ranks_dir / "train.launch.json"
+    atomic_write_json(spec_path, spec)
+    result_path = ranks_dir / "train.launch-result.json"
+    result_path.unlink(missing_ok=True)
+    launcher_log = ranks_dir / "train.launcher.log"
+    t0 = time.time()
+    rc = _run_launcher(spec_path, launcher_log)
     if rc != 0:
         why = _failure_message(e.name, rc, result_path, log_dir, launcher_log)
         raise DistributedTrainError(why)
-    records = [read_json(ranks_dir / f"train-rank{r}.json") for r in range(nproc)]
-    model = runner._load(store.checkpoint_path(e.name, "train"), runner.placements[e.name].device)
+    records = [read_json(ranks_dir / f"train-rank{r}.json") for r in range(spec["nproc"])]
+    model = ctx.load(ctx.store.checkpoint_path(e.name, "train"), ctx.placement(e.name).device)
     merged = merge_measurements(f"{e.name}/train", [r["measurement"] for r in records])
     train = dict(records[0]["train"])
     train["distributed"] = {
         "nproc_per_node": d.nproc_per_node,
         "nnodes": d.nnodes,
-        "world_size": nproc,
+        "world_size": spec["nproc"],
         "backend": backend,
         "timeout_s": dist_timeout_s(d),
         "launcher": "torch.distributed.launcher.api.elastic_launch",

@@ -1,9 +1,8 @@
 """One rank of a distributed train phase (see :mod:`energybench.train.distributed`):
 ``python -m energybench.train.distributed_worker SPEC``, started by the elastic launcher.
 
-Separate from the launcher module because a rank builds its task and model the way the runner
-does (it uses the runner), while the runner starts the launcher: one module each keeps the
-imports one-way.
+A rank builds its task and model the way the runner does, through the run's
+:class:`~energybench.run.context.PhaseContext` (never the runner itself).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,19 +27,43 @@ from energybench.train.distributed import (
     _own_pids,
 )
 
+if TYPE_CHECKING:
+    from energybench.run.context import PhaseContext
+
+
+def _rank_context(spec: dict[str, Any]) -> PhaseContext:
+    """The run as this rank sees it: the suite (its declared plug-ins loaded, as
+    ``load_suite`` does), the run store, placements and checkpoint loader."""
+    from energybench.records.store import RunStore
+    from energybench.run.allocator import keep_freed_memory
+    from energybench.run.checkpoint import CheckpointLoader
+    from energybench.run.context import PhaseContext
+    from energybench.run.placement import placements
+    from energybench.suite.load import LoadedSuite
+    from energybench.suite.schema import Suite
+
+    load_plugins(spec["suite"].get("plugins") or [])
+    suite = Suite.model_validate(spec["suite"])
+    loaded = LoadedSuite(suite=suite, path=Path(spec["suite_file"]), data=spec["suite"])
+    store = RunStore(Path(spec["run_dir"]))
+    keep_freed_memory()  # as every process of a run that measures
+    return PhaseContext(
+        loaded=loaded,
+        store=store,
+        placements=placements(suite, spec["simulate"]),
+        loader=CheckpointLoader(lambda u: store.checkpoint_path(u, "train")),
+        simulate=spec["simulate"],
+    )
+
 
 def worker(spec_path: Path) -> None:
     """One rank: train its share under DDP inside its own measurement window."""
     import torch.distributed as dist
-    from rich.console import Console
     from torch.nn.parallel import DistributedDataParallel
 
     from energybench.meters.factory import build_monitor
-    from energybench.records.store import RunStore
     from energybench.run.checkpoint import save_checkpoint
-    from energybench.run.runner import Runner
-    from energybench.suite.load import LoadedSuite
-    from energybench.suite.schema import Suite
+    from energybench.run.preflight import task_for
     from energybench.train.loop import settings_kwargs, train_steps
 
     spec = read_json(spec_path)
@@ -56,17 +80,14 @@ def worker(spec_path: Path) -> None:
         timeout=datetime.timedelta(seconds=float(spec.get("timeout_s", DEFAULT_DIST_TIMEOUT_S))),
     )
     try:
-        load_plugins(spec["suite"].get("plugins") or [])  # declared plug-ins, as load_suite does
-        suite = Suite.model_validate(spec["suite"])
-        loaded = LoadedSuite(suite=suite, path=Path(spec["suite_file"]), data=spec["suite"])
-        store = RunStore(Path(spec["run_dir"]))
-        runner = Runner(loaded, store, Console(stderr=True), simulate=spec["simulate"])
+        ctx = _rank_context(spec)
+        suite, store = ctx.suite, ctx.store
         e = suite.entry(spec["entry"])
         tr = e.train
         assert tr is not None
-        task = runner._task(e)
+        task = task_for(suite, e, {})
         torch.manual_seed(tr.seed)
-        model = runner._build_model(e, device, task)
+        model, _ = ctx.build_model(e, device, task)
         ddp = DistributedDataParallel(
             _Forward(model), device_ids=[device.index] if device.type == "cuda" else None
         )

@@ -11,6 +11,7 @@ import pytest
 
 from energybench.meters import estimate, factory, nvml_plugin
 from energybench.meters.base import SYSTEM_CLOCK
+from energybench.meters.context import MeterContext
 from energybench.meters.estimate import codecarbon_spec
 from energybench.meters.factory import UnmeasuredMeter, build_monitor, probe_meters
 from energybench.meters.nvml import NvmlMeter
@@ -19,7 +20,6 @@ from energybench.meters.plugins import (
     ESTIMATED,
     MEASURED,
     METERS,
-    MeterContext,
     MeterPlugin,
     MeterRegistry,
     MeterUnavailableError,

@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from energybench.cli import app
 from energybench.meters.base import SYSTEM_CLOCK, DeviceEnergy, Meter, MeterStatus
+from energybench.meters.context import MeterContext
 from energybench.meters.factory import build_monitor
 from energybench.meters.plugins import (
     ESTIMATED,
     MEASURED,
     METERS,
-    MeterContext,
     MeterPlugin,
     MeterUnavailableError,
     Source,

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from energybench.records.store import RunStore, load_run
 from energybench.report.html import memory_rows
+from energybench.run.context import PhaseContext
 from energybench.run.runner import Runner
 from energybench.suite.load import load_suite
 from energybench.suite.schema import Entry
@@ -99,7 +100,7 @@ def test_ddp_parent_touches_no_gpu_while_the_ranks_train(
     cuda = CudaRecorder(monkeypatch, count=2)
     during: list[list[tuple[str, int]]] = []
 
-    def fake_ddp(runner: Runner, e: Entry, steps: int) -> tuple[Any, dict[str, Any]]:
+    def fake_ddp(ctx: PhaseContext, e: Entry, steps: int) -> tuple[Any, dict[str, Any]]:
         during.append(list(cuda.calls))
         raise RuntimeError("ranks stop here")
 

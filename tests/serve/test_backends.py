@@ -149,7 +149,7 @@ def test_parity_failure_is_a_clear_error() -> None:
         with pytest.raises(BackendParityError, match="differs from eager PyTorch by up to 0.001"):
             prepare_serving(BackendSpec(name="test-off"), MODELS_TINY["espcn"], _ctx(_frames()))
     finally:
-        BACKENDS.pop("test-off")
+        BACKENDS.unregister("test-off")
 
 
 # ----------------------------------------------------------------------------- validate
@@ -245,8 +245,8 @@ def test_validate_unavailable_and_stateless_backends(tmp_path: Path) -> None:
         (tmp_path / "suite.yaml").write_text(text)
         assert load_suite(tmp_path / "suite.yaml").suite.entries[0].backend.name == "test-stateless"
     finally:
-        BACKENDS.pop("test-missing")
-        BACKENDS.pop("test-stateless")
+        BACKENDS.unregister("test-missing")
+        BACKENDS.unregister("test-stateless")
 
 
 # ----------------------------------------------------------------------------- run records

@@ -15,8 +15,8 @@ scenario and the quality evaluation run unchanged on it. Registry: name → :cla
 measurement window — its energy is counted in TEC like a compression step — and checks the
 served outputs against eager over several frames with the state carried (max |diff| recorded;
 above the backend's fp32 tolerance, :data:`PARITY_TOLERANCE`, the phase fails).
-:func:`backend_problems` is what ``energybench validate`` reports when a backend cannot run an
-entry's model.
+The table of backends and :func:`backend_problems` (what ``energybench validate`` reports when a
+backend cannot run an entry's model) live in :mod:`energybench.suite.backends`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,44 +32,33 @@ from torch import nn
 
 from energybench.models.sr.base import SRModel, online
 from energybench.serve.backends.context import PrepareContext
-from energybench.serve.backends.lowp import hardware_units_needed, reduced_dtype
+from energybench.serve.backends.lowp import reduced_dtype
 from energybench.serve.backends.onnx_export import is_recurrent, serve_once
-from energybench.suite.methods import Quantize
+from energybench.suite.backends import (
+    BACKENDS,
+    Backend,
+    backend_problems,
+    model_class,
+    register,
+)
 from energybench.suite.schema import BackendSpec, Entry
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendParityError",
+    "PrepareContext",
+    "backend_problems",
+    "model_class",
+    "online_outputs",
+    "prepare_serving",
+    "register",
+    "serving_batches",
+]
 
 
 class BackendParityError(RuntimeError):
     """The backend's outputs differ from eager PyTorch by more than the tolerance."""
-
-
-Prepare = Callable[[nn.Module, BackendSpec, PrepareContext], tuple[nn.Module, dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class Backend:
-    """A serving runtime. ``torch_module``: serves the PyTorch module itself (so it runs int8
-    FX graphs and fp16/bf16 casts); ``recurrent``: can carry an online model's state;
-    ``one_off``: has an export/compile step (metered, counted in TEC)."""
-
-    name: str
-    prepare: Prepare
-    description: str
-    torch_module: bool = False
-    recurrent: bool = True
-    one_off: bool = True
-    unavailable: Callable[[], str | None] = lambda: None
-
-
-BACKENDS: dict[str, Backend] = {}
-
-
-def register(backend: Backend) -> Backend:
-    """Add a backend to the registry (a name registered twice is an error, as in every other
-    registry: a plug-in cannot silently replace a built-in runtime)."""
-    if backend.name in BACKENDS:
-        raise ValueError(f"serving backend '{backend.name}' is registered twice")
-    BACKENDS[backend.name] = backend
-    return backend
 
 
 # ----------------------------------------------------------------------------- PyTorch backends
@@ -168,7 +155,7 @@ def _pytorch_served(model: nn.Module, spec: BackendSpec) -> nn.Module:
     return served
 
 
-def _prepare_eager(
+def prepare_eager(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
     if spec.quantize == "int8":
@@ -189,7 +176,7 @@ def _units(dtype: str, ctx: PrepareContext) -> list[str] | None:
     return units(dtype) if ctx.device.type == "cpu" else None
 
 
-def _prepare_compile(
+def prepare_compile(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
     import torch._inductor.config as inductor_config
@@ -215,7 +202,7 @@ def _prepare_compile(
     }
 
 
-def _prepare_onnxruntime(
+def prepare_onnxruntime(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
     from energybench.serve.backends.ort import prepare_onnxruntime
@@ -223,45 +210,12 @@ def _prepare_onnxruntime(
     return prepare_onnxruntime(model, spec, ctx)
 
 
-def _prepare_openvino(
+def prepare_openvino(
     model: nn.Module, spec: BackendSpec, ctx: PrepareContext
 ) -> tuple[nn.Module, dict[str, Any]]:
     from energybench.serve.backends.openvino import prepare_openvino
 
     return prepare_openvino(model, spec, ctx)
-
-
-def _missing(module: str, install: str) -> Callable[[], str | None]:
-    def check() -> str | None:
-        import importlib.util
-
-        if importlib.util.find_spec(module) is None:
-            return f"'{module}' is not installed ({install})"
-        return None
-
-    return check
-
-
-register(Backend("eager", _prepare_eager, "PyTorch eager", torch_module=True, one_off=False))
-register(Backend("compile", _prepare_compile, "torch.compile", torch_module=True))
-register(
-    Backend(
-        "onnxruntime",
-        _prepare_onnxruntime,
-        "ONNX Runtime on a torch.onnx export",
-        unavailable=_missing(
-            "onnxruntime", "pip install onnxruntime, or for GPUs: pip install 'energybench[gpu]'"
-        ),
-    )
-)
-register(
-    Backend(
-        "openvino",
-        _prepare_openvino,
-        "OpenVINO on a torch.onnx export",
-        unavailable=_missing("openvino", "pip install 'energybench[openvino]'"),
-    )
-)
 
 
 # ----------------------------------------------------------------------------- parity
@@ -328,7 +282,7 @@ def prepare_serving(
     ``spec.parity_frames`` frames (fp32: more than :func:`parity_tolerance` raises
     :class:`BackendParityError`).
     """
-    backend = BACKENDS[spec.name]
+    backend = BACKENDS.get(spec.name)
     why = backend.unavailable()
     if why:
         raise RuntimeError(f"backend '{spec.name}' is unavailable: {why}")
@@ -341,10 +295,10 @@ def prepare_serving(
     t0 = time.time()
     if monitor is not None and one_off:
         with monitor.window(window) as w:
-            served, info = backend.prepare(model, spec, ctx)
+            served, info = backend.prepared(model, spec, ctx)
         meas = w.measurement.to_dict() if w.measurement is not None else None
     else:
-        served, info = backend.prepare(model, spec, ctx)
+        served, info = backend.prepared(model, spec, ctx)
         meas = None
     export = {**info, "started_unix_s": t0, "duration_s": time.time() - t0}
     if one_off:
@@ -383,173 +337,3 @@ def serving_batches(e: Entry) -> tuple[int, ...]:
         if sc.scenario == "load":
             out.add(int(getattr(sc, "max_batch", 1)))
     return tuple(sorted(out))
-
-
-def _step_dtypes(e: Entry) -> list[str]:
-    return [s.dtype for s in e.compress if s.method == "quantize" and isinstance(s, Quantize)]
-
-
-def model_class(e: Entry) -> type | None:
-    """The class the entry's model factory returns (from its annotation), when it says."""
-    import typing
-
-    from energybench.models import MODELS
-
-    try:
-        hints = typing.get_type_hints(MODELS.get(e.model.name))
-    except Exception:  # noqa: BLE001 - unknown names are reported elsewhere
-        return None
-    cls = hints.get("return")
-    return cls if isinstance(cls, type) else None
-
-
-def _on_cpu(e: Entry) -> bool:
-    """Whether ``e`` will run on the CPU (its device, or ``auto`` on a host without CUDA)."""
-    from energybench.suite.devices import effective_device
-
-    device = effective_device(e)
-    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-
-
-def _reduced_precision_problems(e: Entry, dtypes: list[str]) -> list[tuple[tuple[str, ...], str]]:
-    """``dtype: bf16`` and eager int8: where they apply, and the CPU units they need."""
-    from energybench.serve.backends.cpu_units import missing_units
-
-    spec = e.backend
-    out: list[tuple[tuple[str, ...], str]] = []
-    if spec.dtype != "fp32":
-        if spec.name not in ("eager", "compile"):
-            out.append((("backend", "dtype"), f"backend.dtype: {spec.dtype} applies to eager "
-                        f"and compile (backend '{spec.name}' serves the fp32 export)"))  # fmt: skip
-        if spec.autocast != "none" or spec.quantize != "none" or dtypes:
-            out.append((("backend", "dtype"), f"backend.dtype: {spec.dtype} casts an fp32 "
-                        "model; drop autocast, backend.quantize or the compress quantize "
-                        "step"))  # fmt: skip
-    if spec.quantize == "int8" and spec.name == "eager" and (dtypes or spec.channels_last):
-        out.append((("backend", "quantize"), "eager int8 quantises the fp32 model itself; drop "
-                    "the compress quantize step and channels_last"))  # fmt: skip
-    if _on_cpu(e):
-        for field, dtype in hardware_units_needed(spec):
-            why = missing_units(dtype)
-            if why:
-                out.append((("backend", field), f"backend.{field}: {dtype} refused: {why}"))
-    return out
-
-
-def backend_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
-    """(field path within the entry, message) for each reason ``e.backend`` cannot serve ``e``:
-    unknown or uninstalled backend, a recurrent model on a backend without state, a compressed
-    form the runtime cannot run, conflicting serve options."""
-    import difflib
-
-    spec = e.backend
-    out: list[tuple[tuple[str, ...], str]] = []
-    backend = BACKENDS.get(spec.name)
-    if backend is None:
-        close = difflib.get_close_matches(spec.name, list(BACKENDS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return [(("backend", "name"), f"unknown backend '{spec.name}'{hint} (known: "
-                 f"{', '.join(BACKENDS)})")]  # fmt: skip
-    why = backend.unavailable()
-    if why:
-        out.append((("backend", "name"), f"backend '{spec.name}' is unavailable here: {why}"))
-    if spec.providers and spec.name == "onnxruntime" and not why:
-        import onnxruntime as ort
-
-        from energybench.suite.devices import GPU_PROVIDERS
-
-        have = ort.get_available_providers()
-        for k, p in enumerate(spec.providers):
-            # GPU providers are checked against the host where the entry lands on a GPU
-            # (run preflight, validate): a CPU or simulated placement does not use them
-            if p not in have and p not in GPU_PROVIDERS:
-                close = difflib.get_close_matches(p, [*have, *GPU_PROVIDERS], n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                out.append(
-                    (
-                        ("backend", "providers", str(k)),
-                        f"onnxruntime execution provider '{p}' is not installed here{hint} "
-                        f"(available: {', '.join(have)})",
-                    )
-                )
-    cls = model_class(e)
-    if not backend.recurrent and cls is not None and getattr(cls, "temporal", False):
-        out.append(
-            (
-                ("backend", "name"),
-                f"backend '{spec.name}' cannot carry the recurrent state of model "
-                f"'{e.model.name}' across frames; serve it on eager, compile or onnxruntime",
-            )
-        )
-    dtypes = _step_dtypes(e)
-    if not backend.torch_module:
-        if "int8" in dtypes:
-            out.append(
-                (
-                    ("backend", "name"),
-                    f"backend '{spec.name}' cannot run PyTorch's FX int8 graph (compress "
-                    "quantize int8); drop that step and set backend.quantize: int8 for ONNX "
-                    "Runtime's static QDQ int8",
-                )
-            )
-        if {"fp16", "bf16"} & set(dtypes):
-            out.append(
-                (
-                    ("backend", "name"),
-                    f"backend '{spec.name}' serves the fp32 export; remove the fp16/bf16 "
-                    "cast (quantize dtype fp16/bf16) or serve on eager",
-                )
-            )
-    if spec.autocast != "none" and not backend.torch_module:
-        out.append(
-            (
-                ("backend", "autocast"),
-                f"backend '{spec.name}' serves the fp32 export; autocast applies to eager and "
-                "compile",
-            )
-        )
-    if spec.autocast != "none" and dtypes:
-        out.append(
-            (
-                ("backend", "autocast"),
-                "autocast runs an fp32 model in lower precision; the entry is already cast or "
-                f"quantised (quantize dtype {dtypes[0]}): drop one of the two",
-            )
-        )
-    if spec.quantize != "none" and spec.name not in ("onnxruntime", "eager"):
-        out.append(
-            (
-                ("backend", "quantize"),
-                f"backend.quantize: {spec.quantize} needs onnxruntime (QDQ) or eager (FX int8 "
-                "on oneDNN)",
-            )
-        )
-    out.extend(_reduced_precision_problems(e, dtypes))
-    for k, sc in enumerate(e.serve):
-        if sc.compile != "none" and spec.name != "eager":
-            out.append(
-                (
-                    ("serve", str(k), "compile"),
-                    f"scenario 'compile: {sc.compile}' only applies to the eager backend; with "
-                    f"backend '{spec.name}' remove it (use backend: {{name: compile, "
-                    f"compile_mode: {sc.compile}}} for torch.compile)",
-                )
-            )
-        batched = sc.scenario == "load" or max(getattr(sc, "batch_sizes", [1])) > 1
-        if batched and not spec.dynamic_batch and not backend.torch_module:
-            out.append(
-                (
-                    ("backend", "dynamic_batch"),
-                    f"scenario '{sc.name or sc.scenario}' serves batches of more than one, "
-                    "but the export has a fixed batch of 1 (dynamic_batch: false)",
-                )
-            )
-        if sc.scenario == "adaptive" and not spec.is_default():
-            out.append(
-                (
-                    ("backend",),
-                    "an adaptive scenario serves its variants on their own backends; "
-                    "give the backend to the variant entries instead",
-                )
-            )
-    return out

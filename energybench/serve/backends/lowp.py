@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from energybench.serve.backends.context import PrepareContext
-from energybench.suite.schema import BackendSpec
+from energybench.suite.schema import BackendSpec, Entry
 
 #: largest PSNR drop (dB) against fp32 on the held-out clips that a reduced-precision backend
 #: is expected to stay within (above it the record says ``within_bound: false``)
@@ -53,6 +53,28 @@ def hardware_units_needed(spec: BackendSpec) -> list[tuple[str, str]]:
         out.append(("dtype", "bf16"))
     if spec.quantize == "int8" and spec.name == "eager":
         out.append(("quantize", "int8"))
+    return out
+
+
+def _on_cpu(e: Entry) -> bool:
+    """Whether ``e`` will run on the CPU (its device, or ``auto`` on a host without CUDA)."""
+    from energybench.suite.devices import effective_device
+
+    device = effective_device(e)
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
+def hardware_problems(e: Entry) -> list[tuple[tuple[str, ...], str]]:
+    """Reduced precisions this host's CPU lacks the matrix units for, where ``e`` serves on
+    the CPU (the suite checks reach this by name: :data:`energybench.suite.backends.HARDWARE`)."""
+    from energybench.serve.backends.cpu_units import missing_units
+
+    out: list[tuple[tuple[str, ...], str]] = []
+    if _on_cpu(e):
+        for field, dtype in hardware_units_needed(e.backend):
+            why = missing_units(dtype)
+            if why:
+                out.append((("backend", field), f"backend.{field}: {dtype} refused: {why}"))
     return out
 
 

@@ -1,0 +1,77 @@
+"""Scenarios that take a :class:`ScenarioContext` get other entries' models through it (as
+``adaptive`` does): the runner calls every scenario the same way, no special case."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import torch
+from pydantic import Field
+
+from energybench.meters.base import EnergyMonitor
+from energybench.serve import adaptive
+from energybench.serve.scenarios import ScenarioContext, run_scenario, takes_context
+from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
+from energybench.suite.schema import EnergySettings
+
+RUNNER = Path(__file__).resolve().parents[2] / "energybench" / "run" / "runner.py"
+
+
+class Pick(ScenarioSettings):
+    """Serves nothing: reports which variant models it was given."""
+
+    scenario: Literal["pick"]
+    variants: list[str] = Field(default_factory=list)
+
+
+def run_pick(sc: Pick, ctx: ScenarioContext) -> dict[str, Any]:
+    models = {v: ctx.variant(v) for v in sc.variants}
+    return {"scenario": "pick", "got": {v: m.out_features for v, m in models.items()},
+            "window": ctx.window}  # fmt: skip
+
+
+@pytest.fixture
+def pick() -> Iterator[None]:
+    SERVE_SCENARIOS.register("pick", run_pick, settings=Pick)
+    yield
+    SERVE_SCENARIOS.unregister("pick")
+
+
+def test_a_context_scenario_gets_variants_through_the_context(
+    pick: None, fake_monitor: EnergyMonitor
+) -> None:
+    loaded: list[str] = []
+
+    def variant(name: str) -> torch.nn.Module:
+        loaded.append(name)
+        return torch.nn.Linear(1, len(name))
+
+    sc = Pick(scenario="pick", variants=["a", "bbb"])
+    rec = run_scenario(
+        sc, torch.nn.Identity(), None, torch.device("cpu"), fake_monitor,  # type: ignore[arg-type]
+        EnergySettings(), "e/serve/pick", variant=variant,
+    )  # fmt: skip
+    assert rec["got"] == {"a": 1, "bbb": 3} and loaded == ["a", "bbb"]
+    assert rec["window"] == "e/serve/pick" and rec["compile"] == "none"
+
+
+def test_a_scenario_without_variants_is_told_so(pick: None, fake_monitor: EnergyMonitor) -> None:
+    sc = Pick(scenario="pick", variants=["a"])
+    with pytest.raises(LookupError, match="no variant 'a'"):
+        run_scenario(sc, torch.nn.Identity(), None, torch.device("cpu"), fake_monitor,  # type: ignore[arg-type]
+                     EnergySettings(), "w")  # fmt: skip
+
+
+def test_adaptive_is_registered_like_any_other_and_the_runner_has_no_special_case() -> None:
+    fn = SERVE_SCENARIOS.get("adaptive")
+    assert fn is adaptive.serve_adaptive and takes_context(fn)
+    assert not takes_context(SERVE_SCENARIOS.get("stream"))  # the seven-argument form stays
+    serve = next(
+        n for n in ast.walk(ast.parse(RUNNER.read_text(encoding="utf-8")))
+        if isinstance(n, ast.FunctionDef) and n.name == "_serve"
+    )  # fmt: skip
+    assert "Adaptive" not in ast.unparse(serve) and "run_adaptive" not in ast.unparse(serve)
