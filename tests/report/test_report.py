@@ -268,7 +268,8 @@ def test_zero_is_zero_joules_and_g_and_s_carry_their_unit(page: Path) -> None:
 
     assert fmt_energy(0.0) == "0 J" and fmt_energy(None) == "–" and fmt_energy(2e-6) == "2 µJ"
     html = page.read_text()
-    assert "µJ ± 0" not in html and "0 µJ" not in html
+    # a zero is "0 J", never "0 µJ" or "± 0 µJ" (whole numbers: "10 µJ", "± 0.8 µJ" are fine)
+    assert not re.search(r"(?<![\d.])0 µJ", html) and not re.search(r"± 0 µJ", html)
     assert re.search(r"G @ [^<]+ \([\w^.]+/J\)", html) and re.search(r"score S \([\w^.]+/J\)", html)
 
 

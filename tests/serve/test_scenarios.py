@@ -51,7 +51,9 @@ def test_stream_of_a_fast_enough_model_misses_nothing_and_keeps_the_rate(fake_mo
     sc = Stream(scenario="stream", fps=25, frames=10, warmup=0)  # 40 ms slots, 5 ms frames
     rec = run_stream(sc, nn.Identity(), SleepyTask(0.005), CPU, fake_monitor, energy(), "s")
     assert rec["deadline_misses"] == 0
-    assert 23 < rec["fps_achieved"]["mean"] <= 25.5
+    # paced, not flat out (~200 fps for 5 ms frames); a first frame delayed by the scheduler
+    # shortens the first-to-last span, so allow a few ms of it above 25
+    assert 23 < rec["fps_achieved"]["mean"] <= 27
     # J per frame includes the idle time between frames: ~ power x slot, not power x 5 ms
     assert rec["energy_per_item_j"]["mean"] > 10.0 * 0.03
 
