@@ -270,3 +270,24 @@ def test_build_and_probe_without_codecarbon_say_how_to_get_it(monkeypatch):
     assert err.value.fix == "pip install codecarbon" and "no codecarbon" in err.value.reason
     st = estimate.probe(MeterContext())
     assert st.ok is False and st.fix == "pip install codecarbon" and "no codecarbon" in st.reason
+
+
+def test_a_poll_between_the_window_opening_and_its_reading_is_not_lost():
+    # The poll thread can tick after begin() evaluated the model and before it read the counters
+    # (begin releases the lock in between): the window still starts at begin's own time.
+    clock = ManualClock()
+    meter = EstimateMeter(lambda: (10.0, 2.0), clock=clock, background=False)
+    own_poll = meter.poll
+
+    def poll_then_the_thread_ticks() -> float:
+        t = own_poll()
+        clock.sleep(0.2)
+        own_poll()  # the background tick, 0.2 s later
+        return t
+
+    meter.poll = poll_then_the_thread_ticks  # type: ignore[method-assign]
+    meter.begin("w")
+    meter.poll = own_poll  # type: ignore[method-assign]
+    clock.sleep(1.0)
+    cpu, ram = meter.end("w")
+    assert cpu.energy_j == pytest.approx(12.0) and ram.energy_j == pytest.approx(2.4)  # 1.2 s
