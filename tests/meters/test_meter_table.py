@@ -16,6 +16,7 @@ from energybench.meters.estimate import codecarbon_spec
 from energybench.meters.factory import UnmeasuredMeter, build_monitor, probe_meters
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import NvmlUnavailableError, PynvmlBackend
+from energybench.meters.pidns import pid_view
 from energybench.meters.plugins import (
     ESTIMATED,
     MEASURED,
@@ -310,3 +311,50 @@ def test_auto_finds_no_host_meter_and_says_why(tmp_path: Path, monkeypatch):
         build_monitor(
             EnergySettings(), None, None, rapl_fs=RaplFs(tmp_path / "no"), background=False
         )
+
+
+def test_build_monitor_hands_every_argument_and_seam_to_the_meters(tmp_path, monkeypatch):
+    seen: list[MeterContext] = []
+
+    def gpu_meter(ctx: MeterContext, names: set[str], auto: bool) -> None:
+        seen.append(ctx)
+        return None
+
+    monkeypatch.setattr(factory, "_gpu_meter", gpu_meter)
+    monkeypatch.setattr(factory, "_host_meters", lambda ctx, names, auto: [])
+    clock, backend, fs = ManualClock(), _backend(FakeGpu()), RaplFs(tmp_path / "none")
+
+    def pids() -> set[int]:
+        return {7}
+
+    build_monitor(
+        EnergySettings(),
+        [0],
+        tmp_path,
+        gpu_backend=backend,
+        rapl_fs=fs,
+        clock=clock,
+        torch_uuids=["GPU-x"],
+        probe_s=0.25,
+        background=False,
+        sync=print,
+        own_pids=pids,
+        host=False,
+    )
+    ctx = seen[-1]
+    assert (ctx.cuda_devices, ctx.trace_dir, ctx.host, ctx.background) == (
+        (0,),
+        tmp_path,
+        False,
+        False,
+    )
+    assert (ctx.probe_s, ctx.clock, ctx.gpu_backend, ctx.rapl_fs) == (0.25, clock, backend, fs)
+    assert ctx.torch_uuids == ["GPU-x"] and ctx.own_pids is pids and not ctx.simulated
+    assert (ctx.env, ctx.proc, ctx.cpu_affinity) == (None, None, None)
+    build_monitor(EnergySettings(), None, None, gpu_backend=backend, rapl_fs=fs, sync=print)
+    ctx = seen[-1]  # the defaults: metered host, background polling, 1 s probe
+    assert (ctx.host, ctx.background, ctx.probe_s, ctx.clock) == (True, True, 1.0, None)
+    build_monitor(EnergySettings(), [0], None, simulate="h100-container", rapl_fs=fs, clock=clock)
+    ctx = seen[-1]  # a simulated host's CUDA_VISIBLE_DEVICES and /proc reach the meter
+    assert ctx.simulated and ctx.env is not None and ctx.proc is not None
+    assert pid_view(ctx.proc).isolated
