@@ -27,7 +27,7 @@ from energybench.meters.plugins import (
     Source,
 )
 from energybench.meters.rapl import RaplFs
-from energybench.meters.sim.doubles import FakeRaplTree, ManualClock
+from energybench.meters.sim.doubles import FakeRaplTree, ManualClock, docker_proc
 from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.sim.fakepower import PowerTrace
 from energybench.suite.schema import EnergySettings
@@ -114,6 +114,8 @@ def test_the_nvml_meter_gets_every_setting_and_seam(tmp_path):
     assert nv.trace_path == tmp_path / "power-nvml.csv" and nv.clock is clock
     assert nv.probe_s == 0.25 and nv.background is False and nv._own_pids is pids
     assert nv.simulated is False
+    proc = docker_proc(4242)
+    assert nvml_plugin.build(_ctx(_backend(FakeGpu()), forced=True, proc=proc))._proc is proc
     assert (
         nvml_plugin.build(_ctx(_backend(FakeGpu()), forced=True, simulated=True)).simulated is True
     )
@@ -356,5 +358,25 @@ def test_build_monitor_hands_every_argument_and_seam_to_the_meters(tmp_path, mon
     assert (ctx.host, ctx.background, ctx.probe_s, ctx.clock) == (True, True, 1.0, None)
     build_monitor(EnergySettings(), [0], None, simulate="h100-container", rapl_fs=fs, clock=clock)
     ctx = seen[-1]  # a simulated host's CUDA_VISIBLE_DEVICES and /proc reach the meter
-    assert ctx.simulated and ctx.env is not None and ctx.proc is not None
-    assert pid_view(ctx.proc).isolated
+    assert ctx.simulated and ctx.env == "0" and ctx.proc is not None
+    assert pid_view(ctx.proc).isolated and ctx.cpu_affinity is None  # affinity unknown there
+    build_monitor(EnergySettings(), None, None, simulate="4xgh200", rapl_fs=fs, clock=clock)
+    ctx = seen[-1]  # a superchip node: its CPUs per module reach the meter
+    assert ctx.env == "0,1,2,3" and ctx.cpu_affinity is not None
+    cpus = ctx.cpu_affinity()
+    assert cpus is not None and len(cpus) > 0
+
+
+def test_a_simulated_gpu_no_meter_can_read_is_an_unmeasured_simulated_gpu(monkeypatch):
+    monkeypatch.setattr(nvml_plugin, "PynvmlBackend", NoNvml)
+    ctx = MeterContext(settings=EnergySettings(), cuda_devices=(0,), simulated=True)
+    meter = factory._gpu_meter(ctx, {"auto"}, True)
+    assert isinstance(meter, UnmeasuredMeter)
+    (rec,) = meter.end("w")
+    assert rec.simulated is True and rec.energy_j is None
+
+
+def test_no_gpu_meter_unless_named_or_auto():
+    ctx = _ctx(_backend(FakeGpu()), cuda_devices=(0,))
+    assert factory._gpu_meter(ctx, {"rapl"}, False) is None  # only a host meter is named
+    assert isinstance(factory._gpu_meter(ctx, {"auto"}, True), NvmlMeter)
