@@ -30,6 +30,7 @@ from energybench.meters.rapl import RaplFs
 from energybench.meters.sim.doubles import FakeRaplTree, ManualClock, docker_proc
 from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.sim.fakepower import PowerTrace
+from energybench.plugins.registry import Registry
 from energybench.suite.schema import EnergySettings
 
 
@@ -380,3 +381,21 @@ def test_no_gpu_meter_unless_named_or_auto():
     ctx = _ctx(_backend(FakeGpu()), cuda_devices=(0,))
     assert factory._gpu_meter(ctx, {"rapl"}, False) is None  # only a host meter is named
     assert isinstance(factory._gpu_meter(ctx, {"auto"}, True), NvmlMeter)
+
+
+def test_a_registry_keeps_help_the_unmeasured_label_and_refuses_non_plugins():
+    reg = MeterRegistry()
+    own = MeterPlugin("a", "gpu", "m:b", "m:p", help="the plug-in's own help")
+    reg.register(own)
+    reg.register("b", MeterPlugin("b", "host", "m:b", "m:p", help="b's help"), help="given")
+    assert (reg.help("a"), reg.help("b")) == ("the plug-in's own help", "given")
+    with pytest.raises(TypeError, match="as a MeterPlugin"):
+        reg.register("c", "m:lazy")  # a lazy path is not a plug-in
+    with pytest.raises(TypeError, match="must be a MeterPlugin"):
+        Registry.register(reg, "d", object())  # the base check: entries are MeterPlugins
+    odd = MeterPlugin("u", "host", "m:b", "m:p", sources={"unmeasured": MEASURED, "u": MEASURED})
+    reg.register(odd)
+    reg.unregister("u")
+    assert reg.sources == {"unmeasured": MEASURED}  # the built-in label stays
+    reg.unregister("never-registered")  # forgetting an unknown name is harmless
+    assert reg.names() == ["auto", "a", "b"]
