@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from energybench.meters import estimate, factory, nvml_plugin
-from energybench.meters.base import SYSTEM_CLOCK
+from energybench.meters.base import SYSTEM_CLOCK, MeterStatus
 from energybench.meters.context import MeterContext
 from energybench.meters.estimate import codecarbon_spec
 from energybench.meters.factory import UnmeasuredMeter, build_monitor, probe_meters
@@ -212,22 +212,30 @@ def test_probe_reports_every_fact_of_a_gpu_with_real_update_periods(monkeypatch)
 
 
 def test_probe_sees_what_cuda_visible_devices_hides(monkeypatch):
+    # probe_s=0: no update-period probe (1 s per GPU otherwise), so this runs in mutation tests
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu()), probe_s=0))
     assert [d["visible"] for d in st.details] == [False, True]
     assert "hides every GPU" not in st.fix and "CUDA_DEVICE_ORDER" not in st.fix
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
-    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu())))
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu()), probe_s=0))
     assert st.ok and "CUDA_VISIBLE_DEVICES='7' hides every GPU" in st.fix
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu())))
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu()), probe_s=0))
     assert "hides every GPU" not in st.fix
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu()), probe_s=0))
     assert "set CUDA_DEVICE_ORDER=PCI_BUS_ID" in two.fix  # CUDA may number GPUs otherwise
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu()), probe_s=0))
     assert "CUDA_DEVICE_ORDER" not in two.fix
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # "no GPU" on purpose
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu()), probe_s=0))
+    assert st.ok and st.fix == "CUDA_VISIBLE_DEVICES='' hides every GPU"
+    none = nvml_plugin.probe(MeterContext(gpu_backend=_backend(), probe_s=0))
+    assert none == MeterStatus(
+        "nvml", ok=False, reason="NVML works but sees no GPU", fix="check `nvidia-smi`"
+    )
 
 
 def test_probe_waits_for_update_periods_only_as_long_as_asked(monkeypatch):
