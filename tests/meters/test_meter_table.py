@@ -318,7 +318,11 @@ def test_auto_finds_no_host_meter_and_says_why(tmp_path: Path, monkeypatch):
 
     # the table names the plug-in's build lazily ("energybench.meters.estimate:build")
     monkeypatch.setattr(estimate, "build", broken)
-    with pytest.raises(factory.MeterUnavailableError, match="rapl: .*estimate: codecarbon"):
+    reason = (
+        r"^no meter can measure or estimate the CPU and memory here "
+        r"\(rapl: .*; estimate: codecarbon.*\)$"
+    )
+    with pytest.raises(factory.MeterUnavailableError, match=reason):
         build_monitor(
             EnergySettings(), None, None, rapl_fs=RaplFs(tmp_path / "no"), background=False
         )
@@ -407,3 +411,11 @@ def test_a_registry_keeps_help_the_unmeasured_label_and_refuses_non_plugins():
     assert reg.sources == {"unmeasured": MEASURED}  # the built-in label stays
     reg.unregister("never-registered")  # forgetting an unknown name is harmless
     assert reg.names() == ["auto", "a", "b"]
+
+
+def test_a_named_gpu_meter_meters_every_gpu_it_sees():
+    # energy.meters: [nvml] in a run that uses no GPU: the named meter is forced (every
+    # visible GPU metered), not left to choose (none, as the run uses none)
+    ctx = _ctx(_backend(FakeGpu(), FakeGpu()), cuda_devices=())
+    meter = factory._gpu_meter(ctx, {"nvml"}, False)
+    assert isinstance(meter, NvmlMeter) and len(meter.describe()) == 2
