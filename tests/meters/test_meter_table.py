@@ -373,8 +373,12 @@ def test_build_monitor_hands_every_argument_and_seam_to_the_meters(tmp_path, mon
     ctx = seen[-1]  # a simulated host's CUDA_VISIBLE_DEVICES and /proc reach the meter
     assert ctx.simulated and ctx.env == "0" and ctx.proc is not None
     assert pid_view(ctx.proc).isolated and ctx.cpu_affinity is None  # affinity unknown there
-    build_monitor(EnergySettings(), None, None, simulate="4xgh200", rapl_fs=fs, clock=clock)
+    mon = build_monitor(EnergySettings(), None, None, simulate="4xgh200", rapl_fs=fs, clock=clock)
     ctx = seen[-1]  # a superchip node: its CPUs per module reach the meter
+    fake = ctx.gpu_backend.nvml.lib
+    assert mon._on_charging is not None
+    mon._on_charging(frozenset({2}))  # the simulated modules follow what the monitor charges
+    assert [g.power.busy() for g in fake.gpus] == [False, False, True, False]
     assert ctx.env == "0,1,2,3" and ctx.cpu_affinity is not None
     cpus = ctx.cpu_affinity()
     assert cpus is not None and len(cpus) > 0
