@@ -179,9 +179,13 @@ class EstimateMeter(Meter):
 
     def _energy_at(self, t: float) -> tuple[float, float]:
         """Cumulative (cpu, ram) joules at ``t``: the counters plus the latest power since the
-        last poll, so a window's figure covers its own span exactly, not from poll to poll."""
+        last poll, so a window's figure covers its own span exactly, not from poll to poll.
+
+        ``t`` may precede the last poll (the poll thread ticked between :meth:`begin`'s model
+        evaluation and its reading of the counters): the latest power, which covers that span,
+        is then taken back out."""
         c = self._cum
-        if c.last_t is None or c.cpu_w is None or c.ram_w is None or t <= c.last_t:
+        if c.last_t is None or c.cpu_w is None or c.ram_w is None:
             return c.cpu_j, c.ram_j
         return c.cpu_j + c.cpu_w * (t - c.last_t), c.ram_j + c.ram_w * (t - c.last_t)
 

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from energybench.meters import nvml_plugin
 from energybench.meters.base import FLAG_SHARED_DEVICE, FLAG_SHARING_NOT_CHECKED, EnergyMonitor
+from energybench.meters.context import MeterContext
 from energybench.meters.factory import probe_meters
+from energybench.meters.nvml_device import PynvmlBackend
 from energybench.meters.pidns import (
     PROC_PID_INIT_INO,
     PidView,
@@ -22,6 +25,7 @@ from energybench.meters.rapl import RaplFs
 from energybench.meters.sim.doubles import (
     CONTAINER_NS_INODE,
     FakeProcView,
+    ManualClock,
     bare_metal_proc,
     docker_proc,
 )
@@ -161,3 +165,19 @@ def test_meters_simulate_container_says_sharing_is_not_checked(tmp_path: Path):
     assert plain.details[0]["other_processes"] == [] and "PID namespace" not in plain.fix
     shared = probe_meters(simulate="h100-shared", rapl_fs=RaplFs(tmp_path), probe_s=0.05)[0]
     assert shared.details[0]["other_processes"] == [4_242_424]
+
+
+def test_the_probe_matches_a_childs_host_pid_through_the_given_proc(monkeypatch):
+    # a child of the run, seen by NVML under its host pid: the probe's sharing check reads the
+    # child's NSpid from the context's /proc (not the real one), so it is the run's own work
+    child = ME + 1
+    proc = FakeProcView(
+        {"self": [HOST_ME, ME], str(child): [HOST_ME + 1, child]},
+        {"self": CONTAINER_NS_INODE, "1": PROC_PID_INIT_INO},
+    )
+    monkeypatch.setattr(nvml_plugin, "run_pids", lambda: {ME, child})
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu = FakeGpu(processes=[(HOST_ME, 0.0, math.inf), (HOST_ME + 1, 0.0, math.inf)])
+    backend = PynvmlBackend(FakeNvml([gpu], ManualClock()))
+    st = nvml_plugin.probe(MeterContext(gpu_backend=backend, proc=proc, probe_s=0))
+    assert st.details[0]["other_processes"] == [] and "other processes" not in st.fix

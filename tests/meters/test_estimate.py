@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
 import pytest
 
-from energybench.meters.base import EnergyMonitor, Source
+from energybench.meters import estimate
+from energybench.meters.base import EnergyMonitor, MeterStatus, Source
+from energybench.meters.context import MeterContext
 from energybench.meters.estimate import CpuSpec, EstimateMeter, codecarbon_spec
+from energybench.meters.plugins import MeterUnavailableError
 from energybench.meters.sim.doubles import ManualClock
 
 
@@ -177,3 +182,112 @@ def test_live_power_and_description():
             lambda: (1.0, 1.0), spec=_spec(False), clock=clock, background=False
         ).describe()[0]
     )
+
+
+def test_records_are_the_cpu_and_ram_devices_even_for_a_window_never_opened():
+    clock = ManualClock()
+    meter = EstimateMeter(lambda: (30.0, 4.0), clock=clock, background=False)
+    meter.begin("w")
+    clock.sleep(0.5)  # under a second: the mean power is still given
+    cpu, ram = meter.end("w")
+    assert (cpu.device, cpu.kind, ram.device, ram.kind) == (
+        "cpu:estimate",
+        "cpu",
+        "ram:estimate",
+        "ram",
+    )
+    assert (cpu.energy_j, cpu.mean_power_w, ram.mean_power_w) == (15.0, 30.0, 4.0)
+    cpu, ram = meter.end("never")
+    assert (cpu.device, cpu.kind, ram.device, ram.kind) == (
+        "cpu:estimate",
+        "cpu",
+        "ram:estimate",
+        "ram",
+    )
+    assert cpu.complete is False and ram.complete is False
+
+
+def test_a_meter_evaluates_its_model_in_the_background_by_default():
+    calls = {"n": 0}
+
+    def model() -> tuple[float, float]:
+        calls["n"] += 1
+        return 10.0, 2.0
+
+    meter = EstimateMeter(model, poll_s=0.01)
+    assert meter.background is True
+    n0 = calls["n"]
+    meter.start()
+    try:
+        assert "energybench-estimate" in {t.name for t in threading.enumerate()}
+        deadline = time.monotonic() + 5.0
+        while calls["n"] < n0 + 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        meter.close()
+    assert calls["n"] >= n0 + 5  # several evaluations, not one
+
+
+def test_build_and_probe_use_codecarbons_spec(monkeypatch):
+    spec = _spec(False)
+    monkeypatch.setattr(estimate, "codecarbon_spec", lambda: spec)
+    monkeypatch.setattr(estimate, "codecarbon_power_fn", lambda s: lambda: (s.tdp_w, s.ram_w))
+    clock = ManualClock()
+    meter = estimate.build(MeterContext(clock=clock, background=False))
+    assert meter.spec is spec and meter.clock is clock and meter.background is False
+    assert meter.cpu_rel == 0.5
+    meter.start()  # background=False: no poll thread
+    assert not any(t.name == "energybench-estimate" for t in threading.enumerate())
+    st = estimate.probe(MeterContext())
+    assert st == MeterStatus(
+        "estimate",
+        ok=True,
+        fix="this is a model, not a measurement (+/-50 % or worse); use RAPL where possible",
+        details=[
+            {
+                "device": "cpu:estimate",
+                "cpu_model": "Xeon Test",
+                "tdp_w": 120.0,
+                "sockets": 2,
+                "generic_tdp": False,
+            },
+            {"device": "ram:estimate", "ram_gb": 32.0, "ram_w": 10.0},
+        ],
+    )
+    monkeypatch.setattr(estimate, "codecarbon_spec", lambda: _spec(True))
+    generic = estimate.probe(MeterContext())
+    assert generic.ok and generic.fix.startswith("'Xeon Test' is not in codecarbon's TDP table")
+    assert generic.fix.endswith("; " + st.fix)
+
+
+def test_build_and_probe_without_codecarbon_say_how_to_get_it(monkeypatch):
+    def broken() -> CpuSpec:
+        raise ImportError("no codecarbon")
+
+    monkeypatch.setattr(estimate, "codecarbon_spec", broken)
+    with pytest.raises(MeterUnavailableError) as err:
+        estimate.build(MeterContext(background=False))
+    assert err.value.fix == "pip install codecarbon" and "no codecarbon" in err.value.reason
+    st = estimate.probe(MeterContext())
+    assert st.ok is False and st.fix == "pip install codecarbon" and "no codecarbon" in st.reason
+
+
+def test_a_poll_between_the_window_opening_and_its_reading_is_not_lost():
+    # The poll thread can tick after begin() evaluated the model and before it read the counters
+    # (begin releases the lock in between): the window still starts at begin's own time.
+    clock = ManualClock()
+    meter = EstimateMeter(lambda: (10.0, 2.0), clock=clock, background=False)
+    own_poll = meter.poll
+
+    def poll_then_the_thread_ticks() -> float:
+        t = own_poll()
+        clock.sleep(0.2)
+        own_poll()  # the background tick, 0.2 s later
+        return t
+
+    meter.poll = poll_then_the_thread_ticks  # type: ignore[method-assign]
+    meter.begin("w")
+    meter.poll = own_poll  # type: ignore[method-assign]
+    clock.sleep(1.0)
+    cpu, ram = meter.end("w")
+    assert cpu.energy_j == pytest.approx(12.0) and ram.energy_j == pytest.approx(2.4)  # 1.2 s

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from energybench.meters import estimate, factory, nvml_plugin
-from energybench.meters.base import SYSTEM_CLOCK
+from energybench.meters.base import SYSTEM_CLOCK, MeterStatus
 from energybench.meters.context import MeterContext
 from energybench.meters.estimate import codecarbon_spec
 from energybench.meters.factory import UnmeasuredMeter, build_monitor, probe_meters
 from energybench.meters.nvml import NvmlMeter
 from energybench.meters.nvml_device import NvmlUnavailableError, PynvmlBackend
+from energybench.meters.pidns import pid_view
 from energybench.meters.plugins import (
     ESTIMATED,
     MEASURED,
@@ -26,9 +27,10 @@ from energybench.meters.plugins import (
     Source,
 )
 from energybench.meters.rapl import RaplFs
-from energybench.meters.sim.doubles import FakeRaplTree, ManualClock
+from energybench.meters.sim.doubles import FakeRaplTree, ManualClock, docker_proc
 from energybench.meters.sim.fakenvml import FakeGpu, FakeNvml
 from energybench.meters.sim.fakepower import PowerTrace
+from energybench.plugins.registry import Registry
 from energybench.suite.schema import EnergySettings
 
 
@@ -113,6 +115,8 @@ def test_the_nvml_meter_gets_every_setting_and_seam(tmp_path):
     assert nv.trace_path == tmp_path / "power-nvml.csv" and nv.clock is clock
     assert nv.probe_s == 0.25 and nv.background is False and nv._own_pids is pids
     assert nv.simulated is False
+    proc = docker_proc(4242)
+    assert nvml_plugin.build(_ctx(_backend(FakeGpu()), forced=True, proc=proc))._proc is proc
     assert (
         nvml_plugin.build(_ctx(_backend(FakeGpu()), forced=True, simulated=True)).simulated is True
     )
@@ -208,22 +212,30 @@ def test_probe_reports_every_fact_of_a_gpu_with_real_update_periods(monkeypatch)
 
 
 def test_probe_sees_what_cuda_visible_devices_hides(monkeypatch):
+    # probe_s=0: no update-period probe (1 s per GPU otherwise), so this runs in mutation tests
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu()), probe_s=0))
     assert [d["visible"] for d in st.details] == [False, True]
     assert "hides every GPU" not in st.fix and "CUDA_DEVICE_ORDER" not in st.fix
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
-    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu())))
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu()), probe_s=0))
     assert st.ok and "CUDA_VISIBLE_DEVICES='7' hides every GPU" in st.fix
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu())))
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu()), probe_s=0))
     assert "hides every GPU" not in st.fix
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu()), probe_s=0))
     assert "set CUDA_DEVICE_ORDER=PCI_BUS_ID" in two.fix  # CUDA may number GPUs otherwise
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu())))
+    two = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu(), FakeGpu()), probe_s=0))
     assert "CUDA_DEVICE_ORDER" not in two.fix
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # "no GPU" on purpose
+    st = nvml_plugin.probe(MeterContext(gpu_backend=_backend(FakeGpu()), probe_s=0))
+    assert st.ok and st.fix == "CUDA_VISIBLE_DEVICES='' hides every GPU"
+    none = nvml_plugin.probe(MeterContext(gpu_backend=_backend(), probe_s=0))
+    assert none == MeterStatus(
+        "nvml", ok=False, reason="NVML works but sees no GPU", fix="check `nvidia-smi`"
+    )
 
 
 def test_probe_waits_for_update_periods_only_as_long_as_asked(monkeypatch):
@@ -306,7 +318,108 @@ def test_auto_finds_no_host_meter_and_says_why(tmp_path: Path, monkeypatch):
 
     # the table names the plug-in's build lazily ("energybench.meters.estimate:build")
     monkeypatch.setattr(estimate, "build", broken)
-    with pytest.raises(factory.MeterUnavailableError, match="rapl: .*estimate: codecarbon"):
+    reason = (
+        r"^no meter can measure or estimate the CPU and memory here "
+        r"\(rapl: .*; estimate: codecarbon.*\)$"
+    )
+    with pytest.raises(factory.MeterUnavailableError, match=reason):
         build_monitor(
             EnergySettings(), None, None, rapl_fs=RaplFs(tmp_path / "no"), background=False
         )
+
+
+def test_build_monitor_hands_every_argument_and_seam_to_the_meters(tmp_path, monkeypatch):
+    seen: list[MeterContext] = []
+
+    def gpu_meter(ctx: MeterContext, names: set[str], auto: bool) -> None:
+        seen.append(ctx)
+        return None
+
+    monkeypatch.setattr(factory, "_gpu_meter", gpu_meter)
+    monkeypatch.setattr(factory, "_host_meters", lambda ctx, names, auto: [])
+    clock, backend, fs = ManualClock(), _backend(FakeGpu()), RaplFs(tmp_path / "none")
+
+    def pids() -> set[int]:
+        return {7}
+
+    build_monitor(
+        EnergySettings(),
+        [0],
+        tmp_path,
+        gpu_backend=backend,
+        rapl_fs=fs,
+        clock=clock,
+        torch_uuids=["GPU-x"],
+        probe_s=0.25,
+        background=False,
+        sync=print,
+        own_pids=pids,
+        host=False,
+    )
+    ctx = seen[-1]
+    assert (ctx.cuda_devices, ctx.trace_dir, ctx.host, ctx.background) == (
+        (0,),
+        tmp_path,
+        False,
+        False,
+    )
+    assert (ctx.probe_s, ctx.clock, ctx.gpu_backend, ctx.rapl_fs) == (0.25, clock, backend, fs)
+    assert ctx.torch_uuids == ["GPU-x"] and ctx.own_pids is pids and not ctx.simulated
+    assert (ctx.env, ctx.proc, ctx.cpu_affinity) == (None, None, None)
+    build_monitor(EnergySettings(), None, None, gpu_backend=backend, rapl_fs=fs, sync=print)
+    ctx = seen[-1]  # the defaults: metered host, background polling, 1 s probe
+    assert (ctx.host, ctx.background, ctx.probe_s, ctx.clock) == (True, True, 1.0, None)
+    build_monitor(EnergySettings(), [0], None, simulate="h100-container", rapl_fs=fs, clock=clock)
+    ctx = seen[-1]  # a simulated host's CUDA_VISIBLE_DEVICES and /proc reach the meter
+    assert ctx.simulated and ctx.env == "0" and ctx.proc is not None
+    assert pid_view(ctx.proc).isolated and ctx.cpu_affinity is None  # affinity unknown there
+    mon = build_monitor(EnergySettings(), None, None, simulate="4xgh200", rapl_fs=fs, clock=clock)
+    ctx = seen[-1]  # a superchip node: its CPUs per module reach the meter
+    fake = ctx.gpu_backend.nvml.lib
+    assert mon._on_charging is not None
+    mon._on_charging(frozenset({2}))  # the simulated modules follow what the monitor charges
+    assert [g.power.busy() for g in fake.gpus] == [False, False, True, False]
+    assert ctx.env == "0,1,2,3" and ctx.cpu_affinity is not None
+    cpus = ctx.cpu_affinity()
+    assert cpus is not None and len(cpus) > 0
+
+
+def test_a_simulated_gpu_no_meter_can_read_is_an_unmeasured_simulated_gpu(monkeypatch):
+    monkeypatch.setattr(nvml_plugin, "PynvmlBackend", NoNvml)
+    ctx = MeterContext(settings=EnergySettings(), cuda_devices=(0,), simulated=True)
+    meter = factory._gpu_meter(ctx, {"auto"}, True)
+    assert isinstance(meter, UnmeasuredMeter)
+    (rec,) = meter.end("w")
+    assert rec.simulated is True and rec.energy_j is None
+
+
+def test_no_gpu_meter_unless_named_or_auto():
+    ctx = _ctx(_backend(FakeGpu()), cuda_devices=(0,))
+    assert factory._gpu_meter(ctx, {"rapl"}, False) is None  # only a host meter is named
+    assert isinstance(factory._gpu_meter(ctx, {"auto"}, True), NvmlMeter)
+
+
+def test_a_registry_keeps_help_the_unmeasured_label_and_refuses_non_plugins():
+    reg = MeterRegistry()
+    own = MeterPlugin("a", "gpu", "m:b", "m:p", help="the plug-in's own help")
+    reg.register(own)
+    reg.register("b", MeterPlugin("b", "host", "m:b", "m:p", help="b's help"), help="given")
+    assert (reg.help("a"), reg.help("b")) == ("the plug-in's own help", "given")
+    with pytest.raises(TypeError, match="as a MeterPlugin"):
+        reg.register("c", "m:lazy")  # a lazy path is not a plug-in
+    with pytest.raises(TypeError, match="must be a MeterPlugin"):
+        Registry.register(reg, "d", object())  # the base check: entries are MeterPlugins
+    odd = MeterPlugin("u", "host", "m:b", "m:p", sources={"unmeasured": MEASURED, "u": MEASURED})
+    reg.register(odd)
+    reg.unregister("u")
+    assert reg.sources == {"unmeasured": MEASURED}  # the built-in label stays
+    reg.unregister("never-registered")  # forgetting an unknown name is harmless
+    assert reg.names() == ["auto", "a", "b"]
+
+
+def test_a_named_gpu_meter_meters_every_gpu_it_sees():
+    # energy.meters: [nvml] in a run that uses no GPU: the named meter is forced (every
+    # visible GPU metered), not left to choose (none, as the run uses none)
+    ctx = _ctx(_backend(FakeGpu(), FakeGpu()), cuda_devices=())
+    meter = factory._gpu_meter(ctx, {"nvml"}, False)
+    assert isinstance(meter, NvmlMeter) and len(meter.describe()) == 2

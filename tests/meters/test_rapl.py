@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
+from energybench.meters import rapl
 from energybench.meters.base import EnergyMonitor, Source
+from energybench.meters.context import MeterContext
 from energybench.meters.rapl import (
+    RAPL_MISSING_FIX,
     RaplFs,
     RaplMeter,
     RaplUnavailableError,
@@ -145,3 +151,81 @@ def test_failed_reads_are_counted_per_window_and_stop_the_live_power(tmp_path):
     (nope,) = meter.end("never")
     assert nope.energy_j is None and not nope.complete
     assert nope.issues == ["window 'never' was not opened on the RAPL meter"]
+
+
+def test_missing_or_empty_powercap_carries_the_fix(tmp_path):
+    for fs in (RaplFs(tmp_path / "nope"), RaplFs(FakeRaplTree(tmp_path / "pc").root)):
+        with pytest.raises(RaplUnavailableError) as err:
+            discover_domains(fs)
+        assert err.value.fix == RAPL_MISSING_FIX
+        st = rapl_status(fs)
+        assert st.ok is False and st.details == []
+        assert (
+            st.fix
+            == f"{RAPL_MISSING_FIX}. Without RAPL, 'auto' estimates CPU energy (codecarbon model)"
+        )
+
+
+def test_status_lists_every_domain_with_its_socket_and_range(tree):
+    st = rapl_status(RaplFs(tree.root))
+    assert st.ok is True and (st.reason, st.fix) == ("", "")
+    root = str(tree.root)
+    pkg_range_j, dram_range_j = 262_143_328_850 / 1e6, 65_712_999_613 / 1e6
+    assert st.details == [
+        {"device": "cpu:package-0", "zone": "intel-rapl:0", "name": "package-0", "socket": 0,
+         "max_energy_range_j": pkg_range_j, "root": root},
+        {"device": "dram:0", "zone": "intel-rapl:0:1", "name": "dram", "socket": 0,
+         "max_energy_range_j": dram_range_j, "root": root},
+        {"device": "cpu:package-1", "zone": "intel-rapl:1", "name": "package-1", "socket": 1,
+         "max_energy_range_j": pkg_range_j, "root": root},
+        {"device": "dram:1", "zone": "intel-rapl:1:1", "name": "dram", "socket": 1,
+         "max_energy_range_j": dram_range_j, "root": root},
+    ]  # fmt: skip
+    assert [d.socket for d in discover_domains(RaplFs(tree.root))] == [0, 0, 1, 1]
+
+
+def test_build_passes_the_context_clock_and_background_choice(tree):
+    clock = ManualClock()
+    meter = rapl.build(MeterContext(rapl_fs=RaplFs(tree.root), clock=clock, background=False))
+    assert meter.clock is clock and meter.background is False
+    assert meter.fs.root == tree.root
+    meter.start()  # background=False: no poll thread
+    assert not any(t.name == "energybench-rapl" for t in threading.enumerate())
+    polled = rapl.build(MeterContext(rapl_fs=RaplFs(tree.root)))
+    assert polled.background is True
+    polled.close()
+
+
+def test_a_meter_polls_in_the_background_by_default(tree):
+    fs = DeniedRaplFs(tree.root, after_reads=10**9)  # counts energy_uj reads, denies none
+    meter = RaplMeter(fs, poll_s=0.01)
+    assert meter.background is True
+    reads0 = fs.reads
+    meter.start()
+    try:
+        assert "energybench-rapl" in {t.name for t in threading.enumerate()}
+        deadline = time.monotonic() + 5.0
+        while fs.reads < reads0 + 5 * 2 * len(meter.domains) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        meter.close()
+    assert fs.reads >= reads0 + 5 * 2 * len(meter.domains)  # several polls, not one
+
+
+def test_a_failing_zone_does_not_stop_the_zones_after_it(tree):
+    fs = DeniedRaplFs(tree.root, zones={"intel-rapl:0"}, after_reads=3)  # 0 is read first
+    meter = RaplMeter(fs, clock=ManualClock(), background=False)
+    meter.begin("w")  # third read of zone 0; the fourth (at the end) fails
+    tree.add_energy("intel-rapl:1", 50.0)
+    tree.add_energy("intel-rapl:1:1", 5.0)
+    recs = {d.device: d for d in meter.end("w")}
+    assert not recs["cpu:package-0"].complete
+    assert recs["cpu:package-1"].energy_j == 50.0 and recs["dram:1"].energy_j == 5.0
+    assert recs["cpu:package-1"].complete and recs["dram:1"].complete
+
+
+def test_a_window_never_opened_gives_one_incomplete_record_per_domain(tree):
+    meter = RaplMeter(RaplFs(tree.root), clock=ManualClock(), background=False)
+    recs = meter.end("never")
+    assert [d.device for d in recs] == ["cpu:package-0", "dram:0", "cpu:package-1", "dram:1"]
+    assert all(d.complete is False and d.energy_j is None for d in recs)

@@ -169,3 +169,21 @@ def test_gb200_cpu_only_suite_charges_the_superchip_once(clock, tmp_path, idle_c
     m = cpu_window(monitor("gb200", clock, tmp_path, None), clock)
     (d,) = m.charged
     assert d.energy_j == pytest.approx(400.0 * 10, rel=0.02)
+
+
+def test_module_power_from_the_average_alone_keeps_the_module_scope(clock):
+    # no module energy field and no instant power field: the 1 s average at module scope still
+    # works, so the device is the module (power integrated), not "GPU only"
+    fake = gh200(clock, module_energy_field=False, instant_supported=False)
+    meter = nvml_meter(fake, clock)
+    uuid = fake.gpus[0].uuid
+    assert meter.module_devices == [f"module:{uuid}"]
+    assert [(d["device"], d["uuid"]) for d in meter.describe()] == [(f"module:{uuid}", uuid)]
+
+
+def test_a_gpu_only_superchip_is_described_by_its_uuid(clock):
+    fake = gh200(clock, module_energy_field=False)
+    fake.gpus[0].faults.append(Fault("nvmlDeviceGetFieldValues", 0.0, code=3))
+    uuid = fake.gpus[0].uuid
+    described = nvml_meter(fake, clock).describe()
+    assert [(d["device"], d["uuid"]) for d in described] == [(f"gpu:{uuid}", uuid)]

@@ -174,3 +174,18 @@ def test_device_order_from_the_environment(backend, monkeypatch):
     assert "CUDA_DEVICE_ORDER" in select_gpus(backend, [0])[0].issues[0]
     two = PynvmlBackend(FakeNvml([FakeGpu(), FakeGpu()], ManualClock()))
     assert len(visible_gpus(None, two)[1]) == 1
+
+
+def test_a_mig_instance_named_by_torch_is_metered_as_its_parent(backend):
+    parent, mig = backend.gpus[2].uuid, "MIG-2a5f7c1e-0000-5b1d-9d4c-000000000001"
+    for torch_uuid in (mig, mig.removeprefix("MIG-")):  # torch may report it without "MIG-"
+        (t,) = select_gpus(backend, [0], env="1", torch_uuids=[torch_uuid])
+        assert t.device.uuid() == parent and t.mig and t.cuda_position == 0
+        assert t.mig_id is not None and t.mig_id.lower() == mig.lower()
+        assert t.issues == [
+            f"MIG instance {t.mig_id}: NVML reports energy for the whole parent GPU {parent}, "
+            "shared with every other instance on it"
+        ]
+    # a torch UUID NVML does not know (not even as a MIG instance): the environment decides
+    (t,) = select_gpus(backend, [0], env="1", torch_uuids=["GPU-ffffffff-0000-0000-0000-0"])
+    assert t.device.uuid() == backend.gpus[1].uuid and not t.mig and t.mig_id is None
