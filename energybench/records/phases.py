@@ -30,7 +30,7 @@ class ModelInfo(Record):
     params: int | None = None
     size_bytes: int | None = None
     sparsity: float | None = None
-    flops_per_item: float | None = None
+    flops_per_item: int | float | None = None  # an int stays an int (as written)
     input_shape: list[int] | None = None
 
 

@@ -17,7 +17,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from energybench.meters.plugins import is_estimated_source
 from energybench.plugins.registry import Registry
@@ -27,7 +36,31 @@ class Record(BaseModel):
     """A stored record: the fields readers use are declared (and required where always
     written); anything else a writer adds is kept as is."""
 
-    model_config = ConfigDict(extra="allow", frozen=False)
+    model_config = ConfigDict(extra="allow", frozen=False, ser_json_inf_nan="constants")
+    _order: tuple[str, ...] = PrivateAttr(default=())  # the keys in the order they were given
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_order(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        rec = handler(data)
+        if isinstance(data, dict) and isinstance(rec, Record):
+            rec._order = tuple(data)
+        return rec
+
+    @model_serializer(mode="wrap")
+    def _in_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Keys in the order the record was given them (a writer's order, a file's order), so
+        a record read and written again keeps its layout; the rest in declaration order."""
+        out = handler(self)
+        if not self._order or not isinstance(out, dict):
+            return out  # type: ignore[no-any-return]
+        return {**{k: out[k] for k in self._order if k in out}, **out}
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the JSON object it is stored as: the fields it was given, an explicit
+        None included (a field left at its default is not written), NaN and infinities as
+        JSON's ``NaN``/``Infinity``, a value of no JSON type as its ``str``."""
+        return self.model_dump(mode="json", exclude_unset=True, fallback=str)
 
 
 class Summary(Record):
