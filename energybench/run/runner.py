@@ -29,7 +29,7 @@ from energybench.errors import SetupError
 from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
 from energybench.records.check import RunFileError, read_record
-from energybench.records.phases import BatchSizing
+from energybench.records.phases import BatchSizing, PhaseRecord, parse_phase
 from energybench.records.safefs import LinkInRunError
 from energybench.records.seal import write_seal
 from energybench.records.store import (
@@ -160,17 +160,23 @@ class Runner:
         """A checkpoint of this run: tensors only, the module rebuilt from its recipe."""
         return self.context().load(path, device)
 
-    def _record(self, e: Entry, phase: str, status: str, **fields_: Any) -> dict[str, Any]:
-        rec = {
-            "schema_version": STORE_VERSION,
-            "entry": e.name,
-            "phase": phase,
-            "status": status,
-            "config_hash": self.hashes[e.name][phase],
-            **fields_,
-        }
+    def _record(self, e: Entry, phase: str, status: str, **fields_: Any) -> PhaseRecord:
+        """Write ``e``'s ``phase`` record, built as that phase's typed record
+        (:data:`~energybench.records.phases.PHASE_KINDS`): a field of the wrong shape fails
+        here, as a :class:`RecordShapeError`, before anything is written."""
         if status != "skipped":  # this process's peaks (ranks of a DDP phase: their own)
-            rec.setdefault("memory", self._peaks.read())
+            fields_.setdefault("memory", self._peaks.read())
+        rec = parse_phase(
+            phase,
+            {
+                "schema_version": STORE_VERSION,
+                "entry": e.name,
+                "phase": phase,
+                "status": status,
+                "config_hash": self.hashes[e.name][phase],
+                **fields_,
+            },
+        )
         self.store.write_phase(e.name, phase, rec)
         return rec
 
