@@ -256,10 +256,9 @@ class RunStore:
             record = parse_phase(phase, record)
         elif record.phase != phase:
             raise RecordShapeError(f"a {record.phase} record written as the {phase} phase")
-        data = record.to_json()  # serialised once
-        if isinstance(record, ServeRecord):  # scenarios a plug-in returned as dicts: typed
-            parse_scenarios(data.get("scenarios") or {})
-        atomic_write_json(path, data)
+        if isinstance(record, ServeRecord):  # typed results pass; a dict is typed by its kind
+            parse_scenarios(record.scenarios)
+        atomic_write_json(path, record.to_json())  # serialised once
 
     def phase_state(self, entry: str, phase: str, config_hash: str | None = None) -> str | None:
         """None when the phase finished (with this config hash, if given) and its checkpoint is

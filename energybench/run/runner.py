@@ -39,6 +39,7 @@ from energybench.records.store import (
     RunStore,
     atomic_write_json,
 )
+from energybench.records.types import ScenarioResult
 from energybench.run import interrupt
 from energybench.run.allocator import keep_freed_memory
 from energybench.run.checkpoint import CheckpointLoader, save_checkpoint
@@ -374,7 +375,7 @@ class Runner:
     def _serve(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> None:
         from energybench.models.sr.complexity import count_flops
 
-        scenarios: dict[str, Any] = {}
+        scenarios: dict[str, ScenarioResult] = {}  # typed, as the scenarios return them
         t0 = time.time()
         served, backend = self._served_model(e, model, task, device, metered=bool(e.serve))
         sample = task.sample_inputs(1)
@@ -392,7 +393,7 @@ class Runner:
                 sc, served, task, device, self.meter, self.suite.energy,
                 f"{e.name}/serve/{name}", variant=lambda v: self._variant(v, device),
             )  # fmt: skip
-            scenarios[name]["name"] = name
+            scenarios[name].name = name
         self._record(
             e,
             "serve",

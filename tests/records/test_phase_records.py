@@ -230,3 +230,14 @@ def test_the_store_writes_a_typed_record_once_as_given(tmp_path: Path) -> None:
     with pytest.raises(RecordShapeError, match="train record written as the compress phase"):
         store.write_phase("e", "compress", train)
     assert not store.phase_path("e", "compress").exists()
+
+
+def test_a_record_is_written_in_the_order_its_fields_were_given_or_set() -> None:
+    from energybench.records.types import Precision
+
+    p = Precision(reached=True, basis="all")
+    p.rel_ci = 0.1  # set later: written after the rest
+    p.note = "x"  # a key no type declares, too
+    assert list(p.to_json()) == ["reached", "basis", "rel_ci", "note"]
+    assert p.given() == {"reached": True, "basis": "all", "rel_ci": 0.1, "note": "x"}
+    assert "target_ci" not in p.to_json()  # left at its default: not written
