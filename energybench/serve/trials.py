@@ -119,7 +119,7 @@ def trial_summary(meas: Measurement | None, items: int, latencies: list[float]) 
         measured_energy_per_item_j=_per_item(meas.measured_energy_j, items),
         measured_sigma_per_item_j=_per_item(meas.measured_uncertainty_j, items),
         estimated_energy_per_item_j=_per_item(meas.estimated_energy_j, items),
-        measurement=meas.to_dict(),
+        measurement=meas.to_window(),
     )
 
 
