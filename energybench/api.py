@@ -435,6 +435,7 @@ class Run:
     def _serve_record(
         self, meas: Measurement, started_unix_s: float, window: measure | None
     ) -> dict[str, Any]:
+        from energybench.records.types import ThroughputResult, Trial
         from energybench.serve.trials import SUMMARY_KEYS, aggregate_trials, trial_summary
 
         items = window.items_served if window is not None else 0
@@ -447,27 +448,28 @@ class Run:
         trial = trial_summary(meas, items, latencies or [meas.duration_s / items])
         old = self.store.read_phase(self.entry, "serve") or {}
         before = (old.get("scenarios") or {}).get("serve", {}).get("by_batch", {}).get("1", {})
-        trials = [*before.get("trials", []), trial]
+        trials = [*(Trial.model_validate(t) for t in before.get("trials", [])), trial]
         # latencies: ticks of the windows this process measured; a trial recorded by another
         # process contributes its mean latency per item
         self._latencies_s[len(trials) - 1] = latencies or [meas.duration_s / items]
         lat = [
             x
             for k, t in enumerate(trials)
-            for x in self._latencies_s.get(k, [t["duration_s"] / max(t["items"], 1)])
+            for x in self._latencies_s.get(k, [t.duration_s / max(t.items, 1)])
         ]
         group = aggregate_trials(trials, lat, 1, "item", self.suite.energy)
-        scenario = {
-            "scenario": "throughput",
-            "name": "serve",
-            "batch_sizes": [1],
-            "by_batch": {"1": group},
-            **{k: group[k] for k in SUMMARY_KEYS if k in group},
-        }
+        given = group.given()
+        scenario = ThroughputResult(
+            scenario="throughput",
+            name="serve",
+            batch_sizes=[1],
+            by_batch={"1": group},
+            **{k: given[k] for k in SUMMARY_KEYS if k in given},
+        )
         return {
             **self._common("serve"),
             "started_unix_s": old.get("started_unix_s", started_unix_s),
-            "duration_s": sum(t["duration_s"] for t in trials),
+            "duration_s": sum(t.duration_s for t in trials),
             "scenarios": {"serve": scenario},
         }
 

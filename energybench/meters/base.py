@@ -224,6 +224,11 @@ class Measurement:
             flags=list(d.get("flags", [])),
         )
 
+    def to_window(self) -> Window:
+        """This window as the typed record the store writes and the report reads back (its
+        figures computed here, once): the one hand-off from a meter to the records."""
+        return Window.model_validate(self.to_dict())
+
     @classmethod
     def from_window(cls, w: Window) -> Measurement:
         """The window a store read back (its devices are the same records, not copies)."""

@@ -4,8 +4,10 @@ The lifecycle writes these shapes as JSON (``Runner._record``: entry, phase, sta
 hash, then the phase's own fields); the store parses every file on load (:func:`parse_phase`,
 :func:`parse_idle`), so a lost or renamed key fails there, naming the file. A ``failed`` record
 carries only ``error`` and ``traceback`` beside the common fields, so every phase-specific field
-has a default. Serving scenarios stay raw in :attr:`ServeRecord.scenarios`: the store types them
-per kind (:func:`energybench.records.types.parse_scenario`, ``RunData.results``).
+has a default. The runner builds these types and the store writes them once
+(:meth:`~energybench.records.store.RunStore.write_phase`); serving scenarios are typed results
+in a record the runner builds, and stored JSON objects in one read from a file, which the store
+types per kind (:func:`energybench.records.types.parse_scenario`, ``RunData.results``).
 
 A leaf module: it imports only the standard library, pydantic and :mod:`records.types`.
 """
@@ -16,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
-from energybench.records.types import Record, RecordShapeError, Window, problems
+from energybench.records.types import Record, RecordShapeError, ScenarioResult, Window, problems
 
 #: the lifecycle's phases in order: the one list (the store, runner and report read it)
 PHASES = ("train", "compress", "serve", "evaluate")
@@ -30,7 +32,7 @@ class ModelInfo(Record):
     params: int | None = None
     size_bytes: int | None = None
     sparsity: float | None = None
-    flops_per_item: float | None = None
+    flops_per_item: int | float | None = None  # an int stays an int (as written)
     input_shape: list[int] | None = None
 
 
@@ -157,10 +159,20 @@ class Backend(Record):
 
 class ServeRecord(PhaseRecord):
     phase: Literal["serve"]
-    scenarios: dict[str, dict[str, Any]] = {}
+    #: name -> result: the stored JSON object as read (typed per kind by ``RunData.results``) or
+    #: the typed result as the runner keeps it (written with its own kind's fields)
+    scenarios: dict[str, Any] = {}
     backend: Backend | None = None
     model: ModelInfo | None = None
     device: str | None = None
+
+    @field_validator("scenarios")
+    @classmethod
+    def _objects(cls, scenarios: dict[str, Any]) -> dict[str, Any]:
+        for name, sc in scenarios.items():
+            if not isinstance(sc, dict | ScenarioResult):
+                raise ValueError(f"scenario {name!r}: input should be a valid dictionary")
+        return scenarios
 
     def backend_export(self) -> BackendExport | None:
         """The one-off backend step of a finished serve record (None: none, or not done)."""

@@ -246,15 +246,19 @@ class RunStore:
             return None
         return read_record(p, "phase")
 
-    def write_phase(self, entry: str, phase: str, record: dict[str, Any]) -> None:
-        """Write ``record`` after checking it has its typed shape (a writer's bug fails here,
-        as a :class:`RecordShapeError`, not when a report reads the run)."""
+    def write_phase(self, entry: str, phase: str, record: PhaseRecord | dict[str, Any]) -> None:
+        """Write the typed ``record`` of ``entry``'s ``phase`` (validated when it was built),
+        serialised once. A plain dict (what :mod:`energybench.api` and tests hand in) is typed
+        here first, so a writer's missing or wrong field fails as a :class:`RecordShapeError`,
+        not when a report reads the run."""
         path = self.phase_path(entry, phase)  # an unsafe name is refused first
-        text = json.dumps(record, indent=2, default=str)  # serialised once: checked, written
-        plain = json.loads(text)
-        parse_phase(phase, plain)
-        parse_scenarios(plain.get("scenarios") or {})
-        atomic_write_text(path, text)
+        if isinstance(record, dict):  # the thin untyped path: typed (and checked) once, here
+            record = parse_phase(phase, record)
+        elif record.phase != phase:
+            raise RecordShapeError(f"a {record.phase} record written as the {phase} phase")
+        if isinstance(record, ServeRecord):  # typed results pass; a dict is typed by its kind
+            parse_scenarios(record.scenarios)
+        atomic_write_json(path, record.to_json())  # serialised once
 
     def phase_state(self, entry: str, phase: str, config_hash: str | None = None) -> str | None:
         """None when the phase finished (with this config hash, if given) and its checkpoint is

@@ -1,6 +1,7 @@
 """Typed run records: trials, windows, scenario results (one class per kind), phases, idle.
 
-The lifecycle writes these shapes as JSON; the store parses them on load
+The lifecycle builds these types (trials, groups, scenario results: :mod:`energybench.serve`)
+and the store writes them once as JSON (:meth:`Record.to_json`); the store parses them on load
 (:func:`parse_scenario`), so a key that was renamed or lost fails there, naming the file,
 instead of leaving a blank cell in a report. Each scenario kind declares its own outputs
 (:class:`Output`): the report and the export render declared outputs generically, so a new
@@ -15,9 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from energybench.meters.plugins import is_estimated_source
 from energybench.plugins.registry import Registry
@@ -27,7 +37,43 @@ class Record(BaseModel):
     """A stored record: the fields readers use are declared (and required where always
     written); anything else a writer adds is kept as is."""
 
-    model_config = ConfigDict(extra="allow", frozen=False)
+    model_config = ConfigDict(extra="allow", frozen=False, ser_json_inf_nan="constants")
+    _order: tuple[str, ...] = PrivateAttr(default=())  # the keys in the order they were given
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_order(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        rec = handler(data)
+        if isinstance(data, dict) and isinstance(rec, Record):
+            rec._order = tuple(data)
+        return rec
+
+    @model_serializer(mode="wrap")
+    def _in_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Keys in the order the record was given them (a writer's order, a file's order), so
+        a record read and written again keeps its layout; the rest in declaration order."""
+        out = handler(self)
+        if not self._order or not isinstance(out, dict):
+            return out
+        return {**{k: out[k] for k in self._order if k in out}, **out}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        private = getattr(self, "__pydantic_private__", None) or {}  # None while validating
+        order = private.get("_order")
+        if not name.startswith("_") and order and name not in order:
+            self._order = (*order, name)  # a field set later is written after the rest
+
+    def given(self) -> dict[str, Any]:
+        """The fields this record was given (built with or set), by name, in that order, as
+        typed: to build a record of another kind from it."""
+        return {k: getattr(self, k) for k in self._order}
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the JSON object it is stored as: the fields it was given, an explicit
+        None included (a field left at its default is not written), NaN and infinities as
+        JSON's ``NaN``/``Infinity``, a value of no JSON type as its ``str``."""
+        return self.model_dump(mode="json", exclude_unset=True, fallback=str)
 
 
 class Summary(Record):
@@ -163,7 +209,10 @@ class Precision(Record):
     rel_ci: float | None = None  # the ranked 95 % interval's half-width / mean
     rel_stat_ci: float | None = None  # its trial-spread part (what ``reached`` is judged on)
     reached: bool | None = None
+    trials: int | None = None  # trials judged (older runs: not recorded)
     trials_without_energy: int | None = None
+    min_trials: int | None = None  # the suite's ``energy.trials`` and ``energy.max_trials``
+    max_trials: int | None = None
 
 
 class Group(Record):
@@ -240,8 +289,17 @@ class ScenarioResult(Record):
         return out
 
 
+_Flat = TypeVar("_Flat", bound="FlatResult")
+
+
 class FlatResult(ScenarioResult, Group):
     """A scenario measured at one batch size: its statistics sit at the top of the record."""
+
+    @classmethod
+    def from_group(cls: type[_Flat], group: Group, **fields: Any) -> _Flat:
+        """This kind's result: its own ``fields`` first, then ``group``'s statistics
+        (:func:`energybench.serve.trials.aggregate_trials`)."""
+        return cls(**fields, **group.given())
 
     def groups(self) -> dict[str, Group]:
         return {"": self}
@@ -512,6 +570,9 @@ def parse_scenarios(scenarios: dict[str, Any]) -> dict[str, ScenarioResult]:
     scenario (``scenarios.<name>: ...``)."""
     out: dict[str, ScenarioResult] = {}
     for name, sc in scenarios.items():
+        if isinstance(sc, ScenarioResult):  # typed already (a run's writer keeps them typed)
+            out[name] = sc
+            continue
         try:
             out[name] = parse_scenario(sc)
         except RecordShapeError as exc:

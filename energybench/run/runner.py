@@ -26,10 +26,10 @@ from torch import nn
 from energybench.compress.common import CompressContext, describe_model
 from energybench.compress.methods import apply_method
 from energybench.errors import SetupError
-from energybench.meters.base import EnergyMonitor
+from energybench.meters.base import EnergyMonitor, Measurement
 from energybench.meters.factory import build_monitor
 from energybench.records.check import RunFileError, read_record
-from energybench.records.phases import BatchSizing
+from energybench.records.phases import BatchSizing, PhaseRecord, parse_phase
 from energybench.records.safefs import LinkInRunError
 from energybench.records.seal import write_seal
 from energybench.records.store import (
@@ -39,6 +39,7 @@ from energybench.records.store import (
     RunStore,
     atomic_write_json,
 )
+from energybench.records.types import ScenarioResult
 from energybench.run import interrupt
 from energybench.run.allocator import keep_freed_memory
 from energybench.run.checkpoint import CheckpointLoader, save_checkpoint
@@ -160,25 +161,31 @@ class Runner:
         """A checkpoint of this run: tensors only, the module rebuilt from its recipe."""
         return self.context().load(path, device)
 
-    def _record(self, e: Entry, phase: str, status: str, **fields_: Any) -> dict[str, Any]:
-        rec = {
-            "schema_version": STORE_VERSION,
-            "entry": e.name,
-            "phase": phase,
-            "status": status,
-            "config_hash": self.hashes[e.name][phase],
-            **fields_,
-        }
+    def _record(self, e: Entry, phase: str, status: str, **fields_: Any) -> PhaseRecord:
+        """Write ``e``'s ``phase`` record, built as that phase's typed record
+        (:data:`~energybench.records.phases.PHASE_KINDS`): a field of the wrong shape fails
+        here, as a :class:`RecordShapeError`, before anything is written."""
         if status != "skipped":  # this process's peaks (ranks of a DDP phase: their own)
-            rec.setdefault("memory", self._peaks.read())
+            fields_.setdefault("memory", self._peaks.read())
+        rec = parse_phase(
+            phase,
+            {
+                "schema_version": STORE_VERSION,
+                "entry": e.name,
+                "phase": phase,
+                "status": status,
+                "config_hash": self.hashes[e.name][phase],
+                **fields_,
+            },
+        )
         self.store.write_phase(e.name, phase, rec)
         return rec
 
-    def _window_fields(self, meas: Any, t0: float) -> dict[str, Any]:
+    def _window_fields(self, meas: Measurement | None, t0: float) -> dict[str, Any]:
         return {
             "started_unix_s": t0,
             "duration_s": time.time() - t0,
-            "measurement": meas.to_dict() if meas is not None else None,
+            "measurement": meas.to_window() if meas is not None else None,
         }
 
     # ------------------------------------------------------------------ phases
@@ -368,7 +375,7 @@ class Runner:
     def _serve(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> None:
         from energybench.models.sr.complexity import count_flops
 
-        scenarios: dict[str, Any] = {}
+        scenarios: dict[str, ScenarioResult] = {}  # typed, as the scenarios return them
         t0 = time.time()
         served, backend = self._served_model(e, model, task, device, metered=bool(e.serve))
         sample = task.sample_inputs(1)
@@ -386,7 +393,7 @@ class Runner:
                 sc, served, task, device, self.meter, self.suite.energy,
                 f"{e.name}/serve/{name}", variant=lambda v: self._variant(v, device),
             )  # fmt: skip
-            scenarios[name]["name"] = name
+            scenarios[name].name = name
         self._record(
             e,
             "serve",

@@ -25,6 +25,7 @@ from torch import nn
 
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
+from energybench.records.types import AdaptiveResult
 from energybench.run.devices import on_cuda, synchronize
 from energybench.serve.contention import Contention
 from energybench.serve.policies import POLICIES, FrameObservation
@@ -201,9 +202,9 @@ def stream_once(
                    log.done_at, log.switches)  # fmt: skip
     rec["policy"] = policy_name
     rec["trial"] = trial
-    rec["energy_per_frame_j"] = trial["energy_per_item_j"]
-    rec["measured_energy_per_frame_j"] = trial["measured_energy_per_item_j"]
-    rec["is_estimate"] = trial["measurement"]["is_estimate"]
+    rec["energy_per_frame_j"] = trial.energy_per_item_j
+    rec["measured_energy_per_frame_j"] = trial.measured_energy_per_item_j
+    rec["is_estimate"] = trial.measurement.is_estimate
     rec["contention_stopped"] = gen.proc is None
     return rec, log.served_lat, log.outputs
 
@@ -273,7 +274,7 @@ def run_adaptive(
     monitor: EnergyMonitor,
     energy: EnergySettings,
     window: str,
-) -> dict[str, Any]:
+) -> AdaptiveResult:
     """Run the scenario (see the module docstring); ``models``: the variants, loaded."""
     lr, hr = _frames(task)
     variants = [Variant(name, models[name], device) for name in sc.variants]
@@ -298,13 +299,13 @@ def run_adaptive(
         "deadline_miss_rate": main["deadline_miss_rate"],
         "psnr_mean_db": main["psnr_mean_db"],
         "longest_stall_s": main["longest_stall_s"],
-        **agg,
+        **agg.given(),
         "fps_achieved": main["fps_achieved"],
     }
     base = runs.get("static")
     if base is not None and sc.policy != "static":
         out["versus_static"] = versus(main, base)
-    return out
+    return AdaptiveResult.model_validate(out)
 
 
 def _policy_runs(
@@ -419,7 +420,7 @@ def delivered_quality(
     return quality, basis
 
 
-def serve_adaptive(sc: Adaptive, ctx: ScenarioContext) -> dict[str, Any]:
+def serve_adaptive(sc: Adaptive, ctx: ScenarioContext) -> AdaptiveResult:
     """The registered ``adaptive`` scenario: its variants (other entries' final models, each
     on its own backend) come from ``ctx.variant``, like anything else a scenario uses."""
     models = {name: ctx.variant(name) for name in sc.variants}

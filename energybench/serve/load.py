@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from energybench.meters.base import EnergyMonitor
+from energybench.records.types import LoadResult, Trial
 from energybench.serve.trials import aggregate_trials, make_timer, run_trials, trial_summary
 from energybench.suite.base import MAX_RATE
 from energybench.suite.schema import EnergySettings, Load
@@ -260,8 +261,7 @@ def _measured(
     with monitor.window(name) as w:
         point = run()
     lat = point.pop("_latencies")
-    trial = trial_summary(w.measurement, point["served"], lat)
-    point.update(trial)
+    point.update(trial_summary(w.measurement, point["served"], lat).given())
     return point, lat
 
 
@@ -273,8 +273,8 @@ def serve_open_loop(
     monitor: EnergyMonitor,
     energy: EnergySettings,
     window: str,
-) -> dict[str, Any]:
-    """Run the ``load`` scenario (see module docstring); returns its record."""
+) -> LoadResult:
+    """Run the ``load`` scenario (see module docstring); returns its typed result."""
     threads = torch.get_num_threads()
     try:
         if sc.threads is not None:
@@ -282,7 +282,7 @@ def serve_open_loop(
         rec = _serve_open_loop(sc, model, task, device, monitor, energy, window)
     finally:
         torch.set_num_threads(threads)
-    rec["threads"] = sc.threads if sc.threads is not None else threads
+    rec.threads = sc.threads if sc.threads is not None else threads
     return rec
 
 
@@ -294,7 +294,7 @@ def _serve_open_loop(
     monitor: EnergyMonitor,
     energy: EnergySettings,
     window: str,
-) -> dict[str, Any]:
+) -> LoadResult:
     timer = make_timer(device)
     deadline_s = sc.deadline_ms / 1e3
     with torch.inference_mode():
@@ -314,29 +314,34 @@ def _serve_open_loop(
                 rate, n_req, deadline_s, sc.max_batch, fns, profile, timer, seed, min_s
             )
 
-        trials, all_lat, _ = run_trials(
-            energy, lambda k: _measured(monitor, f"{window}/t{k}", point(sc.rate_per_s, n, k))
-        )
+        points: list[dict[str, Any]] = []  # each trial's point, as measured
+
+        def trial(k: int) -> tuple[Trial, list[float]]:
+            res, lat = _measured(monitor, f"{window}/t{k}", point(sc.rate_per_s, n, k))
+            points.append(res)
+            return Trial(**res), lat
+
+        trials, all_lat, _ = run_trials(energy, trial)
         agg = aggregate_trials(trials, all_lat, 1, "request", energy)
-        total = sum(t["requests"] for t in trials)
-        served = sum(t["served"] for t in trials)
-        late = sum(t["deadline_misses"] for t in trials)
-        rejected = sum(t["rejected_at_admission"] + t["dropped_in_queue"] for t in trials)
+        total = sum(p["requests"] for p in points)
+        served = sum(p["served"] for p in points)
+        late = sum(p["deadline_misses"] for p in points)
+        rejected = sum(p["rejected_at_admission"] + p["dropped_in_queue"] for p in points)
         sweep = None
         if sc.p99_target_ms is not None:
             sweep = _sweep(sc, profile, point, monitor, window)
-    return {
-        "scenario": "load",
-        "rate_per_s": sc.rate_per_s,
-        "deadline_ms": sc.deadline_ms,
-        "max_batch": sc.max_batch,
-        "requests_per_trial": n,
-        "profile": profile.to_dict(),
-        "deadline_miss_rate": late / served if served else None,
-        "rejection_rate": rejected / total if total else None,
-        "sweep": sweep,
-        **agg,
-    }
+    return LoadResult.from_group(
+        agg,
+        scenario="load",
+        rate_per_s=sc.rate_per_s,
+        deadline_ms=sc.deadline_ms,
+        max_batch=sc.max_batch,
+        requests_per_trial=n,
+        profile=profile.to_dict(),
+        deadline_miss_rate=late / served if served else None,
+        rejection_rate=rejected / total if total else None,
+        sweep=sweep,
+    )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,14 @@ from torch import nn
 from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
 from energybench.models.sr.base import online
+from energybench.records.types import (
+    Group,
+    ScenarioResult,
+    StreamResult,
+    ThroughputResult,
+    Trial,
+    parse_scenario,
+)
 from energybench.serve.trials import (
     SUMMARY_KEYS,
     WindowTimer,
@@ -43,7 +51,7 @@ def run_throughput(
     monitor: EnergyMonitor,
     energy: EnergySettings,
     window: str,
-) -> dict[str, Any]:
+) -> ThroughputResult:
     """Closed loop at each batch size: items/s, latency per batch, J/item.
 
     Iterations are queued back to back (:class:`WindowTimer`: CUDA events each iteration, one
@@ -51,7 +59,7 @@ def run_throughput(
     leave the GPU idle between iterations and charge that idle time to the model. The window's
     own closing synchronise makes the queued work part of the window.
     """
-    results: dict[str, Any] = {}
+    results: dict[str, Group] = {}
     min_iters = max(sc.iterations, energy.min_window_iters)
     with torch.inference_mode():
         for b in sc.batch_sizes:
@@ -61,9 +69,7 @@ def run_throughput(
                 warm.run(fn)
             warm.latencies_s()  # the warm-up is finished before the first window opens
 
-            def one(
-                k: int, b: int = b, fn: Callable[[], Any] = fn
-            ) -> tuple[dict[str, Any], list[float]]:
+            def one(k: int, b: int = b, fn: Callable[[], Any] = fn) -> tuple[Trial, list[float]]:
                 timer = WindowTimer(device)
                 with monitor.window(f"{window}/b{b}/t{k}") as w:
                     t0 = time.perf_counter()
@@ -77,13 +83,13 @@ def run_throughput(
 
             trials, all_lat, _ = run_trials(energy, one)
             results[str(b)] = aggregate_trials(trials, all_lat, b, "item", energy)
-    first = results[str(sc.batch_sizes[0])]
-    return {
-        "scenario": "throughput",
-        "batch_sizes": sc.batch_sizes,
-        "by_batch": results,
-        **{k: first[k] for k in SUMMARY_KEYS},
-    }
+    first = results[str(sc.batch_sizes[0])].given()
+    return ThroughputResult(
+        scenario="throughput",
+        batch_sizes=sc.batch_sizes,
+        by_batch=results,
+        **{k: first[k] for k in SUMMARY_KEYS if k in first},
+    )
 
 
 def run_stream(
@@ -94,7 +100,7 @@ def run_stream(
     monitor: EnergyMonitor,
     energy: EnergySettings,
     window: str,
-) -> dict[str, Any]:
+) -> StreamResult:
     """Online video: one frame every 1/fps s at batch 1; misses, latency, J/frame incl. idle."""
     timer = make_timer(device)
     period = 1.0 / sc.fps
@@ -106,7 +112,7 @@ def run_stream(
         for _ in range(sc.warmup):
             timer(fn)
 
-        def one(k: int) -> tuple[dict[str, Any], list[float]]:
+        def one(k: int) -> tuple[Trial, list[float]]:
             nonlocal misses_total, frames_total
             lat, misses = [], 0
             with monitor.window(f"{window}/t{k}") as w:
@@ -131,26 +137,25 @@ def run_stream(
                 if tail > 0:
                     time.sleep(tail)
             trial = trial_summary(w.measurement, frames, lat)
-            trial["deadline_misses"] = misses
             span = last_done - first_done  # steady output rate: frames delivered per second
-            trial["fps_achieved"] = (frames - 1) / span if frames > 1 and span > 0 else None
+            fps = (frames - 1) / span if frames > 1 and span > 0 else None
+            trial.deadline_misses, trial.fps_achieved = misses, fps  # the stream's own figures
             misses_total += misses
             frames_total += frames
-            if trial["fps_achieved"]:
-                fps_achieved.append(trial["fps_achieved"])
+            if fps:
+                fps_achieved.append(fps)
             return trial, lat
 
         trials, all_lat, _ = run_trials(energy, one)
-    agg = aggregate_trials(trials, all_lat, 1, "frame", energy)
-    return {
-        "scenario": "stream",
-        "target_fps": sc.fps,
-        "frames_per_trial": frames,
-        "deadline_miss_rate": misses_total / frames_total if frames_total else None,
-        "deadline_misses": misses_total,
-        "fps_achieved": summarize(fps_achieved).to_dict() if fps_achieved else None,
-        **agg,
-    }
+    return StreamResult.from_group(
+        aggregate_trials(trials, all_lat, 1, "frame", energy),
+        scenario="stream",
+        target_fps=sc.fps,
+        frames_per_trial=frames,
+        deadline_miss_rate=misses_total / frames_total if frames_total else None,
+        deadline_misses=misses_total,
+        fps_achieved=summarize(fps_achieved).to_dict() if fps_achieved else None,
+    )
 
 
 def compiled_for_serving(model: nn.Module, mode: str) -> nn.Module:
@@ -226,8 +231,9 @@ def run_scenario(
     energy: EnergySettings,
     window: str,
     variant: Callable[[str], nn.Module] = _no_variants,
-) -> dict[str, Any]:
-    """Run one serving scenario; returns its record (latency, throughput, J/item with CIs).
+) -> ScenarioResult:
+    """Run one serving scenario; returns its typed result (latency, throughput, J/item with
+    CIs), of the kind its result class declares (:data:`~energybench.records.types.RESULT_KINDS`).
 
     With ``compile`` set, the model is served through ``torch.compile``; compilation happens in
     the scenario's warm-up (at least one iteration), outside every measured window. Every
@@ -243,5 +249,7 @@ def run_scenario(
         record = runner(sc, ScenarioContext(model, task, device, monitor, energy, window, variant))
     else:
         record = runner(sc, model, task, device, monitor, energy, window)
-    record["compile"] = sc.compile
+    if isinstance(record, dict):  # a plug-in's scenario returned a plain dict: typed here
+        record = parse_scenario(record)
+    record.compile = sc.compile
     return record

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from energybench.meters.base import Measurement
-from energybench.meters.plugins import is_estimated_source
 from energybench.metrics.latency import summarize
+from energybench.records.types import Group, Precision, Trial
 from energybench.run.devices import current_stream
 from energybench.suite.schema import EnergySettings
 
@@ -99,7 +99,7 @@ def _per_item(energy_j: float | None, items: int) -> float | None:
     return None if energy_j is None or items <= 0 else energy_j / items
 
 
-def trial_summary(meas: Measurement | None, items: int, latencies: list[float]) -> dict[str, Any]:
+def trial_summary(meas: Measurement | None, items: int, latencies: list[float]) -> Trial:
     """One measured trial: items, iterations, duration, energy and J/item of its window.
 
     ``energy_per_item_j`` covers every charged device (measured and estimated);
@@ -109,18 +109,18 @@ def trial_summary(meas: Measurement | None, items: int, latencies: list[float]) 
     """
     if meas is None:
         raise RuntimeError("trial_summary needs the measurement of a closed window")
-    return {
-        "items": items,
-        "iterations": len(latencies),
-        "duration_s": meas.duration_s,
-        "energy_j": meas.energy_j,
-        "energy_per_item_j": _per_item(meas.energy_j, items),
-        "sigma_per_item_j": _per_item(meas.uncertainty_j, items),
-        "measured_energy_per_item_j": _per_item(meas.measured_energy_j, items),
-        "measured_sigma_per_item_j": _per_item(meas.measured_uncertainty_j, items),
-        "estimated_energy_per_item_j": _per_item(meas.estimated_energy_j, items),
-        "measurement": meas.to_dict(),
-    }
+    return Trial(
+        items=items,
+        iterations=len(latencies),
+        duration_s=meas.duration_s,
+        energy_j=meas.energy_j,
+        energy_per_item_j=_per_item(meas.energy_j, items),
+        sigma_per_item_j=_per_item(meas.uncertainty_j, items),
+        measured_energy_per_item_j=_per_item(meas.measured_energy_j, items),
+        measured_sigma_per_item_j=_per_item(meas.measured_uncertainty_j, items),
+        estimated_energy_per_item_j=_per_item(meas.estimated_energy_j, items),
+        measurement=meas.to_window(),
+    )
 
 
 #: Two-sided 95 % normal quantile, for the meter's own (systematic) uncertainty.
@@ -152,17 +152,14 @@ def energy_stats(values: list[float], sigmas: list[float | None]) -> dict[str, A
     return d
 
 
-def _has_meter(trial: dict[str, Any]) -> bool:
+def _has_meter(trial: Trial) -> bool:
     """Whether a trial's window charged a device read (or meant to be read) by a meter."""
-    if trial.get("measured_energy_per_item_j") is not None:
+    if trial.measured_energy_per_item_j is not None:
         return True
-    devices = (trial.get("measurement") or {}).get("devices") or []
-    return any(
-        d.get("charged", True) and not is_estimated_source(str(d.get("source"))) for d in devices
-    )
+    return any(d.charged and not d.is_estimate for d in trial.measurement.devices)
 
 
-def ranking_basis(trials: list[dict[str, Any]], allow_estimates: bool) -> str:
+def ranking_basis(trials: list[Trial], allow_estimates: bool) -> str:
     """The one J/item every figure of a group is judged and ranked on, chosen from the suite's
     ``allow_estimates_in_ranking``: "all" (every charged device, estimates included) when it is
     set; else "measured" (meters only) when a meter covers a charged device in any trial; else
@@ -173,7 +170,7 @@ def ranking_basis(trials: list[dict[str, Any]], allow_estimates: bool) -> str:
 
 
 def basis_keys(basis: str) -> tuple[str, str]:
-    """The trial keys (J/item, its meter sigma) of a basis from :func:`ranking_basis`."""
+    """The trial fields (J/item, its meter sigma) of a basis from :func:`ranking_basis`."""
     if basis == "measured":
         return "measured_energy_per_item_j", "measured_sigma_per_item_j"
     return "energy_per_item_j", "sigma_per_item_j"
@@ -183,7 +180,7 @@ def _rel(half: float, mean: float) -> float | None:
     return None if mean == 0 or not math.isfinite(half) else abs(half / mean)
 
 
-def precision(trials: list[dict[str, Any]], energy: EnergySettings) -> dict[str, Any]:
+def precision(trials: list[Trial], energy: EnergySettings) -> Precision:
     """Whether the trials' J/item reached ``energy.target_ci``, on the ranking basis.
 
     ``rel_ci``: half-width / mean of the 95 % interval that is ranked (trial spread and the
@@ -194,29 +191,29 @@ def precision(trials: list[dict[str, Any]], energy: EnergySettings) -> dict[str,
     """
     basis = ranking_basis(trials, energy.allow_estimates_in_ranking)
     key, sigma = basis_keys(basis)
-    rows = [t for t in trials if t.get(key) is not None]
-    st = energy_stats([t[key] for t in rows], [t.get(sigma) for t in rows])
+    rows = [t for t in trials if getattr(t, key) is not None]
+    st = energy_stats([getattr(t, key) for t in rows], [getattr(t, sigma) for t in rows])
     rel = rel_stat = None
     if st is not None and len(rows) >= 2 and st["mean"]:
         rel_stat = st["rel_stat_ci"]
         if st["ci_high"] is not None and st["ci_low"] is not None:
             rel = _rel((st["ci_high"] - st["ci_low"]) / 2, st["mean"])
-    return {
-        "basis": basis,
-        "target_ci": energy.target_ci,
-        "rel_ci": rel,
-        "rel_stat_ci": rel_stat,
-        "reached": rel_stat is not None and rel_stat <= energy.target_ci,
-        "trials": len(trials),
-        "trials_without_energy": len(trials) - len(rows),
-        "min_trials": energy.trials,
-        "max_trials": energy.max_trials,
-    }
+    return Precision(
+        basis=basis,
+        target_ci=energy.target_ci,
+        rel_ci=rel,
+        rel_stat_ci=rel_stat,
+        reached=rel_stat is not None and rel_stat <= energy.target_ci,
+        trials=len(trials),
+        trials_without_energy=len(trials) - len(rows),
+        min_trials=energy.trials,
+        max_trials=energy.max_trials,
+    )
 
 
 def run_trials(
-    energy: EnergySettings, one: Callable[[int], tuple[dict[str, Any], list[float]]]
-) -> tuple[list[dict[str, Any]], list[float], dict[str, Any]]:
+    energy: EnergySettings, one: Callable[[int], tuple[Trial, list[float]]]
+) -> tuple[list[Trial], list[float], Precision]:
     """Run ``one(k)`` for k = 0, 1, ... until J/item is precise enough.
 
     At least ``energy.trials`` trials; then more until the 95 % CI half-width of J/item (trial
@@ -224,7 +221,7 @@ def run_trials(
     The meter's own (systematic) uncertainty is not a stopping criterion: more trials cannot
     reduce it. Returns the trials, all latencies and the precision record.
     """
-    trials: list[dict[str, Any]] = []
+    trials: list[Trial] = []
     lat: list[float] = []
     while True:
         trial, trial_lat = one(len(trials))
@@ -233,17 +230,17 @@ def run_trials(
         prec = precision(trials, energy)
         if len(trials) >= energy.max_trials:
             return trials, lat, prec
-        if len(trials) >= energy.trials and prec["reached"]:
+        if len(trials) >= energy.trials and prec.reached:
             return trials, lat, prec
 
 
 def aggregate_trials(
-    trials: list[dict[str, Any]],
+    trials: list[Trial],
     latencies: list[float],
     items_per_iter: int,
     unit: str,
     energy: EnergySettings | None = None,
-) -> dict[str, Any]:
+) -> Group:
     """A scenario's statistics over its trials: latency, items/s and J/item with 95 % CIs.
 
     J/item is given for every charged device (``energy_per_item_j``), for measured devices only
@@ -252,39 +249,39 @@ def aggregate_trials(
     dropped silently.
     """
     lat_ms = [x * 1e3 for x in latencies]
-    ips = [t["items"] / t["duration_s"] for t in trials if t["duration_s"] > 0]
-    ms = [t["measurement"] for t in trials]
+    ips = [t.items / t.duration_s for t in trials if t.duration_s > 0]
+    ms = [t.measurement for t in trials]
 
     def stats(key: str, sigma: str | None) -> dict[str, Any] | None:
-        rows = [t for t in trials if t.get(key) is not None]
-        return energy_stats([t[key] for t in rows], [t.get(sigma) if sigma else None for t in rows])
+        rows = [t for t in trials if getattr(t, key) is not None]
+        sigmas = [getattr(t, sigma) if sigma else None for t in rows]
+        return energy_stats([getattr(t, key) for t in rows], sigmas)
 
     basis = ranking_basis(trials, bool(energy and energy.allow_estimates_in_ranking))
-    out = {
-        "unit": unit,
-        "items_per_iteration": items_per_iter,
-        "latency_ms": summarize(lat_ms).to_dict() if lat_ms else None,
-        "items_per_s": summarize(ips).to_dict() if ips else None,
-        "energy_per_item_j": stats("energy_per_item_j", "sigma_per_item_j"),
-        "measured_energy_per_item_j": stats(
-            "measured_energy_per_item_j", "measured_sigma_per_item_j"
-        ),
-        "estimated_energy_per_item_j": stats("estimated_energy_per_item_j", None),
-        "trials_total": len(trials),
-        "basis": basis,
-        "trials_without_energy": sum(1 for t in trials if t.get(basis_keys(basis)[0]) is None),
-        "measured_kinds": sorted({k for m in ms for k in m.get("measured_kinds", [])}),
-        "estimated_kinds": sorted({k for m in ms for k in m.get("estimated_kinds", [])}),
-        "sources": sorted({s for m in ms for s in m["sources"]}),
-        "is_estimate": any(m["is_estimate"] for m in ms),
-        "is_shared": any(m.get("is_shared") for m in ms),
-        "is_simulated": any(m.get("is_simulated") for m in ms),
-        "flags": sorted({f for m in ms for f in m["flags"]}),
-        "trials": trials,
-    }
+    without = sum(1 for t in trials if getattr(t, basis_keys(basis)[0]) is None)
+    group = Group(
+        unit=unit,
+        items_per_iteration=items_per_iter,
+        latency_ms=summarize(lat_ms).to_dict() if lat_ms else None,
+        items_per_s=summarize(ips).to_dict() if ips else None,
+        energy_per_item_j=stats("energy_per_item_j", "sigma_per_item_j"),
+        measured_energy_per_item_j=stats("measured_energy_per_item_j", "measured_sigma_per_item_j"),
+        estimated_energy_per_item_j=stats("estimated_energy_per_item_j", None),
+        trials_total=len(trials),
+        basis=basis,
+        trials_without_energy=without,
+        measured_kinds=sorted({k for m in ms for k in m.measured_kinds}),
+        estimated_kinds=sorted({k for m in ms for k in m.estimated_kinds}),
+        sources=sorted({s for m in ms for s in m.sources}),
+        is_estimate=any(m.is_estimate for m in ms),
+        is_shared=any(m.is_shared for m in ms),
+        is_simulated=any(m.is_simulated for m in ms),
+        flags=sorted({f for m in ms for f in m.flags}),
+        trials=trials,
+    )
     if energy is not None:
-        out["precision"] = precision(trials, energy)
-    return out
+        group.precision = precision(trials, energy)
+    return group
 
 
 #: Keys of a scenario record that summarise its (first) batch size.

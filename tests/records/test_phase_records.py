@@ -178,3 +178,66 @@ def test_an_idle_record_with_an_unknown_split_basis_names_it(tmp_path: Path) -> 
         json.dumps({"before": base, "active": base, "split_basis": "active"})
     )
     assert load_run(run).idle.split_uses == "active"
+
+
+def test_a_fresh_runs_records_read_typed_and_written_again_are_the_same_bytes(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    """The writer's format is the typed records' own: read into the types and written by the
+    store again, every phase file is byte for byte what the run wrote (key order included)."""
+    from energybench.records.phases import parse_phase
+    from energybench.records.store import RunStore
+
+    again = RunStore(tmp_path / "again")
+    files = sorted((smoke_run / "entries").glob("*/*.json"))
+    assert len(files) == 4
+    for path in files:
+        entry, phase = path.parent.name, path.stem
+        rec = parse_phase(phase, json.loads(path.read_text()))
+        again.write_phase(entry, phase, rec)
+        assert again.phase_path(entry, phase).read_text() == path.read_text(), path
+
+
+def test_the_store_writes_a_typed_record_once_as_given(tmp_path: Path) -> None:
+    from energybench.records.phases import ServeRecord, TrainRecord
+    from energybench.records.store import RunStore
+    from energybench.records.types import RecordShapeError
+
+    store = RunStore(tmp_path)
+    rec = ServeRecord(
+        entry="e",
+        phase="serve",
+        status="done",
+        config_hash="h",
+        model={"flops_per_item": 12, "params": 3},
+        note=float("inf"),  # a key no type declares: kept, a non-finite float as JSON has it
+        path=tmp_path,  # a value of no JSON type: its str, as ``json.dumps(default=str)``
+    )
+    store.write_phase("e", "serve", rec)
+    text = store.phase_path("e", "serve").read_text()
+    assert list(json.loads(text)) == [
+        "entry",
+        "phase",
+        "status",
+        "config_hash",
+        "model",
+        "note",
+        "path",
+    ]
+    assert '"flops_per_item": 12,' in text and '"note": Infinity' in text
+    assert json.loads(text)["path"] == str(tmp_path)
+    train = TrainRecord(entry="e", phase="train", status="done", config_hash="h")
+    with pytest.raises(RecordShapeError, match="train record written as the compress phase"):
+        store.write_phase("e", "compress", train)
+    assert not store.phase_path("e", "compress").exists()
+
+
+def test_a_record_is_written_in_the_order_its_fields_were_given_or_set() -> None:
+    from energybench.records.types import Precision
+
+    p = Precision(reached=True, basis="all")
+    p.rel_ci = 0.1  # set later: written after the rest
+    p.note = "x"  # a key no type declares, too
+    assert list(p.to_json()) == ["reached", "basis", "rel_ci", "note"]
+    assert p.given() == {"reached": True, "basis": "all", "rel_ci": 0.1, "note": "x"}
+    assert "target_ci" not in p.to_json()  # left at its default: not written

@@ -239,10 +239,11 @@ def test_run_adaptive_on_real_frames_records_quality_energy_and_the_comparison(
         warmup=1,
     )
     models = {"toy": toy_recurrent, "bicubic": MODELS.create("bicubic", scale=4)}
-    rec = adaptive.run_adaptive(
+    result = adaptive.run_adaptive(
         sc, models, tiny_task, torch.device("cpu"), EnergyMonitor([FakeMeter()]),
         EnergySettings(), "a/serve/adaptive",
     )  # fmt: skip
+    rec = result.to_json()  # as stored
     assert list(rec["runs"]) == ["static", "deadline"]  # the baseline first, same schedule
     for r in rec["runs"].values():
         assert r["frames"] == 10 and r["contention_stopped"]
@@ -289,9 +290,10 @@ def test_the_stream_runs_on_the_declared_threads_and_restores_them(tiny_task: ob
         scenario="adaptive", fps=20, duration_s=0.2, variants=["m"], policy="static",
         baseline=False, warmup=1, threads=declared,
     )  # fmt: skip
-    rec = adaptive.run_adaptive(
+    result = adaptive.run_adaptive(
         sc, {"m": model}, tiny_task, torch.device("cpu"), EnergyMonitor([FakeMeter()]),
         EnergySettings(), "a/serve/adaptive",
     )  # fmt: skip
+    rec = result.to_json()  # as stored
     assert model.seen == {declared} and rec["threads"] == declared
     assert torch.get_num_threads() == before

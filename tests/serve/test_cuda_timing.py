@@ -70,7 +70,9 @@ def test_throughput_synchronises_once_per_window(monkeypatch: pytest.MonkeyPatch
     sc = Throughput(scenario="throughput", batch_sizes=[2], warmup=3, iterations=40)
     energy = EnergySettings(min_window_s=0, min_window_iters=40, trials=2, max_trials=2)
     with torch.cuda.device(1):
-        res = run_throughput(sc, nn.Identity(), task, GPU1, EnergyMonitor([]), energy, "w")
+        res = run_throughput(
+            sc, nn.Identity(), task, GPU1, EnergyMonitor([]), energy, "w"
+        ).to_json()
     assert task.calls == 3 + 2 * 40
     assert cuda.event_syncs == 1 + 2  # warm-up, then one per trial window
     assert res["trials_total"] == 2 and res["by_batch"]["2"]["trials"][0]["items"] == 80

@@ -87,7 +87,9 @@ def test_serve_open_loop_keys(fake_monitor, tiny_task) -> None:
 
     tiny_task.serving_step = step
     try:
-        res = serve_open_loop(sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load")
+        res = serve_open_loop(
+            sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load"
+        ).to_json()
     finally:
         del tiny_task.serving_step
     assert set(seen) == {1} and res["threads"] == 1 and torch.get_num_threads() == before
@@ -106,7 +108,9 @@ def test_serve_open_loop_sweep(fake_monitor, tiny_task) -> None:
         scenario="load", rate_per_s=100, deadline_ms=40, max_batch=2, requests=30, warmup=1,
         p99_target_ms=40, sweep_min_requests=100, sweep_min_s=0.5,
     )  # fmt: skip
-    res = serve_open_loop(sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load")
+    res = serve_open_loop(
+        sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load"
+    ).to_json()
     sw = res["sweep"]
     assert sw["p99_target_ms"] == 40 and 1 <= len(sw["points"]) <= 16
     if sw["max_rate_per_s"] is not None:
@@ -170,7 +174,9 @@ def test_sweep_point_serves_the_documented_minimum(fake_monitor, tiny_task) -> N
         scenario="load", rate_per_s=100, deadline_ms=400, max_batch=2, requests=30, warmup=1,
         p99_target_ms=60, sweep_min_requests=100, sweep_min_s=0.5,
     )  # fmt: skip
-    res = serve_open_loop(sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load")
+    res = serve_open_loop(
+        sc, m, tiny_task, torch.device("cpu"), fake_monitor, FAST, "load"
+    ).to_json()
     sw = res["sweep"]
     assert sw["min_requests"] == 100 and sw["min_s"] == 0.5
     for p in sw["points"]:

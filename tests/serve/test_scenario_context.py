@@ -13,6 +13,7 @@ import torch
 from pydantic import Field
 
 from energybench.meters.base import EnergyMonitor
+from energybench.records.types import Group, ScenarioResult
 from energybench.serve import adaptive
 from energybench.serve.scenarios import ScenarioContext, run_scenario, takes_context
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
@@ -28,6 +29,17 @@ class Pick(ScenarioSettings):
     variants: list[str] = Field(default_factory=list)
 
 
+class PickResult(ScenarioResult):
+    """What :func:`run_pick` returns (it measures nothing: no groups)."""
+
+    scenario: Literal["pick"]
+    got: dict[str, int]
+    window: str
+
+    def groups(self) -> dict[str, Group]:
+        return {}
+
+
 def run_pick(sc: Pick, ctx: ScenarioContext) -> dict[str, Any]:
     models = {v: ctx.variant(v) for v in sc.variants}
     return {"scenario": "pick", "got": {v: m.out_features for v, m in models.items()},
@@ -36,7 +48,7 @@ def run_pick(sc: Pick, ctx: ScenarioContext) -> dict[str, Any]:
 
 @pytest.fixture
 def pick() -> Iterator[None]:
-    SERVE_SCENARIOS.register("pick", run_pick, settings=Pick)
+    SERVE_SCENARIOS.register("pick", run_pick, settings=Pick, result=PickResult)
     yield
     SERVE_SCENARIOS.unregister("pick")
 
@@ -51,10 +63,12 @@ def test_a_context_scenario_gets_variants_through_the_context(
         return torch.nn.Linear(1, len(name))
 
     sc = Pick(scenario="pick", variants=["a", "bbb"])
-    rec = run_scenario(
+    result = run_scenario(
         sc, torch.nn.Identity(), None, torch.device("cpu"), fake_monitor,  # type: ignore[arg-type]
         EnergySettings(), "e/serve/pick", variant=variant,
     )  # fmt: skip
+    assert isinstance(result, PickResult)  # the plug-in's plain dict, typed by its kind
+    rec = result.to_json()
     assert rec["got"] == {"a": 1, "bbb": 3} and loaded == ["a", "bbb"]
     assert rec["window"] == "e/serve/pick" and rec["compile"] == "none"
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from energybench.records.types import Trial
 from energybench.serve.scenarios import run_stream, run_throughput
 from energybench.suite.schema import EnergySettings, Stream, Throughput
 from energybench.tasks.base import Task
@@ -42,14 +43,18 @@ def energy(**kw: Any) -> EnergySettings:
 
 def test_stream_counts_every_frame_of_a_too_slow_model_as_missed(fake_monitor) -> None:
     sc = Stream(scenario="stream", fps=50, frames=10, warmup=0)  # 20 ms slots, 35 ms frames
-    rec = run_stream(sc, nn.Identity(), SleepyTask(0.035), CPU, fake_monitor, energy(), "s")
+    rec = run_stream(
+        sc, nn.Identity(), SleepyTask(0.035), CPU, fake_monitor, energy(), "s"
+    ).to_json()
     assert rec["deadline_misses"] == 10 and rec["deadline_miss_rate"] == 1.0
     assert rec["fps_achieved"]["mean"] < 30  # it cannot keep up: ~1/35 ms
 
 
 def test_stream_of_a_fast_enough_model_misses_nothing_and_keeps_the_rate(fake_monitor) -> None:
     sc = Stream(scenario="stream", fps=25, frames=10, warmup=0)  # 40 ms slots, 5 ms frames
-    rec = run_stream(sc, nn.Identity(), SleepyTask(0.005), CPU, fake_monitor, energy(), "s")
+    rec = run_stream(
+        sc, nn.Identity(), SleepyTask(0.005), CPU, fake_monitor, energy(), "s"
+    ).to_json()
     assert rec["deadline_misses"] == 0
     # paced, not flat out (~200 fps for 5 ms frames); a first frame delayed by the scheduler
     # shortens the first-to-last span, so allow a few ms of it above 25
@@ -68,7 +73,9 @@ def test_stream_counts_only_the_late_frames(fake_monitor) -> None:
             return serve
 
     sc = Stream(scenario="stream", fps=20, frames=9, warmup=0)  # 50 ms slots
-    rec = run_stream(sc, nn.Identity(), EveryThirdSlow(0), CPU, fake_monitor, energy(), "s")
+    rec = run_stream(
+        sc, nn.Identity(), EveryThirdSlow(0), CPU, fake_monitor, energy(), "s"
+    ).to_json()
     # frames 3, 6, 9 take 70 ms > 50 ms; the frame after each starts late but still finishes
     # (2 ms) within 50 ms of its own arrival, so only the three slow frames miss
     assert rec["deadline_misses"] == 3
@@ -77,7 +84,9 @@ def test_stream_counts_only_the_late_frames(fake_monitor) -> None:
 def test_throughput_windows_are_lengthened_to_the_minimum(fake_monitor) -> None:
     sc = Throughput(scenario="throughput", batch_sizes=[1], warmup=0, iterations=1)
     settings = energy(min_window_s=0.3, min_window_iters=5, trials=2)
-    rec = run_throughput(sc, nn.Identity(), SleepyTask(0.01), CPU, fake_monitor, settings, "t")
+    rec = run_throughput(
+        sc, nn.Identity(), SleepyTask(0.01), CPU, fake_monitor, settings, "t"
+    ).to_json()
     trials = rec["by_batch"]["1"]["trials"]
     assert len(trials) == 2
     for t in trials:
@@ -87,7 +96,9 @@ def test_throughput_windows_are_lengthened_to_the_minimum(fake_monitor) -> None:
 def test_throughput_reaches_the_iteration_minimum_for_slow_items(fake_monitor) -> None:
     sc = Throughput(scenario="throughput", batch_sizes=[1], warmup=0, iterations=1)
     settings = energy(min_window_s=0.01, min_window_iters=6)
-    rec = run_throughput(sc, nn.Identity(), SleepyTask(0.02), CPU, fake_monitor, settings, "t")
+    rec = run_throughput(
+        sc, nn.Identity(), SleepyTask(0.02), CPU, fake_monitor, settings, "t"
+    ).to_json()
     assert rec["by_batch"]["1"]["trials"][0]["iterations"] >= 6
 
 
@@ -113,30 +124,38 @@ def test_compiled_serving_matches_eager_and_is_recorded(fake_monitor) -> None:
     sc = Throughput(
         scenario="throughput", batch_sizes=[1], warmup=0, iterations=2, compile="default"
     )
-    rec = run_scenario(sc, model, Task1(0), CPU, fake_monitor, energy(min_window_iters=2), "c")
+    rec = run_scenario(
+        sc, model, Task1(0), CPU, fake_monitor, energy(min_window_iters=2), "c"
+    ).to_json()
     assert rec["compile"] == "default" and rec["by_batch"]["1"]["trials"][0]["iterations"] >= 2
 
 
 def test_stream_window_ends_on_the_next_frame_slot(fake_monitor) -> None:
     # 10 frames at 20 fps are 10 slots of 50 ms: the window covers 500 ms, not 9.x slots
     sc = Stream(scenario="stream", fps=20, frames=10, warmup=0)
-    rec = run_stream(sc, nn.Identity(), SleepyTask(0.001), CPU, fake_monitor, energy(), "s")
+    rec = run_stream(
+        sc, nn.Identity(), SleepyTask(0.001), CPU, fake_monitor, energy(), "s"
+    ).to_json()
     (trial,) = rec["trials"]
     assert 0.5 <= trial["duration_s"] < 0.55
     # with the fake monitor's constant 10 W, J/frame is 10 W x one 50 ms slot
     assert rec["energy_per_item_j"]["mean"] == pytest.approx(0.5, rel=0.1)
 
 
-def _fake_trial(jpi: float | None, measured: float | None = None) -> dict[str, Any]:
-    return {
-        "energy_per_item_j": jpi,
-        "measured_energy_per_item_j": measured,
-        "measured_sigma_per_item_j": None,
-        "sigma_per_item_j": None,
-        "items": 1,
-        "duration_s": 1.0,
-        "measurement": {"sources": [], "is_estimate": False, "flags": []},
-    }
+def _fake_trial(jpi: float | None, measured: float | None = None) -> Trial:
+    return Trial.model_validate(
+        {
+            "energy_per_item_j": jpi,
+            "measured_energy_per_item_j": measured,
+            "measured_sigma_per_item_j": None,
+            "sigma_per_item_j": None,
+            "items": 1,
+            "iterations": 1,
+            "duration_s": 1.0,
+            "energy_j": jpi,
+            "measurement": {"duration_s": 1.0, "devices": [], "sources": [], "flags": []},
+        }
+    )
 
 
 def test_trials_continue_until_the_target_precision() -> None:
@@ -147,11 +166,11 @@ def test_trials_continue_until_the_target_precision() -> None:
     trials, _, prec = run_trials(settings, lambda k: (_fake_trial(next(values)), [0.01]))
     # 1.0 and 2.0 alone are far from 20 %; the steady 1.5s bring the CI under it
     assert 2 < len(trials) < 12
-    assert prec["reached"] and prec["rel_ci"] <= 0.2 and prec["trials"] == len(trials)
+    assert prec.reached and prec.rel_ci <= 0.2 and prec.trials == len(trials)
     # one fewer trial would not have reached it
     from energybench.serve.trials import precision
 
-    assert not precision(trials[:-1], settings)["reached"]
+    assert not precision(trials[:-1], settings).reached
 
 
 def test_trials_stop_at_max_trials_and_say_the_target_was_missed() -> None:
@@ -160,7 +179,7 @@ def test_trials_stop_at_max_trials_and_say_the_target_was_missed() -> None:
     values = iter([1.0, 3.0] * 10)
     settings = EnergySettings(trials=2, max_trials=5, target_ci=0.01)
     trials, _, prec = run_trials(settings, lambda k: (_fake_trial(next(values)), []))
-    assert len(trials) == 5 and not prec["reached"]
+    assert len(trials) == 5 and not prec.reached
 
 
 def test_trials_without_energy_are_counted_not_dropped() -> None:
@@ -168,9 +187,10 @@ def test_trials_without_energy_are_counted_not_dropped() -> None:
 
     trials = [_fake_trial(1.0, 0.8), _fake_trial(None, None), _fake_trial(1.2, 1.0)]
     agg = aggregate_trials(trials, [0.01], 1, "item", EnergySettings(trials=1, max_trials=3))
-    assert agg["trials_total"] == 3 and agg["trials_without_energy"] == 1
-    assert agg["energy_per_item_j"]["n"] == 2
-    assert agg["measured_energy_per_item_j"]["mean"] == pytest.approx(0.9)
+    assert agg.trials_total == 3 and agg.trials_without_energy == 1
+    assert agg.energy_per_item_j is not None and agg.measured_energy_per_item_j is not None
+    assert agg.energy_per_item_j.to_json()["n"] == 2
+    assert agg.measured_energy_per_item_j.mean == pytest.approx(0.9)
 
 
 def test_energy_interval_combines_spread_and_the_meter_uncertainty() -> None:

@@ -20,7 +20,7 @@ from pydantic import Field
 from typer.testing import CliRunner
 
 from energybench.cli import app
-from energybench.records.types import FlatResult, Output, attr
+from energybench.records.types import FlatResult, Output, Trial, attr
 from energybench.serve.trials import aggregate_trials, run_trials, trial_summary
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from tests.helpers.report import run_export_report
@@ -47,10 +47,10 @@ class BurstResult(FlatResult):
 
 
 def run_burst(sc: Burst, model: Any, task: Any, device: Any, monitor: Any, energy: Any,
-              window: str) -> dict[str, Any]:  # fmt: skip
+              window: str) -> BurstResult:  # fmt: skip
     fn = task.serving_step(model, 1, device, torch.float32)
 
-    def one(k: int) -> tuple[dict[str, Any], list[float]]:
+    def one(k: int) -> tuple[Trial, list[float]]:
         lat: list[float] = []
         with torch.inference_mode(), monitor.window(f"{window}/t{k}") as w:
             for _ in range(sc.frames):
@@ -61,7 +61,9 @@ def run_burst(sc: Burst, model: Any, task: Any, device: Any, monitor: Any, energ
 
     trials, lat, _ = run_trials(energy, one)
     agg = aggregate_trials(trials, lat, 1, "frame", energy)
-    return {"scenario": "burst", "burst_frames": sc.frames, "slowest_ms": 1e3 * max(lat), **agg}
+    return BurstResult.from_group(
+        agg, scenario="burst", burst_frames=sc.frames, slowest_ms=1e3 * max(lat)
+    )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from energybench.meters.base import DeviceEnergy, Measurement, Source
+from energybench.records.types import Trial
 from energybench.serve.trials import (
     Z95,
     aggregate_trials,
@@ -33,7 +34,7 @@ def meas(gpu_j: float | None, cpu_j: float | None, *, duration_s: float = 10.0) 
 
 
 def test_one_trials_summary_gives_each_figure_per_item() -> None:
-    t = trial_summary(meas(300.0, 40.0), 10, [0.01, 0.02, 0.03])
+    t = trial_summary(meas(300.0, 40.0), 10, [0.01, 0.02, 0.03]).to_json()  # as stored
     assert (t["items"], t["iterations"], t["duration_s"]) == (10, 3, 10.0)
     assert t["energy_j"] == pytest.approx(340.0)
     assert t["energy_per_item_j"] == pytest.approx(34.0)
@@ -45,15 +46,15 @@ def test_one_trials_summary_gives_each_figure_per_item() -> None:
 
 
 def test_a_trial_with_no_items_or_no_figure_has_no_j_per_item() -> None:
-    t = trial_summary(meas(300.0, 40.0), 0, [])
+    t = trial_summary(meas(300.0, 40.0), 0, []).to_json()
     per_item = [k for k in t if k.endswith("per_item_j")]
     assert len(per_item) == 5 and all(t[k] is None for k in per_item)
     assert t["energy_j"] == pytest.approx(340.0)
     lost = trial_summary(meas(None, 40.0), 10, [0.01])
-    assert lost["energy_per_item_j"] is None and lost["measured_energy_per_item_j"] is None
-    assert lost["estimated_energy_per_item_j"] == pytest.approx(4.0)
+    assert lost.energy_per_item_j is None and lost.measured_energy_per_item_j is None
+    assert lost.estimated_energy_per_item_j == pytest.approx(4.0)
     single = trial_summary(meas(300.0, 40.0), 1, [0.01])
-    assert single["energy_per_item_j"] == pytest.approx(340.0)
+    assert single.energy_per_item_j == pytest.approx(340.0)
     with pytest.raises(RuntimeError, match="^trial_summary needs the measurement of a closed"):
         trial_summary(None, 10, [])
 
@@ -82,14 +83,22 @@ def test_the_meter_sigma_is_the_mean_of_the_known_ones() -> None:
 
 
 def _dev(source: str, charged: bool | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"source": source}
+    d: dict[str, Any] = {"device": "d", "kind": "gpu", "name": "d", "source": source}
+    d["energy_j"] = None
     if charged is not None:
         d["charged"] = charged
     return d
 
 
-def _bare(*devices: dict[str, Any]) -> dict[str, Any]:
-    return {"energy_per_item_j": 1.0, "measurement": {"devices": list(devices)}}
+def _typed(t: dict[str, Any]) -> Trial:
+    """A trial of the given figures (the rest: one item, no energy, a 1 s window)."""
+    window = {"duration_s": 1.0, "devices": [], **t.get("measurement", {})}
+    base = {"items": 1, "iterations": 1, "duration_s": 1.0, "energy_j": None}
+    return Trial.model_validate(base | {"energy_per_item_j": None} | t | {"measurement": window})
+
+
+def _bare(*devices: dict[str, Any]) -> Trial:
+    return _typed({"energy_per_item_j": 1.0, "measurement": {"devices": list(devices)}})
 
 
 def test_the_basis_is_measured_when_a_charged_meter_was_meant_to_read() -> None:
@@ -99,50 +108,51 @@ def test_the_basis_is_measured_when_a_charged_meter_was_meant_to_read() -> None:
     assert ranking_basis([_bare(_dev("rapl", True))], allow_estimates=False) == "measured"
     assert ranking_basis([_bare(_dev("nvml-counter", False))], allow_estimates=False) == "all"
     assert ranking_basis([_bare(_dev("estimate", True))], allow_estimates=False) == "all"
-    assert ranking_basis([{"energy_per_item_j": 1.0}], allow_estimates=False) == "all"
-    assert ranking_basis([{"measurement": None}], allow_estimates=False) == "all"
+    assert ranking_basis([_typed({"energy_per_item_j": 1.0})], allow_estimates=False) == "all"
     # one metered trial among estimate-only ones is enough
     mixed = [_bare(_dev("estimate")), _bare(_dev("estimate"), _dev("nvml-counter"))]
     assert ranking_basis(mixed, allow_estimates=False) == "measured"
     assert ranking_basis(mixed, allow_estimates=True) == "all"
 
 
-def _trial(measured: float | None, total: float | None, sigma: float | None = None) -> dict:
-    return {
-        "items": 10,
-        "duration_s": 2.0,
-        "energy_per_item_j": total,
-        "sigma_per_item_j": None,
-        "measured_energy_per_item_j": measured,
-        "measured_sigma_per_item_j": sigma,
-        "estimated_energy_per_item_j": None if None in (total, measured) else total - measured,
-        "measurement": {"sources": ["nvml-counter"], "is_estimate": False, "flags": []},
-    }
+def _trial(measured: float | None, total: float | None, sigma: float | None = None) -> Trial:
+    return _typed(
+        {
+            "items": 10,
+            "duration_s": 2.0,
+            "energy_per_item_j": total,
+            "sigma_per_item_j": None,
+            "measured_energy_per_item_j": measured,
+            "measured_sigma_per_item_j": sigma,
+            "estimated_energy_per_item_j": None if None in (total, measured) else total - measured,
+            "measurement": {"sources": ["nvml-counter"], "is_estimate": False, "flags": []},
+        }
+    )
 
 
 def test_precision_record_figures_and_the_trials_left_out() -> None:
     ts = [_trial(1.0, 2.0, 0.01), _trial(1.2, 2.1, 0.03), _trial(None, None), _trial(1.1, 2.0)]
     settings = EnergySettings(trials=3, max_trials=7, target_ci=0.5)
     p = precision(ts, settings)
-    assert p["basis"] == "measured"
-    assert (p["trials"], p["trials_without_energy"]) == (4, 1)
-    assert (p["min_trials"], p["max_trials"], p["target_ci"]) == (3, 7, 0.5)
+    assert p.basis == "measured"
+    assert (p.trials, p.trials_without_energy) == (4, 1)
+    assert (p.min_trials, p.max_trials, p.target_ci) == (3, 7, 0.5)
     st = energy_stats([1.0, 1.2, 1.1], [0.01, 0.03, None])
     assert st is not None
-    assert p["rel_stat_ci"] == pytest.approx(st["rel_stat_ci"])
-    assert p["rel_ci"] == pytest.approx((st["ci_high"] - st["ci_low"]) / 2 / 1.1)
-    assert p["rel_ci"] > p["rel_stat_ci"] and p["reached"]
+    assert p.rel_stat_ci == pytest.approx(st["rel_stat_ci"])
+    assert p.rel_ci == pytest.approx((st["ci_high"] - st["ci_low"]) / 2 / 1.1)
+    assert p.rel_ci > p.rel_stat_ci and p.reached
 
 
 def test_precision_is_reached_at_the_target_itself_and_needs_two_trials() -> None:
     ts = [_trial(1.0, 1.0), _trial(1.02, 1.02)]
-    rel = precision(ts, EnergySettings(target_ci=0.5))["rel_stat_ci"]
-    assert precision(ts, EnergySettings(target_ci=rel))["reached"]
-    assert not precision(ts, EnergySettings(target_ci=rel * 0.999))["reached"]
+    rel = precision(ts, EnergySettings(target_ci=0.5)).rel_stat_ci
+    assert precision(ts, EnergySettings(target_ci=rel)).reached
+    assert not precision(ts, EnergySettings(target_ci=rel * 0.999)).reached
     one = precision([_trial(1.0, 1.0, 0.01)], EnergySettings(target_ci=0.5))
-    assert one["rel_ci"] is None and one["rel_stat_ci"] is None and not one["reached"]
+    assert one.rel_ci is None and one.rel_stat_ci is None and not one.reached
     zero = precision([_trial(0.0, 0.0), _trial(0.0, 0.0)], EnergySettings(target_ci=0.5))
-    assert zero["rel_ci"] is None and not zero["reached"]
+    assert zero.rel_ci is None and not zero.reached
 
 
 def test_run_trials_numbers_the_trials_and_keeps_every_latency() -> None:
@@ -153,24 +163,22 @@ def test_run_trials_numbers_the_trials_and_keeps_every_latency() -> None:
         return _trial([1.0, 3.0][k % 2], 2.0), [k + 0.5, k + 0.25]
 
     done, lat, prec = run_trials(EnergySettings(trials=2, max_trials=4, target_ci=0.01), one)
-    assert seen == [0, 1, 2, 3] and len(done) == 4 and not prec["reached"]
+    assert seen == [0, 1, 2, 3] and len(done) == 4 and not prec.reached
     assert lat == [0.5, 0.25, 1.5, 1.25, 2.5, 2.25, 3.5, 3.25]
-    assert prec["trials"] == 4
+    assert prec.trials == 4
 
 
 def test_run_trials_stops_at_the_maximum_even_when_it_equals_the_minimum() -> None:
     settings = EnergySettings(trials=3, max_trials=3, target_ci=0.01)
     values = iter([1.0, 3.0, 1.0, 3.0])
     done, _, prec = run_trials(settings, lambda k: (_trial(next(values), 2.0), []))
-    assert len(done) == 3 and not prec["reached"]
+    assert len(done) == 3 and not prec.reached
 
 
 def test_aggregate_trials_figures_and_labels() -> None:
-    def t(jpi: float | None, duration_s: float, m: dict[str, Any]) -> dict[str, Any]:
-        return _trial(jpi, None if jpi is None else jpi + 1.0) | {
-            "duration_s": duration_s,
-            "measurement": m,
-        }
+    def t(jpi: float | None, duration_s: float, m: dict[str, Any]) -> Trial:
+        trial = _trial(jpi, None if jpi is None else jpi + 1.0).to_json()
+        return _typed(trial | {"duration_s": duration_s, "measurement": m})
 
     m1 = {"sources": ["nvml-counter", "estimate"], "is_estimate": True, "flags": ["b"],
           "measured_kinds": ["gpu"], "estimated_kinds": ["cpu"]}  # fmt: skip
@@ -178,7 +186,9 @@ def test_aggregate_trials_figures_and_labels() -> None:
           "is_simulated": True, "measured_kinds": ["cpu", "gpu"]}  # fmt: skip
     m3 = {"sources": [], "is_estimate": False, "flags": []}
     trials = [t(1.0, 2.0, m1), t(3.0, 0.25, m2), t(None, 0.0, m3)]
-    agg = aggregate_trials(trials, [0.001, 0.003], 4, "image")
+    group = aggregate_trials(trials, [0.001, 0.003], 4, "image")
+    assert group.trials == trials and group.precision is None
+    agg = group.to_json()  # as stored
     assert (agg["unit"], agg["items_per_iteration"], agg["trials_total"]) == ("image", 4, 3)
     assert agg["latency_ms"]["mean"] == pytest.approx(2.0)
     assert agg["latency_ms"]["n"] == 2
@@ -193,26 +203,26 @@ def test_aggregate_trials_figures_and_labels() -> None:
     assert agg["sources"] == ["estimate", "nvml-counter", "rapl"]
     assert agg["flags"] == ["a", "b"]
     assert agg["is_estimate"] and agg["is_shared"] and agg["is_simulated"]
-    assert agg["trials"] is trials and "precision" not in agg
+    assert "precision" not in agg
     plain = aggregate_trials([t(1.0, 2.0, m3)], [], 1, "item", EnergySettings(trials=1))
-    assert plain["latency_ms"] is None
-    assert not (plain["is_estimate"] or plain["is_shared"] or plain["is_simulated"])
-    assert plain["precision"]["trials"] == 1
-    assert aggregate_trials([t(1.0, 0.0, m3)], [], 1, "item")["items_per_s"] is None
+    assert plain.latency_ms is None
+    assert not (plain.is_estimate or plain.is_shared or plain.is_simulated)
+    assert plain.precision is not None and plain.precision.trials == 1
+    assert aggregate_trials([t(1.0, 0.0, m3)], [], 1, "item").items_per_s is None
 
 
 def test_aggregate_trials_ranks_on_the_suites_basis() -> None:
     trials = [_trial(1.0, 2.0), _trial(None, 2.5), _trial(None, 2.4), _trial(1.1, None)]
     own = aggregate_trials(trials, [], 1, "item", EnergySettings(trials=1))
-    assert own["basis"] == "measured" and own["trials_without_energy"] == 2
-    assert own["precision"]["basis"] == "measured"
+    assert own.basis == "measured" and own.trials_without_energy == 2
+    assert own.precision is not None and own.precision.basis == "measured"
     allow = EnergySettings(trials=1, allow_estimates_in_ranking=True)
     agg = aggregate_trials(trials, [], 1, "item", allow)
-    assert agg["basis"] == "all" and agg["trials_without_energy"] == 1
-    assert agg["precision"]["basis"] == "all"
+    assert agg.basis == "all" and agg.trials_without_energy == 1
+    assert agg.precision is not None and agg.precision.basis == "all"
 
 
 def test_a_mean_of_exactly_one_joule_per_item_has_a_relative_interval() -> None:
     p = precision([_trial(0.5, 0.5), _trial(1.5, 1.5)], EnergySettings(target_ci=0.5))
-    assert p["rel_ci"] is not None and p["rel_ci"] == pytest.approx(p["rel_stat_ci"])
-    assert p["rel_ci"] > 1.0 and not p["reached"]
+    assert p.rel_ci is not None and p.rel_ci == pytest.approx(p.rel_stat_ci)
+    assert p.rel_ci > 1.0 and not p.reached

@@ -5,6 +5,7 @@ trials stop exactly at the minimum-trials and maximum-trials boundaries."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +36,19 @@ def test_the_basis_follows_the_suite_setting_not_what_the_trials_happen_to_have(
     assert ranking_basis(ts, allow_estimates=False) == "measured"
     assert ranking_basis(ts, allow_estimates=True) == "all"
     measured = precision(ts, EnergySettings(target_ci=0.05))
-    assert measured["basis"] == "measured" and measured["reached"]
+    assert measured.basis == "measured" and measured.reached
     # with estimates in the ranking the swinging estimate is part of the ranked figure: the
     # target is judged on it, never on the steady measured part alone
     ranked = precision(ts, EnergySettings(target_ci=0.05, allow_estimates_in_ranking=True))
-    assert ranked["basis"] == "all" and not ranked["reached"]
-    assert ranked["rel_stat_ci"] > 0.05
+    assert ranked.basis == "all" and not ranked.reached
+    assert ranked.rel_stat_ci > 0.05
 
 
 def test_an_estimate_only_machine_is_judged_on_its_estimate() -> None:
     ts = [trial_summary(window(1.0, 5.0, 1.0), 10, [0.01]) for _ in range(2)]
     for t in ts:  # no meter at all: drop the GPU figures
-        t["measurement"]["devices"] = [
-            d for d in t["measurement"]["devices"] if d["source"] == "estimate"
-        ]
-        t["measured_energy_per_item_j"] = None
+        t.measurement.devices = [d for d in t.measurement.devices if d.source == "estimate"]
+        t.measured_energy_per_item_j = None
     assert ranking_basis(ts, allow_estimates=False) == "all"
 
 
@@ -70,12 +69,10 @@ def _no_build(ctx: Any) -> Any:
 def test_a_plug_in_s_estimated_source_is_no_meter_for_the_basis(plug_in_model: str) -> None:
     ts = [trial_summary(window(1.0, 5.0, 1.0), 10, [0.01]) for _ in range(2)]
     for t in ts:  # the only figures come from a plug-in's power model, named its own way
-        t["measurement"]["devices"] = [
-            d | {"source": plug_in_model}
-            for d in t["measurement"]["devices"]
-            if d["source"] == "estimate"
+        t.measurement.devices = [
+            replace(d, source=plug_in_model) for d in t.measurement.devices if d.is_estimate
         ]
-        t["measured_energy_per_item_j"] = None
+        t.measured_energy_per_item_j = None
     assert ranking_basis(ts, allow_estimates=False) == "all"
 
 
@@ -112,18 +109,18 @@ def test_trials_stop_exactly_at_the_minimum_when_the_target_is_met(minimum: int)
     settings = EnergySettings(trials=minimum, max_trials=8, target_ci=0.05)
     done, _, prec = run_trials(settings, lambda k: (_constant(2.0), [0.01]))
     # a CI needs two trials: with a minimum of 1 the second trial is the first that can stop
-    assert len(done) == max(minimum, 2) and prec["reached"]
-    assert prec["trials"] == len(done) and prec["min_trials"] == minimum
+    assert len(done) == max(minimum, 2) and prec.reached
+    assert prec.trials == len(done) and prec.min_trials == minimum
 
 
 def test_trials_stop_exactly_at_the_maximum_when_the_target_is_missed() -> None:
     values = iter([1.0, 3.0] * 5)
     settings = EnergySettings(trials=2, max_trials=3, target_ci=0.01)
     done, _, prec = run_trials(settings, lambda k: (_constant(next(values)), []))
-    assert len(done) == 3 and not prec["reached"]
+    assert len(done) == 3 and not prec.reached
     one = EnergySettings(trials=1, max_trials=1, target_ci=0.01)
     done, _, prec = run_trials(one, lambda k: (_constant(1.0), []))
-    assert len(done) == 1 and prec["rel_ci"] is None and not prec["reached"]
+    assert len(done) == 1 and prec.rel_ci is None and not prec.reached
 
 
 def test_the_smoke_suites_rel_ci_equals_the_ranked_interval(tmp_path: Path) -> None:
