@@ -51,7 +51,9 @@ def energybench_ms(model: nn.Module, task: SRTask, device: torch.device, seconds
     sc = Throughput(scenario="throughput", batch_sizes=[1], warmup=10, iterations=32)
     energy = EnergySettings(min_window_s=seconds, min_window_iters=32, trials=1)
     res = run_throughput(sc, model, task, device, EnergyMonitor([]), energy, "bench")
-    return res["latency_ms"]["mean"]
+    lat = res.by_batch["1"].latency_ms
+    assert lat is not None
+    return lat.mean
 
 
 def energybench_items_per_s(
@@ -61,7 +63,9 @@ def energybench_items_per_s(
     sc = Throughput(scenario="throughput", batch_sizes=[1], warmup=10, iterations=32)
     energy = EnergySettings(min_window_s=seconds, min_window_iters=32, trials=1)
     res = run_throughput(sc, model, task, device, EnergyMonitor([]), energy, "bench")
-    return res["items_per_s"]["mean"]
+    rate = res.by_batch["1"].items_per_s
+    assert rate is not None
+    return rate.mean
 
 
 def bare_items_per_s(model: nn.Module, x: torch.Tensor, seconds: float) -> float:
