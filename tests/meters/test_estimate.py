@@ -236,8 +236,10 @@ def test_build_and_probe_use_codecarbons_spec(monkeypatch):
     meter = estimate.build(MeterContext(clock=clock, background=False))
     assert meter.spec is spec and meter.clock is clock and meter.background is False
     assert meter.cpu_rel == 0.5
+    before = set(threading.enumerate())  # another test's meter may still be closing
     meter.start()  # background=False: no poll thread
-    assert not any(t.name == "energybench-estimate" for t in threading.enumerate())
+    started = set(threading.enumerate()) - before
+    assert not any(t.name == "energybench-estimate" for t in started)
     st = estimate.probe(MeterContext())
     assert st == MeterStatus(
         "estimate",
