@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -566,15 +567,15 @@ def _vs_baseline_cell(c: EntryComparison | None, present: bool) -> Cell:
     outside the baseline's interval) and the comparison's note."""
     if c is None or not present:
         return Cell("–", sub="" if c is None else c.note)
-    figs = {f.figure: f for f in c.figures}
+    figs: dict[str, Any] = defaultdict(lambda: None, {f.figure: f for f in c.figures})
     parts = []
     for key, label in _CHANGED:
-        f = figs.get(key)
+        f = figs[key]
         if f is None or f.a is None or f.b is None:
             continue
         mark = " ≠" if f.agree is False else ""
         parts.append(f"{label} {change_text(relative_change(f.a, f.b))}{mark}")
-    score = figs.get("score")
+    score = figs["score"]
     rel = None if score is None else relative_change(score.a, score.b)
     return Cell(" · ".join(parts) or "–", sort_value(rel), sub=c.note, badge=c.verdict)
 
@@ -602,9 +603,13 @@ def comparison(runs: list[RunData]) -> dict[str, Any] | None:
     if len(runs) < 2:
         return None
     boards = [leaderboard(r) for r in runs]
-    rows_by_run = [{str(r["entry"]): r for r in b.to_dict("records")} for b in boards]
-    checks = [
-        {c.entry: c for c in compare_boards(boards[0], b, "1", str(i))}
+    # an entry a run does not have reads as None (shown "–")
+    rows_by_run: list[dict[str, Any]] = [
+        defaultdict(lambda: None, {str(r["entry"]): r for r in b.to_dict("records")})
+        for b in boards
+    ]
+    checks: list[dict[str, Any]] = [
+        defaultdict(lambda: None, {c.entry: c for c in compare_boards(boards[0], b, "1", str(i))})
         for i, b in enumerate(boards[1:], start=2)
     ]
     names = list(dict.fromkeys(n for rows in rows_by_run for n in rows))
@@ -621,13 +626,13 @@ def comparison(runs: list[RunData]) -> dict[str, Any] | None:
         )
     rows = []
     for name in names:
-        base = rows_by_run[0].get(name)
+        base = rows_by_run[0][name]
         cells = _run_cells(base)
         for rows_i, checks_i in zip(rows_by_run[1:], checks, strict=True):
-            row = rows_i.get(name)
+            row = rows_i[name]
             cells += _run_cells(row)
             present = base is not None and row is not None
-            cells.append(_vs_baseline_cell(checks_i.get(name), present))
+            cells.append(_vs_baseline_cell(checks_i[name], present))
         rows.append({"entry": name, "cells": cells})
     return {"heads": heads, "rows": rows}
 

@@ -53,7 +53,7 @@ _LATEX_SPECIAL = {
 def latex_escape(text: Any) -> str:
     """``text`` with LaTeX special characters escaped (and the few non-ASCII signs the
     leaderboard uses written as LaTeX, so pdflatex needs no Unicode setup)."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))  # a plain map
 
 
 def _missing(v: Any) -> bool:

@@ -193,8 +193,8 @@ def lifecycle_band(r: Mapping[str, Any], mui: np.ndarray) -> tuple[np.ndarray, n
     """The 95 % band of E(MUI) = TEC + MUI·IEC: TEC ± 2σ with the IEC 95 % CI (J), the lower
     edge clipped at 0 J; None when neither TEC's σ nor the IEC interval is known."""
     tec = _num(r.get("tec_j")) or 0.0  # a board row: a plain map
-    sigma = _num(r.get("tec_uncertainty_j"))
-    lo_i, hi_i = _num(r.get("iec_ci_low_j")), _num(r.get("iec_ci_high_j"))
+    sigma = _num(r.get("tec_uncertainty_j"))  # plain map
+    lo_i, hi_i = _num(r.get("iec_ci_low_j")), _num(r.get("iec_ci_high_j"))  # plain map
     if sigma is None and (lo_i is None or hi_i is None):
         return None
     iec = float(r["iec_j"])
@@ -505,7 +505,7 @@ def energy_by_phase_figure(
         left += dynamic
     if "uncertainty_j" in df:
         sigma = df.groupby("entry")["uncertainty_j"].agg(rss)
-        err = np.array([_num(sigma.get(e)) or 0.0 for e in entries])
+        err = np.array([_num(sigma.get(e)) or 0.0 for e in entries])  # a plain Series
         if (err > 0).any():
             bars = ax.errorbar(left, np.arange(len(entries)), xerr=err, fmt="none", ecolor="k",
                                elinewidth=0.9, capsize=2.5, zorder=4)  # fmt: skip
