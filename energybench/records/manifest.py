@@ -85,6 +85,7 @@ class RunInfo(Record):
     simulate: str | None = None  # the simulated-GPU profile (``--simulate``)
     finished: bool = False
     created_unix_s: float = 0.0
+    peaks: dict[str, dict[str, float]] = {}  # device label -> dtype -> GEMM FLOP/s; older: none
 
     def placement(self, entry: str) -> str | None:
         """Where ``entry`` ran (``cpu``, ``cuda:0``, ...); None where the run did not record it."""

@@ -27,7 +27,7 @@ from energybench.metrics.fullcycle import (
 )
 from energybench.records.manifest import MeterInfo
 from energybench.records.store import RunData
-from energybench.records.types import AdaptiveResult
+from energybench.records.types import AdaptiveResult, ThroughputResult
 from energybench.report import plots
 from energybench.report.compare import EntryComparison, compare_boards, relative_change
 from energybench.report.figures import device_footnote, phase_energy, run_figures
@@ -159,7 +159,7 @@ def _iec_cell(row: dict[str, Any]) -> Cell:
     return _energy_cell(row["iec_j"], bool(row["iec_is_estimate"]), ci)
 
 
-def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
+def _row_cells(row: dict[str, Any], muis: list[float], desc: str, roofline: str = "") -> list[Cell]:
     est = bool(row["is_estimate"])
     status = "" if row["status"] == "done" else row["status"]
     fps_kind = "stream" if not _missing(row["fps_achieved"]) else "throughput"
@@ -177,7 +177,11 @@ def _row_cells(row: dict[str, Any], muis: list[float], desc: str) -> list[Cell]:
         _tec_cell(row),
         _iec_cell(row),
         Cell(fmt(row["latency_p99_ms"]), sort_value(row["latency_p99_ms"])),
-        Cell(fmt(row["fps"]), sort_value(row["fps"]), sub="" if _missing(row["fps"]) else fps_kind),
+        Cell(
+            fmt(row["fps"]),
+            sort_value(row["fps"]),
+            sub="" if _missing(row["fps"]) else " · ".join(t for t in (fps_kind, roofline) if t),
+        ),
     ]
     for i, m in enumerate(muis):
         k = _mui_key(i)
@@ -229,6 +233,35 @@ def _ties(row: dict[str, Any], muis: list[float]) -> dict[str, str]:
     return out
 
 
+def roofline_text(run: RunData, row: dict[str, Any]) -> str:
+    """An entry's closed-loop FLOP/s (FLOPs per item x items/s of its throughput scenario, at
+    its first batch size) and its fraction of the serving device's matrix-multiply peak in the
+    entry's dtype, as the run measured it (:mod:`energybench.serve.peaks`); "" when the run has
+    no such peak or the entry no throughput figure."""
+    from energybench.serve.peaks import serving_dtype
+
+    name = str(row["entry"])
+    entry = next((e for e in run.suite.entries if e.name == name), None)
+    label, flops = run.info.placement(name), row["flops_per_item"]
+    dtype = serving_dtype(entry) if entry is not None else None
+    measured = run.info.peaks[label] if label in run.info.peaks else {}
+    peak = measured[dtype] if dtype in measured else None
+    if not peak or _missing(flops):
+        return ""
+    for result in run.results(name).values():
+        if isinstance(result, ThroughputResult) and result.by_batch:
+            batch, group = next(iter(result.by_batch.items()))
+            rate = group.items_per_s.mean if group.items_per_s is not None else None
+            if rate is None or _missing(rate):
+                continue
+            achieved = float(flops) * rate
+            return (
+                f"b{batch} closed loop {eng(achieved, 'FLOP/s')} = {achieved / peak:.0%} of "
+                f"the {dtype} GEMM peak"
+            )
+    return ""
+
+
 def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[dict[str, Any]]:
     desc = {e.name: e.description for e in run.suite.entries}
     if "rank" in board and len(board):  # rank order (tied ranks adjacent), unranked last
@@ -244,7 +277,7 @@ def _board_rows(run: RunData, board: pd.DataFrame, muis: list[float]) -> list[di
                 "quality": sort_value(row["quality"]),
                 "ranks": _ranks(row, muis),
                 "ties": _ties(row, muis),
-                "cells": _row_cells(row, muis, desc[row["entry"]]),
+                "cells": _row_cells(row, muis, desc[row["entry"]], roofline_text(run, row)),
             }
         )
     return rows

@@ -129,6 +129,7 @@ class Runner:
         self.cooldowns: dict[str, dict[str, Any]] = {}
         self._served: dict[str, nn.Module] = {}  # entry -> model on its serving backend
         self._sizing: dict[str, BatchSizing] = {}  # entry -> its resolved batch_size: auto
+        self.peaks: dict[str, dict[str, float]] = {}  # device label -> dtype -> GEMM FLOP/s
         self._peaks = MemoryPeaks()  # the running phase's CUDA memory peaks
         self.idle_path = store.root / "idle.json"  # a cluster job keeps its node's own
         # every process that measures (in-process runs, executor jobs) serves the same way:
@@ -589,6 +590,7 @@ class Runner:
             self.progress = prog
             self._write_manifest()
             self._idle_baseline("before", devices)
+            self._measure_peaks(entries)
             blocked: dict[str, str] = {}
             for i, e in enumerate(entries):
                 interrupt.check()
@@ -678,9 +680,31 @@ class Runner:
             }
         atomic_write_json(path, idle)
 
+    def _measure_peaks(self, entries: list[Entry]) -> None:
+        """The matrix-multiply peak of each serving device in the dtypes its entries serve in
+        (:mod:`energybench.serve.peaks`), outside every window; the report puts each entry's
+        FLOP/s against it. Recorded in the manifest (``peaks``: device label -> dtype -> FLOP/s)."""
+        from energybench.serve.peaks import gemm_peak_flops, serving_dtype
+
+        wanted: dict[str, tuple[torch.device, set[str]]] = {}
+        for e in entries:
+            if not e.serve:
+                continue
+            p = self.placements[e.name]
+            dtype = serving_dtype(e)
+            if dtype is not None:
+                wanted.setdefault(p.label, (p.device, set()))[1].add(dtype)
+        for label, (device, dtypes) in wanted.items():
+            for dtype in sorted(dtypes):
+                with device_scope(device):
+                    self.peaks.setdefault(label, {})[dtype] = gemm_peak_flops(device, dtype)
+        if self.peaks:
+            self._write_manifest()
+
     def _write_manifest(self, finished: bool = False) -> None:
         old = previous_manifest(self.store)
         gpus = sorted({g for p in self.placements.values() for g in p.gpus})
+        extra: dict[str, Any] = {"peaks": self.peaks} if self.peaks else {}
         manifest = build_manifest(
             old,
             self.suite,
@@ -694,6 +718,7 @@ class Runner:
             cooldowns={**old.get("cooldowns", {}), **self.cooldowns},
             simulate=self.simulate,
             placements={k: p.label for k, p in self.placements.items()},
+            **extra,
         )
         self.store.write_manifest(manifest)
 
