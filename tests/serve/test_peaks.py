@@ -88,3 +88,16 @@ def test_an_older_run_without_peaks_shows_no_fraction() -> None:
     run = load_run(Path(__file__).parents[1] / "fixtures" / "run-0.2.0")
     assert run.info.peaks == {}
     assert not re.search(r"GEMM peak", render_report([run]))
+
+
+def test_on_cuda_products_are_queued_and_synchronised_before_each_reading(monkeypatch) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(peaks.torch, "randn", lambda n, m, device=None: torch.zeros(2, 2))
+    monkeypatch.setattr(peaks.torch, "mm", lambda a, b: events.append("mm"))
+    monkeypatch.setattr(peaks.torch.cuda, "synchronize", lambda d=None: events.append(f"sync {d}"))
+    clock = iter([0.0, 1.0])
+    monkeypatch.setattr(peaks.time, "perf_counter", lambda: next(clock))
+    dev = torch.device("cuda:1")
+    flops = gemm_peak_flops(dev, "fp32", seconds=0.5)
+    assert events == ["mm", "sync cuda:1"] + ["mm"] * 10 + ["sync cuda:1"]
+    assert flops == pytest.approx(2 * 4096**3 * 10 / 1.0)
