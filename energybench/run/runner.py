@@ -688,7 +688,7 @@ class Runner:
 
         wanted: dict[str, tuple[torch.device, set[str]]] = {}
         for e in entries:
-            if not e.serve:
+            if not e.serve or self._ranks_train(e, "train"):  # DDP: the parent keeps off its GPUs
                 continue
             p = self.placements[e.name]
             dtype = serving_dtype(e)
@@ -696,8 +696,13 @@ class Runner:
                 wanted.setdefault(p.label, (p.device, set()))[1].add(dtype)
         for label, (device, dtypes) in wanted.items():
             for dtype in sorted(dtypes):
-                with device_scope(device):
-                    self.peaks.setdefault(label, {})[dtype] = gemm_peak_flops(device, dtype)
+                try:  # a figure for the report, never a reason to stop the run
+                    with device_scope(device):
+                        flops = gemm_peak_flops(device, dtype)
+                except Exception as exc:
+                    self._note(f"{label}: {dtype} GEMM peak not measured ({type(exc).__name__})")
+                    continue
+                self.peaks.setdefault(label, {})[dtype] = flops
         if self.peaks:
             self._write_manifest()
 
