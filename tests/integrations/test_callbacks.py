@@ -78,7 +78,7 @@ def test_the_lightning_callback_records_the_train_phase(tmp_path: Path) -> None:
     assert train.train.model_extra["samples"] == 15  # type: ignore[attr-defined]
 
 
-def test_a_lightning_loop_that_raises_records_no_phase(tmp_path: Path) -> None:
+def test_a_lightning_loop_that_raises_records_a_failed_phase(tmp_path: Path) -> None:
     L = pytest.importorskip("lightning.pytorch")
     from energybench.integrations.lightning import EnergyCallback
 
@@ -99,4 +99,6 @@ def test_a_lightning_loop_that_raises_records_no_phase(tmp_path: Path) -> None:
                         enable_progress_bar=False, callbacks=[EnergyCallback(run)])  # fmt: skip
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(Broken(), torch.utils.data.DataLoader(data, batch_size=5))
-    assert energybench.load_run(tmp_path / "run").entry("tiny").train is None
+    train = energybench.load_run(tmp_path / "run").entry("tiny").train
+    assert train is not None and train.status == "failed" and "boom" in (train.error or "")
+    assert train.measurement is not None  # the window closed; its energy is not a finished phase

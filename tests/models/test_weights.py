@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -153,3 +154,48 @@ def test_a_weights_declaration_names_exactly_one_source() -> None:
         WeightsSpec(hf="org/repo", sha256="0" * 64)
     with pytest.raises(ValidationError, match="finite"):
         WeightsSpec(path="a.pt", sha256="0" * 64, upstream_energy_j=float("inf"))
+
+
+def _pretrained_run(upstream: float | str) -> Any:
+    """A run of one pretrained entry (990 J fine-tune on an NVML GPU, no compress) whose
+    weights declare ``upstream`` as their upstream training energy."""
+    from energybench.records.store import RunData
+    from energybench.suite.schema import Suite
+    from tests.helpers.runs import window
+
+    weights = {"path": "w.safetensors", "sha256": "0" * 64, "upstream_energy_j": upstream,
+               "upstream_source": "model card"}  # fmt: skip
+    suite = Suite.model_validate(
+        {
+            "name": "t",
+            "energy": {"allow_estimates_in_ranking": True},
+            "entries": [{"name": "ft", "model": {"name": "espcn", "weights": weights}}],
+        }
+    ).model_dump(mode="json")
+    train = window(990.0, 26.0, 65.0)
+    phases = {"ft": {
+        "train": {"entry": "ft", "phase": "train", "status": "done", "config_hash": "h",
+                  "measurement": train.to_dict()},
+        "compress": {"entry": "ft", "phase": "compress", "status": "skipped",
+                     "config_hash": "h"},
+    }}  # fmt: skip
+    return RunData.from_records(Path("/nonexistent/run"), {"suite": suite}, phases)
+
+
+def test_declared_upstream_energy_is_in_tec_as_declared_and_unknown_is_said() -> None:
+    from energybench.report.tables import entry_figures
+
+    run = _pretrained_run(5.0e9)
+    (fig,) = entry_figures(run)
+    up = [i for i in fig.cost.items if i.phase == "upstream"]
+    assert len(up) == 1 and up[0].energy_j == 5.0e9 and up[0].source == "declared"
+    assert up[0].is_estimate and "declared: model card" in up[0].label  # never a measurement
+    own = sum(i.energy_j or 0.0 for i in fig.cost.items if i.phase != "upstream")
+    assert fig.cost.tec_j == pytest.approx(own + 5.0e9)
+    assert "unknown" not in (fig.cost.scope or "")
+
+    run = _pretrained_run("unknown")
+    (fig,) = entry_figures(run)
+    assert not [i for i in fig.cost.items if i.phase == "upstream"]
+    assert fig.cost.tec_j == pytest.approx(own)  # this suite's phases only ...
+    assert "upstream training (unknown)" in (fig.cost.scope or "")  # ... and the tables say so
