@@ -195,6 +195,34 @@ def test_entries_from_two_runs_share_one_folder(tmp_path: Path) -> None:
         energybench.Run(tmp_path / "run", suite="other", entry="c")
 
 
+def _record_entry(run_dir: str, entry: str, start: mp.synchronize.Event) -> None:
+    run = energybench.Run(run_dir, suite="s", entry=entry, energy=FAST)
+    start.wait(60)
+    with energybench.measure("train", run=run, devices="cpu"):
+        sum(range(10_000))
+    with energybench.measure("serve", run=run, devices="cpu", items=2):
+        pass
+
+
+def test_processes_record_their_entries_into_one_folder_at_once(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    start = ctx.Event()
+    entries = ["p0", "p1", "p2"]
+    procs = [
+        ctx.Process(target=_record_entry, args=(str(tmp_path / "run"), e, start)) for e in entries
+    ]
+    for proc in procs:
+        proc.start()
+    start.set()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    loaded = energybench.load_run(tmp_path / "run")  # the folder's lock kept every writer's
+    assert sorted(loaded.entries) == entries
+    for e in entries:
+        assert loaded.entry(e).train is not None and loaded.entry(e).serve is not None
+
+
 def test_the_public_surface_resolves_and_hides_the_rest() -> None:
     for name in energybench.__all__:
         assert getattr(energybench, name) is not None
