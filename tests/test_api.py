@@ -327,3 +327,37 @@ def test_an_entry_name_that_is_no_name_is_refused_before_anything_is_written(
     with pytest.raises(energybench.UserError, match="suite name"):
         energybench.Run(tmp_path / "run", suite="../up", entry="e")
     assert not (tmp_path / "run").exists() and not (tmp_path / "escape").exists()
+
+
+SUITE = """\
+name: public
+defaults:
+  dataset:
+    name: photos
+    params: {patch_size: 16, test_crop: 32x32, serve_lr: 16x16, seq_size: 48x48, seq_frames: 4}
+  train: {steps: 2, batch_size: 2}
+  evaluate: {max_items: 1}
+energy: {meters: [estimate], idle_baseline_s: 0, min_window_s: 0, trials: 1, max_trials: 1}
+metric: {quality: psnr_db}
+entries:
+  - name: small
+    model: {name: espcn, params: {channels: 4, layers: 2, first_kernel: 3}}
+    serve:
+      - {scenario: throughput, batch_sizes: [1], warmup: 0, iterations: 2}
+"""
+
+
+def test_a_suite_loads_runs_and_reads_back_through_the_public_names(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(SUITE)
+    loaded = energybench.load_suite(tmp_path / "s.yaml", ["entries.0.train.steps=1"])
+    assert loaded.suite.entries[0].train is not None and loaded.suite.entries[0].train.steps == 1
+    outcome = energybench.run_suite(loaded, out_root=tmp_path / "results")
+    assert outcome.ok, outcome.failed
+    run = energybench.load_run(outcome.run_dir)
+    assert run.entries == ["small"]
+    phases = run.entry("small")
+    assert phases.train is not None and phases.train.done and phases.train.measurement
+    assert phases.train.measurement.is_estimate  # the estimate meter, labelled as such
+    assert run.results("small")["throughput"].by_batch["1"].trials_total == 1  # type: ignore[attr-defined]
+    with pytest.raises(energybench.UserError):
+        energybench.load_suite(tmp_path / "absent.yaml")
