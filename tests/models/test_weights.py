@@ -249,3 +249,29 @@ def test_a_local_file_loads_as_safetensors_or_a_plain_state_dict_and_nothing_els
         load_weights(wide, spec(tmp_path / "w.pt"), "linear", base=tmp_path)
     info = load_weights(wide, spec(tmp_path / "w.pt", strict=False), "linear", base=tmp_path)
     assert sorted(info["skipped_keys"]) == ["bias", "weight"]
+
+
+def test_timm_weights_are_a_hugging_face_repo_in_the_local_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    from energybench.models.weights import load_weights
+    from energybench.suite.base import WeightsSpec
+
+    rev = "b" * 40
+    snap = tmp_path / "hub" / "models--timm--resnet10t.tiny" / "snapshots" / rev
+    snap.mkdir(parents=True)
+    torch.manual_seed(3)
+    published = timm.create_model("resnet10t", pretrained=False, num_classes=5)
+    save_file(published.state_dict(), str(snap / "model.safetensors"))
+    sha = hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    spec = WeightsSpec(hf="timm/resnet10t.tiny", revision=rev, file="model.safetensors", sha256=sha)
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=5)
+    load_weights(model, spec, "timm:resnet10t")
+    assert torch.equal(model.fc.weight, published.fc.weight)
