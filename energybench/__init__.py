@@ -5,17 +5,20 @@ The public surface (stable; everything else may change between releases)::
     measure, Run, MonitorConflictError   # measure your own code (energybench.api)
     load_suite, run_suite                # run a declarative suite
     load_run                             # read a run folder into typed records
+    UserError                            # what every error about a user's input subclasses
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from energybench.version import __version__
 
 __all__ = [
     "MonitorConflictError",
     "Run",
+    "UserError",
     "__version__",
     "load_run",
     "load_suite",
@@ -28,19 +31,21 @@ _LAZY = {
     "measure": "energybench.api",
     "Run": "energybench.api",
     "MonitorConflictError": "energybench.api",
+    "UserError": "energybench.errors",
     "load_suite": "energybench.suite",
     "run_suite": "energybench.run.runner",
     "load_run": "energybench.plugins.entrypoints",
 }
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from energybench.api import MonitorConflictError, Run, measure
+    from energybench.errors import UserError
     from energybench.plugins.entrypoints import load_run
     from energybench.run.runner import run_suite
     from energybench.suite import load_suite
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _LAZY:
         import importlib
 
@@ -48,3 +53,11 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'energybench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names only (submodules and helpers are not the package's surface)."""
+    return sorted(__all__)
+
+
+del annotations  # the ``from __future__`` feature object is not a public name

@@ -210,8 +210,19 @@ class measure(ContextDecorator):  # noqa: N801 - used like a function, as codeca
         self.stats: dict[str, Any] = {}
         self._ticks: list[float] = []
         self._counted = 0
-        self._stack: list[tuple[_Monitor, str, float]] = []
+        self._t0 = 0.0
+        # windows this object has open, per thread (``with m:`` nests within one thread)
+        self._local = threading.local()
         self._lock = threading.Lock()
+        #: the decorator's template, which each call's own window reports back to
+        self._template: measure | None = None
+
+    @property
+    def _stack(self) -> list[tuple[_Monitor, str, float]]:
+        stack: list[tuple[_Monitor, str, float]] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
 
     # -- counting -----------------------------------------------------------------------------
     def tick(self, n: int = 1) -> None:
@@ -251,17 +262,41 @@ class measure(ContextDecorator):  # noqa: N801 - used like a function, as codeca
         self._stack.append((mon, key, time.time()))
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         mon, key, started = self._stack.pop()
         try:
-            self.measurement = mon.monitor.end_window(key)
+            meas = mon.monitor.end_window(key)  # the window closes whatever the block did
         finally:
             _release(mon)
-        if self.run is not None and exc[0] is None:
-            self.run.record(self.phase, self.measurement, started, self)
+        self.measurement = meas
+        if self._template is not None:
+            self._template.measurement = meas
+        if self.run is None:
+            return
+        if exc_type is None:
+            self.run.record(self.phase, meas, started, self)
+        elif self.phase != "serve":  # a serve window that raised is no trial (items unknown)
+            self.run.record_failure(self.phase, meas, started, exc)
+
+    def _recreate_cm(self) -> measure:
+        """A fresh window per decorated call (calls from a thread pool overlap)."""
+        fresh = measure(
+            self.name,
+            phase=self.phase,
+            devices=self.devices,
+            run=self.run,
+            items=self.items,
+            energy=self.energy,
+            simulate=self.simulate,
+        )
+        fresh._template = self
+        return fresh
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:  # type: ignore[override]
-        """As a decorator: each call of ``func`` is one window (and one record in ``run``)."""
+        """As a decorator: each call of ``func`` is its own window (and one record in ``run``);
+        :attr:`measurement` is then the latest finished call's."""
         return super().__call__(func)
 
 
@@ -293,11 +328,14 @@ class Run:
         self.store = RunStore(Path(path))
         self.entry = entry
         self._latencies_s: dict[int, list[float]] = {}
+        # the entry's serve windows are the trials of one throughput scenario named "serve"
+        # (batch 1, one item per tick), which the metric's IEC is read from
         self._entry_spec = {
             "name": entry,
             "description": description,
             "model": {"name": model},
             "rank": rank,
+            "serve": [{"scenario": "throughput", "name": "serve", "batch_sizes": [1]}],
         }
         self._suite_spec: dict[str, Any] = {"name": suite, "entries": [self._entry_spec]}
         if metric is not None:
@@ -376,12 +414,7 @@ class Run:
             if phase == "serve":
                 rec = self._serve_record(meas, started_unix_s, window)
             else:
-                if self.store.read_phase(self.entry, phase) is not None:
-                    raise UserError(
-                        f"{self.store.phase_path(self.entry, phase)}: phase '{phase}' of entry "
-                        f"'{self.entry}' is already recorded; measure it in one window, or "
-                        "record it under another entry"
-                    )
+                self._refuse_second(phase)
                 rec = self._base(phase, meas, started_unix_s)
                 if phase == "train":
                     stats = dict(window.stats) if window is not None else {}
@@ -396,7 +429,43 @@ class Run:
                         }
                     ]
             self.store.write_phase(self.entry, phase, rec)
+            self._no_compress_window()
             write_seal(self.store.root)
+
+    def record_failure(
+        self, phase: str, meas: Measurement, started_unix_s: float, exc: BaseException | None
+    ) -> None:
+        """Record ``phase`` as failed (its window's energy kept, never counted as the phase's
+        cost); a later window of the phase replaces it."""
+        with self._locked():
+            self._refuse_second(phase)
+            error = f"{type(exc).__name__}: {exc}" if exc is not None else "failed"
+            rec = {**self._base(phase, meas, started_unix_s), "status": "failed", "error": error}
+            self.store.write_phase(self.entry, phase, rec)
+            write_seal(self.store.root)
+
+    def _refuse_second(self, phase: str) -> None:
+        """A phase is measured once per entry; a failed or skipped record may be replaced."""
+        old = self.store.read_phase(self.entry, phase)
+        if old is not None and old.get("status") == "done":
+            raise UserError(
+                f"{self.store.phase_path(self.entry, phase)}: phase '{phase}' of entry "
+                f"'{self.entry}' is already recorded; measure it in one window, or "
+                "record it under another entry"
+            )
+
+    def _no_compress_window(self) -> None:
+        """A script without a compress window has no compression cost: the phase is recorded
+        as skipped (as a suite entry without compress steps), so TEC is the train window (and
+        what else was measured), not unknown. A later compress window replaces it."""
+        if self.store.read_phase(self.entry, "compress") is None:
+            skipped = {
+                **self._common("compress"),
+                "status": "skipped",
+                "reason": "no compress window in this script",
+                "methods": [],
+            }
+            self.store.write_phase(self.entry, "compress", skipped)
 
     def record_quality(self, split: str = "test", **scores: float) -> None:
         """Record the entry's quality (e.g. ``psnr_db=31.2``, ``ssim=0.91``, ``top1=0.76``)."""

@@ -6,6 +6,9 @@ run (energy by device and source, steps, samples), on energybench's meters.
 
 Only the main process (``state.is_world_process_zero``) measures and records: in a distributed
 run its window covers the GPUs ``devices`` names (default: every visible GPU of the node).
+``Trainer`` tells no callback that training raised: close the window then with :meth:`abort`
+(``try: trainer.train() except BaseException as e: callback.abort(e); raise``), which records
+the train phase as failed and frees its GPUs.
 """
 
 from __future__ import annotations
@@ -55,6 +58,14 @@ class EnergyCallback(TrainerCallback):
         )
         self._open = False
         self.window.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Close a window that ``Trainer.train()`` left open by raising ``exc``: the run records
+        the train phase as failed (its energy kept, never counted as a finished phase)."""
+        if self._open:
+            self._open = False
+            error = exc if exc is not None else RuntimeError("training was aborted")
+            self.window.__exit__(type(error), error, error.__traceback__)
 
     @property
     def measurement(self) -> Any:

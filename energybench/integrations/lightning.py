@@ -4,8 +4,8 @@ a run (energy by device and source, steps, samples), on energybench's meters.
     from energybench.integrations.lightning import EnergyCallback
     trainer = L.Trainer(..., callbacks=[EnergyCallback(energybench.Run("results/ft", "ft", "m"))])
 
-Only global rank 0 measures and records. A training loop that raises closes the window without
-recording it (a phase is recorded only when it finished).
+Only global rank 0 measures and records. A training loop that raises closes the window and
+records the train phase as failed (with the error; never counted as a finished phase's cost).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class EnergyCallback(Callback):
         self.window.__exit__(None, None, None)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        if self._open:  # close the window; a failed loop is not recorded as a finished phase
+        if self._open:  # close the window; the run records the phase as failed
             self._open = False
             self.window.__exit__(type(exception), exception, exception.__traceback__)
 

@@ -102,20 +102,38 @@ def check_weights(spec: Any, model_name: str, base: Path | None = None) -> Path:
 
 
 def read_weights(path: Path, sha256: str) -> dict[str, Any]:
-    """The tensors of a safetensors file or a plain state dict (``weights_only=True``)."""
+    """The tensors of a safetensors file or a plain state dict (``weights_only=True``), read
+    once and checked against ``sha256`` (the bytes loaded are the bytes pinned)."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         try:
-            return dict(load_file(str(path)))
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise WeightsError(f"cannot read weights {path}: {exc}") from None
+        if _sha256_of(blob) != sha256:
+            raise WeightsError(f"weights {path} changed after their hash was checked")
+        try:
+            return dict(load(blob))
         except Exception as exc:  # noqa: BLE001 - safetensors raises several types
             raise WeightsError(f"weights {path} are not a valid safetensors file ({exc})") from None
     from energybench.run.checkpoint import CheckpointError, read_state_dict
 
     try:
         return read_state_dict(path, sha256)
-    except CheckpointError as exc:
-        raise WeightsError(str(exc)) from None
+    except CheckpointError:
+        raise WeightsError(
+            f"weights {path} were not loaded: they must be a safetensors file or a plain "
+            "state dict of tensors, read with torch.load(weights_only=True) (pickled objects "
+            "are never loaded: they can run code), and keep their pinned hash"
+        ) from None
+
+
+def _sha256_of(blob: bytes) -> str:
+    """sha256 of bytes already read (as :func:`~energybench.records.store.file_sha256`)."""
+    import hashlib
+
+    return hashlib.sha256(blob).hexdigest()
 
 
 def load_weights(

@@ -279,6 +279,15 @@ def _upstream_items(
     return [(item, w)]
 
 
+def _upstream_unknown(spec: Entry) -> str:
+    """The scope's note for pretrained weights whose upstream training cost is "unknown": TEC
+    covers this suite's phases only, which the tables must say (it is no 0 J)."""
+    weights = spec.model.weights
+    if weights is None or weights.upstream_energy_j != "unknown":
+        return ""
+    return "; TEC excludes the pretrained weights' upstream training (unknown)"
+
+
 def adaptive_variants(spec: Entry) -> list[str]:
     """Entries whose models an entry's adaptive scenarios switch among (suite spec order)."""
     names = [v for sc in spec.serve if isinstance(sc, Adaptive) for v in sc.variants]
@@ -444,7 +453,7 @@ def entry_figures(run: RunData) -> list[EntryFigures]:
             iec_stat_ci_j=iec.stat_ci_j,
             is_shared=iec.is_shared or any(w.is_shared for _, w in pairs),
             unranked_reason=choice.reason if spec.rank else NOT_RANKED,
-            scope=energy_scope(measured, estimated, allow),
+            scope=energy_scope(measured, estimated, allow) + _upstream_unknown(spec),
             iec_gap=iec.gap,
             devices=tuple(
                 sorted({d for i, w in pairs if not i.shared for d in w.devices} | set(iec.devices))

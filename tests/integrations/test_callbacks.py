@@ -46,6 +46,41 @@ def test_the_hugging_face_callback_records_the_train_phase(tmp_path: Path) -> No
     assert callback.measurement is not None
 
 
+def test_a_hugging_face_training_that_raises_is_aborted_into_a_failed_phase(
+    tmp_path: Path,
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from energybench.integrations.huggingface import EnergyCallback
+
+    class Broken(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    run = energybench.Run(tmp_path / "run", suite="hf", entry="tiny", energy=FAST)
+    callback = EnergyCallback(run)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2,
+        report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    data = [{"x": torch.ones(2)} for _ in range(4)]
+    trainer = transformers.Trainer(model=Broken(), args=args, train_dataset=data,
+                                   callbacks=[callback])  # fmt: skip
+    with pytest.raises(RuntimeError, match="boom"):
+        try:
+            trainer.train()
+        except BaseException as exc:
+            callback.abort(exc)
+            raise
+    train = energybench.load_run(tmp_path / "run").entry("tiny").train
+    assert train is not None and train.status == "failed" and "boom" in (train.error or "")
+    assert callback.measurement is not None and not callback.window._stack  # closed
+
+
 def test_the_lightning_callback_records_the_train_phase(tmp_path: Path) -> None:
     L = pytest.importorskip("lightning.pytorch")
     from energybench.integrations.lightning import EnergyCallback
@@ -78,7 +113,7 @@ def test_the_lightning_callback_records_the_train_phase(tmp_path: Path) -> None:
     assert train.train.model_extra["samples"] == 15  # type: ignore[attr-defined]
 
 
-def test_a_lightning_loop_that_raises_records_no_phase(tmp_path: Path) -> None:
+def test_a_lightning_loop_that_raises_records_a_failed_phase(tmp_path: Path) -> None:
     L = pytest.importorskip("lightning.pytorch")
     from energybench.integrations.lightning import EnergyCallback
 
@@ -99,4 +134,6 @@ def test_a_lightning_loop_that_raises_records_no_phase(tmp_path: Path) -> None:
                         enable_progress_bar=False, callbacks=[EnergyCallback(run)])  # fmt: skip
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(Broken(), torch.utils.data.DataLoader(data, batch_size=5))
-    assert energybench.load_run(tmp_path / "run").entry("tiny").train is None
+    train = energybench.load_run(tmp_path / "run").entry("tiny").train
+    assert train is not None and train.status == "failed" and "boom" in (train.error or "")
+    assert train.measurement is not None  # the window closed; its energy is not a finished phase

@@ -108,6 +108,11 @@ def test_listings_show_where_each_name_comes_from(site: Path, tmp_path: Path) ->
     rows = done.stdout.splitlines()
     assert any("toy-sr" in r and "plug-in toy" in r for r in rows)
     assert any("espcn" in r and "energybench" in r for r in rows)
+    meters = _cli(site, "meters", cwd=tmp_path)
+    assert meters.returncode == 0, meters.stderr
+    assert "toy-plug (plug-in toy): unavailable" in meters.stdout
+    assert "plug the toy wattmeter in" in meters.stdout
+    assert "estimate: ok" in meters.stdout  # built-ins are listed without an origin
 
 
 def test_a_loaded_plugin_still_needs_the_suite_to_declare_it(site: Path, tmp_path: Path) -> None:
