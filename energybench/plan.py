@@ -27,7 +27,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from energybench.meters.base import Measurement
 from energybench.records.store import RunData
 from energybench.records.types import EnergyStat, FlatResult, LoadResult, StreamResult, SweepPoint
 from energybench.report.tables import backend_name
@@ -161,7 +160,7 @@ def _sweep_energy(
     else:
         mean, sigma = p.energy_per_item_j, p.sigma_per_item_j
         m = p.measurement
-        est = Measurement.from_window(m).is_estimate if m else mean is not None
+        est = m.is_estimate if m else mean is not None
     mean, sigma = _finite(mean), _finite(sigma)
     ci = None
     if mean is not None and sigma is not None:

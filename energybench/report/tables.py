@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from energybench.meters.base import KIND_LABELS, Measurement
+from energybench.meters.base import KIND_LABELS
 from energybench.meters.plugins import is_estimated_source
 from energybench.metrics.carbon import kg_co2e
 from energybench.metrics.fullcycle import (
@@ -147,34 +147,33 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
     marked as such. A charged device on the basis with no figure, or an incomplete one, leaves
     the window without energy (``gap`` says why): a partial sum is never reported as whole.
     """
-    meas = Measurement.from_window(m)
-    has_meter = any(not d.is_estimate for d in meas.charged)
+    has_meter = any(not d.is_estimate for d in m.charged)
     measured_only = not allow_estimates and has_meter
     basis: bool | None = False if measured_only else None
-    gaps = meas.gaps(basis)
-    chosen = [d for d in meas.charged if basis is None or d.is_estimate == basis]
+    gaps = m.gaps(basis)
+    chosen = [d for d in m.charged if basis is None or d.is_estimate == basis]
     common: dict[str, Any] = {
-        "measured_kinds": tuple(meas.measured_kinds),
-        "estimated_kinds": tuple(meas.estimated_kinds),
-        "is_shared": meas.is_shared,
+        "measured_kinds": tuple(m.measured_kinds),
+        "estimated_kinds": tuple(m.estimated_kinds),
+        "is_shared": m.is_shared,
         "gap": "; ".join(gaps) or None,
         "devices": tuple(sorted({f"{d.device}@{d.source}" for d in chosen})),
     }
     if not measured_only:
         return WindowEnergy(
-            meas.energy_j,
-            meas.uncertainty_j,
-            meas.is_estimate,
+            m.energy_j,
+            m.uncertainty_j,
+            m.is_estimate,
             estimated_j=None,
-            sources=tuple(meas.sources),
+            sources=tuple(m.sources),
             **common,
         )
     sources = sorted({str(d.source) for d in chosen})
     return WindowEnergy(
-        meas.measured_energy_j,
-        meas.measured_uncertainty_j,
+        m.measured_energy_j,
+        m.measured_uncertainty_j,
         False,
-        estimated_j=meas.estimated_energy_j,
+        estimated_j=m.estimated_energy_j,
         sources=tuple(sources),
         **common,
     )
