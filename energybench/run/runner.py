@@ -67,7 +67,7 @@ from energybench.run.resume import (
     require_resumable,
     upstream_phases,
 )
-from energybench.serve.scenarios import run_scenario
+from energybench.serve.scenarios import ScenarioContext, run_scenario
 from energybench.suite.devices import placement_notes
 from energybench.suite.load import LoadedSuite
 from energybench.suite.schema import Adaptive, Entry
@@ -391,10 +391,11 @@ class Runner:
             info["input_shape"] = list(sample.shape)
         for sc, name in zip(e.serve, e.scenario_names(), strict=True):
             self._phase_bar(f"{e.name}: serve {name}", None)
-            scenarios[name] = run_scenario(
-                sc, served, task, device, self.meter, self.suite.energy,
-                f"{e.name}/serve/{name}", variant=lambda v: self._variant(v, device),
+            ctx = ScenarioContext(
+                served, task, device, self.meter, self.suite.energy, f"{e.name}/serve/{name}",
+                variant=lambda v: self._variant(v, device),
             )  # fmt: skip
+            scenarios[name] = run_scenario(sc, ctx)
             scenarios[name].name = name
         self._record(
             e,
