@@ -29,7 +29,8 @@ class Record(BaseModel):
     def _keep_order(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
         rec = handler(data)
         if isinstance(data, dict) and isinstance(rec, Record):
-            rec._order = tuple(data)
+            # written straight into the private dict: no __setattr__ bookkeeping per record
+            rec.__pydantic_private__["_order"] = tuple(data)  # type: ignore[index]
         return rec
 
     @model_serializer(mode="wrap")

@@ -148,7 +148,7 @@ class Window(Record):
         if not isinstance(data, dict):
             return handler(data)
         w = handler({k: v for k, v in data.items() if k not in DERIVED})
-        w._order = tuple(data)
+        w.__pydantic_private__["_order"] = tuple(data)  # as in Record
         for key in CHECKED:
             if key in data and not _same(data[key], w.derived(key)):
                 raise ValueError(
