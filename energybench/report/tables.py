@@ -18,6 +18,7 @@ from energybench.metrics.carbon import kg_co2e
 from energybench.metrics.fullcycle import (
     CostItem,
     EntryCost,
+    RankRow,
     break_even,
     energy_at,
     greenness,
@@ -565,35 +566,36 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "sources": ";".join(sorted({i.source for i in c.items} | set(f.iec.sources))),
         }
         for mui, _w in intensities:
-            try:
-                e: float | None = energy_at(c, mui)
-            except ValueError:
-                e = None
-            row[f"energy_j@{mui:g}"] = e
-            row[f"carbon_kgco2e@{mui:g}"] = (
-                None
-                if e is None
-                else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"])
-            )
-            row[f"g@{mui:g}"] = greenness(c, mui, tau) if c.iec_j is not None else None
-            at = by_mui[mui][c.name]  # ``rank`` returns every entry, ranked or not
-            row[f"rank@{mui:g}"] = at.rank
-            row[f"rank_lo@{mui:g}"] = at.rank_lo
-            row[f"rank_hi@{mui:g}"] = at.rank_hi
-            row[f"tie_group@{mui:g}"] = at.tie_group
+            row |= _mui_columns(c, mui, tau, factors, by_mui[mui][c.name])
         row["placement"] = run.info.placement(c.name)
         row["is_mixed_devices"] = mixed
         r = ranked[c.name]
-        row["score"] = r.value
-        row["score_lo"] = r.value_lo
-        row["score_hi"] = r.value_hi
-        row["rank"] = r.rank
-        row["rank_lo"] = r.rank_lo
-        row["rank_hi"] = r.rank_hi
-        row["tie_group"] = r.tie_group
-        row["rank_note"] = r.reason
+        row |= {"score": r.value, "score_lo": r.value_lo, "score_hi": r.value_hi}
+        row |= {"rank": r.rank, "rank_lo": r.rank_lo, "rank_hi": r.rank_hi}
+        row |= {"tie_group": r.tie_group, "rank_note": r.reason}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _mui_columns(
+    c: EntryCost, mui: float, tau: float, factors: dict[str, Any], at: RankRow
+) -> dict[str, Any]:
+    """The leaderboard's columns at ``mui`` items: energy, carbon, G and the rank ``at`` it
+    (``rank`` returns every entry, ranked or not)."""
+    try:
+        e: float | None = energy_at(c, mui)
+    except ValueError:
+        e = None
+    carbon = None if e is None else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"])
+    return {
+        f"energy_j@{mui:g}": e,
+        f"carbon_kgco2e@{mui:g}": carbon,
+        f"g@{mui:g}": greenness(c, mui, tau) if c.iec_j is not None else None,
+        f"rank@{mui:g}": at.rank,
+        f"rank_lo@{mui:g}": at.rank_lo,
+        f"rank_hi@{mui:g}": at.rank_hi,
+        f"tie_group@{mui:g}": at.tie_group,
+    }
 
 
 def tec_shown(c: EntryCost, status: str) -> float | None:
