@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from energybench.errors import UserError
-from energybench.meters.base import EnergyMonitor, Measurement
+from energybench.meters.base import EnergyMonitor
 from energybench.records.phases import PHASES
 from energybench.records.seal import write_seal
+from energybench.records.window import Window
 from energybench.suite.schema import EnergySettings, Suite
 
 #: Window names that are not phase names but record as one (``measure("finetune", run=...)``).
@@ -178,7 +179,7 @@ class measure(ContextDecorator):  # noqa: N801 - used like a function, as codeca
     many items the window serves (or count them with :meth:`tick`). ``energy``: the suite's
     ``energy`` settings (meters, sampling period, ...). ``simulate``: a ``--simulate`` profile.
     After the block, :attr:`measurement` is the typed
-    :class:`~energybench.meters.base.Measurement` (energy by device and source, uncertainty,
+    :class:`~energybench.records.window.Window` (energy by device and source, uncertainty,
     ``is_estimate``, flags); a ``run`` has recorded it.
     """
 
@@ -205,7 +206,7 @@ class measure(ContextDecorator):  # noqa: N801 - used like a function, as codeca
         self.items = items
         self.energy = EnergySettings.model_validate(energy or {})
         self.simulate = simulate
-        self.measurement: Measurement | None = None
+        self.measurement: Window | None = None
         #: what a run records beside the window (train: steps, samples, final_loss, ...)
         self.stats: dict[str, Any] = {}
         self._ticks: list[float] = []
@@ -407,7 +408,7 @@ class Run:
         self.store.write_manifest(manifest)
 
     def record(
-        self, phase: str, meas: Measurement, started_unix_s: float, window: measure | None = None
+        self, phase: str, meas: Window, started_unix_s: float, window: measure | None = None
     ) -> None:
         """Record one window as ``phase`` of this run's entry (serve windows add a trial)."""
         with self._locked():
@@ -423,7 +424,7 @@ class Run:
                     rec["methods"] = [
                         {
                             "method": window.name if window else "custom",
-                            "measurement": meas.to_dict(),
+                            "measurement": meas.to_json(),
                             "started_unix_s": started_unix_s,
                             "duration_s": meas.duration_s,
                         }
@@ -433,7 +434,7 @@ class Run:
             write_seal(self.store.root)
 
     def record_failure(
-        self, phase: str, meas: Measurement, started_unix_s: float, exc: BaseException | None
+        self, phase: str, meas: Window, started_unix_s: float, exc: BaseException | None
     ) -> None:
         """Record ``phase`` as failed (its window's energy kept, never counted as the phase's
         cost); a later window of the phase replaces it."""
@@ -493,16 +494,16 @@ class Run:
             "config_hash": _hash(f"{self.entry}/{phase}"),
         }
 
-    def _base(self, phase: str, meas: Measurement, started_unix_s: float) -> dict[str, Any]:
+    def _base(self, phase: str, meas: Window, started_unix_s: float) -> dict[str, Any]:
         return {
             **self._common(phase),
             "started_unix_s": started_unix_s,
             "duration_s": meas.duration_s,
-            "measurement": meas.to_dict(),
+            "measurement": meas.to_json(),
         }
 
     def _serve_record(
-        self, meas: Measurement, started_unix_s: float, window: measure | None
+        self, meas: Window, started_unix_s: float, window: measure | None
     ) -> dict[str, Any]:
         from energybench.records.types import ThroughputResult, Trial
         from energybench.serve.trials import SUMMARY_KEYS, aggregate_trials, trial_summary

@@ -27,9 +27,15 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from energybench.meters.base import Measurement
 from energybench.records.store import RunData
-from energybench.records.types import EnergyStat, FlatResult, LoadResult, StreamResult, SweepPoint
+from energybench.records.types import (
+    EnergyStat,
+    FlatResult,
+    LoadResult,
+    ScenarioResult,
+    StreamResult,
+    SweepPoint,
+)
 from energybench.report.tables import backend_name
 
 #: A measured rate within this fraction of the rate asked counts as measured at that rate.
@@ -161,7 +167,7 @@ def _sweep_energy(
     else:
         mean, sigma = p.energy_per_item_j, p.sigma_per_item_j
         m = p.measurement
-        est = Measurement.from_window(m).is_estimate if m else mean is not None
+        est = m.is_estimate if m else mean is not None
     mean, sigma = _finite(mean), _finite(sigma)
     ci = None
     if mean is not None and sigma is not None:
@@ -206,60 +212,9 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
                 "quality": quality,
                 "quality_name": qname,
             }
-            if isinstance(sc, StreamResult):
-                lat = sc.latency_ms
-                e, ci, est = _scenario_energy(sc, allow)
-                out.append(
-                    Point(
-                        **common,
-                        batch="1",
-                        arrivals="periodic",
-                        rate_per_s=float(sc.target_fps),
-                        p99_ms=_finite(lat.p99 if lat else None),
-                        requests=lat.n if lat else None,
-                        energy_per_item_j=e,
-                        energy_ci_j=ci,
-                        is_estimate=est,
-                        origin="scenario",
-                        achieved_rate_per_s=_finite(
-                            sc.fps_achieved.mean if sc.fps_achieved else None
-                        ),
-                        deadline_miss_rate=_finite(sc.deadline_miss_rate),
-                    )
-                )
-            elif isinstance(sc, LoadResult):
-                batch = f"dynamic <= {sc.max_batch}"
-                e, ci, est = _scenario_energy(sc, allow)
-                out.append(
-                    Point(
-                        **common,
-                        batch=batch,
-                        arrivals="poisson",
-                        rate_per_s=float(sc.rate_per_s),
-                        p99_ms=_load_p99_all(sc),
-                        requests=sum(t.requests or 0 for t in sc.trials),
-                        energy_per_item_j=e,
-                        energy_ci_j=ci,
-                        is_estimate=est,
-                        origin="scenario",
-                    )
-                )
-                for p in sc.sweep.points if sc.sweep else []:
-                    e, ci, est = _sweep_energy(p, allow)
-                    out.append(
-                        Point(
-                            **common,
-                            batch=batch,
-                            arrivals="poisson",
-                            rate_per_s=float(p.rate_per_s),
-                            p99_ms=_finite(p.p99_all_ms),
-                            requests=p.requests,
-                            energy_per_item_j=e,
-                            energy_ci_j=ci,
-                            is_estimate=est,
-                            origin="sweep",
-                        )
-                    )
+            measured = _scenario_points(sc, common, allow)
+            if measured:
+                out += measured
             elif kind == "throughput":
                 skipped.append(
                     f"{entry}/{name} ({kind}): closed loop, no arrival rate, cannot answer a "
@@ -271,6 +226,65 @@ def points(run: RunData) -> tuple[list[Point], list[str]]:
                     "not one configuration"
                 )
     return out, skipped
+
+
+def _scenario_points(sc: ScenarioResult, common: dict[str, Any], allow: bool) -> list[Point]:
+    """The rate points a scenario measured (stream: its rate; load: its rate and its sweep's
+    rates); none for a kind without an arrival rate."""
+    pts: list[Point] = []
+    if isinstance(sc, StreamResult):
+        lat = sc.latency_ms
+        e, ci, est = _scenario_energy(sc, allow)
+        pts.append(
+            Point(
+                **common,
+                batch="1",
+                arrivals="periodic",
+                rate_per_s=float(sc.target_fps),
+                p99_ms=_finite(lat.p99 if lat else None),
+                requests=lat.n if lat else None,
+                energy_per_item_j=e,
+                energy_ci_j=ci,
+                is_estimate=est,
+                origin="scenario",
+                achieved_rate_per_s=_finite(sc.fps_achieved.mean if sc.fps_achieved else None),
+                deadline_miss_rate=_finite(sc.deadline_miss_rate),
+            )
+        )
+    if isinstance(sc, LoadResult):
+        batch = f"dynamic <= {sc.max_batch}"
+        e, ci, est = _scenario_energy(sc, allow)
+        pts.append(
+            Point(
+                **common,
+                batch=batch,
+                arrivals="poisson",
+                rate_per_s=float(sc.rate_per_s),
+                p99_ms=_load_p99_all(sc),
+                requests=sum(t.requests or 0 for t in sc.trials),
+                energy_per_item_j=e,
+                energy_ci_j=ci,
+                is_estimate=est,
+                origin="scenario",
+            )
+        )
+        for p in sc.sweep.points if sc.sweep else []:
+            e, ci, est = _sweep_energy(p, allow)
+            pts.append(
+                Point(
+                    **common,
+                    batch=batch,
+                    arrivals="poisson",
+                    rate_per_s=float(p.rate_per_s),
+                    p99_ms=_finite(p.p99_all_ms),
+                    requests=p.requests,
+                    energy_per_item_j=e,
+                    energy_ci_j=ci,
+                    is_estimate=est,
+                    origin="sweep",
+                )
+            )
+    return pts
 
 
 def _config_key(p: Point) -> tuple[str, ...]:

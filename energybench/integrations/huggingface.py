@@ -69,5 +69,5 @@ class EnergyCallback(TrainerCallback):
 
     @property
     def measurement(self) -> Any:
-        """The train window's :class:`~energybench.meters.base.Measurement` (after training)."""
+        """The train window's :class:`~energybench.records.window.Window` (after training)."""
         return self.window.measurement

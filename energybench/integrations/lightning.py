@@ -75,5 +75,5 @@ class EnergyCallback(Callback):
 
     @property
     def measurement(self) -> Any:
-        """The train window's :class:`~energybench.meters.base.Measurement` (after training)."""
+        """The train window's :class:`~energybench.records.window.Window` (after training)."""
         return self.window.measurement

@@ -16,21 +16,34 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from energybench.meters.plugins import Source
-from energybench.records.types import DeviceEnergy, Window
+from energybench.records.window import (
+    FLAG_BELOW_MIN_WINDOW,
+    FLAG_CHANNELS_DISAGREE,
+    FLAG_ESTIMATE,
+    FLAG_INCOMPLETE,
+    FLAG_METER_ERROR,
+    FLAG_SHARED_DEVICE,
+    FLAG_SHARING_NOT_CHECKED,
+    FLAG_SHORT_WINDOW,
+    FLAG_SIMULATED,
+    DeviceEnergy,
+    Window,
+)
 
-__all__ = ["DeviceEnergy", "Measurement", "Source"]
-
-#: Measurement flags set by :class:`EnergyMonitor` (``Measurement.flags``). Flags that name a
-#: device carry it after a colon, e.g. ``"incomplete:gpu:GPU-1234..."``.
-FLAG_SHORT_WINDOW = "short-window"  # shorter than a meter's update period: figure unreliable
-FLAG_BELOW_MIN_WINDOW = "below-min-window"  # shorter than the configured minimum (noisy)
-FLAG_CHANNELS_DISAGREE = "channels-disagree"  # NVML counter vs integrated power, per device
-FLAG_INCOMPLETE = "incomplete"  # a device could not be measured for the whole window
-FLAG_METER_ERROR = "meter-error"  # a meter raised in end(); its devices are missing
-FLAG_ESTIMATE = "estimate"  # at least one charged figure comes from a power model, not a meter
-FLAG_SHARED_DEVICE = "shared-device"  # a charged GPU was in MIG mode or ran another process
-FLAG_SHARING_NOT_CHECKED = "sharing-not-checked"  # a charged GPU's other processes unknown
-FLAG_SIMULATED = "simulated"  # a figure comes from a simulated device (``--simulate``)
+__all__ = [
+    "FLAG_BELOW_MIN_WINDOW",
+    "FLAG_CHANNELS_DISAGREE",
+    "FLAG_ESTIMATE",
+    "FLAG_INCOMPLETE",
+    "FLAG_METER_ERROR",
+    "FLAG_SHARED_DEVICE",
+    "FLAG_SHARING_NOT_CHECKED",
+    "FLAG_SHORT_WINDOW",
+    "FLAG_SIMULATED",
+    "DeviceEnergy",
+    "Source",
+    "Window",
+]
 
 
 class Clock(Protocol):
@@ -77,162 +90,6 @@ KIND_LABELS = {
     "ram": "RAM",
     "system": "system",
 }
-
-
-@dataclass
-class Measurement:
-    """One closed measurement window."""
-
-    name: str
-    start_unix_s: float
-    duration_s: float
-    devices: list[DeviceEnergy] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)  # "short-window", "channels-disagree", ...
-
-    @property
-    def charged(self) -> list[DeviceEnergy]:
-        """Devices this window is charged for (others were only seen)."""
-        return [d for d in self.devices if d.charged]
-
-    def gaps(self, estimate: bool | None = None) -> list[str]:
-        """Why the charged figures (all: None; meters only: False; estimates only: True) do not
-        cover the whole window: a device with no figure, a figure flagged incomplete, a meter
-        that failed (its devices are missing). Empty when the sum is whole."""
-        out = []
-        for d in self.charged:
-            if estimate is not None and d.is_estimate != estimate:
-                continue
-            why = "; ".join(d.issues[:2]) or "no reason recorded"
-            if d.energy_j is None:
-                out.append(f"{d.device}: no figure ({why})")
-            elif not d.complete:
-                out.append(f"{d.device}: figure covers part of the window only ({why})")
-        out += [f for f in self.flags if f.startswith(FLAG_METER_ERROR + ":")]
-        return out
-
-    def _sum(self, estimate: bool | None) -> float | None:
-        """Sum over the charged devices selected by ``estimate``; None when there is none or when
-        one of them has no figure or an incomplete one (see :meth:`gaps`): a partial sum is
-        never reported as if whole."""
-        vals = [
-            d.energy_j
-            for d in self.charged
-            if d.energy_j is not None and (estimate is None or d.is_estimate == estimate)
-        ]
-        if not vals or self.gaps(estimate):
-            return None
-        return sum(vals)
-
-    def _rss(self, estimate: bool | None) -> float | None:
-        vals = [
-            d.uncertainty_j
-            for d in self.charged
-            if d.uncertainty_j is not None
-            and d.energy_j is not None
-            and (estimate is None or d.is_estimate == estimate)
-        ]
-        if not vals or self.gaps(estimate):
-            return None
-        return sum(v * v for v in vals) ** 0.5
-
-    @property
-    def energy_j(self) -> float | None:
-        """Sum over charged devices, measured and estimated; None if none or any has a gap."""
-        return self._sum(None)
-
-    @property
-    def uncertainty_j(self) -> float | None:
-        return self._rss(None)
-
-    @property
-    def measured_energy_j(self) -> float | None:
-        """Sum over charged devices read from a meter (never an estimate); None if none or any
-        has a gap (see :meth:`gaps`)."""
-        return self._sum(False)
-
-    @property
-    def measured_uncertainty_j(self) -> float | None:
-        return self._rss(False)
-
-    @property
-    def estimated_energy_j(self) -> float | None:
-        """Sum over charged devices whose figure is a power model; None if none."""
-        return self._sum(True)
-
-    @property
-    def measured_kinds(self) -> list[str]:
-        """Kinds of the charged devices that were measured ("gpu", "cpu", "module", ...)."""
-        return sorted(
-            {d.kind for d in self.charged if not d.is_estimate and d.energy_j is not None}
-        )
-
-    @property
-    def estimated_kinds(self) -> list[str]:
-        return sorted({d.kind for d in self.charged if d.is_estimate and d.energy_j is not None})
-
-    @property
-    def sources(self) -> list[str]:
-        return sorted({str(d.source) for d in self.charged})
-
-    @property
-    def is_estimate(self) -> bool:
-        """True when any charged joule in :attr:`energy_j` comes from a power model."""
-        return any(d.is_estimate and d.energy_j is not None for d in self.charged)
-
-    @property
-    def is_shared(self) -> bool:
-        """True when a charged device was shared (MIG, another process)."""
-        return any(d.shared for d in self.charged)
-
-    @property
-    def is_simulated(self) -> bool:
-        return any(d.simulated for d in self.devices)
-
-    @property
-    def complete(self) -> bool:
-        return all(d.complete for d in self.charged)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "start_unix_s": self.start_unix_s,
-            "duration_s": self.duration_s,
-            "energy_j": self.energy_j,
-            "uncertainty_j": self.uncertainty_j,
-            "measured_energy_j": self.measured_energy_j,
-            "measured_uncertainty_j": self.measured_uncertainty_j,
-            "estimated_energy_j": self.estimated_energy_j,
-            "measured_kinds": self.measured_kinds,
-            "estimated_kinds": self.estimated_kinds,
-            "sources": self.sources,
-            "is_estimate": self.is_estimate,
-            "is_shared": self.is_shared,
-            "is_simulated": self.is_simulated,
-            "complete": self.complete,
-            "gaps": self.gaps(),
-            "flags": list(self.flags),
-            "devices": [d.to_dict() for d in self.devices],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Measurement:
-        return cls(
-            name=d["name"],
-            start_unix_s=d["start_unix_s"],
-            duration_s=d["duration_s"],
-            devices=[DeviceEnergy.from_dict(x) for x in d.get("devices", [])],
-            flags=list(d.get("flags", [])),
-        )
-
-    def to_window(self) -> Window:
-        """This window as the typed record the store writes and the report reads back (its
-        figures computed here, once): the one hand-off from a meter to the records."""
-        return Window.model_validate(self.to_dict())
-
-    @classmethod
-    def from_window(cls, w: Window) -> Measurement:
-        """The window a store read back (its devices are the same records, not copies)."""
-        return cls(w.name or "", w.start_unix_s or 0.0, w.duration_s, w.devices, list(w.flags))
 
 
 @dataclass
@@ -323,7 +180,7 @@ class EnergyMonitor:
     queued GPU work is counted in the window it belongs to. ``clock`` gives window edges (unix s);
     ``min_window_s`` flags windows shorter than a configured minimum (``below-min-window``).
     A window shorter than a meter's update period is flagged ``short-window``. ``end_window``
-    never raises because of a meter: a failing meter is recorded in ``Measurement.flags``.
+    never raises because of a meter: a failing meter is recorded in ``Window.flags``.
     """
 
     def __init__(
@@ -343,7 +200,7 @@ class EnergyMonitor:
         self.min_window_s = min_window_s
         self.idle_w: dict[str, float] = {}
         self.idle_temp_c: dict[str, float] = {}
-        self.idle_measurement: Measurement | None = None
+        self.idle_measurement: Window | None = None
         self._open: dict[str, tuple[float, float]] = {}  # name -> (unix s, monotonic s)
         self._gpus: dict[str, frozenset[int] | None] = {}
         self._charge: frozenset[int] | None = None
@@ -402,8 +259,8 @@ class EnergyMonitor:
             for m in self.meters:
                 m.begin(name)
 
-    def end_window(self, name: str) -> Measurement:
-        """Close window ``name`` and return its measurement, with static/dynamic split."""
+    def end_window(self, name: str) -> Window:
+        """Close window ``name`` and return it, with the static/dynamic split per device."""
         flags: list[str] = []
         with self._lock:
             if name not in self._open:
@@ -418,7 +275,6 @@ class EnergyMonitor:
                 except Exception as exc:  # a meter must never stop the run
                     flags.append(f"{FLAG_METER_ERROR}:{m.name}:{type(exc).__name__}: {exc}")
             duration = max(self.clock.monotonic() - start_mono, 0.0)
-        meas = Measurement(name=name, start_unix_s=start, duration_s=duration, devices=devices)
         periods = [p for p in (m.update_period_s() for m in self.meters) if p is not None]
         if periods and duration < max(periods):
             flags.append(FLAG_SHORT_WINDOW)
@@ -437,12 +293,13 @@ class EnergyMonitor:
                 flags.append(f"{FLAG_SHARED_DEVICE}:{d.device}")
             if not d.sharing_checked:
                 flags.append(f"{FLAG_SHARING_NOT_CHECKED}:{d.device}")
-        if meas.is_estimate:
+        win = Window(name=name, start_unix_s=start, duration_s=duration, devices=devices)
+        if win.is_estimate:
             flags.append(FLAG_ESTIMATE)
-        if meas.is_simulated:
+        if win.is_simulated:
             flags.append(FLAG_SIMULATED)
-        meas.flags = list(dict.fromkeys(flags))
-        return meas
+        win.flags = list(dict.fromkeys(flags))
+        return win
 
     @contextmanager
     def window(
@@ -585,4 +442,4 @@ def _split_static(d: DeviceEnergy, idle_w: float | None, duration_s: float) -> N
 @dataclass
 class WindowHandle:
     name: str
-    measurement: Measurement | None = None
+    measurement: Window | None = None

@@ -15,65 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    ModelWrapValidatorHandler,
-    PrivateAttr,
-    SerializerFunctionWrapHandler,
-    ValidationError,
-    model_serializer,
-    model_validator,
-)
+from pydantic import ValidationError, model_validator
 
-from energybench.meters.plugins import is_estimated_source
 from energybench.plugins.registry import Registry
-
-
-class Record(BaseModel):
-    """A stored record: the fields readers use are declared (and required where always
-    written); anything else a writer adds is kept as is."""
-
-    model_config = ConfigDict(extra="allow", frozen=False, ser_json_inf_nan="constants")
-    _order: tuple[str, ...] = PrivateAttr(default=())  # the keys in the order they were given
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _keep_order(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
-        rec = handler(data)
-        if isinstance(data, dict) and isinstance(rec, Record):
-            rec._order = tuple(data)
-        return rec
-
-    @model_serializer(mode="wrap")
-    def _in_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Keys in the order the record was given them (a writer's order, a file's order), so
-        a record read and written again keeps its layout; the rest in declaration order."""
-        out = handler(self)
-        if not self._order or not isinstance(out, dict):
-            return out
-        return {**{k: out[k] for k in self._order if k in out}, **out}
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        private = getattr(self, "__pydantic_private__", None) or {}  # None while validating
-        order = private.get("_order")
-        if not name.startswith("_") and order and name not in order:
-            self._order = (*order, name)  # a field set later is written after the rest
-
-    def given(self) -> dict[str, Any]:
-        """The fields this record was given (built with or set), by name, in that order, as
-        typed: to build a record of another kind from it."""
-        return {k: getattr(self, k) for k in self._order}
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as the JSON object it is stored as: the fields it was given, an explicit
-        None included (a field left at its default is not written), NaN and infinities as
-        JSON's ``NaN``/``Infinity``, a value of no JSON type as its ``str``."""
-        return self.model_dump(mode="json", exclude_unset=True, fallback=str)
+from energybench.records.record import Record
+from energybench.records.window import Window
 
 
 class Summary(Record):
@@ -98,90 +47,6 @@ class EnergyStat(Record):
     ci_high: float | None = None
     stat_ci_low: float | None = None
     stat_ci_high: float | None = None
-
-
-@dataclass
-class DeviceEnergy:
-    """Energy of one device over one window: what a meter returns and what the store reads
-    back (one type, declared once). ``energy_j`` is None when it could not be measured.
-
-    ``source`` is the provenance label a meter declared (``"nvml-counter"``, ``"estimate"``,
-    a plug-in's own): whether it is an estimate is the meter table's answer
-    (:attr:`is_estimate`). ``charged`` is False for a device that was seen during the window
-    but is not used by the work measured (another entry's GPU): it is recorded, never summed.
-    ``shared`` marks a GPU in MIG mode or running another process's work (its energy is not the
-    run's alone). ``constant_power`` marks a power *model* without a load term (codecarbon's
-    RAM): its static/dynamic split is not applicable. ``cuda_position`` is the torch index of a
-    GPU; ``cuda_positions`` every torch index a record covers where it is more than one (a GB200
-    module: two GPUs, one Grace). ``sharing_checked`` is False where other processes' work on
-    the GPU could not be checked (process list unreadable, or pids unmatchable in a
-    container): not shared, with the reason in ``issues``. ``cpu_side`` marks a superchip
-    module charged to CPU-only windows (``meters.base._charged``).
-    """
-
-    device: str  # stable id: "gpu:<uuid>", "cpu:package-0", "dram:0", "cpu:estimate", ...
-    kind: str  # "gpu" | "module" (GH200/GB200: GPU + CPU + memory) | "cpu" | "dram" | "ram"
-    name: str  # human name: "NVIDIA H100 80GB HBM3", "package-0", ...
-    source: str  # a meter's ``Source`` label (meters pass the ``Source`` itself)
-    energy_j: float | None
-    uncertainty_j: float | None = None  # absolute, ~1 sigma
-    mean_power_w: float | None = None
-    peak_power_w: float | None = None
-    samples: int = 0
-    idle_power_w: float | None = None
-    static_j: float | None = None  # idle power x duration
-    dynamic_j: float | None = None  # gross - static
-    complete: bool = True
-    issues: list[str] = field(default_factory=list)
-    cross_check: dict[str, Any] | None = None  # e.g. {"integrated_j":..,"rel_diff":..,"flag":..}
-    charged: bool = True
-    shared: bool = False
-    simulated: bool = False
-    constant_power: bool = False
-    cuda_position: int | None = None
-    cuda_positions: list[int] = field(default_factory=list)
-    sharing_checked: bool = True
-    cpu_side: bool = True
-
-    @property
-    def is_estimate(self) -> bool:
-        """Whether this figure comes from a power model rather than a meter (the meter table
-        decides: :func:`energybench.meters.plugins.is_estimated_source`)."""
-        return is_estimated_source(self.source)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["source"] = str(self.source)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DeviceEnergy:
-        """The record from its JSON object (keys it does not declare are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-class Window(Record):
-    """One measured window (``Measurement.to_dict``): energy per device and provenance."""
-
-    duration_s: float
-    devices: list[DeviceEnergy]
-    name: str | None = None
-    start_unix_s: float | None = None
-    sources: list[str] = []
-    flags: list[str] = []
-    is_estimate: bool = False
-    is_shared: bool = False
-    is_simulated: bool = False
-    complete: bool = True
-    gaps: list[str] = []  # why the sum is not whole (``Measurement.gaps``); older runs: absent
-    energy_j: float | None = None
-    uncertainty_j: float | None = None
-    measured_energy_j: float | None = None
-    measured_uncertainty_j: float | None = None
-    estimated_energy_j: float | None = None
-    measured_kinds: list[str] = []
-    estimated_kinds: list[str] = []
 
 
 class Trial(Record):

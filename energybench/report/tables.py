@@ -12,12 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from energybench.meters.base import KIND_LABELS, Measurement
+from energybench.meters.base import KIND_LABELS
 from energybench.meters.plugins import is_estimated_source
 from energybench.metrics.carbon import kg_co2e
 from energybench.metrics.fullcycle import (
     CostItem,
     EntryCost,
+    RankRow,
     break_even,
     energy_at,
     greenness,
@@ -147,34 +148,33 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
     marked as such. A charged device on the basis with no figure, or an incomplete one, leaves
     the window without energy (``gap`` says why): a partial sum is never reported as whole.
     """
-    meas = Measurement.from_window(m)
-    has_meter = any(not d.is_estimate for d in meas.charged)
+    has_meter = any(not d.is_estimate for d in m.charged)
     measured_only = not allow_estimates and has_meter
     basis: bool | None = False if measured_only else None
-    gaps = meas.gaps(basis)
-    chosen = [d for d in meas.charged if basis is None or d.is_estimate == basis]
+    gaps = m.gaps(basis)
+    chosen = [d for d in m.charged if basis is None or d.is_estimate == basis]
     common: dict[str, Any] = {
-        "measured_kinds": tuple(meas.measured_kinds),
-        "estimated_kinds": tuple(meas.estimated_kinds),
-        "is_shared": meas.is_shared,
+        "measured_kinds": tuple(m.measured_kinds),
+        "estimated_kinds": tuple(m.estimated_kinds),
+        "is_shared": m.is_shared,
         "gap": "; ".join(gaps) or None,
         "devices": tuple(sorted({f"{d.device}@{d.source}" for d in chosen})),
     }
     if not measured_only:
         return WindowEnergy(
-            meas.energy_j,
-            meas.uncertainty_j,
-            meas.is_estimate,
+            m.energy_j,
+            m.uncertainty_j,
+            m.is_estimate,
             estimated_j=None,
-            sources=tuple(meas.sources),
+            sources=tuple(m.sources),
             **common,
         )
     sources = sorted({str(d.source) for d in chosen})
     return WindowEnergy(
-        meas.measured_energy_j,
-        meas.measured_uncertainty_j,
+        m.measured_energy_j,
+        m.measured_uncertainty_j,
         False,
-        estimated_j=meas.estimated_energy_j,
+        estimated_j=m.estimated_energy_j,
         sources=tuple(sources),
         **common,
     )
@@ -575,35 +575,36 @@ def leaderboard(run: RunData) -> pd.DataFrame:
             "sources": ";".join(sorted({i.source for i in c.items} | set(f.iec.sources))),
         }
         for mui, _w in intensities:
-            try:
-                e: float | None = energy_at(c, mui)
-            except ValueError:
-                e = None
-            row[f"energy_j@{mui:g}"] = e
-            row[f"carbon_kgco2e@{mui:g}"] = (
-                None
-                if e is None
-                else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"])
-            )
-            row[f"g@{mui:g}"] = greenness(c, mui, tau) if c.iec_j is not None else None
-            at = by_mui[mui][c.name]  # ``rank`` returns every entry, ranked or not
-            row[f"rank@{mui:g}"] = at.rank
-            row[f"rank_lo@{mui:g}"] = at.rank_lo
-            row[f"rank_hi@{mui:g}"] = at.rank_hi
-            row[f"tie_group@{mui:g}"] = at.tie_group
+            row |= _mui_columns(c, mui, tau, factors, by_mui[mui][c.name])
         row["placement"] = run.info.placement(c.name)
         row["is_mixed_devices"] = mixed
         r = ranked[c.name]
-        row["score"] = r.value
-        row["score_lo"] = r.value_lo
-        row["score_hi"] = r.value_hi
-        row["rank"] = r.rank
-        row["rank_lo"] = r.rank_lo
-        row["rank_hi"] = r.rank_hi
-        row["tie_group"] = r.tie_group
-        row["rank_note"] = r.reason
+        row |= {"score": r.value, "score_lo": r.value_lo, "score_hi": r.value_hi}
+        row |= {"rank": r.rank, "rank_lo": r.rank_lo, "rank_hi": r.rank_hi}
+        row |= {"tie_group": r.tie_group, "rank_note": r.reason}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _mui_columns(
+    c: EntryCost, mui: float, tau: float, factors: dict[str, Any], at: RankRow
+) -> dict[str, Any]:
+    """The leaderboard's columns at ``mui`` items: energy, carbon, G and the rank ``at`` it
+    (``rank`` returns every entry, ranked or not)."""
+    try:
+        e: float | None = energy_at(c, mui)
+    except ValueError:
+        e = None
+    carbon = None if e is None else kg_co2e(e, factors["grid_intensity_g_per_kwh"], factors["pue"])
+    return {
+        f"energy_j@{mui:g}": e,
+        f"carbon_kgco2e@{mui:g}": carbon,
+        f"g@{mui:g}": greenness(c, mui, tau) if c.iec_j is not None else None,
+        f"rank@{mui:g}": at.rank,
+        f"rank_lo@{mui:g}": at.rank_lo,
+        f"rank_hi@{mui:g}": at.rank_hi,
+        f"tie_group@{mui:g}": at.tie_group,
+    }
 
 
 def tec_shown(c: EntryCost, status: str) -> float | None:

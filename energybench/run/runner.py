@@ -26,7 +26,7 @@ from torch import nn
 from energybench.compress.common import CompressContext, describe_model
 from energybench.compress.methods import apply_method
 from energybench.errors import SetupError
-from energybench.meters.base import EnergyMonitor, Measurement
+from energybench.meters.base import EnergyMonitor
 from energybench.meters.factory import build_monitor
 from energybench.records.check import RunFileError, read_record
 from energybench.records.phases import BatchSizing, PhaseRecord, parse_phase
@@ -40,6 +40,7 @@ from energybench.records.store import (
     atomic_write_json,
 )
 from energybench.records.types import ScenarioResult
+from energybench.records.window import Window
 from energybench.run import interrupt
 from energybench.run.allocator import keep_freed_memory
 from energybench.run.checkpoint import CheckpointLoader, save_checkpoint
@@ -66,7 +67,7 @@ from energybench.run.resume import (
     require_resumable,
     upstream_phases,
 )
-from energybench.serve.scenarios import run_scenario
+from energybench.serve.scenarios import ScenarioContext, run_scenario
 from energybench.suite.devices import placement_notes
 from energybench.suite.load import LoadedSuite
 from energybench.suite.schema import Adaptive, Entry
@@ -182,11 +183,11 @@ class Runner:
         self.store.write_phase(e.name, phase, rec)
         return rec
 
-    def _window_fields(self, meas: Measurement | None, t0: float) -> dict[str, Any]:
+    def _window_fields(self, meas: Window | None, t0: float) -> dict[str, Any]:
         return {
             "started_unix_s": t0,
             "duration_s": time.time() - t0,
-            "measurement": meas.to_window() if meas is not None else None,
+            "measurement": meas,
         }
 
     # ------------------------------------------------------------------ phases
@@ -390,10 +391,11 @@ class Runner:
             info["input_shape"] = list(sample.shape)
         for sc, name in zip(e.serve, e.scenario_names(), strict=True):
             self._phase_bar(f"{e.name}: serve {name}", None)
-            scenarios[name] = run_scenario(
-                sc, served, task, device, self.meter, self.suite.energy,
-                f"{e.name}/serve/{name}", variant=lambda v: self._variant(v, device),
+            ctx = ScenarioContext(
+                served, task, device, self.meter, self.suite.energy, f"{e.name}/serve/{name}",
+                variant=lambda v: self._variant(v, device),
             )  # fmt: skip
+            scenarios[name] = run_scenario(sc, ctx)
             scenarios[name].name = name
         self._record(
             e,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,12 +27,10 @@ from energybench.meters.base import EnergyMonitor
 from energybench.metrics.latency import summarize
 from energybench.records.types import AdaptiveResult
 from energybench.run.devices import on_cuda, synchronize
+from energybench.serve.base import Scenario, ScenarioContext
 from energybench.serve.contention import Contention
 from energybench.serve.policies import POLICIES, FrameObservation
 from energybench.serve.trials import aggregate_trials, trial_summary
-
-if TYPE_CHECKING:
-    from energybench.serve.scenarios import ScenarioContext
 from energybench.suite.schema import Adaptive, EnergySettings
 from energybench.tasks.base import Task, model_dtype
 
@@ -420,8 +418,13 @@ def delivered_quality(
     return quality, basis
 
 
-def serve_adaptive(sc: Adaptive, ctx: ScenarioContext) -> AdaptiveResult:
+class AdaptiveScenario(Scenario[Adaptive, AdaptiveResult]):
     """The registered ``adaptive`` scenario: its variants (other entries' final models, each
     on its own backend) come from ``ctx.variant``, like anything else a scenario uses."""
-    models = {name: ctx.variant(name) for name in sc.variants}
-    return run_adaptive(sc, models, ctx.task, ctx.device, ctx.monitor, ctx.energy, ctx.window)
+
+    name = "adaptive"
+
+    def run(self, ctx: ScenarioContext) -> AdaptiveResult:
+        sc = self.settings
+        models = {name: ctx.variant(name) for name in sc.variants}
+        return run_adaptive(sc, models, ctx.task, ctx.device, ctx.monitor, ctx.energy, ctx.window)

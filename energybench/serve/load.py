@@ -57,6 +57,7 @@ from torch import nn
 
 from energybench.meters.base import EnergyMonitor
 from energybench.records.types import LoadResult, Trial
+from energybench.serve.base import Scenario, ScenarioContext
 from energybench.serve.trials import aggregate_trials, make_timer, run_trials, trial_summary
 from energybench.suite.base import MAX_RATE
 from energybench.suite.schema import EnergySettings, Load
@@ -284,6 +285,17 @@ def serve_open_loop(
         torch.set_num_threads(threads)
     rec.threads = sc.threads if sc.threads is not None else threads
     return rec
+
+
+class LoadScenario(Scenario[Load, LoadResult]):
+    """Open-loop Poisson arrivals through a dynamic batcher, and the p99 sweep (module doc)."""
+
+    name = "load"
+
+    def run(self, ctx: ScenarioContext) -> LoadResult:
+        return serve_open_loop(
+            self.settings, ctx.model, ctx.task, ctx.device, ctx.monitor, ctx.energy, ctx.window
+        )
 
 
 def _serve_open_loop(

@@ -9,11 +9,10 @@ This module times and schedules; energy comes only from the monitor's windows.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -30,6 +29,7 @@ from energybench.records.types import (
     Trial,
     parse_scenario,
 )
+from energybench.serve.base import Scenario, ScenarioContext
 from energybench.serve.trials import (
     SUMMARY_KEYS,
     WindowTimer,
@@ -195,61 +195,54 @@ def _graph_safe(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _no_variants(name: str) -> nn.Module:
-    raise LookupError(f"this scenario has no variant '{name}' (only adaptive serving has any)")
+class ThroughputScenario(Scenario[Throughput, ThroughputResult]):
+    """Closed loop at each batch size: items/s, latency per batch, J/item."""
+
+    name = "throughput"
+
+    def run(self, ctx: ScenarioContext) -> ThroughputResult:
+        return run_throughput(
+            self.settings, ctx.model, ctx.task, ctx.device, ctx.monitor, ctx.energy, ctx.window
+        )
 
 
-@dataclass(frozen=True)
-class ScenarioContext:
-    """What a serving scenario gets besides its settings: the served model, the task, the
-    device, the run's monitor and energy settings, the measurement window's name, and
-    ``variant(name)``: another entry's final model on its own backend (the ``adaptive``
-    scenario's variants, loaded when asked)."""
+class StreamScenario(Scenario[Stream, StreamResult]):
+    """Online video: one frame every 1/fps s at batch 1; misses, latency, J/frame incl. idle."""
 
-    model: nn.Module
-    task: Task
-    device: torch.device
-    monitor: EnergyMonitor
-    energy: EnergySettings
-    window: str
-    variant: Callable[[str], nn.Module] = _no_variants
+    name = "stream"
+
+    def run(self, ctx: ScenarioContext) -> StreamResult:
+        return run_stream(
+            self.settings, ctx.model, ctx.task, ctx.device, ctx.monitor, ctx.energy, ctx.window
+        )
 
 
-def takes_context(fn: Callable[..., Any]) -> bool:
-    """Whether a registered scenario function is ``fn(settings, ctx)`` (a
-    :class:`ScenarioContext`) rather than the seven-argument form
-    ``fn(settings, model, task, device, monitor, energy, window)``."""
-    return len(inspect.signature(fn).parameters) == 2
-
-
-def run_scenario(
-    sc: ScenarioSettings,
-    model: nn.Module,
-    task: Task,
-    device: torch.device,
-    monitor: EnergyMonitor,
-    energy: EnergySettings,
-    window: str,
-    variant: Callable[[str], nn.Module] = _no_variants,
-) -> ScenarioResult:
-    """Run one serving scenario; returns its typed result (latency, throughput, J/item with
-    CIs), of the kind its result class declares (:data:`~energybench.records.types.RESULT_KINDS`).
+def run_scenario(sc: ScenarioSettings, ctx: ScenarioContext) -> ScenarioResult:
+    """Run one serving scenario in ``ctx``; returns its typed result (latency, throughput,
+    J/item with CIs), of the kind its result class declares
+    (:data:`~energybench.records.types.RESULT_KINDS`).
 
     With ``compile`` set, the model is served through ``torch.compile``; compilation happens in
     the scenario's warm-up (at least one iteration), outside every measured window. Every
-    scenario, ``adaptive`` included, runs through its registered function; ``variant`` gives
-    the other entries' models to those that take a :class:`ScenarioContext`.
+    scenario, ``adaptive`` included, is its registered :class:`Scenario` class, run the same
+    way; a plug-in may still register a plain function ``fn(settings, ctx)`` returning its
+    result or a dict of it (typed here by its kind).
     """
     if sc.compile != "none":
-        model = compiled_for_serving(model, sc.compile)
+        ctx = replace(ctx, model=compiled_for_serving(ctx.model, sc.compile))
         if sc.warmup == 0:
             sc = sc.model_copy(update={"warmup": 1})
-    runner = SERVE_SCENARIOS.get(sc.scenario)  # the registered scenario's runner
-    if takes_context(runner):
-        record = runner(sc, ScenarioContext(model, task, device, monitor, energy, window, variant))
+    entry = SERVE_SCENARIOS.get(sc.scenario)  # the registered scenario
+    if isinstance(entry, type) and issubclass(entry, Scenario):
+        record: Any = entry(sc).run(ctx)
+        if not isinstance(record, entry.result_type):
+            raise TypeError(
+                f"scenario '{sc.scenario}' returned a {type(record).__name__}, "
+                f"not its result type {entry.result_type.__name__}"
+            )
     else:
-        record = runner(sc, model, task, device, monitor, energy, window)
-    if isinstance(record, dict):  # a plug-in's scenario returned a plain dict: typed here
-        record = parse_scenario(record)
+        record = entry(sc, ctx)
+        if isinstance(record, dict):
+            record = parse_scenario(record)
     record.compile = sc.compile
     return record

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from energybench.meters.base import Measurement
 from energybench.metrics.latency import summarize
 from energybench.records.types import Group, Precision, Trial
+from energybench.records.window import Window
 from energybench.run.devices import current_stream
 from energybench.suite.schema import EnergySettings
 
@@ -99,13 +99,13 @@ def _per_item(energy_j: float | None, items: int) -> float | None:
     return None if energy_j is None or items <= 0 else energy_j / items
 
 
-def trial_summary(meas: Measurement | None, items: int, latencies: list[float]) -> Trial:
+def trial_summary(meas: Window | None, items: int, latencies: list[float]) -> Trial:
     """One measured trial: items, iterations, duration, energy and J/item of its window.
 
     ``energy_per_item_j`` covers every charged device (measured and estimated);
     ``measured_energy_per_item_j`` the devices read from a meter only, with the meter's own
     ~1 sigma (``measured_sigma_per_item_j``); ``estimated_energy_per_item_j`` the power models.
-    ``meas`` is a closed window's measurement (None: the window never closed, a bug).
+    ``meas`` is the closed window (None: the window never closed, a bug); the trial keeps it.
     """
     if meas is None:
         raise RuntimeError("trial_summary needs the measurement of a closed window")
@@ -119,7 +119,7 @@ def trial_summary(meas: Measurement | None, items: int, latencies: list[float]) 
         measured_energy_per_item_j=_per_item(meas.measured_energy_j, items),
         measured_sigma_per_item_j=_per_item(meas.measured_uncertainty_j, items),
         estimated_energy_per_item_j=_per_item(meas.estimated_energy_j, items),
-        measurement=meas.to_window(),
+        measurement=meas,
     )
 
 

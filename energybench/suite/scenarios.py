@@ -1,30 +1,36 @@
 """Serving scenarios as plug-ins: a settings class, a runner, one registry line each.
 
 A scenario is a :class:`ScenarioSettings` subclass whose ``scenario`` field is ``Literal`` of
-its name, and a runner ``run(sc, ctx) -> record`` (``ctx``: a
-:class:`~energybench.serve.scenarios.ScenarioContext` with the model, task, device, monitor,
-energy settings, window name and ``variant(name)``, other entries' models) or, the older form,
-``run(sc, model, task, device, monitor, energy, window) -> record`` (the record:
-:mod:`energybench.serve.trials` builds its statistics), registered in
+its name, a result type (:class:`~energybench.records.types.ScenarioResult`, declaring the
+scenario's own outputs, which the report and the export render with no change to either) and
+a :class:`~energybench.serve.base.Scenario` class whose ``run(ctx)`` serves the model
+(``ctx``: a :class:`~energybench.serve.base.ScenarioContext` with the model, task, device,
+monitor, energy settings, window name and ``variant(name)``, other entries' models) and
+returns the result (:mod:`energybench.serve.trials` builds its statistics), registered in
 :data:`SERVE_SCENARIOS`::
 
     class Toy(ScenarioSettings):
         scenario: Literal["toy"]
         items: int = Field(8, ge=1)
 
-    SERVE_SCENARIOS.register("toy", run_toy, settings=Toy, result=ToyResult)
+    class ToyScenario(Scenario[Toy, ToyResult]):
+        name = "toy"
 
-``result`` (optional) is the type the scenario's records parse as
-(:class:`~energybench.records.types.ScenarioResult`): it declares the scenario's own outputs,
-which the report and the export render with no change to either. The schema validates an
+        def run(self, ctx: ScenarioContext) -> ToyResult: ...
+
+    SERVE_SCENARIOS.register(ToyScenario)
+
+A plain function ``fn(settings, ctx)`` registered with ``register("toy", fn, settings=Toy,
+result=ToyResult)`` still works (it may return a dict of its result). The schema validates an
 entry's ``serve`` list against what is registered; the runner serves each scenario through its
-registered runner, and its record reaches the report's serving table and the export's
+registered class, and its record reaches the report's serving table and the export's
 ``scenarios`` and ``outputs`` tables. (``adaptive`` also gets the suite's other entries'
 models from the runner: its variants.)
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -199,17 +205,28 @@ class ScenarioRegistry(SettingsRegistry):
 
     def register(  # type: ignore[override]
         self,
-        name: str,
-        target: Hook,
+        name: str | type,
+        target: Hook | None = None,
         help: str = "",
         *,
-        settings: type[BaseModel],
+        settings: type[BaseModel] | None = None,
         result: type[ScenarioResult] | None = None,
         **hooks: Hook | None,
     ) -> None:
-        """Register scenario ``name``: its runner, settings class and ``result`` type (default:
+        """Register a :class:`~energybench.serve.base.Scenario` class
+        (``register(BurstScenario)``: its ``name``, ``settings_type`` and ``result_type``), or
+        scenario ``name`` with its ``target`` (a lazy ``"module:Class"``, or a plain function
+        ``fn(settings, ctx)``), its ``settings`` class and ``result`` type (default:
         :class:`~energybench.records.types.FlatResult`, statistics at the record's top level and
         no outputs of its own; the built-in kinds have theirs in ``records.types``)."""
+        if isinstance(name, type):  # a Scenario class says all of it itself
+            target, name = name, str(getattr(name, "name"))  # noqa: B009
+            settings, result = getattr(target, "settings_type"), getattr(target, "result_type")  # noqa: B009
+            help = help or (inspect.getdoc(target) or "").split("\n")[0]
+        if target is None or settings is None:
+            raise TypeError(
+                f"serving scenario '{name}': give a Scenario class, or a target and settings"
+            )
         super().register(name, target, help, settings=settings, **hooks)
         if result is not None or name not in RESULT_KINDS:
             register_result(name, result or FlatResult)
@@ -220,13 +237,16 @@ class ScenarioRegistry(SettingsRegistry):
 
 
 SERVE_SCENARIOS = ScenarioRegistry("serving scenario", "scenario", ScenarioSettings)
+# the built-in classes are named lazily (the schema imports no runtime), so their settings are
+# given here too (a test checks they are the classes' own); their result kinds are in
+# ``records.types``. ``adaptive`` gets its variants through the context like anything else.
+_SERVE = "energybench.serve"
 SERVE_SCENARIOS.register(
-    "throughput", "energybench.serve.scenarios:run_throughput", settings=Throughput
+    "throughput", f"{_SERVE}.scenarios:ThroughputScenario", settings=Throughput
 )
-SERVE_SCENARIOS.register("stream", "energybench.serve.scenarios:run_stream", settings=Stream)
-SERVE_SCENARIOS.register("load", "energybench.serve.load:serve_open_loop", settings=Load)
-# ``adaptive`` takes a ScenarioContext: its variants (other entries' models) come through it
-SERVE_SCENARIOS.register("adaptive", "energybench.serve.adaptive:serve_adaptive", settings=Adaptive)
+SERVE_SCENARIOS.register("stream", f"{_SERVE}.scenarios:StreamScenario", settings=Stream)
+SERVE_SCENARIOS.register("load", f"{_SERVE}.load:LoadScenario", settings=Load)
+SERVE_SCENARIOS.register("adaptive", f"{_SERVE}.adaptive:AdaptiveScenario", settings=Adaptive)
 
 ServeScenario = Annotated[ScenarioSettings, Registered(SERVE_SCENARIOS)]
 """One ``serve`` scenario: the settings of a scenario registered in :data:`SERVE_SCENARIOS`."""

@@ -56,10 +56,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from energybench.meters.base import DeviceEnergy, Measurement
 from energybench.models.sr.base import online
 from energybench.records import safefs
 from energybench.records.store import atomic_write_json, read_json
+from energybench.records.window import DeviceEnergy, Window
 from energybench.tasks.base import Task
 from energybench.train.loop import task_batches
 
@@ -300,7 +300,7 @@ def train_distributed(ctx: PhaseContext, e: Entry, steps: int) -> tuple[nn.Modul
         "model": describe_model(model),
         "started_unix_s": t0,
         "duration_s": merged.duration_s,
-        "measurement": merged.to_dict(),
+        "measurement": merged.to_json(),
         "ranks": [rank_summary(r) for r in records],
     }
     return model, fields_
@@ -332,10 +332,10 @@ def _failure_message(entry: str, rc: int, result: Path, log_dir: Path, launcher:
     return f"distributed training of '{entry}' failed: " + "\n".join(parts)
 
 
-def merge_measurements(name: str, parts: list[dict[str, Any]]) -> Measurement:
+def merge_measurements(name: str, parts: list[dict[str, Any]]) -> Window:
     """One window from the ranks' windows: every rank's charged devices (summed, never
     averaged), a device no rank was charged for once, the longest rank's duration."""
-    ms = [Measurement.from_dict(p) for p in parts]
+    ms = [Window.model_validate(p) for p in parts]
     charged: list[DeviceEnergy] = [d for m in ms for d in m.devices if d.charged]
     seen = {d.device for d in charged}
     others: dict[str, DeviceEnergy] = {}
@@ -344,9 +344,9 @@ def merge_measurements(name: str, parts: list[dict[str, Any]]) -> Measurement:
             if not d.charged and d.device not in seen:
                 others.setdefault(d.device, d)
     flags = list(dict.fromkeys(f for m in ms for f in m.flags))
-    return Measurement(
+    return Window(
         name=name,
-        start_unix_s=min(m.start_unix_s for m in ms),
+        start_unix_s=min((m.start_unix_s for m in ms if m.start_unix_s is not None), default=None),
         duration_s=max(m.duration_s for m in ms),
         devices=charged + list(others.values()),
         flags=flags,
@@ -355,7 +355,7 @@ def merge_measurements(name: str, parts: list[dict[str, Any]]) -> Measurement:
 
 def rank_summary(rec: dict[str, Any]) -> dict[str, Any]:
     """The per-rank breakdown kept in the phase record."""
-    m = Measurement.from_dict(rec["measurement"])
+    m = Window.model_validate(rec["measurement"])
     return {
         "rank": rec["rank"],
         "local_rank": rec["local_rank"],
@@ -378,7 +378,7 @@ def rank_summary(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _kind_sum(m: Measurement, kinds: tuple[str, ...]) -> float | None:
+def _kind_sum(m: Window, kinds: tuple[str, ...]) -> float | None:
     vals = [d.energy_j for d in m.charged if d.kind in kinds and d.energy_j is not None]
     return sum(vals) if vals else None
 

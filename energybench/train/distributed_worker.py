@@ -135,7 +135,7 @@ def worker(spec_path: Path) -> None:
                 "gpu": gpu,
                 "backend": spec["backend"],
                 "train": res.to_dict(),
-                "measurement": meas.to_dict(),
+                "measurement": meas.to_json(),
             },
         )
         dist.barrier()  # rank 0's checkpoint is written before any rank reports success

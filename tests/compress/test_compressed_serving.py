@@ -6,7 +6,7 @@ import pytest
 
 from energybench.compress.methods import apply_method
 from energybench.models import MODELS
-from energybench.serve.scenarios import run_scenario
+from energybench.serve.scenarios import ScenarioContext, run_scenario
 from energybench.suite.schema import EnergySettings, Load, Prune, Quantize, Stream, Throughput
 
 FAST = EnergySettings(min_window_s=0.0, min_window_iters=2, trials=1, max_trials=1)
@@ -28,7 +28,8 @@ def test_compressed_models_serve(method, temporal, ctx, fake_monitor, toy_recurr
     model = toy_recurrent if temporal else MODELS.create("espcn", channels=8, layers=3).eval()
     out, _ = apply_method(method, model, ctx)
     for sc in SCENARIOS:
-        res = run_scenario(sc, out, ctx.task, ctx.device, fake_monitor, FAST, sc.scenario)
+        serving = ScenarioContext(out, ctx.task, ctx.device, fake_monitor, FAST, sc.scenario)
+        res = run_scenario(sc, serving)
         stored = res.to_json()  # as the run folder keeps it
         assert stored["scenario"] == sc.scenario
         assert stored["latency_ms"] is not None, stored  # something was served

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from energybench.meters.base import DeviceEnergy, Measurement, Source
+from energybench.meters.base import DeviceEnergy, Source, Window
 from energybench.records.store import RunData
 from energybench.serve.trials import aggregate_trials, trial_summary
 from energybench.suite.schema import EnergySettings, Suite
@@ -15,13 +15,13 @@ from energybench.suite.schema import EnergySettings, Suite
 
 def window(
     gpu_j: float, cpu_j: float, ram_j: float, *, shared: bool = False, gpu: str = "gpu:a"
-) -> Measurement:
+) -> Window:
     """A 10 s window: ``gpu`` (charged, NVML counter, ±5 %), an uncharged GPU, CPU/RAM estimates."""
-    return Measurement(
-        "w",
-        0.0,
-        10.0,
-        [
+    return Window(
+        name="w",
+        start_unix_s=0.0,
+        duration_s=10.0,
+        devices=[
             DeviceEnergy(
                 gpu, "gpu", "H100", Source("nvml-counter"), gpu_j, 0.05 * gpu_j,
                 cuda_position=0, shared=shared,
@@ -40,7 +40,7 @@ def scenario(
     allow: bool = False,
     *,
     gpu: str = "gpu:a",
-    windows: list[Measurement] | None = None,
+    windows: list[Window] | None = None,
 ) -> dict[str, Any]:
     """A serving scenario record of 10-frame trials at ``per_frame_gpu`` J/frame on the GPU
     (or of the given trial ``windows``), aggregated as the runner does."""
@@ -63,8 +63,8 @@ def make_run(
     kinds: tuple[str, str] = ("stream", "stream"),
     base_frames: tuple[float, ...] = (3.0, 3.0),
     variant_frames: tuple[float, ...] = (2.0, 2.0),
-    train: Measurement | None = None,
-    variant_windows: list[Measurement] | None = None,
+    train: Window | None = None,
+    variant_windows: list[Window] | None = None,
     variant_gpu: str = "gpu:a",
 ) -> RunData:
     """Two entries: ``base`` (trained, 990 J on the GPU) and ``variant`` (inherits base,
@@ -92,9 +92,9 @@ def make_run(
         }
     ).model_dump(mode="json")
 
-    def phase(entry: str, name: str, meas: Measurement | None, **kw: Any) -> dict[str, Any]:
+    def phase(entry: str, name: str, meas: Window | None, **kw: Any) -> dict[str, Any]:
         rec = {"entry": entry, "phase": name, "status": "done", "config_hash": "h", **kw}
-        rec["measurement"] = meas.to_dict() if meas else None
+        rec["measurement"] = meas.to_json() if meas else None
         return rec
 
     def evaluate(entry: str, q: float) -> dict[str, Any]:

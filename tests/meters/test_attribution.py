@@ -9,9 +9,9 @@ from energybench.meters.base import (
     FLAG_SHARED_DEVICE,
     DeviceEnergy,
     EnergyMonitor,
-    Measurement,
     Meter,
     Source,
+    Window,
 )
 from energybench.meters.sim.doubles import ManualClock
 
@@ -44,19 +44,19 @@ def gpu_and_estimates() -> list[DeviceEnergy]:
 
 
 def test_measured_and_estimated_joules_are_kept_apart() -> None:
-    m = Measurement("w", 0.0, 10.0, gpu_and_estimates())
+    m = Window(name="w", start_unix_s=0.0, duration_s=10.0, devices=gpu_and_estimates())
     assert m.measured_energy_j == 990.0
     assert m.estimated_energy_j == 91.0
     assert m.energy_j == 1081.0
     assert m.is_estimate  # any estimated joule in energy_j makes the total an estimate
     assert m.measured_kinds == ["gpu"] and m.estimated_kinds == ["cpu", "ram"]
     assert m.measured_uncertainty_j == pytest.approx(99.0)
-    d = m.to_dict()
+    d = m.to_json()
     assert d["measured_energy_j"] == 990.0 and d["is_estimate"] is True
 
 
 def test_only_measured_devices_is_not_an_estimate() -> None:
-    m = Measurement("w", 0.0, 10.0, [dev("gpu:a", "gpu", Source("nvml-counter"), 5.0)])
+    m = Window(duration_s=10.0, devices=[dev("gpu:a", "gpu", Source("nvml-counter"), 5.0)])
     assert not m.is_estimate and m.estimated_energy_j is None
 
 

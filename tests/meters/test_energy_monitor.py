@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from energybench.meters.base import DeviceEnergy, EnergyMonitor, Measurement, Meter, Source
+from energybench.meters.base import DeviceEnergy, EnergyMonitor, Meter, Source, Window
 from energybench.meters.plugins import METERS
 from energybench.meters.sim.doubles import ManualClock
 
@@ -127,7 +127,7 @@ device_st = st.builds(
     st.lists(device_st, max_size=4), st.lists(st.text(max_size=12), max_size=3), st.floats(0, 1e5)
 )
 def test_measurement_round_trip(devices, flags, duration):
-    m = Measurement("w", 1.7e9, duration, devices, flags)
-    back = Measurement.from_dict(m.to_dict())
-    assert back == m
-    assert back.to_dict() == m.to_dict()
+    m = Window(name="w", start_unix_s=1.7e9, duration_s=duration, devices=devices, flags=flags)
+    back = Window.model_validate(m.to_json())
+    assert (back.devices, back.flags, back.duration_s) == (m.devices, m.flags, m.duration_s)
+    assert back.to_json() == m.to_json()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from energybench.meters.base import DeviceEnergy, EnergyMonitor, Measurement, Meter, Source
+from energybench.meters.base import DeviceEnergy, EnergyMonitor, Meter, Source, Window
 from energybench.meters.sim.doubles import ManualClock
 
 
@@ -122,7 +122,7 @@ def test_idle_of_a_short_window_and_only_of_whole_figures() -> None:
     idle = mon.measure_idle(0.5)
     assert idle == pytest.approx({"gpu:a": 60.0})  # b incomplete, c without a figure
     assert mon.idle_temp_c == {"gpu:a": 41.0}
-    assert isinstance(mon.idle_measurement, Measurement)
+    assert isinstance(mon.idle_measurement, Window)
     assert mon.idle_measurement.duration_s == 0.5
 
 
@@ -182,19 +182,23 @@ def test_the_charging_hook_hears_each_scope_and_its_end() -> None:
 
 def test_a_measurement_read_back_keeps_its_name_and_flags() -> None:
     dev = DeviceEnergy("gpu:a", "gpu", "H100", Source("nvml-counter"), 5.0)
-    m = Measurement("train", 1.0, 2.0, [dev], ["short-window"])
-    back = Measurement.from_dict(m.to_dict())
+    m = Window(
+        name="train", start_unix_s=1.0, duration_s=2.0, devices=[dev], flags=["short-window"]
+    )
+    back = Window.model_validate(m.to_json())
     assert (back.name, back.flags, back.energy_j) == ("train", ["short-window"], 5.0)
 
 
-def _window() -> Measurement:
+def _window() -> Window:
     gpu = DeviceEnergy("gpu:a", "gpu", "H100", Source("nvml-counter"), 300.0, 30.0, shared=True)
     cpu = DeviceEnergy("cpu:estimate", "cpu", "cpu", Source("estimate"), 40.0, 40.0)
-    return Measurement("w", 5.0, 10.0, [gpu, cpu], ["estimate"])
+    return Window(
+        name="w", start_unix_s=5.0, duration_s=10.0, devices=[gpu, cpu], flags=["estimate"]
+    )
 
 
 def test_a_measurement_record_has_every_figure_under_its_name() -> None:
-    d = _window().to_dict()
+    d = _window().to_json()
     assert {k: d[k] for k in d if k not in ("devices", "gaps")} == {
         "name": "w",
         "start_unix_s": 5.0,
@@ -214,7 +218,7 @@ def test_a_measurement_record_has_every_figure_under_its_name() -> None:
         "flags": ["estimate"],
     }
     assert d["gaps"] == [] and d["devices"][0]["source"] == "nvml-counter"
-    bare = Measurement.from_dict({"name": "b", "start_unix_s": 0.0, "duration_s": 1.0})
+    bare = Window.model_validate({"name": "b", "start_unix_s": 0.0, "duration_s": 1.0})
     assert bare.devices == [] and bare.flags == [] and bare.energy_j is None
 
 
@@ -241,7 +245,7 @@ def test_device_and_window_records_read_back_exactly() -> None:
     dev = m.devices[0].to_dict()
     assert dev["source"] == "nvml-counter" and type(dev["source"]) is str
     assert set(dev) == set(DeviceEnergy.__dataclass_fields__)
-    back = Measurement.from_dict(m.to_dict())
+    back = Window.model_validate(m.to_json())
     assert (back.start_unix_s, back.duration_s) == (5.0, 10.0)
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from energybench.meters.plugins import ESTIMATED, is_estimated_source
 from energybench.records.store import RunData
-from energybench.records.types import DeviceEnergy
+from energybench.records.window import DeviceEnergy
 from energybench.report.export import leaderboard_latex
 from energybench.report.html import render_report
 from energybench.report.terminal import leaderboard_table

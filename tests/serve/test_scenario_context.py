@@ -1,5 +1,6 @@
-"""Scenarios that take a :class:`ScenarioContext` get other entries' models through it (as
-``adaptive`` does): the runner calls every scenario the same way, no special case."""
+"""Scenarios get other entries' models through their :class:`ScenarioContext` (as ``adaptive``
+does): the runner calls every scenario the same way, no special case. ``pick`` is the older
+plug-in form kept for compatibility: a plain function ``fn(settings, ctx)`` returning a dict."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import torch
 from pydantic import Field
 
 from energybench.meters.base import EnergyMonitor
-from energybench.records.types import Group, ScenarioResult
+from energybench.records.types import RESULT_KINDS, Group, ScenarioResult
 from energybench.serve import adaptive
-from energybench.serve.scenarios import ScenarioContext, run_scenario, takes_context
+from energybench.serve.base import Scenario
+from energybench.serve.scenarios import ScenarioContext, run_scenario
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from energybench.suite.schema import EnergySettings
 
@@ -63,10 +65,11 @@ def test_a_context_scenario_gets_variants_through_the_context(
         return torch.nn.Linear(1, len(name))
 
     sc = Pick(scenario="pick", variants=["a", "bbb"])
-    result = run_scenario(
-        sc, torch.nn.Identity(), None, torch.device("cpu"), fake_monitor,  # type: ignore[arg-type]
+    ctx = ScenarioContext(
+        torch.nn.Identity(), None, torch.device("cpu"), fake_monitor,  # type: ignore[arg-type]
         EnergySettings(), "e/serve/pick", variant=variant,
     )  # fmt: skip
+    result = run_scenario(sc, ctx)
     assert isinstance(result, PickResult)  # the plug-in's plain dict, typed by its kind
     rec = result.to_json()
     assert rec["got"] == {"a": 1, "bbb": 3} and loaded == ["a", "bbb"]
@@ -76,14 +79,17 @@ def test_a_context_scenario_gets_variants_through_the_context(
 def test_a_scenario_without_variants_is_told_so(pick: None, fake_monitor: EnergyMonitor) -> None:
     sc = Pick(scenario="pick", variants=["a"])
     with pytest.raises(LookupError, match="no variant 'a'"):
-        run_scenario(sc, torch.nn.Identity(), None, torch.device("cpu"), fake_monitor,  # type: ignore[arg-type]
-                     EnergySettings(), "w")  # fmt: skip
+        run_scenario(sc, ScenarioContext(torch.nn.Identity(), None, torch.device("cpu"),  # type: ignore[arg-type]
+                                         fake_monitor, EnergySettings(), "w"))  # fmt: skip
 
 
 def test_adaptive_is_registered_like_any_other_and_the_runner_has_no_special_case() -> None:
-    fn = SERVE_SCENARIOS.get("adaptive")
-    assert fn is adaptive.serve_adaptive and takes_context(fn)
-    assert not takes_context(SERVE_SCENARIOS.get("stream"))  # the seven-argument form stays
+    assert SERVE_SCENARIOS.get("adaptive") is adaptive.AdaptiveScenario
+    for name in ("throughput", "stream", "load", "adaptive"):  # every built-in is a class whose
+        cls = SERVE_SCENARIOS.get(name)  # types are the ones the schema registered
+        assert issubclass(cls, Scenario) and cls.name == name
+        assert cls.settings_type is SERVE_SCENARIOS.settings(name)
+        assert cls.result_type is RESULT_KINDS.get(name)
     serve = next(
         n for n in ast.walk(ast.parse(RUNNER.read_text(encoding="utf-8")))
         if isinstance(n, ast.FunctionDef) and n.name == "_serve"

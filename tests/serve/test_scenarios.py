@@ -104,7 +104,7 @@ def test_throughput_reaches_the_iteration_minimum_for_slow_items(fake_monitor) -
 
 def test_compiled_serving_matches_eager_and_is_recorded(fake_monitor) -> None:
     from energybench.models import MODELS
-    from energybench.serve.scenarios import compiled_for_serving, run_scenario
+    from energybench.serve.scenarios import ScenarioContext, compiled_for_serving, run_scenario
 
     model = MODELS.create("ckbg", channels=4, blocks=1).eval()
     compiled = compiled_for_serving(model, "default")
@@ -124,9 +124,8 @@ def test_compiled_serving_matches_eager_and_is_recorded(fake_monitor) -> None:
     sc = Throughput(
         scenario="throughput", batch_sizes=[1], warmup=0, iterations=2, compile="default"
     )
-    rec = run_scenario(
-        sc, model, Task1(0), CPU, fake_monitor, energy(min_window_iters=2), "c"
-    ).to_json()
+    ctx = ScenarioContext(model, Task1(0), CPU, fake_monitor, energy(min_window_iters=2), "c")
+    rec = run_scenario(sc, ctx).to_json()
     assert rec["compile"] == "default" and rec["by_batch"]["1"]["trials"][0]["iterations"] >= 2
 
 

@@ -1,5 +1,5 @@
-"""A serving scenario is a plug-in: a settings class, a runner, a result type declaring its
-own outputs, and one registry line.
+"""A serving scenario is a plug-in: a settings class, a result type declaring its own outputs,
+a scenario class with ``run(ctx)``, and one registry line.
 
 The toy scenario below is everything a new scenario needs; a tiny suite that serves it
 validates, runs, and shows it (its energy, latency and declared outputs) in the CSV export and
@@ -12,7 +12,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 import torch
@@ -21,12 +21,13 @@ from typer.testing import CliRunner
 
 from energybench.cli import app
 from energybench.records.types import FlatResult, Output, Trial, attr
+from energybench.serve.base import Scenario, ScenarioContext
 from energybench.serve.trials import aggregate_trials, run_trials, trial_summary
 from energybench.suite.scenarios import SERVE_SCENARIOS, ScenarioSettings
 from tests.helpers.report import run_export_report
 
 
-# ---- the whole plug-in: its settings class, its runner ...
+# ---- the whole plug-in: its settings class, its result, its scenario class ...
 class Burst(ScenarioSettings):
     """``frames`` batch-1 frames back to back in one window per trial."""
 
@@ -46,30 +47,35 @@ class BurstResult(FlatResult):
     )
 
 
-def run_burst(sc: Burst, model: Any, task: Any, device: Any, monitor: Any, energy: Any,
-              window: str) -> BurstResult:  # fmt: skip
-    fn = task.serving_step(model, 1, device, torch.float32)
+class BurstScenario(Scenario[Burst, BurstResult]):
+    """Batch-1 frames back to back: J/frame and the slowest frame of a burst."""
 
-    def one(k: int) -> tuple[Trial, list[float]]:
-        lat: list[float] = []
-        with torch.inference_mode(), monitor.window(f"{window}/t{k}") as w:
-            for _ in range(sc.frames):
-                t0 = time.perf_counter()
-                fn()
-                lat.append(time.perf_counter() - t0)
-        return trial_summary(w.measurement, sc.frames, lat), lat
+    name = "burst"
 
-    trials, lat, _ = run_trials(energy, one)
-    agg = aggregate_trials(trials, lat, 1, "frame", energy)
-    return BurstResult.from_group(
-        agg, scenario="burst", burst_frames=sc.frames, slowest_ms=1e3 * max(lat)
-    )
+    def run(self, ctx: ScenarioContext) -> BurstResult:
+        frames = self.settings.frames
+        fn = ctx.task.serving_step(ctx.model, 1, ctx.device, torch.float32)
+
+        def one(k: int) -> tuple[Trial, list[float]]:
+            lat: list[float] = []
+            with torch.inference_mode(), ctx.monitor.window(f"{ctx.window}/t{k}") as w:
+                for _ in range(frames):
+                    t0 = time.perf_counter()
+                    fn()
+                    lat.append(time.perf_counter() - t0)
+            return trial_summary(w.measurement, frames, lat), lat
+
+        trials, lat, _ = run_trials(ctx.energy, one)
+        agg = aggregate_trials(trials, lat, 1, "frame", ctx.energy)
+        return BurstResult.from_group(
+            agg, scenario="burst", burst_frames=frames, slowest_ms=1e3 * max(lat)
+        )
 
 
 @pytest.fixture
 def toy_scenario() -> Iterator[None]:
     # ... and its one registry line.
-    SERVE_SCENARIOS.register("burst", run_burst, settings=Burst, result=BurstResult)
+    SERVE_SCENARIOS.register(BurstScenario)
     yield
     SERVE_SCENARIOS.unregister("burst")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from energybench.meters.base import DeviceEnergy, Measurement, Source
+from energybench.meters.base import DeviceEnergy, Source, Window
 from energybench.records.types import Trial
 from energybench.serve.trials import (
     Z95,
@@ -22,7 +22,7 @@ from energybench.serve.trials import (
 from energybench.suite.schema import EnergySettings
 
 
-def meas(gpu_j: float | None, cpu_j: float | None, *, duration_s: float = 10.0) -> Measurement:
+def meas(gpu_j: float | None, cpu_j: float | None, *, duration_s: float = 10.0) -> Window:
     """A window: a charged GPU counter (±5 %) and a charged CPU estimate (±50 %)."""
     devs = [
         DeviceEnergy("gpu:0", "gpu", "H100", Source("nvml-counter"), gpu_j,
@@ -30,7 +30,7 @@ def meas(gpu_j: float | None, cpu_j: float | None, *, duration_s: float = 10.0) 
         DeviceEnergy("cpu:estimate", "cpu", "cpu", Source("estimate"), cpu_j,
                      None if cpu_j is None else 0.5 * cpu_j),
     ]  # fmt: skip
-    return Measurement("w", 0.0, duration_s, devs)
+    return Window(name="w", start_unix_s=0.0, duration_s=duration_s, devices=devs)
 
 
 def test_one_trials_summary_gives_each_figure_per_item() -> None:
@@ -125,7 +125,7 @@ def _trial(measured: float | None, total: float | None, sigma: float | None = No
             "measured_energy_per_item_j": measured,
             "measured_sigma_per_item_j": sigma,
             "estimated_energy_per_item_j": None if None in (total, measured) else total - measured,
-            "measurement": {"sources": ["nvml-counter"], "is_estimate": False, "flags": []},
+            "measurement": {"is_estimate": False, "flags": []},
         }
     )
 
@@ -180,10 +180,13 @@ def test_aggregate_trials_figures_and_labels() -> None:
         trial = _trial(jpi, None if jpi is None else jpi + 1.0).to_json()
         return _typed(trial | {"duration_s": duration_s, "measurement": m})
 
-    m1 = {"sources": ["nvml-counter", "estimate"], "is_estimate": True, "flags": ["b"],
-          "measured_kinds": ["gpu"], "estimated_kinds": ["cpu"]}  # fmt: skip
-    m2 = {"sources": ["rapl"], "is_estimate": False, "flags": ["a", "b"], "is_shared": True,
-          "is_simulated": True, "measured_kinds": ["cpu", "gpu"]}  # fmt: skip
+    def d(kind: str, source: str, **kw: Any) -> dict[str, Any]:
+        return {"device": kind, "kind": kind, "name": kind, "source": source, "energy_j": 1.0, **kw}
+
+    # a window's sources, kinds and marks are its devices' (stored ones must agree)
+    m1 = {"devices": [d("gpu", "nvml-counter"), d("cpu", "estimate")], "flags": ["b"]}
+    m2 = {"devices": [d("cpu", "rapl", simulated=True), d("gpu", "rapl", shared=True)],
+          "flags": ["a", "b"], "sources": ["rapl"], "is_shared": True}  # fmt: skip
     m3 = {"sources": [], "is_estimate": False, "flags": []}
     trials = [t(1.0, 2.0, m1), t(3.0, 0.25, m2), t(None, 0.0, m3)]
     group = aggregate_trials(trials, [0.001, 0.003], 4, "image")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from energybench.meters.base import FLAG_METER_ERROR, DeviceEnergy, Measurement, Source
+from energybench.meters.base import FLAG_METER_ERROR, DeviceEnergy, Source
 from energybench.records.types import Window
 from energybench.report.export import _table
 from energybench.report.tables import entry_costs, leaderboard, window_energy
@@ -22,11 +22,11 @@ from energybench.report.terminal import glance
 from tests.helpers.runs import make_run, window
 
 
-def gpu_lost() -> Measurement:
+def gpu_lost() -> Window:
     """300 W for 3 s, then the GPU fell off the bus: 900 J integrated, the true figure ~3000 J."""
-    return Measurement(
-        "w", 0.0, 10.0,
-        [
+    return Window(
+        name="w", start_unix_s=0.0, duration_s=10.0,
+        devices=[
             DeviceEnergy(
                 "gpu:a", "gpu", "H100", Source("nvml-power-integrated"), 900.0, 45.0,
                 complete=False, issues=["GPU lost after 3.0 s (NVML_ERROR_GPU_IS_LOST)"],
@@ -37,11 +37,11 @@ def gpu_lost() -> Measurement:
     )  # fmt: skip
 
 
-def gpu_unreadable() -> Measurement:
+def gpu_unreadable() -> Window:
     """A GPU no meter can read, beside a 500 J RAPL package figure."""
-    return Measurement(
-        "w", 0.0, 10.0,
-        [
+    return Window(
+        name="w", start_unix_s=0.0, duration_s=10.0,
+        devices=[
             DeviceEnergy(
                 "gpu:a", "gpu", "gpu:a", Source("unmeasured"), None, complete=False,
                 issues=["NVML cannot read this GPU"], cuda_position=0,
@@ -56,9 +56,9 @@ def test_a_window_with_a_gap_has_no_energy_on_any_basis_that_includes_the_gpu(ma
     m = make()
     assert m.energy_j is None and m.measured_energy_j is None and m.uncertainty_j is None
     assert m.gaps() and m.gaps()[0].startswith("gpu:a: ")
-    assert m.to_dict()["gaps"] == m.gaps()
+    assert m.to_json()["gaps"] == m.gaps()
     for allow in (False, True):
-        w = window_energy(Window.model_validate(m.to_dict()), allow)
+        w = window_energy(Window.model_validate(m.to_json()), allow)
         assert w.energy_j is None and w.gap is not None and "gpu:a" in w.gap
 
 

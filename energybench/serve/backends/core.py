@@ -296,7 +296,7 @@ def prepare_serving(
     if monitor is not None and one_off:
         with monitor.window(window) as w:
             served, info = backend.prepared(model, spec, ctx)
-        meas = w.measurement.to_dict() if w.measurement is not None else None
+        meas = w.measurement.to_json() if w.measurement is not None else None
     else:
         served, info = backend.prepared(model, spec, ctx)
         meas = None

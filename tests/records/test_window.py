@@ -1,0 +1,98 @@
+"""The window record from a meter to a reader: the monitor closes a ``Window``, the trial and
+the store keep it, a run read back gets it again; its sums are functions of its devices, a
+stored sum that disagrees with them is refused, and one the meter table decides is recomputed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from energybench.errors import UserError
+from energybench.meters.base import DeviceEnergy, EnergyMonitor, Meter, Source
+from energybench.records.store import load_run
+from energybench.records.window import DERIVED, Window
+from energybench.serve.trials import trial_summary
+
+RUN_0_1_0 = Path(__file__).resolve().parents[1] / "fixtures" / "run-0.1.0"
+
+
+class TwoDevices(Meter):
+    name = "two"
+
+    def begin(self, key: str) -> None:
+        pass
+
+    def end(self, key: str) -> list[DeviceEnergy]:
+        return [
+            DeviceEnergy("gpu:a", "gpu", "H100", Source("nvml-counter"), 30.0, 3.0),
+            DeviceEnergy("cpu:estimate", "cpu", "cpu", Source("estimate"), 4.0, 4.0),
+        ]
+
+
+def test_the_window_a_monitor_closes_is_the_record_a_trial_keeps_and_the_store_writes() -> None:
+    mon = EnergyMonitor([TwoDevices()])
+    with mon.window("serve/t0") as w:
+        pass
+    win = w.measurement
+    assert isinstance(win, Window)
+    trial = trial_summary(win, 10, [0.1])
+    assert trial.measurement is win  # one object from the meter to the record, not a copy
+    stored = trial.to_json()["measurement"]
+    assert list(stored) == ["name", "start_unix_s", "duration_s", *DERIVED, "flags", "devices"]
+    assert (stored["energy_j"], stored["measured_energy_j"], stored["estimated_energy_j"]) == (
+        34.0,
+        30.0,
+        4.0,
+    )
+    back = Window.model_validate(json.loads(json.dumps(stored)))
+    assert back.to_json() == stored and back.energy_j == 34.0 and back.is_estimate
+
+
+def _window(**stored: Any) -> dict[str, Any]:
+    dev = {"device": "gpu:a", "kind": "gpu", "name": "H100", "source": "nvml-counter"}
+    return {"duration_s": 1.0, "devices": [dev | {"energy_j": 5.0}], **stored}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("energy_j", 50.0), ("uncertainty_j", 1.0), ("sources", ["rapl"]), ("complete", False)],
+)
+def test_a_stored_sum_that_disagrees_with_the_devices_is_refused(key: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"{key} is .* but the window's devices give"):
+        Window.model_validate(_window(**{key: value}))
+    Window.model_validate(_window(energy_j=5.0 + 1e-12, sources=["nvml-counter"]))  # rounding
+
+
+def test_an_edited_total_in_an_old_run_names_the_file_and_the_field(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RUN_0_1_0, run)
+    path = run / "entries" / "teacher" / "train.json"
+    rec = json.loads(path.read_text())
+    rec["measurement"]["energy_j"] *= 2
+    path.write_text(json.dumps(rec))
+    with pytest.raises(UserError, match=r"train\.json.*measurement.*energy_j is"):
+        load_run(run)
+
+
+def test_what_the_meter_table_decides_is_recomputed_not_read() -> None:
+    # a source nobody declared is an estimate (never shown as measured), whatever the file says
+    dev = {"device": "x", "kind": "cpu", "name": "x", "source": "acme-model", "energy_j": 2.0}
+    w = Window.model_validate(
+        {"duration_s": 1.0, "devices": [dev], "is_estimate": False, "measured_energy_j": 2.0}
+    )
+    assert w.is_estimate and w.measured_energy_j is None and w.estimated_energy_j == 2.0
+
+
+def test_an_old_window_read_and_written_again_keeps_its_layout() -> None:
+    rec = json.loads((RUN_0_1_0 / "entries" / "teacher" / "train.json").read_text())
+    stored = rec["measurement"]
+    assert "gaps" not in stored  # 0.1.0 wrote no gaps
+    again = Window.model_validate(stored).to_json()
+    assert list(again) == list(stored)  # no sum added, none moved
+    assert {k: v for k, v in again.items() if k != "devices"} == {
+        k: v for k, v in stored.items() if k != "devices"
+    }
