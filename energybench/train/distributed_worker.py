@@ -57,14 +57,21 @@ def _rank_context(spec: dict[str, Any]) -> PhaseContext:
     )
 
 
-def _rank_device(spec: dict[str, Any], local: int) -> tuple[int | None, torch.device]:
-    """This rank's GPU index (None without GPUs) and the torch device it trains on (made
-    current on CUDA); CPU unless the run has real CUDA."""
+def _join_group(spec: dict[str, Any], local: int) -> tuple[int | None, torch.device]:
+    """Join the process group on this rank's device; its GPU index (None without GPUs) and
+    the torch device it trains on (made current on CUDA; CPU unless the run has real CUDA)."""
+    import torch.distributed as dist
+
     gpu: int | None = spec["gpus"][local] if spec["gpus"] else None
     device = torch.device(f"cuda:{gpu}") if spec["real_cuda"] and gpu is not None else None
     device = device or torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    dist.init_process_group(
+        spec["backend"],
+        device_id=device if device.type == "cuda" else None,
+        timeout=datetime.timedelta(seconds=float(spec.get("timeout_s", DEFAULT_DIST_TIMEOUT_S))),
+    )
     return gpu, device
 
 
@@ -115,12 +122,7 @@ def worker(spec_path: Path) -> None:
     spec = read_json(spec_path)
     rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
     torch.set_num_threads(int(spec["threads"]))
-    gpu, device = _rank_device(spec, local)
-    dist.init_process_group(
-        spec["backend"],
-        device_id=device if device.type == "cuda" else None,
-        timeout=datetime.timedelta(seconds=float(spec.get("timeout_s", DEFAULT_DIST_TIMEOUT_S))),
-    )
+    gpu, device = _join_group(spec, local)
     try:
         ctx = _rank_context(spec)
         suite, store = ctx.suite, ctx.store
