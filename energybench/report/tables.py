@@ -180,6 +180,26 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
     )
 
 
+def _export_item(
+    entry: str, recs: EntryPhases, measurement: Window, allow: bool
+) -> tuple[CostItem, WindowEnergy]:
+    """The cost item of ``entry``'s serving backend's one-off export/compile."""
+    w = window_energy(measurement, allow)
+    backend = recs.serve.backend if recs.serve else None
+    name = (backend.name if backend else None) or "?"
+    item = CostItem(
+        label=f"{name} export of {entry}",
+        phase="export",
+        origin=entry,
+        energy_j=w.energy_j,
+        uncertainty_j=w.uncertainty_j,
+        source="+".join(w.sources) or "none",
+        is_estimate=w.is_estimate,
+        gap=w.gap,
+    )
+    return item, w
+
+
 def _phase_items(
     run: RunData, entry: str, shared: bool, seen: set[tuple[str, str]], relation: str
 ) -> list[tuple[CostItem, WindowEnergy]]:
@@ -220,20 +240,7 @@ def _phase_items(
     export = backend_export(recs.serve)
     if not shared and export and export.measurement and (entry, "export") not in seen:
         seen.add((entry, "export"))  # the serving backend's one-off export/compile
-        w = window_energy(export.measurement, allow)
-        backend = recs.serve.backend if recs.serve else None
-        name = (backend.name if backend else None) or "?"
-        item = CostItem(
-            label=f"{name} export of {entry}",
-            phase="export",
-            origin=entry,
-            energy_j=w.energy_j,
-            uncertainty_j=w.uncertainty_j,
-            source="+".join(w.sources) or "none",
-            is_estimate=w.is_estimate,
-            gap=w.gap,
-        )
-        items.append((item, w))
+        items.append(_export_item(entry, recs, export.measurement, allow))
     if spec.inherit:
         items += _phase_items(run, spec.inherit, True, seen, f"inherited by {entry}")
     for u in spec.uses:
