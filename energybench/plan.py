@@ -374,6 +374,43 @@ def _answer(
     )
 
 
+def _unmeasured(key: tuple[str, ...], pts: list[Point], rate_per_s: float) -> str:
+    """Why configuration ``key`` has no answer at ``rate_per_s``: the rates it was measured at."""
+    top = max(p.rate_per_s for p in pts)
+    kind = pts[0].scenario_kind
+    why = (
+        f"measured only up to {top:.3g}/s"
+        if kind == "load"
+        else f"a {kind} measured at {top:.3g}/s only (periodic arrivals)"
+    )
+    return f"{key[0]}: {key[1]}/{key[2]}: {rate_per_s:g}/s not measured ({why})"
+
+
+def _cost(a: Answer) -> tuple[bool, float]:
+    """Sort key: energy per item, unmeasured last."""
+    e = a.point.energy_per_item_j
+    return (e is None, e if e is not None else math.inf)
+
+
+def _nearest_miss(misses: list[Answer]) -> Answer:
+    """Among the misses meeting the quality floor (and the rate, if any do), the smallest
+    latency overshoot (unbounded p99 last), then the cheapest."""
+    pool = (
+        [a for a in misses if a.meets_quality and a.meets_rate]
+        or [a for a in misses if a.meets_quality]
+        or misses
+    )
+    return min(
+        pool,
+        key=lambda a: (
+            a.margin_ms is None,
+            -(a.margin_ms if a.margin_ms is not None else 0.0),
+            -(a.point.quality or -math.inf) if not a.meets_quality else 0.0,
+            _cost(a),
+        ),
+    )
+
+
 def plan(
     runs: list[RunData], p99_ms: float, rate_per_s: float, min_quality: float | None = None
 ) -> Plan:
@@ -390,25 +427,11 @@ def plan(
     for key, pts in groups.items():
         found = answer_for(pts, rate_per_s)
         if found is None:
-            top = max(p.rate_per_s for p in pts)
-            kind = pts[0].scenario_kind
-            why = (
-                f"measured only up to {top:.3g}/s"
-                if kind == "load"
-                else f"a {kind} measured at {top:.3g}/s only (periodic arrivals)"
-            )
-            not_measured.append(
-                f"{key[0]}: {key[1]}/{key[2]}: {rate_per_s:g}/s not measured ({why})"
-            )
+            not_measured.append(_unmeasured(key, pts, rate_per_s))
             continue
         p, basis = found
         answers.append(_answer(p, basis, p99_ms, rate_per_s, min_quality))
-
-    def cost(a: Answer) -> tuple[bool, float]:
-        e = a.point.energy_per_item_j
-        return (e is None, e if e is not None else math.inf)
-
-    meets = sorted((a for a in answers if a.meets), key=cost)
+    meets = sorted((a for a in answers if a.meets), key=_cost)
     misses = [a for a in answers if not a.meets]
     if meets:
         status: Status = "meets"
@@ -416,24 +439,7 @@ def plan(
         status = "none-meets"
     else:
         status = "not-measured"
-    nearest = None
-    if not meets and misses:
-        # nearest miss: among those meeting the quality floor (if any), the smallest latency
-        # overshoot (unbounded p99 last), then the cheapest
-        pool = (
-            [a for a in misses if a.meets_quality and a.meets_rate]
-            or [a for a in misses if a.meets_quality]
-            or misses
-        )
-        nearest = min(
-            pool,
-            key=lambda a: (
-                a.margin_ms is None,
-                -(a.margin_ms if a.margin_ms is not None else 0.0),
-                -(a.point.quality or -math.inf) if not a.meets_quality else 0.0,
-                cost(a),
-            ),
-        )
+    nearest = _nearest_miss(misses) if not meets and misses else None
     misses.sort(key=lambda a: (a.margin_ms is None, -(a.margin_ms or 0.0)))
     return Plan(
         p99_ms=p99_ms,

@@ -132,19 +132,25 @@ def _only_node_arg_first(node: fx.Node, src: fx.Node) -> bool:
     return bool(node.args) and node.args[0] is src and not any(isinstance(a, fx.Node) for a in rest)
 
 
-def find_prunable_pairs(model: nn.Module) -> list[PrunePair]:
-    """Safe (producer, consumer) conv pairs of ``model`` (its own hook if it has one)."""
-    hook = getattr(model, "prunable_pairs", None)
-    if callable(hook):
-        return [PrunePair(a, b) for a, b in hook()]
+def _trace_for_pruning(model: nn.Module) -> fx.Graph:
+    """``model``'s torch.fx graph; ``ValueError`` saying what to do instead when it cannot be
+    traced."""
     try:
-        graph = trace(model)
+        return trace(model)
     except Exception as exc:  # noqa: BLE001 - any tracing failure gets one clear message
         raise ValueError(
             f"structured pruning could not trace {type(model).__name__} with torch.fx ({exc}); "
             "give the model a prunable_pairs() method listing (producer, consumer) conv names, "
             "or use kind: unstructured"
         ) from exc
+
+
+def find_prunable_pairs(model: nn.Module) -> list[PrunePair]:
+    """Safe (producer, consumer) conv pairs of ``model`` (its own hook if it has one)."""
+    hook = getattr(model, "prunable_pairs", None)
+    if callable(hook):
+        return [PrunePair(a, b) for a, b in hook()]
+    graph = _trace_for_pruning(model)
     mods = dict(model.named_modules())
 
     def module(node: fx.Node) -> nn.Module | None:

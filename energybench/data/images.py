@@ -292,25 +292,7 @@ class ImageFolderDataset(ImageClassDataset):
         self._files: dict[str, list[Path]] = {}
         self.labels = {}
         if (base / "train").is_dir():
-            classes, files, targets = _scan_classes(base / "train")
-            self._set("train", files, targets)
-            for split in ("val", "test"):
-                if (base / split).is_dir():
-                    cls_s, f_s, t_s = _scan_classes(base / split)
-                    if cls_s != classes:
-                        raise DatasetConfigError(
-                            f"imagefolder '{root}': classes of '{split}' differ from 'train'"
-                        )
-                    self._set(split, f_s, t_s)
-            if "val" not in self.labels:
-                check_fractions(val_fraction, 0.0)
-                val, train = stratified_split(self.labels["train"], [val_fraction], seed)
-                val = shuffled(val, seed)
-                pool, y = self._files["train"], self.labels["train"]
-                self._set("val", [pool[i] for i in val], y[val].tolist())
-                self._set("train", [pool[i] for i in train], y[train].tolist())
-            if "test" not in self.labels:
-                self._set("test", self._files["val"], self.labels["val"].tolist())
+            classes = self._from_split_folders(root, val_fraction, seed)
         else:
             classes, files, targets = _scan_classes(base)
             splits = pool_splits(np.asarray(targets), val_fraction, test_fraction, seed)
@@ -323,6 +305,32 @@ class ImageFolderDataset(ImageClassDataset):
             )
         self.classes = classes
         self.spec = ImageSpec(channels, image_size, len(classes))
+
+    def _from_split_folders(self, root: str, val_fraction: float, seed: int) -> list[str]:
+        """Splits from ``train`` (and ``val``, ``test``) sub-folders of ``self.root``: a missing
+        ``val`` is carved from ``train`` by ``seed``, a missing ``test`` reuses ``val``; the
+        classes of ``train``."""
+        base = self.root
+        classes, files, targets = _scan_classes(base / "train")
+        self._set("train", files, targets)
+        for split in ("val", "test"):
+            if (base / split).is_dir():
+                cls_s, f_s, t_s = _scan_classes(base / split)
+                if cls_s != classes:
+                    raise DatasetConfigError(
+                        f"imagefolder '{root}': classes of '{split}' differ from 'train'"
+                    )
+                self._set(split, f_s, t_s)
+        if "val" not in self.labels:
+            check_fractions(val_fraction, 0.0)
+            val, train = stratified_split(self.labels["train"], [val_fraction], seed)
+            val = shuffled(val, seed)
+            pool, y = self._files["train"], self.labels["train"]
+            self._set("val", [pool[i] for i in val], y[val].tolist())
+            self._set("train", [pool[i] for i in train], y[train].tolist())
+        if "test" not in self.labels:
+            self._set("test", self._files["val"], self.labels["val"].tolist())
+        return classes
 
     def loader_plan(self, device: torch.device | None) -> LoaderPlan:
         """How training batches are decoded for ``device`` (workers, pinned memory)."""
@@ -396,6 +404,33 @@ def _unpickle(path: Path) -> dict[bytes, Any]:
     return data
 
 
+def _read_cifar_batches(base: Path, files: list[str], key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The images (N, 3, 32, 32) and labels (under ``key``) of CIFAR python batches ``files``
+    under ``base``; :class:`DatasetConfigError` for batches that are not CIFAR's."""
+    parts = [_unpickle(base / f) for f in files]
+    try:
+        x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32)
+        y = np.concatenate([np.asarray(p[key]) for p in parts])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DatasetConfigError(
+            f"{', '.join(str(base / f) for f in files)}: not CIFAR python batches "
+            f"({type(exc).__name__}: {str(exc)[:120]}); download them again"
+        ) from None
+    if len(x) != len(y):
+        raise DatasetConfigError(f"{base}: the batches have {len(x)} images, {len(y)} labels")
+    return x, y
+
+
+def _cifar_classes(meta: Path, variant: str, labels: np.ndarray) -> list[str]:
+    """The class names from the ``meta`` pickle; the label numbers when it cannot be read."""
+    try:
+        m = _unpickle(meta)
+        label_key = b"label_names" if variant == "cifar10" else b"fine_label_names"
+        return [c.decode() for c in m[label_key]]
+    except (OSError, KeyError, DatasetConfigError):
+        return [str(c) for c in range(int(labels.max()) + 1)]
+
+
 class CifarDataset(TensorClassDataset):
     """CIFAR-10 / CIFAR-100 from the python batches on disk (``cifar-10-batches-py`` layout:
     ``data_batch_1..5`` + ``test_batch``; CIFAR-100: ``train`` + ``test``, fine labels).
@@ -433,24 +468,8 @@ class CifarDataset(TensorClassDataset):
                 "and set the dataset's 'root'"
             )
 
-        def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
-            parts = [_unpickle(base / f) for f in files]
-            try:
-                x = np.concatenate([p[b"data"] for p in parts]).reshape(-1, 3, 32, 32)
-                y = np.concatenate([np.asarray(p[key]) for p in parts])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise DatasetConfigError(
-                    f"{', '.join(str(base / f) for f in files)}: not CIFAR python batches "
-                    f"({type(exc).__name__}: {str(exc)[:120]}); download them again"
-                ) from None
-            if len(x) != len(y):
-                raise DatasetConfigError(
-                    f"{base}: the batches have {len(x)} images, {len(y)} labels"
-                )
-            return x, y
-
-        x_tr, y_tr = read(train_files)
-        x_te, y_te = read(test_files)
+        x_tr, y_tr = _read_cifar_batches(base, train_files, key)
+        x_te, y_te = _read_cifar_batches(base, test_files, key)
         if train_items is not None:
             keep, _ = stratified_split(y_tr, [min(1.0, train_items / len(y_tr))], seed)
             x_tr, y_tr = x_tr[keep], y_tr[keep]
@@ -459,12 +478,7 @@ class CifarDataset(TensorClassDataset):
         n_tr = len(y_tr)
         images = torch.from_numpy(np.concatenate([x_tr, x_te]))
         labels = np.concatenate([y_tr, y_te])
-        try:
-            m = _unpickle(base / meta)
-            label_key = b"label_names" if variant == "cifar10" else b"fine_label_names"
-            classes = [c.decode() for c in m[label_key]]
-        except (OSError, KeyError, DatasetConfigError):
-            classes = [str(c) for c in range(int(labels.max()) + 1)]
+        classes = _cifar_classes(base / meta, variant, labels)
         test = shuffled(np.arange(n_tr, len(labels)), seed)
         splits = {"train": train, "val": shuffled(val, seed), "test": test}
         super().__init__(images, labels, classes, splits, image_size, pad_crop_px, hflip)

@@ -187,6 +187,21 @@ def build_monitor(
         proc=proc,
         cpu_affinity=cpus,
     )
+    meters = _meters(ctx, names, auto)
+    if sync is None and cuda_devices and gpu_backend is None:
+        sync = _cuda_sync(cuda_devices)
+    return EnergyMonitor(
+        meters,
+        sync=sync,
+        clock=clock,
+        min_window_s=settings.min_window_s,
+        on_charging=busy.set if busy is not None else None,
+    )
+
+
+def _meters(ctx: MeterContext, names: set[str], auto: bool) -> list[Meter]:
+    """The GPU meter (if any), then the CPU/RAM meters unless ``ctx.host`` is off or the GPU
+    meter's counter already covers the host (a superchip module: noted on the GPU meter)."""
     meters: list[Meter] = []
     gpu = _gpu_meter(ctx, names, auto)
     covered = gpu.covers_host() if gpu is not None else None
@@ -198,18 +213,9 @@ def build_monitor(
                 f"no CPU/RAM meter added: {covered}"
                 + (f" (energy.meters names {', '.join(skipped)}: not added)" if skipped else "")
             )
-    if host and covered is None:
+    if ctx.host and covered is None:
         meters.extend(_host_meters(ctx, names, auto))
-
-    if sync is None and cuda_devices and gpu_backend is None:
-        sync = _cuda_sync(cuda_devices)
-    return EnergyMonitor(
-        meters,
-        sync=sync,
-        clock=clock,
-        min_window_s=settings.min_window_s,
-        on_charging=busy.set if busy is not None else None,
-    )
+    return meters
 
 
 def _forced(plugin: MeterPlugin, ctx: MeterContext) -> Meter:

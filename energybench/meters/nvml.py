@@ -273,36 +273,7 @@ class NvmlMeter(Meter):
         readers: dict[str, Callable[[], Reading]] = {}
         for g in self._gpus:
             dev = g.target.device
-            try:
-                if not g.counter_gpu_only:
-                    dev.total_energy_mj()
-                    g.counter_ok = True
-            except GpuNotSupportedError:
-                g.notes.append(
-                    "no energy counter (needs Volta or newer): energy is integrated power"
-                )
-            except GpuError as exc:
-                g.notes.append(f"energy counter unreadable at start ({exc})")
-            for channel, fn in (("instant", dev.power_instant_mw), ("average", dev.power_usage_mw)):
-                try:
-                    fn()
-                    g.power_channel = channel
-                    break
-                except GpuError:
-                    continue
-            g.usage_average_s = dev.power_usage_average_s()
-            if g.power_channel == "average":
-                nature = (
-                    f"a ~{g.usage_average_s:g} s average on this GPU"
-                    if g.usage_average_s > 0
-                    else "instantaneous on this GPU"
-                )
-                g.notes.append(
-                    f"instantaneous power field not available: sampling "
-                    f"nvmlDeviceGetPowerUsage ({nature})"
-                )
-            elif g.power_channel is None:
-                g.notes.append("power is not readable: no integrated channel")
+            self._probe_channels(g)
             try:
                 self._check_procs(g, self.clock.monotonic())
             except GpuError:
@@ -314,28 +285,66 @@ class NvmlMeter(Meter):
                     self.clock,
                     max_s=self.probe_s,
                 )
-            limit = dev.power_limit_mw()
-            g.info = {
-                "index": dev.index,
-                "uuid": g.uuid,
-                "name": g.name,
-                "kind": g.kind,
-                "driver": self.driver_version,
-                "architecture": dev.architecture(),
-                "cuda_position": g.target.cuda_position,
-                "mig": g.target.mig_id,
-                "mig_mode": g.target.mig,
-                "power_limit_w": limit / 1000 if limit is not None else None,
-                "counter_supported": g.counter_ok,
-                "power_channel": g.power_channel,
-                "power_usage_average_s": g.usage_average_s,
-                "simulated": self.simulated,
-            }
+            g.info = self._gpu_info(g)
             if g.power_channel:
                 readers[g.id] = self._reader(g)
         self.sampler = PowerSampler(
             readers, period_s=self.sample_period_s, clock=self.clock, trace_path=self.trace_path
         )
+
+    def _probe_channels(self, g: _Gpu) -> None:
+        """Which of ``g``'s energy counter and power fields can be read (instant power first,
+        then NVML's average), with a note for each one missing."""
+        dev = g.target.device
+        try:
+            if not g.counter_gpu_only:
+                dev.total_energy_mj()
+                g.counter_ok = True
+        except GpuNotSupportedError:
+            g.notes.append("no energy counter (needs Volta or newer): energy is integrated power")
+        except GpuError as exc:
+            g.notes.append(f"energy counter unreadable at start ({exc})")
+        for channel, fn in (("instant", dev.power_instant_mw), ("average", dev.power_usage_mw)):
+            try:
+                fn()
+                g.power_channel = channel
+                break
+            except GpuError:
+                continue
+        g.usage_average_s = dev.power_usage_average_s()
+        if g.power_channel == "average":
+            nature = (
+                f"a ~{g.usage_average_s:g} s average on this GPU"
+                if g.usage_average_s > 0
+                else "instantaneous on this GPU"
+            )
+            g.notes.append(
+                f"instantaneous power field not available: sampling "
+                f"nvmlDeviceGetPowerUsage ({nature})"
+            )
+        elif g.power_channel is None:
+            g.notes.append("power is not readable: no integrated channel")
+
+    def _gpu_info(self, g: _Gpu) -> dict[str, Any]:
+        """``g`` as its records describe it: identity, driver, power limit, channels."""
+        dev = g.target.device
+        limit = dev.power_limit_mw()
+        return {
+            "index": dev.index,
+            "uuid": g.uuid,
+            "name": g.name,
+            "kind": g.kind,
+            "driver": self.driver_version,
+            "architecture": dev.architecture(),
+            "cuda_position": g.target.cuda_position,
+            "mig": g.target.mig_id,
+            "mig_mode": g.target.mig,
+            "power_limit_w": limit / 1000 if limit is not None else None,
+            "counter_supported": g.counter_ok,
+            "power_channel": g.power_channel,
+            "power_usage_average_s": g.usage_average_s,
+            "simulated": self.simulated,
+        }
 
     def _power_fn(self, g: _Gpu) -> Callable[[], float]:
         dev = g.target.device

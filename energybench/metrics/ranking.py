@@ -92,18 +92,7 @@ def rank(
     scored: list[tuple[float, int, EntryCost]] = []
     unranked: list[RankRow] = []
     for idx, e in enumerate(entries):
-        reasons = []
-        if e.gaps:
-            reasons.append("energy incomplete, never summed as if whole: " + "; ".join(e.gaps))
-        if e.unranked_reason:
-            reasons.append(e.unranked_reason)
-        if e.has_estimates and not allow_estimates:
-            reasons.append("figures are estimates, not measurements (allow_estimates=True ranks)")
-        if e.is_shared and not allow_shared:
-            reasons.append(
-                "measured on a shared device (MIG or another process): its energy is not the "
-                "entry's alone (allow_shared_devices ranks it)"
-            )
+        reasons = _policy_reasons(e, allow_estimates=allow_estimates, allow_shared=allow_shared)
         undefined = undefined_reason(e, tau)
         if undefined is not None:
             reasons.append(f"G undefined: {undefined}")
@@ -124,6 +113,36 @@ def rank(
             assert value is not None
             scored.append((value, idx, e))
 
+    return _ranked_rows(scored, metric, mui, pairs, tau) + unranked
+
+
+def _policy_reasons(e: EntryCost, *, allow_estimates: bool, allow_shared: bool) -> list[str]:
+    """Why ``e`` is not ranked whatever its G: energy gaps, its own ``unranked_reason``,
+    estimates (unless allowed), a shared device (unless allowed)."""
+    reasons = []
+    if e.gaps:
+        reasons.append("energy incomplete, never summed as if whole: " + "; ".join(e.gaps))
+    if e.unranked_reason:
+        reasons.append(e.unranked_reason)
+    if e.has_estimates and not allow_estimates:
+        reasons.append("figures are estimates, not measurements (allow_estimates=True ranks)")
+    if e.is_shared and not allow_shared:
+        reasons.append(
+            "measured on a shared device (MIG or another process): its energy is not the "
+            "entry's alone (allow_shared_devices ranks it)"
+        )
+    return reasons
+
+
+def _ranked_rows(
+    scored: list[tuple[float, int, EntryCost]],
+    metric: Literal["greenness", "score"],
+    mui: float | None,
+    pairs: list[tuple[float, float]] | None,
+    tau: float,
+) -> list[RankRow]:
+    """The ranked rows, best first (ties in input order, sharing the rank of the first), each
+    with its uncertainty band, the ranks that band allows and its tie group."""
     scored.sort(key=lambda t: (-t[0], t[1]))
     bands = [_band(e, mui, pairs, tau) or (v, v) for v, _, e in scored]
     groups = tie_groups(bands)
@@ -145,7 +164,7 @@ def rank(
                 tie_group=groups[pos - 1],
             )
         )
-    return rows + unranked
+    return rows
 
 
 def _band(

@@ -132,6 +132,16 @@ def _windows(run: RunData) -> pd.DataFrame:
     return phases.drop_duplicates(["entry", "phase", "window"])
 
 
+def _no_trace_why(run: RunData, traces: pd.DataFrame) -> str:
+    """Why the power-trace figure of ``run`` would be empty."""
+    return (
+        f"no power trace in {run.root.name}/traces: traces are written by the sampling meters "
+        "(NVML); CPU-only runs with RAPL counters or an estimate have none"
+        if traces.empty
+        else "traces exist but no samples fall inside a phase window"
+    )
+
+
 def run_figures(
     run: RunData,
     board: pd.DataFrame | None = None,
@@ -148,12 +158,6 @@ def run_figures(
     traces = plots.read_traces(run.root)
     windows = _windows(run)
     scenarios = scenario_rows(run)
-    trace_why = (
-        f"no power trace in {run.root.name}/traces: traces are written by the sampling meters "
-        "(NVML); CPU-only runs with RAPL counters or an estimate have none"
-        if traces.empty
-        else "traces exist but no samples fall inside a phase window"
-    )
     specs = [
         FigureSpec(
             "lifecycle-energy",
@@ -184,7 +188,7 @@ def run_figures(
             "power-traces",
             "Power traces",
             "Sampled power.",
-            trace_why,
+            _no_trace_why(run, traces),
             lambda w: plots.power_traces_figure(traces, windows, width_in=w, devices=devices),
         ),
         FigureSpec(

@@ -300,6 +300,63 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 _LABEL_DIRECTIONS = ((1, 0.3), (-1, 0.3), (0, 1), (0, -1.4), (1, 1), (-1, 1), (1, -1), (-1, -1))
 
 
+_Box = tuple[float, float, float, float]
+#: Display pixels kept free around every label box.
+_LABEL_PAD_PX = 3.0
+#: A marker's half size (display pixels).
+_MARKER_R_PX = 5.0
+
+
+def _marker_and_bar_boxes(
+    ax: Any, markers: list[Any], hbars: Sequence[tuple[float, float, float]]
+) -> list[_Box]:
+    """Display-space boxes no label may cover: each marker and each horizontal error bar."""
+    marker_r = _MARKER_R_PX
+    taken: list[_Box] = [
+        (x - marker_r, y - marker_r, x + marker_r, y + marker_r) for x, y in markers
+    ]
+    for x_lo, x_hi, y in hbars:
+        (a, b), (c, _d) = ax.transData.transform([(x_lo, y), (x_hi, y)])
+        taken.append((min(a, c), b - 1.5, max(a, c), b + 1.5))
+    return taken
+
+
+def _is_free(box: _Box, taken: list[_Box], fig_box: Any) -> bool:
+    """Whether ``box`` lies inside the figure and, with its padding, overlaps nothing taken."""
+    pad = _LABEL_PAD_PX
+    x0, y0, x1, y1 = box
+    if x0 < fig_box.x0 or x1 > fig_box.x1 or y0 < fig_box.y0 or y1 > fig_box.y1:
+        return False
+    return all(
+        x1 + pad <= a or a1 + pad <= x0 or y1 + pad <= b or b1 + pad <= y0 for a, b, a1, b1 in taken
+    )
+
+
+def _label_box(
+    marker: tuple[float, float],
+    size: tuple[float, float],
+    px_per_pt: float,
+    taken: list[_Box],
+    fig_box: Any,
+) -> tuple[_Box, int]:
+    """The first free box (and its distance in points) for a ``size`` label near ``marker``:
+    nearest distance first, then :data:`_LABEL_DIRECTIONS` in order; right of the marker when
+    nothing is free."""
+    mx, my = marker
+    w, h = size
+    for dist in (6, 12, 20, 30, 45, 65, 90):
+        for dx, dy in _LABEL_DIRECTIONS:
+            ox, oy = dx * dist * px_per_pt, dy * dist * px_per_pt
+            # anchor: the text's left edge on the right, its right edge on the left
+            x0 = mx + ox if dx > 0 else (mx + ox - w if dx < 0 else mx + ox - w / 2)
+            y0 = my + oy - h / 2
+            box = (x0, y0, x0 + w, y0 + h)
+            if _is_free(box, taken, fig_box):
+                return box, dist
+    # nowhere free: keep it right of the marker (rare, crowded plots)
+    return (mx + 6 * px_per_pt, my, mx + 6 * px_per_pt + w, my + h), 6
+
+
 def place_labels(
     ax: Any,
     points: list[tuple[float, float]],
@@ -316,49 +373,15 @@ def place_labels(
     """
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
-    fig_box = fig.bbox
     markers = [ax.transData.transform(p) for p in points]
-    pad = 3.0  # px around every box
-    marker_r = 5.0  # px: a marker's half size
-    taken: list[tuple[float, float, float, float]] = [
-        (x - marker_r, y - marker_r, x + marker_r, y + marker_r) for x, y in markers
-    ]
-    for x_lo, x_hi, y in hbars:
-        (a, b), (c, _d) = ax.transData.transform([(x_lo, y), (x_hi, y)])
-        taken.append((min(a, c), b - 1.5, max(a, c), b + 1.5))
+    taken = _marker_and_bar_boxes(ax, markers, hbars)
     texts = []
-
-    def free(box: tuple[float, float, float, float]) -> bool:
-        x0, y0, x1, y1 = box
-        if x0 < fig_box.x0 or x1 > fig_box.x1 or y0 < fig_box.y0 or y1 > fig_box.y1:
-            return False
-        return all(
-            x1 + pad <= a or a1 + pad <= x0 or y1 + pad <= b or b1 + pad <= y0
-            for a, b, a1, b1 in taken
-        )
-
     px_per_pt = fig.dpi / 72.0
     for (x, y), (mx, my), label in zip(points, markers, labels, strict=True):
         probe = ax.text(0, 0, label, fontsize=7, transform=None)
         ext = probe.get_window_extent(renderer)
         probe.remove()
-        w, h = ext.width, ext.height
-        chosen = None
-        for dist in (6, 12, 20, 30, 45, 65, 90):
-            for dx, dy in _LABEL_DIRECTIONS:
-                ox, oy = dx * dist * px_per_pt, dy * dist * px_per_pt
-                # anchor: the text's left edge on the right, its right edge on the left
-                x0 = mx + ox if dx > 0 else (mx + ox - w if dx < 0 else mx + ox - w / 2)
-                y0 = my + oy - h / 2
-                box = (x0, y0, x0 + w, y0 + h)
-                if free(box):
-                    chosen = (box, dist)
-                    break
-            if chosen:
-                break
-        if chosen is None:  # nowhere free: keep it right of the marker (rare, crowded plots)
-            chosen = ((mx + 6 * px_per_pt, my, mx + 6 * px_per_pt + w, my + h), 6)
-        box, dist = chosen
+        box, dist = _label_box((mx, my), (ext.width, ext.height), px_per_pt, taken, fig.bbox)
         taken.append(box)
         leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if dist > 20 else None
         t = ax.annotate(

@@ -41,7 +41,7 @@ from energybench.records.types import (
     Window,
 )
 from energybench.suite.devices import device_kind, mixed_devices
-from energybench.suite.ranking import IecChoice, iec_choices, iec_reference
+from energybench.suite.ranking import IecChoice, IecReference, iec_choices, iec_reference
 from energybench.suite.scenarios import Adaptive
 from energybench.suite.schema import BackendSpec, Entry
 
@@ -180,6 +180,26 @@ def window_energy(m: Window, allow_estimates: bool) -> WindowEnergy:
     )
 
 
+def _export_item(
+    entry: str, recs: EntryPhases, measurement: Window, allow: bool
+) -> tuple[CostItem, WindowEnergy]:
+    """The cost item of ``entry``'s serving backend's one-off export/compile."""
+    w = window_energy(measurement, allow)
+    backend = recs.serve.backend if recs.serve else None
+    name = (backend.name if backend else None) or "?"
+    item = CostItem(
+        label=f"{name} export of {entry}",
+        phase="export",
+        origin=entry,
+        energy_j=w.energy_j,
+        uncertainty_j=w.uncertainty_j,
+        source="+".join(w.sources) or "none",
+        is_estimate=w.is_estimate,
+        gap=w.gap,
+    )
+    return item, w
+
+
 def _phase_items(
     run: RunData, entry: str, shared: bool, seen: set[tuple[str, str]], relation: str
 ) -> list[tuple[CostItem, WindowEnergy]]:
@@ -220,20 +240,7 @@ def _phase_items(
     export = backend_export(recs.serve)
     if not shared and export and export.measurement and (entry, "export") not in seen:
         seen.add((entry, "export"))  # the serving backend's one-off export/compile
-        w = window_energy(export.measurement, allow)
-        backend = recs.serve.backend if recs.serve else None
-        name = (backend.name if backend else None) or "?"
-        item = CostItem(
-            label=f"{name} export of {entry}",
-            phase="export",
-            origin=entry,
-            energy_j=w.energy_j,
-            uncertainty_j=w.uncertainty_j,
-            source="+".join(w.sources) or "none",
-            is_estimate=w.is_estimate,
-            gap=w.gap,
-        )
-        items.append((item, w))
+        items.append(_export_item(entry, recs, export.measurement, allow))
     if spec.inherit:
         items += _phase_items(run, spec.inherit, True, seen, f"inherited by {entry}")
     for u in spec.uses:
@@ -524,56 +531,7 @@ def leaderboard(run: RunData) -> pd.DataFrame:
     rows = []
     for f in figures:
         c = f.cost
-        recs = run.entry(c.name)
-        sc = run.result(c.name, c.iec_scenario) if c.iec_scenario else None
-        g = iec_group(run, c.name, choices[c.name])
-        lat, rate = (g.latency_ms, g.items_per_s) if g else (None, None)
-        fps = sc.fps_achieved if isinstance(sc, StreamResult | AdaptiveResult) else None
-        ev = recs.evaluate
-        model = recs.serve.model if recs.serve else None
-        export = backend_export(recs.serve)
-        parity = export.parity if export else None
-        row: dict[str, Any] = {
-            "entry": c.name,
-            "backend": backend_name(run, c.name),
-            "backend_max_abs_diff": parity.max_abs_diff if parity else None,
-            "status": _status(recs),
-            "quality": c.quality,
-            "psnr_db": ev.score("psnr_db") if ev else None,
-            "ssim": ev.score("ssim") if ev else None,
-            "params": model.params if model else None,
-            "flops_per_item": model.flops_per_item if model else None,
-            "size_bytes": model.size_bytes if model else None,
-            "tec_j": tec_shown(c, _status(recs)),
-            "tec_uncertainty_j": c.tec_uncertainty_j,
-            "shared_j": c.shared_j if c.items else 0.0,
-            "iec_j": c.iec_j,
-            "iec_ci_low_j": c.iec_ci_j[0] if c.iec_ci_j else None,
-            "iec_ci_high_j": c.iec_ci_j[1] if c.iec_ci_j else None,
-            "iec_scenario": c.iec_scenario,
-            "iec_batch_size": choices[c.name].batch_size,
-            "iec_basis": ref.basis_label() if ref else None,
-            "energy_basis": f.iec.basis,
-            "trials_without_energy": f.iec.trials_without_energy,
-            "energy_gaps": "; ".join(c.gaps) or None,
-            "energy_scope": c.scope,
-            "tec_estimated_j": f.tec_estimated_j,
-            "iec_estimated_j": f.iec.estimated_j,
-            "latency_p50_ms": _stat(lat.p50 if lat else None),
-            "latency_p99_ms": _stat(lat.p99 if lat else None),
-            "items_per_s": _stat(rate.mean if rate else None),
-            "fps_achieved": _stat(fps.mean if fps else None),
-            "fps": _stat(fps.mean if fps else None) or _stat(rate.mean if rate else None),
-            "deadline_miss_rate": sc.deadline_miss_rate
-            if isinstance(sc, StreamResult | LoadResult | AdaptiveResult)
-            else None,
-            "is_estimate": c.has_estimates,
-            "tec_is_estimate": any(i.is_estimate for i in c.items),
-            "iec_is_estimate": f.iec.is_estimate,
-            "is_shared": c.is_shared,
-            "is_simulated": f.is_simulated,
-            "sources": ";".join(sorted({i.source for i in c.items} | set(f.iec.sources))),
-        }
+        row = _entry_columns(run, f, choices[c.name], ref)
         for mui, _w in intensities:
             row |= _mui_columns(c, mui, tau, factors, by_mui[mui][c.name])
         row["placement"] = run.info.placement(c.name)
@@ -584,6 +542,64 @@ def leaderboard(run: RunData) -> pd.DataFrame:
         row |= {"tie_group": r.tie_group, "rank_note": r.reason}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _entry_columns(
+    run: RunData, f: EntryFigures, choice: IecChoice, ref: IecReference | None
+) -> dict[str, Any]:
+    """The leaderboard columns of one entry that do not depend on the MUI or the rank:
+    backend, status, quality, model size, TEC, IEC and their basis, latency, rates, flags."""
+    c = f.cost
+    recs = run.entry(c.name)
+    sc = run.result(c.name, c.iec_scenario) if c.iec_scenario else None
+    g = iec_group(run, c.name, choice)
+    lat, rate = (g.latency_ms, g.items_per_s) if g else (None, None)
+    fps = sc.fps_achieved if isinstance(sc, StreamResult | AdaptiveResult) else None
+    ev = recs.evaluate
+    model = recs.serve.model if recs.serve else None
+    export = backend_export(recs.serve)
+    parity = export.parity if export else None
+    return {
+        "entry": c.name,
+        "backend": backend_name(run, c.name),
+        "backend_max_abs_diff": parity.max_abs_diff if parity else None,
+        "status": _status(recs),
+        "quality": c.quality,
+        "psnr_db": ev.score("psnr_db") if ev else None,
+        "ssim": ev.score("ssim") if ev else None,
+        "params": model.params if model else None,
+        "flops_per_item": model.flops_per_item if model else None,
+        "size_bytes": model.size_bytes if model else None,
+        "tec_j": tec_shown(c, _status(recs)),
+        "tec_uncertainty_j": c.tec_uncertainty_j,
+        "shared_j": c.shared_j if c.items else 0.0,
+        "iec_j": c.iec_j,
+        "iec_ci_low_j": c.iec_ci_j[0] if c.iec_ci_j else None,
+        "iec_ci_high_j": c.iec_ci_j[1] if c.iec_ci_j else None,
+        "iec_scenario": c.iec_scenario,
+        "iec_batch_size": choice.batch_size,
+        "iec_basis": ref.basis_label() if ref else None,
+        "energy_basis": f.iec.basis,
+        "trials_without_energy": f.iec.trials_without_energy,
+        "energy_gaps": "; ".join(c.gaps) or None,
+        "energy_scope": c.scope,
+        "tec_estimated_j": f.tec_estimated_j,
+        "iec_estimated_j": f.iec.estimated_j,
+        "latency_p50_ms": _stat(lat.p50 if lat else None),
+        "latency_p99_ms": _stat(lat.p99 if lat else None),
+        "items_per_s": _stat(rate.mean if rate else None),
+        "fps_achieved": _stat(fps.mean if fps else None),
+        "fps": _stat(fps.mean if fps else None) or _stat(rate.mean if rate else None),
+        "deadline_miss_rate": sc.deadline_miss_rate
+        if isinstance(sc, StreamResult | LoadResult | AdaptiveResult)
+        else None,
+        "is_estimate": c.has_estimates,
+        "tec_is_estimate": any(i.is_estimate for i in c.items),
+        "iec_is_estimate": f.iec.is_estimate,
+        "is_shared": c.is_shared,
+        "is_simulated": f.is_simulated,
+        "sources": ";".join(sorted({i.source for i in c.items} | set(f.iec.sources))),
+    }
 
 
 def _mui_columns(

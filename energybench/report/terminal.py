@@ -235,6 +235,23 @@ def _answer_row(i: int, a: Any) -> list[str]:
     ]
 
 
+def _plan_rejections(result: Any) -> list[Text]:
+    """The configurations a plan rejected, each with its reasons, then those not measured."""
+    parts = []
+    if result.misses:
+        parts.append(Text("rejected:", style="bold"))
+        for a in result.misses:
+            p = a.point
+            why = "; ".join(a.reasons) or "does not meet the query"
+            parts.append(
+                Text(f"  {p.entry} / {p.scenario} ({p.backend}, {p.rate_per_s:.4g}/s): {why}")
+            )
+    if result.not_measured:
+        parts.append(Text("not measured / not applicable:", style="bold"))
+        parts += [Text("  " + s) for s in result.not_measured]
+    return parts
+
+
 def plan_text(result: Any) -> RenderableType:
     """The ``energybench plan`` answer for the terminal (see :mod:`energybench.plan`)."""
     q = result.min_quality
@@ -279,17 +296,7 @@ def plan_text(result: Any) -> RenderableType:
             )
         )
     parts += notes
-    if result.misses:
-        parts.append(Text("rejected:", style="bold"))
-        for a in result.misses:
-            p = a.point
-            why = "; ".join(a.reasons) or "does not meet the query"
-            parts.append(
-                Text(f"  {p.entry} / {p.scenario} ({p.backend}, {p.rate_per_s:.4g}/s): {why}")
-            )
-    if result.not_measured:
-        parts.append(Text("not measured / not applicable:", style="bold"))
-        parts += [Text("  " + s) for s in result.not_measured]
+    parts += _plan_rejections(result)
     parts.append(
         Text(
             "↑: measured at a higher rate than asked (the nearest measured point above); "

@@ -70,7 +70,7 @@ from energybench.run.resume import (
 from energybench.serve.scenarios import ScenarioContext, run_scenario
 from energybench.suite.devices import placement_notes
 from energybench.suite.load import LoadedSuite
-from energybench.suite.schema import Adaptive, Entry
+from energybench.suite.schema import Adaptive, Entry, TrainSettings
 from energybench.tasks.base import Task
 from energybench.train.loop import settings_kwargs, train_steps
 from energybench.train.sizing import MAX_AUTO_BATCH, auto_batch_size
@@ -200,17 +200,7 @@ class Runner:
     def _train(self, e: Entry, task: Task, device: torch.device) -> nn.Module:
         ckpt = self.store.checkpoint_path(e.name, "train")
         if e.inherit:
-            base = self.store.checkpoint_path(e.inherit, "train")
-            self._record(
-                e,
-                "train",
-                "skipped",
-                inherited_from=e.inherit,
-                reason=f"inherits the trained model of '{e.inherit}' (its training "
-                "energy is counted for this entry too)",
-                measurement=None,
-            )
-            return self._load(base, device)
+            return self._train_inherited(e, e.inherit, device)
         torch.manual_seed(e.train.seed if e.train else 0)
         # DDP ranks build their own models on their GPUs: the parent's copy (to count its
         # parameters) stays on the CPU, so the parent creates no CUDA context on a rank's GPU
@@ -241,6 +231,33 @@ class Runner:
             model, done = train_distributed(self.context(), e, steps)
             self._record(e, "train", "done", **done)
             return model
+        self._train_here(e, tr, model, task, device, ckpt)
+        return model
+
+    def _train_inherited(self, e: Entry, base: str, device: torch.device) -> nn.Module:
+        """``e`` trains nothing: it inherits ``base``'s trained model (and its training energy)."""
+        self._record(
+            e,
+            "train",
+            "skipped",
+            inherited_from=base,
+            reason=f"inherits the trained model of '{base}' (its training "
+            "energy is counted for this entry too)",
+            measurement=None,
+        )
+        return self._load(self.store.checkpoint_path(base, "train"), device)
+
+    def _train_here(
+        self,
+        e: Entry,
+        tr: TrainSettings,
+        model: nn.Module,
+        task: Task,
+        device: torch.device,
+        ckpt: Path,
+    ) -> None:
+        """Train ``model`` in this process inside ``e``'s measured train window (which also
+        holds an auto batch size's probe), save it to ``ckpt`` and record the phase."""
         t0 = time.time()
         with self.meter.window(f"{e.name}/train") as w:  # an auto batch's probe is training's
             batch = self._batch_size(e, model, task, device)
@@ -266,7 +283,6 @@ class Runner:
             weights=self.weights.get(e.name),
             **self._window_fields(w.measurement, t0),
         )
-        return model
 
     def _batch_size(self, e: Entry, model: nn.Module, task: Task, device: torch.device) -> int:
         """``e``'s training batch: the suite's number, or ``auto`` resolved once per entry from

@@ -92,6 +92,37 @@ def run_throughput(
     )
 
 
+def _paced_frames(
+    timer: Callable[[Callable[[], Any]], float], fn: Callable[[], Any], frames: int, period: float
+) -> tuple[list[float], int, float, float]:
+    """Serve ``frames`` frames arriving every ``period`` s; each frame's latency (s, from its
+    arrival: queueing behind a late frame counts), the deadline misses, and when the first
+    and last frames were done (``time.perf_counter``). Returns on the next frame slot."""
+    lat: list[float] = []
+    misses = 0
+    t0 = time.perf_counter()
+    last_done = first_done = t0
+    for i in range(frames):
+        arrival = t0 + i * period
+        wait = arrival - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        timer(fn)
+        last_done = time.perf_counter()
+        if i == 0:
+            first_done = last_done
+        latency = last_done - arrival  # queueing behind a late frame counts
+        lat.append(latency)
+        if latency > period:
+            misses += 1
+    # the window ends on the next frame slot: n frames <-> n frame periods, the
+    # idle time after the last frame included (a late last frame ends it later)
+    tail = t0 + frames * period - time.perf_counter()
+    if tail > 0:
+        time.sleep(tail)
+    return lat, misses, first_done, last_done
+
+
 def run_stream(
     sc: Stream,
     model: nn.Module,
@@ -114,28 +145,8 @@ def run_stream(
 
         def one(k: int) -> tuple[Trial, list[float]]:
             nonlocal misses_total, frames_total
-            lat, misses = [], 0
             with monitor.window(f"{window}/t{k}") as w:
-                t0 = time.perf_counter()
-                last_done = first_done = t0
-                for i in range(frames):
-                    arrival = t0 + i * period
-                    wait = arrival - time.perf_counter()
-                    if wait > 0:
-                        time.sleep(wait)
-                    timer(fn)
-                    last_done = time.perf_counter()
-                    if i == 0:
-                        first_done = last_done
-                    latency = last_done - arrival  # queueing behind a late frame counts
-                    lat.append(latency)
-                    if latency > period:
-                        misses += 1
-                # the window ends on the next frame slot: n frames <-> n frame periods, the
-                # idle time after the last frame included (a late last frame ends it later)
-                tail = t0 + frames * period - time.perf_counter()
-                if tail > 0:
-                    time.sleep(tail)
+                lat, misses, first_done, last_done = _paced_frames(timer, fn, frames, period)
             trial = trial_summary(w.measurement, frames, lat)
             span = last_done - first_done  # steady output rate: frames delivered per second
             fps = (frames - 1) / span if frames > 1 and span > 0 else None

@@ -28,6 +28,7 @@ from energybench.train.distributed import (
 )
 
 if TYPE_CHECKING:
+    from energybench.meters.base import EnergyMonitor
     from energybench.run.context import PhaseContext
 
 
@@ -56,19 +57,11 @@ def _rank_context(spec: dict[str, Any]) -> PhaseContext:
     )
 
 
-def worker(spec_path: Path) -> None:
-    """One rank: train its share under DDP inside its own measurement window."""
+def _join_group(spec: dict[str, Any], local: int) -> tuple[int | None, torch.device]:
+    """Join the process group on this rank's device; its GPU index (None without GPUs) and
+    the torch device it trains on (made current on CUDA; CPU unless the run has real CUDA)."""
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
 
-    from energybench.meters.factory import build_monitor
-    from energybench.run.checkpoint import save_checkpoint
-    from energybench.run.preflight import task_for
-    from energybench.train.loop import settings_kwargs, train_steps
-
-    spec = read_json(spec_path)
-    rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-    torch.set_num_threads(int(spec["threads"]))
     gpu: int | None = spec["gpus"][local] if spec["gpus"] else None
     device = torch.device(f"cuda:{gpu}") if spec["real_cuda"] and gpu is not None else None
     device = device or torch.device("cpu")
@@ -79,6 +72,57 @@ def worker(spec_path: Path) -> None:
         device_id=device if device.type == "cuda" else None,
         timeout=datetime.timedelta(seconds=float(spec.get("timeout_s", DEFAULT_DIST_TIMEOUT_S))),
     )
+    return gpu, device
+
+
+def _rank_monitor(
+    ctx: PhaseContext, spec: dict[str, Any], gpu: int | None, trace: Path, *, host: bool
+) -> EnergyMonitor:
+    """The monitor of this rank's window: its GPU, the host's CPU/RAM when ``host``
+    (once per node), the launcher's process tree as its own processes."""
+    from energybench.meters.factory import build_monitor
+
+    sim = {"simulate": spec["simulate"]} if spec["simulate"] else {}
+    return build_monitor(
+        ctx.suite.energy,
+        [gpu] if gpu is not None else None,
+        trace,
+        host=host,
+        own_pids=lambda: _own_pids(int(spec["parent_pid"])),
+        **sim,
+    )
+
+
+def _rank_identity(
+    spec: dict[str, Any], ranks: tuple[int, int, int], device: torch.device, gpu: int | None
+) -> dict[str, Any]:
+    """Who this rank was, for its rank record: ranks, node, process, device, backend."""
+    rank, local, world = ranks
+    return {
+        "rank": rank,
+        "local_rank": local,
+        "world_size": world,
+        "node": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": str(device),
+        "gpu": gpu,
+        "backend": spec["backend"],
+    }
+
+
+def worker(spec_path: Path) -> None:
+    """One rank: train its share under DDP inside its own measurement window."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from energybench.run.checkpoint import save_checkpoint
+    from energybench.run.preflight import task_for
+    from energybench.train.loop import settings_kwargs, train_steps
+
+    spec = read_json(spec_path)
+    rank, local, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    torch.set_num_threads(int(spec["threads"]))
+    gpu, device = _join_group(spec, local)
     try:
         ctx = _rank_context(spec)
         suite, store = ctx.suite, ctx.store
@@ -93,15 +137,7 @@ def worker(spec_path: Path) -> None:
         )
         sharded = ShardedTask(task, rank, world, _DDPView(ddp, model))
         trace = store.root / "traces" / f"{e.name}-train-rank{rank}"
-        sim = {"simulate": spec["simulate"]} if spec["simulate"] else {}
-        monitor = build_monitor(
-            suite.energy,
-            [gpu] if gpu is not None else None,
-            trace,
-            host=local == 0,  # CPU/RAM once per node
-            own_pids=lambda: _own_pids(int(spec["parent_pid"])),
-            **sim,
-        )
+        monitor = _rank_monitor(ctx, spec, gpu, trace, host=local == 0)
         if os.environ.get(TEST_RANK_EXIT_ENV) == str(rank):
             print(f"rank {rank}: exiting on {TEST_RANK_EXIT_ENV}", file=sys.stderr, flush=True)
             os._exit(17)
@@ -126,14 +162,7 @@ def worker(spec_path: Path) -> None:
         atomic_write_json(
             store.entry_dir(e.name) / "ranks" / f"train-rank{rank}.json",
             {
-                "rank": rank,
-                "local_rank": local,
-                "world_size": world,
-                "node": socket.gethostname(),
-                "pid": os.getpid(),
-                "device": str(device),
-                "gpu": gpu,
-                "backend": spec["backend"],
+                **_rank_identity(spec, (rank, local, world), device, gpu),
                 "train": res.to_dict(),
                 "measurement": meas.to_json(),
             },
