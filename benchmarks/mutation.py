@@ -6,6 +6,7 @@ One command per group (groups are ``[tool.energybench.mutation.*]`` in ``pyproje
     python benchmarks/mutation.py trials        # serve/trials.py
     python benchmarks/mutation.py meters-base   # meters/base.py
     python benchmarks/mutation.py meters-nvml   # the NVML path ([tool.mutmut] as committed)
+    python benchmarks/mutation.py window        # records/window.py (the measurement window)
     python benchmarks/mutation.py trials --only "energybench.serve.trials.x_precision*"
 
 The committed tree (``git archive HEAD``: commit the tests first) is unpacked into
