@@ -5,6 +5,7 @@ stored sum that disagrees with them is refused, and one the meter table decides 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,22 @@ def test_an_old_window_read_and_written_again_keeps_its_layout() -> None:
     assert {k: v for k, v in again.items() if k != "devices"} == {
         k: v for k, v in stored.items() if k != "devices"
     }
+
+
+def test_a_stored_nan_total_reads_back_only_where_the_devices_give_nan_too() -> None:
+    nan = float("nan")
+    dev = _window()["devices"][0] | {"energy_j": nan}
+    assert math.isnan(Window.model_validate(_window(energy_j=nan) | {"devices": [dev]}).energy_j)
+    with pytest.raises(ValueError, match="energy_j is nan but the window's devices give 5.0"):
+        Window.model_validate(_window(energy_j=nan))
+
+
+def test_a_stored_sum_is_compared_to_a_picojoule_and_a_part_in_a_billion() -> None:
+    zero = {"device": "gpu:a", "kind": "gpu", "name": "H100", "source": "nvml-counter"}
+    zero |= {"energy_j": 0.0}
+    ok = Window.model_validate({"duration_s": 1.0, "devices": [zero], "energy_j": 5e-13})
+    assert ok.energy_j == 0.0  # rounding below 1 pJ around zero
+    with pytest.raises(ValueError, match="energy_j is 0.5 but"):
+        Window.model_validate({"duration_s": 1.0, "devices": [zero], "energy_j": 0.5})
+    with pytest.raises(ValueError, match="energy_j is 5.00000005 but"):
+        Window.model_validate(_window(energy_j=5.00000005))  # 1e-8 relative: not rounding
