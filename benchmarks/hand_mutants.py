@@ -1,12 +1,14 @@
-"""Hand-written mutants of the code mutmut 3 does not mutate: decorated functions.
+"""Hand-written mutants of the code mutmut 3 does not mutate: decorated functions, constants.
 
-mutmut 3.8 skips every decorated function, so a pydantic validator or serializer, a
-``@property`` and a ``@classmethod`` are never mutated by ``benchmarks/mutation.py``. For
-``records/window.py`` that is most of the file: its sums, kinds and flags are properties and its
-read-side checks are a ``model_validator``. Each mutant below is one line changed the way mutmut
-would (an operator flipped, a condition or filter dropped, a value replaced); it is applied to a
-scratch copy of the committed tree (``git archive HEAD``), the group's tests run against it
-(``-x``), and it is killed when they fail::
+mutmut 3.8 skips every function with a decorator other than one ``@staticmethod`` or
+``@classmethod`` (``mutation/file_mutation.py``), and module-level assignments: a ``@property``,
+a pydantic validator or serializer and a constant tuple are never mutated by
+``benchmarks/mutation.py``. For ``records/window.py`` that is most of the file: its sums, kinds
+and flags are properties, its read-side checks a ``model_validator``, the checked sums a tuple.
+Each mutant below is one line changed the way mutmut would (an operator flipped, a condition or
+filter dropped, a value replaced); it is applied to a scratch copy of the committed tree
+(``git archive HEAD``), the group's tests run against it (``-x``), and it is killed when they
+fail::
 
     python benchmarks/hand_mutants.py window          # every mutant of the group
     python benchmarks/hand_mutants.py window --only 3 7
@@ -48,6 +50,12 @@ MUTANTS: dict[str, dict[str, list[tuple[str, str, str]]]] = {
             ("CHECKED", '"energy_j", "uncertainty_j", "sources",', '"uncertainty_j", "sources",'),
             ("CHECKED", '"energy_j", "uncertainty_j", "sources",', '"energy_j", "sources",'),
             ("CHECKED", '"energy_j", "uncertainty_j", "sources",', '"energy_j", "uncertainty_j",'),
+            (
+                "DERIVED",
+                '    "measured_energy_j",\n    "measured_uncertainty_j",\n',
+                '    "measured_uncertainty_j",\n    "measured_energy_j",\n',
+            ),
+            ("_LAYOUT", '*DERIVED, "flags", "devices")', '*DERIVED, "devices", "flags")'),
             (
                 "CHECKED",
                 '"is_shared", "is_simulated", "complete", "gaps")',
