@@ -6,6 +6,7 @@ One command per group (groups are ``[tool.energybench.mutation.*]`` in ``pyproje
     python benchmarks/mutation.py trials        # serve/trials.py
     python benchmarks/mutation.py meters-base   # meters/base.py
     python benchmarks/mutation.py meters-nvml   # the NVML path ([tool.mutmut] as committed)
+    python benchmarks/mutation.py window        # records/window.py (the measurement window)
     python benchmarks/mutation.py trials --only "energybench.serve.trials.x_precision*"
 
 The committed tree (``git archive HEAD``: commit the tests first) is unpacked into
@@ -13,6 +14,8 @@ The committed tree (``git archive HEAD``: commit the tests first) is unpacked in
 ``mutmut run`` runs there with one torch thread (torch's thread pool deadlocks in mutmut's forked
 children otherwise, and every mutant "times out"); then the per-file tally and score are printed.
 A rerun in an existing folder checks only the mutants not yet checked (``--fresh`` starts over).
+mutmut skips decorated functions (``@property``, pydantic validators) and constants:
+``benchmarks/hand_mutants.py GROUP`` runs hand-written mutants of those (group ``window``).
 Needs Python >= 3.11 (``tomllib``) and mutmut 3.8 (the dev extra). Results and survivors:
 ``docs/validation/mutation-ranking.md``, ``docs/validation/mutation-meters.md``.
 """
