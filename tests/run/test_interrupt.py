@@ -184,3 +184,23 @@ def test_a_ctrl_c_dropped_by_a_finaliser_still_ends_a_wait(monkeypatch: pytest.M
     assert time.monotonic() - t0 < 5
     assert [d.exc_type for d in dropped] == [KeyboardInterrupt]
     interrupt.check()  # leaving CtrlC forgets it: the next run starts clean
+
+
+def test_a_dropped_ctrl_c_ends_the_idle_baseline_and_the_cool_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The idle baseline and the cool-down wait on the real clock: a Ctrl-C a finaliser dropped
+    ends each within a wait step, not after the whole baseline or ``max_s``."""
+    from energybench.meters.base import EnergyMonitor
+    from energybench.run import interrupt
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda _: None)
+    monitor = EnergyMonitor([])
+    monitor.idle_temp_c = {"gpu0": 30.0}
+    monkeypatch.setattr(monitor, "temperatures_c", lambda: {"gpu0": 90.0})  # never cools
+    for wait in (lambda: monitor.measure_idle(60), lambda: monitor.cool_down(1.0, 60)):
+        t0 = time.monotonic()
+        with interrupt.CtrlC(), pytest.raises(KeyboardInterrupt):
+            _Dropper()
+            wait()
+        assert time.monotonic() - t0 < 5
