@@ -1,6 +1,6 @@
 """Ctrl-C always ends a run promptly: exit 130 within 10 s wherever it lands (a hold before a
-phase, the idle baseline's sleep, a cool-down, the middle of a phase), finished phases kept, no
-traceback, the run folder's lock released.
+phase, the idle baseline's sleep, the GEMM peak measurement, a cool-down, the middle of a phase,
+the report after the run), finished phases kept, no traceback, the run folder's lock released.
 
 Each case runs the real CLI in a subprocess and waits for the run to reach its point (a line on
 its output or the runner's test hold), then sends SIGINT. ``ENERGYBENCH_INTERRUPT_REPEATS=N``
@@ -110,7 +110,8 @@ def _start(tmp_path: Path, idle_s: float, steps: int, hold: str | None) -> Watch
         (tmp_path / "hold").write_text("")
         env["ENERGYBENCH_TEST_HOLD"] = f"{hold}:{tmp_path / 'hold'}"
     cmd = [sys.executable, "-m", "energybench", "run", str(suite), "--out", "results"]
-    return Watched([*cmd, "--no-report"], env, tmp_path)
+    report = ["--report", "r.html"] if hold == "report" else ["--no-report"]
+    return Watched([*cmd, *report], env, tmp_path)
 
 
 def _records(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
@@ -123,10 +124,10 @@ def _records(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
     return run_dir, recs
 
 
-def _assert_interrupted(code: int, took: float, out: str) -> None:
+def _assert_interrupted(code: int, took: float, out: str, then: str = "--resume") -> None:
     assert code == 130, out
     assert took < EXIT_WITHIN_S, f"Ctrl-C took {took:.1f} s:\n{out}"
-    assert "interrupted" in out and "--resume" in out and "Traceback" not in out, out
+    assert "interrupted" in out and then in out and "Traceback" not in out, out
 
 
 #: where the interrupt lands: (idle baseline s, train steps of `second`, hold, output to wait for)
@@ -134,6 +135,9 @@ POINTS = {
     "hold before a phase": (0, 1, "second/train", None),
     "idle baseline sleep": (600, 1, None, "idle baseline (before)"),
     "inside a phase": (0, 10**6, None, "second: train"),
+    "cool-down": (0, 1, "cool-down/second", None),
+    "peaks measurement": (0, 1, "peaks", None),
+    "report": (0, 1, "report", None),
 }
 
 
@@ -146,14 +150,18 @@ def test_ctrl_c_ends_the_run_promptly(tmp_path: Path, point: str, repeat: int) -
     if text == "second: train":
         time.sleep(0.5)  # well inside the training loop
     code, took, out = run.interrupt()
-    _assert_interrupted(code, took, out)
     run_dir, recs = _records(tmp_path)
     assert not (run_dir / "run.lock").exists()  # released: --resume can take it
-    if point != "idle baseline sleep":
+    if point == "report":  # the run is complete; only its report is not written
+        _assert_interrupted(code, took, out, then=f"energybench report results/tiny/{run_dir.name}")
+        assert recs["second/serve"]["status"] == "done" and not (tmp_path / "r.html").exists()
+    elif point in ("idle baseline sleep", "peaks measurement"):
+        _assert_interrupted(code, took, out)
+        assert recs == {}
+    else:
+        _assert_interrupted(code, took, out)
         assert recs["first/evaluate"]["status"] == "done"  # finished phases are kept
         assert "second/train" not in recs  # the interrupted phase left no record
-    else:
-        assert recs == {}
 
 
 class _Dropper:
