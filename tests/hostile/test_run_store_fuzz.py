@@ -254,3 +254,72 @@ def test_a_real_run_with_one_value_replaced_loads_and_exports_or_names_the_file(
         for row in csv.DictReader(io.StringIO(text)):
             if row["rank"]:
                 assert math.isfinite(float(row["score"] or row["greenness"] or 0)), row
+
+
+@settings(FUZZ, max_examples=int(os.environ.get("FUZZ_REPORT_EXAMPLES", "15")))
+@given(data=st.data(), rel=st.sampled_from(REAL_FILES))
+def test_a_real_run_with_one_value_replaced_renders_or_names_the_file(
+    real_run: Path, data: st.DataObject, rel: str
+) -> None:
+    """The HTML report and the site read more of a run than the export does (timestamps, the
+    machine, meters, peaks): with one value anywhere replaced, both render or the load names
+    the file; never another exception."""
+    from energybench.errors import UserError
+    from energybench.report.html import render_report
+    from energybench.report.site import build_site
+
+    record = json.loads((real_run / rel).read_text())
+    where = data.draw(st.sampled_from(_paths(record)[1:]))
+    target = record
+    for step in where[:-1]:
+        target = target[step]
+    target[where[-1]] = data.draw(json_values)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "run"
+        shutil.copytree(real_run, root)
+        (root / rel).write_text(json.dumps(record))
+        try:
+            run = load_run(root)
+        except UserError as exc:
+            assert str(root) in str(exc) or "manifest" in str(exc), exc
+            return
+        assert "<html" in render_report([run]).lower()
+        build_site([root], Path(tmp) / "site")
+
+
+#: the other files a run folder holds that energybench reads: the seal (``site --check``) and a
+#: checkpoint's recipe (``run --resume``)
+@FUZZ
+@given(value=st.one_of(json_values, st.binary(max_size=200)))
+def test_a_fuzzed_seal_gives_problems_never_an_exception(real_run: Path, value: Any) -> None:
+    from energybench.records.seal import SEAL_NAME, seal_problems
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "run"
+        shutil.copytree(real_run, root)
+        raw = value if isinstance(value, bytes) else json.dumps({"sha256": value}).encode()
+        (root / SEAL_NAME).write_bytes(raw)
+        problems = seal_problems(root)
+        assert problems and all(isinstance(p, str) and str(root) in p for p in problems)
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_fuzzed_checkpoint_recipe_loads_or_names_it(real_run: Path, data: st.DataObject) -> None:
+    from energybench.run.checkpoint import CheckpointError, CheckpointLoader, recipe_path
+
+    ckpt = real_run / "entries" / "teacher" / "checkpoints" / "train.pt"
+    record = json.loads(recipe_path(ckpt).read_text())
+    where = data.draw(st.sampled_from(_paths(record)[1:]))
+    target = record
+    for step in where[:-1]:
+        target = target[step]
+    target[where[-1]] = data.draw(json_values)
+    with tempfile.TemporaryDirectory() as tmp:
+        mine = Path(tmp) / "train.pt"
+        shutil.copy(ckpt, mine)
+        recipe_path(mine).write_text(json.dumps(record))
+        try:
+            CheckpointLoader().load(mine)
+        except CheckpointError as exc:
+            assert str(Path(tmp)) in str(exc) or "recipe" in str(exc), exc
