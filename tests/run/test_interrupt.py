@@ -212,3 +212,40 @@ def test_a_dropped_ctrl_c_ends_the_idle_baseline_and_the_cool_down(
             _Dropper()
             wait()
         assert time.monotonic() - t0 < 5
+
+
+def _stubborn_group() -> subprocess.Popen[bytes]:
+    """A process in its own group (as the DDP launcher is) that ignores SIGTERM."""
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+def test_a_ddp_launcher_that_ignores_sigterm_is_killed_within_the_ctrl_c_bound() -> None:
+    """Ctrl-C in a distributed train phase stops the launcher's group: TERM, then KILL, both
+    waits together within the 10 s a Ctrl-C may take."""
+    from energybench.train.distributed import KILL_WAITS_S, _kill_group
+
+    assert sum(wait_s for _, wait_s in KILL_WAITS_S) < EXIT_WITHIN_S - 1
+    proc = _stubborn_group()
+    time.sleep(0.3)  # its SIGTERM handler is set
+    t0 = time.monotonic()
+    _kill_group(proc, ((signal.SIGTERM, 0.3), (signal.SIGKILL, 3.0)))
+    assert proc.poll() == -signal.SIGKILL and time.monotonic() - t0 < 3
+
+
+def test_a_dropped_ctrl_c_ends_the_wait_for_the_ddp_launcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from energybench.run import interrupt
+    from energybench.train.distributed import _kill_group, _wait
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda _: None)
+    proc = _stubborn_group()
+    try:
+        t0 = time.monotonic()
+        with interrupt.CtrlC(), pytest.raises(KeyboardInterrupt):
+            _Dropper()
+            _wait(proc)
+        assert time.monotonic() - t0 < 5
+    finally:
+        _kill_group(proc, ((signal.SIGKILL, 3.0),))
