@@ -420,3 +420,26 @@ def test_an_iec_of_zero_is_not_ranked(run: tuple[Path, Path], tmp_path: Path) ->
     assert {r["rank"] for r in rows if r["entry"] == "teacher"} == {"1"}
     assert not any("inf" in (r["score"] + r["greenness"]).lower() for r in rows)
     assert took < 120
+
+
+# --------------------------------------------------------------------------- readers write nothing
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root``, folders included, with its mode and mtime."""
+    return {
+        str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_mtime_ns)
+        for p in root.rglob("*")
+    }
+
+
+@pytest.mark.parametrize("kind", ["report", "export", "site", "plan"])
+def test_a_reading_command_leaves_the_run_folder_as_it_was(
+    run: tuple[Path, Path], tmp_path: Path, kind: str
+) -> None:
+    """Commands that read a run create nothing in it, not even an empty folder, and work on a
+    run without ``traces/`` (as one without a power meter is)."""
+    suite, run_dir = run
+    shutil.rmtree(run_dir / "traces", ignore_errors=True)
+    before = _tree(run_dir)
+    res, _ = cli(command(kind, suite, run_dir, tmp_path))
+    assert res.exit_code in ((0, 1) if kind == "plan" else (0,)), res.output  # plan: 1 = no answer
+    assert _tree(run_dir) == before
