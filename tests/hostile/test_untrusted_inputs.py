@@ -236,3 +236,19 @@ def test_a_fifo_in_place_of_the_lock_is_refused_without_blocking(tmp_path: Path)
     with pytest.raises(safefs.LinkInRunError, match="is a FIFO"):
         RunLock(run).acquire()
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("name", ["run.lock", "traces/power-nvml.csv"])
+def test_a_hard_link_where_the_run_writes_in_place_is_refused(tmp_path: Path, name: str) -> None:
+    """The lock is truncated and rewritten, a trace appended to: a hard link there would change
+    the file under its other name (outside the run) too."""
+    from energybench.meters.sampler import TraceWriter
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    store = RunStore(tmp_path / "run")
+    store.trace_dir  # noqa: B018 - creates run/traces
+    os.link(victim, store.root / name)
+    with pytest.raises(safefs.LinkInRunError, match="is a hard link"):
+        RunLock(store.root).acquire() if name == "run.lock" else TraceWriter(store.root / name)
+    assert victim.read_text() == "precious\n"
