@@ -268,7 +268,6 @@ def _report_after_run(run_dir: Path, report_path: Path | None, report_root: Path
 
     from energybench.plugins.entrypoints import load_run
     from energybench.report.html import write_report
-
     from energybench.run.runner import test_hold
 
     try:

@@ -6,8 +6,10 @@ the parsed object only when it has the shape the reports, exports and ``--resume
 otherwise raises :class:`RunFileError` whose message is ``<file>: <what is wrong>`` (a user error,
 exit 2). The checks cover structure (objects, lists, strings where readers navigate), phase
 statuses, the store version, the metric settings (within the suite schema's bounds), energies
-(finite, >= 0 and small enough that any sum of them stays finite), qualities, latencies, rates,
-fractions and counts; they never look at values a reader does not use.
+and every other figure in joules (``*_j``: finite, >= 0 and small enough that any sum of them stays
+finite), powers (``*_w``), durations and timestamps (``*_s``, ``*_unix_s``), qualities, latencies,
+rates, fractions, counts, sizes and FLOP counts by key wherever they appear, and the manifest's
+measured GEMM peaks, machine and meters; they never look at values a reader does not use.
 """
 
 from __future__ import annotations
@@ -271,6 +273,9 @@ def check_phase(data: Any) -> None:
     for key in ("model", "train", "quality", "checkpoint"):
         if data.get(key) is not None:
             _want(data[key], (dict,), key, "an object")
+    quality = data.get("quality") or {}
+    for key in sorted(QUALITY_KEYS & quality.keys()):  # the figure the metric reads: one number
+        _finite(quality[key], f"quality.{key}", "a quality figure", lo=-math.inf)
     ckpt = data.get("checkpoint")
     if ckpt is not None:
         for key in ("file", "sha256"):

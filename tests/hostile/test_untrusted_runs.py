@@ -196,6 +196,11 @@ EDITS: dict[str, tuple[str, Callable[[dict], object], tuple[str, ...]]] = {
         lambda r: r["quality"].update(ssim=math.inf),
         ("quality.ssim", "Infinity"),
     ),
+    "quality an empty list": (
+        "teacher/evaluate",
+        lambda r: r["quality"].update(psnr_db=[]),
+        ("quality.psnr_db", "found a list"),
+    ),
     "quality string": (
         "teacher/evaluate",
         lambda r: r["quality"].update(psnr_db="high"),
