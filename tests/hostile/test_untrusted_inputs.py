@@ -252,3 +252,35 @@ def test_a_hard_link_where_the_run_writes_in_place_is_refused(tmp_path: Path, na
     with pytest.raises(safefs.LinkInRunError, match="is a hard link"):
         RunLock(store.root).acquire() if name == "run.lock" else TraceWriter(store.root / name)
     assert victim.read_text() == "precious\n"
+
+
+def _png(path: Path, size: int = 32) -> bytes:
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)  # noise: the pixel data is most of the file
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+def test_an_undecodable_image_is_bad_input_naming_the_file(tmp_path: Path, damage: str) -> None:
+    """A frame or a class-folder image that cannot be decoded names the file (exit 2), as an
+    undecodable CIFAR batch does, in the SR frame reader and in imagefolder alike."""
+    from energybench.data.frames import read_rgb
+    from energybench.data.images import ImageFolderDataset
+
+    root = tmp_path / "images"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(5):
+            _png(root / cls / f"{i}.png")
+    bad = root / "a" / "0.png"
+    whole = bad.read_bytes()
+    bad.write_bytes(b"<html>not an image</html>" if damage == "not an image" else whole[:500])
+    with pytest.raises(DatasetConfigError, match="cannot be decoded as an image") as info:
+        read_rgb(bad)
+    assert str(bad) in str(info.value) and info.value.exit_code == 2
+    ds = ImageFolderDataset(root=str(root), image_size=32, val_fraction=0, test_fraction=0)
+    index = np.arange(len(ds.labels["train"]))
+    with pytest.raises(DatasetConfigError, match=str(bad)):
+        ds.load("train", index)
