@@ -452,6 +452,12 @@ CHECKS: dict[str, Callable[[Any], None]] = {
 }
 
 
+def _parse_int(digits: str) -> int | float:
+    """A JSON integer; one longer than any record's (a hand-edited 10**400) becomes a float,
+    infinite if need be, so the checks refuse it by name instead of overflowing a conversion."""
+    return int(digits) if len(digits) <= 24 else float(digits)
+
+
 def parse_record(raw: bytes, kind: str, path: Path | str) -> dict[str, Any]:
     """The checked JSON object in ``raw`` (the bytes of ``path``), or :class:`RunFileError`."""
     if len(raw) > MAX_RECORD_BYTES:
@@ -463,7 +469,7 @@ def parse_record(raw: bytes, kind: str, path: Path | str) -> dict[str, Any]:
     if not text.strip():
         raise RunFileError(path, "is empty (truncated: was the disk full or the copy cut short?)")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise RunFileError(
             path,

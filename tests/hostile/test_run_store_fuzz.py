@@ -41,7 +41,8 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | TEXT
-    | st.sampled_from(["done", "skipped", "failed"]),
+    | st.sampled_from(["done", "skipped", "failed"])
+    | st.sampled_from([10**400, -(10**400), 5e-324, 1e308]),  # beyond a float; the extremes
     lambda inner: (
         st.lists(inner, max_size=4)
         | st.dictionaries(st.sampled_from(KEYS) | TEXT, inner, max_size=5)
@@ -323,3 +324,18 @@ def test_a_fuzzed_checkpoint_recipe_loads_or_names_it(real_run: Path, data: st.D
             CheckpointLoader().load(mine)
         except CheckpointError as exc:
             assert str(Path(tmp)) in str(exc) or "recipe" in str(exc), exc
+
+
+@pytest.mark.parametrize("digits", [30, 400, 5000])
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_integer_longer_than_any_record_holds_is_named(kind: str, digits: int) -> None:
+    """A hand-typed integer of hundreds or thousands of digits (beyond what a float or Python's
+    int parser takes) in a figure: the field is named, no OverflowError or ValueError escapes."""
+    field = {"phase": "energy_j", "manifest": "store_version", "idle": "power_w"}[kind]
+    record = copy.deepcopy(RECORDS[kind])
+    target = record["before"] if kind == "idle" else record
+    target[field] = "BIG"
+    raw = json.dumps(record).replace('"BIG"', "1" + "0" * digits).encode()
+    with pytest.raises(RunFileError, match=field) as info:
+        parse_record(raw, kind, "run/x.json")
+    _located(info.value, "run/x.json")

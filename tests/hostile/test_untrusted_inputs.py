@@ -284,3 +284,26 @@ def test_an_undecodable_image_is_bad_input_naming_the_file(tmp_path: Path, damag
     index = np.arange(len(ds.labels["train"]))
     with pytest.raises(DatasetConfigError, match=str(bad)):
         ds.load("train", index)
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        {"pid": 10**30, "since_unix_s": 1e308},
+        {"pid": -1, "since_unix_s": float("nan")},
+        {"pid": 0, "since_unix_s": -5},
+        {"pid": True, "since_unix_s": "yesterday", "host": ["x"]},
+    ],
+)
+def test_a_hand_edited_stale_lock_is_taken_over(tmp_path: Path, holder: dict) -> None:
+    """A stale lock whose holder was edited (a pid no process has, -1 that would signal every
+    process, a date no clock shows) is taken over with a note, never a traceback."""
+    import socket
+
+    run = tmp_path / "run"
+    run.mkdir()
+    text = json.dumps({"host": socket.gethostname(), **holder})
+    (run / "run.lock").write_text(text.replace("1e+308", "1" + "0" * 400))
+    with RunLock(run) as lock:
+        assert lock.note is not None and "pid ? on host" in lock.note
+        assert "an unknown time" in lock.note

@@ -226,6 +226,11 @@ EDITS: dict[str, tuple[str, Callable[[dict], object], tuple[str, ...]]] = {
         lambda r: _serve_group(r)["trials"][0].update(items=-1),
         ("trials[0].items", "a count"),
     ),
+    "trial items of 400 digits": (
+        "teacher/serve",
+        lambda r: _serve_group(r)["trials"][0].update(items=10**400),
+        ("trials[0].items", "a count"),
+    ),
     "trials_total 1.5": (
         "teacher/serve",
         lambda r: _serve_group(r).update(trials_total=1.5),
@@ -294,6 +299,11 @@ EDITS: dict[str, tuple[str, Callable[[dict], object], tuple[str, ...]]] = {
         ("store_version", "whole number"),
     ),
     "store_version [2]": ("manifest", lambda m: m.update(store_version=[2]), ("store_version",)),
+    "store_version of 4000 digits": (
+        "manifest",
+        lambda m: m.update(store_version=int("9" * 4000)),
+        ("store_version", "whole number"),
+    ),
     "store_version 0": ("manifest", lambda m: m.update(store_version=0), ("store_version",)),
     "tau -1": (
         "manifest",
