@@ -307,3 +307,26 @@ def test_a_hand_edited_stale_lock_is_taken_over(tmp_path: Path, holder: dict) ->
     with RunLock(run) as lock:
         assert lock.note is not None and "pid ? on host" in lock.note
         assert "an unknown time" in lock.note
+
+
+@pytest.mark.parametrize(
+    ("node", "said"),
+    [
+        ("[]", "must be a JSON object"),
+        ('{"placement": "cpu", "environment": {}}', "phase_hashes: missing"),
+        ('{"phase_hashes": {}, "placement": 3, "environment": {}}', "placement: must be a str"),
+        ('{"phase_hashes": {}, "placement": "cpu", "environment": {}, "meters": [1]}', "meters"),
+        ("{truncated", "cannot be read"),
+    ],
+)
+def test_a_hand_edited_job_record_is_named(tmp_path: Path, node: str, said: str) -> None:
+    """``--resume --executor``: an earlier job's ``node.json`` is read by the parent; a damaged
+    one names the file and field (exit 2), never a KeyError in the manifest's assembly."""
+    from energybench.records.check import RunFileError
+    from energybench.run.executors import read_node
+
+    path = tmp_path / "node.json"
+    path.write_text(node)
+    with pytest.raises(RunFileError, match=said) as info:
+        read_node(path)
+    assert str(info.value).startswith(f"{path}: ") and info.value.exit_code == 2
