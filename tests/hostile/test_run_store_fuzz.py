@@ -339,3 +339,25 @@ def test_an_integer_longer_than_any_record_holds_is_named(kind: str, digits: int
     with pytest.raises(RunFileError, match=field) as info:
         parse_record(raw, kind, "run/x.json")
     _located(info.value, "run/x.json")
+
+
+@pytest.mark.parametrize("params", [{"channels": 2**31}, {"layers": 10**6}, {"channels": "4"}])
+def test_a_recipe_asking_for_a_giant_model_is_refused_before_building_it(
+    real_run: Path, tmp_path: Path, params: dict[str, Any]
+) -> None:
+    """A hand-edited recipe whose model no suite could ask for (2**31 channels: tens of GB) is
+    refused by name at once, never built (the state's hash still matches: it is not edited)."""
+    import time
+
+    from energybench.run.checkpoint import CheckpointError, CheckpointLoader, recipe_path
+
+    ckpt = real_run / "entries" / "teacher" / "checkpoints" / "train.pt"
+    recipe = json.loads(recipe_path(ckpt).read_text())
+    recipe["model"]["params"].update(params)
+    mine = tmp_path / "train.pt"
+    shutil.copy(ckpt, mine)
+    recipe_path(mine).write_text(json.dumps(recipe))
+    t0 = time.monotonic()
+    with pytest.raises(CheckpointError, match=next(iter(params))) as info:
+        CheckpointLoader().load(mine)
+    assert str(recipe_path(mine)) in str(info.value) and time.monotonic() - t0 < 5
