@@ -195,8 +195,19 @@ def run(
     outcome = _run_measured(loaded, out, resume, only, simulate, executor)
     console.print(f"results: [bold]{outcome.run_dir}[/bold]")
     console.print(f"ran {len(outcome.ran)} phase(s), reused {len(outcome.reused)} finished")
-    _print_glance(outcome.run_dir)
-    report_ok = no_report or _report_after_run(outcome.run_dir, report_path, report_root)
+    try:
+        _print_glance(outcome.run_dir)
+        report_ok = no_report or _report_after_run(outcome.run_dir, report_path, report_root)
+    except KeyboardInterrupt:  # the run is complete and its lock released: only the report waits
+        from rich.markup import escape
+
+        where = escape(str(outcome.run_dir))
+        err.print(
+            f"[yellow]interrupted while writing the report: the run is complete in {where}; "
+            f"write its report with: energybench report {where}[/yellow]",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     if not report_ok and outcome.ok:
         raise typer.Exit(EXIT_FAILED)
     if not outcome.ok:
@@ -257,10 +268,12 @@ def _report_after_run(run_dir: Path, report_path: Path | None, report_root: Path
 
     from energybench.plugins.entrypoints import load_run
     from energybench.report.html import write_report
+    from energybench.run.runner import test_hold
 
     try:
         run_data = load_run(run_dir)
         path = report_path or _default_output(run_data, "html", report_root)
+        test_hold("report")
         write_report([run_data], path)
     except Exception as exc:  # noqa: BLE001 - the run's work is saved: never lose it here
         where = escape(str(run_dir))

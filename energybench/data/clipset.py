@@ -12,10 +12,12 @@ downloads anything, measures energy or knows about models.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,28 @@ SPLITS = ("train", "val", "test")
 
 class DatasetConfigError(UserError, ValueError):
     """A dataset parameter that cannot work; ``str()`` is a user-facing sentence."""
+
+
+@contextlib.contextmanager
+def open_image(path: Path | str, decode: bool = True) -> Iterator[Any]:
+    """``PIL.Image.open(path)`` (decoded unless ``decode`` is False: the header only); a file
+    that cannot be read as an image (not an image, truncated, a decompression bomb) is bad input
+    naming it (:class:`DatasetConfigError`, exit 2), not a bug."""
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+        if decode:
+            im.load()  # a truncated file fails here, inside this message
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DatasetConfigError(
+            f"{path}: cannot be decoded as an image ({type(exc).__name__}: {str(exc)[:200]}); "
+            "it is damaged or not an image: replace or remove it"
+        ) from None
+    try:
+        yield im
+    finally:
+        im.close()
 
 
 def parse_size(value: str | int | list[int] | tuple[int, int] | None, what: str) -> tuple[int, int]:

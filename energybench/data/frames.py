@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from energybench.data.clipset import ClipDataset, DatasetConfigError, FrameClip
+from energybench.data.clipset import ClipDataset, DatasetConfigError, FrameClip, open_image
 from energybench.data.degrade import mod_crop
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -148,17 +148,13 @@ def list_frames(folder: Path) -> list[Path]:
 
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB (grey/alpha converted)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with open_image(path) as im:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """(W, H) from the file header (no decode)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with open_image(path, decode=False) as im:
         return im.size
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from energybench.data.clipset import DatasetConfigError
+from energybench.data.clipset import DatasetConfigError, open_image
 from energybench.data.loader import LoaderPlan, batch_loader, loader_plan
 from energybench.data.safe_unpickle import UnpicklingError, load_restricted
 
@@ -371,7 +371,7 @@ class ImageFolderDataset(ImageClassDataset):
         mode = "RGB" if self.channels == 3 else "L"
         out = []
         for i in np.asarray(index, dtype=np.int64):
-            with Image.open(self._files[split][i]) as im:
+            with open_image(self._files[split][i]) as im:
                 im = im.convert(mode).resize(
                     (self.image_size, self.image_size), Image.Resampling.BILINEAR
                 )

@@ -29,6 +29,7 @@ from energybench.records.window import (
     DeviceEnergy,
     Window,
 )
+from energybench.run import interrupt
 
 __all__ = [
     "FLAG_BELOW_MIN_WINDOW",
@@ -74,7 +75,13 @@ class SystemClock:
         return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
-        if seconds > 0:
+        """In the main thread, in short steps that end on a Ctrl-C even one a finaliser dropped
+        (:func:`energybench.run.interrupt.sleep`): the idle baseline and the cool-down wait here."""
+        if seconds <= 0:
+            return
+        if threading.current_thread() is threading.main_thread():
+            interrupt.sleep(seconds)
+        else:
             time.sleep(seconds)
 
 

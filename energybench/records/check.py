@@ -6,8 +6,10 @@ the parsed object only when it has the shape the reports, exports and ``--resume
 otherwise raises :class:`RunFileError` whose message is ``<file>: <what is wrong>`` (a user error,
 exit 2). The checks cover structure (objects, lists, strings where readers navigate), phase
 statuses, the store version, the metric settings (within the suite schema's bounds), energies
-(finite, >= 0 and small enough that any sum of them stays finite), qualities, latencies, rates,
-fractions and counts; they never look at values a reader does not use.
+and every other figure in joules (``*_j``: finite, >= 0 and small enough that any sum of them stays
+finite), powers (``*_w``), durations and timestamps (``*_s``, ``*_unix_s``), qualities, latencies,
+rates, fractions, counts, sizes and FLOP counts by key wherever they appear, and the manifest's
+measured GEMM peaks, machine and meters; they never look at values a reader does not use.
 """
 
 from __future__ import annotations
@@ -58,8 +60,17 @@ COUNT_KEYS = frozenset(
         "samples",
         "steps",
         "max_batch",
+        "params",
     }
 )
+#: fractions in [0, 1] that are not named ``*_rate``
+FRACTION_KEYS = frozenset({"sparsity"})
+#: a power above this (1 GW) is not one device's; the cap keeps every energy it yields finite
+MAX_POWER_W = 1e9
+#: 9999-12-31: a later timestamp is not a date a report can show
+MAX_UNIX_S = 253402300799.0
+#: a measured matrix-multiply rate above this (1 ZFLOP/s) is not one device's
+MAX_FLOPS = 1e21
 #: rates (per second) that are not named ``*_per_s``
 RATE_KEYS = frozenset({"fps", "target_fps", "fps_achieved", "items_per_s"})
 #: statistics of a latency or a rate that cannot be negative (confidence bounds can)
@@ -166,17 +177,36 @@ def _count(value: Any, where: str) -> None:
         raise _Bad(where, f"must be a count (a whole number >= 0), found {json.dumps(value)[:40]}")
 
 
+def _power(value: Any, where: str) -> None:
+    """A power in W (or a map of them, per device): finite, >= 0, at most :data:`MAX_POWER_W`."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _power(v, f"{where}.{k}")
+    elif not isinstance(value, list):
+        _finite(value, where, "a power in W", hi=MAX_POWER_W)
+
+
 def _check_key(key: str, value: Any, where: str) -> bool:
     """Check ``value`` if ``key`` names a figure this module knows; True when it did."""
-    if key in ENERGY_KEYS:
+    if key in ENERGY_KEYS or key.endswith("_j"):  # uncertainty_j, static_j, sigma_per_item_j
         _energy(value, where)
+    elif key.endswith("_unix_s"):
+        _figure(value, where, "a time (seconds since 1970)", hi=MAX_UNIX_S)
     elif key.endswith("_ms"):
         _figure(value, where, "a latency in ms")
     elif key.endswith("_per_s") or key in RATE_KEYS:
         _figure(value, where, "a rate per second")
+    elif key.endswith("_s"):  # durations and offsets: duration_s, t_s, waited_s, ...
+        _figure(value, where, "a time in seconds")
+    elif key.endswith("_w"):
+        _power(value, where)
+    elif key == "flops_per_item":
+        _finite(value, where, "a FLOP count", hi=MAX_FLOPS)
+    elif key in FRACTION_KEYS:
+        _figure(value, where, "a fraction", hi=1.0)
     elif key.endswith("_rate") and not isinstance(value, dict):
         _figure(value, where, "a fraction", hi=1.0)
-    elif key in COUNT_KEYS:
+    elif key in COUNT_KEYS or key.endswith("_bytes"):
         if isinstance(value, list):
             return False
         _count(value, where)
@@ -243,6 +273,9 @@ def check_phase(data: Any) -> None:
     for key in ("model", "train", "quality", "checkpoint"):
         if data.get(key) is not None:
             _want(data[key], (dict,), key, "an object")
+    quality = data.get("quality") or {}
+    for key in sorted(QUALITY_KEYS & quality.keys()):  # the figure the metric reads: one number
+        _finite(quality[key], f"quality.{key}", "a quality figure", lo=-math.inf)
     ckpt = data.get("checkpoint")
     if ckpt is not None:
         for key in ("file", "sha256"):
@@ -296,6 +329,24 @@ def check_manifest(data: Any) -> None:
             _want(v, (str,), f"{key}.{k}", "a string")
     if suite.get("carbon") is not None:
         _want(suite["carbon"], (dict,), "suite.carbon", "an object")
+    for key in ("environment", "cooldowns", "peaks"):
+        if data.get(key) is not None:
+            _want(data[key], (dict,), key, "an object")
+    if data.get("meters") is not None:
+        for i, m in enumerate(_want(data["meters"], (list,), "meters", "a list")):
+            _want(m, (dict,), f"meters[{i}]", "an object (a meter's description)")
+    _peaks(data.get("peaks") or {})
+    _walk_energies({k: v for k, v in data.items() if k != "suite"})  # timestamps, cool-downs
+
+
+def _peaks(peaks: dict[str, Any]) -> None:
+    """``peaks``: device label -> dtype -> the GEMM rate the run measured (FLOP/s > 0)."""
+    for label, by_dtype in peaks.items():
+        for dtype, flops in _want(by_dtype, (dict,), f"peaks.{label}", "an object").items():
+            where = f"peaks.{label}.{dtype}"
+            _finite(flops, where, "a matrix-multiply rate in FLOP/s", lo=1.0, hi=MAX_FLOPS)
+            if flops is None:
+                raise _Bad(where, "must be a rate in FLOP/s, found null")
 
 
 def _entry(e: dict[str, Any], where: str, names: set[str]) -> None:
@@ -401,6 +452,12 @@ CHECKS: dict[str, Callable[[Any], None]] = {
 }
 
 
+def _parse_int(digits: str) -> int | float:
+    """A JSON integer; one longer than any record's (a hand-edited 10**400) becomes a float,
+    infinite if need be, so the checks refuse it by name instead of overflowing a conversion."""
+    return int(digits) if len(digits) <= 24 else float(digits)
+
+
 def parse_record(raw: bytes, kind: str, path: Path | str) -> dict[str, Any]:
     """The checked JSON object in ``raw`` (the bytes of ``path``), or :class:`RunFileError`."""
     if len(raw) > MAX_RECORD_BYTES:
@@ -412,7 +469,7 @@ def parse_record(raw: bytes, kind: str, path: Path | str) -> dict[str, Any]:
     if not text.strip():
         raise RunFileError(path, "is empty (truncated: was the disk full or the copy cut short?)")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise RunFileError(
             path,

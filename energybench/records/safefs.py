@@ -138,6 +138,13 @@ def open_nofollow(path: Path | str, flags: int, mode: int = 0o644) -> int:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise _refuse(p, st.st_mode, "a regular file")
+    if flags & (os.O_WRONLY | os.O_RDWR) and st.st_nlink > 1:
+        os.close(fd)  # written in place (lock, trace): the other names would change with it
+        raise LinkInRunError(
+            f"{p}: is a hard link ({st.st_nlink} names for one file) where energybench writes "
+            "in a run folder; writing it would change the file under its other names too. "
+            "Replace it with a real copy, or remove it"
+        )
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return fd
 

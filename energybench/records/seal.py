@@ -43,6 +43,12 @@ def write_seal(root: Path) -> None:
     os.replace(tmp, target)
 
 
+def _is_run_file(rel: str) -> bool:
+    """``rel`` is a path a seal can list: relative, inside the run folder, one of its files."""
+    parts = Path(rel).parts
+    return bool(parts) and not Path(rel).is_absolute() and ".." not in parts and "\0" not in rel
+
+
 def seal_problems(root: Path) -> list[str]:
     """What differs between the folder and its seal (empty: intact)."""
     path = root / SEAL_NAME
@@ -57,7 +63,9 @@ def seal_problems(root: Path) -> list[str]:
     now = sealed_files(root)
     problems = []
     for rel, digest in sorted(sealed.items()):
-        if rel not in now:
+        if rel not in now and not _is_run_file(rel):  # "/etc/passwd", "../x": never looked at
+            problems.append(f"{path}: lists '{rel[:80]}', which is not a file of a run folder")
+        elif rel not in now:
             problems.append(f"{root / rel}: sealed but missing")
         elif now[rel] != digest:
             problems.append(f"{root / rel}: changed after the run finished (sha256 differs)")

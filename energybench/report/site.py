@@ -196,7 +196,7 @@ def _entry_context(run: RunData, entry: str) -> dict[str, Any]:
 
 
 def _copy_traces(run: RunData, dest: Path) -> list[str]:
-    traces = RunStore(run.root).trace_dir
+    traces = run.root / "traces"  # read only: never created in the run folder (trace_dir does)
     names = []
     if traces.is_dir() and not traces.is_symlink():
         dest.mkdir(parents=True, exist_ok=True)
@@ -224,6 +224,7 @@ def build_site(run_dirs: list[Path], out: Path, check: bool = False) -> Path:
         suite_dir = out / _slug(page.name)
         for run in page.runs:
             run_dir = suite_dir / _slug(run.root.name)
+            run_dir.mkdir(parents=True, exist_ok=True)
             traces = _copy_traces(run, run_dir / "traces")
             for entry in run.entries:
                 ctx = _entry_context(run, entry)

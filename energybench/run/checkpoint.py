@@ -186,6 +186,28 @@ def _replay(model: nn.Module, step: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown step '{op}'")
 
 
+def _params_problem(recipe: Recipe) -> str | None:
+    """Why the models ``recipe`` builds (its model, a distilled student) have parameters a
+    suite could not have (``channels: 2**31`` would allocate without end), or None."""
+    from energybench.models import MODELS
+    from energybench.plugins.registry import UnknownNameError
+    from energybench.suite.params import param_problems
+
+    specs = [recipe.model] + [
+        s["student"] for s in recipe.steps if s.get("op") == "distill" and "student" in s
+    ]
+    for spec in specs:
+        if not (isinstance(spec, dict) and isinstance(spec.get("params", {}), dict)):
+            return "a model must be an object with a name and params"
+        try:
+            found = param_problems(MODELS, str(spec.get("name")), dict(spec.get("params", {})))
+        except UnknownNameError as exc:
+            return str(exc)
+        if found:
+            return found[0][1]
+    return None
+
+
 def rebuild(recipe: Recipe, upstream: Callable[[str], nn.Module] | None = None) -> nn.Module:
     """The architecture ``recipe`` describes, with freshly initialised weights, on the CPU."""
     model = build_model(recipe.model, recipe.uses, upstream)
@@ -392,6 +414,12 @@ class CheckpointLoader:
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read checkpoint recipe {rpath}: {exc}") from None
         recipe = Recipe.from_json(data, str(rpath))
+        bad = _params_problem(recipe)
+        if bad is not None:  # checked before anything is built: a model's size is its params'
+            raise CheckpointError(
+                f"checkpoint recipe {rpath}: {bad}, which no suite can ask for (edited by "
+                "hand?); start a new run (drop --resume)"
+            )
         if not isinstance(data.get("state_sha256"), str):
             raise CheckpointError(
                 f"checkpoint recipe {rpath} has no state_sha256, so it cannot vouch for "

@@ -41,6 +41,7 @@ from rich.console import Console
 from energybench.errors import SetupError
 from energybench.plugins.entrypoints import load_plugins
 from energybench.records import safefs
+from energybench.records.check import RunFileError
 from energybench.records.store import PHASES, RunStore, atomic_write_json, read_json
 from energybench.run.preflight import check_datasets, check_devices, needed_entries
 from energybench.run.resume import (
@@ -231,10 +232,41 @@ def submit_slurm(
     return sub
 
 
+#: what a job's ``node.json`` must hold for the parent to read it: key -> (types, what)
+_NODE_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "phase_hashes": ((dict,), "an object"),
+    "placement": ((str,), "a string"),
+    "environment": ((dict,), "an object"),
+    "meters": ((list,), "a list"),
+    "cooldowns": ((dict,), "an object"),
+    "failed": ((str, type(None)), "a string or null"),
+}
+
+
+def read_node(path: Path) -> dict[str, Any]:
+    """A job's ``node.json`` (written by the job; on ``--resume`` perhaps a hand-edited one of
+    an earlier attempt), checked where the parent reads it: :class:`RunFileError` naming the
+    file and field, exit 2."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise RunFileError(path, f"cannot be read as a job's record ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunFileError(path, "must be a JSON object (a job's record)")
+    for key, (types, what) in _NODE_FIELDS.items():
+        if key in ("phase_hashes", "placement", "environment") and key not in data:
+            raise RunFileError(path, f"{key}: missing (every job writes it)")
+        if key in data and not isinstance(data[key], types):
+            raise RunFileError(path, f"{key}: must be {what}, found {type(data[key]).__name__}")
+    if not all(isinstance(m, dict) for m in data.get("meters", [])):
+        raise RunFileError(path, "meters: must be a list of objects")
+    return data
+
+
 def _job_error(store: RunStore, entry: str, exc: BaseException) -> str:
     node = job_dir(store, entry) / "node.json"
     if node.is_file():
-        failed = read_json(node).get("failed")
+        failed = read_node(node).get("failed")
         if failed:
             return str(failed)
     last = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
@@ -338,7 +370,7 @@ def write_manifest(
     for e in loaded.suite.entries:
         p = job_dir(store, e.name) / "node.json"
         if p.is_file():
-            nodes[e.name] = read_json(p)
+            nodes[e.name] = read_node(p)
     meters: dict[str, dict[str, Any]] = {}
     for n in nodes.values():
         for m in n.get("meters", []):

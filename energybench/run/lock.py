@@ -22,6 +22,7 @@ from types import TracebackType
 
 from energybench.errors import UserError
 from energybench.records import safefs
+from energybench.records.check import MAX_UNIX_S
 
 LOCK_NAME = "run.lock"
 
@@ -50,10 +51,18 @@ class Holder:
         if not isinstance(data, dict):
             return None
         pid, host, since = data.get("pid"), data.get("host"), data.get("since_unix_s")
+        # a hand-edited lock: only a process id (1 .. 2^31) is ever signalled, only a date a
+        # clock can show is shown (-1 would signal every process, 1e30 overflow, NaN fail)
+        ok_pid = isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31
+        ok_since = (
+            isinstance(since, int | float)
+            and not isinstance(since, bool)
+            and 0 <= since <= MAX_UNIX_S  # False for NaN
+        )
         return cls(
-            pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-            host if isinstance(host, str) else "?",
-            since if isinstance(since, int | float) and not isinstance(since, bool) else None,
+            pid if ok_pid else None,
+            host[:200] if isinstance(host, str) else "?",
+            since if ok_since else None,
         )
 
     def describe(self) -> str:

@@ -77,7 +77,9 @@ from energybench.train.sizing import MAX_AUTO_BATCH, auto_batch_size
 
 #: Test hook (documented in tests/test_runner.py): ``ENTRY/PHASE:PATH`` holds the run just before
 #: that phase starts, after writing ``PATH.ready``, for as long as the file ``PATH`` exists. Fault
-#: tests synchronise on it instead of sleeping, so they pass on a loaded machine.
+#: tests synchronise on it instead of sleeping, so they pass on a loaded machine. Other points:
+#: ``peaks`` (before each GEMM peak), ``cool-down/ENTRY``, ``idle/after``, ``report`` (``run``'s
+#: report, after the run).
 TEST_HOLD_ENV = "ENERGYBENCH_TEST_HOLD"
 
 
@@ -629,6 +631,7 @@ class Runner:
                     self._record_failure(e, exc)
                     prog.log(f"[red]entry '{e.name}' failed: {type(exc).__name__}: {exc}[/red]")
             if self.suite.energy.idle_after:
+                test_hold("idle/after")
                 self._idle_baseline("after")
             self._write_manifest(finished=True)
         write_seal(self.store.root)  # after the meters closed: their traces are complete
@@ -645,6 +648,7 @@ class Runner:
 
     def _cool_down(self, e: Entry) -> None:
         """Optionally wait for the devices to cool back to near idle before entry ``e``."""
+        test_hold(f"cool-down/{e.name}")
         cfg = self.suite.energy.cooldown
         if not cfg.enabled or self.monitor is None:
             return
@@ -714,6 +718,7 @@ class Runner:
                 wanted.setdefault(p.label, (p.device, set()))[1].add(dtype)
         for label, (device, dtypes) in wanted.items():
             for dtype in sorted(dtypes):
+                test_hold("peaks")
                 try:  # a figure for the report, never a reason to stop the run
                     with device_scope(device):
                         flops = gemm_peak_flops(device, dtype)

@@ -52,18 +52,26 @@ def _numbers(value: Any) -> list[int | float]:
     return []
 
 
+def _show(n: float) -> str:
+    """``n`` for a message (an integer too large for a float, 10**400, is described, not shown)."""
+    try:
+        return f"{n:g}"
+    except OverflowError:
+        return "an integer of hundreds of digits"
+
+
 def _bounds(name: str, key: str, value: Any) -> str | None:
     for n in _numbers(value):
         if isinstance(n, float) and not math.isfinite(n):
             return f"'{key}' must be a finite number; found {n}"
         if abs(n) > PARAM_LIMIT:
-            return f"'{key}' is out of range; found {n:g}"
+            return f"'{key}' is out of range; found {_show(n)}"
     lo_hi = PARAM_BOUNDS.get(f"{name}.{key}") or PARAM_BOUNDS.get(key)
     if lo_hi is not None:
         lo, hi = lo_hi
         bad = [n for n in _numbers(value) if not lo <= n <= hi]
         if bad:
-            return f"'{key}' must be between {lo:g} and {hi:g}; found {bad[0]:g}"
+            return f"'{key}' must be between {lo:g} and {hi:g}; found {_show(bad[0])}"
     if key in SIZE_PARAMS and value is not None:
         from energybench.data.clipset import DatasetConfigError, parse_size
 

@@ -64,6 +64,25 @@ class _Frame:
     keys: dict[Any, int] = field(default_factory=dict)  # key -> line
 
 
+#: the longest integer a suite may write (no setting comes near; Python refuses past 4300)
+MAX_INT_CHARS = 100
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _check_int_length(ev: yaml.ScalarEvent) -> None:
+    """An integer scalar longer than :data:`MAX_INT_CHARS` is refused where it stands (its
+    conversion would overflow, or fail, far from the line that holds it)."""
+    if len(ev.value) <= MAX_INT_CHARS:
+        return
+    tag = ev.tag if ev.tag not in (None, "!") else None
+    if (tag or _RESOLVER.resolve(yaml.ScalarNode, ev.value, ev.implicit)) == _INT_TAG:
+        raise YamlLimitError(
+            f"an integer of {len(ev.value)} characters; no suite value needs more than "
+            f"{MAX_INT_CHARS}",
+            ev.start_mark,
+        )
+
+
 class _Budget:
     """The streaming checks: one instance per document."""
 
@@ -103,6 +122,7 @@ class _Budget:
 
     def feed(self, ev: yaml.Event) -> None:
         if isinstance(ev, yaml.ScalarEvent):
+            _check_int_length(ev)
             self._key(ev)
             self._add(1, ev.start_mark)
             if ev.anchor:

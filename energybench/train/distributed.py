@@ -60,6 +60,7 @@ from energybench.models.sr.base import online
 from energybench.records import safefs
 from energybench.records.store import atomic_write_json, read_json
 from energybench.records.window import DeviceEnergy, Window
+from energybench.run import interrupt
 from energybench.tasks.base import Task
 from energybench.train.loop import task_batches
 
@@ -172,9 +173,16 @@ def _pythonpath() -> str:
     return os.pathsep.join(dict.fromkeys(parts))
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+#: how long the launcher's group gets after SIGTERM, then after SIGKILL: together well within
+#: the 10 s a Ctrl-C may take to end a run
+KILL_WAITS_S = ((signal.SIGTERM, 5.0), (signal.SIGKILL, 3.0))
+
+
+def _kill_group(
+    proc: subprocess.Popen[bytes], waits: tuple[tuple[int, float], ...] = KILL_WAITS_S
+) -> None:
     """Stop the launcher's whole process group (launcher and ranks): TERM, then KILL."""
-    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+    for sig, wait_s in waits:
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -253,10 +261,20 @@ def _run_launcher(spec_path: Path, launcher_log: Path) -> int:
             start_new_session=True,  # its own process group: killed as a whole
         )
         try:
-            return proc.wait()
+            return _wait(proc)
         except BaseException:
             _kill_group(proc)
             raise
+
+
+def _wait(proc: subprocess.Popen[bytes], step_s: float = 0.2) -> int:
+    """``proc.wait()`` in steps, each followed by :func:`interrupt.check`: a Ctrl-C that a
+    finaliser dropped still stops the launcher, not only the one Python raised."""
+    while True:
+        try:
+            return proc.wait(step_s)
+        except subprocess.TimeoutExpired:
+            interrupt.check()
 
 
 def train_distributed(ctx: PhaseContext, e: Entry, steps: int) -> tuple[nn.Module, dict[str, Any]]:

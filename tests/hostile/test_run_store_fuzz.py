@@ -41,7 +41,8 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | TEXT
-    | st.sampled_from(["done", "skipped", "failed"]),
+    | st.sampled_from(["done", "skipped", "failed"])
+    | st.sampled_from([10**400, -(10**400), 5e-324, 1e308]),  # beyond a float; the extremes
     lambda inner: (
         st.lists(inner, max_size=4)
         | st.dictionaries(st.sampled_from(KEYS) | TEXT, inner, max_size=5)
@@ -254,3 +255,109 @@ def test_a_real_run_with_one_value_replaced_loads_and_exports_or_names_the_file(
         for row in csv.DictReader(io.StringIO(text)):
             if row["rank"]:
                 assert math.isfinite(float(row["score"] or row["greenness"] or 0)), row
+
+
+@settings(FUZZ, max_examples=int(os.environ.get("FUZZ_REPORT_EXAMPLES", "15")))
+@given(data=st.data(), rel=st.sampled_from(REAL_FILES))
+def test_a_real_run_with_one_value_replaced_renders_or_names_the_file(
+    real_run: Path, data: st.DataObject, rel: str
+) -> None:
+    """The HTML report and the site read more of a run than the export does (timestamps, the
+    machine, meters, peaks): with one value anywhere replaced, both render or the load names
+    the file; never another exception."""
+    from energybench.errors import UserError
+    from energybench.report.html import render_report
+    from energybench.report.site import build_site
+
+    record = json.loads((real_run / rel).read_text())
+    where = data.draw(st.sampled_from(_paths(record)[1:]))
+    target = record
+    for step in where[:-1]:
+        target = target[step]
+    target[where[-1]] = data.draw(json_values)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "run"
+        shutil.copytree(real_run, root)
+        (root / rel).write_text(json.dumps(record))
+        try:
+            run = load_run(root)
+        except UserError as exc:
+            assert str(root) in str(exc) or "manifest" in str(exc), exc
+            return
+        assert "<html" in render_report([run]).lower()
+        build_site([root], Path(tmp) / "site")
+
+
+#: the other files a run folder holds that energybench reads: the seal (``site --check``) and a
+#: checkpoint's recipe (``run --resume``)
+@FUZZ
+@given(value=st.one_of(json_values, st.binary(max_size=200)))
+def test_a_fuzzed_seal_gives_problems_never_an_exception(real_run: Path, value: Any) -> None:
+    from energybench.records.seal import SEAL_NAME, seal_problems
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "run"
+        shutil.copytree(real_run, root)
+        raw = value if isinstance(value, bytes) else json.dumps({"sha256": value}).encode()
+        (root / SEAL_NAME).write_bytes(raw)
+        problems = seal_problems(root)
+        assert problems and all(isinstance(p, str) and str(root) in p for p in problems)
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_fuzzed_checkpoint_recipe_loads_or_names_it(real_run: Path, data: st.DataObject) -> None:
+    from energybench.run.checkpoint import CheckpointError, CheckpointLoader, recipe_path
+
+    ckpt = real_run / "entries" / "teacher" / "checkpoints" / "train.pt"
+    record = json.loads(recipe_path(ckpt).read_text())
+    where = data.draw(st.sampled_from(_paths(record)[1:]))
+    target = record
+    for step in where[:-1]:
+        target = target[step]
+    target[where[-1]] = data.draw(json_values)
+    with tempfile.TemporaryDirectory() as tmp:
+        mine = Path(tmp) / "train.pt"
+        shutil.copy(ckpt, mine)
+        recipe_path(mine).write_text(json.dumps(record))
+        try:
+            CheckpointLoader().load(mine)
+        except CheckpointError as exc:
+            assert str(Path(tmp)) in str(exc) or "recipe" in str(exc), exc
+
+
+@pytest.mark.parametrize("digits", [30, 400, 5000])
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_integer_longer_than_any_record_holds_is_named(kind: str, digits: int) -> None:
+    """A hand-typed integer of hundreds or thousands of digits (beyond what a float or Python's
+    int parser takes) in a figure: the field is named, no OverflowError or ValueError escapes."""
+    field = {"phase": "energy_j", "manifest": "store_version", "idle": "power_w"}[kind]
+    record = copy.deepcopy(RECORDS[kind])
+    target = record["before"] if kind == "idle" else record
+    target[field] = "BIG"
+    raw = json.dumps(record).replace('"BIG"', "1" + "0" * digits).encode()
+    with pytest.raises(RunFileError, match=field) as info:
+        parse_record(raw, kind, "run/x.json")
+    _located(info.value, "run/x.json")
+
+
+@pytest.mark.parametrize("params", [{"channels": 2**31}, {"layers": 10**6}, {"channels": "4"}])
+def test_a_recipe_asking_for_a_giant_model_is_refused_before_building_it(
+    real_run: Path, tmp_path: Path, params: dict[str, Any]
+) -> None:
+    """A hand-edited recipe whose model no suite could ask for (2**31 channels: tens of GB) is
+    refused by name at once, never built (the state's hash still matches: it is not edited)."""
+    import time
+
+    from energybench.run.checkpoint import CheckpointError, CheckpointLoader, recipe_path
+
+    ckpt = real_run / "entries" / "teacher" / "checkpoints" / "train.pt"
+    recipe = json.loads(recipe_path(ckpt).read_text())
+    recipe["model"]["params"].update(params)
+    mine = tmp_path / "train.pt"
+    shutil.copy(ckpt, mine)
+    recipe_path(mine).write_text(json.dumps(recipe))
+    t0 = time.monotonic()
+    with pytest.raises(CheckpointError, match=next(iter(params))) as info:
+        CheckpointLoader().load(mine)
+    assert str(recipe_path(mine)) in str(info.value) and time.monotonic() - t0 < 5

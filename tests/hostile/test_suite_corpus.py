@@ -486,6 +486,21 @@ CASES = [
         "set-deep-key", "--set", "levels deep; at most 32", sets=["defaults" + ".x" * 5000 + "=1"]
     ),
     Case("set-duplicate-key", "--set", "duplicate key 'a'", sets=["description={a: 1, a: 2}"]),
+    Case(  # past Python's 4300-digit limit for int(): a ValueError in the YAML reader
+        "int-5000-digits",
+        "suite.yaml:13:",
+        "an integer of 5000 characters",
+        edits=[("channels: 4,", f"channels: {'9' * 5000},")],
+    ),
+    Case(  # a float conversion of it overflows
+        "int-400-digits",
+        "suite.yaml:13:",
+        "an integer of 400 characters",
+        edits=[("channels: 4,", f"channels: {'9' * 400},")],
+    ),
+    Case(
+        "set-int-5000-digits", "--set", "an integer of 5000", sets=[f"energy.trials={'9' * 5000}"]
+    ),
     Case(
         "set-device",
         "--set",

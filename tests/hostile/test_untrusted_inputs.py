@@ -236,3 +236,97 @@ def test_a_fifo_in_place_of_the_lock_is_refused_without_blocking(tmp_path: Path)
     with pytest.raises(safefs.LinkInRunError, match="is a FIFO"):
         RunLock(run).acquire()
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("name", ["run.lock", "traces/power-nvml.csv"])
+def test_a_hard_link_where_the_run_writes_in_place_is_refused(tmp_path: Path, name: str) -> None:
+    """The lock is truncated and rewritten, a trace appended to: a hard link there would change
+    the file under its other name (outside the run) too."""
+    from energybench.meters.sampler import TraceWriter
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    store = RunStore(tmp_path / "run")
+    store.trace_dir  # noqa: B018 - creates run/traces
+    os.link(victim, store.root / name)
+    with pytest.raises(safefs.LinkInRunError, match="is a hard link"):
+        RunLock(store.root).acquire() if name == "run.lock" else TraceWriter(store.root / name)
+    assert victim.read_text() == "precious\n"
+
+
+def _png(path: Path, size: int = 32) -> bytes:
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)  # noise: the pixel data is most of the file
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+def test_an_undecodable_image_is_bad_input_naming_the_file(tmp_path: Path, damage: str) -> None:
+    """A frame or a class-folder image that cannot be decoded names the file (exit 2), as an
+    undecodable CIFAR batch does, in the SR frame reader and in imagefolder alike."""
+    from energybench.data.frames import read_rgb
+    from energybench.data.images import ImageFolderDataset
+
+    root = tmp_path / "images"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(5):
+            _png(root / cls / f"{i}.png")
+    bad = root / "a" / "0.png"
+    whole = bad.read_bytes()
+    bad.write_bytes(b"<html>not an image</html>" if damage == "not an image" else whole[:500])
+    with pytest.raises(DatasetConfigError, match="cannot be decoded as an image") as info:
+        read_rgb(bad)
+    assert str(bad) in str(info.value) and info.value.exit_code == 2
+    ds = ImageFolderDataset(root=str(root), image_size=32, val_fraction=0, test_fraction=0)
+    index = np.arange(len(ds.labels["train"]))
+    with pytest.raises(DatasetConfigError, match=str(bad)):
+        ds.load("train", index)
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        {"pid": 10**30, "since_unix_s": 1e308},
+        {"pid": -1, "since_unix_s": float("nan")},
+        {"pid": 0, "since_unix_s": -5},
+        {"pid": True, "since_unix_s": "yesterday", "host": ["x"]},
+    ],
+)
+def test_a_hand_edited_stale_lock_is_taken_over(tmp_path: Path, holder: dict) -> None:
+    """A stale lock whose holder was edited (a pid no process has, -1 that would signal every
+    process, a date no clock shows) is taken over with a note, never a traceback."""
+    import socket
+
+    run = tmp_path / "run"
+    run.mkdir()
+    text = json.dumps({"host": socket.gethostname(), **holder})
+    (run / "run.lock").write_text(text.replace("1e+308", "1" + "0" * 400))
+    with RunLock(run) as lock:
+        assert lock.note is not None and "pid ? on host" in lock.note
+        assert "an unknown time" in lock.note
+
+
+@pytest.mark.parametrize(
+    ("node", "said"),
+    [
+        ("[]", "must be a JSON object"),
+        ('{"placement": "cpu", "environment": {}}', "phase_hashes: missing"),
+        ('{"phase_hashes": {}, "placement": 3, "environment": {}}', "placement: must be a str"),
+        ('{"phase_hashes": {}, "placement": "cpu", "environment": {}, "meters": [1]}', "meters"),
+        ("{truncated", "cannot be read"),
+    ],
+)
+def test_a_hand_edited_job_record_is_named(tmp_path: Path, node: str, said: str) -> None:
+    """``--resume --executor``: an earlier job's ``node.json`` is read by the parent; a damaged
+    one names the file and field (exit 2), never a KeyError in the manifest's assembly."""
+    from energybench.records.check import RunFileError
+    from energybench.run.executors import read_node
+
+    path = tmp_path / "node.json"
+    path.write_text(node)
+    with pytest.raises(RunFileError, match=said) as info:
+        read_node(path)
+    assert str(info.value).startswith(f"{path}: ") and info.value.exit_code == 2

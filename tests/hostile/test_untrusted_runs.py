@@ -71,10 +71,11 @@ def command(kind: str, suite: Path, run_dir: Path, tmp_path: Path) -> list[Any]:
         "report": ["report", run_dir, "-o", tmp_path / "out" / "r.html"],
         "export": ["export", run_dir, "--format", "csv", "-o", tmp_path / "out" / "r.csv"],
         "plan": ["plan", run_dir, "--p99-ms", "100", "--rate", "1"],
+        "site": ["site", run_dir, "-o", tmp_path / "out" / "site"],
     }[kind]
 
 
-COMMANDS = ("resume", "report", "export")
+COMMANDS = ("resume", "report", "export", "site")
 
 
 # --------------------------------------------------------------------------- links
@@ -148,7 +149,8 @@ def test_a_link_in_the_run_folder_is_refused(
     assert snapshot(elsewhere) == outside  # the link's target: not written, not truncated
     assert snapshot(run_dir) == inside  # the run folder: unchanged (no lock, no manifest)
     assert_nothing_outside_out(tmp_path)
-    assert not (tmp_path / "out" / "r.html").exists() and not (tmp_path / "out" / "r.csv").exists()
+    for made in ("r.html", "r.csv", "site"):
+        assert not (tmp_path / "out" / made).exists()
 
 
 def test_a_run_folder_given_through_a_link_is_used(
@@ -194,6 +196,11 @@ EDITS: dict[str, tuple[str, Callable[[dict], object], tuple[str, ...]]] = {
         lambda r: r["quality"].update(ssim=math.inf),
         ("quality.ssim", "Infinity"),
     ),
+    "quality an empty list": (
+        "teacher/evaluate",
+        lambda r: r["quality"].update(psnr_db=[]),
+        ("quality.psnr_db", "found a list"),
+    ),
     "quality string": (
         "teacher/evaluate",
         lambda r: r["quality"].update(psnr_db="high"),
@@ -219,6 +226,11 @@ EDITS: dict[str, tuple[str, Callable[[dict], object], tuple[str, ...]]] = {
         lambda r: _serve_group(r)["trials"][0].update(items=-1),
         ("trials[0].items", "a count"),
     ),
+    "trial items of 400 digits": (
+        "teacher/serve",
+        lambda r: _serve_group(r)["trials"][0].update(items=10**400),
+        ("trials[0].items", "a count"),
+    ),
     "trials_total 1.5": (
         "teacher/serve",
         lambda r: _serve_group(r).update(trials_total=1.5),
@@ -234,6 +246,51 @@ EDITS: dict[str, tuple[str, Callable[[dict], object], tuple[str, ...]]] = {
         lambda r: r.update(duration_s=float("nan")),
         ("duration_s", "finite"),
     ),
+    "uncertainty NaN": (
+        "teacher/train",
+        lambda r: r["measurement"].update(uncertainty_j=float("nan")),
+        ("measurement.uncertainty_j", "NaN"),
+    ),
+    "device uncertainty 1e308": (
+        "teacher/train",
+        lambda r: r["measurement"]["devices"][0].update(uncertainty_j=1e308),
+        ("devices[0].uncertainty_j", "more than any benchmark phase"),
+    ),
+    "static energy -1": (
+        "teacher/train",
+        lambda r: r["measurement"]["devices"][0].update(static_j=-1),
+        ("devices[0].static_j", "cannot be negative"),
+    ),
+    "mean power -1": (
+        "teacher/train",
+        lambda r: r["measurement"]["devices"][0].update(mean_power_w=-1),
+        ("devices[0].mean_power_w", "a power in W"),
+    ),
+    "window duration NaN": (
+        "teacher/train",
+        lambda r: r["measurement"].update(duration_s=float("nan")),
+        ("measurement.duration_s", "a time in seconds"),
+    ),
+    "start time 1e308": (
+        "teacher/train",
+        lambda r: r.update(started_unix_s=1e308),
+        ("started_unix_s", "seconds since 1970"),
+    ),
+    "model size -1": (
+        "teacher/train",
+        lambda r: r["model"].update(size_bytes=-1),
+        ("model.size_bytes", "a count"),
+    ),
+    "sparsity 5": (
+        "teacher/train",
+        lambda r: r["model"].update(sparsity=5),
+        ("model.sparsity", "a fraction"),
+    ),
+    "FLOPs per item -1": (
+        "child/serve",
+        lambda r: r.update(flops_per_item=-1),
+        ("flops_per_item", "a FLOP count"),
+    ),
     # the manifest: store version and metric settings
     "store_version abc": ("manifest", lambda m: m.update(store_version="abc"), ("store_version",)),
     "store_version 1e999": (
@@ -242,6 +299,11 @@ EDITS: dict[str, tuple[str, Callable[[dict], object], tuple[str, ...]]] = {
         ("store_version", "whole number"),
     ),
     "store_version [2]": ("manifest", lambda m: m.update(store_version=[2]), ("store_version",)),
+    "store_version of 4000 digits": (
+        "manifest",
+        lambda m: m.update(store_version=int("9" * 4000)),
+        ("store_version", "whole number"),
+    ),
     "store_version 0": ("manifest", lambda m: m.update(store_version=0), ("store_version",)),
     "tau -1": (
         "manifest",
@@ -268,6 +330,29 @@ EDITS: dict[str, tuple[str, Callable[[dict], object], tuple[str, ...]]] = {
         lambda m: m["suite"]["metric"]["usage_intensities"][0].update(weight="x"),
         ("usage_intensities[0].weight", "found a string"),
     ),
+    "peak NaN": (
+        "manifest",
+        lambda m: m.update(peaks={"cpu": {"fp32": float("nan")}}),
+        ("peaks.cpu.fp32", "FLOP/s"),
+    ),
+    "peak -5": (
+        "manifest",
+        lambda m: m.update(peaks={"cpu": {"fp32": -5}}),
+        ("peaks.cpu.fp32", "FLOP/s"),
+    ),
+    "peaks a list": ("manifest", lambda m: m.update(peaks=[1]), ("peaks", "an object")),
+    "created NaN": (
+        "manifest",
+        lambda m: m.update(created_unix_s=float("nan")),
+        ("created_unix_s", "seconds since 1970"),
+    ),
+    "created 1e308": (
+        "manifest",
+        lambda m: m.update(created_unix_s=1e308),
+        ("created_unix_s", "seconds since 1970"),
+    ),
+    "meters [1]": ("manifest", lambda m: m.update(meters=[1]), ("meters[0]", "an object")),
+    "cool-downs a string": ("manifest", lambda m: m.update(cooldowns="x"), ("cooldowns",)),
     "weights all 0": (
         "manifest",
         lambda m: [u.update(weight=0) for u in m["suite"]["metric"]["usage_intensities"]],
@@ -280,7 +365,7 @@ def _target(run_dir: Path, key: str) -> Path:
     return run_dir / "manifest.json" if key == "manifest" else rec(run_dir, key)
 
 
-@pytest.mark.parametrize("kind", ["report", "export"])
+@pytest.mark.parametrize("kind", ["report", "export", "site"])
 @pytest.mark.parametrize("case", sorted(EDITS))
 def test_a_hand_edited_value_is_a_located_error(
     run: tuple[Path, Path], tmp_path: Path, case: str, kind: str
@@ -312,7 +397,7 @@ def test_resume_never_rewrites_a_manifest_it_cannot_read(
     assert_nothing_outside_out(tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["resume", "report", "export", "plan"])
+@pytest.mark.parametrize("kind", ["resume", "report", "export", "plan", "site"])
 def test_a_future_store_version_is_refused_by_every_command(
     run: tuple[Path, Path], tmp_path: Path, kind: str
 ) -> None:
@@ -350,3 +435,26 @@ def test_an_iec_of_zero_is_not_ranked(run: tuple[Path, Path], tmp_path: Path) ->
     assert {r["rank"] for r in rows if r["entry"] == "teacher"} == {"1"}
     assert not any("inf" in (r["score"] + r["greenness"]).lower() for r in rows)
     assert took < 120
+
+
+# --------------------------------------------------------------------------- readers write nothing
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root``, folders included, with its mode and mtime."""
+    return {
+        str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_mtime_ns)
+        for p in root.rglob("*")
+    }
+
+
+@pytest.mark.parametrize("kind", ["report", "export", "site", "plan"])
+def test_a_reading_command_leaves_the_run_folder_as_it_was(
+    run: tuple[Path, Path], tmp_path: Path, kind: str
+) -> None:
+    """Commands that read a run create nothing in it, not even an empty folder, and work on a
+    run without ``traces/`` (as one without a power meter is)."""
+    suite, run_dir = run
+    shutil.rmtree(run_dir / "traces", ignore_errors=True)
+    before = _tree(run_dir)
+    res, _ = cli(command(kind, suite, run_dir, tmp_path))
+    assert res.exit_code in ((0, 1) if kind == "plan" else (0,)), res.output  # plan: 1 = no answer
+    assert _tree(run_dir) == before

@@ -37,8 +37,11 @@ def test_system_clock_really_is_monotonic():
 
 
 def test_system_clock_sleeps_only_positive_durations(monkeypatch):
+    """In the main thread through ``interrupt.sleep`` (a dropped Ctrl-C ends the wait:
+    tests/run/test_interrupt.py), elsewhere ``time.sleep``; never for 0 or less."""
     slept: list[float] = []
-    monkeypatch.setattr(base.time, "sleep", slept.append)
+    monkeypatch.setattr(base.interrupt, "sleep", slept.append)
+    monkeypatch.setattr(base.time, "sleep", lambda s: slept.append(-s))  # not in the main thread
     for s in (0.0, -1.0, 0.25):
         SYSTEM_CLOCK.sleep(s)
     assert slept == [0.25]

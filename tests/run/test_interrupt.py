@@ -1,6 +1,6 @@
 """Ctrl-C always ends a run promptly: exit 130 within 10 s wherever it lands (a hold before a
-phase, the idle baseline's sleep, a cool-down, the middle of a phase), finished phases kept, no
-traceback, the run folder's lock released.
+phase, the idle baseline's sleep, the GEMM peak measurement, a cool-down, the middle of a phase,
+the report after the run), finished phases kept, no traceback, the run folder's lock released.
 
 Each case runs the real CLI in a subprocess and waits for the run to reach its point (a line on
 its output or the runner's test hold), then sends SIGINT. ``ENERGYBENCH_INTERRUPT_REPEATS=N``
@@ -110,7 +110,8 @@ def _start(tmp_path: Path, idle_s: float, steps: int, hold: str | None) -> Watch
         (tmp_path / "hold").write_text("")
         env["ENERGYBENCH_TEST_HOLD"] = f"{hold}:{tmp_path / 'hold'}"
     cmd = [sys.executable, "-m", "energybench", "run", str(suite), "--out", "results"]
-    return Watched([*cmd, "--no-report"], env, tmp_path)
+    report = ["--report", "r.html"] if hold == "report" else ["--no-report"]
+    return Watched([*cmd, *report], env, tmp_path)
 
 
 def _records(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
@@ -123,10 +124,10 @@ def _records(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
     return run_dir, recs
 
 
-def _assert_interrupted(code: int, took: float, out: str) -> None:
+def _assert_interrupted(code: int, took: float, out: str, then: str = "--resume") -> None:
     assert code == 130, out
     assert took < EXIT_WITHIN_S, f"Ctrl-C took {took:.1f} s:\n{out}"
-    assert "interrupted" in out and "--resume" in out and "Traceback" not in out, out
+    assert "interrupted" in out and then in out and "Traceback" not in out, out
 
 
 #: where the interrupt lands: (idle baseline s, train steps of `second`, hold, output to wait for)
@@ -134,6 +135,9 @@ POINTS = {
     "hold before a phase": (0, 1, "second/train", None),
     "idle baseline sleep": (600, 1, None, "idle baseline (before)"),
     "inside a phase": (0, 10**6, None, "second: train"),
+    "cool-down": (0, 1, "cool-down/second", None),
+    "peaks measurement": (0, 1, "peaks", None),
+    "report": (0, 1, "report", None),
 }
 
 
@@ -146,14 +150,18 @@ def test_ctrl_c_ends_the_run_promptly(tmp_path: Path, point: str, repeat: int) -
     if text == "second: train":
         time.sleep(0.5)  # well inside the training loop
     code, took, out = run.interrupt()
-    _assert_interrupted(code, took, out)
     run_dir, recs = _records(tmp_path)
     assert not (run_dir / "run.lock").exists()  # released: --resume can take it
-    if point != "idle baseline sleep":
+    if point == "report":  # the run is complete; only its report is not written
+        _assert_interrupted(code, took, out, then=f"energybench report results/tiny/{run_dir.name}")
+        assert recs["second/serve"]["status"] == "done" and not (tmp_path / "r.html").exists()
+    elif point in ("idle baseline sleep", "peaks measurement"):
+        _assert_interrupted(code, took, out)
+        assert recs == {}
+    else:
+        _assert_interrupted(code, took, out)
         assert recs["first/evaluate"]["status"] == "done"  # finished phases are kept
         assert "second/train" not in recs  # the interrupted phase left no record
-    else:
-        assert recs == {}
 
 
 class _Dropper:
@@ -184,3 +192,60 @@ def test_a_ctrl_c_dropped_by_a_finaliser_still_ends_a_wait(monkeypatch: pytest.M
     assert time.monotonic() - t0 < 5
     assert [d.exc_type for d in dropped] == [KeyboardInterrupt]
     interrupt.check()  # leaving CtrlC forgets it: the next run starts clean
+
+
+def test_a_dropped_ctrl_c_ends_the_idle_baseline_and_the_cool_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The idle baseline and the cool-down wait on the real clock: a Ctrl-C a finaliser dropped
+    ends each within a wait step, not after the whole baseline or ``max_s``."""
+    from energybench.meters.base import EnergyMonitor
+    from energybench.run import interrupt
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda _: None)
+    monitor = EnergyMonitor([])
+    monitor.idle_temp_c = {"gpu0": 30.0}
+    monkeypatch.setattr(monitor, "temperatures_c", lambda: {"gpu0": 90.0})  # never cools
+    for wait in (lambda: monitor.measure_idle(60), lambda: monitor.cool_down(1.0, 60)):
+        t0 = time.monotonic()
+        with interrupt.CtrlC(), pytest.raises(KeyboardInterrupt):
+            _Dropper()
+            wait()
+        assert time.monotonic() - t0 < 5
+
+
+def _stubborn_group() -> subprocess.Popen[bytes]:
+    """A process in its own group (as the DDP launcher is) that ignores SIGTERM."""
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+def test_a_ddp_launcher_that_ignores_sigterm_is_killed_within_the_ctrl_c_bound() -> None:
+    """Ctrl-C in a distributed train phase stops the launcher's group: TERM, then KILL, both
+    waits together within the 10 s a Ctrl-C may take."""
+    from energybench.train.distributed import KILL_WAITS_S, _kill_group
+
+    assert sum(wait_s for _, wait_s in KILL_WAITS_S) < EXIT_WITHIN_S - 1
+    proc = _stubborn_group()
+    time.sleep(0.3)  # its SIGTERM handler is set
+    t0 = time.monotonic()
+    _kill_group(proc, ((signal.SIGTERM, 0.3), (signal.SIGKILL, 3.0)))
+    assert proc.poll() == -signal.SIGKILL and time.monotonic() - t0 < 3
+
+
+def test_a_dropped_ctrl_c_ends_the_wait_for_the_ddp_launcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from energybench.run import interrupt
+    from energybench.train.distributed import _kill_group, _wait
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda _: None)
+    proc = _stubborn_group()
+    try:
+        t0 = time.monotonic()
+        with interrupt.CtrlC(), pytest.raises(KeyboardInterrupt):
+            _Dropper()
+            _wait(proc)
+        assert time.monotonic() - t0 < 5
+    finally:
+        _kill_group(proc, ((signal.SIGKILL, 3.0),))
