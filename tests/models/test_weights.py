@@ -188,7 +188,7 @@ def _pretrained_run(upstream: float | str) -> Any:
     train = window(990.0, 26.0, 65.0)
     phases = {"ft": {
         "train": {"entry": "ft", "phase": "train", "status": "done", "config_hash": "h",
-                  "measurement": train.to_dict()},
+                  "measurement": train.to_json()},
         "compress": {"entry": "ft", "phase": "compress", "status": "skipped",
                      "config_hash": "h"},
     }}  # fmt: skip
