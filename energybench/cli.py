@@ -403,6 +403,7 @@ def report(
 ) -> None:
     """Render a self-contained HTML leaderboard (several runs: side by side, then each run) and
     print each run's leaderboard as `run` does."""
+    from energybench.errors import UserError
     from energybench.report.figures import write_figures
     from energybench.report.html import write_report
 
@@ -411,6 +412,8 @@ def report(
     _check_outputs({"-o/--output": path}, {"--figures": figures})
     try:
         write_report(runs, path)
+    except UserError as exc:  # a link planted in the run folder where the report goes
+        raise _user_error(exc) from None
     except OSError as exc:
         raise _write_failed(exc, path) from None
     for run in runs:  # what `run` printed at its end: the leaderboard and break-even lines
@@ -419,6 +422,8 @@ def report(
     if figures is not None:
         try:
             files = write_figures(runs, figures)
+        except UserError as exc:
+            raise _user_error(exc) from None
         except OSError as exc:
             raise _write_failed(exc, figures) from None
         console.print(f"figures: {len(files)} files in [bold]{figures}[/bold]")

@@ -26,6 +26,7 @@ parquet and LaTeX keep the text as it is (LaTeX escapes it).
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from energybench.records.store import RunData
+from energybench.records.store import RunData, atomic_write_bytes, atomic_write_text
 from energybench.report.latex import latex_escape, leaderboard_latex
 from energybench.report.scenario_tables import output_rows, scenario_rows
 from energybench.report.tables import (
@@ -310,14 +311,16 @@ def _frame_text(frame: pd.DataFrame, fmt: str) -> str:
 def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> None:
     if fmt == "parquet":
         try:
-            frame.to_parquet(path, index=False)
+            buf = io.BytesIO()
+            frame.to_parquet(buf, index=False)
         except ImportError as exc:
             raise ValueError(
                 "parquet needs pyarrow or fastparquet, neither is installed: pip install pyarrow"
                 " (or export csv/json)"
             ) from exc
+        atomic_write_bytes(path, buf.getvalue())
     else:
-        path.write_text(_frame_text(frame, fmt), encoding="utf-8")
+        atomic_write_text(path, _frame_text(frame, fmt))
 
 
 def write_export(
@@ -327,12 +330,12 @@ def write_export(
     caption: str | None = None,
     label: str | None = None,
 ) -> Path:
-    """Write the export of ``runs`` to ``path`` in ``fmt`` (caption and label: latex only)."""
+    """Write the export of ``runs`` to ``path`` in ``fmt`` (caption and label: latex only),
+    atomically; inside a run folder no link is followed."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "latex":
-        path.write_text(leaderboard_latex(runs, caption, label), encoding="utf-8")
+        atomic_write_text(path, leaderboard_latex(runs, caption, label))
     else:
         _write_frame(export_frame(runs), path, fmt)
     return path

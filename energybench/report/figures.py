@@ -12,6 +12,7 @@ run id given twice gets ``-2``, ``-3``, ... on its folder).
 from __future__ import annotations
 
 import functools
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from energybench.metrics.fullcycle import ENERGY_FORMULA
-from energybench.records.store import RunData
+from energybench.records.store import RunData, atomic_write_bytes, atomic_write_text
 from energybench.records.types import AdaptiveResult
 from energybench.report import plots
 from energybench.report.scenario_tables import scenario_rows
@@ -262,7 +263,7 @@ def write_figures(runs: list[RunData], directory: Path) -> list[Path]:
             index += [f"| {d['label']} | {d['model']} | {d['uuid']} | {d['device']} |"
                       for d in footnote]  # fmt: skip
         index.append("")
-    (directory / "figures.md").write_text("\n".join(index), encoding="utf-8")
+    atomic_write_text(directory / "figures.md", "\n".join(index))
     return written
 
 
@@ -275,7 +276,9 @@ def _write_one(spec: FigureSpec, folder: Path) -> list[Path]:
                 return []
             for fmt in FORMATS:
                 path = folder / f"{spec.slug}-{width}.{fmt}"
-                plots.save(fig, path, fmt, close=False)
+                buf = io.BytesIO()
+                plots.save(fig, buf, fmt, close=False)
+                atomic_write_bytes(path, buf.getvalue())
                 out.append(path)
             plt.close(fig)
     return out

@@ -26,7 +26,7 @@ from energybench.metrics.fullcycle import (
     SCORE_FORMULA,
 )
 from energybench.records.manifest import MeterInfo
-from energybench.records.store import RunData
+from energybench.records.store import RunData, atomic_write_text
 from energybench.records.types import AdaptiveResult, ThroughputResult
 from energybench.report import plots
 from energybench.report.compare import EntryComparison, compare_boards, relative_change
@@ -694,7 +694,7 @@ def render_report(runs: list[RunData]) -> str:
 
 
 def write_report(runs: list[RunData], path: Path) -> Path:
-    """Render and write the report; returns its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(runs), encoding="utf-8")
+    """Render and write the report (atomically; inside a run folder no link is followed);
+    returns its path."""
+    atomic_write_text(path, render_report(runs))
     return path

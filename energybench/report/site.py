@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,17 @@ from jinja2 import Environment, select_autoescape
 
 from energybench.errors import UserError
 from energybench.plugins.entrypoints import load_run
+from energybench.records import safefs
 from energybench.records.check import RunFileError
 from energybench.records.phases import PHASES
 from energybench.records.seal import seal_problems
-from energybench.records.store import NotARunError, RunData, RunStore
+from energybench.records.store import (
+    NotARunError,
+    RunData,
+    RunStore,
+    atomic_write_bytes,
+    atomic_write_text,
+)
 from energybench.report.tables import leaderboard, phase_rows, usage_intensities
 from energybench.report.units import eng
 
@@ -199,10 +205,10 @@ def _copy_traces(run: RunData, dest: Path) -> list[str]:
     traces = run.root / "traces"  # read only: never created in the run folder (trace_dir does)
     names = []
     if traces.is_dir() and not traces.is_symlink():
-        dest.mkdir(parents=True, exist_ok=True)
+        safefs.safe_mkdirs(dest)
         for f in sorted(traces.iterdir()):
             if f.is_file() and not f.is_symlink() and f.suffix == ".csv":
-                shutil.copyfile(f, dest / f.name)
+                atomic_write_bytes(dest / f.name, f.read_bytes())
                 names.append(f.name)
     return names
 
@@ -219,23 +225,21 @@ def build_site(run_dirs: list[Path], out: Path, check: bool = False) -> Path:
     runs = [load_run(d) for d in run_dirs]
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     pages = _pages(runs)
-    out.mkdir(parents=True, exist_ok=True)
+    safefs.safe_mkdirs(out)
     for page in pages:
         suite_dir = out / _slug(page.name)
         for run in page.runs:
             run_dir = suite_dir / _slug(run.root.name)
-            run_dir.mkdir(parents=True, exist_ok=True)
+            safefs.safe_mkdirs(run_dir)
             traces = _copy_traces(run, run_dir / "traces")
             for entry in run.entries:
                 ctx = _entry_context(run, entry)
                 html = env.from_string(ENTRY_PAGE).render(**ctx, traces=traces, css=CSS)
-                (run_dir / f"{entry}.html").write_text(html, encoding="utf-8")
+                atomic_write_text(run_dir / f"{entry}.html", html)
         html = env.from_string(SUITE_PAGE).render(page=page, css=CSS, js=SUITE_JS)
-        (out / f"{_slug(page.name)}.html").write_text(html, encoding="utf-8")
+        atomic_write_text(out / f"{_slug(page.name)}.html", html)
     index = out / "index.html"
-    index.write_text(
-        env.from_string(INDEX_PAGE).render(pages=pages, css=CSS, slug=_slug), encoding="utf-8"
-    )
+    atomic_write_text(index, env.from_string(INDEX_PAGE).render(pages=pages, css=CSS, slug=_slug))
     return index
 
 

@@ -458,3 +458,43 @@ def test_a_reading_command_leaves_the_run_folder_as_it_was(
     res, _ = cli(command(kind, suite, run_dir, tmp_path))
     assert res.exit_code in ((0, 1) if kind == "plan" else (0,)), res.output  # plan: 1 = no answer
     assert _tree(run_dir) == before
+
+
+#: Outputs written inside the run folder: (the command's arguments, the output path in the run)
+OUTPUTS_IN_RUN: dict[str, tuple[list[str], str]] = {
+    "report": (["report", "{run}", "-o", "{run}/report.html"], "report.html"),
+    "export-csv": (["export", "{run}", "--format", "csv", "-o", "{run}/b.csv"], "b.csv"),
+    "export-latex": (["export", "{run}", "--format", "latex", "-o", "{run}/b.tex"], "b.tex"),
+    "figures": (["report", "{run}", "-o", "{run}/r.html", "--figures", "{run}/figs"], "figs"),
+    "site": (["site", "{run}", "-o", "{run}/site"], "site"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUTPUTS_IN_RUN))
+def test_an_output_in_the_run_folder_never_follows_a_link_planted_after_the_read(
+    case: str,
+    run: tuple[Path, Path],
+    elsewhere: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A link planted between the read-time scan and the write (the scan is skipped here, as a
+    race would) is refused where the output is written: exit 2 naming it, the target unchanged."""
+    from energybench.records import safefs
+
+    _, run_dir = run
+    args, target = OUTPUTS_IN_RUN[case]
+    victim = elsewhere / "victim"
+    if target in ("figs", "site"):  # a folder of outputs: the link is the folder
+        victim.mkdir()
+        (victim / "keep.txt").write_text("mine")
+    else:
+        victim.write_text("mine")
+    (run_dir / target).symlink_to(victim)
+    monkeypatch.setattr(safefs, "check_run_folder", lambda *a, **k: None)  # the race
+    res, took = cli([a.replace("{run}", str(run_dir)) for a in args])
+    assert_user_error(res, took, 2, run_dir / target, "symbolic link")
+    if victim.is_dir():
+        assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+        assert (victim / "keep.txt").read_text() == "mine"
+    else:
+        assert victim.read_text() == "mine"
