@@ -304,13 +304,17 @@ def fresh_spec():
 
 def test_a_cpu_in_codecarbons_table_gets_its_tdp_per_socket(monkeypatch, fresh_spec):
     import codecarbon.core.util as cc_util
+    from codecarbon.external.ram import RAM
 
     monkeypatch.setattr(cc_util, "detect_cpu_model", lambda: "Intel Xeon Gold 6248")
     monkeypatch.setattr(cc_util, "count_physical_cpus", lambda: 2)
+    monkeypatch.setattr(RAM, "machine_memory_GB", property(lambda self: 256.0))
     spec = codecarbon_spec()
     # codecarbon's table: Intel Xeon Gold 6248, TDP 150 W; two sockets draw up to 300 W
     assert (spec.cpu_model, spec.tdp_w, spec.sockets) == ("Intel Xeon Gold 6248", 150.0, 2)
     assert spec.max_power_w == 300.0 and not spec.generic_tdp
+    # RAM is sized on the machine's memory, not this process's (8 DIMMs, 38 W on x86)
+    assert spec.ram_gb == 256.0 and spec.ram_w == RAM()._calculate_ram_power(256.0)
 
 
 def test_an_undetected_cpu_is_named_unknown_and_sized_per_core(monkeypatch, fresh_spec):
