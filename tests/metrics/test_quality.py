@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from energybench.data.base import Clip
-from energybench.metrics.quality import evaluate_clips, psnr, ssim
+from energybench.metrics.quality import evaluate_clips, psnr, run_model_on_clip, ssim
 
 
 def _pair(seed: int, h: int, w: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,3 +88,36 @@ def test_evaluate_clips_suite_mean_is_mean_of_clip_means() -> None:
     assert res["psnr"] == pytest.approx((res["clips"]["a"]["psnr"] + res["clips"]["b"]["psnr"]) / 2)
     assert res["frames"] == 4 and 0 < res["ssim"] < 1
     assert not math.isnan(res["clips"]["a"]["ssim"])
+
+
+class _PerFrame(torch.nn.Module):
+    """A frame model (B,3,h,w) -> 3x - 1: outputs outside [0, 1] to clamp."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain - 1.0
+
+
+class _WholeClip(torch.nn.Module):
+    """A clip model without parameters: ``forward_clip`` (B,T,3,h,w) -> 0.25 + its frame index."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("a model with forward_clip is not run frame by frame")
+
+    def forward_clip(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.arange(x.shape[1], dtype=x.dtype).view(1, -1, 1, 1, 1)
+        return 0.25 * t + torch.zeros_like(x)
+
+
+def test_a_clip_is_run_frame_by_frame_or_whole_and_clamped_to_0_1() -> None:
+    lr = torch.linspace(0.0, 1.0, 3 * 3 * 2 * 2, dtype=torch.float64).reshape(3, 3, 2, 2)
+    out = run_model_on_clip(_PerFrame(), lr)  # on the model's device (its parameters')
+    assert out.shape == (3, 3, 2, 2) and out.dtype == torch.float32 and out.device.type == "cpu"
+    expected = (lr * 3.0 - 1.0).clamp(0.0, 1.0).float()
+    assert torch.equal(out, expected) and out.min() == 0.0 and out.max() == 1.0
+    whole = run_model_on_clip(_WholeClip(), lr)  # no parameters: the CPU
+    assert [float(f.max()) for f in whole] == [0.0, 0.25, 0.5]
+    assert torch.equal(run_model_on_clip(_WholeClip(), lr, "cpu"), whole)
