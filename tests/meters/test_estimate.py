@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -321,9 +322,30 @@ def test_an_undetected_cpu_is_named_unknown_and_sized_per_core(monkeypatch, fres
     import codecarbon.core.cpu as cc_cpu
     import codecarbon.core.util as cc_util
 
-    monkeypatch.setattr(cc_util, "detect_cpu_model", lambda: None)
+    cc_log = logging.getLogger("codecarbon")
+    heard: list[str] = []
+
+    class Heard(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record.getMessage())
+
+    def undetected() -> None:
+        cc_log.warning("unknown CPU")  # stands for a warning codecarbon logs while detecting
+        return None
+
+    monkeypatch.setattr(cc_util, "detect_cpu_model", undetected)
     monkeypatch.setattr(cc_util, "count_physical_cpus", lambda: 0)
     monkeypatch.setattr(cc_util, "count_cpus", lambda: 4)
-    spec = codecarbon_spec()
+    monkeypatch.setattr(cc_log, "level", logging.INFO)
+    handler = Heard()
+    cc_log.addHandler(handler)
+    try:
+        spec = codecarbon_spec()
+        cc_log.warning("after")
+    finally:
+        cc_log.removeHandler(handler)
+    # codecarbon's own warnings are silenced during the look-up (describe() reports them) and
+    # its log level is restored afterwards
+    assert heard == ["after"] and cc_log.level == logging.INFO
     assert (spec.cpu_model, spec.sockets, spec.generic_tdp) == ("Unknown CPU", 1, True)
     assert spec.tdp_w == spec.max_power_w == 4 * cc_cpu.DEFAULT_POWER_PER_CORE
