@@ -1,19 +1,31 @@
-"""Hand-written mutants of the code mutmut 3 does not mutate: decorated functions, constants.
+"""Mutants of the code mutmut 3 does not mutate: decorated functions, constants.
 
 mutmut 3.8 skips every function with a decorator other than one ``@staticmethod`` or
 ``@classmethod`` (``mutation/file_mutation.py``), and module-level assignments: a ``@property``,
-a pydantic validator or serializer and a constant tuple are never mutated by
-``benchmarks/mutation.py``. For ``records/window.py`` that is most of the file: its sums, kinds
-and flags are properties, its read-side checks a ``model_validator``, the checked sums a tuple.
-Each mutant below is one line changed the way mutmut would (an operator flipped, a condition or
-filter dropped, a value replaced); it is applied to a scratch copy of the committed tree
-(``git archive HEAD``), the group's tests run against it (``-x``), and it is killed when they
-fail::
+a ``@contextmanager``, an ``lru_cache``, a pydantic validator or serializer and a constant tuple
+are never mutated by ``benchmarks/mutation.py``. This script makes those mutants two ways:
+
+- **automatically**, for every group: it walks the AST of each file of the group
+  (``only_mutate``) and, in every function mutmut skips, makes one-node mutants the way mutmut
+  does: ``+``/``-``, ``*``/``/`` (and ``//``, ``%``, ``**``) swapped, in operators and augmented
+  assignments; ``<``/``<=``, ``>``/``>=``, ``==``/``!=``, ``is``/``is not``, ``in``/``not in``;
+  ``and``/``or``; ``not x`` -> ``x``; a number ``n`` -> ``n + 1``; ``True``/``False``; a string
+  ``s`` -> ``"XX" s "XX"`` (not docstrings, f-string text, annotations or decorators, nor lines
+  matching ``[tool.mutmut] do_not_mutate_patterns``); ``x = expr`` -> ``x = None``;
+  ``return expr`` -> ``return None``;
+- **by hand**, in ``MUTANTS`` below (``records/window.py``: its constants, and filters or
+  conditions dropped, which the automatic rules do not make).
+
+Each mutant is applied to a scratch copy of the committed tree (``git archive HEAD``: commit
+tests first), the group's tests (``hand_tests`` of the group, else its ``tests``; ``-x``, with a
+timeout) run against it, and it is killed when they fail or time out::
 
     python benchmarks/hand_mutants.py window          # every mutant of the group
+    python benchmarks/hand_mutants.py ranking --list  # print them, run nothing
     python benchmarks/hand_mutants.py window --only 3 7
+    python benchmarks/hand_mutants.py window --no-auto  # the hand-written ones only
 
-Results: ``docs/validation/mutation-meters.md`` (section "records/window.py").
+Results: ``docs/validation/mutation-meters.md`` and ``mutation-ranking.md``.
 """
 
 from __future__ import annotations
