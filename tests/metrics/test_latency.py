@@ -113,3 +113,4 @@ def test_the_half_width_and_relative_interval_are_students_t() -> None:
     negative = summarize([-1.0, -2.0, -3.0])  # relative to |mean|: never negative
     assert negative.rel_ci == pytest.approx(s.rel_ci)
     assert summarize([-1.0, 1.0]).rel_ci == math.inf  # a zero mean with spread
+    assert summarize([0.0, 0.0, 0.0]).rel_ci == 0.0  # a zero mean without spread

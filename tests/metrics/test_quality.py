@@ -102,14 +102,22 @@ class _PerFrame(torch.nn.Module):
 
 
 class _WholeClip(torch.nn.Module):
-    """A clip model without parameters: ``forward_clip`` (B,T,3,h,w) -> 0.25 + its frame index."""
+    """A clip model: ``forward_clip`` (B,T,3,h,w) -> 0.25 x the frame index, on the CPU; it
+    notes the device its input came on. No parameters unless ``on`` names their device."""
+
+    def __init__(self, on: str | None = None) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+        if on is not None:
+            self.p = torch.nn.Parameter(torch.zeros(1, device=on))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise AssertionError("a model with forward_clip is not run frame by frame")
 
     def forward_clip(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.arange(x.shape[1], dtype=x.dtype).view(1, -1, 1, 1, 1)
-        return 0.25 * t + torch.zeros_like(x)
+        self.seen.append(x.device.type)
+        t = torch.arange(x.shape[1], dtype=torch.float32).view(1, -1, 1, 1, 1)
+        return 0.25 * t + torch.zeros(x.shape)
 
 
 def test_a_clip_is_run_frame_by_frame_or_whole_and_clamped_to_0_1() -> None:
@@ -121,3 +129,9 @@ def test_a_clip_is_run_frame_by_frame_or_whole_and_clamped_to_0_1() -> None:
     whole = run_model_on_clip(_WholeClip(), lr)  # no parameters: the CPU
     assert [float(f.max()) for f in whole] == [0.0, 0.25, 0.5]
     assert torch.equal(run_model_on_clip(_WholeClip(), lr, "cpu"), whole)
+    # the clip goes to the device asked for, else to the model's parameters' device ("meta":
+    # a device every torch build has, where no figure is computed)
+    asked, placed = _WholeClip(), _WholeClip(on="meta")
+    run_model_on_clip(asked, lr, "meta")
+    run_model_on_clip(placed, lr)
+    assert asked.seen == placed.seen == ["meta"]
