@@ -86,6 +86,13 @@ def test_an_entry_is_charged_only_for_its_gpus() -> None:
     with mon.window("all") as w3:  # no device set: everything is charged
         pass
     assert w3.measurement.energy_j == 3800.0
+    # a nested scope hands its outer scope's device set back on exit
+    with mon.charging([0]):
+        with mon.charging([1]), mon.window("inner") as w4:
+            pass
+        with mon.window("outer-again") as w5:
+            pass
+    assert (w4.measurement.energy_j, w5.measurement.energy_j) == (800.0, 3100.0)
 
 
 def test_a_cpu_entry_is_charged_for_a_superchip_module_but_not_for_a_gpu() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -293,3 +294,58 @@ def test_a_poll_between_the_window_opening_and_its_reading_is_not_lost():
     clock.sleep(1.0)
     cpu, ram = meter.end("w")
     assert cpu.energy_j == pytest.approx(12.0) and ram.energy_j == pytest.approx(2.4)  # 1.2 s
+
+
+@pytest.fixture
+def fresh_spec():
+    codecarbon_spec.cache_clear()
+    yield
+    codecarbon_spec.cache_clear()
+
+
+def test_a_cpu_in_codecarbons_table_gets_its_tdp_per_socket(monkeypatch, fresh_spec):
+    import codecarbon.core.util as cc_util
+    from codecarbon.external.ram import RAM
+
+    monkeypatch.setattr(cc_util, "detect_cpu_model", lambda: "Intel Xeon Gold 6248")
+    monkeypatch.setattr(cc_util, "count_physical_cpus", lambda: 2)
+    monkeypatch.setattr(RAM, "machine_memory_GB", property(lambda self: 256.0))
+    spec = codecarbon_spec()
+    # codecarbon's table: Intel Xeon Gold 6248, TDP 150 W; two sockets draw up to 300 W
+    assert (spec.cpu_model, spec.tdp_w, spec.sockets) == ("Intel Xeon Gold 6248", 150.0, 2)
+    assert spec.max_power_w == 300.0 and not spec.generic_tdp
+    # RAM is sized on the machine's memory, not this process's (8 DIMMs, 38 W on x86)
+    assert spec.ram_gb == 256.0 and spec.ram_w == RAM()._calculate_ram_power(256.0)
+
+
+def test_an_undetected_cpu_is_named_unknown_and_sized_per_core(monkeypatch, fresh_spec):
+    import codecarbon.core.cpu as cc_cpu
+    import codecarbon.core.util as cc_util
+
+    cc_log = logging.getLogger("codecarbon")
+    heard: list[str] = []
+
+    class Heard(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record.getMessage())
+
+    def undetected() -> None:
+        cc_log.warning("unknown CPU")  # stands for a warning codecarbon logs while detecting
+        return None
+
+    monkeypatch.setattr(cc_util, "detect_cpu_model", undetected)
+    monkeypatch.setattr(cc_util, "count_physical_cpus", lambda: 0)
+    monkeypatch.setattr(cc_util, "count_cpus", lambda: 4)
+    monkeypatch.setattr(cc_log, "level", logging.INFO)
+    handler = Heard()
+    cc_log.addHandler(handler)
+    try:
+        spec = codecarbon_spec()
+        cc_log.warning("after")
+    finally:
+        cc_log.removeHandler(handler)
+    # codecarbon's own warnings are silenced during the look-up (describe() reports them) and
+    # its log level is restored afterwards
+    assert heard == ["after"] and cc_log.level == logging.INFO
+    assert (spec.cpu_model, spec.sockets, spec.generic_tdp) == ("Unknown CPU", 1, True)
+    assert spec.tdp_w == spec.max_power_w == 4 * cc_cpu.DEFAULT_POWER_PER_CORE

@@ -46,6 +46,18 @@ def test_window_stats():
     assert s.std_w == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
 
 
+def test_window_stats_spread_at_the_edges():
+    def stats(*powers_w: float) -> WindowStats:
+        s = WindowStats()
+        for p in powers_w:
+            s.add(p)
+        return s
+
+    assert stats().std_w == 0.0 and stats(7.0).std_w == 0.0  # no spread from < 2 samples
+    assert stats(1.0, 3.0).std_w == pytest.approx(2**0.5)  # two samples: ddof = 1
+    assert stats(0.1, 0.1, 0.1).std_w == 0.0  # a rounding-negative variance is clamped to 0
+
+
 def test_failing_reader_does_not_stop_the_others():
     clock = ManualClock()
     state = {"fail": False}
@@ -209,7 +221,9 @@ def test_poller_counts_ticks_and_cpu_on_a_named_daemon_thread():
     assert seen["thread"].name == "probe-thread" and seen["thread"].daemon
     assert 3 <= p.ticks <= elapsed / 0.01 + 2 and p.cpu_s >= 0.0 and isinstance(p.cpu_s, float)
     sampler = PowerSampler({"d": lambda: Reading(1.0)}, period_s=0.01)
+    assert sampler.cpu_s == 0.0  # never started: no thread, no CPU time
     sampler.start()
+    assert sampler._poller.running is True
     time.sleep(0.05)
     assert sampler._poller.name == "energybench-sampler" and sampler.cpu_s >= 0.0
     sampler.stop()

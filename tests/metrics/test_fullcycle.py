@@ -66,6 +66,21 @@ def test_tec_counts_shared_costs_fully() -> None:
     assert sum(split.values()) == pytest.approx(energy_at(e, 1000))
 
 
+def test_gaps_name_each_item_and_iec_and_estimates_come_from_the_entry_or_an_item() -> None:
+    base = CostItem("base", "train", "base", None, None, "nvml-counter", gap="gpu:a: no figure")
+    est = CostItem("prune", "compress", "p", 5.0, 1.0, "estimate", is_estimate=True)
+    fine = CostItem("finetune", "compress", "p", 7.0, 2.0, "nvml-counter")
+    e = EntryCost("p", [base, est, fine], iec_gap="gpu:a: incomplete")
+    assert e.gaps == ["base: gpu:a: no figure", "IEC: gpu:a: incomplete"]
+    assert EntryCost("q", [fine]).gaps == []
+    assert EntryCost("p", [fine, est]).has_estimates is True  # an estimated item
+    assert EntryCost("p", [fine], is_estimate=True).has_estimates is True  # the entry's IEC
+    assert EntryCost("p", [fine]).has_estimates is False
+    assert EntryCost("p", [fine]).shared_j == 0.0  # nothing shared: 0 J, not unknown
+    shared = CostItem("base", "train", "base", None, None, "nvml-counter", shared=True)
+    assert EntryCost("p", [fine, shared]).shared_j is None  # a shared item unmeasured
+
+
 def test_no_items_means_zero_tec_and_unmeasured_item_means_unknown() -> None:
     bicubic = EntryCost("bicubic", [], 1e-3, None, "online", 1.0)
     assert bicubic.tec_j == 0.0 and bicubic.tec_uncertainty_j == 0.0

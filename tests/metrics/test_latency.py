@@ -104,3 +104,13 @@ def test_bad_samples_are_refused_with_what_is_wrong() -> None:
         summarize([1.0, math.nan, 2.0, math.inf, 3.0])
     with pytest.raises(ValueError, match=r"^confidence must be in \(0, 1\), got 1.5$"):
         summarize([1.0, 2.0], confidence=1.5)
+
+
+def test_the_half_width_and_relative_interval_are_students_t() -> None:
+    s = summarize([1.0, 2.0, 3.0])  # mean 2, std 1, n 3: t(0.975, 2) / sqrt(3) = 2.4841
+    assert s.ci_half_width == pytest.approx(2.48414, rel=1e-5)
+    assert s.rel_ci == pytest.approx(2.48414 / 2.0, rel=1e-5)
+    negative = summarize([-1.0, -2.0, -3.0])  # relative to |mean|: never negative
+    assert negative.rel_ci == pytest.approx(s.rel_ci)
+    assert summarize([-1.0, 1.0]).rel_ci == math.inf  # a zero mean with spread
+    assert summarize([0.0, 0.0, 0.0]).rel_ci == 0.0  # a zero mean without spread

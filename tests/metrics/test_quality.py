@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from energybench.data.base import Clip
-from energybench.metrics.quality import evaluate_clips, psnr, ssim
+from energybench.metrics.quality import evaluate_clips, psnr, run_model_on_clip, ssim
 
 
 def _pair(seed: int, h: int, w: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,3 +88,50 @@ def test_evaluate_clips_suite_mean_is_mean_of_clip_means() -> None:
     assert res["psnr"] == pytest.approx((res["clips"]["a"]["psnr"] + res["clips"]["b"]["psnr"]) / 2)
     assert res["frames"] == 4 and 0 < res["ssim"] < 1
     assert not math.isnan(res["clips"]["a"]["ssim"])
+
+
+class _PerFrame(torch.nn.Module):
+    """A frame model (B,3,h,w) -> 3x - 1: outputs outside [0, 1] to clamp."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain - 1.0
+
+
+class _WholeClip(torch.nn.Module):
+    """A clip model: ``forward_clip`` (B,T,3,h,w) -> 0.25 x the frame index, on the CPU; it
+    notes the device its input came on. No parameters unless ``on`` names their device."""
+
+    def __init__(self, on: str | None = None) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+        if on is not None:
+            self.p = torch.nn.Parameter(torch.zeros(1, device=on))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("a model with forward_clip is not run frame by frame")
+
+    def forward_clip(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.device.type)
+        t = torch.arange(x.shape[1], dtype=torch.float32).view(1, -1, 1, 1, 1)
+        return 0.25 * t + torch.zeros(x.shape)
+
+
+def test_a_clip_is_run_frame_by_frame_or_whole_and_clamped_to_0_1() -> None:
+    lr = torch.linspace(0.0, 1.0, 3 * 3 * 2 * 2, dtype=torch.float64).reshape(3, 3, 2, 2)
+    out = run_model_on_clip(_PerFrame(), lr)  # on the model's device (its parameters')
+    assert out.shape == (3, 3, 2, 2) and out.dtype == torch.float32 and out.device.type == "cpu"
+    expected = (lr * 3.0 - 1.0).clamp(0.0, 1.0).float()
+    assert torch.equal(out, expected) and out.min() == 0.0 and out.max() == 1.0
+    whole = run_model_on_clip(_WholeClip(), lr)  # no parameters: the CPU
+    assert [float(f.max()) for f in whole] == [0.0, 0.25, 0.5]
+    assert torch.equal(run_model_on_clip(_WholeClip(), lr, "cpu"), whole)
+    # the clip goes to the device asked for, else to the model's parameters' device ("meta":
+    # a device every torch build has, where no figure is computed)
+    asked, placed = _WholeClip(), _WholeClip(on="meta")
+    run_model_on_clip(asked, lr, "meta")
+    run_model_on_clip(placed, lr)
+    assert asked.seen == placed.seen == ["meta"]
